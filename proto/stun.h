@@ -36,7 +36,9 @@
 #define NB_STUN_FINGERPRINT_XOR 0x5354554eu
 /* A message we build or accept over UDP never exceeds this (RFC 8489 §6.1:
  * path MTU unknown -> keep under 576 for IPv4; we allow up to our own
- * datagram cap, 1200, and refuse larger on decode for UDP). */
+ * datagram cap, 1200). The UDP callers refuse larger datagrams before
+ * decoding; nb_stun_decode() itself accepts up to 20 + 65532 bytes, for TCP
+ * framing. */
 #define NB_STUN_MAX_MSG 1200
 
 /* Methods and classes (RFC 8489 §5, §18.2). */
