@@ -1,0 +1,23 @@
+/* peer/netcheck_run.h - the libuv shell around peer/netcheck: two UDP
+ * sockets, a timer, and the report. */
+#ifndef NB_PEER_NETCHECK_RUN_H
+#define NB_PEER_NETCHECK_RUN_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "common/addr.h"
+
+struct nb_netcheck_opts {
+	struct nb_addr server; /* numeric address and port */
+	uint16_t port;         /* local port of the agent socket; 0 = random */
+	bool json;
+	uint32_t timeout_ms;   /* hard cap on the whole run */
+};
+
+/* Runs to completion on its own loop; prints the report on stdout and
+ * progress/errors on stderr. Returns the exit status: 0 when a verdict was
+ * reached (even "UDP blocked"), 1 on failure to run. */
+int nb_netcheck_run(const struct nb_netcheck_opts *o);
+
+#endif
