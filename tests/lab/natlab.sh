@@ -1,0 +1,822 @@
+#!/usr/bin/env bash
+# natlab.sh: build, inspect and tear down the natbroker NAT lab (Linux network
+# namespaces, nftables NATs, miniupnpd, coturn). See docs/lab.md.
+#
+# Runs as root, needs no terminal. Everything lives in namespaces named
+# "$NATLAB_PREFIX-NODE" and in the run dir /run/natlab-$NATLAB_PREFIX; nothing
+# is added to the root namespace.
+set -euo pipefail
+export LC_ALL=C
+
+PREFIX=${NATLAB_PREFIX:-nl}
+# no "-" in the prefix: "nl-r" + "fc" would collide with "nl" + "r-fc"
+[[ $PREFIX =~ ^[A-Za-z0-9_]{1,24}$ ]] ||
+    { echo "natlab: NATLAB_PREFIX must be 1-24 of [A-Za-z0-9_]" >&2; exit 2; }
+RUN=/run/natlab-$PREFIX
+SELF_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+SELF="$SELF_DIR/$(basename "${BASH_SOURCE[0]}")"
+
+# ---------------------------------------------------------------- topology
+# Router number N: WAN 203.0.113.(100+N), LAN 192.168.N.0/24 (router .1,
+# hosts .2 and .3). r-cgn is the home router behind the carrier r-isp.
+#   node:router:N:nat-type:hosts
+ROUTERS=(
+    "r-fc:1:fullcone:fc"
+    "r-rc:2:restricted:rc"
+    "r-prc:3:portrestricted:prc"
+    "r-sym:4:symmetric:sym"
+    "r-sym2:5:symmetric:sym2"
+    "r-upnp:6:upnp:upnp"
+    "r-blk:7:udpblocked:blk"
+    "r-hp:8:hairpin:hp1 hp2"
+    "r-lan:9:portrestricted:lan1 lan2"
+    "r-cgn:11:upnp-cgn:cgn"
+)
+SRV_IP1=203.0.113.10
+SRV_IP2=203.0.113.11
+PUB_IP=203.0.113.20
+ISP_WAN=203.0.113.111   # carrier router (r-isp) on the internet
+ISP_IN=100.64.11.1      # carrier router inside (cgn0 bridge)
+CGN_WAN=100.64.11.2     # home router r-cgn's WAN
+HP_WAN2=203.0.113.208   # r-hp's second public address (hp2's, 1:1)
+STUN_PORT=3478
+STUN_ALT_PORT=3479
+UPNP_HTTP_PORT=5000
+
+all_nodes() {
+    local r name n typ hosts
+    echo inet srv pub r-isp
+    for r in "${ROUTERS[@]}"; do
+        IFS=: read -r name n typ hosts <<<"$r"
+        echo "$name $hosts"
+    done
+}
+ALL_NODES=$(all_nodes | tr '\n' ' ')
+ROUTER_NODES="r-isp $(for r in "${ROUTERS[@]}"; do echo -n "${r%%:*} "; done)"
+
+ns() { echo "$PREFIX-$1"; }
+
+die() { echo "natlab: $*" >&2; exit 1; }
+log() { [ -n "${NATLAB_QUIET:-}" ] || echo "natlab[$PREFIX]: $*" >&2; }
+
+router_of_host() { # host -> "router N type index" (index 0 => .2, 1 => .3)
+    local r name n typ hosts i h
+    for r in "${ROUTERS[@]}"; do
+        IFS=: read -r name n typ hosts <<<"$r"
+        i=0
+        for h in $hosts; do
+            [ "$h" = "$1" ] && { echo "$name $n $typ $i"; return 0; }
+            i=$((i + 1))
+        done
+    done
+    return 1
+}
+router_info() { # router -> "N type hosts"
+    local r name n typ hosts
+    for r in "${ROUTERS[@]}"; do
+        IFS=: read -r name n typ hosts <<<"$r"
+        [ "$name" = "$1" ] && { echo "$n $typ $hosts"; return 0; }
+    done
+    return 1
+}
+
+# Address of a node: hosts -> LAN address, routers -> WAN address.
+node_addr() {
+    local info
+    case $1 in
+        inet) echo "" ;;
+        srv) echo "$SRV_IP1" ;;
+        pub) echo "$PUB_IP" ;;
+        r-isp) echo "$ISP_WAN" ;;
+        r-cgn) echo "$CGN_WAN" ;;
+        r-*) info=$(router_info "$1") || return 1; echo "203.0.113.$((100 + ${info%% *}))" ;;
+        *) info=$(router_of_host "$1") || return 1
+           local _r n _t idx; read -r _r n _t idx <<<"$info"
+           echo "192.168.$n.$((2 + idx))" ;;
+    esac
+}
+# Public address a node's traffic appears from on the internet.
+node_public() {
+    local info
+    case $1 in
+        srv|pub|r-isp) node_addr "$1" ;;
+        r-cgn|cgn) echo "$ISP_WAN" ;;
+        hp2) echo "$HP_WAN2" ;;
+        r-*) node_addr "$1" ;;
+        *) info=$(router_of_host "$1") || return 1
+           local _r n _rest; read -r _r n _rest <<<"$info"
+           echo "203.0.113.$((100 + n))" ;;
+    esac
+}
+
+is_node() { case " $ALL_NODES " in *" $1 "*) return 0 ;; esac; return 1; }
+
+# ---------------------------------------------------------------- helpers
+need_root() { [ "$(id -u)" = 0 ] || die "must run as root"; }
+nsx() { local n=$1; shift; ip netns exec "$(ns "$n")" "$@"; }
+now_ms() { local t; t=$(date +%s%N); echo $((t / 1000000)); }
+
+# Poll "$@" every 50 ms until it succeeds or SECS pass. Returns 1 on timeout.
+poll() {
+    local secs=$1; shift
+    local end=$(($(now_ms) + secs * 1000))
+    while :; do
+        "$@" && return 0
+        [ "$(now_ms)" -lt "$end" ] || return 1
+        sleep 0.05
+    done
+}
+
+pid_alive() { # pidfile-name -> 0 if recorded pid is alive and still ours
+    local f=$RUN/pid/$1.pid pid want
+    [ -s "$f" ] || return 1
+    read -r pid want <"$f" || return 1
+    [ -d "/proc/$pid" ] || return 1
+    # guard against pid reuse: the process must still live in our namespace
+    [ "$(ip netns identify "$pid" 2>/dev/null)" = "$(ns "$want")" ]
+}
+pid_of() { local f=$RUN/pid/$1.pid pid want; read -r pid want <"$f" 2>/dev/null && echo "$pid"; }
+
+# Start a daemon in NODE, detached (own session), stdout+stderr to a log in
+# the run dir; record the daemon's real PID (ip netns exec execs, so $! is
+# the daemon itself).
+start_daemon() {
+    local name=$1 node=$2; shift 2
+    # the daemon keeps only fds 0-2: no inherited lock fds (the bash -c execs,
+    # so the PID stays the daemon's)
+    # shellcheck disable=SC2016
+    setsid ip netns exec "$(ns "$node")" bash -c '
+        for fd in /proc/$$/fd/*; do
+            fd=${fd##*/}; [ "$fd" -gt 2 ] && eval "exec $fd>&-"
+        done
+        exec "$@"' natlab-daemon "$@" </dev/null >>"$RUN/log/$name.log" 2>&1 &
+    echo "$! $node" >"$RUN/pid/$name.pid"
+}
+
+# Send SIGTERM to the listed pids, wait up to SECS for them, then SIGKILL.
+kill_pids() {
+    local secs=$1; shift
+    local p alive end
+    [ $# -gt 0 ] || return 0
+    kill -TERM "$@" 2>/dev/null || true
+    end=$(($(now_ms) + secs * 1000))
+    while :; do
+        alive=()
+        for p in "$@"; do [ -d "/proc/$p" ] && alive+=("$p"); done
+        [ ${#alive[@]} -gt 0 ] || return 0
+        if [ "$(now_ms)" -ge "$end" ]; then
+            kill -KILL "${alive[@]}" 2>/dev/null || true
+            return 0
+        fi
+        sleep 0.05
+    done
+}
+
+stop_daemon() {
+    local name=$1 secs=${2:-3}
+    if pid_alive "$name"; then kill_pids "$secs" "$(pid_of "$name")"; fi
+    rm -f "$RUN/pid/$name.pid"
+}
+
+# ---------------------------------------------------------------- deps
+DEPS_PKGS="iproute2 iptables nftables conntrack tcpdump procps iputils-ping
+coreutils util-linux socat miniupnpd miniupnpd-nftables miniupnpc natpmpc
+coturn stun-client libnetfilter-queue-dev libnfnetlink-dev gcc libc6-dev"
+
+cmd_deps() {
+    need_root
+    local missing=() p st
+    for p in $DEPS_PKGS; do
+        st=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+        [ "$st" = "install ok installed" ] || missing+=("$p")
+    done
+    if [ ${#missing[@]} -eq 0 ]; then
+        log "deps: all present"
+        return 0
+    fi
+    log "deps: installing ${missing[*]}"
+    local prc=/usr/sbin/policy-rc.d backup=""
+    if [ -e "$prc" ]; then backup=$(mktemp); cp -p "$prc" "$backup"; fi
+    # keep coturn/miniupnpd from starting as system services during install
+    printf '#!/bin/sh\nexit 101\n' >"$prc"; chmod 755 "$prc"
+    local rc=0
+    (
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -q &&
+        apt-get install -y -q --no-install-recommends "${missing[@]}"
+    ) || rc=$?
+    if [ -n "$backup" ]; then mv -f "$backup" "$prc"; else rm -f "$prc"; fi
+    [ $rc -eq 0 ] || die "deps: apt-get failed ($rc)"
+    log "deps: done"
+}
+
+# ---------------------------------------------------------------- build
+# The build runs in phases; within a phase every namespace is handled by one
+# process (an `ip -b` batch or one `ip netns exec`), all in parallel:
+#   1. ip netns add (one batch)      2. sysctls, lo up, nft rule set
+#   3. create veths and bridges      4. addresses, bridge ports, routes
+# Commands are queued per namespace in $RUN/ip/NODE.{create,conf}.
+
+q_create() { echo "$2" >>"$RUN/ip/$1.create"; }
+q_conf() { echo "$2" >>"$RUN/ip/$1.conf"; }
+
+# veth A:ifA <-> B:ifB, created directly inside the namespaces
+veth() { q_create "$1" "link add name $2 type veth peer name $4 netns $(ns "$3")"; }
+bridge_add() { # node brname
+    q_create "$1" "link add name $2 type bridge mcast_snooping 0"
+    q_conf "$1" "link set $2 up"
+}
+port_up() { q_conf "$1" "link set $2 master $3 up"; }   # node ifname bridge
+
+# run "$@" once per listed node in parallel ("{}" is replaced by the node);
+# fails if any of them failed
+par_nodes() {
+    local nodes=$1; shift
+    local node pids=() p rc=0 a args
+    for node in $nodes; do
+        args=()
+        for a in "$@"; do args+=("${a//\{\}/$node}"); done
+        "${args[@]}" &
+        pids+=($!)
+    done
+    for p in "${pids[@]}"; do wait "$p" || rc=1; done
+    return $rc
+}
+
+# phase 2 for one node: sysctls (before its links exist, so "default"
+# applies to them), lo up, and its nft rule set if it has one
+ns_init() {
+    local node=$1 fwd=0 bnf=0
+    case " $ROUTER_NODES " in *" $node "*) fwd=1 ;; esac
+    nsx "$node" sh -c "
+        cd /proc/sys/net || exit 1
+        echo 1 >ipv6/conf/all/disable_ipv6; echo 1 >ipv6/conf/default/disable_ipv6
+        for c in all default; do
+            echo 0 >ipv4/conf/\$c/rp_filter
+            echo 0 >ipv4/conf/\$c/send_redirects
+            echo 0 >ipv4/conf/\$c/accept_redirects
+        done
+        echo $fwd >ipv4/ip_forward
+        for b in bridge/bridge-nf-call-iptables bridge/bridge-nf-call-ip6tables bridge/bridge-nf-call-arptables; do
+            [ -e \$b ] && echo $bnf >\$b
+        done
+        ip link set lo up || exit 1
+        if [ -f '$RUN/nft-$node.nft' ]; then nft -f '$RUN/nft-$node.nft' || exit 1; fi
+        exit 0
+    " || { echo "natlab: init of $(ns "$node") failed" >&2; return 1; }
+}
+ip_batch() { # node kind
+    local f=$RUN/ip/$1.$2
+    [ -s "$f" ] || return 0
+    ip -n "$(ns "$1")" -b "$f" || { echo "natlab: ip batch $f failed" >&2; return 1; }
+}
+
+# Common base rule set of a NAT router (NOTES "Common base").
+nft_base() {
+    cat <<EOF
+flush ruleset
+table inet lab {
+  chain input { type filter hook input priority 0; policy accept;
+    iifname "wan0" ct state established,related accept
+    iifname "wan0" drop
+  }
+  chain pre_forward { }
+  chain post_forward { }
+  chain forward { type filter hook forward priority 0; policy drop;
+    jump pre_forward
+    ct state established,related accept
+    iifname "lan0" oifname "wan0" accept
+    jump post_forward
+  }
+}
+table ip lab_nat {
+  chain prerouting { type nat hook prerouting priority dstnat; policy accept; }
+  chain postrouting { type nat hook postrouting priority srcnat; policy accept; }
+}
+EOF
+}
+
+# nft rules per router type. args: typ wan n
+router_nft() {
+    local typ=$1 wan=$2 n=$3 h1=192.168.$3.2 h2=192.168.$3.3
+    case $typ in
+    fullcone)
+        nft_base
+        cat <<EOF
+add rule ip lab_nat prerouting iifname "wan0" ip daddr $wan dnat to $h1
+add rule ip lab_nat postrouting oifname "wan0" ip saddr $h1 snat to $wan
+add rule inet lab post_forward iifname "wan0" oifname "lan0" ip daddr $h1 accept
+EOF
+        ;;
+    restricted)
+        nft_base
+        cat <<EOF
+add set inet lab peers { type ipv4_addr . inet_proto . inet_service; flags dynamic,timeout; timeout 300s; }
+add rule ip lab_nat prerouting iifname "wan0" ip daddr $wan dnat to $h1
+add rule ip lab_nat postrouting oifname "wan0" ip saddr $h1 snat to $wan
+add rule inet lab pre_forward iifname "lan0" oifname "wan0" meta l4proto { tcp, udp } update @peers { ip daddr . meta l4proto . th sport }
+add rule inet lab post_forward iifname "wan0" oifname "lan0" meta l4proto { tcp, udp } ip saddr . meta l4proto . th dport @peers accept
+EOF
+        ;;
+    portrestricted)
+        nft_base
+        echo "add rule ip lab_nat postrouting oifname \"wan0\" snat to $wan"
+        ;;
+    symmetric)
+        nft_base
+        echo "add rule ip lab_nat postrouting oifname \"wan0\" snat to $wan fully-random"
+        ;;
+    udpblocked)
+        nft_base
+        echo "add rule ip lab_nat postrouting oifname \"wan0\" snat to $wan"
+        echo "add rule inet lab pre_forward meta l4proto udp drop"
+        ;;
+    hairpin)
+        local wan2=$HP_WAN2
+        nft_base
+        cat <<EOF
+add rule ip lab_nat prerouting ip daddr $wan dnat to $h1
+add rule ip lab_nat prerouting ip daddr $wan2 dnat to $h2
+add rule ip lab_nat postrouting oifname "wan0" ip saddr $h1 snat to $wan
+add rule ip lab_nat postrouting oifname "wan0" ip saddr $h2 snat to $wan2
+add rule ip lab_nat postrouting oifname "lan0" ct status dnat ip saddr $h1 snat to $wan
+add rule ip lab_nat postrouting oifname "lan0" ct status dnat ip saddr $h2 snat to $wan2
+add rule inet lab post_forward iifname "wan0" oifname "lan0" accept
+add rule inet lab post_forward iifname "lan0" oifname "lan0" accept
+EOF
+        ;;
+    upnp|upnp-cgn)
+        # the table miniupnpd-nftables expects (NOTES: UPnP router)
+        cat <<EOF
+flush ruleset
+table inet filter {
+  chain input { type filter hook input priority 0; policy accept;
+    iifname "wan0" ct state established,related accept
+    iifname "wan0" ip saddr { $SRV_IP1, $SRV_IP2 } udp sport { $STUN_PORT, $STUN_ALT_PORT } accept
+    iifname "wan0" drop
+  }
+  chain miniupnpd { }
+  chain forward { type filter hook forward priority 0; policy drop;
+    ct state established,related accept
+    iifname "lan0" oifname "wan0" accept
+    jump miniupnpd
+  }
+  chain prerouting_miniupnpd { }
+  chain postrouting_miniupnpd { }
+  chain prerouting { type nat hook prerouting priority -100; policy accept;
+    jump prerouting_miniupnpd
+  }
+  chain postrouting { type nat hook postrouting priority 100; policy accept;
+    jump postrouting_miniupnpd
+    oifname "wan0" snat ip to $wan
+  }
+}
+EOF
+        ;;
+    *) die "unknown router type $typ" ;;
+    esac
+}
+
+isp_nft() {
+    cat <<EOF
+flush ruleset
+table inet lab {
+  chain input { type filter hook input priority 0; policy accept;
+    iifname "wan0" ct state established,related accept
+    iifname "wan0" drop
+  }
+  chain forward { type filter hook forward priority 0; policy drop;
+    ct state established,related accept
+    iifname "cgn0" oifname "wan0" ip saddr 100.64.0.0/10 accept
+  }
+}
+table ip lab_nat {
+  chain postrouting { type nat hook postrouting priority srcnat; policy accept;
+    oifname "wan0" ip saddr 100.64.0.0/10 snat to $ISP_WAN
+  }
+}
+EOF
+}
+
+miniupnpd_conf() { # router n
+    local r=$1 n=$2 v1=no
+    [ "${NATLAB_IGD_V1:-0}" = 1 ] && v1=yes
+    cat <<EOF
+# generated by natlab.sh for $r
+ext_ifname=wan0
+listening_ip=lan0
+http_port=$UPNP_HTTP_PORT
+enable_upnp=yes
+enable_natpmp=yes
+ipv6_disable=yes
+# 203.0.113.0/24 is "reserved" for miniupnpd: it learns its address by STUN
+# from the lab's coturn on srv instead (see docs/lab.md).
+ext_perform_stun=yes
+ext_stun_host=$SRV_IP1
+ext_stun_port=$STUN_PORT
+secure_mode=yes
+system_uptime=no
+notify_interval=60
+clean_ruleset_interval=600
+uuid=3d3f0e6c-5a1b-4c2d-9e8f-$(printf '%012d' "$n")
+friendly_name=natlab $r IGD
+force_igd_desc_v1=$v1
+min_lifetime=120
+max_lifetime=86400
+lease_file=$RUN/miniupnpd-$r.leases
+minissdpdsocket=$RUN/minissdpd-none.sock
+allow 1024-65535 192.168.$n.0/24 1024-65535
+deny 0-65535 0.0.0.0/0 0-65535
+EOF
+}
+
+# Options that change the built lab; `up` rebuilds when they differ.
+config_line() {
+    echo "delay=${NATLAB_DELAY:-} loss=${NATLAB_LOSS:-} igd_v1=${NATLAB_IGD_V1:-0}"
+}
+
+# "20ms" / "20" (ms) / "1.5s" / "500us" -> microseconds
+parse_delay_us() {
+    local v=$1
+    awk -v v="$v" 'BEGIN {
+        if (match(v, /^[0-9]+(\.[0-9]+)?/) == 0) exit 1
+        num = substr(v, 1, RLENGTH); unit = substr(v, RLENGTH + 1)
+        if (unit == "" || unit == "ms") m = 1000
+        else if (unit == "s") m = 1000000
+        else if (unit == "us") m = 1
+        else exit 1
+        printf "%d\n", num * m }'
+}
+# "5%" / "0.05" -> probability
+parse_loss_p() {
+    awk -v v="$1" 'BEGIN {
+        if (v ~ /%$/) { sub(/%$/, "", v); p = v / 100 } else p = v + 0
+        if (p < 0 || p > 1) exit 1
+        printf "%.6f\n", p }'
+}
+
+coturn_ready() {
+    # a real STUN Binding request from pub must get an answer from coturn
+    local req='\x00\x01\x00\x00\x21\x12\xa4\x42\x6e\x61\x74\x6c\x61\x62\x72\x65\x61\x64\x79\x31'
+    local n
+    n=$(printf '%b' "$req" | timeout 2 ip netns exec "$(ns pub)" \
+        socat -T 0.3 - "UDP4:$SRV_IP1:$STUN_PORT" 2>/dev/null | wc -c) || return 1
+    [ "$n" -ge 20 ]
+}
+coturn_bound() {
+    # all four listening sockets (2 IPs x 2 ports) are bound in srv
+    local s
+    s=$(ip netns exec "$(ns srv)" ss -Hlun 2>/dev/null) || return 1
+    local a
+    for a in "$SRV_IP1:$STUN_PORT" "$SRV_IP1:$STUN_ALT_PORT" "$SRV_IP2:$STUN_PORT" "$SRV_IP2:$STUN_ALT_PORT"; do
+        grep -qF "$a " <<<"$s" || return 1
+    done
+}
+
+start_coturn() {
+    [ -d "$RUN" ] || die "lab $PREFIX is not up"
+    if pid_alive coturn; then return 0; fi
+    # -n: do not read Debian's /etc/turnserver.conf (it sets no-rfc5780)
+    start_daemon coturn srv turnserver -n --no-cli --no-tls --no-dtls \
+        --stun-only --no-auth --listening-ip "$SRV_IP1" --listening-ip "$SRV_IP2" \
+        --listening-port "$STUN_PORT" --alt-listening-port "$STUN_ALT_PORT" \
+        --log-file stdout --simple-log --pidfile "$RUN/turnserver.pid" \
+        --userdb "$RUN/turndb"
+    touch "$RUN/coturn.wanted"
+    poll 5 coturn_bound || die "coturn did not bind its ports (log: $RUN/log/coturn.log)"
+}
+
+start_miniupnpd() { # router n
+    local r=$1 n=$2
+    miniupnpd_conf "$r" "$n" >"$RUN/miniupnpd-$r.conf"
+    start_daemon "miniupnpd-$r" "$r" miniupnpd -f "$RUN/miniupnpd-$r.conf" -d \
+        -P "$RUN/miniupnpd-$r.daemon.pid"
+}
+
+setup_shaping() {
+    local delay=${NATLAB_DELAY:-} loss=${NATLAB_LOSS:-} us=0 p=0.000000 port
+    [ -n "$delay" ] && { us=$(parse_delay_us "$delay") || die "bad NATLAB_DELAY=$delay"; }
+    [ -n "$loss" ] && { p=$(parse_loss_p "$loss") || die "bad NATLAB_LOSS=$loss"; }
+    [ "$us" -gt 0 ] || [ "$p" != 0.000000 ] || return 0
+    if [ "$us" -gt 0 ]; then
+        local src=$SELF_DIR/nfq_delay.c bin=$RUN/nfq_delay
+        [ -f "$src" ] || die "missing $src"
+        cc -O2 -Wall -Wextra -o "$bin" "$src" -lnetfilter_queue -lnfnetlink ||
+            die "cannot build nfq_delay (run: $SELF deps)"
+        start_daemon nfq_delay inet "$bin" -q 0 -d "$us"
+        poll 3 grep -q "ready" "$RUN/log/nfq_delay.log" ||
+            die "nfq_delay did not start (log: $RUN/log/nfq_delay.log)"
+    fi
+    nsx inet sh -c 'echo 1 >/proc/sys/net/bridge/bridge-nf-call-iptables'
+    {
+        echo "*filter"
+        echo ":lab_shape - [0:0]"
+        for port in $(inet_ports); do
+            echo "-A FORWARD -m physdev --physdev-in $port -j lab_shape"
+        done
+        [ "$p" != 0.000000 ] && echo "-A lab_shape -m statistic --mode random --probability $p -j DROP"
+        [ "$us" -gt 0 ] && echo "-A lab_shape -j NFQUEUE --queue-num 0 --queue-bypass"
+        echo "COMMIT"
+    } >"$RUN/shape.rules"
+    nsx inet iptables-restore --noflush <"$RUN/shape.rules"
+    log "shaping: delay ${us}us per crossing, loss p=$p per crossing"
+}
+
+inet_ports() {
+    echo srv pub r-isp
+    local r; for r in "${ROUTERS[@]}"; do
+        [ "${r%%:*}" = r-cgn ] || echo "${r%%:*}"
+    done
+}
+
+build() {
+    local t0 node r name n typ hosts h i wan
+    t0=$(now_ms)
+    mkdir -p "$RUN/pid" "$RUN/log" "$RUN/ip"
+    config_line >"$RUN/config"
+
+    # queue the topology
+    bridge_add inet br0
+    veth srv eth0 inet srv
+    q_conf srv "addr add $SRV_IP1/24 dev eth0"
+    q_conf srv "addr add $SRV_IP2/24 dev eth0"
+    q_conf srv "link set eth0 up"
+    port_up inet srv br0
+    veth pub eth0 inet pub
+    q_conf pub "addr add $PUB_IP/24 dev eth0"
+    q_conf pub "link set eth0 up"
+    port_up inet pub br0
+    # carrier router r-isp: WAN on the internet, inside bridge cgn0
+    veth r-isp wan0 inet r-isp
+    q_conf r-isp "addr add $ISP_WAN/24 dev wan0"
+    q_conf r-isp "link set wan0 up"
+    port_up inet r-isp br0
+    bridge_add r-isp cgn0
+    q_conf r-isp "addr add $ISP_IN/24 dev cgn0"
+    isp_nft >"$RUN/nft-r-isp.nft"
+
+    for r in "${ROUTERS[@]}"; do
+        IFS=: read -r name n typ hosts <<<"$r"
+        if [ "$name" = r-cgn ]; then
+            wan=$CGN_WAN
+            veth r-cgn wan0 r-isp r-cgn
+            q_conf r-cgn "addr add $wan/24 dev wan0"
+            q_conf r-cgn "link set wan0 up"
+            q_conf r-cgn "route add default via $ISP_IN"
+            port_up r-isp r-cgn cgn0
+        else
+            wan=203.0.113.$((100 + n))
+            veth "$name" wan0 inet "$name"
+            q_conf "$name" "addr add $wan/24 dev wan0"
+            [ "$typ" = hairpin ] && q_conf "$name" "addr add $HP_WAN2/24 dev wan0"
+            q_conf "$name" "link set wan0 up"
+            port_up inet "$name" br0
+        fi
+        bridge_add "$name" lan0
+        q_conf "$name" "addr add 192.168.$n.1/24 dev lan0"
+        i=2
+        for h in $hosts; do
+            veth "$name" "$h" "$h" eth0
+            port_up "$name" "$h" lan0
+            q_conf "$h" "addr add 192.168.$n.$i/24 dev eth0"
+            q_conf "$h" "link set eth0 up"
+            q_conf "$h" "route add default via 192.168.$n.1"
+            # SSDP (239.255.255.250) needs an explicit multicast route
+            q_conf "$h" "route add 224.0.0.0/4 dev eth0"
+            i=$((i + 1))
+        done
+        router_nft "$typ" "$wan" "$n" >"$RUN/nft-$name.nft"
+    done
+
+    # build it
+    for node in $ALL_NODES; do echo "netns add $(ns "$node")"; done >"$RUN/ip/netns"
+    ip -b "$RUN/ip/netns" || { echo "natlab: ip netns add failed" >&2; return 1; }
+    par_nodes "$ALL_NODES" ns_init {} || return 1
+    par_nodes "$ALL_NODES" ip_batch {} create || return 1
+    par_nodes "$ALL_NODES" ip_batch {} conf || return 1
+
+    setup_shaping
+    start_coturn
+    for r in "${ROUTERS[@]}"; do
+        IFS=: read -r name n typ hosts <<<"$r"
+        case $typ in upnp|upnp-cgn) start_miniupnpd "$name" "$n" ;; esac
+    done
+    date +%s >"$RUN/up"
+    log "up in $(($(now_ms) - t0)) ms (miniupnpd on r-cgn needs ~9 s more: use wait-ready)"
+}
+
+# ---------------------------------------------------------------- state
+ns_present() { [ -e "/run/netns/$(ns "$1")" ]; }
+any_present() {
+    [ -d "$RUN" ] && return 0
+    local node
+    for node in $ALL_NODES; do ns_present "$node" && return 0; done
+    return 1
+}
+
+# health: prints problems, returns 0 when up & healthy
+check_health() {
+    local bad=0 node d
+    [ -f "$RUN/up" ] || { echo "not fully built (no $RUN/up)"; bad=1; }
+    for node in $ALL_NODES; do
+        ns_present "$node" || { echo "namespace $(ns "$node") missing"; bad=1; }
+    done
+    for d in $(expected_daemons); do
+        pid_alive "$d" || { echo "daemon $d not running"; bad=1; }
+    done
+    return $bad
+}
+expected_daemons() {
+    [ -f "$RUN/coturn.wanted" ] && echo coturn
+    echo miniupnpd-r-upnp miniupnpd-r-cgn
+    [ -f "$RUN/pid/nfq_delay.pid" ] && echo nfq_delay
+    return 0
+}
+
+cmd_up() {
+    need_root
+    if any_present; then
+        if [ -f "$RUN/config" ] && [ "$(cat "$RUN/config")" != "$(config_line)" ]; then
+            log "up with other options ($(cat "$RUN/config")): rebuilding"
+            cmd_down
+        elif check_health >/dev/null 2>&1; then
+            log "already up"
+            return 0
+        else
+            log "half-built or unhealthy lab found: tearing it down first"
+            cmd_down
+        fi
+    fi
+    # not in an `if`, so that set -e stays in force inside build; a failed
+    # build leaves the half-built lab for inspection (logs in $RUN/log):
+    # `down` removes it and the next `up` rebuilds it
+    trap 'rc=$?; [ $rc -eq 0 ] || echo "natlab: up failed (exit $rc); see $RUN/log, then run: $SELF down" >&2' EXIT
+    build
+    trap - EXIT
+}
+
+cmd_down() {
+    need_root
+    local t0 f pid want pids=() node p
+    t0=$(now_ms)
+    # 1. processes we started, by recorded PID (only if still in our netns)
+    if [ -d "$RUN/pid" ]; then
+        for f in "$RUN"/pid/*.pid; do
+            [ -e "$f" ] || continue
+            read -r pid want <"$f" || continue
+            [ -d "/proc/$pid" ] || continue
+            [ "$(ip netns identify "$pid" 2>/dev/null)" = "$(ns "$want")" ] && pids+=("$pid")
+        done
+    fi
+    # 2. whatever else runs inside our namespaces (one `ip -b` for all)
+    local present=""
+    for node in $ALL_NODES; do
+        ns_present "$node" && present+="$(ns "$node") "
+    done
+    if [ -n "$present" ]; then
+        for p in $(for node in $present; do echo "netns pids $node"; done |
+                   ip -force -b - 2>/dev/null); do
+            [ "$p" = "$$" ] || pids+=("$p")
+        done
+    fi
+    kill_pids 3 "${pids[@]}"
+    # 3. our namespaces only
+    if [ -n "$present" ]; then
+        for node in $present; do echo "netns del $node"; done | ip -force -b - ||
+            echo "natlab: some namespaces could not be deleted" >&2
+    fi
+    rm -rf "$RUN"
+    log "down in $(($(now_ms) - t0)) ms"
+}
+
+cmd_status() {
+    need_root
+    local node present=0 total=0 d problems
+    for node in $ALL_NODES; do
+        total=$((total + 1)); ns_present "$node" && present=$((present + 1))
+    done
+    echo "lab:        $PREFIX (run dir $RUN)"
+    echo "namespaces: $present/$total present"
+    if [ -d "$RUN" ]; then
+        [ -f "$RUN/config" ] && echo "options:    $(cat "$RUN/config")"
+        for d in coturn miniupnpd-r-upnp miniupnpd-r-cgn nfq_delay; do
+            if [ -f "$RUN/pid/$d.pid" ]; then
+                if pid_alive "$d"; then echo "daemon:     $d pid $(pid_of "$d") alive"
+                else echo "daemon:     $d pid $(pid_of "$d") DEAD"; fi
+            fi
+        done
+    fi
+    if [ $present -eq 0 ] && [ ! -d "$RUN" ]; then
+        echo "state:      down"; return 1
+    fi
+    if problems=$(check_health); then
+        echo "state:      up"
+        return 0
+    fi
+    echo "state:      unhealthy"
+    sed 's/^/  - /' <<<"$problems"
+    return 1
+}
+
+flush_router() {
+    # conntrack -F exits 1 on an empty table: not an error
+    nsx "$1" sh -c 'conntrack -F >/dev/null 2>&1; exit 0'
+}
+cmd_flush() {
+    need_root
+    local r
+    for r in $ROUTER_NODES; do
+        ns_present "$r" || die "lab $PREFIX is not up"
+    done
+    par_nodes "$ROUTER_NODES" flush_router {}
+    nsx r-rc nft flush set inet lab peers
+}
+
+http_ok() { # node host port: GET /rootDesc.xml answers 200
+    # shellcheck disable=SC2016
+    timeout 2 ip netns exec "$(ns "$1")" bash -c '
+        exec 3<>"/dev/tcp/$0/$1" || exit 1
+        printf "GET /rootDesc.xml HTTP/1.0\r\nHost: %s:%s\r\n\r\n" "$0" "$1" >&3
+        IFS= read -r line <&3 && [[ $line == "HTTP/1."?" 200"* ]]' "$2" "$3" 2>/dev/null
+}
+
+cmd_wait_ready() {
+    need_root
+    local secs=${1:-30} end
+    end=$(($(now_ms) + secs * 1000))
+    left() { local l=$(((end - $(now_ms) + 999) / 1000)); [ $l -gt 0 ] && echo $l || echo 1; }
+    check_health >/dev/null || die "lab $PREFIX is not up and healthy"
+    if [ -f "$RUN/coturn.wanted" ]; then
+        poll "$(left)" coturn_ready || die "coturn on srv does not answer STUN"
+    fi
+    poll "$(left)" http_ok upnp 192.168.6.1 "$UPNP_HTTP_PORT" ||
+        die "miniupnpd on r-upnp does not serve HTTP on $UPNP_HTTP_PORT"
+    poll "$(left)" http_ok cgn 192.168.11.1 "$UPNP_HTTP_PORT" ||
+        die "miniupnpd on r-cgn does not serve HTTP on $UPNP_HTTP_PORT"
+    log "ready"
+}
+
+usage() {
+    cat <<EOF
+usage: natlab.sh CMD [ARGS]   (root; NATLAB_PREFIX=$PREFIX)
+  deps               install the packages the lab needs (apt)
+  up                 build the lab (idempotent; rebuilds a half-built one)
+  down               stop its processes, delete its namespaces and run dir
+  status             report state; exit 0 if up and healthy
+  wait-ready [SECS]  wait (default 30 s) until coturn answers STUN and both
+                     miniupnpds serve HTTP on port $UPNP_HTTP_PORT
+  flush              flush conntrack in all routers and the dynamic nft sets
+  exec NODE CMD...   run CMD inside NODE's namespace
+  addr NODE          the node's address (host: LAN, router: WAN)
+  public NODE        the address the node appears from on the internet
+  router HOST        the router node a LAN host sits behind (e.g. fc -> r-fc)
+  nodes              list node names
+  start-coturn | stop-coturn   coturn on srv ($SRV_IP1/$SRV_IP2 : $STUN_PORT/$STUN_ALT_PORT)
+options (environment, read by up):
+  NATLAB_PREFIX=nl   namespace/run-dir prefix: two labs can run side by side
+  NATLAB_DELAY=20ms  one-way delay per crossing of the internet bridge
+  NATLAB_LOSS=5%     loss per crossing of the internet bridge
+  NATLAB_IGD_V1=1    miniupnpd describes itself as IGD v1
+nodes: $ALL_NODES
+EOF
+}
+
+# Serialize commands that change a lab: one lock file per prefix, kept in
+# /run (outside the run dir, which `down` removes).
+lock_lab() {
+    exec 9>"/run/natlab-$PREFIX.lock"
+    flock -w 60 9 || die "lab $PREFIX is busy (another natlab.sh holds /run/natlab-$PREFIX.lock)"
+}
+
+main() {
+    local cmd=${1:-}
+    [ $# -gt 0 ] && shift
+    case $cmd in
+        up|down|flush|start-coturn|stop-coturn) need_root; lock_lab ;;
+    esac
+    case $cmd in
+        deps) cmd_deps ;;
+        up) cmd_up ;;
+        down) cmd_down ;;
+        status) cmd_status ;;
+        flush) cmd_flush ;;
+        wait-ready) cmd_wait_ready "$@" ;;
+        exec)
+            [ $# -ge 2 ] || die "usage: exec NODE CMD..."
+            is_node "$1" || die "unknown node $1"
+            local node=$1; shift
+            exec ip netns exec "$(ns "$node")" "$@" ;;
+        addr) { [ $# -eq 1 ] && is_node "$1"; } || die "usage: addr NODE"; node_addr "$1" ;;
+        public) { [ $# -eq 1 ] && is_node "$1"; } || die "usage: public NODE"; node_public "$1" ;;
+        router) { [ $# -eq 1 ] && is_node "$1"; } || die "usage: router HOST"
+                local info; info=$(router_of_host "$1") || die "$1 is not behind a router"
+                echo "${info%% *}" ;;
+        nodes) echo "$ALL_NODES" ;;
+        start-coturn) need_root; start_coturn ;;
+        stop-coturn) need_root; rm -f "$RUN/coturn.wanted"; stop_daemon coturn 5 ;;
+        -h|--help|help) usage ;;
+        "") usage >&2; exit 2 ;;
+        *) echo "natlab: unknown command $cmd" >&2; usage >&2; exit 2 ;;
+    esac
+}
+main "$@"
