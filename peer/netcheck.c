@@ -8,6 +8,9 @@
 
 enum { T_IDLE = 0, T_ACTIVE, T_ANSWERED, T_FAILED };
 
+#define NB_NC_HAIRPIN_MIN_MS 50
+#define NB_NC_HAIRPIN_MAX_MS 500
+
 static const struct nb_netcheck_params default_params = {
 	.rto_ms = 100,
 	.rto_max_ms = 400,
@@ -41,6 +44,7 @@ static void start(struct nb_netcheck *nc, enum nb_nc_test i, const struct nb_add
 	t->state = T_ACTIVE;
 	t->to = *to;
 	t->change = change;
+	t->first_send = now;
 	t->next_send = now;
 	t->give_up = now + nc->p.give_up_ms;
 	t->rto = nc->p.rto_ms;
@@ -132,8 +136,16 @@ static void advance(struct nb_netcheck *nc, uint64_t now)
 		start(nc, NB_NC_T_FLT3, &nc->server, NB_STUN_CHANGE_PORT, now);
 	}
 	if (nc->p.hairpin && t[NB_NC_T_HAIRPIN].state == T_IDLE && t[NB_NC_T_MAP1].state == T_ANSWERED &&
-	    t[NB_NC_T_FLT1].state == T_ANSWERED && !nb_addr_equal(&t[NB_NC_T_MAP1].mapped, &nc->r.local))
+	    t[NB_NC_T_FLT1].state == T_ANSWERED && !nb_addr_equal(&t[NB_NC_T_MAP1].mapped, &nc->r.local)) {
+		/* Test I's round trip; after a retransmission it is only an upper bound. */
+		uint64_t rtt = t[NB_NC_T_MAP1].rtt, wait = 3 * rtt;
 		start(nc, NB_NC_T_HAIRPIN, &t[NB_NC_T_MAP1].mapped, 0, now);
+		if (wait < NB_NC_HAIRPIN_MIN_MS)
+			wait = NB_NC_HAIRPIN_MIN_MS;
+		if (wait > NB_NC_HAIRPIN_MAX_MS)
+			wait = NB_NC_HAIRPIN_MAX_MS;
+		t[NB_NC_T_HAIRPIN].give_up = now + wait;
+	}
 	conclude(nc, now);
 }
 
@@ -226,6 +238,7 @@ int nb_netcheck_input(struct nb_netcheck *nc, int sock, const uint8_t *buf, size
 	else if (m.present & NB_STUN_HAS_CHANGED)
 		t->other = m.changed;
 	t->from = *from;
+	t->rtt = now - t->first_send;
 	t->state = T_ANSWERED;
 	advance(nc, now);
 	return 0;

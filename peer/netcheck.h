@@ -14,6 +14,9 @@
  *                 II  -> primary, CHANGE-REQUEST ip+port: answered ? EIF
  *                 III -> primary, CHANGE-REQUEST port:    answered ? ADF : APDF
  *   hairpin     a Binding request from NB_NC_FILT to M1: does NB_NC_MAP see it?
+ *               A hairpinned packet never leaves the router, so this waits
+ *               3 x the round trip of test I (clamped to 50..500 ms), not the
+ *               full give-up time.
  *
  * Phase 1 is both tests I; phase 2 is everything else, in parallel. Each
  * transaction is retransmitted (RTO doubling up to a cap) until answered or
@@ -74,7 +77,7 @@ struct nb_netcheck_tx {
 struct nb_nc_txn {
 	uint8_t state; /* idle, active, answered, failed */
 	uint8_t sends;
-	uint64_t next_send, give_up;
+	uint64_t first_send, next_send, give_up;
 	uint32_t rto;
 	int sock;
 	struct nb_addr to;
@@ -82,6 +85,7 @@ struct nb_nc_txn {
 	uint8_t tid[NB_STUN_TID_LEN];
 	/* what the answer said */
 	struct nb_addr mapped, other, from;
+	uint64_t rtt; /* answer time - first send */
 	uint16_t error;
 };
 

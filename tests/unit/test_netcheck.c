@@ -241,6 +241,12 @@ static void test_reflexive_and_hairpin(void **state)
 	struct world w2 = { .mapping = EIM, .filtering = EIF, .hairpin = false };
 	r = run(&w2, &nc);
 	assert_int_equal(r->hairpin, 0);
+	/* A full cone that does not hairpin is not held up by the full give-up
+	 * time: the probe waits 3 x RTT, at least 50 ms (RTT 10 -> 50 ms). */
+	assert_true(r->ms <= 2 * w2.rtt + 50);
+	struct world w3 = { .mapping = EIM, .filtering = EIF, .hairpin = false, .rtt = 400 };
+	r = run(&w3, &nc);
+	assert_int_equal(r->ms, 400 + 500); /* starts after test I (one RTT), waits the 500 ms cap */
 }
 
 static void test_udp_blocked(void **state)
