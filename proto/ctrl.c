@@ -310,7 +310,7 @@ static int check_len(struct ctx *c, const char *name, const char *s, size_t min,
 static int check_text(struct ctx *c, const char *name, const char *s, size_t min, size_t max)
 {
 	const uint8_t *p = (const uint8_t *)s;
-	size_t n, i = 0;
+	size_t n = 0, i = 0;
 	int rc = check_len(c, name, s, min, max, &n);
 
 	if (rc < 0)
@@ -331,7 +331,7 @@ static int check_text(struct ctx *c, const char *name, const char *s, size_t min
 static int check_ascii(struct ctx *c, const char *name, const char *s, size_t min, size_t max,
 		       char lo, char hi)
 {
-	size_t n;
+	size_t n = 0;
 	int rc = check_len(c, name, s, min, max, &n);
 
 	if (rc < 0)
@@ -351,7 +351,7 @@ static bool is_id_char(char ch)
 /* Peer ids: 1..32 of [A-Za-z0-9._-]. */
 static int check_id(struct ctx *c, const char *name, const char *s)
 {
-	size_t n;
+	size_t n = 0;
 	int rc = check_len(c, name, s, 1, NB_CTRL_ID_MAX, &n);
 
 	if (rc < 0)
@@ -717,7 +717,7 @@ static int get_str(struct ctx *c, const cJSON *obj, const char *name, bool requi
 
 static int get_id(struct ctx *c, const cJSON *obj, const char *name, char *out)
 {
-	const char *s;
+	const char *s = NULL;
 	int rc = get_str(c, obj, name, true, &s);
 
 	if (rc == 0 && (rc = check_id(c, name, s)) == 0)
@@ -727,7 +727,7 @@ static int get_id(struct ctx *c, const cJSON *obj, const char *name, char *out)
 
 static int get_hex(struct ctx *c, const cJSON *obj, const char *name, size_t n, char *out)
 {
-	const char *s;
+	const char *s = NULL;
 	int rc = get_str(c, obj, name, true, &s);
 
 	if (rc == 0 && (rc = check_hex(c, name, s, n)) == 0)
@@ -737,7 +737,7 @@ static int get_hex(struct ctx *c, const cJSON *obj, const char *name, size_t n, 
 
 static int get_reason(struct ctx *c, const cJSON *obj, const char *name, bool required, char *out)
 {
-	const char *s;
+	const char *s = NULL;
 	int rc = get_str(c, obj, name, required, &s);
 
 	if (rc == 0 && (rc = check_reason(c, name, s)) == 0)
@@ -781,7 +781,7 @@ static int get_bool(struct ctx *c, const cJSON *obj, const char *name, bool *ret
 static int get_word(struct ctx *c, const cJSON *obj, const char *name, bool required,
 		    const struct vocab *v, int *ret)
 {
-	const char *s;
+	const char *s = NULL;
 	int rc = get_str(c, obj, name, required, &s);
 	int i;
 
@@ -834,7 +834,7 @@ static int parse_addr(struct ctx *c, const char *name, const char *s, struct nb_
 {
 	char canon[NB_ADDR_STRLEN];
 	struct nb_addr a;
-	size_t n;
+	size_t n = 0;
 	int rc = check_len(c, name, s, 1, NB_ADDR_STRLEN - 1, &n);
 
 	if (rc < 0)
@@ -853,7 +853,7 @@ static int parse_addr(struct ctx *c, const char *name, const char *s, struct nb_
 static int get_addr(struct ctx *c, const cJSON *obj, const char *name, bool required,
 		    struct nb_addr *ret)
 {
-	const char *s;
+	const char *s = NULL;
 	int rc = get_str(c, obj, name, required, &s);
 
 	if (rc != 0)
@@ -865,13 +865,13 @@ static int get_addrs(struct ctx *c, const cJSON *obj, const char *name, struct n
 		     size_t *ret_n)
 {
 	const cJSON *arr;
-	size_t n, i = 0;
+	size_t n = 0, i = 0;
 	int rc = get_arr(c, obj, name, NB_CTRL_MAX_ADDRS, &arr, &n);
 
 	if (rc < 0)
 		return rc;
 	for (const cJSON *e = arr->child; e != NULL; e = e->next, i++) {
-		char el[24];
+		char el[48];
 		snprintf(el, sizeof(el), "%s[%zu]", name, i);
 		if (!cJSON_IsString(e) || e->valuestring == NULL)
 			return ffail(c, NB_CTRL_E_WRONG_TYPE, el, "not a string");
@@ -897,8 +897,8 @@ static void set_prefix(struct ctx *c, const char *name, size_t idx, bool indexed
 
 static int dec_register(struct ctx *c, const cJSON *o, struct nb_ctrl_register *r)
 {
-	const cJSON *sub;
-	const char *s;
+	const cJSON *sub = NULL;
+	const char *s = NULL;
 	int rc, w;
 
 	if ((rc = get_id(c, o, "id", r->id)) < 0)
@@ -969,7 +969,7 @@ static int dec_registered(struct ctx *c, const cJSON *o, struct nb_ctrl_register
 
 static int dec_plan(struct ctx *c, const cJSON *o, struct nb_ctrl_plan *p)
 {
-	const char *s;
+	const char *s = NULL;
 	int rc, w;
 
 	if ((rc = get_hex(c, o, "session", NB_CTRL_SESSION_LEN, p->session)) < 0 ||
@@ -1092,7 +1092,7 @@ static int dec_list(struct ctx *c, const cJSON *o, const char *name, uint32_t *t
 		    int (*dec_entry)(struct ctx *, const cJSON *, void *))
 {
 	const cJSON *arr;
-	size_t n, i = 0;
+	size_t n = 0, i = 0;
 	int rc;
 
 	if ((rc = get_u32(c, o, "total", true, 0, UINT32_MAX, total)) < 0 ||
@@ -1102,7 +1102,7 @@ static int dec_list(struct ctx *c, const cJSON *o, const char *name, uint32_t *t
 		return rc;
 	for (const cJSON *e = arr->child; e != NULL; e = e->next, i++) {
 		if (!cJSON_IsObject(e)) {
-			char el[24];
+			char el[48];
 			snprintf(el, sizeof(el), "%s[%zu]", name, i);
 			return ffail(c, NB_CTRL_E_WRONG_TYPE, el, "not an object");
 		}
@@ -1169,7 +1169,7 @@ static int dec_body(struct ctx *c, const cJSON *o, struct nb_ctrl_msg *m)
 static int dec_header(struct ctx *c, const cJSON *root, struct nb_ctrl_msg *m)
 {
 	const cJSON *v = get(root, "v");
-	const char *s;
+	const char *s = NULL;
 	int rc, t;
 
 	if (v == NULL)

@@ -1,0 +1,46 @@
+/* broker/connectivity.h - the connectivity table: from two peers' NAT
+ * behaviour, the plan for connecting them (who dials, who listens, who primes,
+ * or why it cannot work). Pure: no I/O, no clock, no allocation.
+ *
+ * The rule (docs/connectivity.md). A sends to B's reflexive address; B replies
+ * to the source it sees. That works without port prediction when
+ *   1. B accepts A's first packet: B filters endpoint-independently, or B maps
+ *      endpoint-independently and has already sent toward A (address-dependent
+ *      filter: to A's IP; address-and-port-dependent: to A's exact endpoint,
+ *      which needs A's mapping to be endpoint-independent); and
+ *   2. A accepts B's reply: B maps endpoint-independently, or A's filter
+ *      admits B's IP (endpoint-independent or address-dependent filtering).
+ * Both directions are tried; a simultaneous punch does both.
+ */
+#ifndef NB_BROKER_CONNECTIVITY_H
+#define NB_BROKER_CONNECTIVITY_H
+
+#include <stdbool.h>
+
+#include "common/addr.h"
+#include "proto/ctrl.h"
+#include "proto/nat.h"
+
+/* What the broker knows of one peer's NAT. */
+struct nb_peer_nat {
+	enum nb_mapping mapping;     /* NB_MAPPING_NONE: no NAT */
+	enum nb_filtering filtering;
+	bool udp_blocked;
+	bool upnp_verified;         /* a port mapping the broker has probed */
+	struct nb_addr reflexive;   /* as the broker saw it */
+};
+
+#define NB_PLAN_REASON_MAX 160
+
+struct nb_plan {
+	enum nb_path path;          /* NB_PATH_NONE: no direct connection expected */
+	enum nb_role role_a, role_b;
+	char reason[NB_PLAN_REASON_MAX]; /* in words, for people and the matrix */
+};
+
+/* Plan for A (the side asking to connect) and B. Always fills *ret. */
+void nb_connectivity_plan(const struct nb_peer_nat *a, const struct nb_peer_nat *b,
+			  struct nb_plan *ret);
+
+
+#endif

@@ -1,0 +1,661 @@
+/* broker/server.c - the STUN service's libuv shell: sockets and signals around nb_binding_handle(). */
+#include "broker/server.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "common/udp.h"
+#include "proto/stun.h"
+
+#define LOG "broker"
+/* At most one warning per this many ms for a repeating condition. */
+#define WARN_INTERVAL_MS 10000
+
+struct udp_sock {
+	struct nb_udp udp;
+	struct nb_server *srv;
+	uint8_t ip, port;
+	bool open;
+};
+
+struct tcp_listener {
+	uv_tcp_t handle;
+	struct nb_server *srv;
+	uint8_t ip, port;
+	bool open;
+	bool paused; /* a connection waits in libuv: accept it when a slot frees */
+};
+
+/*
+ * One TCP connection. rbuf holds at most one whole message (a longer frame
+ * closes the connection); wbuf holds the one response that uv_try_write
+ * could not send at once, reading pauses until it has gone.
+ */
+struct tcp_conn {
+	uv_tcp_t handle;
+	uv_timer_t timer;
+	uv_write_t wreq;
+	struct nb_server *srv;
+	struct tcp_conn *prev, *next;
+	struct nb_addr peer;
+	uint8_t ip, port;
+	uint8_t open_handles; /* handles not yet closed: freed at 0 */
+	bool closing;
+	bool writing;
+	size_t have;    /* bytes in rbuf */
+	uint64_t total; /* bytes read since accept */
+	uint8_t rbuf[NB_STUN_MAX_MSG];
+	uint8_t wbuf[NB_BINDING_MAX_RESPONSE];
+};
+
+struct nb_server {
+	uv_loop_t *loop;
+	struct nb_server_config cfg;
+	struct nb_binding_config bind;
+	char software[NB_BINDING_MAX_SOFTWARE + 1];
+	struct udp_sock udp[2][2];
+	struct tcp_listener tcp[2][2];
+	struct tcp_conn *conns; /* every allocated connection, closing ones too */
+	unsigned n_conns;
+	uint64_t last_accept_warn_ms, last_full_warn_ms;
+	uint64_t full_waits_logged; /* stats.tcp_refused_full at the last warning */
+	bool closing;
+	unsigned pending; /* while closing: handles and connections not yet gone */
+	void (*done_cb)(void *arg);
+	void *done_arg;
+	struct nb_server_stats stats;
+};
+
+static void conn_close(struct tcp_conn *c);
+static void conn_process(struct tcp_conn *c);
+static void on_conn_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+static void listener_accept(struct tcp_listener *l);
+static void server_pending_done(struct nb_server *srv);
+
+void nb_server_config_default(struct nb_server_config *cfg)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->listen[0].family = NB_AF_INET; /* 0.0.0.0 */
+	cfg->n_listen = 1;
+	cfg->port = NB_SERVER_DEFAULT_PORT;
+	cfg->alt_port = NB_SERVER_DEFAULT_ALT_PORT;
+	cfg->tcp = true;
+	cfg->max_tcp = NB_SERVER_DEFAULT_MAX_TCP;
+	cfg->tcp_idle_timeout_ms = NB_SERVER_DEFAULT_TCP_IDLE_MS;
+	cfg->tcp_max_bytes = NB_SERVER_DEFAULT_TCP_MAX_BYTES;
+}
+
+const struct nb_server_stats *nb_server_stats(const struct nb_server *srv)
+{
+	return &srv->stats;
+}
+
+static unsigned n_ips(const struct nb_server *srv)
+{
+	return srv->bind.rfc5780 ? 2 : 1;
+}
+
+/* ---- UDP ---------------------------------------------------------------- */
+
+static void on_udp(struct nb_udp *u, const uint8_t *data, size_t len, const struct nb_addr *from,
+		   void *arg)
+{
+	struct udp_sock *s = arg;
+	struct nb_server *srv = s->srv;
+	struct nb_binding_request req = {
+		.data = data, .len = len, .from = *from,
+		.ip_idx = s->ip, .port_idx = s->port, .transport = NB_BINDING_UDP,
+	};
+	struct nb_binding_reply rep;
+	uint8_t out[NB_BINDING_MAX_RESPONSE];
+	struct udp_sock *tx;
+	int rc;
+
+	srv->stats.udp_rx++;
+	rc = nb_binding_handle(&srv->bind, &req, out, sizeof(out), &rep);
+	if (rc < 0) {
+		srv->stats.drops[nb_binding_drop_index(rc)]++;
+		if (nb_log_get_level() >= NB_LOG_DEBUG) {
+			char a[NB_ADDR_STRLEN];
+			nb_log_debug(LOG, "udp %zu bytes from %s dropped: %s", len,
+				     nb_addr_format(from, a, sizeof(a)), nb_binding_drop_name(rc));
+		}
+		return;
+	}
+	if (rep.error_code != 0)
+		srv->stats.udp_errors_sent++;
+	else
+		srv->stats.udp_answered++;
+	tx = &srv->udp[rep.ip_idx][rep.port_idx];
+	if (!tx->open)
+		return;
+	/* Answers from the receiving socket leave in the batch's sendmmsg;
+	 * CHANGE-REQUEST answers from another socket go at once. */
+	if (tx == s)
+		nb_udp_queue(u, out, rep.len, &rep.to);
+	else
+		nb_udp_send(&tx->udp, out, rep.len, &rep.to);
+}
+
+/* ---- TCP connections ---------------------------------------------------- */
+
+static void on_conn_handle_closed(uv_handle_t *h)
+{
+	struct tcp_conn *c = h->data;
+	struct nb_server *srv = c->srv;
+
+	if (--c->open_handles > 0)
+		return;
+	if (c->prev != NULL)
+		c->prev->next = c->next;
+	else
+		srv->conns = c->next;
+	if (c->next != NULL)
+		c->next->prev = c->prev;
+	srv->n_conns--;
+	free(c);
+	if (srv->closing) {
+		server_pending_done(srv);
+		return;
+	}
+	/* A slot is free: accept what waits on a paused listener. */
+	for (unsigned i = 0; i < 2; i++)
+		for (unsigned p = 0; p < 2; p++)
+			if (srv->tcp[i][p].open && srv->tcp[i][p].paused &&
+			    srv->n_conns < srv->cfg.max_tcp) {
+				srv->tcp[i][p].paused = false;
+				listener_accept(&srv->tcp[i][p]);
+			}
+}
+
+static void conn_close(struct tcp_conn *c)
+{
+	if (c->closing)
+		return;
+	c->closing = true;
+	uv_read_stop((uv_stream_t *)&c->handle);
+	uv_close((uv_handle_t *)&c->handle, on_conn_handle_closed);
+	if (c->open_handles == 2)
+		uv_close((uv_handle_t *)&c->timer, on_conn_handle_closed);
+}
+
+static void on_conn_idle(uv_timer_t *t)
+{
+	struct tcp_conn *c = t->data;
+
+	c->srv->stats.tcp_closed_idle++;
+	nb_log_debug(LOG, "tcp: closing an idle connection");
+	conn_close(c);
+}
+
+static void on_conn_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+	struct tcp_conn *c = h->data;
+	size_t room = sizeof(c->rbuf) - c->have;
+	uint64_t allowance = c->srv->cfg.tcp_max_bytes - c->total;
+
+	(void)suggested;
+	/* Never read past the per-connection byte cap: a zero-length buffer
+	 * makes libuv report UV_ENOBUFS, and the connection is closed. */
+	if (allowance < room)
+		room = (size_t)allowance;
+	*buf = uv_buf_init((char *)c->rbuf + c->have, (unsigned)room);
+}
+
+static void on_conn_write(uv_write_t *w, int status)
+{
+	struct tcp_conn *c = w->data;
+
+	c->writing = false;
+	if (c->closing)
+		return;
+	if (status < 0) {
+		conn_close(c);
+		return;
+	}
+	/* Answer what came in meanwhile, then read again. */
+	conn_process(c);
+	if (!c->closing && !c->writing)
+		uv_read_start((uv_stream_t *)&c->handle, on_conn_alloc, on_conn_read);
+}
+
+/* Send one response: at once if the socket takes it, else from wbuf with
+ * reading paused until it has gone. */
+static void conn_send(struct tcp_conn *c, const uint8_t *data, size_t len)
+{
+	uv_buf_t b = uv_buf_init((char *)(uintptr_t)data, (unsigned)len);
+	int n = uv_try_write((uv_stream_t *)&c->handle, &b, 1);
+
+	if (n == UV_EAGAIN)
+		n = 0;
+	if (n < 0) {
+		conn_close(c);
+		return;
+	}
+	if ((size_t)n == len)
+		return;
+	memcpy(c->wbuf, data + n, len - (size_t)n);
+	b = uv_buf_init((char *)c->wbuf, (unsigned)(len - (size_t)n));
+	c->wreq.data = c;
+	if (uv_write(&c->wreq, (uv_stream_t *)&c->handle, &b, 1, on_conn_write) != 0) {
+		conn_close(c);
+		return;
+	}
+	c->writing = true;
+	uv_read_stop((uv_stream_t *)&c->handle);
+}
+
+/* Answer every whole message in rbuf, unless a response is in flight. */
+static void conn_process(struct tcp_conn *c)
+{
+	struct nb_server *srv = c->srv;
+
+	while (!c->closing && !c->writing) {
+		ssize_t fl = nb_stun_frame_len(c->rbuf, c->have);
+		struct nb_binding_request req;
+		struct nb_binding_reply rep;
+		uint8_t out[NB_BINDING_MAX_RESPONSE];
+		int rc;
+
+		if (fl == 0 && c->have < sizeof(c->rbuf))
+			break; /* fewer than 4 bytes so far */
+		if (fl < NB_STUN_HDR_LEN || (size_t)fl > sizeof(c->rbuf)) {
+			/* Not STUN, or longer than any message we accept:
+			 * there is no way to find the next frame. */
+			srv->stats.tcp_closed_garbage++;
+			conn_close(c);
+			return;
+		}
+		if ((size_t)fl > c->have)
+			break;
+		req = (struct nb_binding_request){
+			.data = c->rbuf, .len = (size_t)fl, .from = c->peer,
+			.ip_idx = c->ip, .port_idx = c->port, .transport = NB_BINDING_TCP,
+		};
+		srv->stats.tcp_requests++;
+		rc = nb_binding_handle(&srv->bind, &req, out, sizeof(out), &rep);
+		if (rc < 0)
+			srv->stats.drops[nb_binding_drop_index(rc)]++;
+		memmove(c->rbuf, c->rbuf + fl, c->have - (size_t)fl);
+		c->have -= (size_t)fl;
+		/* The idle clock restarts with each whole message, never with
+		 * a byte: a trickle does not hold a slot. */
+		uv_timer_start(&c->timer, on_conn_idle, srv->cfg.tcp_idle_timeout_ms, 0);
+		if (rc == 0)
+			conn_send(c, out, rep.len);
+	}
+	if (!c->closing && !c->writing && c->total >= srv->cfg.tcp_max_bytes) {
+		srv->stats.tcp_closed_bytes++;
+		conn_close(c);
+	}
+}
+
+static void on_conn_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+	struct tcp_conn *c = s->data;
+
+	(void)buf;
+	if (nread < 0) {
+		/* EOF, reset, or UV_ENOBUFS: the byte cap was reached. */
+		if (nread == UV_ENOBUFS)
+			c->srv->stats.tcp_closed_bytes++;
+		conn_close(c);
+		return;
+	}
+	c->have += (size_t)nread;
+	c->total += (uint64_t)nread;
+	conn_process(c);
+}
+
+static void listener_accept(struct tcp_listener *l)
+{
+	struct nb_server *srv = l->srv;
+	struct tcp_conn *c = calloc(1, sizeof(*c));
+	struct sockaddr_storage ss;
+	int sslen = (int)sizeof(ss);
+	int rc;
+
+	if (c == NULL) {
+		nb_log_error(LOG, "tcp: out of memory accepting a connection");
+		return;
+	}
+	c->srv = srv;
+	c->ip = l->ip;
+	c->port = l->port;
+	c->handle.data = c;
+	c->timer.data = c;
+	c->next = srv->conns;
+	if (srv->conns != NULL)
+		srv->conns->prev = c;
+	srv->conns = c;
+	srv->n_conns++;
+	rc = uv_tcp_init(srv->loop, &c->handle);
+	if (rc != 0) {
+		/* Nothing to close: unlink and free at once. */
+		srv->conns = c->next;
+		if (c->next != NULL)
+			c->next->prev = NULL;
+		srv->n_conns--;
+		free(c);
+		return;
+	}
+	c->open_handles = 1;
+	rc = uv_accept((uv_stream_t *)&l->handle, (uv_stream_t *)&c->handle);
+	if (rc == 0)
+		rc = uv_tcp_getpeername(&c->handle, (struct sockaddr *)&ss, &sslen);
+	if (rc == 0)
+		rc = nb_addr_from_sockaddr((const struct sockaddr *)&ss, &c->peer) == 0 ? 0 : UV_EINVAL;
+	if (rc == 0)
+		rc = uv_timer_init(srv->loop, &c->timer);
+	if (rc != 0) {
+		conn_close(c);
+		return;
+	}
+	c->open_handles = 2;
+	uv_tcp_nodelay(&c->handle, 1);
+	srv->stats.tcp_accepted++;
+	uv_timer_start(&c->timer, on_conn_idle, srv->cfg.tcp_idle_timeout_ms, 0);
+	if (uv_read_start((uv_stream_t *)&c->handle, on_conn_alloc, on_conn_read) != 0)
+		conn_close(c);
+}
+
+static void on_tcp_connection(uv_stream_t *server, int status)
+{
+	struct tcp_listener *l = server->data;
+	struct nb_server *srv = l->srv;
+
+	if (status < 0) {
+		uint64_t now = uv_now(srv->loop);
+		if (srv->last_accept_warn_ms == 0 || now - srv->last_accept_warn_ms >= WARN_INTERVAL_MS) {
+			srv->last_accept_warn_ms = now;
+			nb_log_warn(LOG, "tcp: accept failed: %s", uv_strerror(status));
+		}
+		return;
+	}
+	if (srv->n_conns >= srv->cfg.max_tcp) {
+		/* Not accepting makes libuv stop polling this listener; the
+		 * kernel backlog holds the rest until a slot frees. */
+		uint64_t now = uv_now(srv->loop);
+
+		l->paused = true;
+		srv->stats.tcp_refused_full++;
+		if (srv->last_full_warn_ms == 0 || now - srv->last_full_warn_ms >= WARN_INTERVAL_MS) {
+			nb_log_warn(LOG, "tcp: connection limit (%u) reached: not accepting until one "
+					 "closes (%llu times since the last warning)",
+				    srv->cfg.max_tcp,
+				    (unsigned long long)(srv->stats.tcp_refused_full - srv->full_waits_logged));
+			srv->last_full_warn_ms = now;
+			srv->full_waits_logged = srv->stats.tcp_refused_full;
+		}
+		return;
+	}
+	listener_accept(l);
+}
+
+/* ---- Open and close ----------------------------------------------------- */
+
+static void server_pending_done(struct nb_server *srv)
+{
+	if (--srv->pending > 0)
+		return;
+	if (srv->done_cb != NULL)
+		srv->done_cb(srv->done_arg);
+	free(srv);
+}
+
+static void on_udp_closed(struct nb_udp *u)
+{
+	struct udp_sock *s = u->arg;
+
+	server_pending_done(s->srv);
+}
+
+static void on_listener_closed(uv_handle_t *h)
+{
+	struct tcp_listener *l = h->data;
+
+	server_pending_done(l->srv);
+}
+
+void nb_server_close(struct nb_server *srv, void (*done_cb)(void *arg), void *arg)
+{
+	if (srv == NULL || srv->closing)
+		return;
+	srv->closing = true;
+	srv->done_cb = done_cb;
+	srv->done_arg = arg;
+	srv->pending = 1; /* held until every close below has been started */
+	for (unsigned i = 0; i < 2; i++) {
+		for (unsigned p = 0; p < 2; p++) {
+			if (srv->udp[i][p].open) {
+				srv->udp[i][p].open = false;
+				srv->pending++;
+				nb_udp_close(&srv->udp[i][p].udp, on_udp_closed);
+			}
+			if (srv->tcp[i][p].open) {
+				srv->tcp[i][p].open = false;
+				srv->pending++;
+				uv_close((uv_handle_t *)&srv->tcp[i][p].handle, on_listener_closed);
+			}
+		}
+	}
+	for (struct tcp_conn *c = srv->conns; c != NULL; c = c->next) {
+		srv->pending++;
+		conn_close(c);
+	}
+	server_pending_done(srv);
+}
+
+static int open_udp(struct nb_server *srv, unsigned i, unsigned p)
+{
+	struct udp_sock *s = &srv->udp[i][p];
+	struct nb_addr a = nb_binding_local(&srv->bind, i, p);
+	char as[NB_ADDR_STRLEN];
+	int rc;
+
+	s->srv = srv;
+	s->ip = (uint8_t)i;
+	s->port = (uint8_t)p;
+	rc = nb_udp_open(&s->udp, srv->loop, &a, 0, on_udp, s);
+	nb_addr_format(&a, as, sizeof(as));
+	if (rc != 0) {
+		nb_log_error(LOG, "cannot listen on udp %s: %s", as, uv_strerror(rc));
+		return rc;
+	}
+	s->open = true;
+	nb_log_info(LOG, "listening on udp %s", as);
+	return 0;
+}
+
+static int open_tcp(struct nb_server *srv, unsigned i, unsigned p)
+{
+	struct tcp_listener *l = &srv->tcp[i][p];
+	struct nb_addr a = nb_binding_local(&srv->bind, i, p);
+	struct sockaddr_storage ss;
+	char as[NB_ADDR_STRLEN];
+	int rc;
+
+	l->srv = srv;
+	l->ip = (uint8_t)i;
+	l->port = (uint8_t)p;
+	nb_addr_format(&a, as, sizeof(as));
+	if (nb_addr_to_sockaddr(&a, &ss) < 0)
+		return UV_EAFNOSUPPORT;
+	rc = uv_tcp_init(srv->loop, &l->handle);
+	if (rc != 0) {
+		nb_log_error(LOG, "cannot listen on tcp %s: %s", as, uv_strerror(rc));
+		return rc;
+	}
+	l->handle.data = l;
+	l->open = true; /* initialised: from here on it must be closed */
+	rc = uv_tcp_bind(&l->handle, (const struct sockaddr *)&ss, 0);
+	if (rc == 0)
+		rc = uv_listen((uv_stream_t *)&l->handle, NB_SERVER_TCP_BACKLOG, on_tcp_connection);
+	if (rc != 0) {
+		nb_log_error(LOG, "cannot listen on tcp %s: %s", as, uv_strerror(rc));
+		return rc;
+	}
+	nb_log_info(LOG, "listening on tcp %s", as);
+	return 0;
+}
+
+int nb_server_open(uv_loop_t *loop, const struct nb_server_config *cfg, struct nb_server **ret)
+{
+	struct nb_server *srv;
+	int rc;
+
+	if (cfg->n_listen < 1 || cfg->n_listen > 2 || cfg->max_tcp < 1 ||
+	    cfg->tcp_idle_timeout_ms < 1 || cfg->tcp_max_bytes < NB_STUN_HDR_LEN) {
+		nb_log_error(LOG, "invalid server configuration");
+		return -EINVAL;
+	}
+	srv = calloc(1, sizeof(*srv));
+	if (srv == NULL)
+		return -ENOMEM;
+	srv->loop = loop;
+	srv->cfg = *cfg;
+	srv->bind.rfc5780 = cfg->n_listen == 2;
+	srv->bind.ip[0] = cfg->listen[0];
+	srv->bind.ip[1] = cfg->n_listen == 2 ? cfg->listen[1] : cfg->listen[0];
+	srv->bind.port[0] = cfg->port;
+	srv->bind.port[1] = cfg->alt_port;
+	if (cfg->software != NULL) {
+		size_t n = strlen(cfg->software);
+		if (n > NB_BINDING_MAX_SOFTWARE) {
+			free(srv);
+			nb_log_error(LOG, "SOFTWARE text longer than %d bytes", NB_BINDING_MAX_SOFTWARE);
+			return -EINVAL;
+		}
+		memcpy(srv->software, cfg->software, n);
+		srv->bind.software = (const uint8_t *)srv->software;
+		srv->bind.software_len = n;
+		srv->cfg.software = srv->software;
+	}
+	rc = nb_binding_config_check(&srv->bind);
+	if (rc < 0) {
+		free(srv);
+		nb_log_error(LOG, "invalid address configuration: RFC 5780 mode needs two different "
+				  "specific IPs of one family and two different ports");
+		return rc;
+	}
+
+	if (srv->bind.rfc5780)
+		nb_log_info(LOG, "RFC 5780 mode: 2 addresses x 2 ports; responses carry "
+				 "RESPONSE-ORIGIN and OTHER-ADDRESS, CHANGE-REQUEST is honoured");
+	else
+		nb_log_info(LOG, "single-address mode: no OTHER-ADDRESS, CHANGE-REQUEST with a flag "
+				 "set is answered with 420");
+	if (!srv->bind.rfc5780 && nb_addr_is_unspecified(&srv->bind.ip[0]))
+		nb_log_info(LOG, "listening on the wildcard address: on a host with several "
+				 "addresses, name the public one with --listen");
+
+	rc = 0;
+	for (unsigned i = 0; i < n_ips(srv) && rc == 0; i++)
+		for (unsigned p = 0; p < n_ips(srv) && rc == 0; p++) {
+			rc = open_udp(srv, i, p);
+			if (rc == 0 && cfg->tcp)
+				rc = open_tcp(srv, i, p);
+		}
+	if (rc != 0) {
+		nb_server_close(srv, NULL, NULL);
+		return rc;
+	}
+	if (cfg->tcp)
+		nb_log_info(LOG, "tcp limits: %u connections, a request within %llu ms, %llu bytes "
+				 "per connection",
+			    cfg->max_tcp, (unsigned long long)cfg->tcp_idle_timeout_ms,
+			    (unsigned long long)cfg->tcp_max_bytes);
+	if (srv->bind.software != NULL)
+		nb_log_info(LOG, "responses carry SOFTWARE \"%s\"", srv->software);
+	*ret = srv;
+	return 0;
+}
+
+/* ---- The program ---------------------------------------------------------- */
+
+struct run_ctx {
+	uv_loop_t *loop;
+	struct nb_server *srv;
+	uv_signal_t sig[3];
+	bool stopping;
+};
+
+static void log_stats(const struct nb_server_stats *st)
+{
+	char drops[256];
+	size_t off = 0;
+
+	drops[0] = '\0';
+	for (unsigned i = 0; i < NB_BINDING_DROP_COUNT; i++) {
+		int n = snprintf(drops + off, sizeof(drops) - off, "%s%s %llu", i ? ", " : "",
+				 nb_binding_drop_name(NB_BINDING_DROP_NOT_STUN - (int)i),
+				 (unsigned long long)st->drops[i]);
+		if (n < 0 || (size_t)n >= sizeof(drops) - off)
+			break;
+		off += (size_t)n;
+	}
+	nb_log_info(LOG, "udp: %llu received, %llu answered, %llu errors sent; dropped: %s",
+		    (unsigned long long)st->udp_rx, (unsigned long long)st->udp_answered,
+		    (unsigned long long)st->udp_errors_sent, drops);
+	nb_log_info(LOG, "tcp: %llu accepted, %llu requests, %llu waits at the limit; closed: "
+			 "%llu idle, %llu byte cap, %llu garbage",
+		    (unsigned long long)st->tcp_accepted, (unsigned long long)st->tcp_requests,
+		    (unsigned long long)st->tcp_refused_full, (unsigned long long)st->tcp_closed_idle,
+		    (unsigned long long)st->tcp_closed_bytes,
+		    (unsigned long long)st->tcp_closed_garbage);
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+	struct run_ctx *ctx = h->data;
+
+	if (signum == SIGPIPE)
+		return; /* a peer closed a TCP connection under a write: the write fails */
+	if (ctx->stopping)
+		return;
+	ctx->stopping = true;
+	nb_log_info(LOG, "%s: shutting down", signum == SIGINT ? "SIGINT" : "SIGTERM");
+	log_stats(nb_server_stats(ctx->srv));
+	nb_server_close(ctx->srv, NULL, NULL);
+	ctx->srv = NULL;
+	for (unsigned i = 0; i < 3; i++)
+		uv_close((uv_handle_t *)&ctx->sig[i], NULL);
+}
+
+int nb_server_run(const struct nb_server_config *cfg)
+{
+	static const int signums[3] = { SIGINT, SIGTERM, SIGPIPE };
+	struct run_ctx ctx;
+	uv_loop_t loop;
+	int rc;
+
+	memset(&ctx, 0, sizeof(ctx));
+	rc = uv_loop_init(&loop);
+	if (rc != 0) {
+		nb_log_error(LOG, "uv_loop_init: %s", uv_strerror(rc));
+		return 1;
+	}
+	ctx.loop = &loop;
+	rc = nb_server_open(&loop, cfg, &ctx.srv);
+	if (rc != 0) {
+		uv_run(&loop, UV_RUN_DEFAULT); /* finish closing what was opened */
+		uv_loop_close(&loop);
+		return 1;
+	}
+	for (unsigned i = 0; i < 3; i++) {
+		uv_signal_init(&loop, &ctx.sig[i]);
+		ctx.sig[i].data = &ctx;
+		uv_signal_start(&ctx.sig[i], on_signal, signums[i]);
+	}
+	uv_run(&loop, UV_RUN_DEFAULT);
+	rc = uv_loop_close(&loop);
+	if (rc != 0) {
+		nb_log_error(LOG, "handles left open at exit: %s", uv_strerror(rc));
+		return 1;
+	}
+	nb_log_info(LOG, "stopped");
+	return 0;
+}

@@ -1,0 +1,76 @@
+/* broker/server.h - the STUN service's libuv shell: UDP sockets, TCP
+ * listeners and connections, signals. It moves bytes between the sockets
+ * and nb_binding_handle(); all STUN decisions are made there.
+ *
+ * Sockets (docs/broker.md):
+ *   one --listen IP   : UDP IP:port, TCP IP:port.
+ *   two --listen IPs  : RFC 5780. UDP and TCP on IP1:port, IP1:alt_port,
+ *                       IP2:port, IP2:alt_port.
+ *
+ * TCP: each connection carries STUN messages framed by their header length
+ * (RFC 8489 §6.2.2). Hard limits: max_tcp connections at once (beyond that
+ * the listeners stop accepting until one closes: new connections wait in
+ * the kernel's backlog), one request must complete within
+ * tcp_idle_timeout_ms of the connection or of the previous request (a
+ * trickle of bytes does not keep a connection open), tcp_max_bytes read per
+ * connection, messages of at most NB_STUN_MAX_MSG bytes, one response
+ * in flight per connection (reading pauses while it drains).
+ */
+#ifndef NB_BROKER_SERVER_H
+#define NB_BROKER_SERVER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "broker/binding.h"
+#include "common/addr.h"
+
+#define NB_SERVER_DEFAULT_PORT 3478
+#define NB_SERVER_DEFAULT_ALT_PORT 3479
+#define NB_SERVER_DEFAULT_MAX_TCP 1024
+#define NB_SERVER_DEFAULT_TCP_IDLE_MS 10000
+#define NB_SERVER_DEFAULT_TCP_MAX_BYTES 65536
+#define NB_SERVER_TCP_BACKLOG 128
+
+struct nb_server_config {
+	struct nb_addr listen[2]; /* IPs (ports ignored) */
+	unsigned n_listen;        /* 1, or 2 for RFC 5780 */
+	uint16_t port, alt_port;
+	bool tcp;
+	unsigned max_tcp;             /* >= 1 */
+	uint64_t tcp_idle_timeout_ms; /* >= 1 */
+	uint64_t tcp_max_bytes;       /* >= NB_STUN_HDR_LEN */
+	const char *software;         /* NULL: no SOFTWARE attribute */
+};
+
+/* Counters, readable at any time (single loop thread). */
+struct nb_server_stats {
+	uint64_t udp_rx, udp_answered, udp_errors_sent; /* errors_sent: 400/420 responses */
+	uint64_t drops[NB_BINDING_DROP_COUNT];          /* by nb_binding_drop_index() */
+	uint64_t tcp_accepted, tcp_refused_full, tcp_requests;
+	uint64_t tcp_closed_idle, tcp_closed_bytes, tcp_closed_garbage;
+};
+
+struct nb_server;
+
+/* Fill *cfg with the defaults (0.0.0.0, 3478/3479, TCP on, limits above). */
+void nb_server_config_default(struct nb_server_config *cfg);
+
+/* Check cfg, open every socket on `loop` and start serving. 0, or a negative
+ * errno/libuv code with a log line naming the address that failed; on
+ * failure nothing stays open (run the loop once to finish closing). */
+int nb_server_open(uv_loop_t *loop, const struct nb_server_config *cfg, struct nb_server **ret);
+
+/* Close every handle; done_cb (may be NULL) runs once all are closed, after
+ * which the server memory is freed. Accepts NULL. */
+void nb_server_close(struct nb_server *srv, void (*done_cb)(void *arg), void *arg);
+
+const struct nb_server_stats *nb_server_stats(const struct nb_server *srv);
+
+/* The whole program: a loop, the server, SIGINT/SIGTERM for a clean stop.
+ * Returns 0 after a signal, 1 if the server could not start. */
+int nb_server_run(const struct nb_server_config *cfg);
+
+#endif

@@ -1,0 +1,343 @@
+/* tests/unit/test_connectivity.c - the connectivity table.
+ *
+ * Two checks:
+ *  1. a hand-written table for the lab's NAT kinds, matching the hole-punching
+ *     ground truth measured in the lab (shared natlab NOTES);
+ *  2. every combination of mapping x filtering x UDP-blocked x UPnP on both
+ *     sides, against a small packet-level NAT simulator that knows nothing of
+ *     the predicate: a plan that promises a path must work when its roles are
+ *     played out, and a plan of "none" must fail even when both sides punch.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <string.h>
+
+#include "broker/connectivity.h"
+
+#define EIM NB_MAPPING_ENDPOINT_INDEPENDENT
+#define ADM NB_MAPPING_ADDRESS_DEPENDENT
+#define APDM NB_MAPPING_ADDRESS_AND_PORT_DEPENDENT
+#define NOMAP NB_MAPPING_NONE
+#define EIF NB_FILTERING_ENDPOINT_INDEPENDENT
+#define ADF NB_FILTERING_ADDRESS_DEPENDENT
+#define APDF NB_FILTERING_ADDRESS_AND_PORT_DEPENDENT
+
+static struct nb_peer_nat peer(enum nb_mapping m, enum nb_filtering f, bool blocked, bool upnp,
+			       uint8_t ip_last)
+{
+	struct nb_peer_nat p;
+	memset(&p, 0, sizeof(p));
+	p.mapping = m;
+	p.filtering = f;
+	p.udp_blocked = blocked;
+	p.upnp_verified = upnp;
+	p.reflexive.family = NB_AF_INET;
+	p.reflexive.ip[0] = 203;
+	p.reflexive.ip[2] = 113;
+	p.reflexive.ip[3] = ip_last;
+	p.reflexive.port = 40000;
+	return p;
+}
+
+/* ---- 1. The lab's kinds ------------------------------------------------- */
+
+enum kind { OPEN, FC, RC, PRC, SYM, BLK, UPNP, KIND_N };
+static const char *const kind_name[] = { "pub", "fc", "rc", "prc", "sym", "blk", "upnp" };
+
+static struct nb_peer_nat of_kind(enum kind k, uint8_t ip)
+{
+	switch (k) {
+	case OPEN: return peer(NOMAP, EIF, false, false, ip);
+	case FC: return peer(EIM, EIF, false, false, ip);
+	case RC: return peer(EIM, ADF, false, false, ip);
+	case PRC: return peer(EIM, APDF, false, false, ip);
+	case SYM: return peer(APDM, APDF, false, false, ip);
+	case BLK: return peer(NB_MAPPING_UNKNOWN, NB_FILTERING_UNKNOWN, true, false, ip);
+	default: return peer(EIM, APDF, false, true, ip); /* UPNP, mapping verified */
+	}
+}
+
+#define D NB_ROLE_DIAL
+#define L NB_ROLE_LISTEN
+#define P NB_ROLE_PUNCH
+#define R NB_ROLE_PRIME
+#define N NB_ROLE_NONE
+
+static const struct {
+	enum kind a, b;
+	enum nb_path path;
+	enum nb_role ra, rb;
+} lab_cases[] = {
+	/* the open side listens, the other dials */
+	{ OPEN, OPEN, NB_PATH_DIRECT, D, L }, { OPEN, FC, NB_PATH_DIRECT, D, L },
+	{ OPEN, RC, NB_PATH_DIRECT, L, D },   { OPEN, PRC, NB_PATH_DIRECT, L, D },
+	{ OPEN, SYM, NB_PATH_DIRECT, L, D },  { FC, PRC, NB_PATH_DIRECT, L, D },
+	{ PRC, FC, NB_PATH_DIRECT, D, L },    { SYM, FC, NB_PATH_DIRECT, D, L },
+	{ FC, SYM, NB_PATH_DIRECT, L, D },    { RC, FC, NB_PATH_DIRECT, D, L },
+	/* two cones punch at once */
+	{ RC, RC, NB_PATH_DIRECT, P, P },     { RC, PRC, NB_PATH_DIRECT, P, P },
+	{ PRC, PRC, NB_PATH_DIRECT, P, P },   { PRC, RC, NB_PATH_DIRECT, P, P },
+	/* restricted cone vs symmetric: the restricted side primes first */
+	{ SYM, RC, NB_PATH_DIRECT, D, R },    { RC, SYM, NB_PATH_DIRECT, R, D },
+	/* no direct path */
+	{ SYM, PRC, NB_PATH_NONE, N, N },     { PRC, SYM, NB_PATH_NONE, N, N },
+	{ SYM, SYM, NB_PATH_NONE, N, N },     { BLK, OPEN, NB_PATH_NONE, N, N },
+	{ FC, BLK, NB_PATH_NONE, N, N },      { BLK, BLK, NB_PATH_NONE, N, N },
+	/* a verified UPnP mapping listens */
+	{ SYM, UPNP, NB_PATH_UPNP, D, L },    { UPNP, SYM, NB_PATH_UPNP, L, D },
+	{ UPNP, PRC, NB_PATH_UPNP, L, D },    { BLK, UPNP, NB_PATH_NONE, N, N },
+};
+
+static void test_lab_kinds(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < sizeof(lab_cases) / sizeof(lab_cases[0]); i++) {
+		struct nb_peer_nat a = of_kind(lab_cases[i].a, 101), b = of_kind(lab_cases[i].b, 102);
+		struct nb_plan p;
+		nb_connectivity_plan(&a, &b, &p);
+		if (p.path != lab_cases[i].path || p.role_a != lab_cases[i].ra || p.role_b != lab_cases[i].rb)
+			fail_msg("%s -> %s: got %s %s/%s (%s), want %s %s/%s", kind_name[lab_cases[i].a],
+				 kind_name[lab_cases[i].b], nb_path_to_string(p.path),
+				 nb_role_to_string(p.role_a), nb_role_to_string(p.role_b), p.reason,
+				 nb_path_to_string(lab_cases[i].path), nb_role_to_string(lab_cases[i].ra),
+				 nb_role_to_string(lab_cases[i].rb));
+		assert_true(strlen(p.reason) > 0);
+	}
+}
+
+static void test_same_public_ip_is_lan(void **state)
+{
+	struct nb_peer_nat a = of_kind(PRC, 109), b = of_kind(PRC, 109);
+	struct nb_plan p;
+
+	(void)state;
+	b.reflexive.port = 40001;
+	nb_connectivity_plan(&a, &b, &p);
+	assert_int_equal(p.path, NB_PATH_LAN);
+	assert_int_equal(p.role_a, NB_ROLE_PUNCH);
+	assert_int_equal(p.role_b, NB_ROLE_PUNCH);
+}
+
+static void test_nat_names(void **state)
+{
+	(void)state;
+	assert_int_equal(nb_nat_type_of(NOMAP, EIF, false), NB_NAT_OPEN);
+	assert_int_equal(nb_nat_type_of(NOMAP, APDF, false), NB_NAT_FIREWALL);
+	assert_int_equal(nb_nat_type_of(EIM, EIF, false), NB_NAT_FULL_CONE);
+	assert_int_equal(nb_nat_type_of(EIM, ADF, false), NB_NAT_RESTRICTED_CONE);
+	assert_int_equal(nb_nat_type_of(EIM, APDF, false), NB_NAT_PORT_RESTRICTED_CONE);
+	assert_int_equal(nb_nat_type_of(ADM, APDF, false), NB_NAT_SYMMETRIC);
+	assert_int_equal(nb_nat_type_of(APDM, EIF, false), NB_NAT_SYMMETRIC);
+	assert_int_equal(nb_nat_type_of(EIM, EIF, true), NB_NAT_UDP_BLOCKED);
+	assert_int_equal(nb_nat_type_of(NB_MAPPING_UNKNOWN, EIF, false), NB_NAT_UNKNOWN);
+	assert_int_equal(nb_nat_type_of(EIM, NB_FILTERING_UNKNOWN, false), NB_NAT_UNKNOWN);
+}
+
+/* ---- 2. A packet-level NAT simulator ------------------------------------ */
+
+#define SIM_MAX 64
+#define BROKER_IP 9
+#define BROKER_PORT 3478
+#define HOST_PORT 5000
+#define UPNP_PORT 7000
+
+struct sim_nat {
+	struct nb_peer_nat cfg;
+	uint8_t ip;
+	/* mappings: destination (ip, port) -> external port */
+	struct { uint8_t ip; uint16_t port, ext; } map[SIM_MAX];
+	int n_map;
+	/* filter entries: external port sent from -> remote (ip, port) */
+	struct { uint16_t ext; uint8_t ip; uint16_t port; } flt[SIM_MAX];
+	int n_flt;
+	uint16_t next_port;
+	bool got; /* received a packet from the peer */
+};
+
+/* The external port the NAT uses for the host's socket toward (ip, port). */
+static uint16_t sim_map(struct sim_nat *n, uint8_t ip, uint16_t port)
+{
+	if (n->cfg.upnp_verified)
+		return UPNP_PORT; /* static mapping, sent out unchanged */
+	if (n->cfg.mapping == NB_MAPPING_NONE)
+		return HOST_PORT;
+	for (int i = 0; i < n->n_map; i++) {
+		bool same;
+		switch (n->cfg.mapping) {
+		case NB_MAPPING_ENDPOINT_INDEPENDENT: same = true; break;
+		case NB_MAPPING_ADDRESS_DEPENDENT: same = n->map[i].ip == ip; break;
+		default: same = n->map[i].ip == ip && n->map[i].port == port; break;
+		}
+		if (same)
+			return n->map[i].ext;
+	}
+	assert_true(n->n_map < SIM_MAX);
+	n->map[n->n_map].ip = ip;
+	n->map[n->n_map].port = port;
+	n->map[n->n_map].ext = n->next_port++;
+	return n->map[n->n_map++].ext;
+}
+
+static bool sim_port_exists(const struct sim_nat *n, uint16_t ext)
+{
+	if (n->cfg.upnp_verified)
+		return ext == UPNP_PORT;
+	if (n->cfg.mapping == NB_MAPPING_NONE)
+		return ext == HOST_PORT;
+	for (int i = 0; i < n->n_map; i++)
+		if (n->map[i].ext == ext)
+			return true;
+	return false;
+}
+
+static bool sim_admits(const struct sim_nat *n, uint16_t ext, uint8_t ip, uint16_t port)
+{
+	enum nb_filtering f = n->cfg.filtering;
+
+	if (n->cfg.udp_blocked || !sim_port_exists(n, ext))
+		return false;
+	if (n->cfg.upnp_verified || f == NB_FILTERING_ENDPOINT_INDEPENDENT)
+		return true;
+	for (int i = 0; i < n->n_flt; i++) {
+		if (n->flt[i].ext != ext || n->flt[i].ip != ip)
+			continue;
+		if (f == NB_FILTERING_ADDRESS_DEPENDENT || n->flt[i].port == port)
+			return true;
+	}
+	return false;
+}
+
+/* Host behind `from` sends to (ip, port); returns true if `to` delivers it.
+ * A delivered check is answered to the source the receiver saw. */
+static bool sim_send(struct sim_nat *from, struct sim_nat *to, uint8_t ip, uint16_t port, bool is_check)
+{
+	if (from->cfg.udp_blocked)
+		return false;
+	uint16_t src = sim_map(from, ip, port);
+	assert_true(from->n_flt < SIM_MAX);
+	from->flt[from->n_flt].ext = src;
+	from->flt[from->n_flt].ip = ip;
+	from->flt[from->n_flt++].port = port;
+	if (ip != to->ip || !sim_admits(to, port, from->ip, src))
+		return false;
+	to->got = true;
+	if (is_check)
+		sim_send(to, from, from->ip, src, false);
+	return true;
+}
+
+static void sim_init(struct sim_nat *n, const struct nb_peer_nat *cfg, uint8_t ip)
+{
+	memset(n, 0, sizeof(*n));
+	n->cfg = *cfg;
+	n->ip = ip;
+	n->next_port = 20000 + (uint16_t)(ip * 1000);
+}
+
+/* Reflexive address as the broker saw it: the mapping toward the broker. */
+static uint16_t sim_reflexive(struct sim_nat *n)
+{
+	return sim_map(n, BROKER_IP, BROKER_PORT);
+}
+
+/* Play the roles out; true when each side received from the other. */
+static bool sim_run(const struct nb_peer_nat *ca, const struct nb_peer_nat *cb, enum nb_role ra,
+		    enum nb_role rb)
+{
+	struct sim_nat a, b;
+
+	sim_init(&a, ca, 1);
+	sim_init(&b, cb, 2);
+	uint16_t ra_port = sim_reflexive(&a), rb_port = sim_reflexive(&b);
+	if (ra == NB_ROLE_PRIME)
+		sim_send(&a, &b, b.ip, rb_port, false);
+	if (rb == NB_ROLE_PRIME)
+		sim_send(&b, &a, a.ip, ra_port, false);
+	for (int round = 0; round < 3; round++) {
+		if (ra == NB_ROLE_DIAL || ra == NB_ROLE_PUNCH)
+			sim_send(&a, &b, b.ip, rb_port, true);
+		if (rb == NB_ROLE_DIAL || rb == NB_ROLE_PUNCH)
+			sim_send(&b, &a, a.ip, ra_port, true);
+	}
+	return a.got && b.got;
+}
+
+static void test_every_combination_against_simulator(void **state)
+{
+	static const enum nb_mapping maps[] = { NOMAP, EIM, ADM, APDM, NB_MAPPING_UNKNOWN };
+	static const enum nb_filtering flts[] = { EIF, ADF, APDF, NB_FILTERING_UNKNOWN };
+	struct nb_peer_nat all[2 * 2 * 5 * 4];
+	size_t n = 0, promised = 0, refused = 0;
+
+	(void)state;
+	for (size_t m = 0; m < 5; m++)
+		for (size_t f = 0; f < 4; f++)
+			for (int blk = 0; blk < 2; blk++)
+				for (int up = 0; up < 2; up++)
+					all[n++] = peer(maps[m], flts[f], blk, up, 0);
+
+	for (size_t i = 0; i < n; i++) {
+		for (size_t j = 0; j < n; j++) {
+			struct nb_peer_nat a = all[i], b = all[j];
+			struct nb_plan p;
+			a.reflexive.ip[3] = 101;
+			b.reflexive.ip[3] = 102;
+			nb_connectivity_plan(&a, &b, &p);
+			bool unknown = a.mapping == NB_MAPPING_UNKNOWN || b.mapping == NB_MAPPING_UNKNOWN ||
+				       a.filtering == NB_FILTERING_UNKNOWN ||
+				       b.filtering == NB_FILTERING_UNKNOWN;
+			if (p.path == NB_PATH_DIRECT || p.path == NB_PATH_UPNP) {
+				promised++;
+				if (!sim_run(&a, &b, p.role_a, p.role_b))
+					fail_msg("case %zu/%zu: plan %s/%s (%s) fails in the simulator", i, j,
+						 nb_role_to_string(p.role_a), nb_role_to_string(p.role_b), p.reason);
+			} else {
+				assert_int_equal(p.path, NB_PATH_NONE);
+				assert_int_equal(p.role_a, NB_ROLE_NONE);
+				refused++;
+				/* Not pessimistic: even both punching (with priming) fails,
+				 * unless the refusal was for unknown behaviour. */
+				bool works = sim_run(&a, &b, NB_ROLE_PUNCH, NB_ROLE_PUNCH) ||
+					     sim_run(&a, &b, NB_ROLE_PRIME, NB_ROLE_DIAL) ||
+					     sim_run(&a, &b, NB_ROLE_DIAL, NB_ROLE_PRIME);
+				if (works && !unknown)
+					fail_msg("case %zu/%zu: plan says none (%s) but punching works", i, j, p.reason);
+			}
+		}
+	}
+	/* Both outcomes are exercised. */
+	assert_true(promised > 1000);
+	assert_true(refused > 1000);
+}
+
+/* The simulator itself must be able to say no (a test that cannot fail is no test). */
+static void test_simulator_sanity(void **state)
+{
+	struct nb_peer_nat sym = peer(APDM, APDF, false, false, 0), prc = peer(EIM, APDF, false, false, 0);
+	struct nb_peer_nat rc = peer(EIM, ADF, false, false, 0);
+
+	(void)state;
+	assert_false(sim_run(&sym, &prc, NB_ROLE_PUNCH, NB_ROLE_PUNCH));
+	assert_false(sim_run(&sym, &sym, NB_ROLE_PUNCH, NB_ROLE_PUNCH));
+	assert_false(sim_run(&sym, &rc, NB_ROLE_DIAL, NB_ROLE_LISTEN)); /* needs the prime */
+	assert_true(sim_run(&sym, &rc, NB_ROLE_DIAL, NB_ROLE_PRIME));
+	assert_true(sim_run(&prc, &prc, NB_ROLE_PUNCH, NB_ROLE_PUNCH));
+	assert_false(sim_run(&prc, &prc, NB_ROLE_DIAL, NB_ROLE_LISTEN));
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_lab_kinds),
+		cmocka_unit_test(test_same_public_ip_is_lan),
+		cmocka_unit_test(test_nat_names),
+		cmocka_unit_test(test_simulator_sanity),
+		cmocka_unit_test(test_every_combination_against_simulator),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
