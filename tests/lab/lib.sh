@@ -24,6 +24,38 @@ LAB_WATCHDOG=
 LAB_TORN_DOWN=0
 LAB_SUMMARY_DONE=0
 
+# What each host's NAT was built to be (docs/lab.md), in the project's words:
+# "MAPPING FILTERING NAT". The one table every lab test checks against.
+declare -A LAB_EXPECT=(
+    [pub]="none endpoint-independent open"
+    [fc]="endpoint-independent endpoint-independent full-cone"
+    [rc]="endpoint-independent address-dependent restricted-cone"
+    [prc]="endpoint-independent address-and-port-dependent port-restricted-cone"
+    [sym]="address-and-port-dependent address-and-port-dependent symmetric"
+    [sym2]="address-and-port-dependent address-and-port-dependent symmetric"
+    [blk]="none unknown udp-blocked"
+    [upnp]="endpoint-independent address-and-port-dependent port-restricted-cone"
+    [lan1]="endpoint-independent address-and-port-dependent port-restricted-cone"
+    [lan2]="endpoint-independent address-and-port-dependent port-restricted-cone"
+    [hp1]="endpoint-independent endpoint-independent full-cone"
+    [hp2]="endpoint-independent endpoint-independent full-cone"
+    [cgn]="endpoint-independent address-and-port-dependent port-restricted-cone"
+)
+
+# lab_expect_nd HOST: the verdict turnutils_natdiscovery -m -f prints for HOST,
+# as "X Mapping; Y Filtering" ("no verdict" without UDP). It cannot tell no
+# NAT from endpoint-independent mapping.
+lab_expect_nd() {
+    local m f n
+    read -r m f n <<<"${LAB_EXPECT[$1]}"
+    [ "$n" = udp-blocked ] && { echo "no verdict"; return; }
+    words() { case $1 in
+        none | endpoint-independent) echo "Endpoint Independent" ;;
+        address-dependent) echo "Address Dependent" ;;
+        *) echo "Address and Port Dependent" ;; esac; }
+    echo "$(words "$m") Mapping; $(words "$f") Filtering"
+}
+
 lab_log() { echo "# $*"; }
 
 # ---------------------------------------------------------------- root / skip

@@ -13,21 +13,6 @@ SRV1=203.0.113.10
 SRV2=203.0.113.11
 HOSTS="pub fc rc prc sym sym2 blk upnp lan1 hp1 cgn"
 
-# What each NAT was built to be: mapping filtering nat (netcheck's words).
-declare -A WANT=(
-    [pub]="none endpoint-independent open"
-    [fc]="endpoint-independent endpoint-independent full-cone"
-    [rc]="endpoint-independent address-dependent restricted-cone"
-    [prc]="endpoint-independent address-and-port-dependent port-restricted-cone"
-    [sym]="address-and-port-dependent address-and-port-dependent symmetric"
-    [sym2]="address-and-port-dependent address-and-port-dependent symmetric"
-    [blk]="none unknown udp-blocked"
-    [upnp]="endpoint-independent address-and-port-dependent port-restricted-cone"
-    [lan1]="endpoint-independent address-and-port-dependent port-restricted-cone"
-    [hp1]="endpoint-independent endpoint-independent full-cone"
-    [cgn]="endpoint-independent address-and-port-dependent port-restricted-cone"
-)
-
 lab_init 300
 for b in "$NP" "$NB"; do
     [ -x "$b" ] || { lab_fail "$b is not executable"; lab_summary; exit 1; }
@@ -52,7 +37,7 @@ np_words() {
 
 run_host() { # SERVER-NAME HOST
     local server=$1 h=$2 f=$LAB_TMP/$1-$2 want got nd
-    want=${WANT[$h]}
+    want=${LAB_EXPECT[$h]}
     lab_flush
     lab_exec "$h" timeout 15 "$NP" netcheck --broker "$SRV1:3478" --json >"$f.np" 2>"$f.np.err"
     got=$(np_words "$f.np")
