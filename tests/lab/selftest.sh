@@ -8,7 +8,7 @@
 #   NATLAB_DELAY=20ms tests/lab/selftest.sh  # plus the delay case
 set -uo pipefail
 export LC_ALL=C
-export NATLAB_PREFIX=${NATLAB_SELFTEST_PREFIX:-nlst}
+export NATLAB_PREFIX=${NATLAB_SELFTEST_PREFIX:-${NATLAB_PREFIX:-nlst}}
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 lab_init 170
