@@ -7,6 +7,8 @@
 #include <string.h>
 
 #include "broker/binding.h"
+#include "broker/registry.h"
+#include "broker/rendezvous.h"
 #include "broker/server.h"
 #include "common/log.h"
 
@@ -15,7 +17,8 @@
 static const char usage[] =
 	"usage: natbroker [options]\n"
 	"\n"
-	"A STUN server (RFC 8489, RFC 5780, RFC 3489 clients) for the natbroker peers.\n"
+	"A STUN server (RFC 8489, RFC 5780, RFC 3489 clients) and rendezvous broker\n"
+	"(control messages on the primary UDP port) for the natbroker peers.\n"
 	"\n"
 	"  --listen IP              address to serve on (default 0.0.0.0). Give it twice,\n"
 	"                           with two public IPs, for RFC 5780 NAT behaviour\n"
@@ -30,6 +33,12 @@ static const char usage[] =
 	"  --tcp-max-bytes N        bytes read per TCP connection before it is closed\n"
 	"                           (default 65536)\n"
 	"  --software TEXT          send a SOFTWARE attribute (default: none)\n"
+	"  --max-peers N            registered peers at most (default 10000)\n"
+	"  --max-sessions N         connections in progress at most (default 4096)\n"
+	"  --token T                peers must register with this token (1 to 64\n"
+	"                           printable ASCII characters; default: none needed)\n"
+	"  --keepalive S            peers send a keepalive every S seconds; a\n"
+	"                           registration expires after 3 x S (default 15)\n"
 	"  --log-level L            error, warn, info (default) or debug\n"
 	"  -h, --help               this text\n"
 	"  -V, --version            the version\n"
@@ -63,9 +72,23 @@ static int parse_u64(const char *s, unsigned long long min, unsigned long long m
 	return 0;
 }
 
+/* docs/protocol.md "register": 1-64 printable ASCII characters (0x20-0x7E). */
+static bool token_ok(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n < 1 || n > NB_CTRL_TOKEN_MAX)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)s[i] < 0x20 || (unsigned char)s[i] > 0x7E)
+			return false;
+	return true;
+}
+
 enum {
 	OPT_LISTEN = 256, OPT_PORT, OPT_ALT_PORT, OPT_NO_TCP, OPT_MAX_TCP, OPT_TCP_IDLE,
-	OPT_TCP_MAX_BYTES, OPT_SOFTWARE, OPT_LOG_LEVEL,
+	OPT_TCP_MAX_BYTES, OPT_SOFTWARE, OPT_LOG_LEVEL, OPT_MAX_PEERS, OPT_MAX_SESSIONS, OPT_TOKEN,
+	OPT_KEEPALIVE,
 };
 
 static const struct option options[] = {
@@ -78,6 +101,10 @@ static const struct option options[] = {
 	{ "tcp-max-bytes", required_argument, NULL, OPT_TCP_MAX_BYTES },
 	{ "software", required_argument, NULL, OPT_SOFTWARE },
 	{ "log-level", required_argument, NULL, OPT_LOG_LEVEL },
+	{ "max-peers", required_argument, NULL, OPT_MAX_PEERS },
+	{ "max-sessions", required_argument, NULL, OPT_MAX_SESSIONS },
+	{ "token", required_argument, NULL, OPT_TOKEN },
+	{ "keepalive", required_argument, NULL, OPT_KEEPALIVE },
 	{ "help", no_argument, NULL, 'h' },
 	{ "version", no_argument, NULL, 'V' },
 	{ NULL, 0, NULL, 0 },
@@ -140,6 +167,26 @@ int main(int argc, char **argv)
 			if (strlen(optarg) == 0 || strlen(optarg) > NB_BINDING_MAX_SOFTWARE)
 				return bad("--software", optarg, "text of 1 to 127 bytes");
 			cfg.software = optarg;
+			break;
+		case OPT_MAX_PEERS:
+			if (parse_u64(optarg, 1, NB_REGISTRY_MAX_MAX, &v) != 0)
+				return bad("--max-peers", optarg, "a number from 1 to 10000000");
+			cfg.max_peers = (size_t)v;
+			break;
+		case OPT_MAX_SESSIONS:
+			if (parse_u64(optarg, 1, NB_RENDEZVOUS_MAX_SESSIONS_MAX, &v) != 0)
+				return bad("--max-sessions", optarg, "a number from 1 to 1000000");
+			cfg.max_sessions = (size_t)v;
+			break;
+		case OPT_TOKEN:
+			if (!token_ok(optarg))
+				return bad("--token", optarg, "1 to 64 printable ASCII characters");
+			cfg.token = optarg;
+			break;
+		case OPT_KEEPALIVE:
+			if (parse_u64(optarg, NB_CTRL_KEEPALIVE_MIN_S, NB_CTRL_KEEPALIVE_MAX_S, &v) != 0)
+				return bad("--keepalive", optarg, "seconds, from 1 to 3600");
+			cfg.keepalive_s = (uint32_t)v;
 			break;
 		case OPT_LOG_LEVEL:
 			if (nb_log_parse_level(optarg, &level) != 0)

@@ -1,18 +1,47 @@
-/* broker/server.c - the STUN service's libuv shell: sockets and signals around nb_binding_handle(). */
+/* broker/server.c - the broker's libuv shell: sockets, a timer and signals around nb_binding_handle() and nb_rendezvous_handle(). */
 #include "broker/server.h"
 
 #include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 #include "common/log.h"
 #include "common/udp.h"
+#include "proto/ctrl.h"
+#include "proto/nat.h"
 #include "proto/stun.h"
 
 #define LOG "broker"
+#define LOG_RV "rendezvous"
 /* At most one warning per this many ms for a repeating condition. */
 #define WARN_INTERVAL_MS 10000
+/* Info lines of one kind (register, expire, connect, ...): at most this
+ * many per second; the rest are counted and the count is logged with the
+ * next line of that kind that gets through. */
+#define INFO_BURST 20
+#define INFO_WINDOW_MS 1000
+/* Random bytes fetched from getrandom() at a time; each connect uses
+ * NB_RENDEZVOUS_RANDOM_LEN of them. */
+#define RND_POOL 1024
+/* Datagrams per nb_rendezvous_poll() call, and calls per timer callback
+ * (bounded work per callback; the timer fires again at once for more). */
+#define POLL_BATCH 8
+#define POLL_ROUNDS 16
+
+/* Rate limit for log lines of one kind. */
+struct log_limit {
+	uint64_t start;      /* window start (ms) */
+	unsigned n;          /* lines in this window */
+	uint64_t suppressed; /* lines not logged since the last one that was */
+};
+
+enum {
+	LL_REGISTER, LL_EXPIRE, LL_CONNECT, LL_PUSH, LL_RESULT, LL_REFUSED, LL_RANDOM,
+	LL_LIMIT_PEERS, LL_LIMIT_SESSIONS, LL_LIMIT_CACHE, LL_LIMIT_RATE,
+	LL_COUNT,
+};
 
 struct udp_sock {
 	struct nb_udp udp;
@@ -67,6 +96,17 @@ struct nb_server {
 	void (*done_cb)(void *arg);
 	void *done_arg;
 	struct nb_server_stats stats;
+
+	/* Rendezvous: control messages on the primary UDP socket. */
+	struct nb_rendezvous *rv;
+	uv_timer_t rv_timer;
+	bool rv_timer_open;
+	uint64_t rv_timer_due; /* UINT64_MAX: not armed */
+	uint8_t rnd[RND_POOL];
+	size_t rnd_pos; /* bytes of rnd used; RND_POOL: empty */
+	struct nb_rendezvous_out rv_out;
+	struct nb_rendezvous_dgram rv_poll[POLL_BATCH];
+	struct log_limit ll[LL_COUNT];
 };
 
 static void conn_close(struct tcp_conn *c);
@@ -86,6 +126,10 @@ void nb_server_config_default(struct nb_server_config *cfg)
 	cfg->max_tcp = NB_SERVER_DEFAULT_MAX_TCP;
 	cfg->tcp_idle_timeout_ms = NB_SERVER_DEFAULT_TCP_IDLE_MS;
 	cfg->tcp_max_bytes = NB_SERVER_DEFAULT_TCP_MAX_BYTES;
+	cfg->max_peers = NB_REGISTRY_DEFAULT_MAX;
+	cfg->max_sessions = NB_RENDEZVOUS_DEFAULT_MAX_SESSIONS;
+	cfg->keepalive_s = NB_RENDEZVOUS_DEFAULT_KEEPALIVE_S;
+	cfg->token = NULL;
 }
 
 const struct nb_server_stats *nb_server_stats(const struct nb_server *srv)
@@ -93,9 +137,287 @@ const struct nb_server_stats *nb_server_stats(const struct nb_server *srv)
 	return &srv->stats;
 }
 
+void nb_server_rendezvous_stats(const struct nb_server *srv, struct nb_rendezvous_stats *ret)
+{
+	nb_rendezvous_get_stats(srv->rv, ret);
+}
+
 static unsigned n_ips(const struct nb_server *srv)
 {
 	return srv->bind.rfc5780 ? 2 : 1;
+}
+
+/* ---- Rendezvous -------------------------------------------------------------- */
+
+/* True if a line of kind k may be logged now; *ret_suppressed is how many
+ * were not since the last one that was. */
+static bool log_allow(struct nb_server *srv, unsigned k, unsigned burst, uint64_t window_ms,
+		      uint64_t *ret_suppressed)
+{
+	struct log_limit *l = &srv->ll[k];
+	uint64_t now = uv_now(srv->loop);
+
+	if (l->n == 0 || now - l->start >= window_ms) {
+		l->start = now;
+		l->n = 0;
+	}
+	if (l->n >= burst) {
+		l->suppressed++;
+		return false;
+	}
+	l->n++;
+	*ret_suppressed = l->suppressed;
+	l->suppressed = 0;
+	return true;
+}
+
+/* " (N more not logged)" or "". */
+static const char *more_text(uint64_t suppressed, char *buf, size_t len)
+{
+	buf[0] = '\0';
+	if (suppressed > 0)
+		snprintf(buf, len, " (%llu similar lines not logged)", (unsigned long long)suppressed);
+	return buf;
+}
+
+static const char *word(const char *s)
+{
+	return s != NULL ? s : "?";
+}
+
+static void log_limit_hit(struct nb_server *srv, const struct nb_rendezvous_event *ev)
+{
+	static const unsigned kinds[] = {
+		[NB_RV_LIMIT_PEERS] = LL_LIMIT_PEERS, [NB_RV_LIMIT_SESSIONS] = LL_LIMIT_SESSIONS,
+		[NB_RV_LIMIT_CACHE] = LL_LIMIT_CACHE, [NB_RV_LIMIT_RATE] = LL_LIMIT_RATE,
+	};
+	uint64_t sup;
+	char more[64];
+
+	if (ev->limit == NB_RV_LIMIT_NONE || (size_t)ev->limit >= sizeof(kinds) / sizeof(kinds[0]))
+		return;
+	if (!log_allow(srv, kinds[ev->limit], 1, WARN_INTERVAL_MS, &sup))
+		return;
+	more_text(sup, more, sizeof(more));
+	switch (ev->limit) {
+	case NB_RV_LIMIT_PEERS:
+		nb_log_warn(LOG_RV, "registry full (%zu peers, --max-peers): refusing new ids with "
+				    "503, here '%s'%s",
+			    ev->limit_value, ev->id, more);
+		break;
+	case NB_RV_LIMIT_SESSIONS:
+		nb_log_warn(LOG_RV, "session table full (%zu connections in progress, "
+				    "--max-sessions): refusing connect with 503, here from '%s'%s",
+			    ev->limit_value, ev->id, more);
+		break;
+	case NB_RV_LIMIT_CACHE:
+		nb_log_warn(LOG_RV, "reply cache full (%zu replies): forgetting replies younger "
+				    "than %d s, so a retransmitted request may be acted on twice%s",
+			    ev->limit_value, NB_RENDEZVOUS_CACHE_MS / 1000, more);
+		break;
+	default:
+		nb_log_warn(LOG_RV, "list queries over %zu per second: answering 429%s",
+			    ev->limit_value, more);
+		break;
+	}
+}
+
+static void on_rv_event(void *arg, const struct nb_rendezvous_event *ev)
+{
+	struct nb_server *srv = arg;
+	char a[NB_ADDR_STRLEN], b[NB_ADDR_STRLEN], more[64];
+	uint64_t sup;
+
+	switch (ev->kind) {
+	case NB_RV_EVENT_REGISTERED:
+		nb_addr_format(&ev->addr, a, sizeof(a));
+		if (ev->change == NB_REGISTRY_REFRESHED) {
+			nb_log_debug(LOG_RV, "register %s from %s: refreshed", ev->id, a);
+			return;
+		}
+		if (!log_allow(srv, LL_REGISTER, INFO_BURST, INFO_WINDOW_MS, &sup))
+			return;
+		more_text(sup, more, sizeof(more));
+		if (ev->change == NB_REGISTRY_MOVED) {
+			nb_log_info(LOG_RV, "register %s: moved from %s to %s%s", ev->id,
+				    nb_addr_format(&ev->other_addr, b, sizeof(b)), a, more);
+		} else if (ev->entry != NULL) {
+			const struct nb_registry_peer *p = ev->entry;
+			b[0] = '\0';
+			if (p->upnp == NB_CTRL_UPNP_MAPPED)
+				nb_addr_format(&p->upnp_external, b, sizeof(b));
+			nb_log_info(LOG_RV, "register %s from %s: %s (mapping %s, filtering %s), %zu "
+					    "local, upnp %s%s%s%s",
+				    ev->id, a,
+				    word(nb_nat_type_to_string(nb_nat_type_of(p->mapping, p->filtering,
+									      p->udp_blocked))),
+				    word(nb_mapping_to_string(p->mapping)),
+				    word(nb_filtering_to_string(p->filtering)), p->n_local,
+				    p->upnp == NB_CTRL_UPNP_MAPPED ? "mapped"
+				    : p->upnp == NB_CTRL_UPNP_FAILED ? "failed" : "none",
+				    b[0] != '\0' ? " " : "", b, more);
+		} else {
+			nb_log_info(LOG_RV, "register %s from %s%s", ev->id, a, more);
+		}
+		return;
+	case NB_RV_EVENT_EXPIRED:
+		if (!log_allow(srv, LL_EXPIRE, INFO_BURST, INFO_WINDOW_MS, &sup))
+			return;
+		nb_log_info(LOG_RV, "expire %s (%s): no register or keepalive for %u s%s", ev->id,
+			    nb_addr_format(&ev->addr, a, sizeof(a)),
+			    srv->cfg.keepalive_s * NB_RENDEZVOUS_EXPIRES_FACTOR,
+			    more_text(sup, more, sizeof(more)));
+		return;
+	case NB_RV_EVENT_CONNECT:
+		if (!log_allow(srv, LL_CONNECT, INFO_BURST, INFO_WINDOW_MS, &sup))
+			return;
+		nb_log_info(LOG_RV, "connect %s (%s) -> %s (%s): session %s, path %s, %s %s, %s %s: "
+				    "%s%s",
+			    ev->id, nb_addr_format(&ev->addr, a, sizeof(a)), ev->peer,
+			    nb_addr_format(&ev->other_addr, b, sizeof(b)), ev->session,
+			    word(nb_path_to_string(ev->path)), ev->id, word(nb_role_to_string(ev->role_a)),
+			    ev->peer, word(nb_role_to_string(ev->role_b)), ev->reason,
+			    more_text(sup, more, sizeof(more)));
+		return;
+	case NB_RV_EVENT_PUSH_ACKED:
+		nb_log_debug(LOG_RV, "plan for %s (session %s) acknowledged", ev->peer, ev->session);
+		return;
+	case NB_RV_EVENT_PUSH_FAILED:
+		if (!log_allow(srv, LL_PUSH, INFO_BURST, INFO_WINDOW_MS, &sup))
+			return;
+		more_text(sup, more, sizeof(more));
+		if (ev->code != 0)
+			nb_log_info(LOG_RV, "plan for %s (session %s) refused with error %u%s", ev->peer,
+				    ev->session, ev->code, more);
+		else
+			nb_log_info(LOG_RV, "plan for %s (session %s) not acknowledged after %d sends%s",
+				    ev->peer, ev->session, NB_CTRL_MAX_TRIES, more);
+		return;
+	case NB_RV_EVENT_RESULT:
+		if (!log_allow(srv, LL_RESULT, INFO_BURST, INFO_WINDOW_MS, &sup))
+			return;
+		nb_log_info(LOG_RV, "result %s from %s (peer %s): %s, path %s, %u ms%s%s%s", ev->session,
+			    ev->id, ev->peer,
+			    ev->outcome == NB_CTRL_OUTCOME_CONNECTED ? "connected" : "failed",
+			    word(nb_path_to_string(ev->path)), ev->ms, ev->reason[0] != '\0' ? ": " : "",
+			    ev->reason, more_text(sup, more, sizeof(more)));
+		return;
+	case NB_RV_EVENT_REFUSED:
+		nb_addr_format(&ev->addr, a, sizeof(a));
+		if (ev->code == NB_CTRL_ERR_BAD_REQUEST && ev->request == 0) {
+			nb_log_debug(LOG_RV, "undecodable datagram from %s: %s", a, ev->reason);
+			return;
+		}
+		if (!log_allow(srv, LL_REFUSED, INFO_BURST, INFO_WINDOW_MS, &sup))
+			return;
+		nb_log_info(LOG_RV, "refused %s%s%s%s from %s: %u %s%s",
+			    word(nb_ctrl_type_to_string(ev->request)), ev->id[0] != '\0' ? " '" : "",
+			    ev->id, ev->id[0] != '\0' ? "'" : "", a, ev->code, ev->reason,
+			    more_text(sup, more, sizeof(more)));
+		return;
+	case NB_RV_EVENT_LIMIT:
+		log_limit_hit(srv, ev);
+		return;
+	}
+}
+
+static void rv_timer_arm(struct nb_server *srv);
+
+static void rv_send(struct nb_server *srv, const struct nb_rendezvous_dgram *d)
+{
+	struct udp_sock *p = &srv->udp[0][0];
+
+	if (p->open)
+		nb_udp_queue(&p->udp, d->data, d->len, &d->to);
+}
+
+static void on_rv_timer(uv_timer_t *t)
+{
+	struct nb_server *srv = t->data;
+	uint64_t now = uv_now(srv->loop);
+	int more = 0;
+
+	srv->rv_timer_due = UINT64_MAX;
+	for (unsigned round = 0; round < POLL_ROUNDS; round++) {
+		size_t n = 0;
+		more = nb_rendezvous_poll(srv->rv, now, srv->rv_poll, POLL_BATCH, &n);
+		for (size_t i = 0; i < n; i++)
+			rv_send(srv, &srv->rv_poll[i]);
+		if (more <= 0)
+			break;
+	}
+	if (srv->udp[0][0].open)
+		nb_udp_flush(&srv->udp[0][0].udp);
+	if (more > 0) {
+		/* More is due than one callback does: come back next iteration. */
+		uv_timer_start(&srv->rv_timer, on_rv_timer, 0, 0);
+		srv->rv_timer_due = now;
+		return;
+	}
+	rv_timer_arm(srv);
+}
+
+/* Arm the timer for the engine's next deadline (or stop it). */
+static void rv_timer_arm(struct nb_server *srv)
+{
+	uint64_t next = nb_rendezvous_next_deadline(srv->rv), now = uv_now(srv->loop);
+
+	if (srv->closing || !srv->rv_timer_open || next == srv->rv_timer_due)
+		return;
+	srv->rv_timer_due = next;
+	if (next == UINT64_MAX) {
+		uv_timer_stop(&srv->rv_timer);
+		return;
+	}
+	uv_timer_start(&srv->rv_timer, on_rv_timer, next > now ? next - now : 0, 0);
+}
+
+/* Fill the random pool. 0, or a negative errno. */
+static int rnd_refill(struct nb_server *srv)
+{
+	size_t got = 0;
+
+	while (got < RND_POOL) {
+		ssize_t n = getrandom(srv->rnd + got, RND_POOL - got, GRND_NONBLOCK);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		got += (size_t)n;
+	}
+	srv->rnd_pos = 0;
+	return 0;
+}
+
+static void on_control(struct udp_sock *s, const uint8_t *data, size_t len,
+		       const struct nb_addr *from)
+{
+	struct nb_server *srv = s->srv;
+	struct nb_rendezvous_out *out = &srv->rv_out;
+	int rc;
+
+	if (RND_POOL - srv->rnd_pos < NB_RENDEZVOUS_RANDOM_LEN && (rc = rnd_refill(srv)) < 0) {
+		uint64_t sup;
+		if (log_allow(srv, LL_RANDOM, 1, WARN_INTERVAL_MS, &sup))
+			nb_log_error(LOG_RV, "getrandom: %s: control message dropped (%llu more since "
+					     "the last line)",
+				     strerror(-rc), (unsigned long long)sup);
+		return;
+	}
+	rc = nb_rendezvous_handle(srv->rv, data, len, from, uv_now(srv->loop),
+				  srv->rnd + srv->rnd_pos, RND_POOL - srv->rnd_pos, out);
+	if (rc < 0)
+		return;
+	if (out->rnd_used) {
+		/* Used bytes never serve twice. */
+		memset(srv->rnd + srv->rnd_pos, 0, NB_RENDEZVOUS_RANDOM_LEN);
+		srv->rnd_pos += NB_RENDEZVOUS_RANDOM_LEN;
+	}
+	/* Replies join the receive batch's sendmmsg. */
+	for (size_t i = 0; i < out->n; i++)
+		nb_udp_queue(&s->udp, out->d[i].data, out->d[i].len, &out->d[i].to);
+	rv_timer_arm(srv);
 }
 
 /* ---- UDP ---------------------------------------------------------------- */
@@ -114,6 +436,13 @@ static void on_udp(struct nb_udp *u, const uint8_t *data, size_t len, const stru
 	struct udp_sock *tx;
 	int rc;
 
+	/* docs/protocol.md: '{' is a control message; the primary socket
+	 * alone carries them. Everything else is the STUN handler's to take
+	 * or drop. One compare on the STUN path. */
+	if (len > 0 && data[0] == NB_CTRL_FIRST_BYTE && s == &srv->udp[0][0]) {
+		on_control(s, data, len, from);
+		return;
+	}
 	srv->stats.udp_rx++;
 	rc = nb_binding_handle(&srv->bind, &req, out, sizeof(out), &rep);
 	if (rc < 0) {
@@ -403,6 +732,7 @@ static void server_pending_done(struct nb_server *srv)
 		return;
 	if (srv->done_cb != NULL)
 		srv->done_cb(srv->done_arg);
+	nb_rendezvous_free(srv->rv);
 	free(srv);
 }
 
@@ -418,6 +748,13 @@ static void on_listener_closed(uv_handle_t *h)
 	struct tcp_listener *l = h->data;
 
 	server_pending_done(l->srv);
+}
+
+static void on_rv_timer_closed(uv_handle_t *h)
+{
+	struct nb_server *srv = h->data;
+
+	server_pending_done(srv);
 }
 
 void nb_server_close(struct nb_server *srv, void (*done_cb)(void *arg), void *arg)
@@ -445,6 +782,11 @@ void nb_server_close(struct nb_server *srv, void (*done_cb)(void *arg), void *ar
 	for (struct tcp_conn *c = srv->conns; c != NULL; c = c->next) {
 		srv->pending++;
 		conn_close(c);
+	}
+	if (srv->rv_timer_open) {
+		srv->rv_timer_open = false;
+		srv->pending++;
+		uv_close((uv_handle_t *)&srv->rv_timer, on_rv_timer_closed);
 	}
 	server_pending_done(srv);
 }
@@ -502,13 +844,67 @@ static int open_tcp(struct nb_server *srv, unsigned i, unsigned p)
 	return 0;
 }
 
+/* The rendezvous engine and its timer (the timer is the last thing that
+ * can fail here; once it is initialised, nb_server_close() closes it). */
+static int rendezvous_open(struct nb_server *srv)
+{
+	const struct nb_server_config *cfg = &srv->cfg;
+	struct nb_rendezvous_config rc;
+	ssize_t n;
+	int err;
+
+	nb_rendezvous_config_default(&rc);
+	rc.max_peers = cfg->max_peers;
+	rc.max_sessions = cfg->max_sessions;
+	rc.keepalive_s = cfg->keepalive_s;
+	if (cfg->token != NULL) {
+		size_t tl = strlen(cfg->token);
+		if (tl < 1 || tl > NB_CTRL_TOKEN_MAX) {
+			nb_log_error(LOG, "the token must be 1 to %d printable ASCII characters",
+				     NB_CTRL_TOKEN_MAX);
+			return -EINVAL;
+		}
+		memcpy(rc.token, cfg->token, tl + 1);
+	}
+	rc.event_cb = on_rv_event;
+	rc.event_arg = srv;
+	/* Blocks only before the kernel's pool is first initialised at boot;
+	 * nothing is being served yet. */
+	n = getrandom(rc.hash_key, sizeof(rc.hash_key), 0);
+	if (n != (ssize_t)sizeof(rc.hash_key)) {
+		err = n < 0 ? -errno : -EIO;
+		nb_log_error(LOG, "getrandom: %s", strerror(-err));
+		return err;
+	}
+	err = nb_rendezvous_new(&rc, &srv->rv);
+	memset(rc.token, 0, sizeof(rc.token));
+	if (err < 0) {
+		nb_log_error(LOG, "%s", err == -ENOMEM ? "out of memory for the rendezvous tables"
+							: "invalid rendezvous configuration");
+		return err;
+	}
+	srv->rnd_pos = RND_POOL; /* empty: filled on first use */
+	srv->rv_timer_due = UINT64_MAX;
+	err = uv_timer_init(srv->loop, &srv->rv_timer);
+	if (err != 0) {
+		nb_log_error(LOG, "uv_timer_init: %s", uv_strerror(err));
+		return err;
+	}
+	srv->rv_timer.data = srv;
+	srv->rv_timer_open = true;
+	return 0;
+}
+
 int nb_server_open(uv_loop_t *loop, const struct nb_server_config *cfg, struct nb_server **ret)
 {
 	struct nb_server *srv;
 	int rc;
 
 	if (cfg->n_listen < 1 || cfg->n_listen > 2 || cfg->max_tcp < 1 ||
-	    cfg->tcp_idle_timeout_ms < 1 || cfg->tcp_max_bytes < NB_STUN_HDR_LEN) {
+	    cfg->tcp_idle_timeout_ms < 1 || cfg->tcp_max_bytes < NB_STUN_HDR_LEN ||
+	    cfg->max_peers < 1 || cfg->max_peers > NB_REGISTRY_MAX_MAX || cfg->max_sessions < 1 ||
+	    cfg->max_sessions > NB_RENDEZVOUS_MAX_SESSIONS_MAX ||
+	    cfg->keepalive_s < NB_CTRL_KEEPALIVE_MIN_S || cfg->keepalive_s > NB_CTRL_KEEPALIVE_MAX_S) {
 		nb_log_error(LOG, "invalid server configuration");
 		return -EINVAL;
 	}
@@ -541,6 +937,12 @@ int nb_server_open(uv_loop_t *loop, const struct nb_server_config *cfg, struct n
 				  "specific IPs of one family and two different ports");
 		return rc;
 	}
+	rc = rendezvous_open(srv);
+	if (rc < 0) {
+		nb_rendezvous_free(srv->rv);
+		free(srv);
+		return rc;
+	}
 
 	if (srv->bind.rfc5780)
 		nb_log_info(LOG, "RFC 5780 mode: 2 addresses x 2 ports; responses carry "
@@ -570,6 +972,15 @@ int nb_server_open(uv_loop_t *loop, const struct nb_server_config *cfg, struct n
 			    (unsigned long long)cfg->tcp_max_bytes);
 	if (srv->bind.software != NULL)
 		nb_log_info(LOG, "responses carry SOFTWARE \"%s\"", srv->software);
+	{
+		char a[NB_ADDR_STRLEN];
+		struct nb_addr p = nb_binding_local(&srv->bind, 0, 0);
+		nb_log_info(LOG_RV, "control messages on udp %s: up to %zu peers (keepalive %u s, "
+				    "expiry %u s), %zu connections in progress, %s",
+			    nb_addr_format(&p, a, sizeof(a)), cfg->max_peers, cfg->keepalive_s,
+			    cfg->keepalive_s * NB_RENDEZVOUS_EXPIRES_FACTOR, cfg->max_sessions,
+			    cfg->token != NULL ? "token required" : "no token required");
+	}
 	*ret = srv;
 	return 0;
 }
@@ -608,6 +1019,30 @@ static void log_stats(const struct nb_server_stats *st)
 		    (unsigned long long)st->tcp_closed_garbage);
 }
 
+static void log_rv_stats(const struct nb_server *srv)
+{
+	struct nb_rendezvous_stats st;
+
+	nb_server_rendezvous_stats(srv, &st);
+	nb_log_info(LOG_RV, "control: %llu received, %llu replies (%llu errors, %llu from the cache), "
+			    "%llu undecodable, %llu ignored; %llu registers, %llu keepalives, %llu "
+			    "connects, %llu results, %llu list pages; %llu expired",
+		    (unsigned long long)st.rx, (unsigned long long)st.replies,
+		    (unsigned long long)st.errors, (unsigned long long)st.replayed,
+		    (unsigned long long)st.undecodable, (unsigned long long)st.ignored,
+		    (unsigned long long)st.registers, (unsigned long long)st.keepalives,
+		    (unsigned long long)st.connects, (unsigned long long)st.results,
+		    (unsigned long long)st.lists, (unsigned long long)st.expired);
+	nb_log_info(LOG_RV, "plans pushed: %llu, %llu retransmissions, %llu acknowledged, %llu "
+			    "failed; limits hit: registry %llu, sessions %llu, rate %llu, cache %llu; "
+			    "now %zu peers, %zu sessions, %zu pairs",
+		    (unsigned long long)st.pushes, (unsigned long long)st.push_retransmits,
+		    (unsigned long long)st.push_acked, (unsigned long long)st.push_failed,
+		    (unsigned long long)st.full_peers, (unsigned long long)st.full_sessions,
+		    (unsigned long long)st.rate_limited, (unsigned long long)st.cache_evicted_early,
+		    st.peers, st.sessions, st.pairs);
+}
+
 static void on_signal(uv_signal_t *h, int signum)
 {
 	struct run_ctx *ctx = h->data;
@@ -619,6 +1054,7 @@ static void on_signal(uv_signal_t *h, int signum)
 	ctx->stopping = true;
 	nb_log_info(LOG, "%s: shutting down", signum == SIGINT ? "SIGINT" : "SIGTERM");
 	log_stats(nb_server_stats(ctx->srv));
+	log_rv_stats(ctx->srv);
 	nb_server_close(ctx->srv, NULL, NULL);
 	ctx->srv = NULL;
 	for (unsigned i = 0; i < 3; i++)

@@ -1,6 +1,13 @@
-/* broker/server.h - the STUN service's libuv shell: UDP sockets, TCP
- * listeners and connections, signals. It moves bytes between the sockets
- * and nb_binding_handle(); all STUN decisions are made there.
+/* broker/server.h - the broker's libuv shell: UDP sockets, TCP listeners
+ * and connections, a timer, signals. It moves bytes between the sockets and
+ * the pure cores - nb_binding_handle() for STUN, nb_rendezvous_handle() for
+ * control messages - and makes no decision of its own.
+ *
+ * The primary UDP socket (IP1:port) carries both, told apart by the first
+ * byte (docs/protocol.md): '{' goes to the rendezvous engine, anything else
+ * to the STUN handler (which drops what is not STUN). The other sockets and
+ * TCP carry STUN only. A uv_timer drives nb_rendezvous_poll() at
+ * nb_rendezvous_next_deadline(); random bytes come from getrandom().
  *
  * Sockets (docs/broker.md):
  *   one --listen IP   : UDP IP:port, TCP IP:port.
@@ -25,6 +32,7 @@
 #include <uv.h>
 
 #include "broker/binding.h"
+#include "broker/rendezvous.h"
 #include "common/addr.h"
 
 #define NB_SERVER_DEFAULT_PORT 3478
@@ -43,6 +51,11 @@ struct nb_server_config {
 	uint64_t tcp_idle_timeout_ms; /* >= 1 */
 	uint64_t tcp_max_bytes;       /* >= NB_STUN_HDR_LEN */
 	const char *software;         /* NULL: no SOFTWARE attribute */
+	/* Rendezvous (control messages on the primary UDP socket). */
+	size_t max_peers;     /* 1..NB_REGISTRY_MAX_MAX */
+	size_t max_sessions;  /* 1..NB_RENDEZVOUS_MAX_SESSIONS_MAX */
+	uint32_t keepalive_s; /* 1..3600; registrations expire after 3x */
+	const char *token;    /* NULL: none; else every register must carry it */
 };
 
 /* Counters, readable at any time (single loop thread). */
@@ -55,7 +68,8 @@ struct nb_server_stats {
 
 struct nb_server;
 
-/* Fill *cfg with the defaults (0.0.0.0, 3478/3479, TCP on, limits above). */
+/* Fill *cfg with the defaults (0.0.0.0, 3478/3479, TCP on, limits above,
+ * the rendezvous defaults of broker/rendezvous.h). */
 void nb_server_config_default(struct nb_server_config *cfg);
 
 /* Check cfg, open every socket on `loop` and start serving. 0, or a negative
@@ -68,6 +82,9 @@ int nb_server_open(uv_loop_t *loop, const struct nb_server_config *cfg, struct n
 void nb_server_close(struct nb_server *srv, void (*done_cb)(void *arg), void *arg);
 
 const struct nb_server_stats *nb_server_stats(const struct nb_server *srv);
+
+/* The rendezvous engine's counters (see broker/rendezvous.h). */
+void nb_server_rendezvous_stats(const struct nb_server *srv, struct nb_rendezvous_stats *ret);
 
 /* The whole program: a loop, the server, SIGINT/SIGTERM for a clean stop.
  * Returns 0 after a signal, 1 if the server could not start. */

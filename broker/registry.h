@@ -1,0 +1,121 @@
+/* broker/registry.h - the peer registry: who is registered, from where, with
+ * what NAT behaviour; bounded, expiring, pageable. Pure: no I/O, no clock
+ * (every call takes `now`, in milliseconds of any monotonic clock; it must
+ * not go backwards).
+ *
+ * One entry per peer id. An entry lives `expires_s` seconds after the last
+ * register or keepalive from its address (docs/protocol.md: `registered.
+ * expires`, 3 x keepalive by default). Expired entries stay in memory, and
+ * count against max_peers, until nb_registry_expire() takes them out, one
+ * per call, oldest first (the caller logs each); lookups never return them.
+ *
+ * Re-registration (docs/protocol.md "register"):
+ *   same id, same address            -> refreshed (every field replaced)
+ *   same id, new address, same token -> moved: the NAT's mapping changed,
+ *                                       or the peer moved (no token on
+ *                                       either side counts as the same)
+ *   same id, new address, other token-> NB_REGISTRY_E_CONFLICT (409)
+ *   new id, registry full            -> NB_REGISTRY_E_FULL (503)
+ *
+ * Order: entries are listed in slot order, which does not change while an
+ * entry lives (a new entry may take the slot of a gone one). A page of a
+ * list is a snapshot (docs/protocol.md "Pagination").
+ */
+#ifndef NB_BROKER_REGISTRY_H
+#define NB_BROKER_REGISTRY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "broker/table.h"
+#include "common/addr.h"
+#include "proto/ctrl.h"
+
+#define NB_REGISTRY_DEFAULT_MAX 10000
+#define NB_REGISTRY_MAX_MAX 10000000 /* the largest max_peers accepted */
+
+/* Our own error range (ctrl.h uses -2001.., binding.h -2001.. too). */
+enum nb_registry_err {
+	NB_REGISTRY_E_FULL = -2101,     /* max_peers live entries: 503 */
+	NB_REGISTRY_E_CONFLICT = -2102, /* id held from another address with another token: 409 */
+	NB_REGISTRY_E_NOENT = -2103,    /* no live entry with that id: 404 */
+	NB_REGISTRY_E_ADDRESS = -2104,  /* the id is registered from another address: 404 */
+};
+
+struct nb_registry_config {
+	size_t max_peers;   /* 1..NB_REGISTRY_MAX_MAX */
+	uint32_t expires_s; /* NB_CTRL_EXPIRES_MIN_S..MAX_S */
+	uint8_t hash_key[NB_SIPHASH_KEY_LEN]; /* secret, random: see table.h */
+};
+
+struct nb_registry_peer {
+	char id[NB_CTRL_ID_MAX + 1];
+	struct nb_addr reflexive; /* the source the broker saw */
+	char token[NB_CTRL_TOKEN_MAX + 1]; /* as presented; "" = none */
+	struct nb_addr local[NB_CTRL_MAX_ADDRS];
+	size_t n_local;
+	enum nb_mapping mapping;     /* NB_MAPPING_UNKNOWN when "nat" was absent */
+	enum nb_filtering filtering; /* NB_FILTERING_UNKNOWN when "nat" was absent */
+	bool has_hairpin, hairpin;
+	enum nb_ctrl_upnp_status upnp; /* NB_CTRL_UPNP_NONE when "upnp" was absent */
+	struct nb_addr upnp_external;  /* when upnp == NB_CTRL_UPNP_MAPPED */
+	/* Always false for an entry made by register: a host whose network
+	 * blocks UDP cannot reach the broker over UDP at all, and register has
+	 * no field for it. Kept so that the connectivity table sees the same
+	 * struct either way (a later transport may register such hosts). */
+	bool udp_blocked;
+	uint64_t registered_ms; /* first registration of this entry */
+	uint64_t last_seen_ms;  /* last register or keepalive */
+};
+
+enum nb_registry_change {
+	NB_REGISTRY_NEW = 0,   /* a new entry */
+	NB_REGISTRY_REFRESHED, /* same id, same address */
+	NB_REGISTRY_MOVED,     /* same id, new address (same token) */
+};
+
+struct nb_registry;
+
+/* Allocate a registry for cfg (copied). 0, -EINVAL (cfg out of range) or
+ * -ENOMEM; *ret untouched on failure. */
+int nb_registry_new(const struct nb_registry_config *cfg, struct nb_registry **ret);
+void nb_registry_free(struct nb_registry *r); /* accepts NULL */
+
+/* Register or re-register reg->id from `from` at `now`. Returns 0 and sets
+ * *ret_change (and *ret_old, the previous address, for MOVED; either
+ * pointer may be NULL), or NB_REGISTRY_E_FULL / NB_REGISTRY_E_CONFLICT with
+ * nothing changed. Token equality is checked in constant time. */
+int nb_registry_put(struct nb_registry *r, const struct nb_ctrl_register *reg,
+		    const struct nb_addr *from, uint64_t now, enum nb_registry_change *ret_change,
+		    struct nb_addr *ret_old);
+
+/* A keepalive: refresh id if it is live and registered from `from`.
+ * 0, NB_REGISTRY_E_NOENT or NB_REGISTRY_E_ADDRESS. */
+int nb_registry_touch(struct nb_registry *r, const char *id, const struct nb_addr *from,
+		      uint64_t now);
+
+/* The live entry for id, or NULL. The pointer is valid until the next call
+ * that changes the registry. */
+const struct nb_registry_peer *nb_registry_get(const struct nb_registry *r, const char *id,
+					       uint64_t now);
+
+/* Take out the oldest entry if it has expired at `now`: returns 1 and
+ * copies it to *ret (if not NULL), or 0 when none is due. */
+int nb_registry_expire(struct nb_registry *r, uint64_t now, struct nb_registry_peer *ret);
+
+/* When the oldest entry expires (ms), or UINT64_MAX when empty. */
+uint64_t nb_registry_next_expiry(const struct nb_registry *r);
+
+/* Entries in memory (live, and expired ones not yet taken out). */
+size_t nb_registry_count(const struct nb_registry *r);
+
+/* The i-th entry in slot order (0 <= i < count), or NULL. O(log max_peers).
+ * Valid until the next call that changes the registry. */
+const struct nb_registry_peer *nb_registry_at(const struct nb_registry *r, size_t i);
+
+/* What the connectivity table needs from an entry. */
+struct nb_peer_nat;
+void nb_registry_peer_nat(const struct nb_registry_peer *p, struct nb_peer_nat *ret);
+
+#endif

@@ -1,0 +1,1213 @@
+/* broker/rendezvous.c - the control-message engine: requests in, replies, pushed plans and events out. */
+#include "broker/rendezvous.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "broker/connectivity.h"
+#include "proto/nat.h"
+
+/* ---- State ------------------------------------------------------------------ */
+
+/* One side's report (result message). Side 0 is the asker (a), 1 the other (b). */
+struct rv_side {
+	bool reported;
+	enum nb_ctrl_outcome outcome;
+	enum nb_path path;
+	uint32_t ms;
+};
+
+/* What the matrix needs of a session's end. */
+struct rv_outcome {
+	struct rv_side side[2];
+	uint64_t ends_at;     /* no report by now counts as failed */
+	uint32_t deadline_ms; /* the plans' deadline */
+};
+
+/* The push of the other side's plan: one state machine per session,
+ * changed only by push_set_state(). */
+enum rv_push {
+	PUSH_IDLE = 0, /* not started (a slot being filled) */
+	PUSH_PENDING,  /* sent; retransmitted until ack or give-up */
+	PUSH_ACKED,
+	PUSH_REFUSED, /* the peer answered with an error */
+	PUSH_GAVE_UP, /* no answer after NB_CTRL_MAX_TRIES sends */
+};
+
+struct rv_session {
+	char id[NB_CTRL_SESSION_LEN + 1];
+	uint64_t id_hash, tx_hash;
+	char a[NB_CTRL_ID_MAX + 1], b[NB_CTRL_ID_MAX + 1];
+	enum nb_path predicted;
+	enum nb_role role_a, role_b;
+	uint64_t created;
+	struct rv_outcome out;
+	enum rv_push push;
+	unsigned tries; /* sends of the pushed plan so far */
+	uint64_t next_at;
+	struct nb_addr push_to;
+	char push_tx[NB_CTRL_TX_LEN + 1];
+	struct nb_ctrl_plan plan_b; /* re-encoded for each retransmission: same bytes */
+	uint32_t pair;              /* its matrix entry (check pair's session before use) */
+};
+
+/* One matrix entry: an unordered pair, as its latest session left it. */
+struct rv_pair {
+	char a[NB_CTRL_ID_MAX + 1], b[NB_CTRL_ID_MAX + 1]; /* a asked */
+	char session[NB_CTRL_SESSION_LEN + 1];
+	uint64_t hash;
+	enum nb_path predicted;
+	enum nb_role role_a, role_b;
+	struct rv_outcome out;
+};
+
+/* One remembered reply. The cache is a ring in arrival order: with one
+ * lifetime for all, the oldest entry is also the first to expire. A
+ * retransmission is the same bytes from the same source (docs/protocol.md),
+ * so a hit needs the request's hash too: another request reusing a tx is
+ * not answered with the first one's reply. */
+struct rv_cached {
+	struct nb_addr from;
+	char tx[NB_CTRL_TX_LEN + 1];
+	uint64_t hash;    /* of (from, tx): the index key */
+	uint64_t request; /* of the request's bytes */
+	uint64_t expires;
+	uint16_t len;
+	uint8_t *data; /* len bytes, malloc'd */
+};
+
+struct nb_rendezvous {
+	struct nb_rendezvous_config cfg;
+	struct nb_registry *reg;
+
+	struct rv_session *sess;
+	struct nb_slots sess_slots;
+	struct nb_hidx sess_by_id;
+	struct nb_hidx sess_by_tx; /* pending pushes only */
+	struct nb_ilist sess_age;  /* creation order */
+	struct nb_ilist pushing;   /* sessions whose push is pending */
+
+	struct rv_pair *pairs;
+	struct nb_slots pair_slots;
+	struct nb_hidx pair_by_key;
+	struct nb_rank pair_rank; /* paging order */
+	struct nb_ilist pair_lru; /* least recently tried first */
+
+	struct rv_cached *cache;
+	size_t cache_head, cache_n;
+	struct nb_hidx cache_by_key;
+
+	uint64_t list_tat_us; /* GCRA: theoretical arrival time of the next list query */
+
+	struct nb_rendezvous_stats st;
+	struct nb_ctrl_msg in, rep, push; /* large: kept off the stack */
+};
+
+/* ---- Configuration ---------------------------------------------------------- */
+
+void nb_rendezvous_config_default(struct nb_rendezvous_config *cfg)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->max_peers = NB_REGISTRY_DEFAULT_MAX;
+	cfg->max_sessions = NB_RENDEZVOUS_DEFAULT_MAX_SESSIONS;
+	cfg->max_pairs = NB_RENDEZVOUS_DEFAULT_MAX_PAIRS;
+	cfg->cache_entries = NB_RENDEZVOUS_DEFAULT_CACHE_ENTRIES;
+	cfg->cache_ms = NB_RENDEZVOUS_CACHE_MS;
+	cfg->keepalive_s = NB_RENDEZVOUS_DEFAULT_KEEPALIVE_S;
+	cfg->deadline_ms = NB_RENDEZVOUS_DEFAULT_DEADLINE_MS;
+	cfg->prime_delay_ms = NB_RENDEZVOUS_DEFAULT_PRIME_DELAY_MS;
+	cfg->list_rate = NB_RENDEZVOUS_DEFAULT_LIST_RATE;
+}
+
+static bool config_ok(const struct nb_rendezvous_config *c)
+{
+	size_t tl = strnlen(c->token, sizeof(c->token));
+
+	if (tl == sizeof(c->token))
+		return false; /* not NUL-terminated */
+	for (size_t i = 0; i < tl; i++)
+		if (c->token[i] < 0x20 || c->token[i] > 0x7E)
+			return false;
+	return c->max_peers >= 1 && c->max_peers <= NB_REGISTRY_MAX_MAX && c->max_sessions >= 1 &&
+	       c->max_sessions <= NB_RENDEZVOUS_MAX_SESSIONS_MAX && c->max_pairs >= 1 &&
+	       c->max_pairs <= NB_RENDEZVOUS_MAX_SESSIONS_MAX && c->cache_entries >= 1 &&
+	       c->cache_entries <= NB_RENDEZVOUS_CACHE_ENTRIES_MAX &&
+	       c->cache_ms >= NB_RENDEZVOUS_CACHE_MS && c->keepalive_s >= NB_CTRL_KEEPALIVE_MIN_S &&
+	       c->keepalive_s <= NB_CTRL_KEEPALIVE_MAX_S &&
+	       c->deadline_ms >= NB_CTRL_DEADLINE_MIN_MS && c->deadline_ms <= NB_CTRL_DEADLINE_MAX_MS &&
+	       c->prime_delay_ms <= NB_CTRL_DELAY_MAX_MS && c->list_rate <= 1000000;
+}
+
+int nb_rendezvous_new(const struct nb_rendezvous_config *cfg, struct nb_rendezvous **ret)
+{
+	struct nb_registry_config rc;
+	struct nb_rendezvous *rv;
+
+	if (cfg == NULL || ret == NULL || !config_ok(cfg))
+		return -EINVAL;
+	rv = calloc(1, sizeof(*rv));
+	if (rv == NULL)
+		return -ENOMEM;
+	rv->cfg = *cfg;
+	memset(&rc, 0, sizeof(rc));
+	rc.max_peers = cfg->max_peers;
+	rc.expires_s = cfg->keepalive_s * NB_RENDEZVOUS_EXPIRES_FACTOR;
+	memcpy(rc.hash_key, cfg->hash_key, sizeof(rc.hash_key));
+	if (nb_registry_new(&rc, &rv->reg) != 0)
+		goto fail;
+	rv->sess = calloc(cfg->max_sessions, sizeof(*rv->sess));
+	rv->pairs = calloc(cfg->max_pairs, sizeof(*rv->pairs));
+	rv->cache = calloc(cfg->cache_entries, sizeof(*rv->cache));
+	if (rv->sess == NULL || rv->pairs == NULL || rv->cache == NULL ||
+	    nb_slots_init(&rv->sess_slots, cfg->max_sessions) != 0 ||
+	    nb_hidx_init(&rv->sess_by_id, cfg->max_sessions) != 0 ||
+	    nb_hidx_init(&rv->sess_by_tx, cfg->max_sessions) != 0 ||
+	    nb_ilist_init(&rv->sess_age, cfg->max_sessions) != 0 ||
+	    nb_ilist_init(&rv->pushing, cfg->max_sessions) != 0 ||
+	    nb_slots_init(&rv->pair_slots, cfg->max_pairs) != 0 ||
+	    nb_hidx_init(&rv->pair_by_key, cfg->max_pairs) != 0 ||
+	    nb_rank_init(&rv->pair_rank, cfg->max_pairs) != 0 ||
+	    nb_ilist_init(&rv->pair_lru, cfg->max_pairs) != 0 ||
+	    nb_hidx_init(&rv->cache_by_key, cfg->cache_entries) != 0)
+		goto fail;
+	*ret = rv;
+	return 0;
+fail:
+	nb_rendezvous_free(rv);
+	return -ENOMEM;
+}
+
+void nb_rendezvous_free(struct nb_rendezvous *rv)
+{
+	if (rv == NULL)
+		return;
+	nb_registry_free(rv->reg);
+	if (rv->cache != NULL)
+		for (size_t i = 0; i < rv->cache_n; i++)
+			free(rv->cache[(rv->cache_head + i) % rv->cfg.cache_entries].data);
+	free(rv->cache);
+	free(rv->sess);
+	free(rv->pairs);
+	nb_slots_free(&rv->sess_slots);
+	nb_hidx_free(&rv->sess_by_id);
+	nb_hidx_free(&rv->sess_by_tx);
+	nb_ilist_free(&rv->sess_age);
+	nb_ilist_free(&rv->pushing);
+	nb_slots_free(&rv->pair_slots);
+	nb_hidx_free(&rv->pair_by_key);
+	nb_rank_free(&rv->pair_rank);
+	nb_ilist_free(&rv->pair_lru);
+	nb_hidx_free(&rv->cache_by_key);
+	free(rv);
+}
+
+/* ---- Small helpers ------------------------------------------------------------ */
+
+static void copy_str(char *dst, size_t size, const char *src)
+{
+	size_t n = strnlen(src, size - 1);
+
+	memcpy(dst, src, n);
+	dst[n] = '\0';
+}
+#define COPY(dst, src) copy_str((dst), sizeof(dst), (src))
+
+static void emit(struct nb_rendezvous *rv, struct nb_rendezvous_event *ev)
+{
+	if (ev->id == NULL)
+		ev->id = "";
+	if (ev->peer == NULL)
+		ev->peer = "";
+	if (ev->session == NULL)
+		ev->session = "";
+	if (ev->reason == NULL)
+		ev->reason = "";
+	if (rv->cfg.event_cb != NULL)
+		rv->cfg.event_cb(rv->cfg.event_arg, ev);
+}
+
+/* Constant-time equality of two NUL-terminated strings of at most max bytes. */
+static bool secret_equal(const char *a, const char *b, size_t max)
+{
+	size_t la = strnlen(a, max), lb = strnlen(b, max);
+	unsigned char d = (unsigned char)(la != lb);
+
+	for (size_t i = 0; i < max; i++) {
+		unsigned char x = i < la ? (unsigned char)a[i] : 0;
+		unsigned char y = i < lb ? (unsigned char)b[i] : 0;
+		d |= (unsigned char)(x ^ y);
+	}
+	return d == 0;
+}
+
+/* A source we can answer: not port 0, unspecified or multicast. */
+static bool source_ok(const struct nb_addr *a)
+{
+	return (a->family == NB_AF_INET || a->family == NB_AF_INET6) && a->port != 0 &&
+	       !nb_addr_is_unspecified(a) && !nb_addr_is_multicast(a);
+}
+
+static void set_header(struct nb_ctrl_msg *m, enum nb_ctrl_type t, const char *tx)
+{
+	memset(m, 0, sizeof(*m));
+	m->type = t;
+	COPY(m->tx, tx);
+}
+
+__attribute__((format(printf, 4, 5))) static void set_error(struct nb_ctrl_msg *m, const char *tx,
+							    uint16_t code, const char *fmt, ...)
+{
+	va_list ap;
+
+	set_header(m, NB_CTRL_ERROR, tx);
+	m->u.error.code = code;
+	va_start(ap, fmt);
+	vsnprintf(m->u.error.reason, sizeof(m->u.error.reason), fmt, ap);
+	va_end(ap);
+}
+
+/* ---- Reply cache ----------------------------------------------------------------- */
+
+static uint64_t cache_hash(const struct nb_rendezvous *rv, const struct nb_addr *from,
+			   const char *tx)
+{
+	uint8_t key[1 + 2 + 16 + NB_CTRL_TX_LEN];
+
+	key[0] = from->family;
+	key[1] = (uint8_t)(from->port >> 8);
+	key[2] = (uint8_t)from->port;
+	memcpy(key + 3, from->ip, 16);
+	memcpy(key + 19, tx, NB_CTRL_TX_LEN);
+	return nb_siphash(rv->cfg.hash_key, key, sizeof(key));
+}
+
+static void cache_pop(struct nb_rendezvous *rv)
+{
+	struct rv_cached *c = &rv->cache[rv->cache_head];
+
+	nb_hidx_del(&rv->cache_by_key, c->hash, (uint32_t)rv->cache_head);
+	free(c->data);
+	memset(c, 0, sizeof(*c));
+	rv->cache_head = (rv->cache_head + 1) % rv->cfg.cache_entries;
+	rv->cache_n--;
+}
+
+static const struct rv_cached *cache_find(const struct nb_rendezvous *rv,
+					  const struct nb_addr *from, const char *tx,
+					  uint64_t request, uint64_t now)
+{
+	uint64_t h = cache_hash(rv, from, tx);
+
+	for (uint32_t s = nb_hidx_first(&rv->cache_by_key, h); s != NB_SLOT_NONE;
+	     s = nb_hidx_next(&rv->cache_by_key, s)) {
+		const struct rv_cached *c = &rv->cache[s];
+		if (c->hash == h && c->request == request && c->expires > now &&
+		    nb_addr_equal(&c->from, from) && memcmp(c->tx, tx, NB_CTRL_TX_LEN) == 0)
+			return c;
+	}
+	return NULL;
+}
+
+static void cache_put(struct nb_rendezvous *rv, const struct nb_addr *from, const char *tx,
+		      uint64_t request, uint64_t now, const uint8_t *data, size_t len)
+{
+	struct rv_cached *c;
+	uint8_t *copy;
+	size_t slot;
+
+	while (rv->cache_n > 0 && rv->cache[rv->cache_head].expires <= now)
+		cache_pop(rv);
+	if (rv->cache_n == rv->cfg.cache_entries) {
+		struct nb_rendezvous_event ev = {
+			.kind = NB_RV_EVENT_LIMIT, .limit = NB_RV_LIMIT_CACHE,
+			.limit_value = rv->cfg.cache_entries,
+		};
+		rv->st.cache_evicted_early++;
+		cache_pop(rv);
+		emit(rv, &ev);
+	}
+	copy = malloc(len);
+	if (copy == NULL) {
+		rv->st.cache_nomem++;
+		return;
+	}
+	memcpy(copy, data, len);
+	slot = (rv->cache_head + rv->cache_n) % rv->cfg.cache_entries;
+	c = &rv->cache[slot];
+	c->from = *from;
+	COPY(c->tx, tx);
+	c->hash = cache_hash(rv, from, tx);
+	c->request = request;
+	c->expires = now + rv->cfg.cache_ms;
+	c->len = (uint16_t)len;
+	c->data = copy;
+	nb_hidx_add(&rv->cache_by_key, c->hash, (uint32_t)slot);
+	rv->cache_n++;
+}
+
+/* ---- Sessions ------------------------------------------------------------------ */
+
+static uint64_t str_hash(const struct nb_rendezvous *rv, const char *s)
+{
+	return nb_siphash(rv->cfg.hash_key, s, strlen(s));
+}
+
+static uint32_t session_find(const struct nb_rendezvous *rv, const char *id)
+{
+	uint64_t h = str_hash(rv, id);
+
+	for (uint32_t s = nb_hidx_first(&rv->sess_by_id, h); s != NB_SLOT_NONE;
+	     s = nb_hidx_next(&rv->sess_by_id, s))
+		if (rv->sess[s].id_hash == h && strcmp(rv->sess[s].id, id) == 0)
+			return s;
+	return NB_SLOT_NONE;
+}
+
+static uint32_t session_by_tx(const struct nb_rendezvous *rv, const char *tx)
+{
+	uint64_t h = str_hash(rv, tx);
+
+	for (uint32_t s = nb_hidx_first(&rv->sess_by_tx, h); s != NB_SLOT_NONE;
+	     s = nb_hidx_next(&rv->sess_by_tx, s))
+		if (rv->sess[s].tx_hash == h && strcmp(rv->sess[s].push_tx, tx) == 0)
+			return s;
+	return NB_SLOT_NONE;
+}
+
+/* The one place the push state changes: leaving PENDING takes the session
+ * off the retransmission list and the tx index; entry actions report. */
+static void push_set_state(struct nb_rendezvous *rv, uint32_t s, enum rv_push state, uint16_t code)
+{
+	struct rv_session *x = &rv->sess[s];
+	struct nb_rendezvous_event ev = { .session = x->id, .peer = x->b, .code = code };
+
+	if (x->push == state)
+		return;
+	if (x->push == PUSH_PENDING) {
+		nb_ilist_remove(&rv->pushing, s);
+		nb_hidx_del(&rv->sess_by_tx, x->tx_hash, s);
+	}
+	x->push = state;
+	switch (state) {
+	case PUSH_PENDING:
+		nb_ilist_push_tail(&rv->pushing, s);
+		nb_hidx_add(&rv->sess_by_tx, x->tx_hash, s);
+		break;
+	case PUSH_ACKED:
+		rv->st.push_acked++;
+		ev.kind = NB_RV_EVENT_PUSH_ACKED;
+		emit(rv, &ev);
+		break;
+	case PUSH_REFUSED:
+	case PUSH_GAVE_UP:
+		rv->st.push_failed++;
+		ev.kind = NB_RV_EVENT_PUSH_FAILED;
+		emit(rv, &ev);
+		break;
+	case PUSH_IDLE:
+		break;
+	}
+}
+
+/* Done: both sides have reported, or its time is up (ends_at lies after
+ * the push's give-up time, so a push still pending then was never polled). */
+static bool session_finished(const struct rv_session *x, uint64_t now)
+{
+	return (x->out.side[0].reported && x->out.side[1].reported) || now >= x->out.ends_at;
+}
+
+static void session_drop(struct nb_rendezvous *rv, uint32_t s)
+{
+	push_set_state(rv, s, PUSH_IDLE, 0); /* no-op unless pending */
+	nb_hidx_del(&rv->sess_by_id, rv->sess[s].id_hash, s);
+	nb_ilist_remove(&rv->sess_age, s);
+	nb_slots_give(&rv->sess_slots, s);
+	memset(&rv->sess[s], 0, sizeof(rv->sess[s]));
+}
+
+/* A free session slot: a never-used or freed one, else the oldest finished
+ * session's. NB_SLOT_NONE when every session is live. */
+static uint32_t session_alloc(struct nb_rendezvous *rv, uint64_t now)
+{
+	uint32_t s = nb_slots_take(&rv->sess_slots);
+
+	if (s != NB_SLOT_NONE)
+		return s;
+	for (s = rv->sess_age.head; s != NB_SLOT_NONE; s = nb_ilist_next(&rv->sess_age, s)) {
+		if (session_finished(&rv->sess[s], now)) {
+			session_drop(rv, s);
+			return nb_slots_take(&rv->sess_slots);
+		}
+	}
+	return NB_SLOT_NONE;
+}
+
+/* ---- The matrix ---------------------------------------------------------------- */
+
+/* Key of an unordered pair: the two ids in byte order, NUL between. */
+static uint64_t pair_hash(const struct nb_rendezvous *rv, const char *x, const char *y)
+{
+	char key[2 * (NB_CTRL_ID_MAX + 1)];
+	const char *lo = strcmp(x, y) <= 0 ? x : y, *hi = lo == x ? y : x;
+	size_t nl = strlen(lo), nh = strlen(hi);
+
+	memcpy(key, lo, nl);
+	key[nl] = '\0';
+	memcpy(key + nl + 1, hi, nh);
+	return nb_siphash(rv->cfg.hash_key, key, nl + 1 + nh);
+}
+
+static uint32_t pair_find(const struct nb_rendezvous *rv, const char *x, const char *y, uint64_t h)
+{
+	for (uint32_t s = nb_hidx_first(&rv->pair_by_key, h); s != NB_SLOT_NONE;
+	     s = nb_hidx_next(&rv->pair_by_key, s)) {
+		const struct rv_pair *p = &rv->pairs[s];
+		if (p->hash == h && ((strcmp(p->a, x) == 0 && strcmp(p->b, y) == 0) ||
+				     (strcmp(p->a, y) == 0 && strcmp(p->b, x) == 0)))
+			return s;
+	}
+	return NB_SLOT_NONE;
+}
+
+static void pair_drop(struct nb_rendezvous *rv, uint32_t s)
+{
+	nb_hidx_del(&rv->pair_by_key, rv->pairs[s].hash, s);
+	nb_rank_clear(&rv->pair_rank, s);
+	nb_ilist_remove(&rv->pair_lru, s);
+	nb_slots_give(&rv->pair_slots, s);
+	memset(&rv->pairs[s], 0, sizeof(rv->pairs[s]));
+}
+
+/* The latest session of a pair replaces what the matrix knew of it. */
+static uint32_t pair_update(struct nb_rendezvous *rv, const struct rv_session *x)
+{
+	uint64_t h = pair_hash(rv, x->a, x->b);
+	uint32_t s = pair_find(rv, x->a, x->b, h);
+	struct rv_pair *p;
+
+	if (s == NB_SLOT_NONE) {
+		s = nb_slots_take(&rv->pair_slots);
+		if (s == NB_SLOT_NONE) {
+			pair_drop(rv, rv->pair_lru.head); /* max_pairs >= 1: never empty here */
+			s = nb_slots_take(&rv->pair_slots);
+		}
+		rv->pairs[s].hash = h;
+		nb_hidx_add(&rv->pair_by_key, h, s);
+		nb_rank_set(&rv->pair_rank, s);
+		nb_ilist_push_tail(&rv->pair_lru, s);
+	} else {
+		nb_ilist_move_tail(&rv->pair_lru, s);
+	}
+	p = &rv->pairs[s];
+	COPY(p->a, x->a);
+	COPY(p->b, x->b);
+	COPY(p->session, x->id);
+	p->predicted = x->predicted;
+	p->role_a = x->role_a;
+	p->role_b = x->role_b;
+	p->out = x->out;
+	return s;
+}
+
+/* measured and ms of a pair at `now`; false while it is still open.
+ * Any side connected: the path it reports (the asker's first), ms the
+ * larger of the connected sides'. Else none, once both have reported
+ * failure or the session's time is up; ms the larger reported, or the
+ * deadline when neither reported. */
+static bool outcome_measured(const struct rv_outcome *o, uint64_t now, enum nb_path *ret_path,
+			     uint32_t *ret_ms)
+{
+	const struct rv_side *s0 = &o->side[0], *s1 = &o->side[1];
+	bool c0 = s0->reported && s0->outcome == NB_CTRL_OUTCOME_CONNECTED;
+	bool c1 = s1->reported && s1->outcome == NB_CTRL_OUTCOME_CONNECTED;
+	uint32_t ms = 0;
+
+	if (c0 || c1) {
+		*ret_path = c0 ? s0->path : s1->path;
+		if (c0)
+			ms = s0->ms;
+		if (c1 && s1->ms > ms)
+			ms = s1->ms;
+		*ret_ms = ms;
+		return true;
+	}
+	if (!(s0->reported && s1->reported) && now < o->ends_at)
+		return false;
+	*ret_path = NB_PATH_NONE;
+	if (!s0->reported && !s1->reported) {
+		*ret_ms = o->deadline_ms;
+		return true;
+	}
+	if (s0->reported)
+		ms = s0->ms;
+	if (s1->reported && s1->ms > ms)
+		ms = s1->ms;
+	*ret_ms = ms;
+	return true;
+}
+
+/* ---- Plans ----------------------------------------------------------------------- */
+
+static bool is_word_char(char c)
+{
+	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+	       c == '_' || c == '-' || c == '.';
+}
+
+/* The connectivity table says "A" for the asker and "B" for the other
+ * side; in a plan those become their ids. Cut at cap - 1 bytes (all
+ * ASCII: the table's words and ids are). */
+static void reason_name(const char *in, const char *a, const char *b, char *out, size_t cap)
+{
+	size_t o = 0;
+
+	for (size_t i = 0; in[i] != '\0' && o + 1 < cap; i++) {
+		const char *sub = NULL;
+		if ((in[i] == 'A' || in[i] == 'B') && (i == 0 || !is_word_char(in[i - 1])) &&
+		    !is_word_char(in[i + 1]))
+			sub = in[i] == 'A' ? a : b;
+		if (sub == NULL) {
+			out[o++] = in[i];
+			continue;
+		}
+		for (size_t k = 0; sub[k] != '\0' && o + 1 < cap; k++)
+			out[o++] = sub[k];
+	}
+	out[o] = '\0';
+}
+
+static bool candidate_usable(const struct nb_addr *x)
+{
+	return (x->family == NB_AF_INET || x->family == NB_AF_INET6) && x->port != 0 &&
+	       !nb_addr_is_unspecified(x) && !nb_addr_is_multicast(x);
+}
+
+static void candidate_add(struct nb_addr *list, size_t *n, const struct nb_addr *x)
+{
+	if (!candidate_usable(x) || *n >= NB_CTRL_MAX_ADDRS)
+		return;
+	for (size_t i = 0; i < *n; i++)
+		if (nb_addr_equal(&list[i], x))
+			return;
+	list[(*n)++] = *x;
+}
+
+/* Where to reach peer p, in the order to try: its LAN addresses when both
+ * sides share a public IP (path lan), its UPnP external address when it
+ * has one, its reflexive address last. The reflexive one always fits. */
+static size_t candidates_of(const struct nb_registry_peer *p, bool same_public_ip,
+			    struct nb_addr *ret)
+{
+	bool ext = p->upnp == NB_CTRL_UPNP_MAPPED;
+	size_t n = 0, room = NB_CTRL_MAX_ADDRS - 1 - (ext ? 1 : 0);
+
+	if (same_public_ip)
+		for (size_t i = 0; i < p->n_local && n < room; i++)
+			candidate_add(ret, &n, &p->local[i]);
+	if (ext)
+		candidate_add(ret, &n, &p->upnp_external);
+	candidate_add(ret, &n, &p->reflexive);
+	return n;
+}
+
+static void plan_fill(struct nb_ctrl_plan *pl, const char *session, const char *peer,
+		      enum nb_role role, enum nb_path path, const char *reason,
+		      const struct nb_registry_peer *other, bool same_ip, const char *username,
+		      const char *key, uint32_t deadline_ms, uint32_t delay_ms)
+{
+	memset(pl, 0, sizeof(*pl));
+	COPY(pl->session, session);
+	COPY(pl->peer, peer);
+	pl->role = role;
+	pl->path = path;
+	COPY(pl->reason, reason);
+	pl->n_candidates = candidates_of(other, same_ip, pl->candidates);
+	COPY(pl->username, username);
+	COPY(pl->key, key);
+	pl->deadline_ms = deadline_ms;
+	pl->delay_ms = delay_ms;
+}
+
+static ssize_t push_encode(struct nb_rendezvous *rv, const struct rv_session *x,
+			   struct nb_rendezvous_dgram *d)
+{
+	struct nb_ctrl_msg *m = &rv->push;
+	ssize_t n;
+
+	set_header(m, NB_CTRL_PLAN, x->push_tx);
+	m->u.plan = x->plan_b;
+	n = nb_ctrl_encode(m, d->data, sizeof(d->data));
+	if (n > 0) {
+		d->len = (size_t)n;
+		d->to = x->push_to;
+	}
+	return n;
+}
+
+/* ---- Requests ----------------------------------------------------------------------- */
+
+/* What a request handler decided, besides rv->rep. */
+struct reply_ctx {
+	const struct nb_addr *from;
+	uint64_t now;
+	const uint8_t *rnd;
+	bool cacheable; /* false for transient refusals: 429, 500, 503 */
+	bool is_list;
+	struct nb_rendezvous_out *out;
+};
+
+static void refuse(struct nb_rendezvous *rv, struct reply_ctx *c, uint16_t code, const char *id)
+{
+	struct nb_rendezvous_event ev = {
+		.kind = NB_RV_EVENT_REFUSED, .code = code, .reason = rv->rep.u.error.reason,
+		.id = id, .addr = *c->from, .request = rv->in.type,
+	};
+
+	if (code == NB_CTRL_ERR_FULL || code == NB_CTRL_ERR_RATE_LIMITED) {
+		ev.kind = NB_RV_EVENT_LIMIT;
+		if (code == NB_CTRL_ERR_RATE_LIMITED) {
+			ev.limit = NB_RV_LIMIT_RATE;
+			ev.limit_value = rv->cfg.list_rate;
+		} else if (rv->in.type == NB_CTRL_REGISTER) {
+			ev.limit = NB_RV_LIMIT_PEERS;
+			ev.limit_value = rv->cfg.max_peers;
+		} else {
+			ev.limit = NB_RV_LIMIT_SESSIONS;
+			ev.limit_value = rv->cfg.max_sessions;
+		}
+	}
+	if (code == NB_CTRL_ERR_FULL || code == NB_CTRL_ERR_RATE_LIMITED || code == NB_CTRL_ERR_SERVER)
+		c->cacheable = false;
+	emit(rv, &ev);
+}
+
+static void on_register(struct nb_rendezvous *rv, struct reply_ctx *c)
+{
+	const struct nb_ctrl_register *r = &rv->in.u.reg;
+	const char *tx = rv->in.tx;
+	struct nb_rendezvous_event ev = { .kind = NB_RV_EVENT_REGISTERED, .id = r->id, .addr = *c->from };
+	enum nb_registry_change change = NB_REGISTRY_NEW;
+	struct nb_addr old;
+	int rc;
+
+	rv->st.registers++;
+	if (rv->cfg.token[0] != '\0' &&
+	    !secret_equal(r->token, rv->cfg.token, NB_CTRL_TOKEN_MAX)) {
+		set_error(&rv->rep, tx, NB_CTRL_ERR_UNAUTHORIZED, "%s",
+			  r->token[0] == '\0' ? "token required" : "wrong token");
+		refuse(rv, c, NB_CTRL_ERR_UNAUTHORIZED, r->id);
+		return;
+	}
+	memset(&old, 0, sizeof(old));
+	rc = nb_registry_put(rv->reg, r, c->from, c->now, &change, &old);
+	if (rc == NB_REGISTRY_E_FULL) {
+		rv->st.full_peers++;
+		set_error(&rv->rep, tx, NB_CTRL_ERR_FULL, "registry full (%zu peers)", rv->cfg.max_peers);
+		refuse(rv, c, NB_CTRL_ERR_FULL, r->id);
+		return;
+	}
+	if (rc == NB_REGISTRY_E_CONFLICT) {
+		set_error(&rv->rep, tx, NB_CTRL_ERR_CONFLICT,
+			  "'%s' is registered from another address with another token", r->id);
+		refuse(rv, c, NB_CTRL_ERR_CONFLICT, r->id);
+		return;
+	}
+	set_header(&rv->rep, NB_CTRL_REGISTERED, tx);
+	COPY(rv->rep.u.registered.id, r->id);
+	rv->rep.u.registered.reflexive = *c->from;
+	rv->rep.u.registered.keepalive_s = rv->cfg.keepalive_s;
+	rv->rep.u.registered.expires_s = rv->cfg.keepalive_s * NB_RENDEZVOUS_EXPIRES_FACTOR;
+	ev.change = change;
+	ev.other_addr = old;
+	ev.entry = nb_registry_get(rv->reg, r->id, c->now);
+	emit(rv, &ev);
+}
+
+static void on_keepalive(struct nb_rendezvous *rv, struct reply_ctx *c)
+{
+	const char *id = rv->in.u.keepalive.id;
+	int rc;
+
+	rv->st.keepalives++;
+	rc = nb_registry_touch(rv->reg, id, c->from, c->now);
+	if (rc == 0) {
+		set_header(&rv->rep, NB_CTRL_ACK, rv->in.tx);
+		return;
+	}
+	if (rc == NB_REGISTRY_E_ADDRESS)
+		set_error(&rv->rep, rv->in.tx, NB_CTRL_ERR_UNKNOWN_PEER,
+			  "'%s' is registered from another address", id);
+	else
+		set_error(&rv->rep, rv->in.tx, NB_CTRL_ERR_UNKNOWN_PEER, "no peer '%s'", id);
+	refuse(rv, c, NB_CTRL_ERR_UNKNOWN_PEER, id);
+}
+
+static void on_connect(struct nb_rendezvous *rv, struct reply_ctx *c)
+{
+	const struct nb_ctrl_connect *q = &rv->in.u.connect;
+	const char *tx = rv->in.tx;
+	const struct nb_registry_peer *pa, *pb;
+	struct nb_peer_nat na, nbn;
+	struct nb_plan plan;
+	char session[NB_CTRL_SESSION_LEN + 1], push_tx[NB_CTRL_TX_LEN + 1];
+	char key[NB_CTRL_KEY_LEN + 1], username[NB_CTRL_USERNAME_MAX + 1];
+	char reason[NB_CTRL_REASON_MAX + 1];
+	struct rv_session *x;
+	bool same_ip;
+	uint32_t s;
+
+	rv->st.connects++;
+	pa = nb_registry_get(rv->reg, q->id, c->now);
+	if (pa == NULL) {
+		set_error(&rv->rep, tx, NB_CTRL_ERR_UNKNOWN_PEER, "no peer '%s'", q->id);
+		refuse(rv, c, NB_CTRL_ERR_UNKNOWN_PEER, q->id);
+		return;
+	}
+	if (!nb_addr_equal(&pa->reflexive, c->from)) {
+		set_error(&rv->rep, tx, NB_CTRL_ERR_UNKNOWN_PEER,
+			  "'%s' is registered from another address", q->id);
+		refuse(rv, c, NB_CTRL_ERR_UNKNOWN_PEER, q->id);
+		return;
+	}
+	if (strcmp(q->id, q->peer) == 0) {
+		set_error(&rv->rep, tx, NB_CTRL_ERR_BAD_REQUEST, "cannot connect to oneself");
+		refuse(rv, c, NB_CTRL_ERR_BAD_REQUEST, q->id);
+		return;
+	}
+	pb = nb_registry_get(rv->reg, q->peer, c->now);
+	if (pb == NULL) {
+		set_error(&rv->rep, tx, NB_CTRL_ERR_UNKNOWN_PEER, "no peer '%s'", q->peer);
+		refuse(rv, c, NB_CTRL_ERR_UNKNOWN_PEER, q->id);
+		return;
+	}
+
+	nb_ctrl_hex(c->rnd, 8, session);
+	nb_ctrl_hex(c->rnd + 8, 32, key);
+	nb_ctrl_hex(c->rnd + 40, 8, push_tx);
+	c->out->rnd_used = true;
+	if (session_find(rv, session) != NB_SLOT_NONE || session_by_tx(rv, push_tx) != NB_SLOT_NONE) {
+		/* 2^-64 with real randomness; a shell that repeats its bytes. */
+		set_error(&rv->rep, tx, NB_CTRL_ERR_SERVER, "session id collision; try again");
+		refuse(rv, c, NB_CTRL_ERR_SERVER, q->id);
+		return;
+	}
+	s = session_alloc(rv, c->now);
+	if (s == NB_SLOT_NONE) {
+		rv->st.full_sessions++;
+		set_error(&rv->rep, tx, NB_CTRL_ERR_FULL, "too many connections in progress (%zu)",
+			  rv->cfg.max_sessions);
+		refuse(rv, c, NB_CTRL_ERR_FULL, q->id);
+		return;
+	}
+	/* session_alloc() changes no registry entry: pa and pb still hold. */
+
+	nb_registry_peer_nat(pa, &na);
+	nb_registry_peer_nat(pb, &nbn);
+	nb_connectivity_plan(&na, &nbn, &plan);
+	reason_name(plan.reason, pa->id, pb->id, reason, sizeof(reason));
+	same_ip = nb_addr_ip_equal(&pa->reflexive, &pb->reflexive);
+	/* One USERNAME for both directions of the session's checks. */
+	snprintf(username, sizeof(username), "%s:%s", session, pa->id);
+
+	x = &rv->sess[s];
+	memset(x, 0, sizeof(*x));
+	COPY(x->id, session);
+	x->id_hash = str_hash(rv, session);
+	COPY(x->a, pa->id);
+	COPY(x->b, pb->id);
+	x->predicted = plan.path;
+	x->role_a = plan.role_a;
+	x->role_b = plan.role_b;
+	x->created = c->now;
+	x->out.deadline_ms = rv->cfg.deadline_ms;
+	x->out.ends_at = c->now + NB_RENDEZVOUS_PUSH_WINDOW_MS + rv->cfg.deadline_ms;
+	x->push_to = pb->reflexive;
+	COPY(x->push_tx, push_tx);
+	x->tx_hash = str_hash(rv, push_tx);
+	plan_fill(&x->plan_b, session, pa->id, plan.role_b, plan.path, reason, pa, same_ip,
+		  username, key, rv->cfg.deadline_ms,
+		  plan.role_b == NB_ROLE_DIAL && plan.role_a == NB_ROLE_PRIME ? rv->cfg.prime_delay_ms
+									      : 0);
+
+	/* The asker's plan is the reply. */
+	set_header(&rv->rep, NB_CTRL_PLAN, tx);
+	plan_fill(&rv->rep.u.plan, session, pb->id, plan.role_a, plan.path, reason, pb, same_ip,
+		  username, key, rv->cfg.deadline_ms,
+		  plan.role_a == NB_ROLE_DIAL && plan.role_b == NB_ROLE_PRIME ? rv->cfg.prime_delay_ms
+									      : 0);
+	/* The other side's plan is a request of the broker's own (d[1]). */
+	if (push_encode(rv, x, &c->out->d[1]) <= 0) {
+		/* Cannot happen: every field comes from decoded messages. */
+		memset(x, 0, sizeof(*x));
+		nb_slots_give(&rv->sess_slots, s);
+		set_error(&rv->rep, tx, NB_CTRL_ERR_SERVER, "cannot encode the plan");
+		refuse(rv, c, NB_CTRL_ERR_SERVER, q->id);
+		return;
+	}
+	nb_hidx_add(&rv->sess_by_id, x->id_hash, s);
+	nb_ilist_push_tail(&rv->sess_age, s);
+	x->tries = 1;
+	x->next_at = c->now + NB_CTRL_RTO_MS;
+	push_set_state(rv, s, PUSH_PENDING, 0);
+	x->pair = pair_update(rv, x);
+	rv->st.pushes++;
+
+	struct nb_rendezvous_event ev = {
+		.kind = NB_RV_EVENT_CONNECT, .session = x->id, .id = x->a, .peer = x->b,
+		.addr = *c->from, .other_addr = x->push_to, .path = plan.path,
+		.role_a = plan.role_a, .role_b = plan.role_b, .reason = reason,
+	};
+	emit(rv, &ev);
+}
+
+static void on_result(struct nb_rendezvous *rv, struct reply_ctx *c)
+{
+	const struct nb_ctrl_result *r = &rv->in.u.result;
+	const char *tx = rv->in.tx;
+	uint32_t s = session_find(rv, r->session);
+	struct rv_session *x;
+	struct rv_side *side;
+	int k;
+
+	rv->st.results++;
+	if (s == NB_SLOT_NONE) {
+		set_error(&rv->rep, tx, NB_CTRL_ERR_UNKNOWN_PEER, "no session '%s'", r->session);
+		refuse(rv, c, NB_CTRL_ERR_UNKNOWN_PEER, r->id);
+		return;
+	}
+	x = &rv->sess[s];
+	k = strcmp(r->id, x->a) == 0 ? 0 : strcmp(r->id, x->b) == 0 ? 1 : -1;
+	if (k < 0) {
+		set_error(&rv->rep, tx, NB_CTRL_ERR_BAD_REQUEST, "'%s' is not in session '%s'", r->id,
+			  r->session);
+		refuse(rv, c, NB_CTRL_ERR_BAD_REQUEST, r->id);
+		return;
+	}
+	if (r->outcome == NB_CTRL_OUTCOME_CONNECTED && r->path == NB_PATH_NONE) {
+		set_error(&rv->rep, tx, NB_CTRL_ERR_BAD_REQUEST, "outcome 'connected' needs a path");
+		refuse(rv, c, NB_CTRL_ERR_BAD_REQUEST, r->id);
+		return;
+	}
+	side = &x->out.side[k];
+	side->reported = true;
+	side->outcome = r->outcome;
+	side->path = r->outcome == NB_CTRL_OUTCOME_CONNECTED ? r->path : NB_PATH_NONE;
+	side->ms = r->ms;
+	if (x->pair < rv->cfg.max_pairs && strcmp(rv->pairs[x->pair].session, x->id) == 0)
+		rv->pairs[x->pair].out = x->out;
+	set_header(&rv->rep, NB_CTRL_ACK, tx);
+
+	struct nb_rendezvous_event ev = {
+		.kind = NB_RV_EVENT_RESULT, .session = x->id, .id = r->id,
+		.peer = k == 0 ? x->b : x->a, .addr = *c->from, .outcome = r->outcome,
+		.path = side->path, .ms = r->ms, .reason = r->reason,
+	};
+	emit(rv, &ev);
+}
+
+/* GCRA: list_rate per second with a burst of one second's worth. */
+static bool list_allowed(struct nb_rendezvous *rv, uint64_t now)
+{
+	uint64_t t = now * 1000, interval, tat;
+
+	if (rv->cfg.list_rate == 0)
+		return true;
+	interval = 1000000 / rv->cfg.list_rate;
+	tat = rv->list_tat_us > t ? rv->list_tat_us : t;
+	if (tat - t > 1000000 - interval)
+		return false;
+	rv->list_tat_us = tat + interval;
+	return true;
+}
+
+static void on_list(struct nb_rendezvous *rv, struct reply_ctx *c)
+{
+	const char *tx = rv->in.tx;
+	uint32_t offset = rv->in.u.query.offset;
+	bool peers = rv->in.type == NB_CTRL_PEERS;
+	size_t total;
+
+	rv->st.lists++;
+	if (!list_allowed(rv, c->now)) {
+		rv->st.rate_limited++;
+		set_error(&rv->rep, tx, NB_CTRL_ERR_RATE_LIMITED, "too many list queries; try again later");
+		refuse(rv, c, NB_CTRL_ERR_RATE_LIMITED, "");
+		return;
+	}
+	c->is_list = true;
+	if (peers) {
+		struct nb_ctrl_peer_list *l = &rv->rep.u.peer_list;
+		set_header(&rv->rep, NB_CTRL_PEER_LIST, tx);
+		memset(l, 0, sizeof(*l));
+		total = nb_registry_count(rv->reg);
+		l->total = (uint32_t)total;
+		l->offset = offset < total ? offset : (uint32_t)total; /* past the end: an empty last page */
+		for (size_t i = 0; i < NB_CTRL_MAX_PAGE && l->offset + i < total; i++) {
+			const struct nb_registry_peer *p = nb_registry_at(rv->reg, l->offset + i);
+			struct nb_ctrl_peer_info *e = &l->peers[l->n_peers++];
+			COPY(e->id, p->id);
+			e->nat = nb_nat_type_of(p->mapping, p->filtering, p->udp_blocked);
+			e->mapping = p->mapping;
+			e->filtering = p->filtering;
+			e->reflexive = p->reflexive;
+		}
+	} else {
+		struct nb_ctrl_matrix_list *l = &rv->rep.u.matrix_list;
+		set_header(&rv->rep, NB_CTRL_MATRIX_LIST, tx);
+		memset(l, 0, sizeof(*l));
+		total = rv->pair_rank.count;
+		l->total = (uint32_t)total;
+		l->offset = offset < total ? offset : (uint32_t)total;
+		for (size_t i = 0; i < NB_CTRL_MAX_PAGE && l->offset + i < total; i++) {
+			const struct rv_pair *p = &rv->pairs[nb_rank_find(&rv->pair_rank, l->offset + i)];
+			struct nb_ctrl_pair *e = &l->pairs[l->n_pairs++];
+			COPY(e->a, p->a);
+			COPY(e->b, p->b);
+			e->predicted = p->predicted;
+			e->role_a = p->role_a;
+			e->role_b = p->role_b;
+			e->has_measured = outcome_measured(&p->out, c->now, &e->measured, &e->ms);
+		}
+	}
+}
+
+/* An ack or error answering a pushed plan. */
+static void on_push_reply(struct nb_rendezvous *rv)
+{
+	uint32_t s = session_by_tx(rv, rv->in.tx);
+
+	if (s == NB_SLOT_NONE) {
+		rv->st.ignored++;
+		return;
+	}
+	if (rv->in.type == NB_CTRL_ACK)
+		push_set_state(rv, s, PUSH_ACKED, 0);
+	else
+		push_set_state(rv, s, PUSH_REFUSED, rv->in.u.error.code);
+}
+
+/* A datagram nb_ctrl_decode() refused: 400 with the reason, when its tx can
+ * be read and the answer is no longer than the datagram (docs/protocol.md
+ * "Errors": no amplification). The reason is shortened to fit if need be. */
+static void on_undecodable(struct nb_rendezvous *rv, const uint8_t *buf, size_t len,
+			   const struct nb_addr *from, struct nb_rendezvous_out *out)
+{
+	char tx[NB_CTRL_TX_LEN + 1];
+	char why[NB_CTRL_REASON_MAX + 1];
+	struct nb_rendezvous_dgram *d = &out->d[0];
+	ssize_t n;
+
+	rv->st.undecodable++;
+	if (nb_ctrl_peek_tx(buf, len, tx) < 0)
+		return;
+	nb_ctrl_explain(buf, len, why, sizeof(why));
+	for (;;) {
+		size_t rl;
+		set_error(&rv->rep, tx, NB_CTRL_ERR_BAD_REQUEST, "%s", why);
+		n = nb_ctrl_encode(&rv->rep, d->data, sizeof(d->data));
+		if (n > 0 && (size_t)n <= len)
+			break;
+		rl = strlen(why);
+		if (n <= 0 || rl == 0) {
+			rv->st.oversize_suppressed++;
+			return;
+		}
+		/* Cut the excess (at least a byte) back to a character start. */
+		rl = (size_t)n - len < rl ? rl - ((size_t)n - len) : 0;
+		while (rl > 0 && ((unsigned char)why[rl] & 0xC0) == 0x80)
+			rl--;
+		why[rl] = '\0';
+	}
+	d->len = (size_t)n;
+	d->to = *from;
+	out->n = 1;
+	rv->st.replies++;
+	rv->st.errors++;
+	struct nb_rendezvous_event ev = {
+		.kind = NB_RV_EVENT_REFUSED, .code = NB_CTRL_ERR_BAD_REQUEST, .reason = why,
+		.addr = *from,
+	};
+	emit(rv, &ev);
+}
+
+/* ---- Entry points -------------------------------------------------------------- */
+
+static void housekeeping(struct nb_rendezvous *rv, uint64_t now)
+{
+	struct nb_registry_peer gone;
+
+	while (nb_registry_expire(rv->reg, now, &gone) == 1) {
+		struct nb_rendezvous_event ev = {
+			.kind = NB_RV_EVENT_EXPIRED, .id = gone.id, .addr = gone.reflexive,
+		};
+		rv->st.expired++;
+		emit(rv, &ev);
+	}
+}
+
+int nb_rendezvous_handle(struct nb_rendezvous *rv, const uint8_t *buf, size_t len,
+			 const struct nb_addr *from, uint64_t now, const uint8_t *rnd,
+			 size_t rnd_len, struct nb_rendezvous_out *ret)
+{
+	struct reply_ctx c;
+	const struct rv_cached *hit;
+	struct nb_rendezvous_dgram *d;
+	uint64_t request;
+	ssize_t n;
+	size_t k = 0;
+
+	if (rv == NULL || buf == NULL || from == NULL || ret == NULL || rnd == NULL ||
+	    rnd_len < NB_RENDEZVOUS_RANDOM_LEN)
+		return -EINVAL;
+	ret->n = 0;
+	ret->rnd_used = false;
+	housekeeping(rv, now);
+	rv->st.rx++;
+	if (!source_ok(from)) {
+		rv->st.bad_source++;
+		return 0;
+	}
+	if (nb_ctrl_decode(&rv->in, buf, len) < 0) {
+		on_undecodable(rv, buf, len, from, ret);
+		return 0;
+	}
+	switch (rv->in.type) {
+	case NB_CTRL_ACK:
+	case NB_CTRL_ERROR:
+		on_push_reply(rv);
+		return 0;
+	case NB_CTRL_REGISTERED:
+	case NB_CTRL_PLAN:
+	case NB_CTRL_PEER_LIST:
+	case NB_CTRL_MATRIX_LIST:
+		/* Replies (or a broker's request) sent to the broker: nobody
+		 * asked; answering could start a loop. */
+		rv->st.ignored++;
+		return 0;
+	default:
+		break;
+	}
+
+	request = nb_siphash(rv->cfg.hash_key, buf, len);
+	hit = cache_find(rv, from, rv->in.tx, request, now);
+	if (hit != NULL) {
+		d = &ret->d[0];
+		memcpy(d->data, hit->data, hit->len);
+		d->len = hit->len;
+		d->to = *from;
+		ret->n = 1;
+		rv->st.replayed++;
+		return 0;
+	}
+
+	memset(&c, 0, sizeof(c));
+	c.from = from;
+	c.now = now;
+	c.rnd = rnd;
+	c.cacheable = true;
+	c.out = ret;
+	switch (rv->in.type) {
+	case NB_CTRL_REGISTER:
+		on_register(rv, &c);
+		break;
+	case NB_CTRL_KEEPALIVE:
+		on_keepalive(rv, &c);
+		break;
+	case NB_CTRL_CONNECT:
+		on_connect(rv, &c);
+		break;
+	case NB_CTRL_RESULT:
+		on_result(rv, &c);
+		break;
+	default: /* NB_CTRL_PEERS, NB_CTRL_MATRIX */
+		on_list(rv, &c);
+		break;
+	}
+
+	d = &ret->d[0];
+	if (c.is_list && rv->rep.type != NB_CTRL_ERROR)
+		n = nb_ctrl_encode_page(&rv->rep, d->data, sizeof(d->data), &k);
+	else
+		n = nb_ctrl_encode(&rv->rep, d->data, sizeof(d->data));
+	if (n <= 0) {
+		/* Cannot happen with decoded input; say so rather than go silent. */
+		set_error(&rv->rep, rv->in.tx, NB_CTRL_ERR_SERVER, "broker failure");
+		n = nb_ctrl_encode(&rv->rep, d->data, sizeof(d->data));
+		c.cacheable = false;
+		if (n <= 0)
+			return 0;
+	}
+	d->len = (size_t)n;
+	d->to = *from;
+	ret->n = 1;
+	rv->st.replies++;
+	if (rv->rep.type == NB_CTRL_ERROR)
+		rv->st.errors++;
+	/* The pushed plan of a connect is d[1] (its own transaction). */
+	if (rv->in.type == NB_CTRL_CONNECT && rv->rep.type == NB_CTRL_PLAN)
+		ret->n = 2;
+	if (c.cacheable)
+		cache_put(rv, from, rv->in.tx, request, now, d->data, d->len);
+	return 0;
+}
+
+int nb_rendezvous_poll(struct nb_rendezvous *rv, uint64_t now, struct nb_rendezvous_dgram *out,
+		       size_t cap, size_t *ret_n)
+{
+	size_t n = 0;
+	uint32_t s, next;
+
+	if (rv == NULL || ret_n == NULL || (out == NULL && cap > 0))
+		return -EINVAL;
+	housekeeping(rv, now);
+	for (s = rv->pushing.head; s != NB_SLOT_NONE; s = next) {
+		struct rv_session *x = &rv->sess[s];
+
+		next = nb_ilist_next(&rv->pushing, s);
+		if (x->next_at > now)
+			continue;
+		if (x->tries >= NB_CTRL_MAX_TRIES) {
+			push_set_state(rv, s, PUSH_GAVE_UP, 0);
+			continue;
+		}
+		if (n == cap) {
+			*ret_n = n;
+			return 1;
+		}
+		if (push_encode(rv, x, &out[n]) <= 0) {
+			push_set_state(rv, s, PUSH_GAVE_UP, 0); /* cannot happen: it encoded before */
+			continue;
+		}
+		n++;
+		x->tries++;
+		rv->st.push_retransmits++;
+		/* RTO doubles after each send; after the last, a final wait. */
+		x->next_at = now + (x->tries < NB_CTRL_MAX_TRIES
+					    ? (uint64_t)NB_CTRL_RTO_MS << (x->tries - 1)
+					    : (uint64_t)NB_CTRL_FINAL_WAIT_MS);
+	}
+	*ret_n = n;
+	return 0;
+}
+
+uint64_t nb_rendezvous_next_deadline(const struct nb_rendezvous *rv)
+{
+	uint64_t t = nb_registry_next_expiry(rv->reg);
+
+	for (uint32_t s = rv->pushing.head; s != NB_SLOT_NONE; s = nb_ilist_next(&rv->pushing, s))
+		if (rv->sess[s].next_at < t)
+			t = rv->sess[s].next_at;
+	return t;
+}
+
+void nb_rendezvous_get_stats(const struct nb_rendezvous *rv, struct nb_rendezvous_stats *ret)
+{
+	*ret = rv->st;
+	ret->peers = nb_registry_count(rv->reg);
+	ret->sessions = nb_slots_used(&rv->sess_slots);
+	ret->pairs = rv->pair_rank.count;
+	ret->cached = rv->cache_n;
+}

@@ -1,0 +1,202 @@
+/* broker/rendezvous.h - the broker's control-message engine: register,
+ * keepalive, connect (plans for both sides), result, peers, matrix; the
+ * sessions, the reply cache and the who-can-reach-whom matrix.
+ *
+ * Pure: no sockets, no clock, no random number generator. Each call takes
+ * `now` (milliseconds of a monotonic clock that never goes back), and
+ * nb_rendezvous_handle() takes NB_RENDEZVOUS_RANDOM_LEN fresh random bytes
+ * from the shell for the session id, key and push transaction ID it may
+ * need. Out come datagrams (bytes + destination), events (for the shell to
+ * log) and the next deadline. docs/protocol.md is the specification;
+ * docs/broker.md the operator's view.
+ *
+ *   shell                              nb_rendezvous
+ *   -----                              -------------
+ *   datagram '{' from X, now, random -> handle()  -> reply to X (d[0]),
+ *                                                    plan pushed to the other
+ *                                                    peer (d[1], connect only)
+ *   timer at next_deadline()        -> poll()    -> plan retransmissions;
+ *                                                    registrations expired
+ *   (both)                          <- events via the config's callback
+ *
+ * Hard limits (refusals are answered and reported as events):
+ *   registry      max_peers entries                      -> 503
+ *   sessions      max_sessions; the oldest finished one
+ *                 is evicted for a new one                -> 503 when all are live
+ *   matrix        max_pairs pairs; the least recently
+ *                 tried pair is forgotten for a new one
+ *   reply cache   cache_entries replies for cache_ms; when full the oldest
+ *                 is evicted early (and reported)
+ *   list queries  list_rate pages per second (burst: one second's worth)
+ *                                                         -> 429
+ */
+#ifndef NB_BROKER_RENDEZVOUS_H
+#define NB_BROKER_RENDEZVOUS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "broker/registry.h"
+#include "broker/table.h"
+#include "common/addr.h"
+#include "proto/ctrl.h"
+
+#define NB_RENDEZVOUS_DEFAULT_MAX_SESSIONS 4096
+#define NB_RENDEZVOUS_DEFAULT_MAX_PAIRS 4096
+#define NB_RENDEZVOUS_DEFAULT_CACHE_ENTRIES 16384
+#define NB_RENDEZVOUS_MAX_SESSIONS_MAX 1000000 /* largest max_sessions, max_pairs accepted */
+#define NB_RENDEZVOUS_CACHE_ENTRIES_MAX 1000000
+/* docs/protocol.md: "it remembers its reply per (source address, tx) for
+ * at least 12 s" - longer than a requester retransmits (11750 ms). */
+#define NB_RENDEZVOUS_CACHE_MS 12000
+#define NB_RENDEZVOUS_DEFAULT_KEEPALIVE_S 15
+/* A registration lives 3 keepalive periods: two keepalives may be lost. */
+#define NB_RENDEZVOUS_EXPIRES_FACTOR 3
+#define NB_RENDEZVOUS_DEFAULT_DEADLINE_MS 5000
+/* The dialer waits this long when the other side primes its filter. */
+#define NB_RENDEZVOUS_DEFAULT_PRIME_DELAY_MS 100
+#define NB_RENDEZVOUS_DEFAULT_LIST_RATE 100 /* peers/matrix pages per second */
+
+/* A pushed plan is sent at 0, 250, 750, 1750, 3750 and 7750 ms and given
+ * up at 11750 ms without an ack (docs/protocol.md "Transactions"). */
+#define NB_RENDEZVOUS_PUSH_WINDOW_MS \
+	(NB_CTRL_RTO_MS * ((1u << (NB_CTRL_MAX_TRIES - 1)) - 1) + NB_CTRL_FINAL_WAIT_MS)
+
+/* Random bytes per nb_rendezvous_handle(): 8 for the session id, 32 for
+ * the key, 8 for the pushed plan's tx. */
+#define NB_RENDEZVOUS_RANDOM_LEN 48
+
+/* Datagrams out of one nb_rendezvous_handle(): the reply, and a pushed plan. */
+#define NB_RENDEZVOUS_MAX_OUT 2
+
+/* ---- Events: what the shell logs ---------------------------------------- */
+
+enum nb_rendezvous_event_kind {
+	NB_RV_EVENT_REGISTERED = 0, /* id, addr, change (other_addr: the old address, MOVED) */
+	NB_RV_EVENT_EXPIRED,        /* id, addr: no register or keepalive for `expires` */
+	NB_RV_EVENT_CONNECT,        /* session, id (asker) at addr, peer at other_addr, path,
+				     * role_a, role_b, reason */
+	NB_RV_EVENT_PUSH_ACKED,     /* session, peer: the other side has its plan */
+	NB_RV_EVENT_PUSH_FAILED,    /* session, peer, code: refused with `error` code, or
+				     * 0 = no ack after NB_CTRL_MAX_TRIES sends */
+	NB_RV_EVENT_RESULT,         /* session, id (reporter), peer, outcome, path, ms */
+	NB_RV_EVENT_REFUSED,        /* code (400, 401, 404, 409, 500), reason, id, addr */
+	NB_RV_EVENT_LIMIT,          /* limit, limit_value, and for refusals code, reason, id, addr */
+};
+
+enum nb_rendezvous_limit {
+	NB_RV_LIMIT_NONE = 0,
+	NB_RV_LIMIT_PEERS,    /* registry full: register refused with 503 */
+	NB_RV_LIMIT_SESSIONS, /* every session live: connect refused with 503 */
+	NB_RV_LIMIT_CACHE,    /* reply cache full: a reply younger than cache_ms forgotten */
+	NB_RV_LIMIT_RATE,     /* list queries over list_rate: refused with 429 */
+};
+
+/* Strings point into the engine; valid during the callback only. Fields
+ * that do not apply are 0 / "". */
+struct nb_rendezvous_event {
+	enum nb_rendezvous_event_kind kind;
+	enum nb_rendezvous_limit limit;
+	size_t limit_value;
+	enum nb_registry_change change;
+	uint16_t code;
+	const char *id, *peer, *session, *reason;
+	struct nb_addr addr, other_addr;
+	enum nb_path path;
+	enum nb_role role_a, role_b;
+	enum nb_ctrl_outcome outcome;
+	uint32_t ms;
+	enum nb_ctrl_type request;                /* REFUSED, LIMIT: what was refused (0: undecodable) */
+	const struct nb_registry_peer *entry;     /* REGISTERED: the entry as stored */
+};
+
+/* Called synchronously from nb_rendezvous_handle() / _poll(); must not
+ * call back into the engine. */
+typedef void (*nb_rendezvous_event_fn)(void *arg, const struct nb_rendezvous_event *ev);
+
+/* ---- Configuration ------------------------------------------------------ */
+
+struct nb_rendezvous_config {
+	size_t max_peers;      /* 1..NB_REGISTRY_MAX_MAX (default 10000) */
+	size_t max_sessions;   /* 1..NB_RENDEZVOUS_MAX_SESSIONS_MAX (default 4096) */
+	size_t max_pairs;      /* 1..NB_RENDEZVOUS_MAX_SESSIONS_MAX (default 4096) */
+	size_t cache_entries;  /* 1..NB_RENDEZVOUS_CACHE_ENTRIES_MAX (default 16384) */
+	uint32_t cache_ms;     /* >= NB_RENDEZVOUS_CACHE_MS */
+	uint32_t keepalive_s;  /* 1..3600 (default 15); expires = 3 x keepalive */
+	uint32_t deadline_ms;  /* plan.deadline_ms, 1..600000 (default 5000) */
+	uint32_t prime_delay_ms; /* plan.delay_ms of a dialer whose peer primes (default 100) */
+	uint32_t list_rate;    /* peers/matrix pages per second; 0 = unlimited (default 100) */
+	/* The token every register must carry; "" (default) = none needed. */
+	char token[NB_CTRL_TOKEN_MAX + 1];
+	uint8_t hash_key[NB_SIPHASH_KEY_LEN]; /* secret random key for the hash tables */
+	nb_rendezvous_event_fn event_cb;      /* may be NULL */
+	void *event_arg;
+};
+
+void nb_rendezvous_config_default(struct nb_rendezvous_config *cfg);
+
+/* ---- Engine ------------------------------------------------------------- */
+
+struct nb_rendezvous;
+
+/* 0, -EINVAL (cfg out of range) or -ENOMEM; *ret untouched on failure. */
+int nb_rendezvous_new(const struct nb_rendezvous_config *cfg, struct nb_rendezvous **ret);
+void nb_rendezvous_free(struct nb_rendezvous *rv); /* accepts NULL */
+
+/* One datagram out: to `to`, `len` bytes of `data`. */
+struct nb_rendezvous_dgram {
+	struct nb_addr to;
+	size_t len;
+	uint8_t data[NB_CTRL_MAX_DATAGRAM];
+};
+
+/* Owned by the caller; filled by nb_rendezvous_handle(). */
+struct nb_rendezvous_out {
+	size_t n;      /* datagrams in d[]: 0 (dropped), 1 or 2 */
+	bool rnd_used; /* the random bytes were used: give fresh ones next time */
+	struct nb_rendezvous_dgram d[NB_RENDEZVOUS_MAX_OUT];
+};
+
+/* Handle one datagram (its first byte should be '{') of len bytes from
+ * `from` at `now`. rnd: NB_RENDEZVOUS_RANDOM_LEN random bytes (rnd_len must
+ * be at least that); they are used only when ret->rnd_used is set.
+ * Returns 0 and fills *ret (ret->n may be 0: nothing to send), or -EINVAL
+ * for a NULL argument or short rnd, with *ret untouched. The input bytes
+ * are never modified. Send d[] in order; d[0], when present, is the reply
+ * to `from`. */
+int nb_rendezvous_handle(struct nb_rendezvous *rv, const uint8_t *buf, size_t len,
+			 const struct nb_addr *from, uint64_t now, const uint8_t *rnd,
+			 size_t rnd_len, struct nb_rendezvous_out *ret);
+
+/* Do what is due at `now`: expire registrations, retransmit pushed plans
+ * into out[0..cap) and give up on unanswered ones. Sets *ret_n to the
+ * datagrams written. Returns 1 if more is due (out was full: call again),
+ * 0 if not, -EINVAL for a NULL argument (*ret_n untouched). */
+int nb_rendezvous_poll(struct nb_rendezvous *rv, uint64_t now, struct nb_rendezvous_dgram *out,
+		       size_t cap, size_t *ret_n);
+
+/* When nb_rendezvous_poll() next has something to do, or UINT64_MAX. */
+uint64_t nb_rendezvous_next_deadline(const struct nb_rendezvous *rv);
+
+struct nb_rendezvous_stats {
+	/* counters */
+	uint64_t rx;                  /* datagrams handled */
+	uint64_t undecodable;         /* refused by nb_ctrl_decode() */
+	uint64_t bad_source;          /* from port 0, unspecified or multicast: dropped */
+	uint64_t ignored;             /* replies sent to the broker, unmatched ack/error */
+	uint64_t replayed;            /* answered from the reply cache */
+	uint64_t replies;             /* replies sent, errors included */
+	uint64_t errors;              /* error replies sent */
+	uint64_t oversize_suppressed; /* 400s not sent: longer than the request */
+	uint64_t registers, keepalives, connects, results, lists;
+	uint64_t expired;
+	uint64_t pushes, push_retransmits, push_acked, push_failed;
+	uint64_t full_peers, full_sessions, rate_limited, cache_evicted_early, cache_nomem;
+	/* gauges */
+	size_t peers, sessions, pairs, cached;
+};
+
+void nb_rendezvous_get_stats(const struct nb_rendezvous *rv, struct nb_rendezvous_stats *ret);
+
+#endif

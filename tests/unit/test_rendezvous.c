@@ -1,0 +1,1290 @@
+/* tests/unit/test_rendezvous.c - the rendezvous engine, message flow by
+ * message flow: register, re-register, tokens, expiry, keepalive, connect
+ * (both plans for each kind of pair), the pushed plan's retransmission,
+ * results and the matrix, paging, the reply cache, limits, and garbage. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "broker/rendezvous.h"
+
+#define E_MS 45000 /* default expiry: 3 x 15 s */
+
+/* ---- Harness -------------------------------------------------------------- */
+
+struct rec {
+	enum nb_rendezvous_event_kind kind;
+	enum nb_rendezvous_limit limit;
+	enum nb_registry_change change;
+	uint16_t code;
+	char id[NB_CTRL_ID_MAX + 1], peer[NB_CTRL_ID_MAX + 1], session[NB_CTRL_SESSION_LEN + 1];
+	char reason[NB_CTRL_REASON_MAX + 1];
+	struct nb_addr addr, other_addr;
+	enum nb_path path;
+	enum nb_ctrl_outcome outcome;
+	uint32_t ms;
+};
+
+#define MAX_REC 512
+
+struct h {
+	struct nb_rendezvous *rv;
+	struct rec ev[MAX_REC];
+	size_t n_ev;
+	uint64_t ctr;  /* for tx and random bytes */
+	uint8_t rnd[NB_RENDEZVOUS_RANDOM_LEN];
+	struct nb_rendezvous_out out;
+	struct nb_ctrl_msg m[2]; /* out.d[] decoded */
+	char tx[NB_CTRL_TX_LEN + 1]; /* of the last request built by the helpers */
+};
+
+static void on_event(void *arg, const struct nb_rendezvous_event *ev)
+{
+	struct h *h = arg;
+	struct rec *r;
+
+	assert_true(h->n_ev < MAX_REC);
+	r = &h->ev[h->n_ev++];
+	memset(r, 0, sizeof(*r));
+	r->kind = ev->kind;
+	r->limit = ev->limit;
+	r->change = ev->change;
+	r->code = ev->code;
+	assert_non_null(ev->id);
+	assert_non_null(ev->peer);
+	assert_non_null(ev->session);
+	assert_non_null(ev->reason);
+	snprintf(r->id, sizeof(r->id), "%s", ev->id);
+	snprintf(r->peer, sizeof(r->peer), "%s", ev->peer);
+	snprintf(r->session, sizeof(r->session), "%s", ev->session);
+	snprintf(r->reason, sizeof(r->reason), "%s", ev->reason);
+	r->addr = ev->addr;
+	r->other_addr = ev->other_addr;
+	r->path = ev->path;
+	r->outcome = ev->outcome;
+	r->ms = ev->ms;
+}
+
+static struct h *h_new(const struct nb_rendezvous_config *cfg_in)
+{
+	struct nb_rendezvous_config cfg;
+	struct h *h = calloc(1, sizeof(*h));
+
+	assert_non_null(h);
+	if (cfg_in != NULL)
+		cfg = *cfg_in;
+	else
+		nb_rendezvous_config_default(&cfg);
+	for (unsigned i = 0; i < sizeof(cfg.hash_key); i++)
+		cfg.hash_key[i] = (uint8_t)(0xA5 ^ i);
+	cfg.event_cb = on_event;
+	cfg.event_arg = h;
+	assert_int_equal(nb_rendezvous_new(&cfg, &h->rv), 0);
+	return h;
+}
+
+static void h_free(struct h *h)
+{
+	nb_rendezvous_free(h->rv);
+	free(h);
+}
+
+static struct nb_addr A(const char *s)
+{
+	struct nb_addr a;
+
+	memset(&a, 0, sizeof(a));
+	assert_int_equal(nb_addr_parse(s, false, &a), 0);
+	return a;
+}
+
+static uint64_t splitmix(uint64_t *x)
+{
+	uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+	return z ^ (z >> 31);
+}
+
+static const char *next_tx(struct h *h)
+{
+	snprintf(h->tx, sizeof(h->tx), "%016llx", (unsigned long long)++h->ctr);
+	return h->tx;
+}
+
+/* Send raw bytes; decode what comes out into h->m[]. Returns out.n. */
+static size_t send_raw(struct h *h, const char *from, uint64_t now, const uint8_t *buf, size_t len)
+{
+	struct nb_addr f = A(from);
+	uint64_t seed = ++h->ctr * 7919;
+
+	for (unsigned i = 0; i < NB_RENDEZVOUS_RANDOM_LEN; i += 8) {
+		uint64_t v = splitmix(&seed);
+		memcpy(h->rnd + i, &v, 8);
+	}
+	memset(&h->out, 0xEE, sizeof(h->out));
+	assert_int_equal(nb_rendezvous_handle(h->rv, buf, len, &f, now, h->rnd, sizeof(h->rnd),
+					      &h->out), 0);
+	assert_true(h->out.n <= NB_RENDEZVOUS_MAX_OUT);
+	for (size_t i = 0; i < h->out.n; i++) {
+		assert_true(h->out.d[i].len > 0 && h->out.d[i].len <= NB_CTRL_MAX_DATAGRAM);
+		assert_int_equal(nb_ctrl_decode(&h->m[i], h->out.d[i].data, h->out.d[i].len),
+				 (ssize_t)h->out.d[i].len);
+	}
+	if (h->out.n >= 1)
+		assert_true(nb_addr_equal(&h->out.d[0].to, &f)); /* d[0] always answers the source */
+	return h->out.n;
+}
+
+static size_t send_json(struct h *h, const char *from, uint64_t now, const char *json)
+{
+	return send_raw(h, from, now, (const uint8_t *)json, strlen(json));
+}
+
+__attribute__((format(printf, 4, 5))) static size_t sendf(struct h *h, const char *from,
+							   uint64_t now, const char *fmt, ...)
+{
+	char buf[2048];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	assert_true(n > 0 && (size_t)n < sizeof(buf));
+	return send_json(h, from, now, buf);
+}
+
+#define HDR "{\"v\":1,\"type\":\"%s\",\"tx\":\"%s\""
+
+/* Register with a NAT given as "mapping/filtering" words (NULL: no nat). */
+static size_t reg_full(struct h *h, const char *id, const char *from, uint64_t now,
+		       const char *mapping, const char *filtering, const char *locals,
+		       const char *upnp_ext, const char *token)
+{
+	char nat[200] = "", upnp[100] = "", tok[100] = "";
+
+	if (mapping != NULL)
+		snprintf(nat, sizeof(nat), ",\"nat\":{\"mapping\":\"%s\",\"filtering\":\"%s\"}", mapping,
+			 filtering);
+	if (upnp_ext != NULL)
+		snprintf(upnp, sizeof(upnp), ",\"upnp\":{\"status\":\"mapped\",\"external\":\"%s\"}",
+			 upnp_ext);
+	if (token != NULL)
+		snprintf(tok, sizeof(tok), ",\"token\":\"%s\"", token);
+	return sendf(h, from, now, HDR ",\"id\":\"%s\"%s,\"local\":[%s]%s%s}", "register", next_tx(h),
+		     id, tok, locals != NULL ? locals : "", nat, upnp);
+}
+
+static void reg_ok(struct h *h, const char *id, const char *from, uint64_t now, const char *kind)
+{
+	const char *m = NULL, *f = NULL;
+
+	if (kind == NULL) {
+	} else if (strcmp(kind, "open") == 0) {
+		m = "none", f = "endpoint-independent";
+	} else if (strcmp(kind, "fc") == 0) {
+		m = "endpoint-independent", f = "endpoint-independent";
+	} else if (strcmp(kind, "rc") == 0) {
+		m = "endpoint-independent", f = "address-dependent";
+	} else if (strcmp(kind, "prc") == 0) {
+		m = "endpoint-independent", f = "address-and-port-dependent";
+	} else {
+		m = "address-and-port-dependent", f = "address-and-port-dependent"; /* sym */
+	}
+	assert_int_equal(reg_full(h, id, from, now, m, f, NULL, NULL, NULL), 1);
+	assert_int_equal(h->m[0].type, NB_CTRL_REGISTERED);
+}
+
+static size_t connect_(struct h *h, const char *from, uint64_t now, const char *id, const char *peer)
+{
+	return sendf(h, from, now, HDR ",\"id\":\"%s\",\"peer\":\"%s\"}", "connect", next_tx(h), id, peer);
+}
+
+static void expect_error(struct h *h, uint16_t code, const char *reason)
+{
+	assert_int_equal(h->out.n, 1);
+	assert_int_equal(h->m[0].type, NB_CTRL_ERROR);
+	assert_int_equal(h->m[0].u.error.code, code);
+	if (reason != NULL)
+		assert_string_equal(h->m[0].u.error.reason, reason);
+}
+
+static size_t count_ev(const struct h *h, enum nb_rendezvous_event_kind k)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < h->n_ev; i++)
+		n += h->ev[i].kind == k;
+	return n;
+}
+
+static const struct rec *last_ev(const struct h *h)
+{
+	assert_true(h->n_ev > 0);
+	return &h->ev[h->n_ev - 1];
+}
+
+static struct nb_rendezvous_stats stats(const struct h *h)
+{
+	struct nb_rendezvous_stats st;
+
+	nb_rendezvous_get_stats(h->rv, &st);
+	return st;
+}
+
+/* Poll at now; returns datagrams written (cap 8) and checks they decode. */
+static size_t poll_(struct h *h, uint64_t now, struct nb_rendezvous_dgram *out)
+{
+	size_t n = 99;
+
+	assert_int_equal(nb_rendezvous_poll(h->rv, now, out, 8, &n), 0);
+	assert_true(n <= 8);
+	for (size_t i = 0; i < n; i++) {
+		struct nb_ctrl_msg m;
+		assert_int_equal(nb_ctrl_decode(&m, out[i].data, out[i].len), (ssize_t)out[i].len);
+		assert_int_equal(m.type, NB_CTRL_PLAN);
+	}
+	return n;
+}
+
+/* ---- register ---------------------------------------------------------------- */
+
+static void test_register(void **state)
+{
+	struct h *h = h_new(NULL);
+	struct nb_addr old = A("203.0.113.1:4000"), now_at = A("203.0.113.1:4001");
+
+	(void)state;
+	assert_int_equal(reg_full(h, "alice", "203.0.113.1:4000", 0, "endpoint-independent",
+				  "address-dependent", "\"192.168.1.10:4000\"", NULL, NULL), 1);
+	assert_int_equal(h->m[0].type, NB_CTRL_REGISTERED);
+	assert_string_equal(h->m[0].tx, h->tx);
+	assert_string_equal(h->m[0].u.registered.id, "alice");
+	assert_true(nb_addr_equal(&h->m[0].u.registered.reflexive, &old));
+	assert_int_equal(h->m[0].u.registered.keepalive_s, 15);
+	assert_int_equal(h->m[0].u.registered.expires_s, 45);
+	assert_int_equal(last_ev(h)->kind, NB_RV_EVENT_REGISTERED);
+	assert_int_equal(last_ev(h)->change, NB_REGISTRY_NEW);
+
+	/* again from the same address: refreshed */
+	reg_ok(h, "alice", "203.0.113.1:4000", 10, "rc");
+	assert_int_equal(last_ev(h)->change, NB_REGISTRY_REFRESHED);
+	/* from a new address (the NAT's mapping changed): moved */
+	reg_ok(h, "alice", "203.0.113.1:4001", 20, "rc");
+	assert_true(nb_addr_equal(&h->m[0].u.registered.reflexive, &now_at));
+	assert_int_equal(last_ev(h)->change, NB_REGISTRY_MOVED);
+	assert_true(nb_addr_equal(&last_ev(h)->other_addr, &old));
+
+	/* bob holds his id with a token; another token elsewhere: 409 */
+	assert_int_equal(reg_full(h, "bob", "198.51.100.2:1", 30, NULL, NULL, NULL, NULL, "x"), 1);
+	assert_int_equal(h->m[0].type, NB_CTRL_REGISTERED);
+	assert_int_equal(reg_full(h, "bob", "198.51.100.3:1", 40, NULL, NULL, NULL, NULL, "y"), 1);
+	expect_error(h, 409, "'bob' is registered from another address with another token");
+	assert_string_equal(h->m[0].tx, h->tx);
+	assert_int_equal(last_ev(h)->kind, NB_RV_EVENT_REFUSED);
+	assert_int_equal(last_ev(h)->code, 409);
+	/* the same token from there: moved */
+	assert_int_equal(reg_full(h, "bob", "198.51.100.3:1", 50, NULL, NULL, NULL, NULL, "x"), 1);
+	assert_int_equal(h->m[0].type, NB_CTRL_REGISTERED);
+	assert_int_equal(stats(h).peers, 2);
+	h_free(h);
+}
+
+static void test_token(void **state)
+{
+	struct nb_rendezvous_config cfg;
+	struct h *h;
+
+	(void)state;
+	nb_rendezvous_config_default(&cfg);
+	snprintf(cfg.token, sizeof(cfg.token), "s3cret");
+	h = h_new(&cfg);
+	reg_full(h, "alice", "203.0.113.1:1", 0, NULL, NULL, NULL, NULL, NULL);
+	expect_error(h, 401, "token required");
+	reg_full(h, "alice", "203.0.113.1:1", 0, NULL, NULL, NULL, NULL, "s3cre");
+	expect_error(h, 401, "wrong token");
+	reg_full(h, "alice", "203.0.113.1:1", 0, NULL, NULL, NULL, NULL, "s3cret!");
+	expect_error(h, 401, "wrong token");
+	assert_int_equal(stats(h).peers, 0);
+	reg_full(h, "alice", "203.0.113.1:1", 0, NULL, NULL, NULL, NULL, "s3cret");
+	assert_int_equal(h->m[0].type, NB_CTRL_REGISTERED);
+	/* with a broker token, everyone holds the same one: a move is allowed */
+	reg_full(h, "alice", "203.0.113.1:2", 1, NULL, NULL, NULL, NULL, "s3cret");
+	assert_int_equal(h->m[0].type, NB_CTRL_REGISTERED);
+	assert_int_equal(last_ev(h)->change, NB_REGISTRY_MOVED);
+	h_free(h);
+}
+
+static void test_keepalive_expiry(void **state)
+{
+	struct h *h = h_new(NULL);
+	struct nb_rendezvous_dgram out[8];
+
+	(void)state;
+	sendf(h, "203.0.113.1:1", 0, HDR ",\"id\":\"alice\"}", "keepalive", next_tx(h));
+	expect_error(h, 404, "no peer 'alice'");
+	reg_ok(h, "alice", "203.0.113.1:1", 0, "fc");
+	assert_int_equal(nb_rendezvous_next_deadline(h->rv), E_MS);
+	sendf(h, "203.0.113.1:1", 1000, HDR ",\"id\":\"alice\"}", "keepalive", next_tx(h));
+	assert_int_equal(h->m[0].type, NB_CTRL_ACK);
+	assert_string_equal(h->m[0].tx, h->tx);
+	assert_int_equal(nb_rendezvous_next_deadline(h->rv), 1000 + E_MS);
+	/* a keepalive must come from the registered address */
+	sendf(h, "203.0.113.1:2", 2000, HDR ",\"id\":\"alice\"}", "keepalive", next_tx(h));
+	expect_error(h, 404, "'alice' is registered from another address");
+	assert_int_equal(nb_rendezvous_next_deadline(h->rv), 1000 + E_MS);
+
+	h->n_ev = 0;
+	assert_int_equal(poll_(h, 1000 + E_MS - 1, out), 0);
+	assert_int_equal(h->n_ev, 0);
+	assert_int_equal(poll_(h, 1000 + E_MS, out), 0);
+	assert_int_equal(h->n_ev, 1);
+	assert_int_equal(h->ev[0].kind, NB_RV_EVENT_EXPIRED);
+	assert_string_equal(h->ev[0].id, "alice");
+	assert_int_equal(nb_rendezvous_next_deadline(h->rv), UINT64_MAX);
+	sendf(h, "203.0.113.1:1", 1000 + E_MS, HDR ",\"id\":\"alice\"}", "keepalive", next_tx(h));
+	expect_error(h, 404, "no peer 'alice'");
+	assert_int_equal(stats(h).expired, 1);
+	h_free(h);
+}
+
+/* Expiry also happens on the way into handle(): no timer needed for it to count. */
+static void test_expired_on_handle(void **state)
+{
+	struct h *h = h_new(NULL);
+
+	(void)state;
+	reg_ok(h, "bob", "203.0.113.2:1", 0, "fc");
+	reg_ok(h, "alice", "203.0.113.1:1", 30000, "fc");
+	h->n_ev = 0;
+	connect_(h, "203.0.113.1:1", E_MS, "alice", "bob");
+	expect_error(h, 404, "no peer 'bob'");
+	assert_int_equal(h->ev[0].kind, NB_RV_EVENT_EXPIRED);
+	assert_string_equal(h->ev[0].id, "bob");
+	assert_false(h->out.rnd_used);
+	h_free(h);
+}
+
+static void test_full_registry(void **state)
+{
+	struct nb_rendezvous_config cfg;
+	struct h *h;
+	char carol[512];
+	size_t len;
+
+	(void)state;
+	nb_rendezvous_config_default(&cfg);
+	cfg.max_peers = 2;
+	h = h_new(&cfg);
+	reg_ok(h, "alice", "203.0.113.1:1", 0, "fc");
+	reg_ok(h, "bob", "203.0.113.2:1", 1000, "fc");
+	len = (size_t)snprintf(carol, sizeof(carol), HDR ",\"id\":\"carol\",\"local\":[]}", "register",
+			       next_tx(h));
+	send_raw(h, "203.0.113.3:1", 2000, (const uint8_t *)carol, len);
+	expect_error(h, 503, "registry full (2 peers)");
+	assert_int_equal(last_ev(h)->kind, NB_RV_EVENT_LIMIT);
+	assert_int_equal(last_ev(h)->limit, NB_RV_LIMIT_PEERS);
+	assert_int_equal(stats(h).full_peers, 1);
+	/* existing ids still refresh */
+	reg_ok(h, "alice", "203.0.113.1:1", 3000, "fc");
+	/* 503 is not cached: the same datagram, once bob has expired, succeeds */
+	send_raw(h, "203.0.113.3:1", 1000 + E_MS, (const uint8_t *)carol, len);
+	assert_int_equal(h->m[0].type, NB_CTRL_REGISTERED);
+	h_free(h);
+}
+
+/* ---- connect: both plans ------------------------------------------------------ */
+
+struct plan_case {
+	const char *name;
+	const char *kind_a, *kind_b;
+	const char *addr_a, *addr_b;
+	const char *locals_a, *locals_b; /* JSON array bodies */
+	const char *upnp_b;              /* b's UPnP external, or NULL */
+	enum nb_path path;
+	enum nb_role role_a, role_b;
+	uint32_t delay_a, delay_b;
+	const char *cand_a[4]; /* what the asker gets: b's addresses, in order */
+	const char *cand_b[4]; /* what b gets: a's addresses */
+	const char *reason;    /* exact, or NULL */
+};
+
+#define D NB_ROLE_DIAL
+#define L NB_ROLE_LISTEN
+#define P NB_ROLE_PUNCH
+#define R NB_ROLE_PRIME
+#define N NB_ROLE_NONE
+
+static const struct plan_case plan_cases[] = {
+	{ "fc asks sym: fc listens", "fc", "sym", "203.0.113.1:1000", "198.51.100.2:2000", NULL, NULL,
+	  NULL, NB_PATH_DIRECT, L, D, 0, 0, { "198.51.100.2:2000" }, { "203.0.113.1:1000" },
+	  "alice (full-cone) admits unsolicited packets: bob dials, alice listens" },
+	{ "sym asks fc: sym dials", "sym", "fc", "203.0.113.1:1000", "198.51.100.2:2000", NULL, NULL,
+	  NULL, NB_PATH_DIRECT, D, L, 0, 0, { "198.51.100.2:2000" }, { "203.0.113.1:1000" },
+	  "bob (full-cone) admits unsolicited packets: alice dials, bob listens" },
+	{ "rc asks sym: rc primes, sym dials after the delay", "rc", "sym", "203.0.113.1:1000",
+	  "198.51.100.2:2000", NULL, NULL, NULL, NB_PATH_DIRECT, R, D, 0, 100,
+	  { "198.51.100.2:2000" }, { "203.0.113.1:1000" },
+	  "alice (restricted-cone) primes its filter toward bob's IP first, then bob (symmetric) dials" },
+	{ "sym asks rc: the asker dials after the delay", "sym", "rc", "203.0.113.1:1000",
+	  "198.51.100.2:2000", NULL, NULL, NULL, NB_PATH_DIRECT, D, R, 100, 0,
+	  { "198.51.100.2:2000" }, { "203.0.113.1:1000" }, NULL },
+	{ "prc vs prc: simultaneous punch", "prc", "prc", "203.0.113.1:1000", "198.51.100.2:2000",
+	  "\"10.0.0.5:1000\"", "\"10.0.0.6:2000\"", NULL, NB_PATH_DIRECT, P, P, 0, 0,
+	  { "198.51.100.2:2000" }, { "203.0.113.1:1000" }, /* different public IPs: no LAN */
+	  "both map endpoint-independently: simultaneous punch" },
+	{ "sym vs sym: none, both still told", "sym", "sym", "203.0.113.1:1000", "198.51.100.2:2000",
+	  NULL, NULL, NULL, NB_PATH_NONE, N, N, 0, 0, { "198.51.100.2:2000" }, { "203.0.113.1:1000" },
+	  "symmetric vs symmetric: no direct path without port prediction; needs a relay" },
+	{ "same public IP: LAN addresses first", "sym", "sym", "203.0.113.1:1000", "203.0.113.1:2000",
+	  "\"192.168.1.10:1000\",\"0.0.0.0:5\",\"[fe80::1]:1000\"", "\"192.168.1.20:2000\"", NULL,
+	  NB_PATH_LAN, P, P, 0, 0, { "192.168.1.20:2000", "203.0.113.1:2000" },
+	  { "192.168.1.10:1000", "[fe80::1]:1000", "203.0.113.1:1000" }, /* 0.0.0.0 left out */
+	  "same public IP: both send to each other's LAN addresses" },
+	{ "b has a UPnP mapping: external first", "sym", "prc", "203.0.113.1:1000",
+	  "198.51.100.2:2000", NULL, "\"192.168.1.20:2000\"", "198.51.100.2:51000", NB_PATH_UPNP, D,
+	  L, 0, 0, { "198.51.100.2:51000", "198.51.100.2:2000" }, { "203.0.113.1:1000" },
+	  "bob listens on its verified port mapping; alice dials it" },
+};
+
+static void kind_words(const char *k, const char **m, const char **f)
+{
+	if (strcmp(k, "fc") == 0)
+		*m = "endpoint-independent", *f = "endpoint-independent";
+	else if (strcmp(k, "rc") == 0)
+		*m = "endpoint-independent", *f = "address-dependent";
+	else if (strcmp(k, "prc") == 0)
+		*m = "endpoint-independent", *f = "address-and-port-dependent";
+	else
+		*m = "address-and-port-dependent", *f = "address-and-port-dependent";
+}
+
+static void check_cands(const struct nb_ctrl_plan *p, const char *const *want)
+{
+	size_t n = 0;
+
+	while (n < 4 && want[n] != NULL) {
+		struct nb_addr w = A(want[n]);
+		assert_true(n < p->n_candidates);
+		assert_true(nb_addr_equal(&p->candidates[n], &w));
+		n++;
+	}
+	assert_int_equal(p->n_candidates, n);
+}
+
+static void test_connect_plans(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < sizeof(plan_cases) / sizeof(plan_cases[0]); i++) {
+		const struct plan_case *c = &plan_cases[i];
+		struct h *h = h_new(NULL);
+		const char *m, *f;
+		char session[17], key[65], ptx[17], user[80], req_tx[17];
+		struct nb_addr aa = A(c->addr_a), ab = A(c->addr_b);
+		const struct nb_ctrl_plan *pa, *pb;
+
+		print_message("case: %s\n", c->name);
+		kind_words(c->kind_a, &m, &f);
+		assert_int_equal(reg_full(h, "alice", c->addr_a, 0, m, f, c->locals_a, NULL, NULL), 1);
+		kind_words(c->kind_b, &m, &f);
+		assert_int_equal(reg_full(h, "bob", c->addr_b, 0, m, f, c->locals_b, c->upnp_b, NULL), 1);
+		assert_int_equal(h->m[0].type, NB_CTRL_REGISTERED);
+		h->n_ev = 0;
+		assert_int_equal(connect_(h, c->addr_a, 100, "alice", "bob"), 2);
+		snprintf(req_tx, sizeof(req_tx), "%s", h->tx);
+		assert_true(h->out.rnd_used);
+		nb_ctrl_hex(h->rnd, 8, session);
+		nb_ctrl_hex(h->rnd + 8, 32, key);
+		nb_ctrl_hex(h->rnd + 40, 8, ptx);
+		snprintf(user, sizeof(user), "%s:alice", session);
+
+		/* d[0]: the asker's plan, the reply (same tx) */
+		assert_int_equal(h->m[0].type, NB_CTRL_PLAN);
+		assert_string_equal(h->m[0].tx, req_tx);
+		assert_true(nb_addr_equal(&h->out.d[0].to, &aa));
+		pa = &h->m[0].u.plan;
+		assert_string_equal(pa->session, session);
+		assert_string_equal(pa->peer, "bob");
+		assert_int_equal(pa->path, c->path);
+		assert_int_equal(pa->role, c->role_a);
+		assert_int_equal(pa->delay_ms, c->delay_a);
+		assert_int_equal(pa->deadline_ms, 5000);
+		assert_string_equal(pa->username, user);
+		assert_string_equal(pa->key, key);
+		check_cands(pa, c->cand_a);
+		if (c->reason != NULL)
+			assert_string_equal(pa->reason, c->reason);
+
+		/* d[1]: the other side's plan, a request of its own */
+		assert_int_equal(h->m[1].type, NB_CTRL_PLAN);
+		assert_string_equal(h->m[1].tx, ptx);
+		assert_true(nb_addr_equal(&h->out.d[1].to, &ab));
+		pb = &h->m[1].u.plan;
+		assert_string_equal(pb->session, session);
+		assert_string_equal(pb->peer, "alice");
+		assert_int_equal(pb->path, c->path);
+		assert_int_equal(pb->role, c->role_b);
+		assert_int_equal(pb->delay_ms, c->delay_b);
+		assert_string_equal(pb->username, user); /* one username for both sides */
+		assert_string_equal(pb->key, key);
+		assert_string_equal(pb->reason, pa->reason);
+		check_cands(pb, c->cand_b);
+
+		assert_int_equal(h->n_ev, 1);
+		assert_int_equal(h->ev[0].kind, NB_RV_EVENT_CONNECT);
+		assert_string_equal(h->ev[0].session, session);
+		assert_string_equal(h->ev[0].id, "alice");
+		assert_string_equal(h->ev[0].peer, "bob");
+		assert_int_equal(stats(h).sessions, 1);
+		assert_int_equal(stats(h).pairs, 1);
+		h_free(h);
+	}
+}
+
+static void test_connect_errors(void **state)
+{
+	struct h *h = h_new(NULL);
+
+	(void)state;
+	reg_ok(h, "alice", "203.0.113.1:1", 0, "fc");
+	connect_(h, "203.0.113.9:9", 10, "zed", "alice");
+	expect_error(h, 404, "no peer 'zed'");
+	connect_(h, "203.0.113.1:2", 10, "alice", "bob");
+	expect_error(h, 404, "'alice' is registered from another address");
+	connect_(h, "203.0.113.1:1", 10, "alice", "alice");
+	expect_error(h, 400, "cannot connect to oneself");
+	connect_(h, "203.0.113.1:1", 10, "alice", "nobody");
+	expect_error(h, 404, "no peer 'nobody'");
+	assert_false(h->out.rnd_used);
+	assert_int_equal(stats(h).sessions, 0);
+	assert_int_equal(stats(h).pairs, 0);
+	assert_int_equal(count_ev(h, NB_RV_EVENT_REFUSED), 4);
+	h_free(h);
+}
+
+/* ---- the pushed plan -------------------------------------------------------------- */
+
+static void setup_pair(struct h *h, struct nb_rendezvous_dgram *push, char *ptx)
+{
+	reg_ok(h, "alice", "203.0.113.1:1", 0, "fc");
+	reg_ok(h, "bob", "198.51.100.2:2", 0, "prc");
+	assert_int_equal(connect_(h, "203.0.113.1:1", 0, "alice", "bob"), 2);
+	*push = h->out.d[1];
+	snprintf(ptx, NB_CTRL_TX_LEN + 1, "%s", h->m[1].tx);
+}
+
+static void test_push_until_ack(void **state)
+{
+	struct h *h = h_new(NULL);
+	struct nb_rendezvous_dgram push, out[8];
+	char ptx[17];
+
+	(void)state;
+	setup_pair(h, &push, ptx);
+	assert_int_equal(nb_rendezvous_next_deadline(h->rv), 250);
+	assert_int_equal(poll_(h, 249, out), 0);
+	assert_int_equal(poll_(h, 250, out), 1);
+	assert_int_equal(out[0].len, push.len); /* byte for byte the same */
+	assert_memory_equal(out[0].data, push.data, push.len);
+	assert_true(nb_addr_equal(&out[0].to, &push.to));
+	assert_int_equal(nb_rendezvous_next_deadline(h->rv), 750);
+	assert_int_equal(poll_(h, 749, out), 0);
+	assert_int_equal(poll_(h, 750, out), 1);
+	assert_memory_equal(out[0].data, push.data, push.len);
+	/* bob acknowledges; the ack is not answered */
+	h->n_ev = 0;
+	assert_int_equal(sendf(h, "198.51.100.2:2", 800, HDR "}", "ack", ptx), 0);
+	assert_int_equal(h->n_ev, 1);
+	assert_int_equal(h->ev[0].kind, NB_RV_EVENT_PUSH_ACKED);
+	assert_string_equal(h->ev[0].peer, "bob");
+	assert_int_equal(poll_(h, 1750, out), 0);
+	assert_int_equal(poll_(h, E_MS - 1, out), 0);
+	assert_int_equal(nb_rendezvous_next_deadline(h->rv), E_MS); /* only the registry's */
+	/* a second ack, or one with an unknown tx: ignored */
+	assert_int_equal(sendf(h, "198.51.100.2:2", 900, HDR "}", "ack", ptx), 0);
+	assert_int_equal(stats(h).ignored, 1);
+	assert_int_equal(stats(h).push_acked, 1);
+	assert_int_equal(stats(h).push_retransmits, 2);
+	h_free(h);
+}
+
+static void test_push_gives_up(void **state)
+{
+	static const uint64_t at[] = { 250, 750, 1750, 3750, 7750 };
+	struct h *h = h_new(NULL);
+	struct nb_rendezvous_dgram push, out[8];
+	char ptx[17];
+
+	(void)state;
+	setup_pair(h, &push, ptx);
+	for (size_t i = 0; i < sizeof(at) / sizeof(at[0]); i++) {
+		assert_int_equal(nb_rendezvous_next_deadline(h->rv), at[i]);
+		assert_int_equal(poll_(h, at[i] - 1, out), 0);
+		assert_int_equal(poll_(h, at[i], out), 1);
+		assert_memory_equal(out[0].data, push.data, push.len);
+	}
+	/* 6 sends in all; then a final wait of 16 x RTO */
+	assert_int_equal(nb_rendezvous_next_deadline(h->rv), 11750);
+	h->n_ev = 0;
+	assert_int_equal(poll_(h, 11749, out), 0);
+	assert_int_equal(h->n_ev, 0);
+	assert_int_equal(poll_(h, 11750, out), 0);
+	assert_int_equal(h->n_ev, 1);
+	assert_int_equal(h->ev[0].kind, NB_RV_EVENT_PUSH_FAILED);
+	assert_int_equal(h->ev[0].code, 0);
+	assert_int_equal(poll_(h, 20000, out), 0);
+	assert_int_equal(stats(h).pushes, 1);
+	assert_int_equal(stats(h).push_retransmits, 5);
+	assert_int_equal(stats(h).push_failed, 1);
+	/* a late ack changes nothing */
+	assert_int_equal(sendf(h, "198.51.100.2:2", 20001, HDR "}", "ack", ptx), 0);
+	assert_int_equal(stats(h).push_acked, 0);
+	h_free(h);
+}
+
+static void test_push_refused(void **state)
+{
+	struct h *h = h_new(NULL);
+	struct nb_rendezvous_dgram push, out[8];
+	char ptx[17];
+
+	(void)state;
+	setup_pair(h, &push, ptx);
+	h->n_ev = 0;
+	assert_int_equal(sendf(h, "198.51.100.2:2", 100, HDR ",\"code\":400,\"reason\":\"no\"}", "error",
+			       ptx), 0);
+	assert_int_equal(h->n_ev, 1);
+	assert_int_equal(h->ev[0].kind, NB_RV_EVENT_PUSH_FAILED);
+	assert_int_equal(h->ev[0].code, 400);
+	assert_int_equal(poll_(h, 250, out), 0);
+	h_free(h);
+}
+
+/* The poll output is bounded: a full out[] says "call again". */
+static void test_poll_bounded(void **state)
+{
+	struct h *h = h_new(NULL);
+	struct nb_rendezvous_dgram out[8];
+	size_t n = 0;
+	char id[8];
+
+	(void)state;
+	reg_ok(h, "hub", "203.0.113.1:1", 0, "fc");
+	for (int i = 0; i < 5; i++) {
+		char as[32];
+		snprintf(id, sizeof(id), "p%d", i);
+		snprintf(as, sizeof(as), "198.51.100.%d:1", i + 1);
+		reg_ok(h, id, as, 0, "fc");
+		assert_int_equal(connect_(h, "203.0.113.1:1", 0, "hub", id), 2);
+	}
+	assert_int_equal(nb_rendezvous_poll(h->rv, 250, out, 2, &n), 1);
+	assert_int_equal(n, 2);
+	assert_int_equal(nb_rendezvous_poll(h->rv, 250, out, 2, &n), 1);
+	assert_int_equal(n, 2);
+	assert_int_equal(nb_rendezvous_poll(h->rv, 250, out, 2, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(nb_rendezvous_poll(h->rv, 250, NULL, 0, &n), 0);
+	assert_int_equal(n, 0);
+	h_free(h);
+}
+
+/* ---- results and the matrix ---------------------------------------------------------- */
+
+static void result(struct h *h, const char *from, uint64_t now, const char *session,
+		   const char *id, const char *outcome, const char *path, uint32_t ms)
+{
+	sendf(h, from, now, HDR ",\"session\":\"%s\",\"id\":\"%s\",\"outcome\":\"%s\",\"path\":\"%s\","
+			     "\"ms\":%u}",
+	      "result", next_tx(h), session, id, outcome, path, ms);
+}
+
+/* The matrix entry of the pair {x, y} at now (asserts it exists). */
+static struct nb_ctrl_pair matrix_pair(struct h *h, uint64_t now, const char *x, const char *y)
+{
+	uint32_t offset = 0;
+
+	for (;;) {
+		struct nb_ctrl_matrix_list *l;
+		sendf(h, "192.0.2.200:1", now, HDR ",\"offset\":%u}", "matrix", next_tx(h), offset);
+		assert_int_equal(h->m[0].type, NB_CTRL_MATRIX_LIST);
+		l = &h->m[0].u.matrix_list;
+		for (size_t i = 0; i < l->n_pairs; i++)
+			if ((strcmp(l->pairs[i].a, x) == 0 && strcmp(l->pairs[i].b, y) == 0) ||
+			    (strcmp(l->pairs[i].a, y) == 0 && strcmp(l->pairs[i].b, x) == 0))
+				return l->pairs[i];
+		assert_true(l->n_pairs > 0);
+		offset = l->offset + (uint32_t)l->n_pairs;
+		assert_true(offset < l->total);
+	}
+}
+
+static void test_results_matrix(void **state)
+{
+	struct h *h = h_new(NULL);
+	struct nb_ctrl_pair p;
+	char s_bob[17], s_carol[17], s_dave[17], s_erin[17];
+
+	(void)state;
+	reg_ok(h, "alice", "203.0.113.1:1", 0, "fc");
+	reg_ok(h, "bob", "198.51.100.2:1", 0, "prc");
+	reg_ok(h, "carol", "198.51.100.3:1", 0, "sym");
+	reg_ok(h, "dave", "198.51.100.4:1", 0, "rc");
+	reg_ok(h, "erin", "198.51.100.5:1", 0, "sym");
+	connect_(h, "203.0.113.1:1", 0, "alice", "bob");
+	snprintf(s_bob, sizeof(s_bob), "%s", h->m[0].u.plan.session);
+	connect_(h, "203.0.113.1:1", 0, "alice", "carol");
+	snprintf(s_carol, sizeof(s_carol), "%s", h->m[0].u.plan.session);
+	connect_(h, "203.0.113.1:1", 0, "alice", "dave");
+	snprintf(s_dave, sizeof(s_dave), "%s", h->m[0].u.plan.session);
+	connect_(h, "198.51.100.5:1", 0, "erin", "carol");
+	snprintf(s_erin, sizeof(s_erin), "%s", h->m[0].u.plan.session);
+
+	p = matrix_pair(h, 10, "alice", "bob");
+	assert_string_equal(p.a, "alice");
+	assert_int_equal(p.predicted, NB_PATH_DIRECT);
+	assert_int_equal(p.role_a, NB_ROLE_LISTEN);
+	assert_int_equal(p.role_b, NB_ROLE_DIAL);
+	assert_false(p.has_measured);
+	p = matrix_pair(h, 10, "erin", "carol");
+	assert_int_equal(p.predicted, NB_PATH_NONE);
+	assert_int_equal(p.role_a, NB_ROLE_NONE);
+
+	/* one side connected: measured at once */
+	result(h, "203.0.113.1:1", 100, s_bob, "alice", "connected", "direct", 31);
+	assert_int_equal(h->m[0].type, NB_CTRL_ACK);
+	assert_string_equal(last_ev(h)->session, s_bob);
+	assert_int_equal(last_ev(h)->kind, NB_RV_EVENT_RESULT);
+	p = matrix_pair(h, 100, "alice", "bob");
+	assert_true(p.has_measured);
+	assert_int_equal(p.measured, NB_PATH_DIRECT);
+	assert_int_equal(p.ms, 31);
+	/* the other side too: ms is the later of the two */
+	result(h, "198.51.100.2:1", 110, s_bob, "bob", "connected", "direct", 40);
+	p = matrix_pair(h, 110, "alice", "bob");
+	assert_int_equal(p.ms, 40);
+
+	/* both failed: none, at once */
+	result(h, "203.0.113.1:1", 200, s_carol, "alice", "failed", "none", 5000);
+	p = matrix_pair(h, 200, "alice", "carol");
+	assert_false(p.has_measured); /* carol has not said yet */
+	result(h, "198.51.100.3:1", 210, s_carol, "carol", "failed", "none", 5010);
+	p = matrix_pair(h, 210, "alice", "carol");
+	assert_true(p.has_measured);
+	assert_int_equal(p.measured, NB_PATH_NONE);
+	assert_int_equal(p.ms, 5010);
+
+	/* nobody reports: none once the session's time is up (push window + deadline) */
+	p = matrix_pair(h, 11750 + 5000 - 1, "alice", "dave");
+	assert_false(p.has_measured);
+	p = matrix_pair(h, 11750 + 5000, "alice", "dave");
+	assert_true(p.has_measured);
+	assert_int_equal(p.measured, NB_PATH_NONE);
+	assert_int_equal(p.ms, 5000);
+	/* a late success still counts */
+	result(h, "198.51.100.4:1", 20000, s_dave, "dave", "connected", "direct", 900);
+	p = matrix_pair(h, 20000, "alice", "dave");
+	assert_int_equal(p.measured, NB_PATH_DIRECT);
+
+	/* refusals */
+	result(h, "203.0.113.1:1", 21000, "00000000000000ff", "alice", "failed", "none", 1);
+	expect_error(h, 404, "no session '00000000000000ff'");
+	result(h, "203.0.113.1:1", 21000, s_erin, "alice", "failed", "none", 1);
+	expect_error(h, 400, NULL);
+	result(h, "198.51.100.5:1", 21000, s_erin, "erin", "connected", "none", 1);
+	expect_error(h, 400, "outcome 'connected' needs a path");
+	p = matrix_pair(h, 21000, "erin", "carol");
+	assert_int_equal(p.measured, NB_PATH_NONE); /* its time is up, nobody reported */
+
+	/* the latest session of a pair wins: bob asks alice now */
+	connect_(h, "198.51.100.2:1", 30000, "bob", "alice");
+	p = matrix_pair(h, 30000, "alice", "bob");
+	assert_string_equal(p.a, "bob");
+	assert_string_equal(p.b, "alice");
+	assert_false(p.has_measured);
+	/* a result for the old session updates only the old session */
+	result(h, "203.0.113.1:1", 30001, s_bob, "alice", "connected", "direct", 5);
+	assert_int_equal(h->m[0].type, NB_CTRL_ACK);
+	p = matrix_pair(h, 30001, "alice", "bob");
+	assert_false(p.has_measured);
+	assert_int_equal(stats(h).pairs, 4);
+	h_free(h);
+}
+
+/* ---- paging -------------------------------------------------------------------------- */
+
+static void test_paging_peers(void **state)
+{
+	enum { NP = 40 };
+	struct h *h = h_new(NULL);
+	bool seen[NP] = { false };
+	uint32_t offset = 0;
+	size_t pages = 0, got = 0;
+	char id[40];
+
+	(void)state;
+	for (int i = 0; i < NP; i++) {
+		char as[40];
+		/* 32-character ids and long IPv6 addresses: few fit a page */
+		snprintf(id, sizeof(id), "peer-%02d-xxxxxxxxxxxxxxxxxxxxxxxx", i);
+		snprintf(as, sizeof(as), "[2001:db8:1:2:3:4:5:%x]:65535", i + 1);
+		reg_ok(h, id, as, 0, "prc");
+	}
+	for (;;) {
+		const struct nb_ctrl_peer_list *l;
+		sendf(h, "192.0.2.200:1", 10, HDR ",\"offset\":%u}", "peers", next_tx(h), offset);
+		assert_int_equal(h->m[0].type, NB_CTRL_PEER_LIST);
+		l = &h->m[0].u.peer_list;
+		assert_int_equal(l->total, NP);
+		assert_int_equal(l->offset, offset);
+		assert_true(l->n_peers > 0 && l->n_peers < NB_CTRL_MAX_PAGE);
+		for (size_t i = 0; i < l->n_peers; i++) {
+			int k = atoi(l->peers[i].id + 5);
+			assert_int_equal(k, (int)(offset + i)); /* registration (slot) order */
+			assert_false(seen[k]);
+			seen[k] = true;
+			assert_int_equal(l->peers[i].nat, NB_NAT_PORT_RESTRICTED_CONE);
+			got++;
+		}
+		pages++;
+		offset += (uint32_t)l->n_peers;
+		if (offset == l->total)
+			break;
+	}
+	assert_int_equal(got, NP);
+	assert_true(pages > 2);
+	/* past the end: an empty page at offset = total */
+	sendf(h, "192.0.2.200:1", 10, HDR ",\"offset\":1000}", "peers", next_tx(h));
+	assert_int_equal(h->m[0].u.peer_list.total, NP);
+	assert_int_equal(h->m[0].u.peer_list.offset, NP);
+	assert_int_equal(h->m[0].u.peer_list.n_peers, 0);
+	h_free(h);
+}
+
+static void test_paging_matrix(void **state)
+{
+	enum { NP = 30 };
+	struct h *h = h_new(NULL);
+	bool seen[NP] = { false };
+	uint32_t offset = 0;
+	size_t got = 0;
+	char id[40];
+
+	(void)state;
+	reg_ok(h, "hub-xxxxxxxxxxxxxxxxxxxxxxxxxxxx", "203.0.113.1:1", 0, "fc");
+	for (int i = 0; i < NP; i++) {
+		char as[40];
+		snprintf(id, sizeof(id), "peer-%02d-xxxxxxxxxxxxxxxxxxxxxxxx", i);
+		snprintf(as, sizeof(as), "198.51.100.%d:1", i + 1);
+		reg_ok(h, id, as, 0, "sym");
+		assert_int_equal(connect_(h, "203.0.113.1:1", 0, "hub-xxxxxxxxxxxxxxxxxxxxxxxxxxxx", id), 2);
+	}
+	for (;;) {
+		const struct nb_ctrl_matrix_list *l;
+		sendf(h, "192.0.2.200:1", 10, HDR ",\"offset\":%u}", "matrix", next_tx(h), offset);
+		assert_int_equal(h->m[0].type, NB_CTRL_MATRIX_LIST);
+		l = &h->m[0].u.matrix_list;
+		assert_int_equal(l->total, NP);
+		assert_true(l->n_pairs > 0);
+		for (size_t i = 0; i < l->n_pairs; i++) {
+			int k = atoi(l->pairs[i].b + 5);
+			assert_false(seen[k]);
+			seen[k] = true;
+			got++;
+		}
+		offset += (uint32_t)l->n_pairs;
+		if (offset == l->total)
+			break;
+	}
+	assert_int_equal(got, NP);
+	h_free(h);
+}
+
+/* ---- the reply cache ---------------------------------------------------------------------- */
+
+static void test_reply_cache(void **state)
+{
+	struct h *h = h_new(NULL);
+	struct nb_rendezvous_dgram first;
+	char req[256];
+	size_t len;
+
+	(void)state;
+	reg_ok(h, "alice", "203.0.113.1:1", 0, "fc");
+	reg_ok(h, "bob", "198.51.100.2:1", 0, "sym");
+	len = (size_t)snprintf(req, sizeof(req), HDR ",\"id\":\"alice\",\"peer\":\"bob\"}", "connect",
+			       next_tx(h));
+	assert_int_equal(send_raw(h, "203.0.113.1:1", 100, (const uint8_t *)req, len), 2);
+	first = h->out.d[0];
+	h->n_ev = 0;
+	/* the retransmission: the same bytes back, no second session, no second push */
+	assert_int_equal(send_raw(h, "203.0.113.1:1", 350, (const uint8_t *)req, len), 1);
+	assert_int_equal(h->out.d[0].len, first.len);
+	assert_memory_equal(h->out.d[0].data, first.data, first.len);
+	assert_false(h->out.rnd_used);
+	assert_int_equal(h->n_ev, 0);
+	assert_int_equal(stats(h).sessions, 1);
+	assert_int_equal(stats(h).connects, 1);
+	assert_int_equal(stats(h).replayed, 1);
+	/* still within 12 s */
+	assert_int_equal(send_raw(h, "203.0.113.1:1", 100 + 11999, (const uint8_t *)req, len), 1);
+	assert_memory_equal(h->out.d[0].data, first.data, first.len);
+	/* errors are cached too: a refused keepalive replays its 404 even after
+	 * the peer has registered meanwhile */
+	len = (size_t)snprintf(req, sizeof(req), HDR ",\"id\":\"carol\"}", "keepalive", next_tx(h));
+	send_raw(h, "198.51.100.3:1", 200, (const uint8_t *)req, len);
+	expect_error(h, 404, "no peer 'carol'");
+	reg_ok(h, "carol", "198.51.100.3:1", 300, "fc");
+	send_raw(h, "198.51.100.3:1", 400, (const uint8_t *)req, len);
+	expect_error(h, 404, "no peer 'carol'");
+	/* the same tx from another source is another transaction */
+	send_raw(h, "198.51.100.9:1", 400, (const uint8_t *)req, len);
+	expect_error(h, 404, "'carol' is registered from another address");
+	assert_int_equal(stats(h).replayed, 3);
+	/* another request reusing a tx is not a retransmission: answered on its own */
+	sendf(h, "192.0.2.7:1", 500, HDR "}", "peers", "00000000000000aa");
+	assert_int_equal(h->m[0].type, NB_CTRL_PEER_LIST);
+	sendf(h, "192.0.2.7:1", 500, HDR "}", "matrix", "00000000000000aa");
+	assert_int_equal(h->m[0].type, NB_CTRL_MATRIX_LIST);
+	assert_int_equal(stats(h).replayed, 3);
+	h_free(h);
+}
+
+static void test_cache_full(void **state)
+{
+	struct nb_rendezvous_config cfg;
+	struct h *h;
+	char req[256];
+	size_t len;
+
+	(void)state;
+	nb_rendezvous_config_default(&cfg);
+	cfg.cache_entries = 2;
+	h = h_new(&cfg);
+	len = (size_t)snprintf(req, sizeof(req), HDR ",\"id\":\"alice\",\"local\":[]}", "register",
+			       next_tx(h));
+	send_raw(h, "203.0.113.1:1", 0, (const uint8_t *)req, len);
+	reg_ok(h, "bob", "198.51.100.2:1", 0, "fc");
+	h->n_ev = 0;
+	reg_ok(h, "carol", "198.51.100.3:1", 0, "fc"); /* evicts alice's reply early */
+	assert_int_equal(count_ev(h, NB_RV_EVENT_LIMIT), 1);
+	assert_int_equal(last_ev(h)->limit, NB_RV_LIMIT_CACHE);
+	assert_int_equal(stats(h).cache_evicted_early, 1);
+	assert_int_equal(stats(h).cached, 2);
+	/* alice's retransmission is acted on again (a harmless refresh here),
+	 * and its reply pushes bob's out early */
+	h->n_ev = 0;
+	send_raw(h, "203.0.113.1:1", 10, (const uint8_t *)req, len);
+	assert_int_equal(h->m[0].type, NB_CTRL_REGISTERED);
+	assert_int_equal(h->ev[0].kind, NB_RV_EVENT_REGISTERED);
+	assert_int_equal(h->ev[0].change, NB_REGISTRY_REFRESHED);
+	assert_int_equal(stats(h).cache_evicted_early, 2);
+	/* expired replies make room without an early eviction */
+	reg_ok(h, "dave", "198.51.100.4:1", 20000, "fc");
+	assert_int_equal(stats(h).cache_evicted_early, 2);
+	h_free(h);
+}
+
+/* ---- limits ------------------------------------------------------------------------- */
+
+static void test_sessions_full(void **state)
+{
+	struct nb_rendezvous_config cfg;
+	struct h *h;
+	char s1[17], req[256];
+	size_t len;
+
+	(void)state;
+	nb_rendezvous_config_default(&cfg);
+	cfg.max_sessions = 1;
+	h = h_new(&cfg);
+	reg_ok(h, "alice", "203.0.113.1:1", 0, "fc");
+	reg_ok(h, "bob", "198.51.100.2:1", 0, "fc");
+	reg_ok(h, "carol", "198.51.100.3:1", 0, "fc");
+	assert_int_equal(connect_(h, "203.0.113.1:1", 0, "alice", "bob"), 2);
+	snprintf(s1, sizeof(s1), "%s", h->m[0].u.plan.session);
+	/* bob has his plan */
+	assert_int_equal(sendf(h, "198.51.100.2:1", 10, HDR "}", "ack", h->m[1].tx), 0);
+	len = (size_t)snprintf(req, sizeof(req), HDR ",\"id\":\"alice\",\"peer\":\"carol\"}",
+			       "connect", next_tx(h));
+	send_raw(h, "203.0.113.1:1", 20, (const uint8_t *)req, len);
+	expect_error(h, 503, "too many connections in progress (1)");
+	assert_int_equal(last_ev(h)->kind, NB_RV_EVENT_LIMIT);
+	assert_int_equal(last_ev(h)->limit, NB_RV_LIMIT_SESSIONS);
+	assert_int_equal(stats(h).full_sessions, 1);
+	/* both sides report: the session is finished, its slot can be reused;
+	 * the 503 was not cached, so the retransmission gets a plan */
+	result(h, "203.0.113.1:1", 30, s1, "alice", "connected", "direct", 10);
+	result(h, "198.51.100.2:1", 30, s1, "bob", "connected", "direct", 12);
+	assert_int_equal(send_raw(h, "203.0.113.1:1", 40, (const uint8_t *)req, len), 2);
+	assert_int_equal(h->m[0].type, NB_CTRL_PLAN);
+	assert_string_equal(h->m[0].u.plan.peer, "carol");
+	/* the matrix keeps what the evicted session measured */
+	assert_int_equal(matrix_pair(h, 50, "alice", "bob").measured, NB_PATH_DIRECT);
+	h_free(h);
+}
+
+static void test_sessions_time_out(void **state)
+{
+	struct nb_rendezvous_config cfg;
+	struct h *h;
+
+	(void)state;
+	nb_rendezvous_config_default(&cfg);
+	cfg.max_sessions = 1;
+	h = h_new(&cfg);
+	reg_ok(h, "alice", "203.0.113.1:1", 0, "fc");
+	reg_ok(h, "bob", "198.51.100.2:1", 0, "fc");
+	assert_int_equal(connect_(h, "203.0.113.1:1", 0, "alice", "bob"), 2);
+	/* nobody acks or reports: live until the push window and deadline pass */
+	connect_(h, "203.0.113.1:1", 11750 + 5000 - 1, "alice", "bob");
+	expect_error(h, 503, NULL);
+	assert_int_equal(connect_(h, "203.0.113.1:1", 11750 + 5000, "alice", "bob"), 2);
+	h_free(h);
+}
+
+static void test_list_rate(void **state)
+{
+	struct nb_rendezvous_config cfg;
+	struct h *h;
+
+	(void)state;
+	nb_rendezvous_config_default(&cfg);
+	cfg.list_rate = 2;
+	h = h_new(&cfg);
+	sendf(h, "192.0.2.1:1", 1000, HDR "}", "peers", next_tx(h));
+	assert_int_equal(h->m[0].type, NB_CTRL_PEER_LIST);
+	sendf(h, "192.0.2.1:1", 1000, HDR "}", "matrix", next_tx(h));
+	assert_int_equal(h->m[0].type, NB_CTRL_MATRIX_LIST);
+	sendf(h, "192.0.2.1:1", 1000, HDR "}", "peers", next_tx(h));
+	expect_error(h, 429, "too many list queries; try again later");
+	assert_int_equal(last_ev(h)->kind, NB_RV_EVENT_LIMIT);
+	assert_int_equal(last_ev(h)->limit, NB_RV_LIMIT_RATE);
+	sendf(h, "192.0.2.1:1", 1500, HDR "}", "peers", next_tx(h));
+	assert_int_equal(h->m[0].type, NB_CTRL_PEER_LIST);
+	assert_int_equal(stats(h).rate_limited, 1);
+	h_free(h);
+}
+
+/* ---- bad input ----------------------------------------------------------------------- */
+
+struct snap {
+	size_t peers, sessions, pairs;
+	uint64_t connects_ok;
+};
+
+static struct snap snap(const struct h *h)
+{
+	struct nb_rendezvous_stats st = stats(h);
+	struct snap s = { st.peers, st.sessions, st.pairs, st.pushes };
+	return s;
+}
+
+static void test_garbage_changes_nothing(void **state)
+{
+	struct h *h = h_new(NULL);
+	char msgs[5][512];
+	struct snap before, after;
+	char sess[17];
+
+	(void)state;
+	reg_ok(h, "alice", "203.0.113.1:1", 0, "fc");
+	reg_ok(h, "bob", "198.51.100.2:1", 0, "prc");
+	connect_(h, "203.0.113.1:1", 0, "alice", "bob");
+	snprintf(sess, sizeof(sess), "%s", h->m[0].u.plan.session);
+	snprintf(msgs[0], sizeof(msgs[0]), HDR ",\"id\":\"carol\",\"local\":[\"192.168.1.2:5\"],"
+		 "\"nat\":{\"mapping\":\"none\",\"filtering\":\"endpoint-independent\"}}",
+		 "register", "1111111111111111");
+	snprintf(msgs[1], sizeof(msgs[1]), HDR ",\"id\":\"alice\",\"peer\":\"bob\"}", "connect",
+		 "2222222222222222");
+	snprintf(msgs[2], sizeof(msgs[2]), HDR ",\"session\":\"%s\",\"id\":\"alice\",\"outcome\":"
+		 "\"connected\",\"path\":\"direct\",\"ms\":3}", "result", "3333333333333333", sess);
+	snprintf(msgs[3], sizeof(msgs[3]), HDR ",\"id\":\"alice\"}", "keepalive", "4444444444444444");
+	snprintf(msgs[4], sizeof(msgs[4]), HDR ",\"offset\":0}", "matrix", "5555555555555555");
+	before = snap(h);
+	for (size_t m = 0; m < 5; m++) {
+		size_t len = strlen(msgs[m]);
+		for (size_t cut = 0; cut < len; cut++) {
+			/* an exact-size heap copy: a read past the end is caught by ASan */
+			uint8_t *buf = malloc(cut ? cut : 1);
+			assert_non_null(buf);
+			memcpy(buf, msgs[m], cut);
+			h->n_ev = 0;
+			send_raw(h, "203.0.113.1:1", 10, buf, cut);
+			free(buf);
+			assert_true(h->out.n <= 1);
+			if (h->out.n == 1) {
+				assert_int_equal(h->m[0].type, NB_CTRL_ERROR);
+				assert_int_equal(h->m[0].u.error.code, 400);
+				assert_true(h->out.d[0].len <= cut); /* never amplified */
+			}
+			for (size_t e = 0; e < h->n_ev; e++)
+				assert_int_equal(h->ev[e].kind, NB_RV_EVENT_REFUSED);
+			after = snap(h);
+			assert_memory_equal(&after, &before, sizeof(before));
+		}
+	}
+	/* junk of every first byte */
+	for (unsigned b = 0; b < 256; b++) {
+		uint8_t junk[64];
+		memset(junk, (int)b, sizeof(junk));
+		junk[0] = (uint8_t)b;
+		send_raw(h, "203.0.113.1:1", 10, junk, sizeof(junk));
+		assert_int_equal(h->out.n, 0);
+	}
+	after = snap(h);
+	assert_memory_equal(&after, &before, sizeof(before));
+	h_free(h);
+}
+
+static void test_bad_request_replies(void **state)
+{
+	struct h *h = h_new(NULL);
+	char why[NB_CTRL_REASON_MAX + 1], buf[600];
+	size_t len;
+
+	(void)state;
+	/* short: even an error with an empty reason would be longer: nothing */
+	assert_int_equal(send_json(h, "203.0.113.1:1", 0, "{\"tx\":\"0123456789abcdef\"}"), 0);
+	snprintf(buf, sizeof(buf), HDR "}", "nope", "0123456789abcdef");
+	assert_int_equal(send_json(h, "203.0.113.1:1", 0, buf), 0);
+	assert_int_equal(stats(h).oversize_suppressed, 2);
+	/* long enough: 400 with nb_ctrl_explain()'s words, echoing the tx */
+	len = (size_t)snprintf(buf, sizeof(buf), HDR ",\"id\":\"%s\",\"pad\":\"%0300d\"}", "keepalive",
+			       "0123456789abcdef", "this-id-is-far-too-long-for-the-protocol", 0);
+	nb_ctrl_explain((const uint8_t *)buf, len, why, sizeof(why));
+	assert_int_equal(send_json(h, "203.0.113.1:1", 0, buf), 1);
+	expect_error(h, 400, why);
+	assert_string_equal(h->m[0].tx, "0123456789abcdef");
+	assert_true(h->out.d[0].len <= len);
+	/* in between: the reason is cut to fit, never the size rule */
+	len = (size_t)snprintf(buf, sizeof(buf), HDR ",\"id\":\"%s\"}", "keepalive", "0123456789abcdef",
+			       "this-id-is-far-too-long-for-the-protocol");
+	nb_ctrl_explain((const uint8_t *)buf, len, why, sizeof(why));
+	assert_int_equal(send_json(h, "203.0.113.1:1", 0, buf), 1);
+	assert_int_equal(h->m[0].u.error.code, 400);
+	assert_true(h->out.d[0].len <= len);
+	assert_true(strlen(h->m[0].u.error.reason) < strlen(why));
+	assert_memory_equal(h->m[0].u.error.reason, why, strlen(h->m[0].u.error.reason));
+	/* no tx to echo: nothing */
+	len = (size_t)snprintf(buf, sizeof(buf), "{\"v\":1,\"type\":\"keepalive\",\"id\":\"a\",\"pad\":\"%0300d\"}", 0);
+	assert_int_equal(send_json(h, "203.0.113.1:1", 0, buf), 0);
+	h_free(h);
+}
+
+static void test_ignored(void **state)
+{
+	static const char *const replies[] = {
+		"{\"v\":1,\"type\":\"registered\",\"tx\":\"0123456789abcdef\",\"id\":\"a\",\"reflexive\":"
+		"\"203.0.113.9:4\",\"keepalive\":25,\"expires\":90}",
+		"{\"v\":1,\"type\":\"plan\",\"tx\":\"0123456789abcdef\",\"session\":\"fedcba9876543210\","
+		"\"peer\":\"bob\",\"role\":\"dial\",\"path\":\"direct\",\"reason\":\"\",\"candidates\":[],"
+		"\"username\":\"u\",\"key\":\"00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\","
+		"\"deadline_ms\":5000}",
+		"{\"v\":1,\"type\":\"peer_list\",\"tx\":\"0123456789abcdef\",\"total\":0,\"offset\":0,"
+		"\"peers\":[]}",
+		"{\"v\":1,\"type\":\"matrix_list\",\"tx\":\"0123456789abcdef\",\"total\":0,\"offset\":0,"
+		"\"pairs\":[]}",
+		"{\"v\":1,\"type\":\"ack\",\"tx\":\"0123456789abcdef\"}",
+		"{\"v\":1,\"type\":\"error\",\"tx\":\"0123456789abcdef\",\"code\":500,\"reason\":\"x\"}",
+	};
+	struct h *h = h_new(NULL);
+	struct nb_addr zero;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(replies) / sizeof(replies[0]); i++)
+		assert_int_equal(send_json(h, "203.0.113.1:1", 0, replies[i]), 0);
+	assert_int_equal(stats(h).ignored, 6);
+	assert_int_equal(h->n_ev, 0);
+	/* a source that cannot be answered */
+	memset(&zero, 0, sizeof(zero));
+	zero.family = NB_AF_INET;
+	zero.ip[0] = 203;
+	zero.port = 0;
+	h->out.n = 5;
+	assert_int_equal(nb_rendezvous_handle(h->rv, (const uint8_t *)replies[4], strlen(replies[4]),
+					      &zero, 0, h->rnd, sizeof(h->rnd), &h->out), 0);
+	assert_int_equal(h->out.n, 0);
+	assert_int_equal(stats(h).bad_source, 1);
+	h_free(h);
+}
+
+static void test_bad_args(void **state)
+{
+	struct nb_rendezvous_config cfg;
+	struct nb_rendezvous *rv = (struct nb_rendezvous *)(uintptr_t)0x1;
+	struct h *h = h_new(NULL);
+	struct nb_addr f = A("203.0.113.1:1");
+	const uint8_t b[] = "{}";
+	size_t n = 77;
+
+	(void)state;
+	h->out.n = 77;
+	assert_int_equal(nb_rendezvous_handle(NULL, b, 2, &f, 0, h->rnd, 48, &h->out), -EINVAL);
+	assert_int_equal(nb_rendezvous_handle(h->rv, NULL, 2, &f, 0, h->rnd, 48, &h->out), -EINVAL);
+	assert_int_equal(nb_rendezvous_handle(h->rv, b, 2, NULL, 0, h->rnd, 48, &h->out), -EINVAL);
+	assert_int_equal(nb_rendezvous_handle(h->rv, b, 2, &f, 0, h->rnd, 47, &h->out), -EINVAL);
+	assert_int_equal(nb_rendezvous_handle(h->rv, b, 2, &f, 0, NULL, 48, &h->out), -EINVAL);
+	assert_int_equal(nb_rendezvous_handle(h->rv, b, 2, &f, 0, h->rnd, 48, NULL), -EINVAL);
+	assert_int_equal(h->out.n, 77); /* untouched */
+	assert_int_equal(nb_rendezvous_poll(h->rv, 0, NULL, 1, &n), -EINVAL);
+	assert_int_equal(nb_rendezvous_poll(h->rv, 0, NULL, 0, NULL), -EINVAL);
+	assert_int_equal(n, 77);
+
+	nb_rendezvous_config_default(&cfg);
+	cfg.max_sessions = 0;
+	assert_int_equal(nb_rendezvous_new(&cfg, &rv), -EINVAL);
+	nb_rendezvous_config_default(&cfg);
+	cfg.cache_ms = NB_RENDEZVOUS_CACHE_MS - 1;
+	assert_int_equal(nb_rendezvous_new(&cfg, &rv), -EINVAL);
+	nb_rendezvous_config_default(&cfg);
+	cfg.keepalive_s = 3601;
+	assert_int_equal(nb_rendezvous_new(&cfg, &rv), -EINVAL);
+	nb_rendezvous_config_default(&cfg);
+	cfg.token[0] = '\t';
+	assert_int_equal(nb_rendezvous_new(&cfg, &rv), -EINVAL);
+	nb_rendezvous_config_default(&cfg);
+	memset(cfg.token, 'x', sizeof(cfg.token)); /* not terminated */
+	assert_int_equal(nb_rendezvous_new(&cfg, &rv), -EINVAL);
+	assert_ptr_equal(rv, (struct nb_rendezvous *)(uintptr_t)0x1); /* untouched */
+	nb_rendezvous_free(NULL);
+	h_free(h);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_register),
+		cmocka_unit_test(test_token),
+		cmocka_unit_test(test_keepalive_expiry),
+		cmocka_unit_test(test_expired_on_handle),
+		cmocka_unit_test(test_full_registry),
+		cmocka_unit_test(test_connect_plans),
+		cmocka_unit_test(test_connect_errors),
+		cmocka_unit_test(test_push_until_ack),
+		cmocka_unit_test(test_push_gives_up),
+		cmocka_unit_test(test_push_refused),
+		cmocka_unit_test(test_poll_bounded),
+		cmocka_unit_test(test_results_matrix),
+		cmocka_unit_test(test_paging_peers),
+		cmocka_unit_test(test_paging_matrix),
+		cmocka_unit_test(test_reply_cache),
+		cmocka_unit_test(test_cache_full),
+		cmocka_unit_test(test_sessions_full),
+		cmocka_unit_test(test_sessions_time_out),
+		cmocka_unit_test(test_list_rate),
+		cmocka_unit_test(test_garbage_changes_nothing),
+		cmocka_unit_test(test_bad_request_replies),
+		cmocka_unit_test(test_ignored),
+		cmocka_unit_test(test_bad_args),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
