@@ -1,12 +1,15 @@
 /* peer/main.c - natpeer: the peer agent's command line. */
 #include <errno.h>
 #include <getopt.h>
+#include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/addr.h"
 #include "common/log.h"
+#include "peer/agent.h"
 #include "peer/netcheck_run.h"
 
 #define DEFAULT_BROKER_PORT 3478
@@ -22,21 +25,37 @@ static void usage(FILE *f)
 	      "  netcheck            classify this host's NAT (RFC 5780 mapping and\n"
 	      "                      filtering tests) against the broker, or any RFC 5780\n"
 	      "                      STUN server, and print a report\n"
-	      "  listen --id NAME    register and accept connections       (not yet available)\n"
+	      "  listen --id NAME    check the NAT, register, and accept connections:\n"
+	      "                      one event line per attempt; datagrams from connected\n"
+	      "                      peers to stdout, one per line; stdin lines to every\n"
+	      "                      connected peer. Runs until SIGINT/SIGTERM\n"
 	      "  connect --id NAME PEER\n"
-	      "                      connect to PEER on the broker's plan  (not yet available)\n"
-	      "  peers               list the peers registered             (not yet available)\n"
+	      "                      check the NAT, register, connect to PEER on the\n"
+	      "                      broker's plan and print one event line; then stdin\n"
+	      "                      lines to PEER and its datagrams to stdout until EOF\n"
+	      "  peers               list the peers registered with the broker\n"
 	      "\n"
 	      "options:\n"
 	      "  --broker IP[:PORT]  the broker, a numeric address (port 3478 by default)\n"
+	      "  --id NAME           this peer's name: 1-32 of A-Z a-z 0-9 . _ -\n"
+	      "  --token T           the token the broker asks for (default: none)\n"
 	      "  --port N            local UDP port (random by default)\n"
-	      "  --json              print the result as one JSON object\n"
-	      "  --timeout S         give up after S seconds (default 10)\n"
+	      "  --json              events (and results) as JSON, one object per line\n"
+	      "  --timeout S         netcheck: give up after S seconds (default 10);\n"
+	      "                      listen, connect: the deadline of each punch attempt\n"
+	      "                      (default: the broker's plan, 5 s)\n"
 	      "  --log-level L       error, warn, info (default) or debug\n"
 	      "  -h, --help          this text\n"
 	      "  -V, --version       print the version\n"
 	      "\n"
-	      "exit status: 0 when the command did its job, 1 when it failed, 2 on bad usage\n",
+	      "events (stdout; with --json one object per line):\n"
+	      "  {\"event\":\"connected\",\"peer\":P,\"path\":\"direct|lan|upnp|relay\",\"remote\":\"ip:port\",\"ms\":N}\n"
+	      "  {\"event\":\"failed\",\"peer\":P,\"reason\":R}\n"
+	      "  {\"event\":\"lost\",\"peer\":P,\"remote\":\"ip:port\",\"reason\":R}   (listen)\n"
+	      "  ms counts from the connect request (connect) or from the plan (listen).\n"
+	      "\n"
+	      "exit status: 0 when the command did its job (connect: connected), 1 when\n"
+	      "it failed, 2 on bad usage\n",
 	      f);
 }
 
@@ -53,6 +72,22 @@ static int parse_uint(const char *s, unsigned long max, unsigned long *ret)
 		return -EINVAL;
 	*ret = v;
 	return 0;
+}
+
+/* docs/protocol.md: an id is 1-32 characters of A-Z a-z 0-9 . _ - */
+static bool valid_id(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n < 1 || n > NB_CTRL_ID_MAX)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char c = s[i];
+		if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+		      c == '.' || c == '_' || c == '-'))
+			return false;
+	}
+	return true;
 }
 
 static int parse_broker(const char *s, struct nb_addr *ret)
@@ -74,20 +109,25 @@ int main(int argc, char **argv)
 		{ "version", no_argument, NULL, 'V' },      { NULL, 0, NULL, 0 },
 	};
 	struct nb_netcheck_opts o;
-	bool have_broker = false;
-	const char *cmd = NULL;
+	struct nb_agent_opts ao;
+	bool have_broker = false, have_timeout = false;
+	const char *cmd = NULL, *id = NULL, *token = NULL, *peer = NULL;
 	unsigned long v;
 	int c;
 
 	memset(&o, 0, sizeof(o));
+	memset(&ao, 0, sizeof(ao));
 	o.timeout_ms = 10000;
 	while ((c = getopt_long(argc, argv, "+hV", longopts, NULL)) != -1 || optind < argc) {
-		if (c == -1) { /* a command word; options may follow it */
-			if (cmd != NULL) {
+		if (c == -1) { /* a command word (or connect's PEER); options may follow it */
+			if (cmd == NULL) {
+				cmd = argv[optind++];
+			} else if (strcmp(cmd, "connect") == 0 && peer == NULL) {
+				peer = argv[optind++];
+			} else {
 				fprintf(stderr, "natpeer: unexpected argument '%s' (see --help)\n", argv[optind]);
 				return 2;
 			}
-			cmd = argv[optind++];
 			continue;
 		}
 		switch (c) {
@@ -121,6 +161,7 @@ int main(int argc, char **argv)
 				return 2;
 			}
 			o.timeout_ms = (uint32_t)v * 1000;
+			have_timeout = true;
 			break;
 		case 'l': {
 			enum nb_log_level l;
@@ -133,8 +174,11 @@ int main(int argc, char **argv)
 			break;
 		}
 		case 'i':
+			id = optarg;
+			break;
 		case 'k':
-			break; /* used by the rendezvous commands */
+			token = optarg;
+			break;
 		default:
 			fprintf(stderr, "natpeer: see 'natpeer --help'\n");
 			return 2;
@@ -151,10 +195,58 @@ int main(int argc, char **argv)
 		}
 		return nb_netcheck_run(&o);
 	}
-	if (strcmp(cmd, "listen") == 0 || strcmp(cmd, "connect") == 0 || strcmp(cmd, "peers") == 0) {
-		fprintf(stderr, "natpeer: '%s' is not available in this version yet; 'netcheck' is\n", cmd);
+	if (strcmp(cmd, "listen") == 0)
+		ao.cmd = NB_AGENT_LISTEN;
+	else if (strcmp(cmd, "connect") == 0)
+		ao.cmd = NB_AGENT_CONNECT;
+	else if (strcmp(cmd, "peers") == 0)
+		ao.cmd = NB_AGENT_PEERS;
+	else {
+		fprintf(stderr, "natpeer: unknown command '%s' (see --help)\n", cmd);
 		return 2;
 	}
-	fprintf(stderr, "natpeer: unknown command '%s' (see --help)\n", cmd);
-	return 2;
+	if (!have_broker) {
+		fprintf(stderr, "natpeer: %s needs --broker IP[:PORT]\n", cmd);
+		return 2;
+	}
+	ao.broker = o.server;
+	ao.port = o.port;
+	ao.json = o.json;
+	ao.timeout_ms = have_timeout ? o.timeout_ms : 0;
+	if (ao.cmd != NB_AGENT_PEERS) {
+		if (id == NULL || !valid_id(id)) {
+			fprintf(stderr, "natpeer: %s needs --id NAME: 1-32 of A-Z a-z 0-9 . _ -\n", cmd);
+			return 2;
+		}
+		snprintf(ao.id, sizeof(ao.id), "%s", id);
+	}
+	if (ao.cmd == NB_AGENT_CONNECT) {
+		if (peer == NULL || !valid_id(peer)) {
+			fprintf(stderr, "natpeer: connect needs the PEER to reach: 1-32 of A-Z a-z 0-9 . _ -\n");
+			return 2;
+		}
+		if (strcmp(peer, id) == 0) {
+			fprintf(stderr, "natpeer: connect: PEER is this peer's own --id\n");
+			return 2;
+		}
+		snprintf(ao.peer, sizeof(ao.peer), "%s", peer);
+	} else if (peer != NULL) {
+		fprintf(stderr, "natpeer: unexpected argument '%s' (see --help)\n", peer);
+		return 2;
+	}
+	if (token != NULL) {
+		size_t n = strlen(token);
+		bool ok = n >= 1 && n <= NB_CTRL_TOKEN_MAX;
+		for (size_t i = 0; ok && i < n; i++)
+			ok = token[i] >= 0x20 && token[i] <= 0x7e;
+		if (!ok) {
+			fprintf(stderr, "natpeer: --token: expected 1-%d printable ASCII characters\n",
+				NB_CTRL_TOKEN_MAX);
+			return 2;
+		}
+		snprintf(ao.token, sizeof(ao.token), "%s", token);
+	}
+	/* A closed stdout reader must not kill us with SIGPIPE: writes fail instead. */
+	signal(SIGPIPE, SIG_IGN);
+	return nb_agent_run(&ao);
 }

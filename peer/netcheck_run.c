@@ -28,7 +28,7 @@ struct run {
 
 /* The local IP the kernel picks toward `server`: a connected UDP socket
  * sends nothing and only asks the routing table. */
-static int local_ip_toward(const struct nb_addr *server, struct nb_addr *ret)
+int nb_local_ip_toward(const struct nb_addr *server, struct nb_addr *ret)
 {
 	struct sockaddr_storage ss;
 	socklen_t len = sizeof(ss);
@@ -184,7 +184,7 @@ int nb_netcheck_run(const struct nb_netcheck_opts *o)
 
 	memset(&r, 0, sizeof(r));
 	nb_addr_format(&o->server, srv, sizeof(srv));
-	rc = local_ip_toward(&o->server, &local);
+	rc = nb_local_ip_toward(&o->server, &local);
 	if (rc != 0) {
 		fprintf(stderr, "natpeer: no route to %s: %s (check --broker and the network)\n", srv,
 			strerror(-rc));

@@ -20,4 +20,8 @@ struct nb_netcheck_opts {
  * reached (even "UDP blocked"), 1 on failure to run. */
 int nb_netcheck_run(const struct nb_netcheck_opts *o);
 
+/* The local IP (port 0) the kernel would send from toward `server` (a
+ * routing-table lookup; nothing is sent). 0, or a negative errno. */
+int nb_local_ip_toward(const struct nb_addr *server, struct nb_addr *ret);
+
 #endif

@@ -88,7 +88,7 @@
 /* First byte -> who gets the datagram (RFC 7983 §7 style):
  *   0x00-0x03  STUN      (then nb_stun_is_stun() and the magic cookie)
  *   0x7B       control   (nb_ctrl_decode())
- *   0xD0-0xDF  data      (authenticated peer-to-peer channel; reserved)
+ *   0xD0-0xDF  data      (authenticated peer-to-peer channel: peer/datachan.h)
  *   else       drop
  * 0x7B and 0xD0-0xDF lie outside every RFC 7983 range (0-3, 16-19, 20-63,
  * 64-79, 128-191). */

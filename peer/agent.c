@@ -1,0 +1,1234 @@
+/* peer/agent.c - the peer agent's libuv shell (see agent.h). */
+#include "peer/agent.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include <cjson/cJSON.h>
+
+#include "common/log.h"
+#include "common/time.h"
+#include "common/udp.h"
+#include "peer/client.h"
+#include "peer/datachan.h"
+#include "peer/netcheck.h"
+#include "peer/netcheck_run.h"
+#include "peer/punch.h"
+#include "proto/nat.h"
+
+#define AGENT_MAX_SESSIONS 16      /* attempts and connections at once (listen) */
+#define AGENT_OUT_MAX (1u << 20)   /* stdout bytes queued before lines are dropped */
+#define AGENT_LINGER_MS 2000       /* connect: wait this long for the result's ack */
+#define AGENT_SHUTDOWN_MS 2000     /* give up on a stdout nobody reads */
+#define AGENT_MAX_LISTED 100000    /* peers listing: entries kept */
+#define AGENT_IN_BUF 65536
+#define AGENT_FAILED_KEEP_MS 1000  /* a failed attempt stays this long (late checks) */
+/* Checks that arrive before their plan (the peer got its plan first) are
+ * kept this long, this many, and handed to the session when it starts. */
+#define AGENT_EARLY_MAX 8
+#define AGENT_EARLY_MS 500
+
+enum phase {
+	PH_NETCHECK = 0, /* NAT behaviour tests on the shared socket + a temporary one */
+	PH_REGISTER,     /* waiting for the first `registered` */
+	PH_CONNECT,      /* connect: waiting for the plan */
+	PH_RUN,          /* listen: registered; connect: punching or connected */
+	PH_PEERS,        /* peers: listing */
+};
+
+struct session {
+	bool used;
+	struct nb_ctrl_plan plan;
+	struct nb_punch pu;
+	bool reported;   /* the outcome was printed and sent to the broker */
+	bool connected;  /* the punch succeeded: dc is set up */
+	bool confirmed;  /* an authenticated frame came from the peer */
+	struct nb_dc dc;
+	uint64_t plan_at; /* when the plan arrived */
+	uint64_t t0;      /* "ms" in the event line counts from here */
+	uint64_t free_at; /* failed: forget it then */
+};
+
+struct out_chunk {
+	struct out_chunk *next;
+	size_t len, off;
+	char data[];
+};
+
+struct peer_row {
+	struct nb_ctrl_peer_info info;
+};
+
+struct agent {
+	const struct nb_agent_opts *o;
+	uv_loop_t loop;
+	struct nb_udp sock, filt;
+	bool sock_open, filt_open;
+	uv_timer_t timer, watchdog;
+	uv_signal_t sigint, sigterm;
+	enum phase phase;
+	struct nb_addr local; /* the local candidate: IP toward the broker, socket port */
+	char broker_str[NB_ADDR_STRLEN];
+
+	struct nb_netcheck nc;
+	struct nb_netcheck_result nat;
+	struct nb_client client;
+	struct session s[AGENT_MAX_SESSIONS];
+	struct {
+		uint64_t at; /* 0: empty */
+		struct nb_addr from;
+		size_t len;
+		uint8_t b[NB_STUN_MAX_MSG];
+	} early[AGENT_EARLY_MAX];
+	size_t early_next;
+	uint64_t connect_sent_at;
+	bool event_printed; /* connect: the one event line is out */
+	bool ever_registered;
+
+	/* Ending: exit with end_code once results are acknowledged (or at
+	 * end_by), and, for a connected `connect`, once the peer confirmed. */
+	bool ending;
+	int end_code;
+	uint64_t end_by;
+	bool stopping;
+	int exit_code;
+
+	/* stdin */
+	int in_kind; /* 0 not started, 1 stream, 2 file, 3 none */
+	union {
+		uv_handle_t h;
+		uv_stream_t s;
+		uv_tty_t tty;
+		uv_pipe_t pipe;
+		uv_tcp_t tcp;
+	} in_h;
+	bool in_handle_init, in_eof, in_fs_busy;
+	uv_fs_t in_req;
+	char in_buf[AGENT_IN_BUF];
+	uint8_t line[NB_DC_MAX_PAYLOAD];
+	size_t line_len;
+	bool line_overlong;
+	uint64_t lines_dropped;
+
+	/* stdout: a chain of uv_fs_write, one at a time, in order */
+	struct out_chunk *out_head, *out_tail;
+	size_t out_pending;
+	bool out_busy, out_broken;
+	uint64_t out_dropped;
+	uv_fs_t out_req;
+
+	/* peers listing */
+	struct peer_row *rows;
+	size_t n_rows, cap_rows;
+
+	uint8_t frame[NB_DC_MAX_DATAGRAM];
+};
+
+static void pump(struct agent *a);
+static void shutdown_agent(struct agent *a, int code);
+
+/* ---- stdout --------------------------------------------------------------- */
+
+static void out_kick(struct agent *a);
+
+static void on_out_written(uv_fs_t *req)
+{
+	struct agent *a = req->data;
+	struct out_chunk *c = a->out_head;
+	ssize_t r = req->result;
+
+	uv_fs_req_cleanup(req);
+	a->out_busy = false;
+	if (r < 0) {
+		if (!a->out_broken)
+			fprintf(stderr, "natpeer: stdout: %s; dropping output\n", uv_strerror((int)r));
+		a->out_broken = true;
+	}
+	if (c != NULL) {
+		if (r > 0)
+			c->off += (size_t)r;
+		if (r <= 0 || c->off >= c->len) {
+			a->out_head = c->next;
+			if (a->out_head == NULL)
+				a->out_tail = NULL;
+			a->out_pending -= c->len;
+			free(c);
+		}
+	}
+	out_kick(a);
+}
+
+static void out_kick(struct agent *a)
+{
+	struct out_chunk *c = a->out_head;
+	uv_buf_t b;
+
+	if (a->out_busy || c == NULL)
+		return;
+	if (a->out_broken) {
+		while ((c = a->out_head) != NULL) {
+			a->out_head = c->next;
+			a->out_pending -= c->len;
+			free(c);
+		}
+		a->out_tail = NULL;
+		return;
+	}
+	b = uv_buf_init(c->data + c->off, (unsigned)(c->len - c->off));
+	a->out_req.data = a;
+	if (uv_fs_write(&a->loop, &a->out_req, 1, &b, 1, -1, on_out_written) == 0)
+		a->out_busy = true;
+	else
+		a->out_broken = true;
+}
+
+/* Queue bytes for stdout. Written by the thread pool, so a slow reader never
+ * blocks the loop; beyond AGENT_OUT_MAX queued bytes, lines are dropped. */
+static void out_write(struct agent *a, const void *data, size_t len)
+{
+	struct out_chunk *c;
+
+	if (a->out_broken || len == 0)
+		return;
+	if (a->out_pending + len > AGENT_OUT_MAX) {
+		if (a->out_dropped++ == 0)
+			fprintf(stderr, "natpeer: stdout is not keeping up; dropping lines\n");
+		return;
+	}
+	c = malloc(sizeof(*c) + len);
+	if (c == NULL) {
+		a->out_dropped++;
+		return;
+	}
+	c->next = NULL;
+	c->len = len;
+	c->off = 0;
+	memcpy(c->data, data, len);
+	if (a->out_tail != NULL)
+		a->out_tail->next = c;
+	else
+		a->out_head = c;
+	a->out_tail = c;
+	a->out_pending += len;
+	out_kick(a);
+}
+
+static void out_json(struct agent *a, cJSON *j)
+{
+	char *text = cJSON_PrintUnformatted(j);
+
+	if (text != NULL) {
+		out_write(a, text, strlen(text));
+		out_write(a, "\n", 1);
+	}
+	cJSON_free(text);
+	cJSON_Delete(j);
+}
+
+static void out_text(struct agent *a, const char *text)
+{
+	out_write(a, text, strlen(text));
+	out_write(a, "\n", 1);
+}
+
+/* ---- Event lines -------------------------------------------------------- */
+
+/* What worked: a private, link-local or loopback remote is the LAN; a
+ * public one is the plan's path (a "lan" plan that worked over public
+ * addresses went direct, through a hairpinning NAT). */
+static enum nb_path path_of(const struct session *s)
+{
+	const struct nb_addr *r = &s->pu.remote;
+
+	if (nb_addr_is_private(r) || nb_addr_is_link_local(r) || nb_addr_is_loopback(r))
+		return NB_PATH_LAN;
+	if (s->plan.path == NB_PATH_LAN || s->plan.path == NB_PATH_NONE || s->plan.path == NB_PATH_RELAY)
+		return NB_PATH_DIRECT;
+	return s->plan.path;
+}
+
+static void event_connected(struct agent *a, const struct session *s, uint64_t ms)
+{
+	char remote[NB_ADDR_STRLEN];
+	const char *path = nb_path_to_string(path_of(s));
+
+	nb_addr_format(&s->pu.remote, remote, sizeof(remote));
+	if (a->o->json) {
+		cJSON *j = cJSON_CreateObject();
+		cJSON_AddStringToObject(j, "event", "connected");
+		cJSON_AddStringToObject(j, "peer", s->plan.peer);
+		cJSON_AddStringToObject(j, "path", path);
+		cJSON_AddStringToObject(j, "remote", remote);
+		cJSON_AddNumberToObject(j, "ms", (double)ms);
+		out_json(a, j);
+	} else {
+		char line[256];
+		snprintf(line, sizeof(line), "connected to %s (%s) at %s in %llu ms", s->plan.peer, path,
+			 remote, (unsigned long long)ms);
+		out_text(a, line);
+	}
+}
+
+static void event_failed(struct agent *a, const char *peer, const char *reason)
+{
+	if (a->o->json) {
+		cJSON *j = cJSON_CreateObject();
+		cJSON_AddStringToObject(j, "event", "failed");
+		cJSON_AddStringToObject(j, "peer", peer);
+		cJSON_AddStringToObject(j, "reason", reason);
+		out_json(a, j);
+	} else {
+		char line[512];
+		snprintf(line, sizeof(line), "failed to connect to %s: %s", peer, reason);
+		out_text(a, line);
+	}
+}
+
+static void event_lost(struct agent *a, const struct session *s)
+{
+	char remote[NB_ADDR_STRLEN];
+
+	nb_addr_format(&s->pu.remote, remote, sizeof(remote));
+	if (a->o->json) {
+		cJSON *j = cJSON_CreateObject();
+		cJSON_AddStringToObject(j, "event", "lost");
+		cJSON_AddStringToObject(j, "peer", s->plan.peer);
+		cJSON_AddStringToObject(j, "remote", remote);
+		cJSON_AddStringToObject(j, "reason", "nothing from the peer for 30 s");
+		out_json(a, j);
+	} else {
+		char line[256];
+		snprintf(line, sizeof(line), "lost %s at %s: nothing from it for %u s", s->plan.peer, remote,
+			 NB_DC_EXPIRE_MS / 1000);
+		out_text(a, line);
+	}
+}
+
+/* connect: the one event line, for a failure before or during the attempt. */
+static void connect_failed(struct agent *a, const char *reason)
+{
+	if (!a->event_printed) {
+		event_failed(a, a->o->peer, reason);
+		a->event_printed = true;
+	}
+	if (!a->ending) {
+		a->ending = true;
+		a->end_code = 1;
+		a->end_by = nb_now_ms() + AGENT_LINGER_MS;
+	}
+}
+
+/* ---- Sending -------------------------------------------------------------- */
+
+static void send_to(struct agent *a, const uint8_t *b, size_t len, const struct nb_addr *to)
+{
+	int rc = nb_udp_send(&a->sock, b, len, to);
+
+	if (rc != 0) {
+		char s[NB_ADDR_STRLEN];
+		nb_log_debug("agent", "send to %s: %s", nb_addr_format(to, s, sizeof(s)), uv_strerror(rc));
+	}
+}
+
+static void send_frame(struct agent *a, struct session *s, const uint8_t *payload, size_t n,
+		       uint64_t now)
+{
+	ssize_t len = nb_dc_seal(&s->dc, payload, n, a->frame, sizeof(a->frame), now);
+
+	if (len > 0)
+		send_to(a, a->frame, (size_t)len, &s->pu.remote);
+}
+
+/* ---- stdin ------------------------------------------------------------------ */
+
+static void in_line(struct agent *a, const uint8_t *line, size_t len)
+{
+	uint64_t now = nb_now_ms();
+	int sent = 0;
+
+	for (int i = 0; i < AGENT_MAX_SESSIONS; i++) {
+		struct session *s = &a->s[i];
+		if (s->used && s->confirmed) {
+			send_frame(a, s, line, len, now);
+			sent++;
+		}
+	}
+	if (sent == 0)
+		a->lines_dropped++;
+}
+
+/* Split into lines; a line longer than one datagram's payload is dropped
+ * whole (with a warning), never cut. */
+static void in_feed(struct agent *a, const char *data, size_t len)
+{
+	for (size_t i = 0; i < len; i++) {
+		char c = data[i];
+		if (c == '\n') {
+			if (a->line_overlong)
+				fprintf(stderr, "natpeer: stdin: a line longer than %u bytes was dropped\n",
+					(unsigned)NB_DC_MAX_PAYLOAD);
+			else
+				in_line(a, a->line, a->line_len);
+			a->line_len = 0;
+			a->line_overlong = false;
+		} else if (a->line_len < sizeof(a->line)) {
+			a->line[a->line_len++] = (uint8_t)c;
+		} else {
+			a->line_overlong = true;
+		}
+	}
+}
+
+static void in_eof(struct agent *a)
+{
+	if (a->in_eof)
+		return;
+	a->in_eof = true;
+	if (a->line_overlong)
+		fprintf(stderr, "natpeer: stdin: a line longer than %u bytes was dropped\n",
+			(unsigned)NB_DC_MAX_PAYLOAD);
+	else if (a->line_len > 0)
+		in_line(a, a->line, a->line_len); /* a last line without its newline */
+	a->line_len = 0;
+	if (a->in_kind == 1 && a->in_handle_init)
+		uv_read_stop(&a->in_h.s);
+	nb_log_debug("agent", "stdin: end of input");
+	if (a->o->cmd == NB_AGENT_CONNECT && !a->ending) {
+		a->ending = true;
+		a->end_code = 0;
+		a->end_by = nb_now_ms() + AGENT_LINGER_MS;
+	}
+	pump(a);
+}
+
+static void in_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+	struct agent *a = h->data;
+
+	(void)suggested;
+	*buf = uv_buf_init(a->in_buf, sizeof(a->in_buf));
+}
+
+static void in_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
+{
+	struct agent *a = st->data;
+
+	if (nread > 0) {
+		in_feed(a, buf->base, (size_t)nread);
+		pump(a);
+	} else if (nread < 0) {
+		if (nread != UV_EOF)
+			fprintf(stderr, "natpeer: stdin: %s\n", uv_strerror((int)nread));
+		in_eof(a);
+	}
+}
+
+static void in_fs_next(struct agent *a);
+
+static void on_in_fs(uv_fs_t *req)
+{
+	struct agent *a = req->data;
+	ssize_t r = req->result;
+
+	uv_fs_req_cleanup(req);
+	a->in_fs_busy = false;
+	if (a->stopping)
+		return;
+	if (r > 0) {
+		in_feed(a, a->in_buf, (size_t)r);
+		in_fs_next(a);
+		pump(a);
+		return;
+	}
+	if (r < 0)
+		fprintf(stderr, "natpeer: stdin: %s\n", uv_strerror((int)r));
+	in_eof(a);
+}
+
+static void in_fs_next(struct agent *a)
+{
+	uv_buf_t b = uv_buf_init(a->in_buf, sizeof(a->in_buf));
+
+	if (a->in_eof || a->stopping)
+		return;
+	a->in_req.data = a;
+	if (uv_fs_read(&a->loop, &a->in_req, 0, &b, 1, -1, on_in_fs) == 0)
+		a->in_fs_busy = true;
+	else
+		in_eof(a);
+}
+
+/* Start reading stdin: a terminal, a pipe or socket (libuv streams), or a
+ * file such as /dev/null (read through the thread pool: regular files do
+ * not work with epoll). */
+static void in_start(struct agent *a)
+{
+	uv_handle_type t;
+	int rc = 0;
+
+	if (a->in_kind != 0)
+		return;
+	t = uv_guess_handle(0);
+	switch (t) {
+	case UV_TTY:
+		rc = uv_tty_init(&a->loop, &a->in_h.tty, 0, 1);
+		a->in_handle_init = rc == 0;
+		break;
+	case UV_NAMED_PIPE:
+		uv_pipe_init(&a->loop, &a->in_h.pipe, 0);
+		a->in_handle_init = true;
+		rc = uv_pipe_open(&a->in_h.pipe, 0);
+		break;
+	case UV_TCP:
+		uv_tcp_init(&a->loop, &a->in_h.tcp);
+		a->in_handle_init = true;
+		rc = uv_tcp_open(&a->in_h.tcp, 0);
+		break;
+	case UV_FILE:
+		a->in_kind = 2;
+		in_fs_next(a);
+		return;
+	default:
+		a->in_kind = 3;
+		nb_log_debug("agent", "stdin: not a terminal, pipe, socket or file; nothing to read");
+		in_eof(a);
+		return;
+	}
+	a->in_kind = 1;
+	if (a->in_handle_init)
+		a->in_h.h.data = a;
+	if (rc == 0)
+		rc = uv_read_start(&a->in_h.s, in_alloc, in_read);
+	if (rc != 0) {
+		fprintf(stderr, "natpeer: stdin: %s; not reading it\n", uv_strerror(rc));
+		in_eof(a);
+	}
+}
+
+/* ---- Sessions --------------------------------------------------------------- */
+
+static struct session *session_new(struct agent *a, const char *peer)
+{
+	struct session *free_slot = NULL;
+
+	/* The same peer again (it restarted, or tries again): the new plan wins. */
+	for (int i = 0; i < AGENT_MAX_SESSIONS; i++)
+		if (a->s[i].used && strcmp(a->s[i].plan.peer, peer) == 0)
+			return &a->s[i];
+	for (int i = 0; i < AGENT_MAX_SESSIONS && free_slot == NULL; i++)
+		if (!a->s[i].used)
+			free_slot = &a->s[i];
+	return free_slot;
+}
+
+static void report_result(struct agent *a, struct session *s, bool ok, uint64_t now)
+{
+	struct nb_ctrl_result r;
+	int rc;
+
+	memset(&r, 0, sizeof(r));
+	memcpy(r.session, s->plan.session, sizeof(r.session));
+	memcpy(r.id, a->o->id, sizeof(r.id));
+	r.outcome = ok ? NB_CTRL_OUTCOME_CONNECTED : NB_CTRL_OUTCOME_FAILED;
+	r.path = ok ? path_of(s) : NB_PATH_NONE;
+	r.has_remote = ok;
+	if (ok)
+		r.remote = s->pu.remote;
+	r.ms = (uint32_t)(now - s->plan_at);
+	snprintf(r.reason, sizeof(r.reason), "%s", s->pu.reason);
+	rc = nb_client_result(&a->client, &r, now);
+	if (rc != 0)
+		nb_log_warn("agent", "result for session %s not sent: %s", s->plan.session, strerror(-rc));
+}
+
+static void session_start(struct agent *a, const struct nb_ctrl_plan *plan, uint64_t now)
+{
+	struct session *s = session_new(a, plan->peer);
+	uint8_t seed[NB_STUN_TID_LEN];
+	char cands[NB_CTRL_MAX_ADDRS * NB_ADDR_STRLEN] = "";
+	size_t off = 0;
+
+	for (size_t i = 0; i < plan->n_candidates; i++) {
+		char c[NB_ADDR_STRLEN];
+		int n = snprintf(cands + off, sizeof(cands) - off, "%s%s", i ? " " : "",
+				 nb_addr_format(&plan->candidates[i], c, sizeof(c)));
+		if (n > 0)
+			off += (size_t)n;
+	}
+	fprintf(stderr, "plan: %s %s (%s path), candidates %s%s%s\n", nb_role_to_string(plan->role),
+		plan->peer, nb_path_to_string(plan->path), cands[0] ? cands : "none",
+		plan->reason[0] ? "; " : "", plan->reason);
+	if (s == NULL) {
+		nb_log_warn("agent", "too many sessions (%d): plan for %s ignored", AGENT_MAX_SESSIONS,
+			    plan->peer);
+		return;
+	}
+	if (getrandom(seed, sizeof(seed), 0) != (ssize_t)sizeof(seed)) {
+		nb_log_error("agent", "getrandom: %s", strerror(errno));
+		return;
+	}
+	memset(s, 0, sizeof(*s));
+	s->plan = *plan;
+	if (a->o->timeout_ms != 0)
+		s->plan.deadline_ms = a->o->timeout_ms;
+	s->plan_at = now;
+	s->t0 = a->o->cmd == NB_AGENT_CONNECT ? a->connect_sent_at : now;
+	if (nb_punch_init(&s->pu, NULL, &s->plan, seed, now) != 0 ||
+	    nb_dc_init(&s->dc, s->plan.key, a->o->id, s->plan.peer, now) != 0) {
+		nb_log_warn("agent", "plan for %s has a bad key or username: ignored", plan->peer);
+		memset(s, 0, sizeof(*s));
+		return;
+	}
+	s->used = true;
+	/* Checks that came before this plan: no need to wait for their
+	 * retransmission. The session authenticates them as any other. */
+	for (int i = 0; i < AGENT_EARLY_MAX; i++) {
+		if (a->early[i].at == 0 || now - a->early[i].at > AGENT_EARLY_MS)
+			continue;
+		if (nb_punch_input(&s->pu, a->early[i].b, a->early[i].len, &a->early[i].from, now) == 0)
+			a->early[i].at = 0;
+	}
+}
+
+/* A Binding request no session took: keep it a moment (see AGENT_EARLY_MS). */
+static void keep_early(struct agent *a, const uint8_t *data, size_t len, const struct nb_addr *from,
+		       uint64_t now)
+{
+	size_t i = a->early_next;
+
+	if (len < NB_STUN_HDR_LEN || len > NB_STUN_MAX_MSG || data[0] != 0x00 || data[1] != 0x01)
+		return;
+	a->early[i].at = now ? now : 1;
+	a->early[i].from = *from;
+	a->early[i].len = len;
+	memcpy(a->early[i].b, data, len);
+	a->early_next = (i + 1) % AGENT_EARLY_MAX;
+}
+
+static void session_free(struct session *s)
+{
+	memset(s, 0, sizeof(*s));
+}
+
+/* Drive one session: its punch machine's datagrams, its outcome, its data
+ * channel's keepalive and expiry. */
+static void session_pump(struct agent *a, struct session *s, uint64_t now)
+{
+	struct nb_punch_tx tx;
+
+	while (nb_punch_poll(&s->pu, now, &tx) == 1)
+		send_to(a, tx.bytes, tx.len, &tx.to);
+
+	if (!s->reported && nb_punch_state(&s->pu) == NB_PUNCH_CONNECTED) {
+		s->reported = true;
+		s->connected = true;
+		if (!s->dc.rx_any)
+			s->dc.last_rx = now; /* the path was just proven: expiry counts from here */
+		event_connected(a, s, now - s->t0);
+		if (a->o->cmd == NB_AGENT_CONNECT)
+			a->event_printed = true;
+		report_result(a, s, true, now);
+	} else if (!s->reported && nb_punch_state(&s->pu) == NB_PUNCH_FAILED) {
+		s->reported = true;
+		if (a->o->cmd == NB_AGENT_CONNECT)
+			connect_failed(a, s->pu.reason);
+		else
+			event_failed(a, s->plan.peer, s->pu.reason);
+		report_result(a, s, false, now);
+		s->free_at = now + AGENT_FAILED_KEEP_MS;
+	}
+	if (s->connected) {
+		/* The first keepalive goes out at once: it tells the peer its
+		 * answer arrived (it may still be waiting for ours). */
+		if (now >= nb_dc_deadline(&s->dc))
+			send_frame(a, s, NULL, 0, now);
+		if (nb_dc_expired(&s->dc, now)) {
+			if (a->o->cmd == NB_AGENT_CONNECT) {
+				fprintf(stderr, "natpeer: lost %s: nothing from it for %u s\n", s->plan.peer,
+					NB_DC_EXPIRE_MS / 1000);
+				s->connected = false;
+				if (!a->ending || a->end_code == 0) {
+					a->ending = true;
+					a->end_code = 1;
+					a->end_by = now;
+				}
+			} else {
+				event_lost(a, s);
+				session_free(s);
+			}
+			return;
+		}
+	}
+	if (s->reported && !s->connected && a->o->cmd == NB_AGENT_LISTEN && now >= s->free_at)
+		session_free(s);
+}
+
+static uint64_t session_deadline(const struct session *s)
+{
+	uint64_t d = nb_punch_deadline(&s->pu);
+
+	if (s->connected) {
+		uint64_t k = nb_dc_deadline(&s->dc), e = s->dc.last_rx + NB_DC_EXPIRE_MS;
+		if (k < d)
+			d = k;
+		if (e < d)
+			d = e;
+	}
+	if (s->reported && !s->connected && s->free_at < d)
+		d = s->free_at;
+	return d;
+}
+
+/* ---- The broker client's events ------------------------------------------------ */
+
+static void on_registered(struct agent *a, const struct nb_ctrl_registered *r, uint64_t now)
+{
+	char refl[NB_ADDR_STRLEN];
+
+	nb_addr_format(&r->reflexive, refl, sizeof(refl));
+	if (a->ever_registered) {
+		fprintf(stderr, "registered again as %s (reflexive %s)\n", r->id, refl);
+		return;
+	}
+	a->ever_registered = true;
+	fprintf(stderr, "registered as %s with %s; reflexive %s, keepalive every %u s\n", r->id,
+		a->broker_str, refl, (unsigned)r->keepalive_s);
+	if (a->o->cmd == NB_AGENT_CONNECT) {
+		int rc = nb_client_connect(&a->client, a->o->peer, now);
+		if (rc != 0) {
+			connect_failed(a, "could not send connect");
+			return;
+		}
+		a->connect_sent_at = now;
+		a->phase = PH_CONNECT;
+		fprintf(stderr, "connecting to %s...\n", a->o->peer);
+	} else {
+		a->phase = PH_RUN;
+		fprintf(stderr, "listening as %s\n", a->o->id);
+	}
+}
+
+static void client_events(struct agent *a, uint64_t now)
+{
+	struct nb_client_event e;
+	char why[NB_CTRL_REASON_MAX + 64];
+
+	while (nb_client_next_event(&a->client, &e) == 1) {
+		switch (e.type) {
+		case NB_CLIENT_EV_REGISTERED:
+			on_registered(a, &e.u.registered, now);
+			break;
+		case NB_CLIENT_EV_REGISTER_FAILED:
+			if (e.code != 0)
+				snprintf(why, sizeof(why), "the broker refused the registration: %d %s", e.code,
+					 e.reason);
+			else
+				snprintf(why, sizeof(why), "no answer from the broker at %s (register)",
+					 a->broker_str);
+			if (a->o->cmd == NB_AGENT_CONNECT && !a->ever_registered) {
+				connect_failed(a, why);
+			} else if (nb_client_state(&a->client) == NB_CLIENT_REFUSED) {
+				fprintf(stderr, "natpeer: %s\n", why);
+				shutdown_agent(a, 1);
+				return;
+			} else {
+				fprintf(stderr, "natpeer: %s; trying again\n", why);
+			}
+			break;
+		case NB_CLIENT_EV_LOST:
+			if (e.code != 0)
+				fprintf(stderr, "natpeer: registration lost (%d %s); registering again\n", e.code,
+					e.reason);
+			else
+				fprintf(stderr, "natpeer: registration lost (%s); registering again\n", e.reason);
+			break;
+		case NB_CLIENT_EV_PLAN:
+			if (a->o->cmd == NB_AGENT_CONNECT && e.pushed) {
+				nb_log_info("agent", "%s wants to connect; natpeer connect does not accept: ignored",
+					    e.u.plan.peer);
+				break;
+			}
+			if (a->o->cmd == NB_AGENT_CONNECT && a->phase != PH_CONNECT)
+				break;
+			if (a->o->cmd == NB_AGENT_CONNECT)
+				a->phase = PH_RUN;
+			session_start(a, &e.u.plan, now);
+			break;
+		case NB_CLIENT_EV_CONNECT_FAILED:
+			if (e.code != 0)
+				snprintf(why, sizeof(why), "broker: %d %s", e.code, e.reason);
+			else
+				snprintf(why, sizeof(why), "no answer from the broker at %s (connect)",
+					 a->broker_str);
+			connect_failed(a, why);
+			break;
+		case NB_CLIENT_EV_RESULT_DONE:
+			if (e.code != 0)
+				nb_log_debug("agent", "result for %s: %d %s", e.session, e.code, e.reason);
+			break;
+		case NB_CLIENT_EV_PEERS_PAGE:
+			for (size_t i = 0; i < e.u.page.n_peers && a->n_rows < AGENT_MAX_LISTED; i++) {
+				if (a->n_rows == a->cap_rows) {
+					size_t cap = a->cap_rows ? a->cap_rows * 2 : 64;
+					struct peer_row *r = realloc(a->rows, cap * sizeof(*r));
+					if (r == NULL)
+						break;
+					a->rows = r;
+					a->cap_rows = cap;
+				}
+				a->rows[a->n_rows++].info = e.u.page.peers[i];
+			}
+			break;
+		case NB_CLIENT_EV_PEERS_DONE: {
+			if (a->o->json) {
+				cJSON *arr = cJSON_CreateArray();
+				for (size_t i = 0; i < a->n_rows; i++) {
+					const struct nb_ctrl_peer_info *p = &a->rows[i].info;
+					char refl[NB_ADDR_STRLEN];
+					cJSON *j = cJSON_CreateObject();
+					cJSON_AddStringToObject(j, "id", p->id);
+					cJSON_AddStringToObject(j, "nat", nb_nat_type_to_string(p->nat));
+					cJSON_AddStringToObject(j, "mapping", nb_mapping_to_string(p->mapping));
+					cJSON_AddStringToObject(j, "filtering", nb_filtering_to_string(p->filtering));
+					cJSON_AddStringToObject(j, "reflexive",
+								nb_addr_format(&p->reflexive, refl, sizeof(refl)));
+					cJSON_AddItemToArray(arr, j);
+				}
+				out_json(a, arr);
+			} else {
+				char line[256];
+				snprintf(line, sizeof(line), "%-20s %-21s %-27s %-27s %s", "ID", "NAT", "MAPPING",
+					 "FILTERING", "REFLEXIVE");
+				out_text(a, line);
+				for (size_t i = 0; i < a->n_rows; i++) {
+					const struct nb_ctrl_peer_info *p = &a->rows[i].info;
+					char refl[NB_ADDR_STRLEN];
+					snprintf(line, sizeof(line), "%-20s %-21s %-27s %-27s %s", p->id,
+						 nb_nat_type_to_string(p->nat), nb_mapping_to_string(p->mapping),
+						 nb_filtering_to_string(p->filtering),
+						 nb_addr_format(&p->reflexive, refl, sizeof(refl)));
+					out_text(a, line);
+				}
+			}
+			shutdown_agent(a, 0);
+			return;
+		}
+		case NB_CLIENT_EV_PEERS_FAILED:
+			if (e.code != 0)
+				fprintf(stderr, "natpeer: peers: the broker refused: %d %s\n", e.code, e.reason);
+			else
+				fprintf(stderr, "natpeer: peers: %s (is natbroker running at %s?)\n", e.reason,
+					a->broker_str);
+			shutdown_agent(a, 1);
+			return;
+		}
+	}
+}
+
+/* ---- NAT check, then registration ----------------------------------------------- */
+
+static void on_udp_closed(struct nb_udp *u)
+{
+	(void)u;
+}
+
+static void nat_line(const struct agent *a)
+{
+	const struct nb_netcheck_result *r = &a->nat;
+	char refl[NB_ADDR_STRLEN];
+
+	if (r->udp_blocked) {
+		fprintf(stderr, "NAT: no answer from %s over UDP (UDP blocked, or no broker there)\n",
+			a->broker_str);
+		return;
+	}
+	nb_addr_format(&r->reflexive, refl, sizeof(refl));
+	if (r->mapping == NB_MAPPING_NONE)
+		fprintf(stderr, "NAT: none (public address %s), %s filtering (%s)\n", refl,
+			nb_filtering_to_string(r->filtering), nb_nat_type_to_string(r->nat));
+	else
+		fprintf(stderr, "NAT: %s mapping, %s filtering (%s); reflexive %s\n",
+			nb_mapping_to_string(r->mapping), nb_filtering_to_string(r->filtering),
+			nb_nat_type_to_string(r->nat), refl);
+	if (r->note[0])
+		fprintf(stderr, "NAT: note: %s\n", r->note);
+}
+
+static void netcheck_done(struct agent *a, uint64_t now)
+{
+	struct nb_ctrl_register reg;
+	int rc;
+
+	a->phase = PH_REGISTER;
+	a->nat = *nb_netcheck_result(&a->nc);
+	if (a->filt_open) {
+		nb_udp_close(&a->filt, on_udp_closed);
+		a->filt_open = false;
+	}
+	nat_line(a);
+	if (a->nat.udp_blocked && a->o->cmd == NB_AGENT_CONNECT) {
+		char why[128];
+		snprintf(why, sizeof(why), "no answer from the broker at %s over UDP", a->broker_str);
+		connect_failed(a, why);
+		return;
+	}
+	memset(&reg, 0, sizeof(reg));
+	memcpy(reg.id, a->o->id, sizeof(reg.id));
+	memcpy(reg.token, a->o->token, sizeof(reg.token));
+	reg.local[0] = a->local;
+	reg.n_local = 1;
+	if (!a->nat.udp_blocked) {
+		reg.has_nat = true;
+		reg.mapping = a->nat.mapping;
+		reg.filtering = a->nat.filtering;
+		if (a->nat.hairpin >= 0) {
+			reg.has_hairpin = true;
+			reg.hairpin = a->nat.hairpin == 1;
+		}
+	}
+	reg.has_upnp = true;
+	reg.upnp = NB_CTRL_UPNP_NONE; /* no UPnP client yet */
+	rc = nb_client_register(&a->client, &reg, now);
+	if (rc != 0) {
+		fprintf(stderr, "natpeer: cannot build the register message (id or token invalid)\n");
+		if (a->o->cmd == NB_AGENT_CONNECT)
+			connect_failed(a, "invalid register message");
+		else
+			shutdown_agent(a, 1);
+		return;
+	}
+	fprintf(stderr, "registering as %s with %s...\n", a->o->id, a->broker_str);
+}
+
+/* ---- The loop -------------------------------------------------------------------- */
+
+static void on_timer(uv_timer_t *t)
+{
+	pump(t->data);
+}
+
+static bool results_pending(const struct agent *a)
+{
+	return nb_client_pending(&a->client, NB_CLIENT_TXN_RESULT) > 0;
+}
+
+/* connect: may we exit now? */
+static void check_end(struct agent *a, uint64_t now)
+{
+	bool confirmed = true;
+
+	if (!a->ending || a->stopping)
+		return;
+	if (a->end_code == 0)
+		for (int i = 0; i < AGENT_MAX_SESSIONS; i++)
+			if (a->s[i].used && a->s[i].connected && !a->s[i].confirmed)
+				confirmed = false;
+	if (now >= a->end_by || (!results_pending(a) && confirmed))
+		shutdown_agent(a, a->end_code);
+}
+
+static void pump(struct agent *a)
+{
+	uint64_t now = nb_now_ms(), next = UINT64_MAX;
+	struct nb_client_tx ctx;
+
+	if (a->stopping)
+		return;
+	if (a->phase == PH_NETCHECK) {
+		struct nb_netcheck_tx tx;
+		while (nb_netcheck_poll(&a->nc, now, &tx) == 1)
+			nb_udp_send(tx.sock == NB_NC_MAP ? &a->sock : &a->filt, tx.bytes, tx.len, &tx.to);
+		if (nb_netcheck_done(&a->nc))
+			netcheck_done(a, now);
+		else
+			next = nb_netcheck_deadline(&a->nc);
+	}
+	if (a->stopping)
+		return;
+	for (int i = 0; i < AGENT_MAX_SESSIONS; i++)
+		if (a->s[i].used)
+			session_pump(a, &a->s[i], now);
+	/* After the sessions: their results go out in this round. */
+	while (nb_client_poll(&a->client, now, &ctx) == 1)
+		send_to(a, ctx.bytes, ctx.len, &ctx.to);
+	client_events(a, now);
+	if (a->stopping)
+		return;
+	/* Events may have started a session or a request. */
+	for (int i = 0; i < AGENT_MAX_SESSIONS; i++)
+		if (a->s[i].used)
+			session_pump(a, &a->s[i], now);
+	while (nb_client_poll(&a->client, now, &ctx) == 1)
+		send_to(a, ctx.bytes, ctx.len, &ctx.to);
+	client_events(a, now);
+	if (a->stopping)
+		return;
+	check_end(a, now);
+	if (a->stopping)
+		return;
+
+	if (nb_client_deadline(&a->client) < next)
+		next = nb_client_deadline(&a->client);
+	for (int i = 0; i < AGENT_MAX_SESSIONS; i++)
+		if (a->s[i].used) {
+			uint64_t d = session_deadline(&a->s[i]);
+			if (d < next)
+				next = d;
+		}
+	if (a->ending && a->end_by < next)
+		next = a->end_by;
+	if (next == UINT64_MAX) {
+		uv_timer_stop(&a->timer);
+		return;
+	}
+	uv_timer_start(&a->timer, on_timer, next > now ? next - now : 0, 0);
+}
+
+static struct session *session_by_remote(struct agent *a, const struct nb_addr *from)
+{
+	for (int i = 0; i < AGENT_MAX_SESSIONS; i++)
+		if (a->s[i].used && a->s[i].connected && nb_addr_equal(&a->s[i].pu.remote, from))
+			return &a->s[i];
+	return NULL;
+}
+
+static void on_data(struct agent *a, const uint8_t *data, size_t len, const struct nb_addr *from,
+		    uint64_t now)
+{
+	struct session *s = session_by_remote(a, from);
+	const uint8_t *p = NULL;
+	ssize_t n = NB_DC_E_INVAL;
+
+	if (s != NULL) {
+		n = nb_dc_open(&s->dc, data, len, &p, now);
+	} else {
+		/* Not connected yet: the peer is (it sends frames only then). A
+		 * frame that verifies, from an address whose check we answered,
+		 * proves the path (nb_punch_confirm()). */
+		for (int i = 0; i < AGENT_MAX_SESSIONS && s == NULL; i++) {
+			struct session *x = &a->s[i];
+			if (!x->used || x->connected || !nb_punch_heard(&x->pu, from))
+				continue;
+			n = nb_dc_open(&x->dc, data, len, &p, now);
+			if (n >= 0 && nb_punch_confirm(&x->pu, from, now) == 0)
+				s = x;
+		}
+		if (s == NULL)
+			return;
+		session_pump(a, s, now); /* connected: the event line, the result */
+	}
+	if (n < 0) {
+		nb_log_debug("agent", "data from %s dropped: %s", s->plan.peer, nb_dc_strerror((int)n));
+		return;
+	}
+	if (!s->confirmed) {
+		s->confirmed = true;
+		nb_log_debug("agent", "%s confirmed the path", s->plan.peer);
+		in_start(a); /* application data flows once both sides are connected */
+	}
+	if (n > 0) {
+		out_write(a, p, (size_t)n);
+		out_write(a, "\n", 1);
+	}
+}
+
+static void on_recv(struct nb_udp *u, const uint8_t *data, size_t len, const struct nb_addr *from,
+		    void *arg)
+{
+	struct agent *a = arg;
+	uint64_t now = nb_now_ms();
+
+	if (a->stopping)
+		return;
+	if (u == &a->filt) {
+		if (a->phase == PH_NETCHECK)
+			nb_netcheck_input(&a->nc, NB_NC_FILT, data, len, from, now);
+		pump(a);
+		return;
+	}
+	switch (nb_wire_classify(data, len)) {
+	case NB_WIRE_STUN: {
+		bool taken = false;
+		if (a->phase == PH_NETCHECK && nb_netcheck_input(&a->nc, NB_NC_MAP, data, len, from, now) == 0)
+			break;
+		for (int i = 0; i < AGENT_MAX_SESSIONS && !taken; i++) {
+			int r;
+			if (!a->s[i].used || nb_punch_state(&a->s[i].pu) == NB_PUNCH_FAILED)
+				continue;
+			r = nb_punch_input(&a->s[i].pu, data, len, from, now);
+			if (r == 0) {
+				taken = true;
+				break;
+			}
+			if (nb_log_get_level() >= NB_LOG_DEBUG) {
+				char f[NB_ADDR_STRLEN];
+				nb_log_debug("agent", "STUN from %s not for %s: %s",
+					     nb_addr_format(from, f, sizeof(f)), a->s[i].plan.peer,
+					     nb_punch_drop_name(r));
+			}
+		}
+		if (!taken && a->phase != PH_NETCHECK && a->phase != PH_PEERS)
+			keep_early(a, data, len, from, now);
+		break;
+	}
+	case NB_WIRE_CTRL:
+		nb_client_input(&a->client, data, len, from, now);
+		break;
+	case NB_WIRE_DATA:
+		on_data(a, data, len, from, now);
+		break;
+	case NB_WIRE_DROP:
+		break;
+	}
+	pump(a);
+}
+
+/* ---- Start and stop ------------------------------------------------------------------ */
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+	struct agent *a = h->data;
+	bool connected = false;
+
+	fprintf(stderr, "natpeer: %s, stopping\n", signum == SIGINT ? "interrupted" : "terminated");
+	for (int i = 0; i < AGENT_MAX_SESSIONS; i++)
+		connected |= a->s[i].used && a->s[i].connected;
+	if (a->o->cmd == NB_AGENT_CONNECT && !a->event_printed) {
+		event_failed(a, a->o->peer, "interrupted");
+		a->event_printed = true;
+	}
+	if (a->o->cmd == NB_AGENT_LISTEN)
+		shutdown_agent(a, 0);
+	else
+		shutdown_agent(a, a->o->cmd == NB_AGENT_CONNECT && connected ? 0 : 1);
+}
+
+static void on_watchdog(uv_timer_t *t)
+{
+	struct agent *a = t->data;
+
+	fprintf(stderr, "natpeer: stdout is not being read; exiting without flushing it\n");
+	_exit(a->exit_code);
+}
+
+static void shutdown_agent(struct agent *a, int code)
+{
+	if (a->stopping)
+		return;
+	a->stopping = true;
+	a->exit_code = code;
+	uv_timer_stop(&a->timer);
+	uv_close((uv_handle_t *)&a->timer, NULL);
+	uv_close((uv_handle_t *)&a->sigint, NULL);
+	uv_close((uv_handle_t *)&a->sigterm, NULL);
+	if (a->sock_open)
+		nb_udp_close(&a->sock, on_udp_closed);
+	if (a->filt_open)
+		nb_udp_close(&a->filt, on_udp_closed);
+	a->sock_open = a->filt_open = false;
+	if (a->in_kind == 1 && a->in_handle_init)
+		uv_close(&a->in_h.h, NULL);
+	if (a->in_fs_busy)
+		uv_cancel((uv_req_t *)&a->in_req);
+	/* Whatever stdout still has to write keeps the loop alive; a reader
+	 * that never reads must not keep us forever. */
+	uv_timer_init(&a->loop, &a->watchdog);
+	a->watchdog.data = a;
+	uv_timer_start(&a->watchdog, on_watchdog, AGENT_SHUTDOWN_MS, 0);
+	uv_unref((uv_handle_t *)&a->watchdog);
+}
+
+int nb_agent_run(const struct nb_agent_opts *o)
+{
+	struct agent *a = calloc(1, sizeof(*a));
+	struct nb_addr any;
+	uint8_t seed[32];
+	int rc, code;
+
+	if (a == NULL) {
+		fprintf(stderr, "natpeer: out of memory\n");
+		return 1;
+	}
+	a->o = o;
+	nb_addr_format(&o->broker, a->broker_str, sizeof(a->broker_str));
+	rc = nb_local_ip_toward(&o->broker, &a->local);
+	if (rc != 0) {
+		fprintf(stderr, "natpeer: no route to %s: %s (check --broker and the network)\n",
+			a->broker_str, strerror(-rc));
+		free(a);
+		return 1;
+	}
+	if (getrandom(seed, sizeof(seed), 0) != (ssize_t)sizeof(seed)) {
+		fprintf(stderr, "natpeer: getrandom: %s\n", strerror(errno));
+		free(a);
+		return 1;
+	}
+	uv_loop_init(&a->loop);
+	memset(&any, 0, sizeof(any));
+	any.family = o->broker.family;
+	any.port = o->port;
+	rc = nb_udp_open(&a->sock, &a->loop, &any, 0, on_recv, a);
+	if (rc == 0) {
+		a->sock_open = true;
+		if (o->cmd != NB_AGENT_PEERS) {
+			any.port = 0;
+			rc = nb_udp_open(&a->filt, &a->loop, &any, 0, on_recv, a);
+			a->filt_open = rc == 0;
+		}
+	}
+	if (rc != 0) {
+		char s[NB_ADDR_STRLEN];
+		any.port = o->port;
+		fprintf(stderr, "natpeer: cannot bind UDP %s: %s%s\n", nb_addr_format(&any, s, sizeof(s)),
+			uv_strerror(rc), rc == UV_EADDRINUSE ? " (pick another --port)" : "");
+		if (a->sock_open)
+			nb_udp_close(&a->sock, NULL);
+		uv_run(&a->loop, UV_RUN_DEFAULT);
+		uv_loop_close(&a->loop);
+		free(a);
+		return 1;
+	}
+	a->local.port = a->sock.local.port;
+	uv_timer_init(&a->loop, &a->timer);
+	a->timer.data = a;
+	uv_signal_init(&a->loop, &a->sigint);
+	uv_signal_init(&a->loop, &a->sigterm);
+	a->sigint.data = a->sigterm.data = a;
+	uv_signal_start(&a->sigint, on_signal, SIGINT);
+	uv_signal_start(&a->sigterm, on_signal, SIGTERM);
+
+	uint64_t now = nb_now_ms();
+	nb_client_init(&a->client, NULL, &o->broker, seed, now);
+	if (o->cmd == NB_AGENT_PEERS) {
+		a->phase = PH_PEERS;
+		nb_client_peers(&a->client, now);
+	} else {
+		uint8_t nseed[NB_STUN_TID_LEN];
+		memcpy(nseed, seed + 16, sizeof(nseed)); /* tx ids use the HMAC of the whole seed */
+		nseed[0] ^= 0x5a;
+		a->phase = PH_NETCHECK;
+		fprintf(stderr, "netcheck: testing mapping and filtering against %s...\n", a->broker_str);
+		nb_netcheck_init(&a->nc, NULL, &o->broker, &a->local, nseed, now);
+	}
+	pump(a);
+	uv_run(&a->loop, UV_RUN_DEFAULT);
+	/* The watchdog is unreferenced: it does not hold the loop. */
+	if (a->stopping) {
+		uv_close((uv_handle_t *)&a->watchdog, NULL);
+		uv_run(&a->loop, UV_RUN_DEFAULT);
+	}
+	if (uv_loop_close(&a->loop) != 0)
+		nb_log_debug("agent", "loop not empty at exit");
+	code = a->exit_code;
+	if (a->lines_dropped > 0)
+		nb_log_debug("agent", "%llu stdin lines had no confirmed peer",
+			     (unsigned long long)a->lines_dropped);
+	free(a->rows);
+	free(a);
+	return code;
+}

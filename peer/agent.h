@@ -1,0 +1,48 @@
+/* peer/agent.h - the peer agent's libuv shell: one UDP socket shared by the
+ * NAT check, the broker client, the punch machines and the data channel;
+ * stdin/stdout as a datagram pipe; signals. It only moves bytes and time
+ * between the world and the pure cores (netcheck, client, punch, datachan).
+ *
+ *   listen   netcheck -> register -> keep alive, accept pushed plans; each
+ *            attempt prints one event line; confirmed peers' datagrams go to
+ *            stdout, stdin lines go to every confirmed peer. Runs until
+ *            SIGINT/SIGTERM (exit 0), or until the broker refuses the
+ *            registration (400/401: exit 1).
+ *   connect  netcheck -> register -> connect -> punch; prints exactly one
+ *            event line (connected or failed), then pipes stdin <-> the
+ *            peer until EOF on stdin. Exit 0 when connected, 1 otherwise.
+ *   peers    the broker's peer list (all pages): a table, or one JSON array.
+ *
+ * Events go to stdout (one line each, JSON with --json); progress and
+ * errors to stderr.
+ */
+#ifndef NB_PEER_AGENT_H
+#define NB_PEER_AGENT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "common/addr.h"
+#include "proto/ctrl.h"
+
+enum nb_agent_cmd {
+	NB_AGENT_LISTEN = 0,
+	NB_AGENT_CONNECT,
+	NB_AGENT_PEERS,
+};
+
+struct nb_agent_opts {
+	enum nb_agent_cmd cmd;
+	struct nb_addr broker;               /* numeric, port set */
+	uint16_t port;                       /* local UDP port; 0 = any */
+	char id[NB_CTRL_ID_MAX + 1];         /* listen, connect */
+	char token[NB_CTRL_TOKEN_MAX + 1];   /* "" = none */
+	char peer[NB_CTRL_ID_MAX + 1];       /* connect */
+	bool json;
+	uint32_t timeout_ms; /* punch deadline; 0 = the plan's (the broker's default is 5 s) */
+};
+
+/* Runs the command to completion on its own loop. Returns the exit status. */
+int nb_agent_run(const struct nb_agent_opts *o);
+
+#endif

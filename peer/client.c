@@ -1,0 +1,577 @@
+/* peer/client.c - the broker client (see client.h). */
+#include "peer/client.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "peer/datachan.h"
+
+static const struct nb_client_params default_params = {
+	.backoff_min_ms = NB_CLIENT_BACKOFF_MIN_MS,
+	.backoff_max_ms = NB_CLIENT_BACKOFF_MAX_MS,
+};
+
+const char *nb_client_state_name(enum nb_client_state s)
+{
+	switch (s) {
+	case NB_CLIENT_IDLE: return "idle";
+	case NB_CLIENT_REGISTERING: return "registering";
+	case NB_CLIENT_REGISTERED: return "registered";
+	case NB_CLIENT_BACKOFF: return "backoff";
+	case NB_CLIENT_REFUSED: return "refused";
+	}
+	return "?";
+}
+
+void nb_client_init(struct nb_client *c, const struct nb_client_params *p,
+		    const struct nb_addr *broker, const uint8_t seed[32], uint64_t now)
+{
+	(void)now;
+	memset(c, 0, sizeof(*c));
+	c->p = p ? *p : default_params;
+	if (c->p.backoff_min_ms == 0)
+		c->p.backoff_min_ms = NB_CLIENT_BACKOFF_MIN_MS;
+	if (c->p.backoff_max_ms < c->p.backoff_min_ms)
+		c->p.backoff_max_ms = c->p.backoff_min_ms;
+	c->broker = *broker;
+	c->backoff_ms = c->p.backoff_min_ms;
+	memcpy(c->seed, seed, sizeof(c->seed));
+}
+
+/* Copy a string into a fixed array, cut to fit, always NUL-terminated. */
+static void scopy(char *dst, size_t cap, const char *src)
+{
+	size_t n = strnlen(src, cap - 1);
+
+	memcpy(dst, src, n);
+	dst[n] = '\0';
+}
+
+/* ---- Events ------------------------------------------------------------- */
+
+static struct nb_client_event *push_event(struct nb_client *c, enum nb_client_event_type type,
+					  int code, const char *reason)
+{
+	struct nb_client_event *e;
+
+	if (c->n_ev >= NB_CLIENT_MAX_EVENTS) {
+		c->events_dropped++;
+		return NULL;
+	}
+	e = &c->ev[(c->ev_head + c->n_ev) % NB_CLIENT_MAX_EVENTS];
+	c->n_ev++;
+	memset(e, 0, sizeof(*e));
+	e->type = type;
+	e->code = code;
+	if (reason != NULL)
+		snprintf(e->reason, sizeof(e->reason), "%s", reason);
+	return e;
+}
+
+int nb_client_next_event(struct nb_client *c, struct nb_client_event *ret)
+{
+	if (c->n_ev == 0)
+		return 0;
+	*ret = c->ev[c->ev_head];
+	c->ev_head = (c->ev_head + 1) % NB_CLIENT_MAX_EVENTS;
+	c->n_ev--;
+	return 1;
+}
+
+/* ---- Transactions ------------------------------------------------------- */
+
+/* A fresh tx: 64 bits of HMAC-SHA256(seed, counter), so tx values cannot be
+ * predicted from the ones seen. */
+static void new_tx(struct nb_client *c, char ret[NB_CTRL_TX_LEN + 1])
+{
+	uint8_t ctr[8], mac[32];
+
+	for (int i = 0; i < 8; i++)
+		ctr[i] = (uint8_t)(c->tx_counter >> (8 * i));
+	c->tx_counter++;
+	if (nb_dc_hmac_sha256(c->seed, sizeof(c->seed), ctr, sizeof(ctr), mac) != 0) {
+		/* Cannot happen with a working libcrypto; stay unique anyway. */
+		memset(mac, 0, sizeof(mac));
+		memcpy(mac, ctr, sizeof(ctr));
+	}
+	nb_ctrl_hex(mac, NB_CTRL_TX_LEN / 2, ret);
+}
+
+static size_t free_txns(const struct nb_client *c)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < NB_CLIENT_MAX_TXN; i++)
+		n += c->txn[i].kind == NB_CLIENT_TXN_NONE;
+	return n;
+}
+
+size_t nb_client_pending(const struct nb_client *c, enum nb_client_txn_kind kind)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < NB_CLIENT_MAX_TXN; i++)
+		if (c->txn[i].kind != NB_CLIENT_TXN_NONE && (kind == NB_CLIENT_TXN_NONE || c->txn[i].kind == kind))
+			n++;
+	return n;
+}
+
+static void cancel(struct nb_client *c, enum nb_client_txn_kind kind)
+{
+	for (size_t i = 0; i < NB_CLIENT_MAX_TXN; i++)
+		if (c->txn[i].kind == kind)
+			c->txn[i].kind = NB_CLIENT_TXN_NONE;
+}
+
+/* Encode m (its tx is set here) into a free slot. 0, -EINVAL, -ENOBUFS. */
+static int txn_start(struct nb_client *c, enum nb_client_txn_kind kind, struct nb_ctrl_msg *m,
+		     uint64_t now, struct nb_client_txn **ret)
+{
+	struct nb_client_txn *t = NULL;
+	ssize_t n;
+
+	for (size_t i = 0; i < NB_CLIENT_MAX_TXN && t == NULL; i++)
+		if (c->txn[i].kind == NB_CLIENT_TXN_NONE)
+			t = &c->txn[i];
+	if (t == NULL)
+		return -ENOBUFS;
+	new_tx(c, m->tx);
+	n = nb_ctrl_encode(m, t->bytes, sizeof(t->bytes));
+	if (n <= 0)
+		return -EINVAL;
+	t->kind = kind;
+	t->len = (size_t)n;
+	memcpy(t->tx, m->tx, sizeof(t->tx));
+	t->sends = 0;
+	t->rto = NB_CTRL_RTO_MS;
+	t->next_send = now;
+	t->give_up = now + NB_CLIENT_TXN_TIMEOUT_MS;
+	t->what[0] = '\0';
+	t->offset = 0;
+	if (ret != NULL)
+		*ret = t;
+	return 0;
+}
+
+static struct nb_client_txn *find_txn(struct nb_client *c, const char *tx)
+{
+	for (size_t i = 0; i < NB_CLIENT_MAX_TXN; i++)
+		if (c->txn[i].kind != NB_CLIENT_TXN_NONE && strcmp(c->txn[i].tx, tx) == 0)
+			return &c->txn[i];
+	return NULL;
+}
+
+/* ---- Registration state ------------------------------------------------- */
+
+static int start_register(struct nb_client *c, uint64_t now)
+{
+	struct nb_ctrl_msg m;
+
+	cancel(c, NB_CLIENT_TXN_REGISTER);
+	cancel(c, NB_CLIENT_TXN_KEEPALIVE);
+	memset(&m, 0, sizeof(m));
+	m.type = NB_CTRL_REGISTER;
+	m.u.reg = c->reg;
+	return txn_start(c, NB_CLIENT_TXN_REGISTER, &m, now, NULL);
+}
+
+static void set_state(struct nb_client *c, enum nb_client_state s, uint64_t now)
+{
+	if (c->state == s)
+		return;
+	nb_log_debug("client", "%s -> %s", nb_client_state_name(c->state), nb_client_state_name(s));
+	c->state = s;
+	switch (s) {
+	case NB_CLIENT_REGISTERING:
+		/* register/keepalive never run together, and are cancelled
+		 * here, so a slot is free: nb_client_result()/connect()/peers()
+		 * always leave one. */
+		start_register(c, now);
+		break;
+	case NB_CLIENT_REGISTERED:
+		c->next_keepalive = now + c->keepalive_ms;
+		c->backoff_ms = c->p.backoff_min_ms;
+		c->registrations++;
+		break;
+	case NB_CLIENT_BACKOFF:
+		cancel(c, NB_CLIENT_TXN_REGISTER);
+		cancel(c, NB_CLIENT_TXN_KEEPALIVE);
+		c->retry_at = now + c->backoff_ms;
+		c->backoff_ms = c->backoff_ms * 2 > c->p.backoff_max_ms ? c->p.backoff_max_ms
+									: c->backoff_ms * 2;
+		break;
+	case NB_CLIENT_REFUSED:
+	case NB_CLIENT_IDLE:
+		cancel(c, NB_CLIENT_TXN_REGISTER);
+		cancel(c, NB_CLIENT_TXN_KEEPALIVE);
+		break;
+	}
+}
+
+int nb_client_register(struct nb_client *c, const struct nb_ctrl_register *reg, uint64_t now)
+{
+	struct nb_ctrl_msg m;
+	uint8_t tmp[NB_CTRL_MAX_DATAGRAM];
+
+	memset(&m, 0, sizeof(m));
+	m.type = NB_CTRL_REGISTER;
+	memset(m.tx, '0', NB_CTRL_TX_LEN);
+	m.u.reg = *reg;
+	if (nb_ctrl_encode(&m, tmp, sizeof(tmp)) <= 0)
+		return -EINVAL;
+	c->reg = *reg;
+	c->have_reg = true;
+	if (c->state == NB_CLIENT_REGISTERING)
+		start_register(c, now); /* new contents: a new transaction */
+	else
+		set_state(c, NB_CLIENT_REGISTERING, now);
+	return 0; /* if no slot was free, nb_client_poll() starts it later */
+}
+
+/* ---- Requests ------------------------------------------------------------ */
+
+int nb_client_connect(struct nb_client *c, const char *peer, uint64_t now)
+{
+	struct nb_client_txn *t;
+	struct nb_ctrl_msg m;
+	int rc;
+
+	if (c->state != NB_CLIENT_REGISTERED)
+		return -EAGAIN;
+	if (peer == NULL || strlen(peer) > NB_CTRL_ID_MAX)
+		return -EINVAL;
+	if (free_txns(c) <= 1)
+		return -ENOBUFS; /* one slot stays free for register/keepalive */
+	memset(&m, 0, sizeof(m));
+	m.type = NB_CTRL_CONNECT;
+	snprintf(m.u.connect.id, sizeof(m.u.connect.id), "%s", c->reg.id);
+	snprintf(m.u.connect.peer, sizeof(m.u.connect.peer), "%s", peer);
+	rc = txn_start(c, NB_CLIENT_TXN_CONNECT, &m, now, &t);
+	if (rc == 0)
+		snprintf(t->what, sizeof(t->what), "%s", peer);
+	return rc;
+}
+
+int nb_client_result(struct nb_client *c, const struct nb_ctrl_result *r, uint64_t now)
+{
+	struct nb_client_txn *t;
+	struct nb_ctrl_msg m;
+	int rc;
+
+	if (free_txns(c) <= 1)
+		return -ENOBUFS;
+	memset(&m, 0, sizeof(m));
+	m.type = NB_CTRL_RESULT;
+	m.u.result = *r;
+	rc = txn_start(c, NB_CLIENT_TXN_RESULT, &m, now, &t);
+	if (rc == 0)
+		snprintf(t->what, sizeof(t->what), "%s", r->session);
+	return rc;
+}
+
+static int start_peers(struct nb_client *c, uint32_t offset, uint64_t now)
+{
+	struct nb_client_txn *t;
+	struct nb_ctrl_msg m;
+	int rc;
+
+	memset(&m, 0, sizeof(m));
+	m.type = NB_CTRL_PEERS;
+	m.u.query.offset = offset;
+	rc = txn_start(c, NB_CLIENT_TXN_PEERS, &m, now, &t);
+	if (rc == 0)
+		t->offset = offset;
+	return rc;
+}
+
+int nb_client_peers(struct nb_client *c, uint64_t now)
+{
+	if (nb_client_pending(c, NB_CLIENT_TXN_PEERS) > 0)
+		return -EBUSY;
+	if (free_txns(c) <= 1)
+		return -ENOBUFS;
+	c->peers_pages = 0;
+	return start_peers(c, 0, now);
+}
+
+/* ---- Timers ---------------------------------------------------------------- */
+
+static void txn_failed(struct nb_client *c, struct nb_client_txn *t, uint64_t now)
+{
+	struct nb_client_event *e;
+	char why[96];
+	enum nb_client_txn_kind kind = t->kind;
+
+	snprintf(why, sizeof(why), "no answer from the broker within %u ms",
+		 (unsigned)NB_CLIENT_TXN_TIMEOUT_MS);
+	t->kind = NB_CLIENT_TXN_NONE;
+	switch (kind) {
+	case NB_CLIENT_TXN_REGISTER:
+		push_event(c, NB_CLIENT_EV_REGISTER_FAILED, 0, why);
+		set_state(c, NB_CLIENT_BACKOFF, now);
+		break;
+	case NB_CLIENT_TXN_KEEPALIVE:
+		push_event(c, NB_CLIENT_EV_LOST, 0, "the broker did not answer a keepalive");
+		set_state(c, NB_CLIENT_REGISTERING, now);
+		break;
+	case NB_CLIENT_TXN_CONNECT:
+		e = push_event(c, NB_CLIENT_EV_CONNECT_FAILED, 0, why);
+		if (e != NULL)
+			scopy(e->peer, sizeof(e->peer), t->what);
+		break;
+	case NB_CLIENT_TXN_RESULT:
+		e = push_event(c, NB_CLIENT_EV_RESULT_DONE, -1, why);
+		if (e != NULL)
+			scopy(e->session, sizeof(e->session), t->what);
+		break;
+	case NB_CLIENT_TXN_PEERS:
+		push_event(c, NB_CLIENT_EV_PEERS_FAILED, 0, why);
+		break;
+	case NB_CLIENT_TXN_NONE:
+		break;
+	}
+}
+
+static int emit(struct nb_client *c, const uint8_t *bytes, size_t len, struct nb_client_tx *out)
+{
+	out->to = c->broker;
+	out->bytes = bytes;
+	out->len = len;
+	return 1;
+}
+
+int nb_client_poll(struct nb_client *c, uint64_t now, struct nb_client_tx *out)
+{
+	for (size_t i = 0; i < NB_CLIENT_MAX_TXN; i++)
+		if (c->txn[i].kind != NB_CLIENT_TXN_NONE && now >= c->txn[i].give_up)
+			txn_failed(c, &c->txn[i], now);
+	if (c->state == NB_CLIENT_BACKOFF && now >= c->retry_at)
+		set_state(c, NB_CLIENT_REGISTERING, now);
+	if (c->state == NB_CLIENT_REGISTERING && nb_client_pending(c, NB_CLIENT_TXN_REGISTER) == 0)
+		start_register(c, now); /* set_state() found no free slot */
+	if (c->state == NB_CLIENT_REGISTERED && now >= c->next_keepalive &&
+	    nb_client_pending(c, NB_CLIENT_TXN_KEEPALIVE) == 0) {
+		struct nb_ctrl_msg m;
+		memset(&m, 0, sizeof(m));
+		m.type = NB_CTRL_KEEPALIVE;
+		snprintf(m.u.keepalive.id, sizeof(m.u.keepalive.id), "%s", c->reg.id);
+		if (txn_start(c, NB_CLIENT_TXN_KEEPALIVE, &m, now, NULL) == 0)
+			c->next_keepalive = UINT64_MAX; /* set again by the ack */
+		else
+			c->next_keepalive = now + NB_CTRL_RTO_MS; /* no slot: try again soon */
+	}
+	if (c->n_reply > 0) {
+		struct nb_ctrl_msg m;
+		ssize_t n;
+		memset(&m, 0, sizeof(m));
+		m.type = NB_CTRL_ACK;
+		memcpy(m.tx, c->reply[0].tx, sizeof(m.tx));
+		c->n_reply--;
+		memmove(&c->reply[0], &c->reply[1], c->n_reply * sizeof(c->reply[0]));
+		n = nb_ctrl_encode(&m, c->out, sizeof(c->out));
+		if (n > 0)
+			return emit(c, c->out, (size_t)n, out);
+	}
+	for (size_t i = 0; i < NB_CLIENT_MAX_TXN; i++) {
+		struct nb_client_txn *t = &c->txn[i];
+		if (t->kind == NB_CLIENT_TXN_NONE || t->sends >= NB_CTRL_MAX_TRIES || now < t->next_send)
+			continue;
+		if (t->sends == 0)
+			t->give_up = now + NB_CLIENT_TXN_TIMEOUT_MS;
+		t->sends++;
+		/* RFC 8489 §6.2.1: the RTO doubles after each retransmission;
+		 * after the last one only the final wait (the give-up) is left. */
+		t->next_send = t->sends >= NB_CTRL_MAX_TRIES ? UINT64_MAX : now + t->rto;
+		t->rto *= 2;
+		return emit(c, t->bytes, t->len, out);
+	}
+	return 0;
+}
+
+uint64_t nb_client_deadline(const struct nb_client *c)
+{
+	uint64_t d = UINT64_MAX;
+
+	if (c->n_reply > 0)
+		return 0;
+	if (c->state == NB_CLIENT_BACKOFF)
+		d = c->retry_at;
+	if (c->state == NB_CLIENT_REGISTERING && nb_client_pending(c, NB_CLIENT_TXN_REGISTER) == 0)
+		return 0;
+	if (c->state == NB_CLIENT_REGISTERED && nb_client_pending(c, NB_CLIENT_TXN_KEEPALIVE) == 0 &&
+	    c->next_keepalive < d)
+		d = c->next_keepalive;
+	for (size_t i = 0; i < NB_CLIENT_MAX_TXN; i++) {
+		const struct nb_client_txn *t = &c->txn[i];
+		if (t->kind == NB_CLIENT_TXN_NONE)
+			continue;
+		if (t->sends < NB_CTRL_MAX_TRIES && t->next_send < d)
+			d = t->next_send;
+		if (t->give_up < d)
+			d = t->give_up;
+	}
+	return d;
+}
+
+/* ---- Input ------------------------------------------------------------------ */
+
+static bool plan_seen(struct nb_client *c, const char *tx)
+{
+	for (size_t i = 0; i < NB_CLIENT_PLAN_MEMORY; i++)
+		if (strcmp(c->plan_tx[i], tx) == 0)
+			return true;
+	return false;
+}
+
+static void on_pushed_plan(struct nb_client *c, const struct nb_ctrl_msg *m)
+{
+	struct nb_client_event *e;
+
+	/* Acknowledge every copy: our ack may have been lost. */
+	if (c->n_reply < NB_CLIENT_MAX_REPLIES) {
+		memcpy(c->reply[c->n_reply].tx, m->tx, sizeof(m->tx));
+		c->n_reply++;
+	}
+	if (plan_seen(c, m->tx))
+		return;
+	memcpy(c->plan_tx[c->plan_tx_next], m->tx, sizeof(m->tx));
+	c->plan_tx_next = (c->plan_tx_next + 1) % NB_CLIENT_PLAN_MEMORY;
+	e = push_event(c, NB_CLIENT_EV_PLAN, 0, NULL);
+	if (e != NULL) {
+		e->pushed = true;
+		e->u.plan = m->u.plan;
+	}
+}
+
+static int on_reply(struct nb_client *c, struct nb_client_txn *t, const struct nb_ctrl_msg *m,
+		    uint64_t now)
+{
+	struct nb_client_event *e;
+	const char *reason = m->type == NB_CTRL_ERROR ? m->u.error.reason : NULL;
+	int code = m->type == NB_CTRL_ERROR ? m->u.error.code : 0;
+	enum nb_client_txn_kind kind = t->kind;
+
+	switch (kind) {
+	case NB_CLIENT_TXN_REGISTER:
+		if (m->type == NB_CTRL_REGISTERED) {
+			t->kind = NB_CLIENT_TXN_NONE;
+			c->registered = m->u.registered;
+			c->keepalive_ms = (m->u.registered.keepalive_s ? m->u.registered.keepalive_s
+								       : NB_CLIENT_DEFAULT_KEEPALIVE_S) *
+					  1000u;
+			set_state(c, NB_CLIENT_REGISTERED, now);
+			e = push_event(c, NB_CLIENT_EV_REGISTERED, 0, NULL);
+			if (e != NULL)
+				e->u.registered = m->u.registered;
+			return 0;
+		}
+		if (m->type != NB_CTRL_ERROR)
+			break;
+		t->kind = NB_CLIENT_TXN_NONE;
+		push_event(c, NB_CLIENT_EV_REGISTER_FAILED, code, reason);
+		if (code == NB_CTRL_ERR_BAD_REQUEST || code == NB_CTRL_ERR_UNAUTHORIZED)
+			set_state(c, NB_CLIENT_REFUSED, now);
+		else
+			set_state(c, NB_CLIENT_BACKOFF, now);
+		return 0;
+	case NB_CLIENT_TXN_KEEPALIVE:
+		if (m->type == NB_CTRL_ACK) {
+			t->kind = NB_CLIENT_TXN_NONE;
+			c->next_keepalive = now + c->keepalive_ms;
+			return 0;
+		}
+		if (m->type != NB_CTRL_ERROR)
+			break;
+		/* 404: the registration expired (or the broker restarted and
+		 * forgot it); any other refusal: the same cure. */
+		t->kind = NB_CLIENT_TXN_NONE;
+		push_event(c, NB_CLIENT_EV_LOST, code, reason);
+		set_state(c, NB_CLIENT_REGISTERING, now);
+		return 0;
+	case NB_CLIENT_TXN_CONNECT:
+		if (m->type == NB_CTRL_PLAN) {
+			t->kind = NB_CLIENT_TXN_NONE;
+			e = push_event(c, NB_CLIENT_EV_PLAN, 0, NULL);
+			if (e != NULL)
+				e->u.plan = m->u.plan;
+			return 0;
+		}
+		if (m->type != NB_CTRL_ERROR)
+			break;
+		t->kind = NB_CLIENT_TXN_NONE;
+		e = push_event(c, NB_CLIENT_EV_CONNECT_FAILED, code, reason);
+		if (e != NULL)
+			scopy(e->peer, sizeof(e->peer), t->what);
+		return 0;
+	case NB_CLIENT_TXN_RESULT:
+		if (m->type != NB_CTRL_ACK && m->type != NB_CTRL_ERROR)
+			break;
+		t->kind = NB_CLIENT_TXN_NONE;
+		e = push_event(c, NB_CLIENT_EV_RESULT_DONE, code, reason);
+		if (e != NULL)
+			scopy(e->session, sizeof(e->session), t->what);
+		return 0;
+	case NB_CLIENT_TXN_PEERS: {
+		const struct nb_ctrl_peer_list *pl = &m->u.peer_list;
+		if (m->type == NB_CTRL_ERROR) {
+			t->kind = NB_CLIENT_TXN_NONE;
+			push_event(c, NB_CLIENT_EV_PEERS_FAILED, code, reason);
+			return 0;
+		}
+		if (m->type != NB_CTRL_PEER_LIST || pl->offset != t->offset)
+			break;
+		t->kind = NB_CLIENT_TXN_NONE;
+		c->peers_pages++;
+		e = push_event(c, NB_CLIENT_EV_PEERS_PAGE, 0, NULL);
+		if (e != NULL)
+			e->u.page = *pl;
+		if ((uint64_t)pl->offset + pl->n_peers >= pl->total) {
+			push_event(c, NB_CLIENT_EV_PEERS_DONE, 0, NULL);
+		} else if (pl->n_peers == 0) {
+			push_event(c, NB_CLIENT_EV_PEERS_FAILED, 0, "the broker sent an empty page");
+		} else if (c->peers_pages >= NB_CLIENT_MAX_PAGES) {
+			push_event(c, NB_CLIENT_EV_PEERS_FAILED, 0, "too many pages");
+		} else if (start_peers(c, pl->offset + (uint32_t)pl->n_peers, now) != 0) {
+			push_event(c, NB_CLIENT_EV_PEERS_FAILED, 0, "no free transaction");
+		}
+		return 0;
+	}
+	case NB_CLIENT_TXN_NONE:
+		break;
+	}
+	c->rx_dropped++; /* a reply of the wrong type: wait for the right one */
+	return -1;
+}
+
+int nb_client_input(struct nb_client *c, const uint8_t *buf, size_t len, const struct nb_addr *from,
+		    uint64_t now)
+{
+	struct nb_ctrl_msg m;
+	struct nb_client_txn *t;
+
+	if (!nb_addr_equal(from, &c->broker) || nb_ctrl_decode(&m, buf, len) < 0) {
+		c->rx_dropped++;
+		return -1;
+	}
+	t = find_txn(c, m.tx);
+	switch (m.type) {
+	case NB_CTRL_PLAN:
+		if (t != NULL && t->kind == NB_CLIENT_TXN_CONNECT)
+			return on_reply(c, t, &m, now);
+		on_pushed_plan(c, &m);
+		return 0;
+	case NB_CTRL_REGISTERED:
+	case NB_CTRL_ACK:
+	case NB_CTRL_ERROR:
+	case NB_CTRL_PEER_LIST:
+		if (t != NULL)
+			return on_reply(c, t, &m, now);
+		break;
+	default:
+		break;
+	}
+	c->rx_dropped++;
+	return -1;
+}

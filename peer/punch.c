@@ -1,0 +1,487 @@
+/* peer/punch.c - the punch state machine (see punch.h). */
+#include "peer/punch.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "common/log.h"
+
+static const struct nb_punch_params default_params = {
+	.ta_ms = NB_PUNCH_TA_MS,
+	.rto_ms = NB_PUNCH_RTO_MS,
+	.rto_max_ms = NB_PUNCH_RTO_MAX_MS,
+	.prime_checks = NB_PUNCH_PRIME_CHECKS,
+};
+
+const char *nb_punch_state_name(enum nb_punch_state s)
+{
+	switch (s) {
+	case NB_PUNCH_WAITING: return "waiting";
+	case NB_PUNCH_CHECKING: return "checking";
+	case NB_PUNCH_CONNECTED: return "connected";
+	case NB_PUNCH_FAILED: return "failed";
+	}
+	return "?";
+}
+
+const char *nb_punch_drop_name(int drop)
+{
+	switch (drop) {
+	case NB_PUNCH_DROP_NOT_STUN: return "not STUN";
+	case NB_PUNCH_DROP_NOT_CHECK: return "not a Binding request or success";
+	case NB_PUNCH_DROP_FINGERPRINT: return "no FINGERPRINT";
+	case NB_PUNCH_DROP_USERNAME: return "wrong USERNAME";
+	case NB_PUNCH_DROP_INTEGRITY: return "bad MESSAGE-INTEGRITY";
+	case NB_PUNCH_DROP_REFLECTED: return "our own check reflected";
+	case NB_PUNCH_DROP_REPLAYED: return "replayed check";
+	case NB_PUNCH_DROP_UNKNOWN_TID: return "answer to nothing we sent";
+	case NB_PUNCH_DROP_ASYMMETRIC: return "answer from another address";
+	case NB_PUNCH_DROP_STATE: return "attempt over";
+	default: return drop >= 0 ? "ok" : "?";
+	}
+}
+
+static bool is_hex_key(const char *k)
+{
+	size_t i;
+
+	for (i = 0; i < NB_CTRL_KEY_LEN; i++)
+		if (!((k[i] >= '0' && k[i] <= '9') || (k[i] >= 'a' && k[i] <= 'f')))
+			return false;
+	return k[i] == '\0';
+}
+
+/* Candidates worth a packet: a real unicast address with a port. */
+static bool usable(const struct nb_addr *a)
+{
+	return (a->family == NB_AF_INET || a->family == NB_AF_INET6) && a->port != 0 &&
+	       !nb_addr_is_unspecified(a) && !nb_addr_is_multicast(a);
+}
+
+static struct nb_punch_target *find_target(struct nb_punch *pu, const struct nb_addr *a)
+{
+	for (size_t i = 0; i < pu->n_targets; i++)
+		if (nb_addr_equal(&pu->t[i].addr, a))
+			return &pu->t[i];
+	return NULL;
+}
+
+static struct nb_punch_target *find_tid(struct nb_punch *pu, const uint8_t *tid)
+{
+	for (size_t i = 0; i < pu->n_targets; i++)
+		if (memcmp(pu->t[i].tid, tid, NB_STUN_TID_LEN) == 0)
+			return &pu->t[i];
+	return NULL;
+}
+
+static struct nb_punch_target *add_target(struct nb_punch *pu, const struct nb_addr *a, bool from_plan)
+{
+	struct nb_punch_target *t;
+	size_t i = pu->n_targets;
+
+	if (i >= NB_PUNCH_MAX_TARGETS)
+		return NULL;
+	t = &pu->t[i];
+	memset(t, 0, sizeof(*t));
+	t->addr = *a;
+	t->from_plan = from_plan;
+	t->rto = pu->p.rto_ms;
+	/* Distinct per target: the seed with the index folded into its end. */
+	memcpy(t->tid, pu->seed, NB_STUN_TID_LEN);
+	t->tid[NB_STUN_TID_LEN - 1] ^= (uint8_t)(i + 1);
+	pu->n_targets = i + 1;
+	return t;
+}
+
+/* "a:1, b:2, ..." into buf, cut with "..." when it does not fit. */
+static void format_list(const struct nb_punch *pu, bool plan_only, char *buf, size_t len)
+{
+	size_t off = 0, shown = 0;
+
+	buf[0] = '\0';
+	for (size_t i = 0; i < pu->n_targets; i++) {
+		char a[NB_ADDR_STRLEN];
+		int n;
+		if (plan_only && !pu->t[i].from_plan)
+			continue;
+		nb_addr_format(&pu->t[i].addr, a, sizeof(a));
+		if (off + strlen(a) + 2 + 4 >= len) {
+			snprintf(buf + off, len - off, "%s...", shown ? ", " : "");
+			return;
+		}
+		n = snprintf(buf + off, len - off, "%s%s", shown ? ", " : "", a);
+		if (n < 0)
+			return;
+		off += (size_t)n;
+		shown++;
+	}
+	if (shown == 0)
+		snprintf(buf, len, "no candidates");
+}
+
+static void fail_reason(struct nb_punch *pu)
+{
+	char list[112], from[NB_ADDR_STRLEN];
+
+	format_list(pu, true, list, sizeof(list));
+	if (pu->got_check) {
+		nb_addr_format(&pu->check_from, from, sizeof(from));
+		snprintf(pu->reason, sizeof(pu->reason),
+			 "checks from %s were answered, but none of ours within %u ms", from,
+			 (unsigned)pu->deadline_ms);
+	} else if (pu->role == NB_ROLE_LISTEN) {
+		snprintf(pu->reason, sizeof(pu->reason), "no check from the peer (%s) within %u ms", list,
+			 (unsigned)pu->deadline_ms);
+	} else {
+		snprintf(pu->reason, sizeof(pu->reason), "no answer from %s within %u ms", list,
+			 (unsigned)pu->deadline_ms);
+	}
+}
+
+/* The one place the state changes; entry actions here. */
+static void set_state(struct nb_punch *pu, enum nb_punch_state s, uint64_t now)
+{
+	if (pu->state == s)
+		return;
+	nb_log_debug("punch", "%s -> %s", nb_punch_state_name(pu->state), nb_punch_state_name(s));
+	pu->state = s;
+	switch (s) {
+	case NB_PUNCH_CHECKING:
+		pu->next_tick = now;
+		break;
+	case NB_PUNCH_CONNECTED: {
+		char a[NB_ADDR_STRLEN];
+		pu->end = now;
+		snprintf(pu->reason, sizeof(pu->reason), "answer from %s",
+			 nb_addr_format(&pu->remote, a, sizeof(a)));
+		break;
+	}
+	case NB_PUNCH_FAILED:
+		pu->end = now;
+		pu->n_ans = 0;
+		break;
+	case NB_PUNCH_WAITING:
+		break;
+	}
+}
+
+int nb_punch_init(struct nb_punch *pu, const struct nb_punch_params *p,
+		  const struct nb_ctrl_plan *plan, const uint8_t seed[NB_STUN_TID_LEN], uint64_t now)
+{
+	size_t ulen = strnlen(plan->username, sizeof(plan->username));
+
+	if (ulen == 0 || ulen > NB_CTRL_USERNAME_MAX || !is_hex_key(plan->key))
+		return -EINVAL;
+	memset(pu, 0, sizeof(*pu));
+	pu->p = p ? *p : default_params;
+	if (pu->p.ta_ms == 0)
+		pu->p.ta_ms = NB_PUNCH_TA_MS;
+	if (pu->p.rto_ms == 0)
+		pu->p.rto_ms = NB_PUNCH_RTO_MS;
+	if (pu->p.rto_max_ms < pu->p.rto_ms)
+		pu->p.rto_max_ms = pu->p.rto_ms;
+	pu->role = plan->role;
+	memcpy(pu->username, plan->username, ulen);
+	pu->username_len = ulen;
+	/* RFC 8489 §9.1.1: the short-term key is OpaqueString(password); for 64
+	 * lower-case hex characters that is the 64 ASCII bytes themselves. */
+	memcpy(pu->key, plan->key, NB_CTRL_KEY_LEN);
+	memcpy(pu->seed, seed, NB_STUN_TID_LEN);
+	pu->start = now;
+	pu->go = now + plan->delay_ms;
+	pu->deadline_ms = plan->deadline_ms;
+	pu->deadline = now + plan->deadline_ms;
+	pu->state = NB_PUNCH_WAITING;
+	for (size_t i = 0; i < plan->n_candidates && i < NB_CTRL_MAX_ADDRS; i++)
+		if (usable(&plan->candidates[i]) && find_target(pu, &plan->candidates[i]) == NULL)
+			add_target(pu, &plan->candidates[i], true);
+	pu->n_plan = pu->n_targets;
+
+	if (plan->role == NB_ROLE_NONE || plan->role == NB_ROLE_RELAY) {
+		if (plan->role == NB_ROLE_RELAY)
+			snprintf(pu->reason, sizeof(pu->reason), "the plan needs a relay, which this natpeer "
+								 "does not have yet");
+		else if (plan->reason[0] != '\0')
+			snprintf(pu->reason, sizeof(pu->reason), "%s", plan->reason);
+		else
+			snprintf(pu->reason, sizeof(pu->reason), "the broker found no direct path");
+		set_state(pu, NB_PUNCH_FAILED, now);
+		return 0;
+	}
+	if (now >= pu->go)
+		set_state(pu, NB_PUNCH_CHECKING, now);
+	return 0;
+}
+
+/* May this target get a check now (time aside)? */
+static bool eligible(const struct nb_punch *pu, const struct nb_punch_target *t)
+{
+	if (t->heard)
+		return true; /* triggered and retransmitted in every role */
+	if (pu->state != NB_PUNCH_CHECKING || !t->from_plan)
+		return false;
+	switch (pu->role) {
+	case NB_ROLE_DIAL:
+	case NB_ROLE_PUNCH:
+		return true;
+	case NB_ROLE_PRIME:
+		return t->sends < pu->p.prime_checks;
+	default:
+		return false;
+	}
+}
+
+static bool active(const struct nb_punch *pu)
+{
+	return pu->state == NB_PUNCH_WAITING || pu->state == NB_PUNCH_CHECKING;
+}
+
+static int emit_answer(struct nb_punch *pu, struct nb_punch_tx *out)
+{
+	struct nb_stun_enc e;
+	struct nb_addr to = pu->ans[0].to;
+	uint8_t tid[NB_STUN_TID_LEN];
+
+	memcpy(tid, pu->ans[0].tid, NB_STUN_TID_LEN);
+	pu->n_ans--;
+	memmove(&pu->ans[0], &pu->ans[1], pu->n_ans * sizeof(pu->ans[0]));
+	if (nb_stun_enc_init(&e, pu->out, sizeof(pu->out), NB_STUN_BINDING_SUCCESS, tid, false) != 0 ||
+	    nb_stun_enc_xor_addr(&e, NB_STUN_ATTR_XOR_MAPPED_ADDRESS, &to) != 0 ||
+	    nb_stun_enc_integrity(&e, pu->key, NB_CTRL_KEY_LEN) != 0 || nb_stun_enc_fingerprint(&e) != 0)
+		return 0;
+	pu->answers_sent++;
+	out->to = to;
+	out->bytes = pu->out;
+	out->len = nb_stun_enc_len(&e);
+	out->is_check = false;
+	return 1;
+}
+
+static int emit_check(struct nb_punch *pu, struct nb_punch_target *t, uint64_t now,
+		      struct nb_punch_tx *out)
+{
+	struct nb_stun_enc e;
+
+	if (nb_stun_enc_init(&e, pu->out, sizeof(pu->out), NB_STUN_BINDING_REQUEST, t->tid, false) != 0 ||
+	    nb_stun_enc_attr(&e, NB_STUN_ATTR_USERNAME, pu->username, pu->username_len) != 0 ||
+	    nb_stun_enc_integrity(&e, pu->key, NB_CTRL_KEY_LEN) != 0 || nb_stun_enc_fingerprint(&e) != 0)
+		return 0;
+	t->sends++;
+	t->triggered = false;
+	t->next_send = now + t->rto;
+	t->rto = t->rto * 2 > pu->p.rto_max_ms ? pu->p.rto_max_ms : t->rto * 2;
+	pu->next_tick = now + pu->p.ta_ms;
+	pu->checks_sent++;
+	out->to = t->addr;
+	out->bytes = pu->out;
+	out->len = nb_stun_enc_len(&e);
+	out->is_check = true;
+	return 1;
+}
+
+int nb_punch_poll(struct nb_punch *pu, uint64_t now, struct nb_punch_tx *out)
+{
+	if (active(pu) && now >= pu->deadline) {
+		fail_reason(pu);
+		set_state(pu, NB_PUNCH_FAILED, now);
+	}
+	if (pu->state == NB_PUNCH_WAITING && now >= pu->go)
+		set_state(pu, NB_PUNCH_CHECKING, now);
+	if (pu->state == NB_PUNCH_FAILED)
+		return 0;
+	/* Answers are not paced: the peer is waiting for them. */
+	if (pu->n_ans > 0)
+		return emit_answer(pu, out);
+	if (!active(pu) || now < pu->next_tick || pu->n_targets == 0)
+		return 0;
+	/* Triggered checks first (RFC 8445 §6.1.4.2: the triggered-check queue
+	 * is served before the ordinary checks). */
+	for (size_t i = 0; i < pu->n_targets; i++)
+		if (pu->t[i].triggered && eligible(pu, &pu->t[i]))
+			return emit_check(pu, &pu->t[i], now, out);
+	for (size_t k = 0; k < pu->n_targets; k++) {
+		size_t i = (pu->rr + k) % pu->n_targets;
+		struct nb_punch_target *t = &pu->t[i];
+		if (eligible(pu, t) && now >= t->next_send) {
+			pu->rr = (i + 1) % pu->n_targets;
+			return emit_check(pu, t, now, out);
+		}
+	}
+	return 0;
+}
+
+uint64_t nb_punch_deadline(const struct nb_punch *pu)
+{
+	uint64_t d = UINT64_MAX, send = UINT64_MAX;
+
+	if (pu->state == NB_PUNCH_FAILED)
+		return d;
+	if (pu->n_ans > 0)
+		return 0;
+	if (!active(pu))
+		return d;
+	d = pu->deadline;
+	if (pu->state == NB_PUNCH_WAITING && pu->go < d)
+		d = pu->go;
+	for (size_t i = 0; i < pu->n_targets; i++) {
+		const struct nb_punch_target *t = &pu->t[i];
+		uint64_t at = t->triggered ? 0 : t->next_send;
+		if (eligible(pu, t) && at < send)
+			send = at;
+	}
+	if (send != UINT64_MAX) {
+		if (send < pu->next_tick)
+			send = pu->next_tick;
+		if (send < d)
+			d = send;
+	}
+	return d;
+}
+
+static int drop(struct nb_punch *pu, enum nb_punch_drop why)
+{
+	pu->drops[-(int)why - 1]++;
+	return (int)why;
+}
+
+static bool seen_elsewhere(struct nb_punch *pu, const uint8_t *tid, const struct nb_addr *from,
+			   bool *ret_known)
+{
+	*ret_known = false;
+	for (size_t i = 0; i < pu->n_seen; i++) {
+		if (memcmp(pu->seen[i].tid, tid, NB_STUN_TID_LEN) != 0)
+			continue;
+		*ret_known = true;
+		return !nb_addr_equal(&pu->seen[i].from, from);
+	}
+	return false;
+}
+
+static void remember(struct nb_punch *pu, const uint8_t *tid, const struct nb_addr *from)
+{
+	size_t i = pu->seen_next;
+
+	memcpy(pu->seen[i].tid, tid, NB_STUN_TID_LEN);
+	pu->seen[i].from = *from;
+	pu->seen_next = (i + 1) % NB_PUNCH_MAX_SEEN;
+	if (pu->n_seen < NB_PUNCH_MAX_SEEN)
+		pu->n_seen++;
+}
+
+static int take_check(struct nb_punch *pu, const struct nb_stun_msg *m, const uint8_t *buf,
+		      size_t len, const struct nb_addr *from)
+{
+	struct nb_punch_target *t;
+	bool known;
+
+	if (!(m->present & NB_STUN_HAS_USERNAME) || m->username_len != pu->username_len ||
+	    memcmp(m->username, pu->username, pu->username_len) != 0)
+		return drop(pu, NB_PUNCH_DROP_USERNAME);
+	if (nb_stun_check_integrity(m, buf, len, pu->key, NB_CTRL_KEY_LEN) != 0)
+		return drop(pu, NB_PUNCH_DROP_INTEGRITY);
+	/* Both sides share the key, so our own check looped back verifies. */
+	if (find_tid(pu, m->tid) != NULL)
+		return drop(pu, NB_PUNCH_DROP_REFLECTED);
+	/* A retransmission comes from the same source; a copy of the peer's
+	 * check sent from elsewhere is a replay, and must not make us send
+	 * answers and checks to a third party. */
+	if (seen_elsewhere(pu, m->tid, from, &known))
+		return drop(pu, NB_PUNCH_DROP_REPLAYED);
+	if (pu->state == NB_PUNCH_FAILED)
+		return drop(pu, NB_PUNCH_DROP_STATE);
+
+	if (!known)
+		remember(pu, m->tid, from);
+	if (pu->n_ans < NB_PUNCH_MAX_ANSWERS) {
+		pu->ans[pu->n_ans].to = *from;
+		memcpy(pu->ans[pu->n_ans].tid, m->tid, NB_STUN_TID_LEN);
+		pu->n_ans++;
+	} else {
+		pu->answers_dropped++; /* the peer retransmits */
+	}
+	pu->got_check = true;
+	pu->check_from = *from;
+	if (pu->state == NB_PUNCH_CONNECTED)
+		return 0;
+	t = find_target(pu, from);
+	if (t == NULL)
+		t = add_target(pu, from, false); /* peer-reflexive */
+	if (t != NULL) {
+		if (!t->heard) {
+			t->rto = pu->p.rto_ms;
+			t->next_send = 0;
+		}
+		t->heard = true;
+		t->triggered = true;
+	}
+	return 0;
+}
+
+static int take_answer(struct nb_punch *pu, const struct nb_stun_msg *m, const uint8_t *buf,
+		       size_t len, const struct nb_addr *from, uint64_t now)
+{
+	struct nb_punch_target *t = find_tid(pu, m->tid);
+
+	if (t == NULL || t->sends == 0)
+		return drop(pu, NB_PUNCH_DROP_UNKNOWN_TID);
+	if (nb_stun_check_integrity(m, buf, len, pu->key, NB_CTRL_KEY_LEN) != 0)
+		return drop(pu, NB_PUNCH_DROP_INTEGRITY);
+	if (!nb_addr_equal(&t->addr, from))
+		return drop(pu, NB_PUNCH_DROP_ASYMMETRIC);
+	if (pu->state == NB_PUNCH_FAILED)
+		return drop(pu, NB_PUNCH_DROP_STATE);
+	if (pu->state == NB_PUNCH_CONNECTED)
+		return 0; /* a late answer to another check: the path is chosen */
+	pu->remote = *from;
+	if (m->present & NB_STUN_HAS_XOR_MAPPED)
+		pu->mapped = m->xor_mapped;
+	set_state(pu, NB_PUNCH_CONNECTED, now);
+	return 0;
+}
+
+bool nb_punch_heard(const struct nb_punch *pu, const struct nb_addr *from)
+{
+	for (size_t i = 0; i < pu->n_targets; i++)
+		if (pu->t[i].heard && nb_addr_equal(&pu->t[i].addr, from))
+			return true;
+	return false;
+}
+
+int nb_punch_confirm(struct nb_punch *pu, const struct nb_addr *from, uint64_t now)
+{
+	char a[NB_ADDR_STRLEN];
+
+	if (!active(pu) || !nb_punch_heard(pu, from))
+		return -1;
+	pu->remote = *from;
+	set_state(pu, NB_PUNCH_CONNECTED, now);
+	snprintf(pu->reason, sizeof(pu->reason), "authenticated data from %s",
+		 nb_addr_format(from, a, sizeof(a)));
+	return 0;
+}
+
+int nb_punch_input(struct nb_punch *pu, const uint8_t *buf, size_t len, const struct nb_addr *from,
+		   uint64_t now)
+{
+	struct nb_stun_msg m;
+	ssize_t r;
+
+	if (len > NB_STUN_MAX_MSG)
+		return drop(pu, NB_PUNCH_DROP_NOT_STUN);
+	r = nb_stun_decode(&m, buf, len);
+	if (r < 0)
+		return drop(pu, NB_PUNCH_DROP_NOT_STUN); /* includes a wrong FINGERPRINT */
+	if (m.classic || m.method != NB_STUN_METHOD_BINDING ||
+	    (m.cls != NB_STUN_CLASS_REQUEST && m.cls != NB_STUN_CLASS_SUCCESS))
+		return drop(pu, NB_PUNCH_DROP_NOT_CHECK);
+	if (!(m.present & NB_STUN_HAS_FINGERPRINT))
+		return drop(pu, NB_PUNCH_DROP_FINGERPRINT);
+	/* HMAC-SHA1 MESSAGE-INTEGRITY only: nb_stun_check_integrity() would
+	 * prefer a -SHA256 one, which we never send. */
+	if (!(m.present & NB_STUN_HAS_INTEGRITY) || (m.present & NB_STUN_HAS_INTEGRITY_SHA256))
+		return drop(pu, NB_PUNCH_DROP_INTEGRITY);
+	if (m.cls == NB_STUN_CLASS_REQUEST)
+		return take_check(pu, &m, buf, len, from);
+	return take_answer(pu, &m, buf, len, from, now);
+}

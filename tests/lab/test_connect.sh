@@ -1,0 +1,165 @@
+#!/usr/bin/env bash
+# test_connect.sh NATPEER NATBROKER: rendezvous and hole punching in the lab.
+#
+# natbroker runs on srv in RFC 5780 mode. For each pair the issue names, after
+# a conntrack flush, a fresh `natpeer listen` starts on one host and, once it
+# is registered, `natpeer connect` on the other:
+#  - the pairs the connectivity table calls direct must connect, with data
+#    both ways (a line from the connector reaches the listener's stdout, and
+#    a line written to the listener's stdin reaches the connector's stdout);
+#  - the pairs it calls impossible must fail within the deadline, with the
+#    broker's reason;
+#  - then the broker's own matrix (the `matrix` query, over the wire) must
+#    show measured == predicted for every pair tried.
+# Needs root (exit 77 otherwise).
+set -u
+export NATLAB_PREFIX=${NATLAB_PREFIX:-nbc}
+. "$(dirname "$0")/lib.sh"
+
+NP=${1:?usage: test_connect.sh PATH/TO/natpeer PATH/TO/natbroker}
+NB=${2:?usage: test_connect.sh PATH/TO/natpeer PATH/TO/natbroker}
+SRV1=203.0.113.10
+SRV2=203.0.113.11
+
+# DIALER LISTENER EXPECTED-PATH ("none": must fail)
+PAIRS=(
+    "fc pub direct" "rc pub direct" "prc pub direct"
+    "rc fc direct" "prc fc direct" "prc rc direct" "pub prc direct" "fc rc direct"
+    "sym pub direct" "sym fc direct" "sym rc direct"
+    "lan1 lan2 lan" "hp1 hp2 direct"
+    "sym prc none" "prc sym none" "sym sym2 none"
+)
+
+lab_init 420
+for b in "$NP" "$NB"; do
+    [ -x "$b" ] || { lab_fail "$b is not executable"; lab_summary; exit 1; }
+done
+lab_up || { lab_fail "lab up"; lab_summary; exit 1; }
+"$NATLAB" stop-coturn
+lab_check "coturn stopped" lab_wait 5 eval '! lab_udp_bound srv 3478'
+NBLOG=$LAB_TMP/natbroker.log
+lab_start srv "$NBLOG" "$NB" --listen "$SRV1" --listen "$SRV2"
+lab_check "natbroker is up" lab_wait 5 eval 'lab_udp_bound srv 3478 && lab_udp_bound srv 3479'
+
+# ---- the broker's views, asked over the wire from pub
+query() { # TYPE OFFSET -> one reply datagram on stdout
+    printf '{"v":1,"type":"%s","tx":"%016x","offset":%d}' "$1" "$(( RANDOM * 65536 + $2 ))" "$2" |
+        timeout 3 ip netns exec "$(lab_ns pub)" socat -T 1 - "UDP4:$SRV1:3478" 2>/dev/null
+}
+all_pages() { # TYPE -> every entry of every page, one object per line
+    local off=0 total=1 page entries n
+    while [ "$off" -lt "$total" ]; do
+        page=$(query "$1" "$off")
+        total=$(sed -n 's/.*"total":\([0-9]*\).*/\1/p' <<<"$page")
+        [ -n "$total" ] || return 1
+        entries=$(grep -o '{"\(id\|a\)":[^}]*}' <<<"$page")
+        n=$(grep -c . <<<"$entries")
+        [ "$n" -gt 0 ] || break
+        echo "$entries"
+        off=$((off + n))
+    done
+}
+registered() { all_pages peers | grep -q "\"id\":\"$1\""; }
+
+# spawn NODE IN OUT ERR CMD...: CMD in NODE with stdin from IN; the FIFOs
+# this shell holds open are closed in the child, so EOF reaches it.
+declare -a HELD=()
+spawn() {
+    local node=$1 in=$2 out=$3 err=$4; shift 4
+    (
+        for f in "${HELD[@]}"; do eval "exec $f>&-"; done
+        exec ip netns exec "$(lab_ns "$node")" "$@" <"$in" >"$out" 2>"$err"
+    ) &
+    LAB_LAST_PID=$!
+    LAB_PIDS+=("$LAB_LAST_PID")
+}
+fifo() { # NAME -> a FIFO held open read-write by this shell; its fd in FIFO_FD
+    mkfifo "$LAB_TMP/$1"
+    exec {FIFO_FD}<>"$LAB_TMP/$1"
+    HELD+=("$FIFO_FD")
+}
+
+# ---- pairs: a fresh listener for each, after a conntrack flush
+for p in "${PAIRS[@]}"; do
+    read -r a b want <<<"$p"
+    id="$a-to-$b" lid="$b-for-$a"
+    lab_flush
+    fifo "in-$lid"; lfd=$FIFO_FD
+    spawn "$b" "$LAB_TMP/in-$lid" "$LAB_TMP/out-$lid" "$LAB_TMP/err-$lid" \
+        "$NP" listen --id "$lid" --broker "$SRV1" --json
+    lpid=$LAB_LAST_PID
+    if ! lab_wait 15 registered "$lid"; then
+        lab_fail "$b: listener $lid did not register" "$(cat "$LAB_TMP/err-$lid")"
+        lab_stop "$lpid"
+        continue
+    fi
+    fifo "in-$id"; cfd=$FIFO_FD
+    out=$LAB_TMP/out-$id
+    spawn "$a" "$LAB_TMP/in-$id" "$out" "$LAB_TMP/err-$id" \
+        "$NP" connect --id "$id" --broker "$SRV1" --json "$lid"
+    cpid=$LAB_LAST_PID
+    if [ "$want" = none ]; then
+        if lab_wait 15 _lab_all_gone "$cpid"; then
+            rc=0; wait "$cpid" || rc=$?
+            if [ "$rc" -ne 0 ] && grep -q '"event":"failed"' "$out" &&
+               grep -q 'no direct path' "$out"; then
+                lab_pass "$a -> $b fails as predicted: $(sed -n 's/.*"reason":"\([^"]*\)".*/\1/p' "$out")"
+            else
+                lab_fail "$a -> $b: want a failure with the broker's reason (exit $rc)" \
+                    "$(cat "$out" "$LAB_TMP/err-$id")"
+            fi
+        else
+            lab_fail "$a -> $b: still running 15 s after connect (deadline is 5 s)"
+        fi
+    elif ! lab_wait 15 grep -q '"event"' "$out" || ! grep -q '"event":"connected"' "$out"; then
+        lab_fail "$a -> $b: no connection" "$(cat "$out" "$LAB_TMP/err-$id")"
+    else
+        path=$(sed -n 's/.*"event":"connected".*"path":"\([a-z]*\)".*/\1/p' "$out" | head -n 1)
+        ms=$(sed -n 's/.*"event":"connected".*"ms":\([0-9]*\).*/\1/p' "$out" | head -n 1)
+        lab_check "$a -> $b connected, path $path (want $want), $ms ms" test "$path" = "$want"
+        echo "hello-from-$id" >&"$cfd"
+        lab_check "$a -> $b: data reaches the listener" \
+            lab_wait 5 grep -q "hello-from-$id" "$LAB_TMP/out-$lid"
+        echo "reply-from-$lid" >&"$lfd"
+        lab_check "$b -> $a: data reaches the connector" lab_wait 5 grep -q "reply-from-$lid" "$out"
+        exec {cfd}>&-   # EOF: the connector exits 0
+        if lab_wait 5 _lab_all_gone "$cpid"; then
+            rc=0; wait "$cpid" || rc=$?
+            lab_check "$a -> $b: connect exits 0 at EOF (got $rc)" test "$rc" -eq 0
+        else
+            lab_fail "$a -> $b: connect still running 5 s after EOF"
+        fi
+    fi
+    lab_stop "$cpid" "$lpid"
+    exec {cfd}>&- {lfd}>&- 2>/dev/null
+done
+
+# ---- blk: UDP is blocked, so it cannot even register, and nobody reaches it
+lab_flush
+rc=0
+out=$LAB_TMP/out-blk
+timeout 20 ip netns exec "$(lab_ns blk)" "$NP" connect --id blk --broker "$SRV1" --json pub \
+    </dev/null >"$out" 2>"$LAB_TMP/err-blk" || rc=$?
+lab_check "blk -> pub fails (exit $rc, not a timeout kill)" eval "[ $rc -ne 0 ] && [ $rc -ne 124 ]"
+rc=0
+timeout 20 ip netns exec "$(lab_ns pub)" "$NP" connect --id pub-to-blk --broker "$SRV1" --json blk \
+    </dev/null >"$LAB_TMP/out-pub-blk" 2>"$LAB_TMP/err-pub-blk" || rc=$?
+lab_check "pub -> blk fails: the broker has no peer 'blk' (exit $rc)" \
+    eval "[ $rc -ne 0 ] && grep -q \"no peer 'blk'\" '$LAB_TMP/out-pub-blk' '$LAB_TMP/err-pub-blk'"
+
+# ---- the broker's matrix: measured == predicted for every pair tried
+matrix=$(all_pages matrix)
+for p in "${PAIRS[@]}"; do
+    read -r a b want <<<"$p"
+    entry=$(grep "\"a\":\"$a-to-$b\",\"b\":\"$b-for-$a\"" <<<"$matrix" | head -n 1)
+    pred=$(sed -n 's/.*"predicted":"\([a-z]*\)".*/\1/p' <<<"$entry")
+    meas=$(sed -n 's/.*"measured":"\([a-z]*\)".*/\1/p' <<<"$entry")
+    if [ -n "$entry" ] && [ "$pred" = "$want" ] && [ "$meas" = "$pred" ]; then
+        lab_pass "matrix $a -> $b: predicted $pred, measured $meas"
+    else
+        lab_fail "matrix $a -> $b: predicted '$pred', measured '$meas', want $want" "$entry"
+    fi
+done
+
+[ "$LAB_FAIL" -eq 0 ] || { echo "# natbroker log:"; tail -n 40 "$NBLOG" | sed 's/^/#   /'; }
+lab_summary
