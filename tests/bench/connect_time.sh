@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# tests/bench/connect_time.sh - time from `natpeer connect` to an
+# authenticated path, in the lab with emulated delay, against the round-trip
+# floor.
+#
+#   tests/bench/connect_time.sh [-n RUNS] [-d DELAY] [-b BUILD_DIR]
+#
+# Brings up its own lab (NATLAB_PREFIX=nbk, NATLAB_DELAY=DELAY, default 20ms),
+# runs natbroker on srv, and for each pair (fc->pub dial/listen, prc->rc
+# simultaneous punch, sym->rc prime then dial) RUNS times (default 10): flush
+# conntrack, start a fresh listener, connect, read the event's "ms" (from the
+# connect request to the first authenticated answer). The floor is two
+# round trips host<->srv measured with ping in the same run: one to get the
+# plan from the broker, one for the check to cross to the peer (every path
+# crosses the emulated internet the same way). Prints median, p95 and
+# median/floor per pair. Needs root. Not a test: it prints figures.
+set -euo pipefail
+export LC_ALL=C
+top=$(cd "$(dirname "$0")/../.." && pwd)
+runs=10 delay=20ms build=
+while getopts "n:d:b:h" o; do
+    case $o in
+        n) runs=$OPTARG ;;
+        d) delay=$OPTARG ;;
+        b) build=$OPTARG ;;
+        *) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+    esac
+done
+[[ $runs =~ ^[1-9][0-9]?$ ]] || { echo "connect_time: -n expects 1..99" >&2; exit 2; }
+[ "$(id -u)" -eq 0 ] || { echo "connect_time: needs root (network namespaces)" >&2; exit 1; }
+if [ -z "$build" ]; then
+    build=$top/build/bench
+    cmake -S "$top" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+    cmake --build "$build" -j"$(nproc)" --target natpeer natbroker >/dev/null
+fi
+NP=$build/peer/natpeer NB=$build/broker/natbroker
+export NATLAB_PREFIX=${NATLAB_PREFIX:-nbk} NATLAB_DELAY=$delay
+NATLAB=$top/tests/lab/natlab.sh
+tmp=$(mktemp -d)
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    "$NATLAB" down >/dev/null 2>&1 || true
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+"$NATLAB" down >/dev/null 2>&1 || true
+"$NATLAB" up >/dev/null
+"$NATLAB" wait-ready 20 >/dev/null
+"$NATLAB" stop-coturn >/dev/null
+"$NATLAB" exec srv "$NB" --listen 203.0.113.10 --listen 203.0.113.11 --log-level warn 2>"$tmp/nb.log" &
+pids+=($!)
+for _ in $(seq 100); do "$NATLAB" exec srv ss -Hlun 'sport = :3478' | grep -q . && break; sleep 0.05; done
+
+median() { sort -n | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
+p95() { sort -n | awk '{ a[NR] = $1 } END { i = int(NR * 0.95 + 0.999); if (i < 1) i = 1; print a[i] }'; }
+
+rtt=$("$NATLAB" exec fc ping -n -q -c 10 -i 0.05 203.0.113.10 | sed -n 's|.* = [0-9.]*/\([0-9.]*\)/.*|\1|p')
+floor=$(awk -v r="$rtt" 'BEGIN { printf "%.0f", 2 * r }')
+echo "# NATLAB_DELAY=$delay: ping fc->srv average RTT $rtt ms; floor = 2 RTT = $floor ms"
+printf '%-10s %-14s %8s %8s %12s %6s\n' pair plan median p95 median/floor fails
+for pair in "fc pub dial/listen" "prc rc punch/punch" "sym rc dial/prime"; do
+    read -r a b plan <<<"$pair"
+    : >"$tmp/ms"; fails=0
+    for i in $(seq "$runs"); do
+        "$NATLAB" flush
+        lid="$b-l$i" id="$a-c$i"
+        "$NATLAB" exec "$b" "$NP" listen --id "$lid" --broker 203.0.113.10 --json \
+            </dev/null >"$tmp/l.out" 2>"$tmp/l.err" &
+        lp=$!; pids+=("$lp")
+        for _ in $(seq 200); do grep -q "registered" "$tmp/l.err" 2>/dev/null && break; sleep 0.05; done
+        "$NATLAB" exec "$a" timeout 20 "$NP" connect --id "$id" --broker 203.0.113.10 --json "$lid" \
+            </dev/null >"$tmp/c.out" 2>/dev/null || true
+        ms=$(sed -n 's/.*"event":"connected".*"ms":\([0-9]*\).*/\1/p' "$tmp/c.out")
+        if [ -n "$ms" ]; then echo "$ms" >>"$tmp/ms"; else fails=$((fails + 1)); fi
+        kill "$lp" 2>/dev/null || true; wait "$lp" 2>/dev/null || true
+    done
+    if [ -s "$tmp/ms" ]; then
+        m=$(median <"$tmp/ms"); p=$(p95 <"$tmp/ms")
+        printf '%-10s %-14s %8s %8s %12s %6s\n' "$a->$b" "$plan" "$m" "$p" \
+            "$(awk -v m="$m" -v f="$floor" 'BEGIN { printf "%.2fx", m / f }')" "$fails"
+    else
+        printf '%-10s %-14s %8s %8s %12s %6s\n' "$a->$b" "$plan" - - - "$fails"
+    fi
+done
+echo "# $runs runs per pair; ms from the connect request to the first authenticated answer"
