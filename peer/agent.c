@@ -950,24 +950,19 @@ static void pump(struct agent *a)
 	}
 	if (a->stopping)
 		return;
-	for (int i = 0; i < AGENT_MAX_SESSIONS; i++)
-		if (a->s[i].used)
-			session_pump(a, &a->s[i], now);
-	/* After the sessions: their results go out in this round. */
-	while (nb_client_poll(&a->client, now, &ctx) == 1)
-		send_to(a, ctx.bytes, ctx.len, &ctx.to);
-	client_events(a, now);
-	if (a->stopping)
-		return;
-	/* Events may have started a session or a request. */
-	for (int i = 0; i < AGENT_MAX_SESSIONS; i++)
-		if (a->s[i].used)
-			session_pump(a, &a->s[i], now);
-	while (nb_client_poll(&a->client, now, &ctx) == 1)
-		send_to(a, ctx.bytes, ctx.len, &ctx.to);
-	client_events(a, now);
-	if (a->stopping)
-		return;
+	/* Two rounds: the client's events of the first (a plan, say) may
+	 * start a session or a request that must go out now. */
+	for (int round = 0; round < 2; round++) {
+		for (int i = 0; i < AGENT_MAX_SESSIONS; i++)
+			if (a->s[i].used)
+				session_pump(a, &a->s[i], now);
+		/* After the sessions: their results go out in this round. */
+		while (nb_client_poll(&a->client, now, &ctx) == 1)
+			send_to(a, ctx.bytes, ctx.len, &ctx.to);
+		client_events(a, now);
+		if (a->stopping)
+			return;
+	}
 	check_end(a, now);
 	if (a->stopping)
 		return;
