@@ -15,6 +15,20 @@
 
 #include "broker/rendezvous.h"
 
+/* The number after the 5-character prefix of "peer-NN-xxx..." (NN), fully checked. */
+static int id_index(const char *id)
+{
+	char *end;
+	unsigned long v;
+
+	assert_true(strlen(id) > 5);
+	errno = 0;
+	v = strtoul(id + 5, &end, 10);
+	assert_int_equal(errno, 0);
+	assert_true((*end == '-' || *end == '\0') && end != id + 5 && v < 100000);
+	return (int)v;
+}
+
 #define E_MS 45000 /* default expiry: 3 x 15 s */
 
 /* ---- Harness -------------------------------------------------------------- */
@@ -846,7 +860,7 @@ static void test_paging_peers(void **state)
 		assert_int_equal(l->offset, offset);
 		assert_true(l->n_peers > 0 && l->n_peers < NB_CTRL_MAX_PAGE);
 		for (size_t i = 0; i < l->n_peers; i++) {
-			int k = atoi(l->peers[i].id + 5);
+			int k = id_index(l->peers[i].id);
 			assert_int_equal(k, (int)(offset + i)); /* registration (slot) order */
 			assert_false(seen[k]);
 			seen[k] = true;
@@ -894,7 +908,7 @@ static void test_paging_matrix(void **state)
 		assert_int_equal(l->total, NP);
 		assert_true(l->n_pairs > 0);
 		for (size_t i = 0; i < l->n_pairs; i++) {
-			int k = atoi(l->pairs[i].b + 5);
+			int k = id_index(l->pairs[i].b);
 			assert_false(seen[k]);
 			seen[k] = true;
 			got++;
