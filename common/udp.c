@@ -59,6 +59,43 @@ static void on_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struc
 	}
 }
 
+int nb_udp_drain(struct nb_udp *u, int max)
+{
+	uv_os_fd_t fd;
+	int n = 0;
+
+	if (u->rbuf_busy || uv_fileno((uv_handle_t *)&u->handle, &fd) != 0)
+		return 0;
+	u->rbuf_busy = 1; /* the buffer is ours until the loop ends */
+	while (n < max) {
+		struct sockaddr_storage ss;
+		socklen_t sl = sizeof(ss);
+		struct nb_addr from;
+		ssize_t r = recvfrom(fd, u->rbuf, NB_UDP_SLOT, MSG_DONTWAIT | MSG_TRUNC, (struct sockaddr *)&ss,
+				     &sl);
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			break; /* EAGAIN: nothing more waiting; anything else the loop will see */
+		}
+		if ((size_t)r > NB_UDP_SLOT) {
+			u->rx_truncated++;
+			continue;
+		}
+		if (nb_addr_from_sockaddr((struct sockaddr *)&ss, &from) != 0)
+			continue;
+		u->rx++;
+		n++;
+		u->recv_cb(u, u->rbuf, (size_t)r, &from, u->arg);
+		if (uv_is_closing((uv_handle_t *)&u->handle))
+			break; /* the callback closed us: the fd is gone */
+	}
+	u->rbuf_busy = 0;
+	if (!uv_is_closing((uv_handle_t *)&u->handle))
+		nb_udp_flush(u);
+	return n;
+}
+
 /* Create and bind the socket before libuv sees it, so that the usual
  * failures (address in use, not local, permission) leave nothing to close.
  * Returns the fd or a libuv -errno. */

@@ -77,6 +77,13 @@ int nb_udp_queue(struct nb_udp *u, const uint8_t *data, size_t len, const struct
 /* Send everything queued (sendmmsg); what the kernel refuses is dropped
  * and counted. No-op when the queue is empty. */
 void nb_udp_flush(struct nb_udp *u);
+/* Read, now and without blocking, what is already waiting in the socket
+ * (at most `max` datagrams) and hand each to the recv callback, as the loop
+ * would. For a timer that is about to decide "no answer": libuv runs due
+ * timers before it polls for I/O, so without this a datagram that arrived
+ * before the deadline could lose the race against it. Returns the number
+ * of datagrams handed on. Not to be called from inside the recv callback. */
+int nb_udp_drain(struct nb_udp *u, int max);
 /* Stop and close (queued datagrams are flushed first). close_cb (may be
  * NULL) runs from the loop once closed. */
 void nb_udp_close(struct nb_udp *u, nb_udp_close_fn close_cb);

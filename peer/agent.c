@@ -909,7 +909,17 @@ static void netcheck_done(struct agent *a, uint64_t now)
 
 static void on_timer(uv_timer_t *t)
 {
-	pump(t->data);
+	struct agent *a = t->data;
+
+	/* A deadline may be about to decide "no answer" (a netcheck test, a
+	 * punch, a request): first take what has already arrived, which the
+	 * loop would only poll after this timer. */
+	if (a->sock_open && !a->stopping)
+		nb_udp_drain(&a->sock, 16);
+	if (a->filt_open && !a->stopping)
+		nb_udp_drain(&a->filt, 16);
+	if (!a->stopping)
+		pump(a);
 }
 
 static bool results_pending(const struct agent *a)

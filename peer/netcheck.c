@@ -8,7 +8,8 @@
 
 enum { T_IDLE = 0, T_ACTIVE, T_ANSWERED, T_FAILED };
 
-#define NB_NC_HAIRPIN_MIN_MS 50
+/* The hairpin wait: 2 x test I's round trip plus this slack, at most MAX. */
+#define NB_NC_HAIRPIN_SLACK_MS 3
 #define NB_NC_HAIRPIN_MAX_MS 500
 
 static const struct nb_netcheck_params default_params = {
@@ -137,11 +138,11 @@ static void advance(struct nb_netcheck *nc, uint64_t now)
 	}
 	if (nc->p.hairpin && t[NB_NC_T_HAIRPIN].state == T_IDLE && t[NB_NC_T_MAP1].state == T_ANSWERED &&
 	    t[NB_NC_T_FLT1].state == T_ANSWERED && !nb_addr_equal(&t[NB_NC_T_MAP1].mapped, &nc->r.local)) {
-		/* Test I's round trip; after a retransmission it is only an upper bound. */
-		uint64_t rtt = t[NB_NC_T_MAP1].rtt, wait = 3 * rtt;
+		/* The hairpin path (host, router, host) is part of the path to the
+		 * server, so test I's round trip bounds it; after a retransmission
+		 * that round trip is itself only an upper bound. */
+		uint64_t rtt = t[NB_NC_T_MAP1].rtt, wait = 2 * rtt + NB_NC_HAIRPIN_SLACK_MS;
 		start(nc, NB_NC_T_HAIRPIN, &t[NB_NC_T_MAP1].mapped, 0, now);
-		if (wait < NB_NC_HAIRPIN_MIN_MS)
-			wait = NB_NC_HAIRPIN_MIN_MS;
 		if (wait > NB_NC_HAIRPIN_MAX_MS)
 			wait = NB_NC_HAIRPIN_MAX_MS;
 		t[NB_NC_T_HAIRPIN].give_up = now + wait;

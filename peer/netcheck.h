@@ -15,8 +15,10 @@
  *                 III -> primary, CHANGE-REQUEST port:    answered ? ADF : APDF
  *   hairpin     a Binding request from NB_NC_FILT to M1: does NB_NC_MAP see it?
  *               A hairpinned packet never leaves the router, so this waits
- *               3 x the round trip of test I (clamped to 50..500 ms), not the
- *               full give-up time.
+ *               2 x the round trip of test I plus 3 ms (at most 500 ms), not
+ *               the full give-up time. The shell must read what has arrived
+ *               before it lets a deadline pass (nb_udp_drain), or a busy
+ *               machine turns a late wake-up into "no hairpin".
  *
  * Phase 1 is both tests I; phase 2 is everything else, in parallel. Each
  * transaction is retransmitted (RTO doubling up to a cap) until answered or
