@@ -61,6 +61,7 @@ struct rv_pair {
 	uint64_t hash;
 	enum nb_path predicted;
 	enum nb_role role_a, role_b;
+	char reason[NB_CTRL_REASON_MAX + 1]; /* the plan's */
 	struct rv_outcome out;
 };
 
@@ -508,6 +509,7 @@ static uint32_t pair_update(struct nb_rendezvous *rv, const struct rv_session *x
 	p->predicted = x->predicted;
 	p->role_a = x->role_a;
 	p->role_b = x->role_b;
+	COPY(p->reason, x->plan_b.reason);
 	p->out = x->out;
 	return s;
 }
@@ -969,6 +971,7 @@ static void on_list(struct nb_rendezvous *rv, struct reply_ctx *c)
 			e->predicted = p->predicted;
 			e->role_a = p->role_a;
 			e->role_b = p->role_b;
+			COPY(e->reason, p->reason);
 			e->has_measured = outcome_measured(&p->out, c->now, &e->measured, &e->ms);
 		}
 	}

@@ -60,8 +60,12 @@ struct out_chunk {
 	char data[];
 };
 
+/* One row of a listing: a peer (peers) or a pair (matrix). */
 struct peer_row {
-	struct nb_ctrl_peer_info info;
+	union {
+		struct nb_ctrl_peer_info info;
+		struct nb_ctrl_pair pair;
+	};
 };
 
 struct agent {
@@ -131,6 +135,7 @@ struct agent {
 
 static void pump(struct agent *a);
 static void shutdown_agent(struct agent *a, int code);
+static void print_matrix(struct agent *a);
 
 /* ---- stdout --------------------------------------------------------------- */
 
@@ -772,7 +777,10 @@ static void client_events(struct agent *a, uint64_t now)
 				nb_log_debug("agent", "result for %s: %d %s", e.session, e.code, e.reason);
 			break;
 		case NB_CLIENT_EV_PEERS_PAGE:
-			for (size_t i = 0; i < e.u.page.n_peers && a->n_rows < AGENT_MAX_LISTED; i++) {
+		case NB_CLIENT_EV_MATRIX_PAGE: {
+			bool matrix = e.type == NB_CLIENT_EV_MATRIX_PAGE;
+			size_t n = matrix ? e.u.matrix.n_pairs : e.u.page.n_peers;
+			for (size_t i = 0; i < n && a->n_rows < AGENT_MAX_LISTED; i++) {
 				if (a->n_rows == a->cap_rows) {
 					size_t cap = a->cap_rows ? a->cap_rows * 2 : 64;
 					struct peer_row *r = realloc(a->rows, cap * sizeof(*r));
@@ -781,11 +789,17 @@ static void client_events(struct agent *a, uint64_t now)
 					a->rows = r;
 					a->cap_rows = cap;
 				}
-				a->rows[a->n_rows++].info = e.u.page.peers[i];
+				if (matrix)
+					a->rows[a->n_rows++].pair = e.u.matrix.pairs[i];
+				else
+					a->rows[a->n_rows++].info = e.u.page.peers[i];
 			}
 			break;
+		}
 		case NB_CLIENT_EV_PEERS_DONE: {
-			if (a->o->json) {
+			if (a->o->cmd == NB_AGENT_MATRIX) {
+				print_matrix(a);
+			} else if (a->o->json) {
 				cJSON *arr = cJSON_CreateArray();
 				for (size_t i = 0; i < a->n_rows; i++) {
 					const struct nb_ctrl_peer_info *p = &a->rows[i].info;
@@ -818,15 +832,59 @@ static void client_events(struct agent *a, uint64_t now)
 			shutdown_agent(a, 0);
 			return;
 		}
-		case NB_CLIENT_EV_PEERS_FAILED:
+		case NB_CLIENT_EV_PEERS_FAILED: {
+			const char *what = a->o->cmd == NB_AGENT_MATRIX ? "matrix" : "peers";
 			if (e.code != 0)
-				fprintf(stderr, "natpeer: peers: the broker refused: %d %s\n", e.code, e.reason);
+				fprintf(stderr, "natpeer: %s: the broker refused: %d %s\n", what, e.code, e.reason);
 			else
-				fprintf(stderr, "natpeer: peers: %s (is natbroker running at %s?)\n", e.reason,
+				fprintf(stderr, "natpeer: %s: %s (is natbroker running at %s?)\n", what, e.reason,
 					a->broker_str);
+		}
 			shutdown_agent(a, 1);
 			return;
 		}
+	}
+}
+
+/* The matrix listing: one JSON array, or a table. */
+static void print_matrix(struct agent *a)
+{
+	if (a->o->json) {
+		cJSON *arr = cJSON_CreateArray();
+		for (size_t i = 0; i < a->n_rows; i++) {
+			const struct nb_ctrl_pair *p = &a->rows[i].pair;
+			cJSON *j = cJSON_CreateObject();
+			cJSON_AddStringToObject(j, "a", p->a);
+			cJSON_AddStringToObject(j, "b", p->b);
+			cJSON_AddStringToObject(j, "predicted", nb_path_to_string(p->predicted));
+			cJSON_AddStringToObject(j, "role_a", nb_role_to_string(p->role_a));
+			cJSON_AddStringToObject(j, "role_b", nb_role_to_string(p->role_b));
+			cJSON_AddStringToObject(j, "plan", p->reason);
+			if (p->has_measured) {
+				cJSON_AddStringToObject(j, "measured", nb_path_to_string(p->measured));
+				cJSON_AddNumberToObject(j, "ms", p->ms);
+			} else {
+				cJSON_AddNullToObject(j, "measured");
+				cJSON_AddNullToObject(j, "ms");
+			}
+			cJSON_AddItemToArray(arr, j);
+		}
+		out_json(a, arr);
+		return;
+	}
+	char line[512];
+	snprintf(line, sizeof(line), "%-16s %-16s %-9s %-9s %7s  %s", "A", "B", "PREDICTED", "MEASURED", "MS",
+		 "PLAN");
+	out_text(a, line);
+	for (size_t i = 0; i < a->n_rows; i++) {
+		const struct nb_ctrl_pair *p = &a->rows[i].pair;
+		char ms[16] = "-";
+		if (p->has_measured)
+			snprintf(ms, sizeof(ms), "%u", p->ms);
+		snprintf(line, sizeof(line), "%-16s %-16s %-9s %-9s %7s  %s", p->a, p->b,
+			 nb_path_to_string(p->predicted), p->has_measured ? nb_path_to_string(p->measured) : "-",
+			 ms, p->reason[0] ? p->reason : "-");
+		out_text(a, line);
 	}
 }
 
@@ -1180,7 +1238,7 @@ int nb_agent_run(const struct nb_agent_opts *o)
 	rc = nb_udp_open(&a->sock, &a->loop, &any, 0, on_recv, a);
 	if (rc == 0) {
 		a->sock_open = true;
-		if (o->cmd != NB_AGENT_PEERS) {
+		if (o->cmd != NB_AGENT_PEERS && o->cmd != NB_AGENT_MATRIX) {
 			any.port = 0;
 			rc = nb_udp_open(&a->filt, &a->loop, &any, 0, on_recv, a);
 			a->filt_open = rc == 0;
@@ -1209,9 +1267,12 @@ int nb_agent_run(const struct nb_agent_opts *o)
 
 	uint64_t now = nb_now_ms();
 	nb_client_init(&a->client, NULL, &o->broker, seed, now);
-	if (o->cmd == NB_AGENT_PEERS) {
+	if (o->cmd == NB_AGENT_PEERS || o->cmd == NB_AGENT_MATRIX) {
 		a->phase = PH_PEERS;
-		nb_client_peers(&a->client, now);
+		if (o->cmd == NB_AGENT_MATRIX)
+			nb_client_matrix(&a->client, now);
+		else
+			nb_client_peers(&a->client, now);
 	} else {
 		uint8_t nseed[NB_STUN_TID_LEN];
 		memcpy(nseed, seed + 16, sizeof(nseed)); /* tx ids use the HMAC of the whole seed */

@@ -29,6 +29,7 @@ enum nb_agent_cmd {
 	NB_AGENT_LISTEN = 0,
 	NB_AGENT_CONNECT,
 	NB_AGENT_PEERS,
+	NB_AGENT_MATRIX,
 };
 
 struct nb_agent_opts {

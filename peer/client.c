@@ -271,29 +271,39 @@ int nb_client_result(struct nb_client *c, const struct nb_ctrl_result *r, uint64
 	return rc;
 }
 
-static int start_peers(struct nb_client *c, uint32_t offset, uint64_t now)
+static int start_list(struct nb_client *c, enum nb_client_txn_kind kind, uint32_t offset, uint64_t now)
 {
 	struct nb_client_txn *t;
 	struct nb_ctrl_msg m;
 	int rc;
 
 	memset(&m, 0, sizeof(m));
-	m.type = NB_CTRL_PEERS;
+	m.type = kind == NB_CLIENT_TXN_MATRIX ? NB_CTRL_MATRIX : NB_CTRL_PEERS;
 	m.u.query.offset = offset;
-	rc = txn_start(c, NB_CLIENT_TXN_PEERS, &m, now, &t);
+	rc = txn_start(c, kind, &m, now, &t);
 	if (rc == 0)
 		t->offset = offset;
 	return rc;
 }
 
-int nb_client_peers(struct nb_client *c, uint64_t now)
+static int list_begin(struct nb_client *c, enum nb_client_txn_kind kind, uint64_t now)
 {
-	if (nb_client_pending(c, NB_CLIENT_TXN_PEERS) > 0)
+	if (nb_client_pending(c, NB_CLIENT_TXN_PEERS) > 0 || nb_client_pending(c, NB_CLIENT_TXN_MATRIX) > 0)
 		return -EBUSY;
 	if (free_txns(c) <= 1)
 		return -ENOBUFS;
 	c->peers_pages = 0;
-	return start_peers(c, 0, now);
+	return start_list(c, kind, 0, now);
+}
+
+int nb_client_peers(struct nb_client *c, uint64_t now)
+{
+	return list_begin(c, NB_CLIENT_TXN_PEERS, now);
+}
+
+int nb_client_matrix(struct nb_client *c, uint64_t now)
+{
+	return list_begin(c, NB_CLIENT_TXN_MATRIX, now);
 }
 
 /* ---- Timers ---------------------------------------------------------------- */
@@ -327,6 +337,7 @@ static void txn_failed(struct nb_client *c, struct nb_client_txn *t, uint64_t no
 			scopy(e->session, sizeof(e->session), t->what);
 		break;
 	case NB_CLIENT_TXN_PEERS:
+	case NB_CLIENT_TXN_MATRIX:
 		push_event(c, NB_CLIENT_EV_PEERS_FAILED, 0, why);
 		break;
 	case NB_CLIENT_TXN_NONE:
@@ -513,27 +524,37 @@ static int on_reply(struct nb_client *c, struct nb_client_txn *t, const struct n
 		if (e != NULL)
 			scopy(e->session, sizeof(e->session), t->what);
 		return 0;
-	case NB_CLIENT_TXN_PEERS: {
-		const struct nb_ctrl_peer_list *pl = &m->u.peer_list;
+	case NB_CLIENT_TXN_PEERS:
+	case NB_CLIENT_TXN_MATRIX: {
+		bool matrix = kind == NB_CLIENT_TXN_MATRIX;
+		uint32_t total, offset;
+		size_t n;
 		if (m->type == NB_CTRL_ERROR) {
 			t->kind = NB_CLIENT_TXN_NONE;
 			push_event(c, NB_CLIENT_EV_PEERS_FAILED, code, reason);
 			return 0;
 		}
-		if (m->type != NB_CTRL_PEER_LIST || pl->offset != t->offset)
+		if (m->type != (matrix ? NB_CTRL_MATRIX_LIST : NB_CTRL_PEER_LIST))
+			break;
+		total = matrix ? m->u.matrix_list.total : m->u.peer_list.total;
+		offset = matrix ? m->u.matrix_list.offset : m->u.peer_list.offset;
+		n = matrix ? m->u.matrix_list.n_pairs : m->u.peer_list.n_peers;
+		if (offset != t->offset)
 			break;
 		t->kind = NB_CLIENT_TXN_NONE;
 		c->peers_pages++;
-		e = push_event(c, NB_CLIENT_EV_PEERS_PAGE, 0, NULL);
-		if (e != NULL)
-			e->u.page = *pl;
-		if ((uint64_t)pl->offset + pl->n_peers >= pl->total) {
+		e = push_event(c, matrix ? NB_CLIENT_EV_MATRIX_PAGE : NB_CLIENT_EV_PEERS_PAGE, 0, NULL);
+		if (e != NULL && matrix)
+			e->u.matrix = m->u.matrix_list;
+		else if (e != NULL)
+			e->u.page = m->u.peer_list;
+		if ((uint64_t)offset + n >= total) {
 			push_event(c, NB_CLIENT_EV_PEERS_DONE, 0, NULL);
-		} else if (pl->n_peers == 0) {
+		} else if (n == 0) {
 			push_event(c, NB_CLIENT_EV_PEERS_FAILED, 0, "the broker sent an empty page");
 		} else if (c->peers_pages >= NB_CLIENT_MAX_PAGES) {
 			push_event(c, NB_CLIENT_EV_PEERS_FAILED, 0, "too many pages");
-		} else if (start_peers(c, pl->offset + (uint32_t)pl->n_peers, now) != 0) {
+		} else if (start_list(c, kind, offset + (uint32_t)n, now) != 0) {
 			push_event(c, NB_CLIENT_EV_PEERS_FAILED, 0, "no free transaction");
 		}
 		return 0;
@@ -566,6 +587,7 @@ int nb_client_input(struct nb_client *c, const uint8_t *buf, size_t len, const s
 	case NB_CTRL_ACK:
 	case NB_CTRL_ERROR:
 	case NB_CTRL_PEER_LIST:
+	case NB_CTRL_MATRIX_LIST:
 		if (t != NULL)
 			return on_reply(c, t, &m, now);
 		break;

@@ -64,9 +64,10 @@ enum nb_client_event_type {
 	NB_CLIENT_EV_PLAN,           /* u.plan; pushed: broker-initiated (already acked) */
 	NB_CLIENT_EV_CONNECT_FAILED, /* code (0: no answer), reason; peer */
 	NB_CLIENT_EV_RESULT_DONE,    /* code: 0 acked, else the error (or -1: no answer); session */
-	NB_CLIENT_EV_PEERS_PAGE,     /* u.page: one page of the listing */
-	NB_CLIENT_EV_PEERS_DONE,     /* the listing is complete */
-	NB_CLIENT_EV_PEERS_FAILED,   /* code (0: no answer), reason */
+	NB_CLIENT_EV_PEERS_PAGE,     /* u.page: one page of the peers listing */
+	NB_CLIENT_EV_PEERS_DONE,     /* the listing (peers or matrix) is complete */
+	NB_CLIENT_EV_PEERS_FAILED,   /* the listing (peers or matrix) failed: code (0: no answer), reason */
+	NB_CLIENT_EV_MATRIX_PAGE,    /* u.matrix: one page of the matrix listing */
 };
 
 struct nb_client_event {
@@ -80,6 +81,7 @@ struct nb_client_event {
 		struct nb_ctrl_registered registered;
 		struct nb_ctrl_plan plan;
 		struct nb_ctrl_peer_list page;
+		struct nb_ctrl_matrix_list matrix;
 	} u;
 };
 
@@ -103,6 +105,7 @@ enum nb_client_txn_kind {
 	NB_CLIENT_TXN_CONNECT,
 	NB_CLIENT_TXN_RESULT,
 	NB_CLIENT_TXN_PEERS,
+	NB_CLIENT_TXN_MATRIX,
 };
 
 struct nb_client_txn {
@@ -171,6 +174,10 @@ int nb_client_result(struct nb_client *c, const struct nb_ctrl_result *r, uint64
  * PEERS_DONE or PEERS_FAILED). Needs no registration. 0, or -EBUSY (a
  * listing is running) / -ENOBUFS. */
 int nb_client_peers(struct nb_client *c, uint64_t now);
+
+/* The same for the broker's who-can-reach-whom matrix: MATRIX_PAGE events,
+ * then PEERS_DONE or PEERS_FAILED. One listing (peers or matrix) at a time. */
+int nb_client_matrix(struct nb_client *c, uint64_t now);
 
 /* A control datagram from `from`. 0 when it was the broker's and was taken,
  * -1 when dropped (nothing changed). Events may follow. */

@@ -34,6 +34,10 @@ static void usage(FILE *f)
 	      "                      broker's plan and print one event line; then stdin\n"
 	      "                      lines to PEER and its datagrams to stdout until EOF\n"
 	      "  peers               list the peers registered with the broker\n"
+	      "  matrix              the broker's who-can-reach-whom matrix: for every pair\n"
+	      "                      that was tried, the predicted path, the plan, and the\n"
+	      "                      measured outcome (--json: one array of objects with\n"
+	      "                      a, b, predicted, role_a, role_b, plan, measured, ms)\n"
 	      "\n"
 	      "options:\n"
 	      "  --broker IP[:PORT]  the broker, a numeric address (port 3478 by default)\n"
@@ -201,6 +205,8 @@ int main(int argc, char **argv)
 		ao.cmd = NB_AGENT_CONNECT;
 	else if (strcmp(cmd, "peers") == 0)
 		ao.cmd = NB_AGENT_PEERS;
+	else if (strcmp(cmd, "matrix") == 0)
+		ao.cmd = NB_AGENT_MATRIX;
 	else {
 		fprintf(stderr, "natpeer: unknown command '%s' (see --help)\n", cmd);
 		return 2;
@@ -213,7 +219,7 @@ int main(int argc, char **argv)
 	ao.port = o.port;
 	ao.json = o.json;
 	ao.timeout_ms = have_timeout ? o.timeout_ms : 0;
-	if (ao.cmd != NB_AGENT_PEERS) {
+	if (ao.cmd != NB_AGENT_PEERS && ao.cmd != NB_AGENT_MATRIX) {
 		if (id == NULL || !valid_id(id)) {
 			fprintf(stderr, "natpeer: %s needs --id NAME: 1-32 of A-Z a-z 0-9 . _ -\n", cmd);
 			return 2;

@@ -1073,6 +1073,8 @@ static int dec_pair(struct ctx *c, const cJSON *o, struct nb_ctrl_pair *p)
 	if ((rc = get_word(c, o, "role_b", true, &v_role, &w)) < 0)
 		return rc;
 	p->role_b = (enum nb_role)w;
+	if ((rc = get_reason(c, o, "reason", false, p->reason)) < 0)
+		return rc;
 	rc = get_word(c, o, "measured", false, &v_path, &w);
 	if (rc < 0)
 		return rc;
@@ -1499,7 +1501,8 @@ static int enc_pair_entry(struct ctx *c, cJSON *o, const void *v)
 	if ((rc = put_id(c, o, "a", p->a)) < 0 || (rc = put_id(c, o, "b", p->b)) < 0 ||
 	    (rc = put_word(c, o, "predicted", &v_path, (int)p->predicted)) < 0 ||
 	    (rc = put_word(c, o, "role_a", &v_role, (int)p->role_a)) < 0 ||
-	    (rc = put_word(c, o, "role_b", &v_role, (int)p->role_b)) < 0)
+	    (rc = put_word(c, o, "role_b", &v_role, (int)p->role_b)) < 0 ||
+	    (rc = put_reason(c, o, "reason", p->reason, false)) < 0)
 		return rc;
 	if (p->has_measured) {
 		if ((rc = put_word(c, o, "measured", &v_path, (int)p->measured)) < 0 ||
@@ -1758,7 +1761,7 @@ static bool matrix_list_equal(const struct nb_ctrl_matrix_list *a,
 	for (size_t i = 0; i < a->n_pairs; i++) {
 		const struct nb_ctrl_pair *x = &a->pairs[i], *y = &b->pairs[i];
 		if (!STREQ(x->a, y->a) || !STREQ(x->b, y->b) || x->predicted != y->predicted ||
-		    x->role_a != y->role_a || x->role_b != y->role_b ||
+		    x->role_a != y->role_a || x->role_b != y->role_b || !STREQ(x->reason, y->reason) ||
 		    x->has_measured != y->has_measured ||
 		    (x->has_measured && (x->measured != y->measured || x->ms != y->ms)))
 			return false;

@@ -293,6 +293,7 @@ struct nb_ctrl_pair {
 	bool has_measured;           /* tried yet? */
 	enum nb_path measured;       /* NB_PATH_NONE = tried and failed */
 	uint32_t ms;                 /* with has_measured: time to the outcome */
+	char reason[NB_CTRL_REASON_MAX + 1]; /* the plan's reason, for people; "" = absent */
 };
 
 struct nb_ctrl_matrix_list {

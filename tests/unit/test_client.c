@@ -583,6 +583,50 @@ static void test_peers_paging(void **state)
 	assert_int_equal(f.ev[f.n_ev - 1].type, NB_CLIENT_EV_PEERS_DONE);
 }
 
+static void test_matrix_paging(void **state)
+{
+	static struct fake f;
+	struct nb_ctrl_msg m;
+
+	(void)state;
+	setup(&f);
+	assert_int_equal(nb_client_matrix(&f.c, f.now), 0);
+	/* one listing at a time, of either kind */
+	assert_int_equal(nb_client_peers(&f.c, f.now), -EBUSY);
+	drain(&f);
+	assert_int_equal(last(&f)->type, NB_CTRL_MATRIX);
+	/* a peers page is not a matrix page */
+	m = page(last(&f)->tx, 3, 0, 2);
+	assert_int_equal(reply(&f, &m), -1);
+	for (uint32_t off = 0; off < 3; off += 2) {
+		m = simple(NB_CTRL_MATRIX_LIST, last(&f)->tx);
+		m.u.matrix_list.total = 3;
+		m.u.matrix_list.offset = off;
+		m.u.matrix_list.n_pairs = off == 0 ? 2 : 1;
+		for (size_t i = 0; i < m.u.matrix_list.n_pairs; i++) {
+			struct nb_ctrl_pair *p = &m.u.matrix_list.pairs[i];
+			snprintf(p->a, sizeof(p->a), "a%u", (unsigned)(off + i));
+			snprintf(p->b, sizeof(p->b), "b%u", (unsigned)(off + i));
+			p->predicted = NB_PATH_DIRECT;
+			p->role_a = NB_ROLE_DIAL;
+			p->role_b = NB_ROLE_LISTEN;
+			snprintf(p->reason, sizeof(p->reason), "b is open: a dials");
+		}
+		assert_int_equal(reply(&f, &m), 0);
+	}
+	int pages = 0;
+	size_t entries = 0;
+	for (int i = 0; i < f.n_ev; i++)
+		if (f.ev[i].type == NB_CLIENT_EV_MATRIX_PAGE) {
+			pages++;
+			entries += f.ev[i].u.matrix.n_pairs;
+			assert_string_equal(f.ev[i].u.matrix.pairs[0].reason, "b is open: a dials");
+		}
+	assert_int_equal(pages, 2);
+	assert_int_equal(entries, 3);
+	assert_int_equal(f.ev[f.n_ev - 1].type, NB_CLIENT_EV_PEERS_DONE);
+}
+
 static void test_ignores(void **state)
 {
 	static struct fake f;
@@ -631,6 +675,7 @@ int main(void)
 		cmocka_unit_test(test_connect),
 		cmocka_unit_test(test_result),
 		cmocka_unit_test(test_peers_paging),
+		cmocka_unit_test(test_matrix_paging),
 		cmocka_unit_test(test_ignores),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -84,6 +84,8 @@ static void fill_pair(struct nb_ctrl_pair *p, size_t i)
 		p->measured = (enum nb_path)((i + 2) % NB_PATH_COUNT);
 		p->ms = (uint32_t)(i * 137);
 	}
+	if (i % 2 == 1)
+		snprintf(p->reason, sizeof(p->reason), "plan %zu: both sides punch", i);
 }
 
 #define MAX_SAMPLES 32

@@ -767,9 +767,11 @@ static void test_results_matrix(void **state)
 	assert_int_equal(p.role_a, NB_ROLE_LISTEN);
 	assert_int_equal(p.role_b, NB_ROLE_DIAL);
 	assert_false(p.has_measured);
+	assert_non_null(strstr(p.reason, "bob dials, alice listens"));
 	p = matrix_pair(h, 10, "erin", "carol");
 	assert_int_equal(p.predicted, NB_PATH_NONE);
 	assert_int_equal(p.role_a, NB_ROLE_NONE);
+	assert_non_null(strstr(p.reason, "symmetric"));
 
 	/* one side connected: measured at once */
 	result(h, "203.0.113.1:1", 100, s_bob, "alice", "connected", "direct", 31);
