@@ -7,6 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
 #include "broker/connectivity.h"
 #include "proto/nat.h"
 
@@ -101,7 +104,8 @@ struct nb_rendezvous {
 	size_t cache_head, cache_n;
 	struct nb_hidx cache_by_key;
 
-	uint64_t list_tat_us; /* GCRA: theoretical arrival time of the next list query */
+	uint64_t list_tat_us;   /* GCRA: theoretical arrival time of the next list query */
+	uint64_t verify_tat_us; /* ... and of the next probe */
 
 	struct nb_rendezvous_stats st;
 	struct nb_ctrl_msg in, rep, push; /* large: kept off the stack */
@@ -121,6 +125,7 @@ void nb_rendezvous_config_default(struct nb_rendezvous_config *cfg)
 	cfg->deadline_ms = NB_RENDEZVOUS_DEFAULT_DEADLINE_MS;
 	cfg->prime_delay_ms = NB_RENDEZVOUS_DEFAULT_PRIME_DELAY_MS;
 	cfg->list_rate = NB_RENDEZVOUS_DEFAULT_LIST_RATE;
+	cfg->verify_rate = NB_RENDEZVOUS_DEFAULT_VERIFY_RATE;
 }
 
 static bool config_ok(const struct nb_rendezvous_config *c)
@@ -139,7 +144,8 @@ static bool config_ok(const struct nb_rendezvous_config *c)
 	       c->cache_ms >= NB_RENDEZVOUS_CACHE_MS && c->keepalive_s >= NB_CTRL_KEEPALIVE_MIN_S &&
 	       c->keepalive_s <= NB_CTRL_KEEPALIVE_MAX_S &&
 	       c->deadline_ms >= NB_CTRL_DEADLINE_MIN_MS && c->deadline_ms <= NB_CTRL_DEADLINE_MAX_MS &&
-	       c->prime_delay_ms <= NB_CTRL_DELAY_MAX_MS && c->list_rate <= 1000000;
+	       c->prime_delay_ms <= NB_CTRL_DELAY_MAX_MS && c->list_rate <= 1000000 &&
+	       c->verify_rate <= 1000000;
 }
 
 int nb_rendezvous_new(const struct nb_rendezvous_config *cfg, struct nb_rendezvous **ret)
@@ -645,6 +651,7 @@ static ssize_t push_encode(struct nb_rendezvous *rv, const struct rv_session *x,
 	if (n > 0) {
 		d->len = (size_t)n;
 		d->to = x->push_to;
+		d->from_alt_port = false;
 	}
 	return n;
 }
@@ -652,12 +659,17 @@ static ssize_t push_encode(struct nb_rendezvous *rv, const struct rv_session *x,
 /* ---- Requests ----------------------------------------------------------------------- */
 
 /* What a request handler decided, besides rv->rep. */
+static void upnp_proof(const struct nb_rendezvous *rv, const struct nb_addr *from,
+		       const struct nb_addr *external, char out[NB_CTRL_PROOF_LEN + 1]);
+
 struct reply_ctx {
 	const struct nb_addr *from;
 	uint64_t now;
 	const uint8_t *rnd;
 	bool cacheable; /* false for transient refusals: 429, 500, 503 */
 	bool is_list;
+	bool is_probe; /* rep is a probe, for probe_to */
+	struct nb_addr probe_to;
 	struct nb_rendezvous_out *out;
 };
 
@@ -696,6 +708,19 @@ static void on_register(struct nb_rendezvous *rv, struct reply_ctx *c)
 	int rc;
 
 	rv->st.registers++;
+	/* A mapping counts as verified only with the proof of our probe. */
+	bool upnp_claimed = r->has_upnp && r->upnp == NB_CTRL_UPNP_MAPPED, upnp_ok = false;
+	if (upnp_claimed) {
+		char want[NB_CTRL_PROOF_LEN + 1];
+		upnp_proof(rv, c->from, &r->upnp_external, want);
+		upnp_ok = r->upnp_proof[0] != '\0' && secret_equal(r->upnp_proof, want, NB_CTRL_PROOF_LEN);
+		if (upnp_ok)
+			rv->st.proofs_good++;
+		else
+			rv->st.proofs_bad++;
+		if (!upnp_ok) /* stored as a gateway without a verified mapping */
+			rv->in.u.reg.upnp = NB_CTRL_UPNP_FAILED;
+	}
 	if (rv->cfg.token[0] != '\0' &&
 	    !secret_equal(r->token, rv->cfg.token, NB_CTRL_TOKEN_MAX)) {
 		set_error(&rv->rep, tx, NB_CTRL_ERR_UNAUTHORIZED, "%s",
@@ -722,6 +747,8 @@ static void on_register(struct nb_rendezvous *rv, struct reply_ctx *c)
 	rv->rep.u.registered.reflexive = *c->from;
 	rv->rep.u.registered.keepalive_s = rv->cfg.keepalive_s;
 	rv->rep.u.registered.expires_s = rv->cfg.keepalive_s * NB_RENDEZVOUS_EXPIRES_FACTOR;
+	rv->rep.u.registered.has_upnp = upnp_claimed;
+	rv->rep.u.registered.upnp_verified = upnp_ok;
 	ev.change = change;
 	ev.other_addr = old;
 	ev.entry = nb_registry_get(rv->reg, r->id, c->now);
@@ -910,19 +937,83 @@ static void on_result(struct nb_rendezvous *rv, struct reply_ctx *c)
 	emit(rv, &ev);
 }
 
-/* GCRA: list_rate per second with a burst of one second's worth. */
-static bool list_allowed(struct nb_rendezvous *rv, uint64_t now)
+/* GCRA: rate per second with a burst of one second's worth. */
+static bool gcra_allowed(uint64_t *tat_us, uint32_t rate, uint64_t now)
 {
 	uint64_t t = now * 1000, interval, tat;
 
-	if (rv->cfg.list_rate == 0)
+	if (rate == 0)
 		return true;
-	interval = 1000000 / rv->cfg.list_rate;
-	tat = rv->list_tat_us > t ? rv->list_tat_us : t;
+	interval = 1000000 / rate;
+	tat = *tat_us > t ? *tat_us : t;
 	if (tat - t > 1000000 - interval)
 		return false;
-	rv->list_tat_us = tat + interval;
+	*tat_us = tat + interval;
 	return true;
+}
+
+static bool list_allowed(struct nb_rendezvous *rv, uint64_t now)
+{
+	return gcra_allowed(&rv->list_tat_us, rv->cfg.list_rate, now);
+}
+
+/* The proof of a mapping: the first 16 bytes of HMAC-SHA256(probe_key,
+ * "natbroker upnp proof" LF requester LF external), in hex. It binds the
+ * mapping to the requester's address: from another address, or for another
+ * external address, it does not verify. */
+static void upnp_proof(const struct nb_rendezvous *rv, const struct nb_addr *from,
+		       const struct nb_addr *external, char out[NB_CTRL_PROOF_LEN + 1])
+{
+	static const char hexd[] = "0123456789abcdef";
+	char a[NB_ADDR_STRLEN], b[NB_ADDR_STRLEN], msg[2 * NB_ADDR_STRLEN + 32];
+	unsigned char mac[EVP_MAX_MD_SIZE];
+	unsigned int maclen = 0;
+	int n;
+
+	n = snprintf(msg, sizeof(msg), "natbroker upnp proof\n%s\n%s", nb_addr_format(from, a, sizeof(a)),
+		     nb_addr_format(external, b, sizeof(b)));
+	if (n < 0 || (size_t)n >= sizeof(msg) ||
+	    HMAC(EVP_sha256(), rv->cfg.probe_key, (int)sizeof(rv->cfg.probe_key), (const unsigned char *)msg,
+		 (size_t)n, mac, &maclen) == NULL ||
+	    maclen < NB_CTRL_PROOF_LEN / 2) {
+		memset(out, 0, NB_CTRL_PROOF_LEN + 1); /* cannot happen; an empty proof never matches */
+		return;
+	}
+	for (size_t i = 0; i < NB_CTRL_PROOF_LEN / 2; i++) {
+		out[2 * i] = hexd[mac[i] >> 4];
+		out[2 * i + 1] = hexd[mac[i] & 15];
+	}
+	out[NB_CTRL_PROOF_LEN] = '\0';
+}
+
+/* verify: probe the external address from a source the peer's socket has
+ * not sent to. Only to the requester's own IP: the broker sends nothing
+ * unauthenticated to a third party. */
+static void on_verify(struct nb_rendezvous *rv, struct reply_ctx *c)
+{
+	const struct nb_addr *ext = &rv->in.u.verify.external;
+	const char *tx = rv->in.tx;
+
+	rv->st.verifies++;
+	c->cacheable = false; /* a retransmitted verify is probed again */
+	if (!nb_addr_ip_equal(ext, c->from) || !source_ok(ext)) {
+		rv->st.verify_refused++;
+		set_error(&rv->rep, tx, NB_CTRL_ERR_BAD_REQUEST, "external is not on your address");
+		refuse(rv, c, NB_CTRL_ERR_BAD_REQUEST, "");
+		return;
+	}
+	if (!gcra_allowed(&rv->verify_tat_us, rv->cfg.verify_rate, c->now)) {
+		rv->st.verify_refused++;
+		rv->st.rate_limited++;
+		set_error(&rv->rep, tx, NB_CTRL_ERR_RATE_LIMITED, "too many verify requests");
+		refuse(rv, c, NB_CTRL_ERR_RATE_LIMITED, "");
+		return;
+	}
+	set_header(&rv->rep, NB_CTRL_PROBE, tx);
+	upnp_proof(rv, c->from, ext, rv->rep.u.probe.proof);
+	c->is_probe = true;
+	c->probe_to = *ext;
+	rv->st.probes++;
 }
 
 static void on_list(struct nb_rendezvous *rv, struct reply_ctx *c)
@@ -1067,6 +1158,8 @@ int nb_rendezvous_handle(struct nb_rendezvous *rv, const uint8_t *buf, size_t le
 		return -EINVAL;
 	ret->n = 0;
 	ret->rnd_used = false;
+	for (size_t i = 0; i < NB_RENDEZVOUS_MAX_OUT; i++)
+		ret->d[i].from_alt_port = false;
 	housekeeping(rv, now);
 	rv->st.rx++;
 	if (!source_ok(from)) {
@@ -1086,6 +1179,7 @@ int nb_rendezvous_handle(struct nb_rendezvous *rv, const uint8_t *buf, size_t le
 	case NB_CTRL_PLAN:
 	case NB_CTRL_PEER_LIST:
 	case NB_CTRL_MATRIX_LIST:
+	case NB_CTRL_PROBE:
 		/* Replies (or a broker's request) sent to the broker: nobody
 		 * asked; answering could start a loop. */
 		rv->st.ignored++;
@@ -1125,6 +1219,9 @@ int nb_rendezvous_handle(struct nb_rendezvous *rv, const uint8_t *buf, size_t le
 	case NB_CTRL_RESULT:
 		on_result(rv, &c);
 		break;
+	case NB_CTRL_VERIFY:
+		on_verify(rv, &c);
+		break;
 	default: /* NB_CTRL_PEERS, NB_CTRL_MATRIX */
 		on_list(rv, &c);
 		break;
@@ -1145,7 +1242,13 @@ int nb_rendezvous_handle(struct nb_rendezvous *rv, const uint8_t *buf, size_t le
 	}
 	d->len = (size_t)n;
 	d->to = *from;
+	d->from_alt_port = false;
 	ret->n = 1;
+	if (c.is_probe) { /* not a reply: to the mapping, from the alternate port */
+		d->to = c.probe_to;
+		d->from_alt_port = true;
+		return 0;
+	}
 	rv->st.replies++;
 	if (rv->rep.type == NB_CTRL_ERROR)
 		rv->st.errors++;

@@ -29,6 +29,15 @@
  *                 is evicted early (and reported)
  *   list queries  list_rate pages per second (burst: one second's worth)
  *                                                         -> 429
+ *   verify        verify_rate probes per second (same shape) -> 429
+ *
+ * UPnP mappings (docs/protocol.md "verify"): a `verify` for an external
+ * address on the requester's own IP gets no reply but a `probe`, sent to
+ * that address from the broker's primary IP and alternate port (d[0] with
+ * from_alt_port), a source the peer's socket has never sent to. The probe
+ * carries a proof, an HMAC under probe_key of (requester, external); a
+ * later `register` that shows the proof gets its mapping treated as
+ * verified by the connectivity table. Nothing is kept per verify.
  */
 #ifndef NB_BROKER_RENDEZVOUS_H
 #define NB_BROKER_RENDEZVOUS_H
@@ -57,6 +66,8 @@
 /* The dialer waits this long when the other side primes its filter. */
 #define NB_RENDEZVOUS_DEFAULT_PRIME_DELAY_MS 100
 #define NB_RENDEZVOUS_DEFAULT_LIST_RATE 100 /* peers/matrix pages per second */
+#define NB_RENDEZVOUS_DEFAULT_VERIFY_RATE 100 /* probes per second */
+#define NB_RENDEZVOUS_PROBE_KEY_LEN 32
 
 /* A pushed plan is sent at 0, 250, 750, 1750, 3750 and 7750 ms and given
  * up at 11750 ms without an ack (docs/protocol.md "Transactions"). */
@@ -127,9 +138,11 @@ struct nb_rendezvous_config {
 	uint32_t deadline_ms;  /* plan.deadline_ms, 1..600000 (default 5000) */
 	uint32_t prime_delay_ms; /* plan.delay_ms of a dialer whose peer primes (default 100) */
 	uint32_t list_rate;    /* peers/matrix pages per second; 0 = unlimited (default 100) */
+	uint32_t verify_rate;  /* probes per second; 0 = unlimited (default 100) */
 	/* The token every register must carry; "" (default) = none needed. */
 	char token[NB_CTRL_TOKEN_MAX + 1];
 	uint8_t hash_key[NB_SIPHASH_KEY_LEN]; /* secret random key for the hash tables */
+	uint8_t probe_key[NB_RENDEZVOUS_PROBE_KEY_LEN]; /* secret random key of the mapping proofs */
 	nb_rendezvous_event_fn event_cb;      /* may be NULL */
 	void *event_arg;
 };
@@ -147,6 +160,7 @@ void nb_rendezvous_free(struct nb_rendezvous *rv); /* accepts NULL */
 /* One datagram out: to `to`, `len` bytes of `data`. */
 struct nb_rendezvous_dgram {
 	struct nb_addr to;
+	bool from_alt_port; /* send from the primary IP's alternate port (else primary) */
 	size_t len;
 	uint8_t data[NB_CTRL_MAX_DATAGRAM];
 };
@@ -193,6 +207,8 @@ struct nb_rendezvous_stats {
 	uint64_t expired;
 	uint64_t pushes, push_retransmits, push_acked, push_failed;
 	uint64_t full_peers, full_sessions, rate_limited, cache_evicted_early, cache_nomem;
+	uint64_t verifies, probes, verify_refused; /* verify requests; probes sent; refused */
+	uint64_t proofs_good, proofs_bad;          /* register: upnp proofs checked */
 	/* gauges */
 	size_t peers, sessions, pairs, cached;
 };

@@ -414,9 +414,20 @@ static void on_control(struct udp_sock *s, const uint8_t *data, size_t len,
 		memset(srv->rnd + srv->rnd_pos, 0, NB_RENDEZVOUS_RANDOM_LEN);
 		srv->rnd_pos += NB_RENDEZVOUS_RANDOM_LEN;
 	}
-	/* Replies join the receive batch's sendmmsg. */
-	for (size_t i = 0; i < out->n; i++)
-		nb_udp_queue(&s->udp, out->d[i].data, out->d[i].len, &out->d[i].to);
+	/* Replies join the receive batch's sendmmsg. A UPnP probe leaves from
+	 * the primary IP's alternate port, a source the peer has not sent to;
+	 * else from the alternate IP; with one socket only, from this one. */
+	for (size_t i = 0; i < out->n; i++) {
+		const struct nb_rendezvous_dgram *d = &out->d[i];
+		struct udp_sock *tx = s;
+		if (d->from_alt_port)
+			tx = srv->udp[0][1].open ? &srv->udp[0][1] : srv->udp[1][1].open ? &srv->udp[1][1]
+				: srv->udp[1][0].open ? &srv->udp[1][0] : s;
+		if (tx == s)
+			nb_udp_queue(&s->udp, d->data, d->len, &d->to);
+		else
+			nb_udp_send(&tx->udp, d->data, d->len, &d->to);
+	}
 	rv_timer_arm(srv);
 }
 
@@ -871,6 +882,9 @@ static int rendezvous_open(struct nb_server *srv)
 	/* Blocks only before the kernel's pool is first initialised at boot;
 	 * nothing is being served yet. */
 	n = getrandom(rc.hash_key, sizeof(rc.hash_key), 0);
+	if (n == (ssize_t)sizeof(rc.hash_key))
+		n = getrandom(rc.probe_key, sizeof(rc.probe_key), 0) == (ssize_t)sizeof(rc.probe_key)
+			    ? n : -1;
 	if (n != (ssize_t)sizeof(rc.hash_key)) {
 		err = n < 0 ? -errno : -EIO;
 		nb_log_error(LOG, "getrandom: %s", strerror(-err));
@@ -878,6 +892,7 @@ static int rendezvous_open(struct nb_server *srv)
 	}
 	err = nb_rendezvous_new(&rc, &srv->rv);
 	memset(rc.token, 0, sizeof(rc.token));
+	memset(rc.probe_key, 0, sizeof(rc.probe_key));
 	if (err < 0) {
 		nb_log_error(LOG, "%s", err == -ENOMEM ? "out of memory for the rendezvous tables"
 							: "invalid rendezvous configuration");

@@ -58,7 +58,9 @@ static const char *const type_words[NB_CTRL_TYPE_MAX + 1] = {
 	[NB_CTRL_ERROR] = "error",         [NB_CTRL_ACK] = "ack",
 	[NB_CTRL_PEERS] = "peers",         [NB_CTRL_PEER_LIST] = "peer_list",
 	[NB_CTRL_MATRIX] = "matrix",       [NB_CTRL_MATRIX_LIST] = "matrix_list",
+	[NB_CTRL_VERIFY] = "verify",       [NB_CTRL_PROBE] = "probe",
 };
+static const char *const verified_words[] = { "unverified", "verified" };
 
 #define VOCAB(w) { w, sizeof(w) / sizeof((w)[0]) }
 static const struct vocab v_mapping = VOCAB(mapping_words);
@@ -68,6 +70,7 @@ static const struct vocab v_role = VOCAB(role_words);
 static const struct vocab v_path = VOCAB(path_words);
 static const struct vocab v_upnp = VOCAB(upnp_words);
 static const struct vocab v_outcome = VOCAB(outcome_words);
+static const struct vocab v_verified = VOCAB(verified_words);
 
 static const char *vocab_word(const struct vocab *v, int i)
 {
@@ -945,8 +948,13 @@ static int dec_register(struct ctx *c, const cJSON *o, struct nb_ctrl_register *
 		if (r->upnp == NB_CTRL_UPNP_MAPPED) {
 			if ((rc = get_addr(c, sub, "external", true, &r->upnp_external)) < 0)
 				return rc;
+			if (get(sub, "proof") != NULL &&
+			    (rc = get_hex(c, sub, "proof", NB_CTRL_PROOF_LEN, r->upnp_proof)) < 0)
+				return rc;
 		} else if (get(sub, "external") != NULL) {
 			return ffail(c, NB_CTRL_E_FORMAT, "external", "only with status 'mapped'");
+		} else if (get(sub, "proof") != NULL) {
+			return ffail(c, NB_CTRL_E_FORMAT, "proof", "only with status 'mapped'");
 		}
 		set_prefix(c, NULL, 0, false);
 	}
@@ -955,7 +963,7 @@ static int dec_register(struct ctx *c, const cJSON *o, struct nb_ctrl_register *
 
 static int dec_registered(struct ctx *c, const cJSON *o, struct nb_ctrl_registered *r)
 {
-	int rc;
+	int rc, w = 0;
 
 	if ((rc = get_id(c, o, "id", r->id)) < 0 ||
 	    (rc = get_addr(c, o, "reflexive", true, &r->reflexive)) < 0 ||
@@ -964,6 +972,11 @@ static int dec_registered(struct ctx *c, const cJSON *o, struct nb_ctrl_register
 	    (rc = get_u32(c, o, "expires", true, NB_CTRL_EXPIRES_MIN_S, NB_CTRL_EXPIRES_MAX_S,
 			  &r->expires_s)) < 0)
 		return rc;
+	rc = get_word(c, o, "upnp", false, &v_verified, &w);
+	if (rc < 0)
+		return rc;
+	r->has_upnp = rc == 0;
+	r->upnp_verified = r->has_upnp && w == 1;
 	return 0;
 }
 
@@ -1159,6 +1172,10 @@ static int dec_body(struct ctx *c, const cJSON *o, struct nb_ctrl_msg *m)
 		return dec_list(c, o, "peers", &m->u.peer_list.total, &m->u.peer_list.offset,
 				&m->u.peer_list.n_peers, m->u.peer_list.peers,
 				sizeof(m->u.peer_list.peers[0]), dec_peer_entry);
+	case NB_CTRL_VERIFY:
+		return get_addr(c, o, "external", true, &m->u.verify.external);
+	case NB_CTRL_PROBE:
+		return get_hex(c, o, "proof", NB_CTRL_PROOF_LEN, m->u.probe.proof);
 	case NB_CTRL_MATRIX_LIST:
 		return dec_list(c, o, "pairs", &m->u.matrix_list.total, &m->u.matrix_list.offset,
 				&m->u.matrix_list.n_pairs, m->u.matrix_list.pairs,
@@ -1412,6 +1429,13 @@ static int enc_register(struct ctx *c, cJSON *o, const struct nb_ctrl_register *
 		if (r->upnp == NB_CTRL_UPNP_MAPPED &&
 		    (rc = put_addr(c, sub, "external", &r->upnp_external)) < 0)
 			return rc;
+		if (r->upnp_proof[0] != '\0') {
+			if (r->upnp != NB_CTRL_UPNP_MAPPED)
+				return ffail(c, NB_CTRL_E_FORMAT, "proof", "only with status 'mapped'");
+			if ((rc = check_hex(c, "proof", r->upnp_proof, NB_CTRL_PROOF_LEN)) < 0 ||
+			    (rc = put_str(sub, "proof", r->upnp_proof)) < 0)
+				return rc;
+		}
 	}
 	return 0;
 }
@@ -1426,6 +1450,8 @@ static int enc_registered(struct ctx *c, cJSON *o, const struct nb_ctrl_register
 			    NB_CTRL_KEEPALIVE_MAX_S)) < 0 ||
 	    (rc = put_range(c, o, "expires", r->expires_s, NB_CTRL_EXPIRES_MIN_S,
 			    NB_CTRL_EXPIRES_MAX_S)) < 0)
+		return rc;
+	if (r->has_upnp && (rc = put_word(c, o, "upnp", &v_verified, r->upnp_verified ? 1 : 0)) < 0)
 		return rc;
 	return 0;
 }
@@ -1647,6 +1673,14 @@ static ssize_t encode(const struct nb_ctrl_msg *m, uint8_t *buf, size_t cap, siz
 			      sizeof(m->u.peer_list.peers[0]), enc_peer_entry, limit,
 			      ret_count != NULL ? &count : NULL);
 		break;
+	case NB_CTRL_VERIFY:
+		rc = put_addr(&c, root, "external", &m->u.verify.external);
+		break;
+	case NB_CTRL_PROBE:
+		rc = check_hex(&c, "proof", m->u.probe.proof, NB_CTRL_PROOF_LEN);
+		if (rc == 0)
+			rc = put_str(root, "proof", m->u.probe.proof);
+		break;
 	case NB_CTRL_MATRIX_LIST:
 		rc = enc_list(&c, root, "pairs", m->u.matrix_list.total, m->u.matrix_list.offset,
 			      m->u.matrix_list.pairs, m->u.matrix_list.n_pairs,
@@ -1715,8 +1749,8 @@ static bool register_equal(const struct nb_ctrl_register *a, const struct nb_ctr
 			   (a->has_hairpin && a->hairpin != b->hairpin)))
 		return false;
 	if (a->has_upnp &&
-	    (a->upnp != b->upnp || (a->upnp == NB_CTRL_UPNP_MAPPED &&
-				    !nb_addr_equal(&a->upnp_external, &b->upnp_external))))
+	    (a->upnp != b->upnp || !STREQ(a->upnp_proof, b->upnp_proof) ||
+	     (a->upnp == NB_CTRL_UPNP_MAPPED && !nb_addr_equal(&a->upnp_external, &b->upnp_external))))
 		return false;
 	return true;
 }
@@ -1780,7 +1814,9 @@ bool nb_ctrl_msg_equal(const struct nb_ctrl_msg *a, const struct nb_ctrl_msg *b)
 		return STREQ(a->u.registered.id, b->u.registered.id) &&
 		       nb_addr_equal(&a->u.registered.reflexive, &b->u.registered.reflexive) &&
 		       a->u.registered.keepalive_s == b->u.registered.keepalive_s &&
-		       a->u.registered.expires_s == b->u.registered.expires_s;
+		       a->u.registered.expires_s == b->u.registered.expires_s &&
+		       a->u.registered.has_upnp == b->u.registered.has_upnp &&
+		       a->u.registered.upnp_verified == b->u.registered.upnp_verified;
 	case NB_CTRL_KEEPALIVE:
 		return STREQ(a->u.keepalive.id, b->u.keepalive.id);
 	case NB_CTRL_CONNECT:
@@ -1802,6 +1838,10 @@ bool nb_ctrl_msg_equal(const struct nb_ctrl_msg *a, const struct nb_ctrl_msg *b)
 		return peer_list_equal(&a->u.peer_list, &b->u.peer_list);
 	case NB_CTRL_MATRIX_LIST:
 		return matrix_list_equal(&a->u.matrix_list, &b->u.matrix_list);
+	case NB_CTRL_VERIFY:
+		return nb_addr_equal(&a->u.verify.external, &b->u.verify.external);
+	case NB_CTRL_PROBE:
+		return STREQ(a->u.probe.proof, b->u.probe.proof);
 	}
 	return false;
 }

@@ -187,8 +187,13 @@ enum nb_ctrl_type {
 	NB_CTRL_PEER_LIST,
 	NB_CTRL_MATRIX,       /* query -> matrix_list | error */
 	NB_CTRL_MATRIX_LIST,
+	NB_CTRL_VERIFY,       /* peer -> broker: probe my mapping; no reply, a probe */
+	NB_CTRL_PROBE,        /* broker -> the mapping being verified (not a reply) */
 };
-#define NB_CTRL_TYPE_MAX NB_CTRL_MATRIX_LIST
+#define NB_CTRL_TYPE_MAX NB_CTRL_PROBE
+
+/* Hex digits of a UPnP mapping's proof (docs/protocol.md "verify"). */
+#define NB_CTRL_PROOF_LEN 32
 
 /* "the type word", or NULL for a value outside the enum. */
 const char *nb_ctrl_type_to_string(enum nb_ctrl_type t);
@@ -217,6 +222,7 @@ struct nb_ctrl_register {
 	bool has_upnp;
 	enum nb_ctrl_upnp_status upnp; /* "upnp":{"status"} */
 	struct nb_addr upnp_external;  /* "upnp":{"external"}: iff upnp == MAPPED */
+	char upnp_proof[NB_CTRL_PROOF_LEN + 1]; /* "upnp":{"proof"}: only with MAPPED; "" = absent */
 };
 
 struct nb_ctrl_registered {
@@ -224,6 +230,16 @@ struct nb_ctrl_registered {
 	struct nb_addr reflexive; /* the source the broker saw */
 	uint32_t keepalive_s;     /* send keepalive at least this often */
 	uint32_t expires_s;       /* registration dropped after this long without one */
+	bool has_upnp;            /* "upnp" present: the register said "mapped" */
+	bool upnp_verified;       /* "upnp":"verified" (else "unverified") */
+};
+
+struct nb_ctrl_verify {
+	struct nb_addr external; /* the mapping to probe; its IP must be the source's */
+};
+
+struct nb_ctrl_probe {
+	char proof[NB_CTRL_PROOF_LEN + 1];
 };
 
 struct nb_ctrl_keepalive {
@@ -317,6 +333,8 @@ struct nb_ctrl_msg {
 		struct nb_ctrl_query query; /* NB_CTRL_PEERS, NB_CTRL_MATRIX */
 		struct nb_ctrl_peer_list peer_list;
 		struct nb_ctrl_matrix_list matrix_list;
+		struct nb_ctrl_verify verify;
+		struct nb_ctrl_probe probe;
 		/* NB_CTRL_ACK has no fields */
 	} u;
 };

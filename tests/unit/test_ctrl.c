@@ -111,6 +111,7 @@ static size_t make_samples(struct nb_ctrl_msg *s)
 	m->u.reg.has_upnp = true;
 	m->u.reg.upnp = NB_CTRL_UPNP_MAPPED;
 	m->u.reg.upnp_external = addr("198.51.100.1:51000");
+	SET(m->u.reg.upnp_proof, "0123456789abcdef0123456789abcdef");
 
 	/* register, minimal */
 	m = &s[n++];
@@ -240,6 +241,32 @@ static size_t make_samples(struct nb_ctrl_msg *s)
 	m->u.matrix_list.offset = 3;
 
 	assert_true(n <= MAX_SAMPLES);
+	/* appended: keep the indices above stable */
+	m = &s[n++];
+	init_msg(m, NB_CTRL_REGISTERED);
+	SET(m->u.registered.id, "alice");
+	m->u.registered.reflexive = addr("203.0.113.9:40000");
+	m->u.registered.keepalive_s = 25;
+	m->u.registered.expires_s = 90;
+	m->u.registered.has_upnp = true;
+	m->u.registered.upnp_verified = true;
+
+	m = &s[n++];
+	init_msg(m, NB_CTRL_REGISTERED);
+	SET(m->u.registered.id, "bob");
+	m->u.registered.reflexive = addr("203.0.113.9:40001");
+	m->u.registered.keepalive_s = 15;
+	m->u.registered.expires_s = 45;
+	m->u.registered.has_upnp = true;
+
+	m = &s[n++];
+	init_msg(m, NB_CTRL_VERIFY);
+	m->u.verify.external = addr("203.0.113.106:40001");
+
+	m = &s[n++];
+	init_msg(m, NB_CTRL_PROBE);
+	SET(m->u.probe.proof, "fedcba9876543210fedcba9876543210");
+
 	return n;
 }
 
@@ -679,6 +706,17 @@ static const struct bad bad_inputs[] = {
 	  NB_CTRL_E_MISSING },
 	{ "upnp external without mapped", REG(",\"local\":[],\"upnp\":{\"status\":\"none\","
 					      "\"external\":\"1.2.3.4:5\"}"), 0, NB_CTRL_E_FORMAT },
+	{ "upnp proof without mapped", REG(",\"local\":[],\"upnp\":{\"status\":\"failed\","
+					   "\"proof\":\"0123456789abcdef0123456789abcdef\"}"), 0, NB_CTRL_E_FORMAT },
+	{ "upnp proof short", REG(",\"local\":[],\"upnp\":{\"status\":\"mapped\",\"external\":\"1.2.3.4:5\","
+				  "\"proof\":\"0123456789abcdef\"}"), 0, NB_CTRL_E_LENGTH },
+	{ "upnp proof upper case", REG(",\"local\":[],\"upnp\":{\"status\":\"mapped\",\"external\":\"1.2.3.4:5\","
+				       "\"proof\":\"0123456789ABCDEF0123456789abcdef\"}"), 0, NB_CTRL_E_FORMAT },
+	{ "registered upnp word", REGD(",\"keepalive\":15,\"expires\":45,\"upnp\":\"maybe\""), 0, NB_CTRL_E_ENUM },
+	{ "verify no external", HDR("verify") "}", 0, NB_CTRL_E_MISSING },
+	{ "verify external not addr", HDR("verify") ",\"external\":\"host:1\"}", 0, NB_CTRL_E_FORMAT },
+	{ "probe no proof", HDR("probe") "}", 0, NB_CTRL_E_MISSING },
+	{ "probe proof long", HDR("probe") ",\"proof\":\"0123456789abcdef0123456789abcdef0\"}", 0, NB_CTRL_E_LENGTH },
 	/* addresses */
 	{ "addr no port", REG(",\"local\":[\"1.2.3.4\"]"), 0, NB_CTRL_E_FORMAT },
 	{ "addr port 0", REG(",\"local\":[\"1.2.3.4:0\"]"), 0, NB_CTRL_E_FORMAT },

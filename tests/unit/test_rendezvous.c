@@ -152,8 +152,10 @@ static size_t send_raw(struct h *h, const char *from, uint64_t now, const uint8_
 		assert_int_equal(nb_ctrl_decode(&h->m[i], h->out.d[i].data, h->out.d[i].len),
 				 (ssize_t)h->out.d[i].len);
 	}
-	if (h->out.n >= 1)
-		assert_true(nb_addr_equal(&h->out.d[0].to, &f)); /* d[0] always answers the source */
+	if (h->out.n >= 1 && h->m[0].type != NB_CTRL_PROBE)
+		assert_true(nb_addr_equal(&h->out.d[0].to, &f)); /* d[0] answers the source */
+	if (h->out.n >= 1 && h->m[0].type == NB_CTRL_PROBE) /* ... or probes the source's IP */
+		assert_true(nb_addr_ip_equal(&h->out.d[0].to, &f) && h->out.d[0].from_alt_port);
 	return h->out.n;
 }
 
@@ -183,14 +185,17 @@ static size_t reg_full(struct h *h, const char *id, const char *from, uint64_t n
 		       const char *mapping, const char *filtering, const char *locals,
 		       const char *upnp_ext, const char *token)
 {
-	char nat[200] = "", upnp[100] = "", tok[100] = "";
+	char nat[200] = "", upnp[160] = "", tok[100] = "";
 
 	if (mapping != NULL)
 		snprintf(nat, sizeof(nat), ",\"nat\":{\"mapping\":\"%s\",\"filtering\":\"%s\"}", mapping,
 			 filtering);
-	if (upnp_ext != NULL)
-		snprintf(upnp, sizeof(upnp), ",\"upnp\":{\"status\":\"mapped\",\"external\":\"%s\"}",
-			 upnp_ext);
+	if (upnp_ext != NULL) { /* verified first: the broker's probe carries the proof */
+		assert_int_equal(sendf(h, from, now, HDR ",\"external\":\"%s\"}", "verify", next_tx(h), upnp_ext), 1);
+		assert_int_equal(h->m[0].type, NB_CTRL_PROBE);
+		snprintf(upnp, sizeof(upnp), ",\"upnp\":{\"status\":\"mapped\",\"external\":\"%s\",\"proof\":\"%s\"}",
+			 upnp_ext, h->m[0].u.probe.proof);
+	}
 	if (token != NULL)
 		snprintf(tok, sizeof(tok), ",\"token\":\"%s\"", token);
 	return sendf(h, from, now, HDR ",\"id\":\"%s\"%s,\"local\":[%s]%s%s}", "register", next_tx(h),
@@ -738,6 +743,87 @@ static struct nb_ctrl_pair matrix_pair(struct h *h, uint64_t now, const char *x,
 		offset = l->offset + (uint32_t)l->n_pairs;
 		assert_true(offset < l->total);
 	}
+}
+
+/* UPnP mappings: the broker probes only the requester's own IP, from its
+ * alternate port, and only a register that shows the probe's proof gets a
+ * verified mapping (and the upnp path). */
+static void test_upnp_verify(void **state)
+{
+	struct h *h = h_new(NULL);
+	char proof[NB_CTRL_PROOF_LEN + 1], req[256];
+	static const char smallest[] = "{\"v\":1,\"type\":\"verify\",\"tx\":\"0123456789abcdef\",\"external\":\"1.2.3.4:5\"}";
+	int n;
+
+	(void)state;
+	assert_int_equal(strlen(smallest), 70);
+	/* to another IP: refused, nothing sent there */
+	assert_int_equal(sendf(h, "198.51.100.2:2000", 0, HDR ",\"external\":\"198.51.100.9:51000\"}", "verify",
+			       next_tx(h)), 1);
+	assert_int_equal(h->m[0].type, NB_CTRL_ERROR);
+	assert_int_equal(h->m[0].u.error.code, 400);
+	assert_false(h->out.d[0].from_alt_port);
+
+	/* to its own IP: a probe there, from the alternate port, no bigger than the request */
+	n = snprintf(req, sizeof(req), HDR ",\"external\":\"198.51.100.2:51000\"}", "verify", next_tx(h));
+	assert_int_equal(send_json(h, "198.51.100.2:2000", 0, req), 1);
+	assert_int_equal(h->m[0].type, NB_CTRL_PROBE);
+	assert_true(h->out.d[0].from_alt_port);
+	assert_true(nb_addr_equal(&h->out.d[0].to, &(struct nb_addr){ 0 }) == false);
+	struct nb_addr ext = A("198.51.100.2:51000");
+	assert_true(nb_addr_equal(&h->out.d[0].to, &ext));
+	/* amplification: 89 bytes for the smallest verify (70 bytes) is 1.27x, to the requester's IP */
+	assert_int_equal(h->out.d[0].len, 89);
+	assert_true(n >= 70 && h->out.d[0].len * 70 <= (size_t)n * 89);
+	assert_int_equal(strlen(h->m[0].u.probe.proof), NB_CTRL_PROOF_LEN);
+	snprintf(proof, sizeof(proof), "%s", h->m[0].u.probe.proof);
+	/* the same request again: probed again (not answered from the reply cache) */
+	assert_int_equal(send_json(h, "198.51.100.2:2000", 5, req), 1);
+	assert_int_equal(h->m[0].type, NB_CTRL_PROBE);
+	assert_string_equal(h->m[0].u.probe.proof, proof);
+
+	/* a wrong proof, or the right one from another port: unverified, no upnp path */
+	static const char *const tries[][2] = {
+		{ "198.51.100.2:2000", "00000000000000000000000000000000" },
+		{ "198.51.100.2:2001", NULL },
+	};
+	for (size_t i = 0; i < 2; i++) {
+		assert_int_equal(sendf(h, tries[i][0], 10, HDR ",\"id\":\"bob\",\"local\":[],\"nat\":{\"mapping\":"
+				       "\"endpoint-independent\",\"filtering\":\"address-and-port-dependent\"},"
+				       "\"upnp\":{\"status\":\"mapped\",\"external\":\"198.51.100.2:51000\","
+				       "\"proof\":\"%s\"}}", "register", next_tx(h), tries[i][1] ? tries[i][1] : proof), 1);
+		assert_int_equal(h->m[0].type, NB_CTRL_REGISTERED);
+		assert_true(h->m[0].u.registered.has_upnp);
+		assert_false(h->m[0].u.registered.upnp_verified);
+	}
+	reg_ok(h, "alice", "203.0.113.1:1000", 10, "sym");
+	connect_(h, "203.0.113.1:1000", 20, "alice", "bob");
+	assert_int_equal(h->m[0].u.plan.path, NB_PATH_NONE); /* sym vs prc */
+
+	/* the right proof from the verified address: verified, and bob listens on it */
+	assert_int_equal(sendf(h, "198.51.100.2:2000", 30, HDR ",\"id\":\"bob\",\"local\":[],\"nat\":{\"mapping\":"
+			       "\"endpoint-independent\",\"filtering\":\"address-and-port-dependent\"},"
+			       "\"upnp\":{\"status\":\"mapped\",\"external\":\"198.51.100.2:51000\","
+			       "\"proof\":\"%s\"}}", "register", next_tx(h), proof), 1);
+	assert_true(h->m[0].u.registered.upnp_verified);
+	connect_(h, "203.0.113.1:1000", 40, "alice", "bob");
+	assert_int_equal(h->m[0].u.plan.path, NB_PATH_UPNP);
+	assert_int_equal(h->m[0].u.plan.role, NB_ROLE_DIAL);
+
+	/* a probe sent to the broker is ignored */
+	assert_int_equal(sendf(h, "198.51.100.2:2000", 50, HDR ",\"proof\":\"%s\"}", "probe", next_tx(h), proof), 0);
+
+	/* verify_rate (100/s, a burst of one second's worth): the 101st at once is refused */
+	size_t probes = 0, refused = 0;
+	for (int i = 0; i < 150; i++) {
+		assert_int_equal(sendf(h, "198.51.100.3:2000", 1000000, HDR ",\"external\":\"198.51.100.3:2000\"}",
+				       "verify", next_tx(h)), 1);
+		probes += h->m[0].type == NB_CTRL_PROBE;
+		refused += h->m[0].type == NB_CTRL_ERROR && h->m[0].u.error.code == 429;
+	}
+	assert_int_equal(probes, 100);
+	assert_int_equal(refused, 50);
+	h_free(h);
 }
 
 static void test_results_matrix(void **state)
@@ -1289,6 +1375,7 @@ int main(void)
 		cmocka_unit_test(test_push_refused),
 		cmocka_unit_test(test_poll_bounded),
 		cmocka_unit_test(test_results_matrix),
+		cmocka_unit_test(test_upnp_verify),
 		cmocka_unit_test(test_paging_peers),
 		cmocka_unit_test(test_paging_matrix),
 		cmocka_unit_test(test_reply_cache),
