@@ -1,18 +1,24 @@
-/* broker/main.c - natbroker: the command line over nb_server_run(). */
+/* broker/main.c - natbroker: the command line and the config file over nb_server_run(). */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "broker/binding.h"
 #include "broker/registry.h"
 #include "broker/rendezvous.h"
 #include "broker/server.h"
+#include "common/config.h"
 #include "common/log.h"
 
 #define EXIT_USAGE 2
+#define LOG "broker"
+#define ERR_MAX 1024
 
 static const char usage[] =
 	"usage: natbroker [options]\n"
@@ -20,6 +26,10 @@ static const char usage[] =
 	"A STUN server (RFC 8489, RFC 5780, RFC 3489 clients) and rendezvous broker\n"
 	"(control messages on the primary UDP port) for the natbroker peers.\n"
 	"\n"
+	"  --config FILE            read settings from FILE first: one 'key = value'\n"
+	"                           per line, the keys are the options below without\n"
+	"                           '--'; options on the command line override it\n"
+	"  --check-config           check the settings, print them and exit\n"
 	"  --listen IP              address to serve on (default 0.0.0.0). Give it twice,\n"
 	"                           with two public IPs, for RFC 5780 NAT behaviour\n"
 	"                           discovery (CHANGE-REQUEST, OTHER-ADDRESS)\n"
@@ -39,20 +49,105 @@ static const char usage[] =
 	"                           printable ASCII characters; default: none needed)\n"
 	"  --keepalive S            peers send a keepalive every S seconds; a\n"
 	"                           registration expires after 3 x S (default 15)\n"
+	"  --status-port N          answer the datagram \"status\" on 127.0.0.1:N with\n"
+	"                           a JSON report (default 0: off)\n"
 	"  --log-level L            error, warn, info (default) or debug\n"
 	"  -h, --help               this text\n"
 	"  -V, --version            the version\n"
 	"\n"
-	"SIGINT or SIGTERM stops it cleanly. See docs/broker.md.\n";
+	"SIGINT or SIGTERM stops it cleanly. SIGHUP re-reads the config file and\n"
+	"applies its log-level (other changes need a restart). See natbroker(8),\n"
+	"docs/broker.md and docs/operations.md.\n";
 
-static int bad(const char *opt, const char *val, const char *what)
+/* ---- The options ------------------------------------------------------------ */
+
+/* Every option before OPT_N_SETTINGS may also be set in the config file,
+ * under its long name. */
+enum opt_id {
+	OPT_LISTEN, OPT_PORT, OPT_ALT_PORT, OPT_NO_TCP, OPT_MAX_TCP, OPT_TCP_IDLE,
+	OPT_TCP_MAX_BYTES, OPT_SOFTWARE, OPT_MAX_PEERS, OPT_MAX_SESSIONS, OPT_TOKEN,
+	OPT_KEEPALIVE, OPT_STATUS_PORT, OPT_LOG_LEVEL,
+	OPT_N_SETTINGS,
+	OPT_CONFIG = OPT_N_SETTINGS, OPT_CHECK_CONFIG,
+	OPT_N_LONG,
+};
+#define OPT_BASE 256 /* getopt_long values: OPT_BASE + enum opt_id */
+
+static const struct nb_config_key settings[OPT_N_SETTINGS] = {
+	[OPT_LISTEN] = { "listen", NB_CONFIG_VALUE, 2 },
+	[OPT_PORT] = { "port", NB_CONFIG_VALUE, 1 },
+	[OPT_ALT_PORT] = { "alt-port", NB_CONFIG_VALUE, 1 },
+	[OPT_NO_TCP] = { "no-tcp", NB_CONFIG_FLAG, 1 },
+	[OPT_MAX_TCP] = { "max-tcp", NB_CONFIG_VALUE, 1 },
+	[OPT_TCP_IDLE] = { "tcp-idle-timeout", NB_CONFIG_VALUE, 1 },
+	[OPT_TCP_MAX_BYTES] = { "tcp-max-bytes", NB_CONFIG_VALUE, 1 },
+	[OPT_SOFTWARE] = { "software", NB_CONFIG_VALUE, 1 },
+	[OPT_MAX_PEERS] = { "max-peers", NB_CONFIG_VALUE, 1 },
+	[OPT_MAX_SESSIONS] = { "max-sessions", NB_CONFIG_VALUE, 1 },
+	[OPT_TOKEN] = { "token", NB_CONFIG_VALUE, 1 },
+	[OPT_KEEPALIVE] = { "keepalive", NB_CONFIG_VALUE, 1 },
+	[OPT_STATUS_PORT] = { "status-port", NB_CONFIG_VALUE, 1 },
+	[OPT_LOG_LEVEL] = { "log-level", NB_CONFIG_VALUE, 1 },
+};
+
+/* One option from the command line, applied after the config file. */
+struct cli_opt {
+	enum opt_id id;
+	const char *val; /* NULL for a flag */
+};
+
+/* The settings being built: the server configuration and what main keeps
+ * for itself. Strings are copied in, so a settings value owns everything. */
+struct settings {
+	struct nb_server_config cfg;
+	unsigned n_listen;
+	bool listen_from_cli; /* listen[] holds command-line addresses: the file's are gone */
+	bool alt_port_given;
+	enum nb_log_level level;
+	const char *file;               /* config file, or NULL */
+	unsigned line[OPT_N_SETTINGS];  /* where each setting was last set in the file; 0: not */
+	char software[NB_BINDING_MAX_SOFTWARE + 1];
+	char token[NB_CTRL_TOKEN_MAX + 1];
+};
+
+/* The program's state; static, so the loop's callbacks can reach it. */
+struct program {
+	const char *config_path;
+	struct cli_opt *cli;
+	size_t n_cli;
+	struct settings running;
+};
+
+static struct option long_options[OPT_N_LONG + 3];
+
+static void build_options(void)
+{
+	size_t i;
+
+	for (i = 0; i < OPT_N_SETTINGS; i++)
+		long_options[i] = (struct option){
+			settings[i].name,
+			settings[i].kind == NB_CONFIG_FLAG ? no_argument : required_argument,
+			NULL, OPT_BASE + (int)i,
+		};
+	long_options[i++] = (struct option){ "config", required_argument, NULL, OPT_BASE + OPT_CONFIG };
+	long_options[i++] = (struct option){ "check-config", no_argument, NULL,
+					     OPT_BASE + OPT_CHECK_CONFIG };
+	long_options[i++] = (struct option){ "help", no_argument, NULL, 'h' };
+	long_options[i++] = (struct option){ "version", no_argument, NULL, 'V' };
+	long_options[i] = (struct option){ NULL, 0, NULL, 0 };
+}
+
+/* ---- Checking and applying one setting --------------------------------------- */
+
+/* An error for `where` ("--port" or "FILE:LINE: port") into err; -EINVAL. */
+static int bad(char *err, size_t len, const char *where, const char *val, const char *what)
 {
 	if (val != NULL)
-		fprintf(stderr, "natbroker: %s: expected %s, got '%s'\n", opt, what, val);
+		snprintf(err, len, "%s: expected %s, got '%s'", where, what, val);
 	else
-		fprintf(stderr, "natbroker: %s: %s\n", opt, what);
-	fprintf(stderr, "Try 'natbroker --help'.\n");
-	return EXIT_USAGE;
+		snprintf(err, len, "%s: %s", where, what);
+	return -EINVAL;
 }
 
 /* A decimal number in [min, max]: digits only, no sign, no blanks. */
@@ -85,113 +180,374 @@ static bool token_ok(const char *s)
 	return true;
 }
 
-enum {
-	OPT_LISTEN = 256, OPT_PORT, OPT_ALT_PORT, OPT_NO_TCP, OPT_MAX_TCP, OPT_TCP_IDLE,
-	OPT_TCP_MAX_BYTES, OPT_SOFTWARE, OPT_LOG_LEVEL, OPT_MAX_PEERS, OPT_MAX_SESSIONS, OPT_TOKEN,
-	OPT_KEEPALIVE,
-};
+static void settings_default(struct settings *s, const char *file)
+{
+	memset(s, 0, sizeof(*s));
+	nb_server_config_default(&s->cfg);
+	s->level = NB_LOG_INFO;
+	s->file = file;
+}
 
-static const struct option options[] = {
-	{ "listen", required_argument, NULL, OPT_LISTEN },
-	{ "port", required_argument, NULL, OPT_PORT },
-	{ "alt-port", required_argument, NULL, OPT_ALT_PORT },
-	{ "no-tcp", no_argument, NULL, OPT_NO_TCP },
-	{ "max-tcp", required_argument, NULL, OPT_MAX_TCP },
-	{ "tcp-idle-timeout", required_argument, NULL, OPT_TCP_IDLE },
-	{ "tcp-max-bytes", required_argument, NULL, OPT_TCP_MAX_BYTES },
-	{ "software", required_argument, NULL, OPT_SOFTWARE },
-	{ "log-level", required_argument, NULL, OPT_LOG_LEVEL },
-	{ "max-peers", required_argument, NULL, OPT_MAX_PEERS },
-	{ "max-sessions", required_argument, NULL, OPT_MAX_SESSIONS },
-	{ "token", required_argument, NULL, OPT_TOKEN },
-	{ "keepalive", required_argument, NULL, OPT_KEEPALIVE },
-	{ "help", no_argument, NULL, 'h' },
-	{ "version", no_argument, NULL, 'V' },
-	{ NULL, 0, NULL, 0 },
-};
+/* "--port", or "FILE:LINE: port" for a setting last set in the file. */
+static const char *where_of(const struct settings *s, enum opt_id id, char *buf, size_t len)
+{
+	if (s->file != NULL && s->line[id] != 0)
+		snprintf(buf, len, "%s:%u: %s", s->file, s->line[id], settings[id].name);
+	else
+		snprintf(buf, len, "--%s", settings[id].name);
+	return buf;
+}
+
+/* Apply one setting, from the file (line > 0) or the command line (line 0):
+ * the one check and the one assignment both paths share. val is the value
+ * (NULL for a flag), flag the flag's value. 0, or -EINVAL with err set. */
+static int apply(struct settings *s, enum opt_id id, const char *val, bool flag, unsigned line,
+		 char *err, size_t errlen)
+{
+	char where[ERR_MAX / 2];
+	unsigned long long v;
+
+	s->line[id] = line;
+	where_of(s, id, where, sizeof(where));
+	switch (id) {
+	case OPT_LISTEN: {
+		struct nb_addr a;
+		if (line == 0 && !s->listen_from_cli) {
+			/* The command line's --listen replaces the file's. */
+			s->n_listen = 0;
+			s->listen_from_cli = true;
+		}
+		if (s->n_listen == 2)
+			return bad(err, errlen, where, NULL, "given more than twice (one or two addresses)");
+		if (nb_addr_parse(val, true, &a) != 0)
+			return bad(err, errlen, where, val, "an IPv4 or IPv6 address");
+		if (a.port != 0)
+			return bad(err, errlen, where, val, "an address without a port (use --port)");
+		s->cfg.listen[s->n_listen++] = a;
+		return 0;
+	}
+	case OPT_PORT:
+		if (parse_u64(val, 1, 65535, &v) != 0)
+			return bad(err, errlen, where, val, "a port number from 1 to 65535");
+		s->cfg.port = (uint16_t)v;
+		return 0;
+	case OPT_ALT_PORT:
+		if (parse_u64(val, 1, 65535, &v) != 0)
+			return bad(err, errlen, where, val, "a port number from 1 to 65535");
+		s->cfg.alt_port = (uint16_t)v;
+		s->alt_port_given = true;
+		return 0;
+	case OPT_NO_TCP:
+		s->cfg.tcp = !flag;
+		return 0;
+	case OPT_MAX_TCP:
+		if (parse_u64(val, 1, 1000000, &v) != 0)
+			return bad(err, errlen, where, val, "a number from 1 to 1000000");
+		s->cfg.max_tcp = (unsigned)v;
+		return 0;
+	case OPT_TCP_IDLE:
+		if (parse_u64(val, 1, 86400, &v) != 0)
+			return bad(err, errlen, where, val, "seconds, from 1 to 86400");
+		s->cfg.tcp_idle_timeout_ms = v * 1000;
+		return 0;
+	case OPT_TCP_MAX_BYTES:
+		if (parse_u64(val, NB_STUN_HDR_LEN, 1ull << 32, &v) != 0)
+			return bad(err, errlen, where, val, "a number from 20 to 4294967296");
+		s->cfg.tcp_max_bytes = v;
+		return 0;
+	case OPT_SOFTWARE:
+		if (strlen(val) == 0 || strlen(val) > NB_BINDING_MAX_SOFTWARE)
+			return bad(err, errlen, where, val, "text of 1 to 127 bytes");
+		memcpy(s->software, val, strlen(val) + 1);
+		s->cfg.software = s->software;
+		return 0;
+	case OPT_MAX_PEERS:
+		if (parse_u64(val, 1, NB_REGISTRY_MAX_MAX, &v) != 0)
+			return bad(err, errlen, where, val, "a number from 1 to 10000000");
+		s->cfg.max_peers = (size_t)v;
+		return 0;
+	case OPT_MAX_SESSIONS:
+		if (parse_u64(val, 1, NB_RENDEZVOUS_MAX_SESSIONS_MAX, &v) != 0)
+			return bad(err, errlen, where, val, "a number from 1 to 1000000");
+		s->cfg.max_sessions = (size_t)v;
+		return 0;
+	case OPT_TOKEN:
+		if (!token_ok(val))
+			return bad(err, errlen, where, val, "1 to 64 printable ASCII characters");
+		memcpy(s->token, val, strlen(val) + 1);
+		s->cfg.token = s->token;
+		return 0;
+	case OPT_KEEPALIVE:
+		if (parse_u64(val, NB_CTRL_KEEPALIVE_MIN_S, NB_CTRL_KEEPALIVE_MAX_S, &v) != 0)
+			return bad(err, errlen, where, val, "seconds, from 1 to 3600");
+		s->cfg.keepalive_s = (uint32_t)v;
+		return 0;
+	case OPT_STATUS_PORT:
+		if (parse_u64(val, 0, 65535, &v) != 0)
+			return bad(err, errlen, where, val, "a port number from 1 to 65535, or 0 for off");
+		s->cfg.status_port = (uint16_t)v;
+		return 0;
+	case OPT_LOG_LEVEL:
+		if (nb_log_parse_level(val, &s->level) != 0)
+			return bad(err, errlen, where, val, "one of error, warn, info, debug");
+		return 0;
+	default:
+		return bad(err, errlen, where, NULL, "not a setting");
+	}
+}
+
+/* The checks across settings, once all are in. 0, or -EINVAL with err set. */
+static int finish(struct settings *s, char *err, size_t errlen)
+{
+	struct nb_server_config *cfg = &s->cfg;
+	char w[ERR_MAX / 2];
+
+	if (s->n_listen > 0)
+		cfg->n_listen = s->n_listen;
+	if (!s->alt_port_given)
+		cfg->alt_port = (uint16_t)(cfg->port + 1); /* as coturn does */
+	if (s->n_listen == 2) {
+		if (!s->alt_port_given && cfg->port == 65535)
+			return bad(err, errlen, where_of(s, OPT_ALT_PORT, w, sizeof(w)), NULL,
+				   "needed when --port is 65535");
+		where_of(s, OPT_LISTEN, w, sizeof(w));
+		if (cfg->listen[0].family != cfg->listen[1].family)
+			return bad(err, errlen, w, NULL, "the two addresses must be of one family");
+		if (nb_addr_is_unspecified(&cfg->listen[0]) || nb_addr_is_unspecified(&cfg->listen[1]))
+			return bad(err, errlen, w, NULL,
+				   "RFC 5780 mode needs two specific addresses, not a wildcard");
+		if (nb_addr_ip_equal(&cfg->listen[0], &cfg->listen[1]))
+			return bad(err, errlen, w, NULL, "the two addresses must differ");
+		if (cfg->port == cfg->alt_port)
+			return bad(err, errlen, where_of(s, OPT_ALT_PORT, w, sizeof(w)), NULL,
+				   "must differ from --port");
+	}
+	if (cfg->status_port != 0 &&
+	    (cfg->status_port == cfg->port || (s->n_listen == 2 && cfg->status_port == cfg->alt_port)))
+		return bad(err, errlen, where_of(s, OPT_STATUS_PORT, w, sizeof(w)), NULL,
+			   "must differ from --port and --alt-port");
+	return 0;
+}
+
+/* ---- The config file ------------------------------------------------------------ */
+
+/* Read the whole file into buf (cap bytes; a file of more than
+ * NB_CONFIG_MAX_BYTES is refused). 0, or -errno / -EFBIG with err set. */
+static int read_file(const char *path, uint8_t *buf, size_t cap, size_t *ret_len, char *err,
+		     size_t errlen)
+{
+	struct stat st;
+	size_t got = 0;
+	int fd, rc = 0;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0) {
+		rc = -errno;
+		snprintf(err, errlen, "%s: cannot open: %s", path, strerror(-rc));
+		return rc;
+	}
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+		rc = -EINVAL;
+		snprintf(err, errlen, "%s: not a regular file", path);
+		goto out;
+	}
+	while (got < cap) {
+		ssize_t n = read(fd, buf + got, cap - got);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			rc = -errno;
+			snprintf(err, errlen, "%s: cannot read: %s", path, strerror(-rc));
+			goto out;
+		}
+		if (n == 0)
+			break;
+		got += (size_t)n;
+	}
+	if (got > NB_CONFIG_MAX_BYTES) {
+		rc = -EFBIG;
+		snprintf(err, errlen, "%s: larger than %d bytes", path, NB_CONFIG_MAX_BYTES);
+		goto out;
+	}
+	*ret_len = got;
+out:
+	close(fd);
+	return rc;
+}
+
+/* Defaults, then the file (if any), then the command line, then the checks
+ * across settings. All or nothing: 0 with *s complete, or -errno with err
+ * set and *s not to be used. */
+static int load(struct settings *s, const char *path, const struct cli_opt *cli, size_t n_cli,
+		char *err, size_t errlen)
+{
+	static uint8_t buf[NB_CONFIG_MAX_BYTES + 1];
+	static struct nb_config file;
+	struct nb_config_error perr;
+	size_t len = 0;
+	int rc;
+
+	settings_default(s, path);
+	if (path != NULL) {
+		rc = read_file(path, buf, sizeof(buf), &len, err, errlen);
+		if (rc < 0)
+			return rc;
+		if (nb_config_parse(buf, len, settings, OPT_N_SETTINGS, &perr, &file) != 0) {
+			if (perr.line > 0)
+				snprintf(err, errlen, "%s:%u: %s", path, perr.line, perr.msg);
+			else
+				snprintf(err, errlen, "%s: %s", path, perr.msg);
+			return -EINVAL;
+		}
+		for (size_t i = 0; i < file.n; i++) {
+			const struct nb_config_entry *e = &file.e[i];
+			rc = apply(s, (enum opt_id)e->key, e->value, e->flag, e->line, err, errlen);
+			if (rc < 0)
+				return rc;
+		}
+	}
+	for (size_t i = 0; i < n_cli; i++) {
+		rc = apply(s, cli[i].id, cli[i].val, true, 0, err, errlen);
+		if (rc < 0)
+			return rc;
+	}
+	return finish(s, err, errlen);
+}
+
+/* The effective settings, as a config file (the token is not shown). */
+static void print_settings(FILE *f, const struct settings *s)
+{
+	static const char *const levels[] = { "error", "warn", "info", "debug" };
+	const struct nb_server_config *c = &s->cfg;
+	char ip[NB_ADDR_STRLEN];
+
+	fprintf(f, "# natbroker %s: effective settings%s%s\n", NB_VERSION,
+		s->file != NULL ? " from " : "", s->file != NULL ? s->file : "");
+	for (unsigned i = 0; i < c->n_listen; i++)
+		fprintf(f, "listen = %s\n", nb_addr_format_ip(&c->listen[i], ip, sizeof(ip)));
+	fprintf(f, "port = %u\n", c->port);
+	fprintf(f, "alt-port = %u%s\n", c->alt_port,
+		c->n_listen == 2 ? "" : "    # unused: one address");
+	fprintf(f, "no-tcp = %s\n", c->tcp ? "no" : "yes");
+	fprintf(f, "max-tcp = %u\n", c->max_tcp);
+	fprintf(f, "tcp-idle-timeout = %llu\n", (unsigned long long)(c->tcp_idle_timeout_ms / 1000));
+	fprintf(f, "tcp-max-bytes = %llu\n", (unsigned long long)c->tcp_max_bytes);
+	if (c->software != NULL)
+		fprintf(f, "software = \"%s\"\n", c->software);
+	else
+		fprintf(f, "# software: none\n");
+	fprintf(f, "max-peers = %zu\n", c->max_peers);
+	fprintf(f, "max-sessions = %zu\n", c->max_sessions);
+	fprintf(f, "# token: %s\n", c->token != NULL ? "set (not shown)" : "none");
+	fprintf(f, "keepalive = %u\n", c->keepalive_s);
+	fprintf(f, "status-port = %u%s\n", c->status_port, c->status_port == 0 ? "    # off" : "");
+	fprintf(f, "log-level = %s\n", levels[s->level]);
+}
+
+/* ---- SIGHUP ------------------------------------------------------------------------ */
+
+static bool str_differs(const char *a, const char *b)
+{
+	if (a == NULL || b == NULL)
+		return a != b;
+	return strcmp(a, b) != 0;
+}
+
+static bool setting_differs(const struct settings *a, const struct settings *b, enum opt_id id)
+{
+	const struct nb_server_config *x = &a->cfg, *y = &b->cfg;
+
+	switch (id) {
+	case OPT_LISTEN:
+		if (x->n_listen != y->n_listen)
+			return true;
+		for (unsigned i = 0; i < x->n_listen; i++)
+			if (!nb_addr_ip_equal(&x->listen[i], &y->listen[i]))
+				return true;
+		return false;
+	case OPT_PORT: return x->port != y->port;
+	case OPT_ALT_PORT: return x->alt_port != y->alt_port;
+	case OPT_NO_TCP: return x->tcp != y->tcp;
+	case OPT_MAX_TCP: return x->max_tcp != y->max_tcp;
+	case OPT_TCP_IDLE: return x->tcp_idle_timeout_ms != y->tcp_idle_timeout_ms;
+	case OPT_TCP_MAX_BYTES: return x->tcp_max_bytes != y->tcp_max_bytes;
+	case OPT_SOFTWARE: return str_differs(x->software, y->software);
+	case OPT_MAX_PEERS: return x->max_peers != y->max_peers;
+	case OPT_MAX_SESSIONS: return x->max_sessions != y->max_sessions;
+	case OPT_TOKEN: return str_differs(x->token, y->token);
+	case OPT_KEEPALIVE: return x->keepalive_s != y->keepalive_s;
+	case OPT_STATUS_PORT: return x->status_port != y->status_port;
+	case OPT_LOG_LEVEL: return a->level != b->level;
+	default: return false;
+	}
+}
+
+/* SIGHUP: re-read the file and the command line as at start. A bad file
+ * changes nothing. The log level is applied; any other change is logged as
+ * needing a restart. Reading a config file (at most 64 KiB, local) is the
+ * one blocking call on the loop thread, and only on SIGHUP. */
+static void on_reload(void *arg)
+{
+	static const char *const levels[] = { "error", "warn", "info", "debug" };
+	static struct settings next;
+	struct program *p = arg;
+	char err[ERR_MAX];
+	enum nb_log_level old = p->running.level;
+
+	if (load(&next, p->config_path, p->cli, p->n_cli, err, sizeof(err)) != 0) {
+		nb_log_error(LOG, "SIGHUP: %s: configuration not reloaded, nothing changed", err);
+		return;
+	}
+	for (unsigned id = 0; id < OPT_N_SETTINGS; id++)
+		if (id != OPT_LOG_LEVEL && setting_differs(&p->running, &next, (enum opt_id)id))
+			nb_log_warn(LOG, "SIGHUP: '%s' changed: not applied until a restart",
+				    settings[id].name);
+	if (next.level > old)
+		nb_log_set_level(next.level);
+	nb_log_info(LOG, "SIGHUP: %s reloaded; log level %s%s%s", p->config_path, levels[old],
+		    next.level != old ? " -> " : " (unchanged)",
+		    next.level != old ? levels[next.level] : "");
+	nb_log_set_level(next.level);
+	p->running.level = next.level;
+}
+
+/* ---- main --------------------------------------------------------------------------- */
+
+static int usage_error(const char *msg)
+{
+	fprintf(stderr, "natbroker: %s\nTry 'natbroker --help'.\n", msg);
+	return EXIT_USAGE;
+}
 
 int main(int argc, char **argv)
 {
-	struct nb_server_config cfg;
-	unsigned n_listen = 0;
-	bool alt_port_given = false;
-	unsigned long long v;
-	enum nb_log_level level;
+	static struct program p; /* outlives the loop: SIGHUP reads it */
+	bool check = false;
+	char err[ERR_MAX];
 	int opt;
 
-	nb_server_config_default(&cfg);
+	build_options();
+	p.cli = calloc((size_t)argc, sizeof(*p.cli));
+	if (p.cli == NULL) {
+		fprintf(stderr, "natbroker: out of memory\n");
+		return 1;
+	}
 	opterr = 0;
-	while ((opt = getopt_long(argc, argv, ":hV", options, NULL)) != -1) {
-		switch (opt) {
-		case OPT_LISTEN: {
-			struct nb_addr a;
-			if (n_listen == 2)
-				return bad("--listen", NULL, "given more than twice (one or two addresses)");
-			if (nb_addr_parse(optarg, true, &a) != 0)
-				return bad("--listen", optarg, "an IPv4 or IPv6 address");
-			if (a.port != 0)
-				return bad("--listen", optarg, "an address without a port (use --port)");
-			cfg.listen[n_listen++] = a;
-			break;
+	while ((opt = getopt_long(argc, argv, ":hV", long_options, NULL)) != -1) {
+		if (opt >= OPT_BASE && opt < OPT_BASE + OPT_N_SETTINGS) {
+			p.cli[p.n_cli++] = (struct cli_opt){ (enum opt_id)(opt - OPT_BASE), optarg };
+			continue;
 		}
-		case OPT_PORT:
-			if (parse_u64(optarg, 1, 65535, &v) != 0)
-				return bad("--port", optarg, "a port number from 1 to 65535");
-			cfg.port = (uint16_t)v;
+		switch (opt) {
+		case OPT_BASE + OPT_CONFIG:
+			if (p.config_path != NULL) {
+				bad(err, sizeof(err), "--config", NULL, "given twice");
+				return usage_error(err);
+			}
+			p.config_path = optarg;
 			break;
-		case OPT_ALT_PORT:
-			if (parse_u64(optarg, 1, 65535, &v) != 0)
-				return bad("--alt-port", optarg, "a port number from 1 to 65535");
-			cfg.alt_port = (uint16_t)v;
-			alt_port_given = true;
-			break;
-		case OPT_NO_TCP:
-			cfg.tcp = false;
-			break;
-		case OPT_MAX_TCP:
-			if (parse_u64(optarg, 1, 1000000, &v) != 0)
-				return bad("--max-tcp", optarg, "a number from 1 to 1000000");
-			cfg.max_tcp = (unsigned)v;
-			break;
-		case OPT_TCP_IDLE:
-			if (parse_u64(optarg, 1, 86400, &v) != 0)
-				return bad("--tcp-idle-timeout", optarg, "seconds, from 1 to 86400");
-			cfg.tcp_idle_timeout_ms = v * 1000;
-			break;
-		case OPT_TCP_MAX_BYTES:
-			if (parse_u64(optarg, NB_STUN_HDR_LEN, 1ull << 32, &v) != 0)
-				return bad("--tcp-max-bytes", optarg, "a number from 20 to 4294967296");
-			cfg.tcp_max_bytes = v;
-			break;
-		case OPT_SOFTWARE:
-			if (strlen(optarg) == 0 || strlen(optarg) > NB_BINDING_MAX_SOFTWARE)
-				return bad("--software", optarg, "text of 1 to 127 bytes");
-			cfg.software = optarg;
-			break;
-		case OPT_MAX_PEERS:
-			if (parse_u64(optarg, 1, NB_REGISTRY_MAX_MAX, &v) != 0)
-				return bad("--max-peers", optarg, "a number from 1 to 10000000");
-			cfg.max_peers = (size_t)v;
-			break;
-		case OPT_MAX_SESSIONS:
-			if (parse_u64(optarg, 1, NB_RENDEZVOUS_MAX_SESSIONS_MAX, &v) != 0)
-				return bad("--max-sessions", optarg, "a number from 1 to 1000000");
-			cfg.max_sessions = (size_t)v;
-			break;
-		case OPT_TOKEN:
-			if (!token_ok(optarg))
-				return bad("--token", optarg, "1 to 64 printable ASCII characters");
-			cfg.token = optarg;
-			break;
-		case OPT_KEEPALIVE:
-			if (parse_u64(optarg, NB_CTRL_KEEPALIVE_MIN_S, NB_CTRL_KEEPALIVE_MAX_S, &v) != 0)
-				return bad("--keepalive", optarg, "seconds, from 1 to 3600");
-			cfg.keepalive_s = (uint32_t)v;
-			break;
-		case OPT_LOG_LEVEL:
-			if (nb_log_parse_level(optarg, &level) != 0)
-				return bad("--log-level", optarg, "one of error, warn, info, debug");
-			nb_log_set_level(level);
+		case OPT_BASE + OPT_CHECK_CONFIG:
+			check = true;
 			break;
 		case 'h':
 			fputs(usage, stdout);
@@ -200,29 +556,29 @@ int main(int argc, char **argv)
 			printf("natbroker %s\n", NB_VERSION);
 			return 0;
 		case ':':
-			return bad(argv[optind - 1], NULL, "needs a value");
+			bad(err, sizeof(err), argv[optind - 1], NULL, "needs a value");
+			return usage_error(err);
 		default:
-			return bad(argv[optind - 1], NULL, "unknown option");
+			bad(err, sizeof(err), argv[optind - 1], NULL, "unknown option");
+			return usage_error(err);
 		}
 	}
-	if (optind < argc)
-		return bad(argv[optind], NULL, "unexpected argument (options start with --)");
-	if (n_listen > 0)
-		cfg.n_listen = n_listen;
-	if (!alt_port_given)
-		cfg.alt_port = (uint16_t)(cfg.port + 1); /* as coturn does */
-	if (n_listen == 2) {
-		if (!alt_port_given && cfg.port == 65535)
-			return bad("--alt-port", NULL, "needed when --port is 65535");
-		if (cfg.listen[0].family != cfg.listen[1].family)
-			return bad("--listen", NULL, "the two addresses must be of one family");
-		if (nb_addr_is_unspecified(&cfg.listen[0]) || nb_addr_is_unspecified(&cfg.listen[1]))
-			return bad("--listen", NULL,
-				   "RFC 5780 mode needs two specific addresses, not a wildcard");
-		if (nb_addr_ip_equal(&cfg.listen[0], &cfg.listen[1]))
-			return bad("--listen", NULL, "the two addresses must differ");
-		if (cfg.port == cfg.alt_port)
-			return bad("--alt-port", NULL, "must differ from --port");
+	if (optind < argc) {
+		bad(err, sizeof(err), argv[optind], NULL, "unexpected argument (options start with --)");
+		return usage_error(err);
 	}
-	return nb_server_run(&cfg) == 0 ? 0 : 1;
+	if (load(&p.running, p.config_path, p.cli, p.n_cli, err, sizeof(err)) != 0)
+		return usage_error(err);
+	if (check) {
+		print_settings(stdout, &p.running);
+		fprintf(stderr, "natbroker: configuration ok\n");
+		return 0;
+	}
+	nb_log_set_level(p.running.level);
+	if (p.config_path != NULL) {
+		nb_log_info(LOG, "settings from %s, then the command line", p.config_path);
+		p.running.cfg.reload_cb = on_reload;
+		p.running.cfg.reload_arg = &p;
+	}
+	return nb_server_run(&p.running.cfg) == 0 ? 0 : 1;
 }

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/random.h>
 
+#include "broker/status_run.h"
 #include "common/log.h"
 #include "common/udp.h"
 #include "proto/ctrl.h"
@@ -228,6 +229,7 @@ static void on_rv_event(void *arg, const struct nb_rendezvous_event *ev)
 	char a[NB_ADDR_STRLEN], b[NB_ADDR_STRLEN], more[64];
 	uint64_t sup;
 
+	nb_status_count_refusal(&srv->stats.refusals, ev); /* refusals by reason, for the status port */
 	switch (ev->kind) {
 	case NB_RV_EVENT_REGISTERED:
 		nb_addr_format(&ev->addr, a, sizeof(a));
@@ -1002,10 +1004,15 @@ int nb_server_open(uv_loop_t *loop, const struct nb_server_config *cfg, struct n
 
 /* ---- The program ---------------------------------------------------------- */
 
+/* The handled signals: SIGINT, SIGTERM (stop), SIGPIPE (ignored), SIGHUP (reload). */
+#define RUN_SIGNALS 4
+
 struct run_ctx {
 	uv_loop_t *loop;
+	const struct nb_server_config *cfg;
 	struct nb_server *srv;
-	uv_signal_t sig[3];
+	struct nb_status_server *status; /* NULL: no status port */
+	uv_signal_t sig[RUN_SIGNALS];
 	bool stopping;
 };
 
@@ -1066,19 +1073,29 @@ static void on_signal(uv_signal_t *h, int signum)
 		return; /* a peer closed a TCP connection under a write: the write fails */
 	if (ctx->stopping)
 		return;
+	/* ---- SIGHUP: reload (docs/operations.md "SIGHUP") ---- */
+	if (signum == SIGHUP) {
+		if (ctx->cfg->reload_cb != NULL)
+			ctx->cfg->reload_cb(ctx->cfg->reload_arg);
+		else
+			nb_log_info(LOG, "SIGHUP: no config file: nothing to reload");
+		return;
+	}
 	ctx->stopping = true;
 	nb_log_info(LOG, "%s: shutting down", signum == SIGINT ? "SIGINT" : "SIGTERM");
 	log_stats(nb_server_stats(ctx->srv));
 	log_rv_stats(ctx->srv);
+	nb_status_server_close(ctx->status);
+	ctx->status = NULL;
 	nb_server_close(ctx->srv, NULL, NULL);
 	ctx->srv = NULL;
-	for (unsigned i = 0; i < 3; i++)
+	for (unsigned i = 0; i < RUN_SIGNALS; i++)
 		uv_close((uv_handle_t *)&ctx->sig[i], NULL);
 }
 
 int nb_server_run(const struct nb_server_config *cfg)
 {
-	static const int signums[3] = { SIGINT, SIGTERM, SIGPIPE };
+	static const int signums[RUN_SIGNALS] = { SIGINT, SIGTERM, SIGPIPE, SIGHUP };
 	struct run_ctx ctx;
 	uv_loop_t loop;
 	int rc;
@@ -1090,13 +1107,19 @@ int nb_server_run(const struct nb_server_config *cfg)
 		return 1;
 	}
 	ctx.loop = &loop;
+	ctx.cfg = cfg;
 	rc = nb_server_open(&loop, cfg, &ctx.srv);
+	if (rc == 0 && cfg->status_port != 0) {
+		rc = nb_status_server_open(&loop, ctx.srv, cfg, cfg->status_port, &ctx.status);
+		if (rc != 0)
+			nb_server_close(ctx.srv, NULL, NULL);
+	}
 	if (rc != 0) {
 		uv_run(&loop, UV_RUN_DEFAULT); /* finish closing what was opened */
 		uv_loop_close(&loop);
 		return 1;
 	}
-	for (unsigned i = 0; i < 3; i++) {
+	for (unsigned i = 0; i < RUN_SIGNALS; i++) {
 		uv_signal_init(&loop, &ctx.sig[i]);
 		ctx.sig[i].data = &ctx;
 		uv_signal_start(&ctx.sig[i], on_signal, signums[i]);

@@ -33,6 +33,7 @@
 
 #include "broker/binding.h"
 #include "broker/rendezvous.h"
+#include "broker/status.h"
 #include "common/addr.h"
 
 #define NB_SERVER_DEFAULT_PORT 3478
@@ -56,6 +57,10 @@ struct nb_server_config {
 	size_t max_sessions;  /* 1..NB_RENDEZVOUS_MAX_SESSIONS_MAX */
 	uint32_t keepalive_s; /* 1..3600; registrations expire after 3x */
 	const char *token;    /* NULL: none; else every register must carry it */
+	/* ---- nb_server_run() only (operations: docs/operations.md) ---- */
+	uint16_t status_port;             /* 0: off; else 127.0.0.1:status_port answers "status" */
+	void (*reload_cb)(void *arg);     /* SIGHUP; NULL: nothing to reload */
+	void *reload_arg;
 };
 
 /* Counters, readable at any time (single loop thread). */
@@ -64,6 +69,7 @@ struct nb_server_stats {
 	uint64_t drops[NB_BINDING_DROP_COUNT];          /* by nb_binding_drop_index() */
 	uint64_t tcp_accepted, tcp_refused_full, tcp_requests;
 	uint64_t tcp_closed_idle, tcp_closed_bytes, tcp_closed_garbage;
+	struct nb_status_refusals refusals; /* control requests refused, by reason */
 };
 
 struct nb_server;
@@ -86,7 +92,9 @@ const struct nb_server_stats *nb_server_stats(const struct nb_server *srv);
 /* The rendezvous engine's counters (see broker/rendezvous.h). */
 void nb_server_rendezvous_stats(const struct nb_server *srv, struct nb_rendezvous_stats *ret);
 
-/* The whole program: a loop, the server, SIGINT/SIGTERM for a clean stop.
+/* The whole program: a loop, the server, SIGINT/SIGTERM for a clean stop,
+ * SIGHUP for cfg->reload_cb, and the status port (broker/status_run.h)
+ * when cfg->status_port is set. cfg must stay valid while it runs.
  * Returns 0 after a signal, 1 if the server could not start. */
 int nb_server_run(const struct nb_server_config *cfg);
 
