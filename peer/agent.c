@@ -18,6 +18,7 @@
 #include "peer/datachan.h"
 #include "peer/netcheck.h"
 #include "peer/netcheck_run.h"
+#include "peer/portmap.h"
 #include "peer/punch.h"
 #include "proto/nat.h"
 
@@ -32,6 +33,9 @@
  * kept this long, this many, and handed to the session when it starts. */
 #define AGENT_EARLY_MAX 8
 #define AGENT_EARLY_MS 500
+/* connect: wait this long for a UPnP gateway to answer before registering
+ * without one (a gateway that answered is waited for). */
+#define AGENT_UPNP_GRACE_MS 250
 
 enum phase {
 	PH_NETCHECK = 0, /* NAT behaviour tests on the shared socket + a temporary one */
@@ -94,6 +98,12 @@ struct agent {
 	bool event_printed; /* connect: the one event line is out */
 	bool ever_registered;
 
+	/* The UPnP port mapping (NULL: --no-upnp, or it could not start). */
+	struct nb_portmap *pm;
+	bool reg_sent;                 /* the first register is out */
+	bool reflexive_given;          /* the portmap has the reflexive address */
+	struct nb_ctrl_register reg;   /* what was last registered */
+
 	/* Ending: exit with end_code once results are acknowledged (or at
 	 * end_by), and, for a connected `connect`, once the peer confirmed. */
 	bool ending;
@@ -136,6 +146,7 @@ struct agent {
 static void pump(struct agent *a);
 static void shutdown_agent(struct agent *a, int code);
 static void print_matrix(struct agent *a);
+static void on_timer(uv_timer_t *t);
 
 /* ---- stdout --------------------------------------------------------------- */
 
@@ -832,6 +843,10 @@ static void client_events(struct agent *a, uint64_t now)
 			shutdown_agent(a, 0);
 			return;
 		}
+		case NB_CLIENT_EV_VERIFIED:
+		case NB_CLIENT_EV_VERIFY_FAILED:
+			nb_portmap_client_event(a->pm, &e, now);
+			break;
 		case NB_CLIENT_EV_PEERS_FAILED: {
 			const char *what = a->o->cmd == NB_AGENT_MATRIX ? "matrix" : "peers";
 			if (e.code != 0)
@@ -920,7 +935,6 @@ static void nat_line(const struct agent *a)
 static void netcheck_done(struct agent *a, uint64_t now)
 {
 	struct nb_ctrl_register reg;
-	int rc;
 
 	a->phase = PH_REGISTER;
 	a->nat = *nb_netcheck_result(&a->nc);
@@ -949,8 +963,26 @@ static void netcheck_done(struct agent *a, uint64_t now)
 			reg.hairpin = a->nat.hairpin == 1;
 		}
 	}
-	reg.has_upnp = true;
-	reg.upnp = NB_CTRL_UPNP_NONE; /* no UPnP client yet */
+	a->reg = reg;
+	if (!a->reflexive_given) {
+		a->reflexive_given = true;
+		nb_portmap_set_reflexive(a->pm, &a->nat.reflexive, now);
+	}
+	/* The first register goes out from pump(): at once for listen; for
+	 * connect once the port mapping has settled, since a verified mapping
+	 * changes the plan. */
+}
+
+/* (Re-)register with the NAT facts and the port mapping as they are now. */
+static void send_register(struct agent *a, uint64_t now)
+{
+	struct nb_ctrl_register reg = a->reg;
+	int rc;
+
+	nb_portmap_fill_register(a->pm, &reg);
+	if (a->pm == NULL) {
+		reg.has_upnp = false;
+	}
 	rc = nb_client_register(&a->client, &reg, now);
 	if (rc != 0) {
 		fprintf(stderr, "natpeer: cannot build the register message (id or token invalid)\n");
@@ -960,7 +992,43 @@ static void netcheck_done(struct agent *a, uint64_t now)
 			shutdown_agent(a, 1);
 		return;
 	}
-	fprintf(stderr, "registering as %s with %s...\n", a->o->id, a->broker_str);
+	a->reg = reg;
+	if (!a->reg_sent)
+		fprintf(stderr, "registering as %s with %s...\n", a->o->id, a->broker_str);
+	else
+		nb_log_info("agent", "registering again: upnp %s", nb_portmap_status_word(nb_portmap_state(a->pm)));
+	a->reg_sent = true;
+}
+
+/* Register when due; register again when what the broker must know of the
+ * mapping changed. */
+static void register_when_due(struct agent *a, uint64_t now)
+{
+	if (a->phase == PH_NETCHECK || a->phase == PH_PEERS || a->stopping)
+		return;
+	if (!a->reg_sent) {
+		if (a->phase != PH_REGISTER)
+			return;
+		if (a->o->cmd == NB_AGENT_CONNECT && !nb_portmap_settled(a->pm, now, AGENT_UPNP_GRACE_MS))
+			return;
+		send_register(a, now);
+		return;
+	}
+	struct nb_ctrl_register want = a->reg;
+	nb_portmap_fill_register(a->pm, &want);
+	if (a->pm != NULL && (want.upnp != a->reg.upnp || strcmp(want.upnp_proof, a->reg.upnp_proof) != 0 ||
+			      !nb_addr_equal(&want.upnp_external, &a->reg.upnp_external)))
+		send_register(a, now);
+}
+
+static void on_portmap(struct nb_portmap *pm, bool changed, void *arg)
+{
+	struct agent *a = arg;
+
+	(void)pm;
+	(void)changed;
+	if (!a->stopping) /* pump from the loop, not from inside the UPnP shell */
+		uv_timer_start(&a->timer, on_timer, 0, 0);
 }
 
 /* ---- The loop -------------------------------------------------------------------- */
@@ -1009,13 +1077,21 @@ static void pump(struct agent *a)
 		return;
 	if (a->phase == PH_NETCHECK) {
 		struct nb_netcheck_tx tx;
+		struct nb_addr refl;
 		while (nb_netcheck_poll(&a->nc, now, &tx) == 1)
 			nb_udp_send(tx.sock == NB_NC_MAP ? &a->sock : &a->filt, tx.bytes, tx.len, &tx.to);
+		if (!a->reflexive_given && nb_netcheck_reflexive(&a->nc, &refl)) {
+			a->reflexive_given = true; /* test I: the UPnP mapping can be verified now */
+			nb_portmap_set_reflexive(a->pm, &refl, now);
+		}
 		if (nb_netcheck_done(&a->nc))
 			netcheck_done(a, now);
 		else
 			next = nb_netcheck_deadline(&a->nc);
 	}
+	if (a->stopping)
+		return;
+	register_when_due(a, now);
 	if (a->stopping)
 		return;
 	/* Two rounds: the client's events of the first (a plan, say) may
@@ -1045,6 +1121,8 @@ static void pump(struct agent *a)
 		}
 	if (a->ending && a->end_by < next)
 		next = a->end_by;
+	if (a->phase == PH_REGISTER && !a->reg_sent && next > now + 50)
+		next = now + 50; /* connect: waiting for the port mapping to settle */
 	if (next == UINT64_MAX) {
 		uv_timer_stop(&a->timer);
 		return;
@@ -1146,6 +1224,11 @@ static void on_recv(struct nb_udp *u, const uint8_t *data, size_t len, const str
 		on_data(a, data, len, from, now);
 		break;
 	case NB_WIRE_DROP:
+		if (nb_log_get_level() >= NB_LOG_DEBUG) {
+			char f[NB_ADDR_STRLEN];
+			nb_log_debug("agent", "%zu bytes from %s dropped: not STUN, control or data", len,
+				     nb_addr_format(from, f, sizeof(f)));
+		}
 		break;
 	}
 	pump(a);
@@ -1194,6 +1277,10 @@ static void shutdown_agent(struct agent *a, int code)
 	if (a->filt_open)
 		nb_udp_close(&a->filt, on_udp_closed);
 	a->sock_open = a->filt_open = false;
+	/* The mapping is deleted on the way out, bounded by the UPnP client's
+	 * stop time; its handles keep the loop until then. */
+	nb_portmap_stop(a->pm, NULL, NULL);
+	a->pm = NULL;
 	if (a->in_kind == 1 && a->in_handle_init)
 		uv_close(&a->in_h.h, NULL);
 	if (a->in_fs_busy)
@@ -1280,6 +1367,17 @@ int nb_agent_run(const struct nb_agent_opts *o)
 		a->phase = PH_NETCHECK;
 		fprintf(stderr, "netcheck: testing mapping and filtering against %s...\n", a->broker_str);
 		nb_netcheck_init(&a->nc, NULL, &o->broker, &a->local, nseed, now);
+		if (o->upnp) { /* in parallel with the NAT tests */
+			struct nb_portmap_opts po = {
+				.internal_port = a->local.port, .ssdp_flags = o->upnp_flags, .quiet = false,
+			};
+			rc = nb_portmap_open(&a->pm, &a->loop, &po, &a->client, on_portmap, a);
+			if (rc != 0) {
+				a->pm = NULL;
+				fprintf(stderr, "natpeer: UPnP: cannot start: %s (going on with hole punching)\n",
+					uv_strerror(rc));
+			}
+		}
 	}
 	pump(a);
 	uv_run(&a->loop, UV_RUN_DEFAULT);

@@ -41,6 +41,8 @@ struct nb_agent_opts {
 	char peer[NB_CTRL_ID_MAX + 1];       /* connect */
 	bool json;
 	uint32_t timeout_ms; /* punch deadline; 0 = the plan's (the broker's default is 5 s) */
+	bool upnp;           /* listen, connect: ask the router for a mapping (peer/portmap.h) */
+	unsigned upnp_flags; /* NB_SSDP_ANY_HOST: tests only */
 };
 
 /* Runs the command to completion on its own loop. Returns the exit status. */

@@ -306,6 +306,25 @@ int nb_client_matrix(struct nb_client *c, uint64_t now)
 	return list_begin(c, NB_CLIENT_TXN_MATRIX, now);
 }
 
+int nb_client_verify(struct nb_client *c, const struct nb_addr *external, uint64_t now)
+{
+	struct nb_client_txn *t;
+	struct nb_ctrl_msg m;
+	int rc;
+
+	if (external == NULL || external->family == NB_AF_NONE || external->port == 0)
+		return -EINVAL;
+	if (nb_client_pending(c, NB_CLIENT_TXN_VERIFY) > 0)
+		return -EBUSY;
+	memset(&m, 0, sizeof(m));
+	m.type = NB_CTRL_VERIFY;
+	m.u.verify.external = *external;
+	rc = txn_start(c, NB_CLIENT_TXN_VERIFY, &m, now, &t);
+	if (rc == 0)
+		t->give_up = now + NB_CLIENT_VERIFY_TIMEOUT_MS;
+	return rc;
+}
+
 /* ---- Timers ---------------------------------------------------------------- */
 
 static void txn_failed(struct nb_client *c, struct nb_client_txn *t, uint64_t now)
@@ -339,6 +358,11 @@ static void txn_failed(struct nb_client *c, struct nb_client_txn *t, uint64_t no
 	case NB_CLIENT_TXN_PEERS:
 	case NB_CLIENT_TXN_MATRIX:
 		push_event(c, NB_CLIENT_EV_PEERS_FAILED, 0, why);
+		break;
+	case NB_CLIENT_TXN_VERIFY:
+		snprintf(why, sizeof(why), "no probe from the broker within %u ms",
+			 (unsigned)NB_CLIENT_VERIFY_TIMEOUT_MS);
+		push_event(c, NB_CLIENT_EV_VERIFY_FAILED, 0, why);
 		break;
 	case NB_CLIENT_TXN_NONE:
 		break;
@@ -387,14 +411,16 @@ int nb_client_poll(struct nb_client *c, uint64_t now, struct nb_client_tx *out)
 	}
 	for (size_t i = 0; i < NB_CLIENT_MAX_TXN; i++) {
 		struct nb_client_txn *t = &c->txn[i];
-		if (t->kind == NB_CLIENT_TXN_NONE || t->sends >= NB_CTRL_MAX_TRIES || now < t->next_send)
+		unsigned tries = t->kind == NB_CLIENT_TXN_VERIFY ? NB_CLIENT_VERIFY_TRIES : NB_CTRL_MAX_TRIES;
+		if (t->kind == NB_CLIENT_TXN_NONE || t->sends >= tries || now < t->next_send)
 			continue;
 		if (t->sends == 0)
-			t->give_up = now + NB_CLIENT_TXN_TIMEOUT_MS;
+			t->give_up = now + (t->kind == NB_CLIENT_TXN_VERIFY ? NB_CLIENT_VERIFY_TIMEOUT_MS
+									   : NB_CLIENT_TXN_TIMEOUT_MS);
 		t->sends++;
 		/* RFC 8489 §6.2.1: the RTO doubles after each retransmission;
 		 * after the last one only the final wait (the give-up) is left. */
-		t->next_send = t->sends >= NB_CTRL_MAX_TRIES ? UINT64_MAX : now + t->rto;
+		t->next_send = t->sends >= tries ? UINT64_MAX : now + t->rto;
 		t->rto *= 2;
 		return emit(c, t->bytes, t->len, out);
 	}
@@ -559,6 +585,12 @@ static int on_reply(struct nb_client *c, struct nb_client_txn *t, const struct n
 		}
 		return 0;
 	}
+	case NB_CLIENT_TXN_VERIFY:
+		if (m->type != NB_CTRL_ERROR)
+			break;
+		t->kind = NB_CLIENT_TXN_NONE;
+		push_event(c, NB_CLIENT_EV_VERIFY_FAILED, code, reason);
+		return 0;
 	case NB_CLIENT_TXN_NONE:
 		break;
 	}
@@ -572,11 +604,27 @@ int nb_client_input(struct nb_client *c, const uint8_t *buf, size_t len, const s
 	struct nb_ctrl_msg m;
 	struct nb_client_txn *t;
 
-	if (!nb_addr_equal(from, &c->broker) || nb_ctrl_decode(&m, buf, len) < 0) {
+	if (nb_ctrl_decode(&m, buf, len) < 0) {
 		c->rx_dropped++;
 		return -1;
 	}
 	t = find_txn(c, m.tx);
+	/* The broker's probe of our mapping comes from another of its
+	 * addresses; the unguessable tx of our verify is what matches it. */
+	if (m.type == NB_CTRL_PROBE && t != NULL && t->kind == NB_CLIENT_TXN_VERIFY) {
+		struct nb_client_event *e;
+		t->kind = NB_CLIENT_TXN_NONE;
+		e = push_event(c, NB_CLIENT_EV_VERIFIED, 0, NULL);
+		if (e != NULL) {
+			scopy(e->proof, sizeof(e->proof), m.u.probe.proof);
+			e->from = *from;
+		}
+		return 0;
+	}
+	if (!nb_addr_equal(from, &c->broker)) {
+		c->rx_dropped++;
+		return -1;
+	}
 	switch (m.type) {
 	case NB_CTRL_PLAN:
 		if (t != NULL && t->kind == NB_CLIENT_TXN_CONNECT)

@@ -68,6 +68,8 @@ enum nb_client_event_type {
 	NB_CLIENT_EV_PEERS_DONE,     /* the listing (peers or matrix) is complete */
 	NB_CLIENT_EV_PEERS_FAILED,   /* the listing (peers or matrix) failed: code (0: no answer), reason */
 	NB_CLIENT_EV_MATRIX_PAGE,    /* u.matrix: one page of the matrix listing */
+	NB_CLIENT_EV_VERIFIED,       /* the broker's probe of the mapping arrived: proof */
+	NB_CLIENT_EV_VERIFY_FAILED,  /* code (0: no probe arrived), reason */
 };
 
 struct nb_client_event {
@@ -77,6 +79,8 @@ struct nb_client_event {
 	char reason[NB_CTRL_REASON_MAX + 1];
 	char peer[NB_CTRL_ID_MAX + 1];             /* CONNECT_FAILED */
 	char session[NB_CTRL_SESSION_LEN + 1];     /* RESULT_DONE */
+	char proof[NB_CTRL_PROOF_LEN + 1];         /* VERIFIED */
+	struct nb_addr from;                       /* VERIFIED: where the probe came from */
 	union {
 		struct nb_ctrl_registered registered;
 		struct nb_ctrl_plan plan;
@@ -106,7 +110,12 @@ enum nb_client_txn_kind {
 	NB_CLIENT_TXN_RESULT,
 	NB_CLIENT_TXN_PEERS,
 	NB_CLIENT_TXN_MATRIX,
+	NB_CLIENT_TXN_VERIFY,
 };
+
+/* verify: sent at 0, 250 and 750 ms; no probe by 1750 ms is a failure. */
+#define NB_CLIENT_VERIFY_TRIES 3
+#define NB_CLIENT_VERIFY_TIMEOUT_MS 1750
 
 struct nb_client_txn {
 	enum nb_client_txn_kind kind;
@@ -178,6 +187,12 @@ int nb_client_peers(struct nb_client *c, uint64_t now);
 /* The same for the broker's who-can-reach-whom matrix: MATRIX_PAGE events,
  * then PEERS_DONE or PEERS_FAILED. One listing (peers or matrix) at a time. */
 int nb_client_matrix(struct nb_client *c, uint64_t now);
+
+/* Ask the broker to probe our port mapping `external` (docs/protocol.md
+ * "verify"). The probe may come from any address: it is matched by tx.
+ * VERIFIED (with the proof for register) or VERIFY_FAILED follows. One at a
+ * time: -EBUSY; else 0, -EINVAL or -ENOBUFS. Needs no registration. */
+int nb_client_verify(struct nb_client *c, const struct nb_addr *external, uint64_t now);
 
 /* A control datagram from `from`. 0 when it was the broker's and was taken,
  * -1 when dropped (nothing changed). Events may follow. */

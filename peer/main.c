@@ -10,6 +10,7 @@
 #include "common/addr.h"
 #include "common/log.h"
 #include "peer/agent.h"
+#include "peer/ssdp.h"
 #include "peer/netcheck_run.h"
 
 #define DEFAULT_BROKER_PORT 3478
@@ -48,6 +49,11 @@ static void usage(FILE *f)
 	      "  --timeout S         netcheck: give up after S seconds (default 10);\n"
 	      "                      listen, connect: the deadline of each punch attempt\n"
 	      "                      (default: the broker's plan, 5 s)\n"
+	      "  --no-upnp           netcheck, listen, connect: do not ask the router for a\n"
+	      "                      UPnP port mapping (by default they do, and have the\n"
+	      "                      broker probe it; it is removed on exit)\n"
+	      "  --upnp-any-location tests only: accept an SSDP LOCATION on another host\n"
+	      "                      than the one that answered\n"
 	      "  --log-level L       error, warn, info (default) or debug\n"
 	      "  -h, --help          this text\n"
 	      "  -V, --version       print the version\n"
@@ -110,7 +116,8 @@ int main(int argc, char **argv)
 		{ "json", no_argument, NULL, 'j' },         { "timeout", required_argument, NULL, 't' },
 		{ "log-level", required_argument, NULL, 'l' }, { "id", required_argument, NULL, 'i' },
 		{ "token", required_argument, NULL, 'k' },  { "help", no_argument, NULL, 'h' },
-		{ "version", no_argument, NULL, 'V' },      { NULL, 0, NULL, 0 },
+		{ "version", no_argument, NULL, 'V' },      { "no-upnp", no_argument, NULL, 'U' },
+		{ "upnp-any-location", no_argument, NULL, 'A' }, { NULL, 0, NULL, 0 },
 	};
 	struct nb_netcheck_opts o;
 	struct nb_agent_opts ao;
@@ -122,6 +129,7 @@ int main(int argc, char **argv)
 	memset(&o, 0, sizeof(o));
 	memset(&ao, 0, sizeof(ao));
 	o.timeout_ms = 10000;
+	o.upnp = true;
 	while ((c = getopt_long(argc, argv, "+hV", longopts, NULL)) != -1 || optind < argc) {
 		if (c == -1) { /* a command word (or connect's PEER); options may follow it */
 			if (cmd == NULL) {
@@ -183,6 +191,12 @@ int main(int argc, char **argv)
 		case 'k':
 			token = optarg;
 			break;
+		case 'U':
+			o.upnp = false;
+			break;
+		case 'A':
+			o.upnp_flags |= NB_SSDP_ANY_HOST;
+			break;
 		default:
 			fprintf(stderr, "natpeer: see 'natpeer --help'\n");
 			return 2;
@@ -219,6 +233,8 @@ int main(int argc, char **argv)
 	ao.port = o.port;
 	ao.json = o.json;
 	ao.timeout_ms = have_timeout ? o.timeout_ms : 0;
+	ao.upnp = o.upnp;
+	ao.upnp_flags = o.upnp_flags;
 	if (ao.cmd != NB_AGENT_PEERS && ao.cmd != NB_AGENT_MATRIX) {
 		if (id == NULL || !valid_id(id)) {
 			fprintf(stderr, "natpeer: %s needs --id NAME: 1-32 of A-Z a-z 0-9 . _ -\n", cmd);

@@ -270,6 +270,14 @@ bool nb_netcheck_done(const struct nb_netcheck *nc)
 	return nc->done;
 }
 
+bool nb_netcheck_reflexive(const struct nb_netcheck *nc, struct nb_addr *ret)
+{
+	if (nc->t[NB_NC_T_MAP1].state != T_ANSWERED)
+		return false;
+	*ret = nc->t[NB_NC_T_MAP1].mapped;
+	return true;
+}
+
 const struct nb_netcheck_result *nb_netcheck_result(const struct nb_netcheck *nc)
 {
 	return &nc->r;

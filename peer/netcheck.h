@@ -123,5 +123,8 @@ uint64_t nb_netcheck_deadline(const struct nb_netcheck *nc);
 bool nb_netcheck_done(const struct nb_netcheck *nc);
 /* The verdict; meaningful once done. */
 const struct nb_netcheck_result *nb_netcheck_result(const struct nb_netcheck *nc);
+/* The reflexive address (test I's answer), as soon as it is known, before
+ * the verdict: true and *ret, or false. */
+bool nb_netcheck_reflexive(const struct nb_netcheck *nc, struct nb_addr *ret);
 
 #endif

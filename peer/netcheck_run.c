@@ -13,19 +13,33 @@
 
 #include "common/time.h"
 #include "common/udp.h"
+#include "peer/client.h"
 #include "peer/netcheck.h"
+#include "peer/portmap.h"
 #include "proto/ctrl.h"
 
+/* A netcheck waits this long for a UPnP gateway to answer SSDP before it
+ * reports "unavailable" (a gateway that has answered is waited for). */
+#define NETCHECK_UPNP_GRACE_MS 500
+
 struct run {
+	const struct nb_netcheck_opts *o;
 	uv_loop_t loop;
 	struct nb_udp sock[2];
 	bool finished;
 	uv_timer_t timer;
 	struct nb_netcheck nc;
+	struct nb_client client; /* for the broker's probe of a UPnP mapping */
+	struct nb_portmap *pm;
+	bool reflexive_given;
+	bool reported;
 	uint64_t hard_deadline;
 	bool timed_out;
 	int open_handles;
 };
+
+static void report(const struct nb_netcheck_opts *o, const struct nb_netcheck_result *res,
+		   const struct nb_portmap *pm);
 
 /* The local IP the kernel picks toward `server`: a connected UDP socket
  * sends nothing and only asks the routing table. */
@@ -75,13 +89,41 @@ static void on_udp_closed(struct nb_udp *u)
 	r->open_handles--;
 }
 
-static void finish(struct run *r)
+static void close_all(void *arg)
 {
-	r->finished = true;
+	struct run *r = arg;
+
 	uv_timer_stop(&r->timer);
 	for (int i = 0; i < 2; i++)
 		nb_udp_close(&r->sock[i], on_udp_closed);
 	uv_close((uv_handle_t *)&r->timer, on_closed);
+}
+
+/* Report, then take the mapping down (bounded), then close. */
+static void finish(struct run *r)
+{
+	struct nb_portmap *pm = r->pm;
+
+	r->finished = true;
+	uv_timer_stop(&r->timer);
+	if (!r->timed_out && !r->reported) {
+		report(r->o, nb_netcheck_result(&r->nc), pm);
+		fflush(stdout);
+		r->reported = true;
+	}
+	r->pm = NULL;
+	if (pm != NULL)
+		nb_portmap_stop(pm, close_all, r);
+	else
+		close_all(r);
+}
+
+static void client_events(struct run *r, uint64_t now)
+{
+	struct nb_client_event e;
+
+	while (nb_client_next_event(&r->client, &e) == 1)
+		nb_portmap_client_event(r->pm, &e, now);
 }
 
 static void pump(struct run *r)
@@ -96,11 +138,27 @@ static void pump(struct run *r)
 	}
 	while (nb_netcheck_poll(&r->nc, now, &tx) == 1)
 		nb_udp_send(&r->sock[tx.sock], tx.bytes, tx.len, &tx.to);
-	if (nb_netcheck_done(&r->nc)) {
+	struct nb_addr refl;
+	if (!r->reflexive_given && nb_netcheck_reflexive(&r->nc, &refl)) {
+		r->reflexive_given = true; /* test I: the UPnP mapping can be verified now */
+		nb_portmap_set_reflexive(r->pm, &refl, now);
+	} else if (!r->reflexive_given && nb_netcheck_done(&r->nc)) {
+		r->reflexive_given = true; /* no answer from the server: none is coming */
+		nb_portmap_set_reflexive(r->pm, NULL, now);
+	}
+	struct nb_client_tx ctx;
+	while (nb_client_poll(&r->client, now, &ctx) == 1)
+		nb_udp_send(&r->sock[0], ctx.bytes, ctx.len, &ctx.to);
+	client_events(r, now);
+	if (nb_netcheck_done(&r->nc) && nb_portmap_settled(r->pm, now, NETCHECK_UPNP_GRACE_MS)) {
 		finish(r);
 		return;
 	}
-	uint64_t next = nb_netcheck_deadline(&r->nc);
+	uint64_t next = nb_netcheck_done(&r->nc) ? UINT64_MAX : nb_netcheck_deadline(&r->nc);
+	if (nb_client_deadline(&r->client) < next)
+		next = nb_client_deadline(&r->client);
+	if (nb_netcheck_done(&r->nc) && next > now + 50)
+		next = now + 50; /* waiting for UPnP: look at the grace window again */
 	if (next > r->hard_deadline)
 		next = r->hard_deadline;
 	uv_timer_start(&r->timer, on_timer, next > now ? next - now : 0, 0);
@@ -111,8 +169,16 @@ static void on_recv(struct nb_udp *u, const uint8_t *data, size_t len, const str
 {
 	struct run *r = arg;
 	int sock = u == &r->sock[0] ? NB_NC_MAP : NB_NC_FILT;
+	uint64_t now = nb_now_ms();
 
-	nb_netcheck_input(&r->nc, sock, data, len, from, nb_now_ms());
+	if (r->finished)
+		return;
+	if (sock == NB_NC_MAP && nb_wire_classify(data, len) == NB_WIRE_CTRL) {
+		nb_client_input(&r->client, data, len, from, now); /* the broker's probe */
+		client_events(r, now);
+	} else {
+		nb_netcheck_input(&r->nc, sock, data, len, from, now);
+	}
 	pump(r);
 }
 
@@ -121,7 +187,43 @@ static const char *word(const char *s)
 	return s ? s : "unknown";
 }
 
-static void report(const struct nb_netcheck_opts *o, const struct nb_netcheck_result *res)
+static void on_portmap(struct nb_portmap *pm, bool changed, void *arg)
+{
+	struct run *r = arg;
+
+	(void)pm;
+	(void)changed;
+	if (!r->finished) /* pump from the loop, not from inside the UPnP shell */
+		uv_timer_start(&r->timer, on_timer, 0, 0);
+}
+
+static void upnp_json(cJSON *up, const struct nb_portmap *pm)
+{
+	enum nb_portmap_state s = nb_portmap_state(pm);
+	const struct nb_upnp_info *in = nb_portmap_info(pm);
+	char b[NB_ADDR_STRLEN];
+
+	if (s == NB_PM_WORKING) /* no gateway answered in the grace window */
+		s = NB_PM_UNAVAILABLE;
+	cJSON_AddStringToObject(up, "status", nb_portmap_status_word(s));
+	if (in != NULL && (s == NB_PM_VERIFIED || s == NB_PM_UNVERIFIED) && in->status == NB_UPNP_MAPPED) {
+		cJSON_AddStringToObject(up, "external", nb_addr_format(&in->external, b, sizeof(b)));
+		cJSON_AddNumberToObject(up, "lease", in->lease_s);
+	}
+	if (in != NULL && in->gateway.family != NB_AF_NONE)
+		cJSON_AddStringToObject(up, "gateway", nb_addr_format(&in->gateway, b, sizeof(b)));
+	if (nb_portmap_ms(pm) >= 0)
+		cJSON_AddNumberToObject(up, "ms", (double)nb_portmap_ms(pm));
+	if (s == NB_PM_DISABLED)
+		cJSON_AddStringToObject(up, "reason", "disabled with --no-upnp");
+	else if (s == NB_PM_UNAVAILABLE && nb_portmap_reason(pm)[0] == '\0')
+		cJSON_AddStringToObject(up, "reason", "no UPnP gateway answered SSDP within 0.5 s");
+	else if (s != NB_PM_VERIFIED)
+		cJSON_AddStringToObject(up, "reason", nb_portmap_reason(pm));
+}
+
+static void report(const struct nb_netcheck_opts *o, const struct nb_netcheck_result *res,
+		   const struct nb_portmap *pm)
 {
 	char refl[NB_ADDR_STRLEN], local[NB_ADDR_STRLEN], srv[NB_ADDR_STRLEN];
 	const char *mapping = word(nb_mapping_to_string(res->mapping));
@@ -155,8 +257,7 @@ static void report(const struct nb_netcheck_opts *o, const struct nb_netcheck_re
 		else
 			cJSON_AddBoolToObject(j, "hairpin", res->hairpin);
 		cJSON_AddBoolToObject(j, "rfc5780", res->rfc5780);
-		cJSON_AddStringToObject(up, "status", "disabled");
-		cJSON_AddStringToObject(up, "reason", "this natpeer has no UPnP client yet");
+		upnp_json(up, pm);
 		cJSON_AddItemToObject(j, "upnp", up);
 		cJSON_AddNumberToObject(j, "ms", (double)res->ms);
 		if (res->note[0])
@@ -177,7 +278,22 @@ static void report(const struct nb_netcheck_opts *o, const struct nb_netcheck_re
 	printf("  NAT:        %s\n", nat);
 	printf("  hairpin:    %s\n", hairpin);
 	printf("  RFC 5780:   %s\n", res->rfc5780 ? "yes (server has two addresses)" : "no");
-	printf("  UPnP:       disabled (this natpeer has no UPnP client yet)\n");
+	{
+		cJSON *up = cJSON_CreateObject();
+		const cJSON *st, *ex, *le, *re;
+		upnp_json(up, pm);
+		st = cJSON_GetObjectItem(up, "status");
+		ex = cJSON_GetObjectItem(up, "external");
+		le = cJSON_GetObjectItem(up, "lease");
+		re = cJSON_GetObjectItem(up, "reason");
+		printf("  UPnP:       %s", st->valuestring);
+		if (ex != NULL)
+			printf(" %s (lease %.0f s)", ex->valuestring, le != NULL ? le->valuedouble : 0.0);
+		if (re != NULL && re->valuestring[0] != '\0')
+			printf(": %s", re->valuestring);
+		printf("\n");
+		cJSON_Delete(up);
+	}
 	if (res->note[0])
 		printf("  note:       %s\n", res->note);
 	printf("  took:       %llu ms\n", (unsigned long long)res->ms);
@@ -192,6 +308,7 @@ int nb_netcheck_run(const struct nb_netcheck_opts *o)
 	int rc;
 
 	memset(&r, 0, sizeof(r));
+	r.o = o;
 	nb_addr_format(&o->server, srv, sizeof(srv));
 	rc = nb_local_ip_toward(&o->server, &local);
 	if (rc != 0) {
@@ -230,6 +347,18 @@ int nb_netcheck_run(const struct nb_netcheck_opts *o)
 	uint64_t now = nb_now_ms();
 	r.hard_deadline = now + (o->timeout_ms ? o->timeout_ms : 10000);
 	nb_netcheck_init(&r.nc, NULL, &o->server, &local, seed, now);
+	uint8_t cseed[32];
+	if (getrandom(cseed, sizeof(cseed), 0) != (ssize_t)sizeof(cseed))
+		memset(cseed, 0, sizeof(cseed)); /* cannot happen after the first getrandom */
+	nb_client_init(&r.client, NULL, &o->server, cseed, now);
+	if (o->upnp) {
+		struct nb_portmap_opts po = {
+			.internal_port = local.port, .ssdp_flags = o->upnp_flags, .quiet = o->json,
+		};
+		rc = nb_portmap_open(&r.pm, &r.loop, &po, &r.client, on_portmap, &r);
+		if (rc != 0)
+			fprintf(stderr, "natpeer: UPnP: cannot start: %s (going on without it)\n", uv_strerror(rc));
+	}
 	pump(&r);
 	uv_run(&r.loop, UV_RUN_DEFAULT);
 	uv_loop_close(&r.loop);
@@ -237,6 +366,5 @@ int nb_netcheck_run(const struct nb_netcheck_opts *o)
 		fprintf(stderr, "natpeer: netcheck did not finish within the timeout (raise --timeout)\n");
 		return 1;
 	}
-	report(o, nb_netcheck_result(&r.nc));
 	return 0;
 }

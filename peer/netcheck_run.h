@@ -13,6 +13,8 @@ struct nb_netcheck_opts {
 	uint16_t port;         /* local port of the agent socket; 0 = random */
 	bool json;
 	uint32_t timeout_ms;   /* hard cap on the whole run */
+	bool upnp;             /* also ask the router for a mapping, and have the broker probe it */
+	unsigned upnp_flags;   /* NB_SSDP_ANY_HOST: tests only */
 };
 
 /* Runs to completion on its own loop; prints the report on stdout and

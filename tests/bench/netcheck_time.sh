@@ -11,6 +11,8 @@
 # cost (`true`) is measured in the same run and printed. Prints per-host
 # medians and the ratio netcheck/natdiscovery. NATLAB_DELAY=20ms (say) adds
 # the lab's one-way delay to every router's WAN, for realistic round trips.
+# netcheck runs with --no-upnp: natdiscovery does no UPnP, and netcheck's
+# UPnP discovery waits up to 0.5 s for a gateway on a LAN without one.
 # Needs root; builds natpeer into build/bench unless -b is given; brings up
 # its own lab (NATLAB_PREFIX=nbt) and tears it down. Prints figures; not a test.
 set -euo pipefail
@@ -21,7 +23,7 @@ while getopts "n:b:h" o; do
     case $o in
         n) runs=$OPTARG ;;
         b) build=$OPTARG ;;
-        *) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+        *) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
     esac
 done
 shift $((OPTIND - 1))
@@ -59,7 +61,7 @@ for h in $hosts; do
     : >"$tmp/np" ; : >"$tmp/nd" ; : >"$tmp/ex"
     for _ in $(seq "$runs"); do
         "$NATLAB" flush
-        timed "$h" "$tmp/np" timeout 20 "$NP" netcheck --broker 203.0.113.10 --json
+        timed "$h" "$tmp/np" timeout 20 "$NP" netcheck --broker 203.0.113.10 --json --no-upnp
         "$NATLAB" flush
         timed "$h" "$tmp/nd" timeout 60 turnutils_natdiscovery -m -f 203.0.113.10
         timed "$h" "$tmp/ex" true

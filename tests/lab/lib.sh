@@ -154,6 +154,28 @@ lab_stop() {
 }
 _lab_all_gone() { local p; for p in "$@"; do [ -d "/proc/$p" ] && return 1; done; return 0; }
 
+# lab_spawn NODE IN OUT ERR CMD...: CMD in NODE with stdin from IN (a FIFO
+# from lab_fifo), stdout to OUT, stderr to ERR; its PID in LAB_LAST_PID and
+# for teardown. The FIFOs this shell holds open are closed in the child, so
+# closing one here is EOF there.
+declare -a LAB_HELD=()
+lab_spawn() {
+    local node=$1 in=$2 out=$3 err=$4; shift 4
+    (
+        for f in "${LAB_HELD[@]}"; do eval "exec $f>&-"; done
+        exec ip netns exec "$(lab_ns "$node")" "$@" <"$in" >"$out" 2>"$err"
+    ) &
+    LAB_LAST_PID=$!
+    LAB_PIDS+=("$LAB_LAST_PID")
+}
+# lab_fifo NAME: a FIFO in LAB_TMP held open read-write by this shell; its fd
+# in LAB_FIFO_FD (write a line to it: the spawned command reads it).
+lab_fifo() {
+    mkfifo "$LAB_TMP/$1"
+    exec {LAB_FIFO_FD}<>"$LAB_TMP/$1"
+    LAB_HELD+=("$LAB_FIFO_FD")
+}
+
 # ---------------------------------------------------------------- UDP probes
 # lab_udp_listen NODE PORT FILE: record each datagram to PORT in NODE as a
 # line "from IP:PORT PAYLOAD" in FILE; returns once the port is bound.

@@ -493,6 +493,29 @@ start_miniupnpd() { # router n
         -P "$RUN/miniupnpd-$r.daemon.pid"
 }
 
+# Restart the UPnP router's miniupnpd, as a router reboot would: its
+# mappings and lease file are gone. v1|v2 picks the IGD version it describes
+# (default: as the lab was brought up). Waits until it serves HTTP again; it
+# learns its external address by STUN from whatever answers on srv:3478
+# (coturn or natbroker).
+cmd_restart_upnp() {
+    need_root
+    [ -d "$RUN" ] || die "lab $PREFIX is not up"
+    local ver=${1:-}
+    case $ver in
+        v1) NATLAB_IGD_V1=1 ;;
+        v2) NATLAB_IGD_V1=0 ;;
+        "") ;;
+        *) die "usage: restart-upnp [v1|v2]" ;;
+    esac
+    stop_daemon miniupnpd-r-upnp 5
+    rm -f "$RUN/miniupnpd-r-upnp.leases"
+    start_miniupnpd r-upnp 6
+    poll 20 http_ok upnp 192.168.6.1 "$UPNP_HTTP_PORT" ||
+        die "miniupnpd on r-upnp does not serve HTTP after the restart"
+    log "miniupnpd on r-upnp restarted (IGD v$([ "${NATLAB_IGD_V1:-0}" = 1 ] && echo 1 || echo 2))"
+}
+
 setup_shaping() {
     local delay=${NATLAB_DELAY:-} loss=${NATLAB_LOSS:-} us=0 p=0.000000 port
     [ -n "$delay" ] && { us=$(parse_delay_us "$delay") || die "bad NATLAB_DELAY=$delay"; }
@@ -772,6 +795,8 @@ usage: natlab.sh CMD [ARGS]   (root; NATLAB_PREFIX=$PREFIX)
   router HOST        the router node a LAN host sits behind (e.g. fc -> r-fc)
   nodes              list node names
   start-coturn | stop-coturn   coturn on srv ($SRV_IP1/$SRV_IP2 : $STUN_PORT/$STUN_ALT_PORT)
+  restart-upnp [v1|v2]        restart miniupnpd on r-upnp like a router reboot
+                              (mappings gone), optionally as IGD v1 or v2
 options (environment, read by up):
   NATLAB_PREFIX=nl   namespace/run-dir prefix: two labs can run side by side
   NATLAB_DELAY=20ms  one-way delay per crossing of the internet bridge
@@ -814,6 +839,7 @@ main() {
         nodes) echo "$ALL_NODES" ;;
         start-coturn) need_root; start_coturn ;;
         stop-coturn) need_root; rm -f "$RUN/coturn.wanted"; stop_daemon coturn 5 ;;
+        restart-upnp) cmd_restart_upnp "$@" ;;
         -h|--help|help) usage ;;
         "") usage >&2; exit 2 ;;
         *) echo "natlab: unknown command $cmd" >&2; usage >&2; exit 2 ;;

@@ -61,31 +61,14 @@ all_pages() { # TYPE -> every entry of every page, one object per line
 }
 registered() { all_pages peers | grep -q "\"id\":\"$1\""; }
 
-# spawn NODE IN OUT ERR CMD...: CMD in NODE with stdin from IN; the FIFOs
-# this shell holds open are closed in the child, so EOF reaches it.
-declare -a HELD=()
-spawn() {
-    local node=$1 in=$2 out=$3 err=$4; shift 4
-    (
-        for f in "${HELD[@]}"; do eval "exec $f>&-"; done
-        exec ip netns exec "$(lab_ns "$node")" "$@" <"$in" >"$out" 2>"$err"
-    ) &
-    LAB_LAST_PID=$!
-    LAB_PIDS+=("$LAB_LAST_PID")
-}
-fifo() { # NAME -> a FIFO held open read-write by this shell; its fd in FIFO_FD
-    mkfifo "$LAB_TMP/$1"
-    exec {FIFO_FD}<>"$LAB_TMP/$1"
-    HELD+=("$FIFO_FD")
-}
 
 # ---- pairs: a fresh listener for each, after a conntrack flush
 for p in "${PAIRS[@]}"; do
     read -r a b want <<<"$p"
     id="$a-to-$b" lid="$b-for-$a"
     lab_flush
-    fifo "in-$lid"; lfd=$FIFO_FD
-    spawn "$b" "$LAB_TMP/in-$lid" "$LAB_TMP/out-$lid" "$LAB_TMP/err-$lid" \
+    lab_fifo "in-$lid"; lfd=$LAB_FIFO_FD
+    lab_spawn "$b" "$LAB_TMP/in-$lid" "$LAB_TMP/out-$lid" "$LAB_TMP/err-$lid" \
         "$NP" listen --id "$lid" --broker "$SRV1" --json
     lpid=$LAB_LAST_PID
     if ! lab_wait 15 registered "$lid"; then
@@ -93,9 +76,9 @@ for p in "${PAIRS[@]}"; do
         lab_stop "$lpid"
         continue
     fi
-    fifo "in-$id"; cfd=$FIFO_FD
+    lab_fifo "in-$id"; cfd=$LAB_FIFO_FD
     out=$LAB_TMP/out-$id
-    spawn "$a" "$LAB_TMP/in-$id" "$out" "$LAB_TMP/err-$id" \
+    lab_spawn "$a" "$LAB_TMP/in-$id" "$out" "$LAB_TMP/err-$id" \
         "$NP" connect --id "$id" --broker "$SRV1" --json "$lid"
     cpid=$LAB_LAST_PID
     if [ "$want" = none ]; then

@@ -627,6 +627,64 @@ static void test_matrix_paging(void **state)
 	assert_int_equal(f.ev[f.n_ev - 1].type, NB_CLIENT_EV_PEERS_DONE);
 }
 
+static void test_verify(void **state)
+{
+	static struct fake f;
+	struct nb_ctrl_msg m;
+	struct nb_addr ext = A("203.0.113.106:40001"), alt = A("203.0.113.10:3479");
+
+	(void)state;
+	setup(&f);
+	assert_int_equal(nb_client_verify(&f.c, &ext, f.now), 0);
+	assert_int_equal(nb_client_verify(&f.c, &ext, f.now), -EBUSY);
+	drain(&f);
+	assert_int_equal(last(&f)->type, NB_CTRL_VERIFY);
+	assert_true(nb_addr_equal(&last(&f)->u.verify.external, &ext));
+	/* sent at 0, 250, 750 ms, then nothing more */
+	advance_to(&f, f.now + 1700);
+	assert_int_equal(f.n_sent, 3);
+	assert_int_equal(f.sent_at[1] - f.sent_at[0], 250);
+	assert_int_equal(f.sent_at[2] - f.sent_at[0], 750);
+	/* a probe with another tx is not ours */
+	m = simple(NB_CTRL_PROBE, "00000000000000aa");
+	snprintf(m.u.probe.proof, sizeof(m.u.probe.proof), "%s", "0123456789abcdef0123456789abcdef");
+	assert_int_equal(reply_from(&f, &alt, &m), -1);
+	/* ours, from the broker's other port: VERIFIED with the proof */
+	snprintf(m.tx, sizeof(m.tx), "%s", last(&f)->tx);
+	assert_int_equal(reply_from(&f, &alt, &m), 0);
+	assert_int_equal(f.ev[f.n_ev - 1].type, NB_CLIENT_EV_VERIFIED);
+	assert_string_equal(f.ev[f.n_ev - 1].proof, "0123456789abcdef0123456789abcdef");
+	assert_true(nb_addr_equal(&f.ev[f.n_ev - 1].from, &alt));
+	/* twice: the transaction is over */
+	assert_int_equal(reply_from(&f, &alt, &m), -1);
+	assert_int_equal(nb_client_pending(&f.c, NB_CLIENT_TXN_VERIFY), 0);
+
+	/* no probe: VERIFY_FAILED at 1750 ms */
+	setup(&f);
+	uint64_t t0 = f.now;
+	assert_int_equal(nb_client_verify(&f.c, &ext, f.now), 0);
+	advance_to(&f, t0 + 1749);
+	assert_int_equal(f.n_ev, 0);
+	advance_to(&f, t0 + 1750);
+	assert_int_equal(f.ev[f.n_ev - 1].type, NB_CLIENT_EV_VERIFY_FAILED);
+	assert_int_equal(f.ev[f.n_ev - 1].code, 0);
+
+	/* refused by the broker: VERIFY_FAILED with the code */
+	setup(&f);
+	assert_int_equal(nb_client_verify(&f.c, &ext, f.now), 0);
+	drain(&f);
+	m = error_for(last(&f)->tx, 400, "external is not on your address");
+	assert_int_equal(reply(&f, &m), 0);
+	assert_int_equal(f.ev[f.n_ev - 1].type, NB_CLIENT_EV_VERIFY_FAILED);
+	assert_int_equal(f.ev[f.n_ev - 1].code, 400);
+	/* ... and an error for it from anywhere else is not taken */
+	setup(&f);
+	assert_int_equal(nb_client_verify(&f.c, &ext, f.now), 0);
+	drain(&f);
+	m = error_for(last(&f)->tx, 400, "forged");
+	assert_int_equal(reply_from(&f, &alt, &m), -1);
+}
+
 static void test_ignores(void **state)
 {
 	static struct fake f;
@@ -676,6 +734,7 @@ int main(void)
 		cmocka_unit_test(test_result),
 		cmocka_unit_test(test_peers_paging),
 		cmocka_unit_test(test_matrix_paging),
+		cmocka_unit_test(test_verify),
 		cmocka_unit_test(test_ignores),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
