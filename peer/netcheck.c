@@ -8,8 +8,8 @@
 
 enum { T_IDLE = 0, T_ACTIVE, T_ANSWERED, T_FAILED };
 
-/* The hairpin wait: 2 x test I's round trip plus this slack, at most MAX. */
-#define NB_NC_HAIRPIN_SLACK_MS 3
+/* The hairpin wait: test I's round trip plus this slack, at most MAX. */
+#define NB_NC_HAIRPIN_SLACK_MS 2
 #define NB_NC_HAIRPIN_MAX_MS 500
 
 static const struct nb_netcheck_params default_params = {
@@ -141,7 +141,7 @@ static void advance(struct nb_netcheck *nc, uint64_t now)
 		/* The hairpin path (host, router, host) is part of the path to the
 		 * server, so test I's round trip bounds it; after a retransmission
 		 * that round trip is itself only an upper bound. */
-		uint64_t rtt = t[NB_NC_T_MAP1].rtt, wait = 2 * rtt + NB_NC_HAIRPIN_SLACK_MS;
+		uint64_t rtt = t[NB_NC_T_MAP1].rtt, wait = rtt + NB_NC_HAIRPIN_SLACK_MS;
 		start(nc, NB_NC_T_HAIRPIN, &t[NB_NC_T_MAP1].mapped, 0, now);
 		if (wait > NB_NC_HAIRPIN_MAX_MS)
 			wait = NB_NC_HAIRPIN_MAX_MS;

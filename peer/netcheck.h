@@ -15,8 +15,9 @@
  *                 III -> primary, CHANGE-REQUEST port:    answered ? ADF : APDF
  *   hairpin     a Binding request from NB_NC_FILT to M1: does NB_NC_MAP see it?
  *               A hairpinned packet never leaves the router, so this waits
- *               2 x the round trip of test I plus 3 ms (at most 500 ms), not
- *               the full give-up time. The shell must read what has arrived
+ *               the round trip of test I plus 2 ms (at most 500 ms), not
+ *               the full give-up time: the hairpin path is part of the
+ *               path to the server. The shell must read what has arrived
  *               before it lets a deadline pass (nb_udp_drain), or a busy
  *               machine turns a late wake-up into "no hairpin".
  *
