@@ -1,0 +1,413 @@
+#!/usr/bin/env bash
+# matrix.sh: the who-can-reach-whom demo (docs/demo.md).
+#
+# One command: install what is missing, build natpeer and natbroker, bring the
+# NAT lab up, start natbroker on srv (RFC 5780 mode) and one `natpeer listen`
+# on each of the 13 lab hosts, connect every unordered pair, and show the
+# broker's prediction beside what happened: a matrix on the terminal, plus
+# matrix.json and matrix.html in --out. Then tear the lab down.
+#
+# Exit status: 0 only when every pair's measured path equals the broker's
+# prediction (and every host's NAT verdict is the one the lab was built for);
+# 1 otherwise; 77 when not root (the lab needs network namespaces); 2 on bad
+# usage.
+#
+# Who connects to whom: for each pair a fresh `natpeer connect` process (id
+# "A.B", a new random port, its own NAT check) on host A asks the broker to
+# connect it to B's listener. A is the host listed first, except that a host
+# whose NAT check found UDP blocked is always B: it cannot ask the broker
+# anything. The prediction is the broker's own (`natpeer matrix --json`).
+#
+# Parallelism: a host takes part in at most one pair at a time (as connector
+# or as listener), so at most 6 pairs run at once. conntrack is flushed once,
+# before the listeners start, never between pairs (pairs on one router run in
+# parallel). No stale entry can match a pair: every connector has a fresh
+# random port, and a listener keeps one mapping for all its pairs, as a real
+# listening peer does.
+# shellcheck disable=SC2317  # trap handlers and lab_wait callbacks are called indirectly
+set -uo pipefail
+
+TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+export NATLAB_PREFIX=${NATLAB_PREFIX:-nbm}
+export NATLAB_QUIET=1
+
+usage() {
+    cat <<EOF
+usage: tests/lab/matrix.sh [options]     (as root; Debian 12)
+
+Builds the NAT lab, connects every pair of its 13 hosts through natbroker, and
+shows the broker's prediction beside what actually happened.
+
+  --out DIR       write matrix.json, matrix.html and logs/ there
+                  (default: build/matrix in the source tree)
+  --build DIR     take natpeer and natbroker from DIR (a CMake build dir, or
+                  a dir holding both binaries) instead of building them in
+                  build/release
+  --keep          leave the lab up afterwards (natlab.sh down to remove it)
+  --no-color      plain symbols even on a terminal (also: NO_COLOR=1)
+  --timeout S     punch deadline of each connect (default: the broker's plan)
+  --jobs N        pairs at once, 1..6 (default 6: every host in one pair)
+  -h, --help      this text
+
+Environment: NATLAB_PREFIX (default nbm) names the lab's namespaces.
+Exit status: 0 when every pair agrees with the prediction, 1 otherwise,
+77 when not root.
+EOF
+}
+
+OUT=$TOP/build/matrix
+BUILD=
+KEEP=0
+COLOR=auto
+PUNCH=
+JOBS=6
+while [ $# -gt 0 ]; do
+    case $1 in
+        --out) OUT=${2:?--out needs a directory}; shift ;;
+        --build) BUILD=${2:?--build needs a directory}; shift ;;
+        --keep) KEEP=1 ;;
+        --no-color) COLOR=never ;;
+        --timeout) PUNCH=${2:?--timeout needs seconds}; shift
+                   [[ $PUNCH =~ ^[1-9][0-9]?$ ]] || { echo "matrix.sh: --timeout: expected 1..99 seconds, got '$PUNCH'" >&2; exit 2; } ;;
+        --jobs) JOBS=${2:?--jobs needs a number}; shift
+                [[ $JOBS =~ ^[1-6]$ ]] || { echo "matrix.sh: --jobs: expected 1..6, got '$JOBS'" >&2; exit 2; } ;;
+        -h | --help) usage; exit 0 ;;
+        *) echo "matrix.sh: unknown option '$1'" >&2; usage >&2; exit 2 ;;
+    esac
+    shift
+done
+[ -n "${NO_COLOR:-}" ] && COLOR=never
+if [ "$COLOR" = auto ]; then
+    if [ -t 1 ] && [ "${TERM:-dumb}" != dumb ]; then COLOR=always; else COLOR=never; fi
+fi
+
+if [ "$(id -u)" != 0 ]; then
+    echo "matrix.sh: needs root: the lab is built from network namespaces and nftables."
+    echo "Run it as root, e.g.: sudo tests/lab/matrix.sh"
+    exit 77
+fi
+
+# ---------------------------------------------------------------- output helpers
+if [ "$COLOR" = always ]; then
+    C_B=$'\e[1m' C_G=$'\e[32m' C_R=$'\e[31m' C_D=$'\e[2m' C_0=$'\e[0m'
+else
+    C_B='' C_G='' C_R='' C_D='' C_0=''
+fi
+say() { printf '%s\n' "$*"; }
+step() { printf '%s==>%s %s\n' "$C_B" "$C_0" "$*"; }
+die() { printf '%smatrix.sh: %s%s\n' "$C_R" "$*" "$C_0"; exit 1; }
+T_START=$(($(date +%s%N) / 1000000))
+secs_since() { local t; t=$(($(date +%s%N) / 1000000 - $1)); printf '%d.%d' $((t / 1000)) $((t % 1000 / 100)); }
+
+# ---------------------------------------------------------------- dependencies
+# Only when something is missing: tests/setup.sh --deps installs the build and
+# lab packages (apt-get; idempotent).
+deps_missing() {
+    local t p
+    for t in ip nft iptables conntrack ss socat turnserver turnutils_natdiscovery stun \
+             upnpc natpmpc miniupnpd ping timeout flock cc python3; do
+        command -v "$t" >/dev/null 2>&1 || return 0
+    done
+    [ -n "$BUILD" ] && return 1
+    command -v cmake >/dev/null 2>&1 || return 0
+    command -v pkg-config >/dev/null 2>&1 || return 0
+    for p in libuv1-dev libcjson-dev libcurl4-openssl-dev libexpat1-dev libssl-dev; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || return 0
+    done
+    return 1
+}
+if deps_missing; then
+    step "installing missing packages (tests/setup.sh --deps)"
+    bash "$TOP/tests/setup.sh" --deps || die "installing the dependencies failed"
+fi
+
+# ---------------------------------------------------------------- binaries
+find_bin() { # DIR NAME -> path of NAME in DIR or DIR/{peer,broker}
+    local d
+    for d in "$1" "$1/peer" "$1/broker"; do
+        [ -x "$d/$2" ] && { echo "$d/$2"; return 0; }
+    done
+    return 1
+}
+if [ -z "$BUILD" ]; then
+    BUILD=$TOP/build/release
+    step "building natpeer and natbroker in ${BUILD#"$TOP"/}"
+    mkdir -p "$BUILD"
+    if ! { cmake -S "$TOP" -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo &&
+           cmake --build "$BUILD" -j"$(nproc)" --target natpeer natbroker; } >"$BUILD/matrix-build.log" 2>&1; then
+        tail -n 40 "$BUILD/matrix-build.log"
+        die "build failed (log: $BUILD/matrix-build.log)"
+    fi
+fi
+NP=$(find_bin "$BUILD" natpeer) || die "no natpeer in $BUILD"
+NB=$(find_bin "$BUILD" natbroker) || die "no natbroker in $BUILD"
+NP=$(realpath "$NP") NB=$(realpath "$NB")
+
+# ---------------------------------------------------------------- lab helpers
+# shellcheck source=tests/lab/lib.sh
+. "$TOP/tests/lab/lib.sh"
+LAB_KEEP=$KEEP
+SRV1=203.0.113.10
+SRV2=203.0.113.11
+HOSTS=(pub fc rc prc sym sym2 blk upnp cgn lan1 lan2 hp1 hp2)
+RENDER=$TOP/tests/lab/matrix_render.py
+
+mkdir -p "$OUT" || die "cannot create $OUT"
+OUT=$(cd "$OUT" && pwd)
+LOGS=$OUT/logs
+rm -rf "$LOGS" "$OUT/matrix.json" "$OUT/matrix.html"
+mkdir -p "$LOGS"
+
+FINISHED=0
+declare -A RUNNING=()   # connector PID -> pair index
+declare -A BUSY=()      # host -> 1 while it takes part in a pair
+
+# Teardown on every exit (Ctrl-C, failure, success): the connectors still
+# running, then the listeners and natbroker (lab_teardown stops LAB_PIDS, all
+# started here), then the lab unless --keep.
+on_exit() {
+    local rc=$? p
+    trap - EXIT INT TERM HUP
+    for p in "${!RUNNING[@]}"; do kill -TERM "$p" 2>/dev/null; done
+    for p in "${!RUNNING[@]}"; do wait "$p" 2>/dev/null; done
+    if [ "$LAB_TORN_DOWN" = 0 ]; then
+        if [ "$KEEP" = 1 ]; then step "stopping natbroker and the peers; --keep: lab $NATLAB_PREFIX stays up"
+        else step "tearing the lab down"; fi
+        lab_teardown
+    fi
+    [ "$FINISHED" = 1 ] && say "done in $(secs_since "$T_START") s"
+    exit "$rc"
+}
+on_signal() { printf '\n%sinterrupted%s\n' "$C_R" "$C_0"; exit 130; }
+
+# one demo per lab prefix at a time (the lab tests use the same lock); the
+# traps come after it, so that a second demo never tears down the first's lab
+exec 8>"/run/natlab-$NATLAB_PREFIX.test.lock"
+flock -w 60 8 || die "lab $NATLAB_PREFIX is in use (/run/natlab-$NATLAB_PREFIX.test.lock); set another NATLAB_PREFIX"
+trap on_exit EXIT
+trap on_signal INT TERM HUP
+lab_require_tools
+
+# start_in NODE OUT ERR CMD...: CMD in NODE, stdout and stderr apart; its PID
+# (ip netns exec execs CMD) in LAB_LAST_PID and in LAB_PIDS for teardown
+start_in() {
+    local node=$1 o=$2 e=$3; shift 3
+    ip netns exec "$(lab_ns "$node")" "$@" </dev/null >"$o" 2>"$e" &
+    LAB_LAST_PID=$!
+    LAB_PIDS+=("$LAB_LAST_PID")
+}
+np_pub() { timeout 10 ip netns exec "$(lab_ns pub)" "$NP" "$@" --broker "$SRV1" 2>/dev/null; }
+
+# ---------------------------------------------------------------- the lab
+step "bringing the lab up (prefix $NATLAB_PREFIX)"
+T_LAB=$(lab_now_ms)
+"$NATLAB" down >/dev/null 2>&1 || true
+"$NATLAB" up >"$LOGS/natlab.log" 2>&1 || { cat "$LOGS/natlab.log"; die "natlab.sh up failed"; }
+say "    up in $(secs_since "$T_LAB") s: 13 hosts, 11 NAT routers; waiting for the UPnP routers (about 9 s)"
+"$NATLAB" wait-ready 30 >>"$LOGS/natlab.log" 2>&1 || { cat "$LOGS/natlab.log"; die "the lab did not get ready"; }
+"$NATLAB" stop-coturn >>"$LOGS/natlab.log" 2>&1 || die "natlab.sh stop-coturn failed"
+lab_wait 5 eval '! lab_udp_bound srv 3478 && ! lab_udp_bound srv 3479' || die "coturn still holds srv's ports"
+lab_flush >>"$LOGS/natlab.log" 2>&1 || die "natlab.sh flush failed"
+say "    ready in $(secs_since "$T_LAB") s"
+
+step "starting natbroker on srv ($SRV1 and $SRV2, RFC 5780 mode)"
+start_in srv "$LOGS/natbroker.log" "$LOGS/natbroker.log" "$NB" --listen "$SRV1" --listen "$SRV2"
+NB_PID=$LAB_LAST_PID
+lab_wait 5 eval 'lab_udp_bound srv 3478 && lab_udp_bound srv 3479' ||
+    { cat "$LOGS/natbroker.log"; die "natbroker does not listen on srv"; }
+
+# ---------------------------------------------------------------- listeners
+step "starting natpeer listen on ${#HOSTS[@]} hosts; each checks its NAT first"
+declare -A LPID=() VERDICT=() BLOCKED=()
+for h in "${HOSTS[@]}"; do
+    start_in "$h" "$LOGS/listen-$h.out" "$LOGS/listen-$h.err" "$NP" listen --id "$h" --broker "$SRV1" --json
+    LPID[$h]=$LAB_LAST_PID
+done
+# parse_nat HOST: natpeer's "NAT: ..." line -> "MAPPING FILTERING NAT|DETAIL"
+parse_nat() {
+    local line
+    line=$(grep -m1 '^NAT: ' "$LOGS/listen-$1.err" 2>/dev/null) || return 1
+    line=${line#NAT: }
+    case $line in
+        "no answer from "*)
+            echo "none unknown udp-blocked|no answer from the broker over UDP" ;;
+        "none (public address "*)
+            sed -E 's/^none \(public address ([^)]*)\), ([a-z-]+) filtering \(([a-z-]+)\).*/none \2 \3|no NAT, \2 filtering/' <<<"$line" ;;
+        *" mapping, "*)
+            sed -E 's/^([a-z-]+) mapping, ([a-z-]+) filtering \(([a-z-]+)\).*/\1 \2 \3|\1 mapping, \2 filtering/' <<<"$line" ;;
+        *) echo "unknown unknown unknown|$line" ;;
+    esac
+}
+# upnp_word HOST: what natpeer said about UPnP before its NAT line, if anything
+upnp_word() {
+    local f=$LOGS/listen-$1.err l
+    l=$(sed -n 's/^upnp: \([^ ]*\) verified by the broker$/UPnP mapping \1 verified/p' "$f" | head -n 1)
+    [ -n "$l" ] || l=$(sed -n 's/^upnp: \(.*\); using hole punching$/no UPnP: \1/p' "$f" | head -n 1)
+    [[ $l == *"no UPnP gateway answered"* ]] && l=
+    echo "$l"
+}
+VERDICT_BAD=0
+: >"$LOGS/verdicts.tsv"
+end=$(($(lab_now_ms) + 20000))
+while [ ${#VERDICT[@]} -lt ${#HOSTS[@]} ] && [ "$(lab_now_ms)" -lt "$end" ]; do
+    for h in "${HOSTS[@]}"; do
+        [ -n "${VERDICT[$h]:-}" ] && continue
+        v=$(parse_nat "$h") || continue
+        VERDICT[$h]=${v%%|*}
+        read -r m f n <<<"${VERDICT[$h]}"
+        [ "$n" = udp-blocked ] && BLOCKED[$h]=1
+        mark="${C_G}ok${C_0}" ok=1
+        if [ "${VERDICT[$h]}" != "${LAB_EXPECT[$h]:-}" ]; then
+            mark="${C_R}the lab was built as: ${LAB_EXPECT[$h]:-?}${C_0}" ok=0
+            VERDICT_BAD=$((VERDICT_BAD + 1))
+        fi
+        up=$(upnp_word "$h")
+        printf '    %-5s %s%-20s%s (%s)%s  %s\n' "$h" "$C_B" "$n" "$C_0" "${v#*|}" "${up:+, $up}" "$mark"
+        printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$h" "$m" "$f" "$n" "$ok" "${v#*|}" >>"$LOGS/verdicts.tsv"
+    done
+    sleep 0.1
+done
+for h in "${HOSTS[@]}"; do
+    if [ -z "${VERDICT[$h]:-}" ]; then
+        printf '    %-5s %sno NAT verdict within 20 s%s\n' "$h" "$C_R" "$C_0"
+        VERDICT_BAD=$((VERDICT_BAD + 1))
+        printf '%s\tunknown\tunknown\tunknown\t0\tno verdict\n' "$h" >>"$LOGS/verdicts.tsv"
+    fi
+done
+
+# every listener that can reach the broker is registered before any pair starts
+all_registered() {
+    local list h
+    list=$(np_pub peers --json) || return 1
+    for h in "${HOSTS[@]}"; do
+        [ -n "${BLOCKED[$h]:-}" ] && continue
+        grep -q "\"id\":\"$h\"" <<<"$list" || return 1
+    done
+}
+lab_wait 15 all_registered || die "not every listener registered with the broker within 15 s (logs: $LOGS)"
+n_reg=$((${#HOSTS[@]} - ${#BLOCKED[@]}))
+say "    $n_reg hosts registered with the broker${BLOCKED[*]:+; ${!BLOCKED[*]} cannot (UDP blocked)}"
+
+# ---------------------------------------------------------------- pairs
+# PA[k] connects to PB[k]: the host listed first, unless it is UDP-blocked
+PA=() PB=()
+for ((i = 0; i < ${#HOSTS[@]}; i++)); do
+    for ((j = i + 1; j < ${#HOSTS[@]}; j++)); do
+        a=${HOSTS[i]} b=${HOSTS[j]}
+        if [ -n "${BLOCKED[$a]:-}" ] && [ -z "${BLOCKED[$b]:-}" ]; then t=$a a=$b b=$t; fi
+        PA+=("$a") PB+=("$b")
+    done
+done
+NPAIRS=${#PA[@]}
+declare -A REM=()   # host -> pairs left
+for h in "${HOSTS[@]}"; do REM[$h]=0; done
+for ((k = 0; k < NPAIRS; k++)); do
+    REM[${PA[k]}]=$((REM[${PA[k]}] + 1)) REM[${PB[k]}]=$((REM[${PB[k]}] + 1))
+done
+CONNECT_TIMEOUT=$((${PUNCH:-5} + 25))   # netcheck (<= 10 s) + register + punch, with room
+declare -A T0=()
+PENDING=()
+for ((k = 0; k < NPAIRS; k++)); do PENDING+=("$k"); done
+DONE=0
+DISAGREE_LIVE=0
+: >"$LOGS/runs.tsv"
+
+start_pair() {
+    local k=$1 a=${PA[$1]} b=${PB[$1]}
+    T0[$k]=$(lab_now_ms)
+    ip netns exec "$(lab_ns "$a")" timeout -k 2 "$CONNECT_TIMEOUT" \
+        "$NP" connect --id "$a.$b" --broker "$SRV1" --json ${PUNCH:+--timeout "$PUNCH"} "$b" \
+        </dev/null >"$LOGS/$a.$b.out" 2>"$LOGS/$a.$b.err" &
+    RUNNING[$!]=$k
+    BUSY[$a]=1 BUSY[$b]=1
+}
+# next_pair: the pending pair whose hosts are both free and have the most
+# pairs left between them (keeps the busiest hosts busy); its index in NEXT
+next_pair() {
+    local i k best=-1 score bscore=-1
+    for i in "${!PENDING[@]}"; do
+        k=${PENDING[i]}
+        [ -n "${BUSY[${PA[k]}]:-}" ] || [ -n "${BUSY[${PB[k]}]:-}" ] && continue
+        score=$((REM[${PA[k]}] + REM[${PB[k]}]))
+        [ "$score" -gt "$bscore" ] && { best=$i bscore=$score; }
+    done
+    [ "$best" -ge 0 ] || return 1
+    NEXT=$best
+}
+finish_pair() { # PID STATUS
+    local k=${RUNNING[$1]} rc=$2 a b ms wall ev path reason pred out err line
+    unset "RUNNING[$1]"
+    a=${PA[k]} b=${PB[k]}
+    unset "BUSY[$a]" "BUSY[$b]"
+    REM[$a]=$((REM[$a] - 1)) REM[$b]=$((REM[$b] - 1))
+    wall=$(($(lab_now_ms) - T0[$k]))
+    DONE=$((DONE + 1))
+    out=$LOGS/$a.$b.out err=$LOGS/$a.$b.err
+    printf '%s\t%s\t%s\t%s\t%s\n' "$a" "$b" "$rc" "$wall" "$a.$b" >>"$LOGS/runs.tsv"
+    # the broker's plan as natpeer printed it: "plan: ROLE PEER (PATH path), ..."
+    pred=$(sed -n 's/^plan: [a-z]* [^ ]* (\([a-z]*\) path).*/\1/p' "$err" | head -n 1)
+    line=$(grep -m1 '"event":' "$out")
+    ev=$(sed -n 's/.*"event":"\([a-z]*\)".*/\1/p' <<<"$line")
+    if [ "$ev" = connected ]; then
+        path=$(sed -n 's/.*"path":"\([a-z]*\)".*/\1/p' <<<"$line")
+        ms=$(sed -n 's/.*"ms":\([0-9]*\).*/\1/p' <<<"$line")
+        what="connected $path in $ms ms"
+    else
+        path=none
+        reason=$(sed -n 's/.*"reason":"\(.*\)"}.*/\1/p' <<<"$line")
+        [ -n "$reason" ] || reason="no event (exit status $rc after $wall ms)"
+        what="no connection"
+        if [ -z "$pred" ] && [[ $reason == "broker: "* ]]; then
+            pred=none what="no connection: $reason"
+        fi
+    fi
+    if [ "$pred" = "$path" ]; then
+        printf '[%2d/%d] %-4s -> %-4s: %s %s(predicted %s)%s\n' "$DONE" "$NPAIRS" "$a" "$b" "$what" "$C_D" "${pred:-?}" "$C_0"
+    else
+        DISAGREE_LIVE=$((DISAGREE_LIVE + 1))
+        printf '[%2d/%d] %-4s -> %-4s: %s %s(predicted %s) DISAGREES%s\n' "$DONE" "$NPAIRS" "$a" "$b" "$what" "$C_R" "${pred:-?}" "$C_0"
+    fi
+}
+
+step "connecting $NPAIRS pairs, up to $JOBS at once (one pair per host at a time)"
+T_PAIRS=$(lab_now_ms)
+while [ ${#PENDING[@]} -gt 0 ] || [ ${#RUNNING[@]} -gt 0 ]; do
+    while [ ${#RUNNING[@]} -lt "$JOBS" ] && next_pair; do
+        start_pair "${PENDING[NEXT]}"
+        unset "PENDING[NEXT]"
+    done
+    [ ${#RUNNING[@]} -gt 0 ] || die "no pair can start (scheduler bug)"
+    wpid=
+    wait -n -p wpid "${!RUNNING[@]}"
+    st=$?
+    if [ -n "$wpid" ] && [ -n "${RUNNING[$wpid]:-}" ]; then
+        finish_pair "$wpid" "$st"
+    fi
+done
+T_PAIRS_S=$(secs_since "$T_PAIRS")
+say "    $NPAIRS pairs in $T_PAIRS_S s"
+kill -0 "$NB_PID" 2>/dev/null || say "${C_R}    natbroker is no longer running (log: $LOGS/natbroker.log)${C_0}"
+for h in "${HOSTS[@]}"; do
+    kill -0 "${LPID[$h]}" 2>/dev/null || say "${C_R}    the listener on $h exited (log: $LOGS/listen-$h.err)${C_0}"
+done
+
+# ---------------------------------------------------------------- the broker's view
+step "asking the broker for its matrix and its peers"
+np_pub matrix --json >"$LOGS/broker-matrix.json" || die "natpeer matrix failed"
+np_pub peers --json >"$LOGS/broker-peers.json" || die "natpeer peers failed"
+
+say
+rc=0
+python3 "$RENDER" --hosts "${HOSTS[*]}" --verdicts "$LOGS/verdicts.tsv" \
+    --peers "$LOGS/broker-peers.json" --matrix "$LOGS/broker-matrix.json" \
+    --runs "$LOGS/runs.tsv" --logs "$LOGS" --out "$OUT" --color "$COLOR" \
+    --broker "$SRV1" --pairs-seconds "$T_PAIRS_S" || rc=$?
+say
+say "matrix.json and matrix.html in $OUT (logs in $LOGS)"
+if [ "$VERDICT_BAD" -gt 0 ]; then
+    say "${C_R}$VERDICT_BAD host(s) got a NAT verdict other than the one the lab was built for${C_0}"
+    rc=1
+fi
+[ "$rc" -eq 0 ] || [ "$rc" -eq 1 ] || { say "${C_R}matrix_render.py failed ($rc)${C_0}"; rc=1; }
+FINISHED=1
+exit "$rc"
