@@ -3,11 +3,23 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static enum nb_log_level g_level = NB_LOG_INFO;
+static int g_journal = -1; /* -1 not looked at yet */
+
+/* sd-daemon(3) priority prefixes: journald reads "<3>" as err, "<4>" as
+ * warning, "<6>" as info, "<7>" as debug, and strips them. Used only when
+ * stderr is the journal (systemd sets JOURNAL_STREAM for a unit's stdio). */
+static const char *const journal_prefix[] = { "<3>", "<4>", "<6>", "<7>" };
 
 static const char *const level_names[] = { "error", "warn", "info", "debug" };
+
+void nb_log_set_journal(int mode)
+{
+	g_journal = mode < 0 ? -1 : mode != 0;
+}
 
 void nb_log_set_level(enum nb_log_level level)
 {
@@ -38,7 +50,10 @@ void nb_log(enum nb_log_level level, const char *component, const char *fmt, ...
 
 	if (level > g_level)
 		return;
-	n = snprintf(line, sizeof(line), "%s %s: ", level_names[level], component);
+	if (g_journal < 0)
+		g_journal = getenv("JOURNAL_STREAM") != NULL;
+	n = snprintf(line, sizeof(line), "%s%s %s: ", g_journal ? journal_prefix[level] : "",
+		     level_names[level], component);
 	if (n < 0)
 		return;
 	va_start(ap, fmt);

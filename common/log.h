@@ -16,6 +16,9 @@ enum nb_log_level {
 };
 
 void nb_log_set_level(enum nb_log_level level);
+/* Prefix lines with sd-daemon priorities ("<3>error ...") for journald: 1 on,
+ * 0 off, -1 (default) on when the JOURNAL_STREAM variable is set. */
+void nb_log_set_journal(int mode);
 enum nb_log_level nb_log_get_level(void);
 /* "error", "warn", "info", "debug" -> 0 and *ret; else -EINVAL. */
 int nb_log_parse_level(const char *s, enum nb_log_level *ret);

@@ -76,6 +76,20 @@ static void test_filter_and_format(void **state)
 	assert_string_equal(out, "error test: bad thing\n");
 }
 
+static void test_journal_prefix(void **state)
+{
+	char out[2048];
+
+	(void)state;
+	nb_log_set_level(NB_LOG_INFO);
+	nb_log_set_journal(1);
+	capture(out, sizeof(out), log_some);
+	assert_string_equal(out, "<6>info test: hello 42\n<3>error test: bad thing\n");
+	nb_log_set_journal(0);
+	capture(out, sizeof(out), log_some);
+	assert_string_equal(out, "info test: hello 42\nerror test: bad thing\n");
+}
+
 static void test_long_line_truncated(void **state)
 {
 	char out[8192];
@@ -93,6 +107,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_parse_level),
 		cmocka_unit_test(test_filter_and_format),
+		cmocka_unit_test(test_journal_prefix),
 		cmocka_unit_test(test_long_line_truncated),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
