@@ -30,14 +30,18 @@
 #include "peer/igd.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <string.h>
 
-#include <expat.h>
+#include "peer/ascii.h"
+#include "peer/xml.h"
 
 #define IGD_CANDIDATES 16
 #define IGD_TEXT_MAX NB_URL_MAX /* the longest value looked at */
 #define IGD_TYPE_MAX 128
-#define IGD_VERSION_MAX 999
+
+_Static_assert(NB_XML_TEXT_MAX == IGD_TEXT_MAX, "URLBase and controlURL caps are the text cap");
+_Static_assert(NB_IGD_DEPTH_MAX <= NB_XML_DEPTH_MAX, "the element stack holds NB_IGD_DEPTH_MAX");
 
 static const char igd_device_urn[] = "urn:schemas-upnp-org:device:InternetGatewayDevice:";
 static const char igd_ip_urn[] = "urn:schemas-upnp-org:service:WANIPConnection:";
@@ -59,13 +63,6 @@ enum tag {
 	T_DEVICELIST,
 };
 
-struct text {
-	char s[IGD_TEXT_MAX + 1];
-	size_t len;
-	size_t pending_ws; /* whitespace seen after the last non-space */
-	bool over;         /* more than IGD_TEXT_MAX bytes */
-};
-
 struct cand {
 	bool ppp;
 	int version;
@@ -75,20 +72,15 @@ struct cand {
 };
 
 struct igd_parser {
-	XML_Parser xp;
-	const char *why;
-	bool stopped;
-	unsigned depth, elements;
-	uint8_t stack[NB_IGD_DEPTH_MAX + 1]; /* enum tag per depth; [0] unused */
-	unsigned device_depth_root;          /* depth of the root <device>, 0 before */
-	struct text text;
+	struct nb_xml x;            /* first: expat's user data; tags are enum tag */
+	unsigned device_depth_root; /* depth of the root <device>, 0 before */
 	/* URLBase */
 	bool have_base;
 	char base[IGD_TEXT_MAX + 1];
 	size_t base_len;
 	/* the service being read */
 	bool svc_type_seen, svc_ctl_seen;
-	struct text svc_type, svc_ctl;
+	struct nb_xml_text svc_type, svc_ctl;
 	/* results */
 	int device_version;
 	char friendly_name[129], manufacturer[129], model_name[129];
@@ -97,150 +89,43 @@ struct igd_parser {
 	const char *skip_why; /* why the last WAN service was not a candidate */
 };
 
-static void stop(struct igd_parser *g, const char *why)
-{
-	if (g->stopped)
-		return;
-	g->stopped = true;
-	g->why = why;
-	XML_StopParser(g->xp, XML_FALSE);
-}
-
-static char lower(char c)
-{
-	return (c >= 'A' && c <= 'Z') ? (char)(c - 'A' + 'a') : c;
-}
-
-static bool name_is(const char *name, const char *want)
-{
-	const char *colon = strrchr(name, ':');
-
-	if (colon != NULL)
-		name = colon + 1;
-	for (; *name != '\0' && *want != '\0'; name++, want++)
-		if (lower(*name) != lower(*want))
-			return false;
-	return *name == '\0' && *want == '\0';
-}
-
-static bool is_ws(char c)
-{
-	return c == ' ' || c == '\t' || c == '\r' || c == '\n';
-}
-
-static void text_reset(struct text *t)
-{
-	t->len = 0;
-	t->pending_ws = 0;
-	t->over = false;
-	t->s[0] = '\0';
-}
-
-static void text_add(struct text *t, const char *s, size_t len)
-{
-	for (size_t i = 0; i < len; i++) {
-		if (is_ws(s[i])) {
-			if (t->len > 0)
-				t->pending_ws++;
-			continue;
-		}
-		if (t->over)
-			continue;
-		if (IGD_TEXT_MAX - t->len < t->pending_ws + 1) {
-			t->over = true;
-			continue;
-		}
-		memset(t->s + t->len, ' ', t->pending_ws);
-		t->len += t->pending_ws;
-		t->pending_ws = 0;
-		t->s[t->len++] = s[i];
-		t->s[t->len] = '\0';
-	}
-}
-
-/* Display copy: at most cap - 1 bytes, cut at a UTF-8 boundary, control
- * characters replaced. */
-static void copy_display(char *dst, size_t cap, const struct text *t)
-{
-	size_t n = t->len < cap - 1 ? t->len : cap - 1;
-
-	if (n < t->len)
-		while (n > 0 && ((unsigned char)t->s[n] & 0xC0) == 0x80)
-			n--;
-	for (size_t i = 0; i < n; i++)
-		dst[i] = ((unsigned char)t->s[i] < 0x20 || t->s[i] == 0x7f) ? '?' : t->s[i];
-	dst[n] = '\0';
-}
-
-/* The N of PREFIX N (1..IGD_VERSION_MAX, no leading zero), or 0. Prefix
- * compared case-insensitively. */
-static int urn_version(const char *s, size_t len, const char *prefix)
-{
-	size_t n = strlen(prefix);
-	int v = 0;
-
-	if (len <= n || len - n > 3 || s[n] == '0')
-		return 0;
-	for (size_t i = 0; i < n; i++)
-		if (lower(s[i]) != lower(prefix[i]))
-			return 0;
-	for (size_t i = n; i < len; i++) {
-		if (s[i] < '0' || s[i] > '9')
-			return 0;
-		v = v * 10 + (s[i] - '0');
-	}
-	return v <= IGD_VERSION_MAX ? v : 0;
-}
-
-static bool starts_with_case(const char *s, size_t len, const char *prefix)
-{
-	size_t n = strlen(prefix);
-
-	if (len < n)
-		return false;
-	for (size_t i = 0; i < n; i++)
-		if (lower(s[i]) != lower(prefix[i]))
-			return false;
-	return true;
-}
-
 static enum tag classify(const struct igd_parser *g, const char *name)
 {
-	enum tag parent = g->depth > 0 ? (enum tag)g->stack[g->depth] : T_OTHER;
+	enum tag parent = (enum tag)nb_xml_tag(&g->x);
 
 	switch (parent) {
 	case T_ROOT:
-		if (name_is(name, "URLBase"))
+		if (nb_xml_name_is(name, "URLBase"))
 			return T_URLBASE;
-		if (name_is(name, "device"))
+		if (nb_xml_name_is(name, "device"))
 			return T_DEVICE;
 		break;
 	case T_DEVICELIST:
-		if (name_is(name, "device"))
+		if (nb_xml_name_is(name, "device"))
 			return T_DEVICE;
 		break;
 	case T_DEVICE:
-		if (name_is(name, "deviceType"))
+		if (nb_xml_name_is(name, "deviceType"))
 			return T_DEVICETYPE;
-		if (name_is(name, "friendlyName"))
+		if (nb_xml_name_is(name, "friendlyName"))
 			return T_FRIENDLY;
-		if (name_is(name, "manufacturer"))
+		if (nb_xml_name_is(name, "manufacturer"))
 			return T_MANUFACTURER;
-		if (name_is(name, "modelName"))
+		if (nb_xml_name_is(name, "modelName"))
 			return T_MODEL;
-		if (name_is(name, "serviceList"))
+		if (nb_xml_name_is(name, "serviceList"))
 			return T_SERVICELIST;
-		if (name_is(name, "deviceList"))
+		if (nb_xml_name_is(name, "deviceList"))
 			return T_DEVICELIST;
 		break;
 	case T_SERVICELIST:
-		if (name_is(name, "service"))
+		if (nb_xml_name_is(name, "service"))
 			return T_SERVICE;
 		break;
 	case T_SERVICE:
-		if (name_is(name, "serviceType"))
+		if (nb_xml_name_is(name, "serviceType"))
 			return T_SERVICETYPE;
-		if (name_is(name, "controlURL"))
+		if (nb_xml_name_is(name, "controlURL"))
 			return T_CONTROLURL;
 		break;
 	default:
@@ -255,62 +140,44 @@ static void XMLCALL on_start(void *arg, const XML_Char *name, const XML_Char **a
 	enum tag t;
 
 	(void)atts;
-	if (g->stopped)
+	if (!nb_xml_enter(&g->x, name))
 		return;
-	if (++g->elements > NB_IGD_ELEMENTS_MAX) {
-		stop(g, "more than NB_IGD_ELEMENTS_MAX elements");
-		return;
-	}
-	if (g->depth >= NB_IGD_DEPTH_MAX) {
-		stop(g, "elements nested deeper than NB_IGD_DEPTH_MAX");
-		return;
-	}
-	if (g->depth == 0) {
-		if (!name_is(name, "root")) {
-			stop(g, "not a UPnP device description (the root element is not <root>)");
-			return;
-		}
-		t = T_ROOT;
-	} else {
-		t = classify(g, name);
-	}
-	g->depth++;
-	g->stack[g->depth] = (uint8_t)t;
-	text_reset(&g->text);
+	t = g->x.depth == 0 ? T_ROOT : classify(g, name);
+	nb_xml_push(&g->x, (uint8_t)t);
 	if (t == T_DEVICE && g->device_depth_root == 0)
-		g->device_depth_root = g->depth;
+		g->device_depth_root = g->x.depth;
 	if (t == T_SERVICE) {
 		g->svc_type_seen = false;
 		g->svc_ctl_seen = false;
-		text_reset(&g->svc_type);
-		text_reset(&g->svc_ctl);
+		nb_xml_text_reset(&g->svc_type);
+		nb_xml_text_reset(&g->svc_ctl);
 	}
 }
 
 static void end_service(struct igd_parser *g)
 {
-	const struct text *ty = &g->svc_type, *ct = &g->svc_ctl;
+	const struct nb_xml_text *ty = &g->svc_type, *ct = &g->svc_ctl;
 	bool ppp;
 	int v;
 
 	if (!g->svc_type_seen)
 		return;
 	if (ty->over || ty->len > IGD_TYPE_MAX) {
-		if (starts_with_case(ty->s, ty->len, igd_ip_urn) ||
-		    starts_with_case(ty->s, ty->len, igd_ppp_urn))
-			stop(g, "a WAN connection serviceType is longer than 128 bytes");
+		if (nb_ascii_case_prefix(ty->s, ty->len, igd_ip_urn) ||
+		    nb_ascii_case_prefix(ty->s, ty->len, igd_ppp_urn))
+			nb_xml_stop(&g->x, "a WAN connection serviceType is longer than 128 bytes");
 		return;
 	}
-	v = urn_version(ty->s, ty->len, igd_ip_urn);
+	v = nb_ascii_urn_version(ty->s, ty->len, igd_ip_urn);
 	ppp = false;
 	if (v == 0) {
-		v = urn_version(ty->s, ty->len, igd_ppp_urn);
+		v = nb_ascii_urn_version(ty->s, ty->len, igd_ppp_urn);
 		ppp = true;
 	}
 	if (v == 0)
 		return;
 	if (ct->over) {
-		stop(g, "a WAN connection controlURL is longer than 255 bytes");
+		nb_xml_stop(&g->x, "a WAN connection controlURL is longer than 255 bytes");
 		return;
 	}
 	if (!g->svc_ctl_seen || ct->len == 0) {
@@ -330,16 +197,18 @@ static void end_service(struct igd_parser *g)
 static void XMLCALL on_end(void *arg, const XML_Char *name)
 {
 	struct igd_parser *g = arg;
-	const struct text *t = &g->text;
+	const struct nb_xml_text *t = &g->x.text;
+	enum tag tag;
 	int v;
 
 	(void)name;
-	if (g->stopped || g->depth == 0)
+	if (nb_xml_idle(&g->x))
 		return;
-	switch ((enum tag)g->stack[g->depth]) {
+	tag = (enum tag)nb_xml_tag(&g->x);
+	switch (tag) {
 	case T_URLBASE:
 		if (t->over) {
-			stop(g, "URLBase is longer than 255 bytes");
+			nb_xml_stop(&g->x, "URLBase is longer than 255 bytes");
 			return;
 		}
 		if (!g->have_base && t->len > 0) {
@@ -349,7 +218,7 @@ static void XMLCALL on_end(void *arg, const XML_Char *name)
 		}
 		break;
 	case T_DEVICETYPE:
-		v = t->over ? 0 : urn_version(t->s, t->len, igd_device_urn);
+		v = t->over ? 0 : nb_ascii_urn_version(t->s, t->len, igd_device_urn);
 		if (g->device_version == 0)
 			g->device_version = v;
 		break;
@@ -357,26 +226,20 @@ static void XMLCALL on_end(void *arg, const XML_Char *name)
 	case T_MANUFACTURER:
 	case T_MODEL:
 		/* Of the root device only: its fields sit one level below it. */
-		if (g->depth != g->device_depth_root + 1)
+		if (g->x.depth != g->device_depth_root + 1)
 			break;
-		if (g->stack[g->depth] == T_FRIENDLY && g->friendly_name[0] == '\0')
-			copy_display(g->friendly_name, sizeof(g->friendly_name), t);
-		else if (g->stack[g->depth] == T_MANUFACTURER && g->manufacturer[0] == '\0')
-			copy_display(g->manufacturer, sizeof(g->manufacturer), t);
-		else if (g->stack[g->depth] == T_MODEL && g->model_name[0] == '\0')
-			copy_display(g->model_name, sizeof(g->model_name), t);
+		if (tag == T_FRIENDLY && g->friendly_name[0] == '\0')
+			nb_ascii_copy_display(g->friendly_name, sizeof(g->friendly_name), t->s, t->len);
+		else if (tag == T_MANUFACTURER && g->manufacturer[0] == '\0')
+			nb_ascii_copy_display(g->manufacturer, sizeof(g->manufacturer), t->s, t->len);
+		else if (tag == T_MODEL && g->model_name[0] == '\0')
+			nb_ascii_copy_display(g->model_name, sizeof(g->model_name), t->s, t->len);
 		break;
 	case T_SERVICETYPE:
-		if (!g->svc_type_seen) {
-			g->svc_type_seen = true;
-			g->svc_type = *t;
-		}
+		nb_xml_text_keep_first(&g->svc_type_seen, &g->svc_type, t);
 		break;
 	case T_CONTROLURL:
-		if (!g->svc_ctl_seen) {
-			g->svc_ctl_seen = true;
-			g->svc_ctl = *t;
-		}
+		nb_xml_text_keep_first(&g->svc_ctl_seen, &g->svc_ctl, t);
 		break;
 	case T_SERVICE:
 		end_service(g);
@@ -384,17 +247,16 @@ static void XMLCALL on_end(void *arg, const XML_Char *name)
 	default:
 		break;
 	}
-	g->depth--;
-	text_reset(&g->text);
+	nb_xml_pop(&g->x);
 }
 
 static void XMLCALL on_text(void *arg, const XML_Char *s, int len)
 {
 	struct igd_parser *g = arg;
 
-	if (g->stopped || g->depth == 0 || len <= 0)
+	if (nb_xml_idle(&g->x) || len <= 0)
 		return;
-	switch ((enum tag)g->stack[g->depth]) {
+	switch ((enum tag)nb_xml_tag(&g->x)) {
 	case T_URLBASE:
 	case T_DEVICETYPE:
 	case T_FRIENDLY:
@@ -402,42 +264,31 @@ static void XMLCALL on_text(void *arg, const XML_Char *s, int len)
 	case T_MODEL:
 	case T_SERVICETYPE:
 	case T_CONTROLURL:
-		text_add(&g->text, s, (size_t)len);
+		nb_xml_text_add(&g->x.text, s, (size_t)len);
 		break;
 	default:
 		break;
 	}
 }
 
-static void XMLCALL on_doctype(void *arg, const XML_Char *name, const XML_Char *sysid,
-			       const XML_Char *pubid, int has_internal_subset)
-{
-	(void)name;
-	(void)sysid;
-	(void)pubid;
-	(void)has_internal_subset;
-	stop(arg, "DOCTYPE refused");
-}
+_Static_assert(offsetof(struct igd_parser, x) == 0, "expat's user data is the nb_xml");
 
-static void XMLCALL on_entity(void *arg, const XML_Char *name, int is_param, const XML_Char *value,
-			      int value_len, const XML_Char *base, const XML_Char *sysid,
-			      const XML_Char *pubid, const XML_Char *notation)
-{
-	(void)name;
-	(void)is_param;
-	(void)value;
-	(void)value_len;
-	(void)base;
-	(void)sysid;
-	(void)pubid;
-	(void)notation;
-	stop(arg, "entity declaration refused");
-}
+static const struct nb_xml_rules igd_rules = {
+	.root = "root",
+	.root_why = "not a UPnP device description (the root element is not <root>)",
+	.depth_max = NB_IGD_DEPTH_MAX,
+	.depth_why = "elements nested deeper than NB_IGD_DEPTH_MAX",
+	.elements_max = NB_IGD_ELEMENTS_MAX,
+	.elements_why = "more than NB_IGD_ELEMENTS_MAX elements",
+	.on_start = on_start,
+	.on_end = on_end,
+	.on_text = on_text,
+};
 
 /* "http://..." (any case): resolved without the base. */
 static bool absolute(const char *s, size_t len)
 {
-	return starts_with_case(s, len, "http://");
+	return nb_ascii_case_prefix(s, len, "http://");
 }
 
 /* Is candidate a better than b? */
@@ -455,9 +306,9 @@ int nb_igd_parse(const uint8_t *xml, size_t len, const struct nb_url *location, 
 	struct nb_url base, ctl, best_ctl;
 	const struct cand *best = NULL;
 	struct nb_igd r;
-	enum XML_Status st;
 	const char *fail = NULL;
 	bool base_ok;
+	int rc;
 
 	if (xml == NULL || location == NULL || ret == NULL) {
 		if (why != NULL)
@@ -470,26 +321,12 @@ int nb_igd_parse(const uint8_t *xml, size_t len, const struct nb_url *location, 
 		return -EINVAL;
 	}
 	memset(&g, 0, sizeof(g));
-	g.xp = XML_ParserCreate(NULL);
-	if (g.xp == NULL) {
+	rc = nb_xml_parse(&g.x, &igd_rules, xml, len, &fail);
+	if (rc < 0) {
 		if (why != NULL)
-			*why = "expat could not allocate a parser";
-		return -ENOMEM;
+			*why = fail;
+		return rc;
 	}
-	XML_SetUserData(g.xp, &g);
-	XML_SetElementHandler(g.xp, on_start, on_end);
-	XML_SetCharacterDataHandler(g.xp, on_text);
-	XML_SetStartDoctypeDeclHandler(g.xp, on_doctype);
-	XML_SetEntityDeclHandler(g.xp, on_entity);
-	XML_SetParamEntityParsing(g.xp, XML_PARAM_ENTITY_PARSING_NEVER);
-	st = XML_Parse(g.xp, (const char *)xml, (int)len, XML_TRUE);
-	if (g.stopped)
-		fail = g.why;
-	else if (st != XML_STATUS_OK)
-		fail = "malformed XML";
-	XML_ParserFree(g.xp);
-	if (fail != NULL)
-		goto refuse;
 
 	base = *location;
 	base_ok = !g.have_base || nb_url_parse(g.base, g.base_len, &base) == 0;

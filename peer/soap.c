@@ -34,12 +34,13 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <stddef.h>
 #include <string.h>
 
-#include <expat.h>
+#include "peer/ascii.h"
+#include "peer/xml.h"
 
 #define SOAP_TYPE_MAX 128
-#define SOAP_TEXT_MAX 255
 #define SOAP_DEPTH_MAX 16
 #define SOAP_ELEMENTS_MAX 256
 #define SOAP_IPV4_MAX 15
@@ -309,122 +310,48 @@ static const char *const arg_names[ARG_COUNT] = {
 	"NewInternalClient",    "NewEnabled",      "NewLeaseDuration",
 };
 
-struct text {
-	char s[SOAP_TEXT_MAX + 1];
-	size_t len;
-	size_t pending_ws;
-	bool over;
-};
+_Static_assert(SOAP_DEPTH_MAX <= NB_XML_DEPTH_MAX, "the element stack holds SOAP_DEPTH_MAX");
 
 struct soap_parser {
-	XML_Parser xp;
-	const char *why;
-	bool stopped;
+	struct nb_xml x; /* first: expat's user data; tags are enum tag */
 	const char *action;
-	unsigned depth, elements;
-	uint8_t stack[SOAP_DEPTH_MAX + 1];
-	struct text text;
 	bool have_body, have_response, have_fault;
 	/* fault */
 	bool code_seen, desc_seen, fstring_seen;
-	struct text code, desc, fstring;
+	struct nb_xml_text code, desc, fstring;
 	/* response */
 	bool arg_seen[ARG_COUNT];
-	struct text arg[ARG_COUNT];
+	struct nb_xml_text arg[ARG_COUNT];
 };
-
-static void stop(struct soap_parser *p, const char *why)
-{
-	if (p->stopped)
-		return;
-	p->stopped = true;
-	p->why = why;
-	XML_StopParser(p->xp, XML_FALSE);
-}
-
-static char lower(char c)
-{
-	return (c >= 'A' && c <= 'Z') ? (char)(c - 'A' + 'a') : c;
-}
-
-static const char *local_name(const char *name)
-{
-	const char *colon = strrchr(name, ':');
-	return colon != NULL ? colon + 1 : name;
-}
-
-static bool name_is(const char *name, const char *want)
-{
-	name = local_name(name);
-	for (; *name != '\0' && *want != '\0'; name++, want++)
-		if (lower(*name) != lower(*want))
-			return false;
-	return *name == '\0' && *want == '\0';
-}
 
 /* local name == action + "Response" */
 static bool is_response(const char *name, const char *action)
 {
 	size_t n = strlen(action);
 
-	name = local_name(name);
+	name = nb_xml_local_name(name);
 	for (size_t i = 0; i < n; i++)
-		if (lower(name[i]) != lower(action[i]))
+		if (nb_ascii_lower(name[i]) != nb_ascii_lower(action[i]))
 			return false; /* also stops at name's NUL */
-	return name_is(name + n, "Response");
-}
-
-static bool is_ws(char c)
-{
-	return c == ' ' || c == '\t' || c == '\r' || c == '\n';
-}
-
-static void text_reset(struct text *t)
-{
-	t->len = 0;
-	t->pending_ws = 0;
-	t->over = false;
-	t->s[0] = '\0';
-}
-
-static void text_add(struct text *t, const char *s, size_t len)
-{
-	for (size_t i = 0; i < len; i++) {
-		if (is_ws(s[i])) {
-			if (t->len > 0)
-				t->pending_ws++;
-			continue;
-		}
-		if (t->over)
-			continue;
-		if (SOAP_TEXT_MAX - t->len < t->pending_ws + 1) {
-			t->over = true;
-			continue;
-		}
-		memset(t->s + t->len, ' ', t->pending_ws);
-		t->len += t->pending_ws;
-		t->pending_ws = 0;
-		t->s[t->len++] = s[i];
-		t->s[t->len] = '\0';
-	}
+	return nb_xml_name_is(name + n, "Response");
 }
 
 static bool inside(const struct soap_parser *p, enum tag t)
 {
-	for (unsigned d = 1; d <= p->depth; d++)
-		if (p->stack[d] == t)
+	for (unsigned d = 1; d <= p->x.depth; d++)
+		if (p->x.stack[d] == t)
 			return true;
 	return false;
 }
 
 static enum tag classify(const struct soap_parser *p, const char *name)
 {
-	enum tag parent = (enum tag)p->stack[p->depth];
+	enum tag parent = (enum tag)nb_xml_tag(&p->x);
 
-	if (parent == T_ENVELOPE && !p->have_body && name_is(name, "Body"))
+	if (parent == T_ENVELOPE && !p->have_body && nb_xml_name_is(name, "Body"))
 		return T_BODY;
 	if (parent == T_BODY) {
-		if (name_is(name, "Fault"))
+		if (nb_xml_name_is(name, "Fault"))
 			return p->have_fault ? T_OTHER : T_FAULT;
 		if (is_response(name, p->action))
 			return p->have_response ? T_OTHER : T_RESPONSE;
@@ -432,16 +359,16 @@ static enum tag classify(const struct soap_parser *p, const char *name)
 	}
 	if (parent == T_RESPONSE) {
 		for (int i = 0; i < ARG_COUNT; i++)
-			if (name_is(name, arg_names[i]))
+			if (nb_xml_name_is(name, arg_names[i]))
 				return (enum tag)(ARG_FIRST + i);
 		return T_OTHER;
 	}
-	if (parent == T_FAULT && name_is(name, "faultstring"))
+	if (parent == T_FAULT && nb_xml_name_is(name, "faultstring"))
 		return T_FAULTSTRING;
 	if (inside(p, T_FAULT)) {
-		if (name_is(name, "errorCode"))
+		if (nb_xml_name_is(name, "errorCode"))
 			return T_ERRORCODE;
-		if (name_is(name, "errorDescription"))
+		if (nb_xml_name_is(name, "errorDescription"))
 			return T_ERRORDESC;
 	}
 	return T_OTHER;
@@ -453,25 +380,9 @@ static void XMLCALL on_start(void *arg, const XML_Char *name, const XML_Char **a
 	enum tag t;
 
 	(void)atts;
-	if (p->stopped)
+	if (!nb_xml_enter(&p->x, name))
 		return;
-	if (++p->elements > SOAP_ELEMENTS_MAX) {
-		stop(p, "more elements than a SOAP response has");
-		return;
-	}
-	if (p->depth >= SOAP_DEPTH_MAX) {
-		stop(p, "elements nested deeper than a SOAP response has");
-		return;
-	}
-	if (p->depth == 0) {
-		if (!name_is(name, "Envelope")) {
-			stop(p, "not a SOAP envelope");
-			return;
-		}
-		t = T_ENVELOPE;
-	} else {
-		t = classify(p, name);
-	}
+	t = p->x.depth == 0 ? T_ENVELOPE : classify(p, name);
 	if (t == T_BODY)
 		p->have_body = true;
 	if (t == T_FAULT)
@@ -479,20 +390,10 @@ static void XMLCALL on_start(void *arg, const XML_Char *name, const XML_Char **a
 	if (t == T_RESPONSE)
 		p->have_response = true;
 	if (p->have_fault && p->have_response) {
-		stop(p, "both a response and a SOAP Fault");
+		nb_xml_stop(&p->x, "both a response and a SOAP Fault");
 		return;
 	}
-	p->depth++;
-	p->stack[p->depth] = (uint8_t)t;
-	text_reset(&p->text);
-}
-
-static void keep_first(bool *seen, struct text *dst, const struct text *src)
-{
-	if (*seen)
-		return;
-	*seen = true;
-	*dst = *src;
+	nb_xml_push(&p->x, (uint8_t)t);
 }
 
 static void XMLCALL on_end(void *arg, const XML_Char *name)
@@ -501,19 +402,18 @@ static void XMLCALL on_end(void *arg, const XML_Char *name)
 	enum tag t;
 
 	(void)name;
-	if (p->stopped || p->depth == 0)
+	if (nb_xml_idle(&p->x))
 		return;
-	t = (enum tag)p->stack[p->depth];
+	t = (enum tag)nb_xml_tag(&p->x);
 	if (t == T_ERRORCODE)
-		keep_first(&p->code_seen, &p->code, &p->text);
+		nb_xml_text_keep_first(&p->code_seen, &p->code, &p->x.text);
 	else if (t == T_ERRORDESC)
-		keep_first(&p->desc_seen, &p->desc, &p->text);
+		nb_xml_text_keep_first(&p->desc_seen, &p->desc, &p->x.text);
 	else if (t == T_FAULTSTRING)
-		keep_first(&p->fstring_seen, &p->fstring, &p->text);
+		nb_xml_text_keep_first(&p->fstring_seen, &p->fstring, &p->x.text);
 	else if (t >= ARG_FIRST && t < T_COUNT)
-		keep_first(&p->arg_seen[t - ARG_FIRST], &p->arg[t - ARG_FIRST], &p->text);
-	p->depth--;
-	text_reset(&p->text);
+		nb_xml_text_keep_first(&p->arg_seen[t - ARG_FIRST], &p->arg[t - ARG_FIRST], &p->x.text);
+	nb_xml_pop(&p->x);
 }
 
 static void XMLCALL on_text(void *arg, const XML_Char *s, int len)
@@ -521,37 +421,26 @@ static void XMLCALL on_text(void *arg, const XML_Char *s, int len)
 	struct soap_parser *p = arg;
 	enum tag t;
 
-	if (p->stopped || p->depth == 0 || len <= 0)
+	if (nb_xml_idle(&p->x) || len <= 0)
 		return;
-	t = (enum tag)p->stack[p->depth];
+	t = (enum tag)nb_xml_tag(&p->x);
 	if (t == T_ERRORCODE || t == T_ERRORDESC || t == T_FAULTSTRING || t >= ARG_FIRST)
-		text_add(&p->text, s, (size_t)len);
+		nb_xml_text_add(&p->x.text, s, (size_t)len);
 }
 
-static void XMLCALL on_doctype(void *arg, const XML_Char *name, const XML_Char *sysid,
-			       const XML_Char *pubid, int has_internal_subset)
-{
-	(void)name;
-	(void)sysid;
-	(void)pubid;
-	(void)has_internal_subset;
-	stop(arg, "DOCTYPE refused");
-}
+_Static_assert(offsetof(struct soap_parser, x) == 0, "expat's user data is the nb_xml");
 
-static void XMLCALL on_entity(void *arg, const XML_Char *name, int is_param, const XML_Char *value,
-			      int value_len, const XML_Char *base, const XML_Char *sysid,
-			      const XML_Char *pubid, const XML_Char *notation)
-{
-	(void)name;
-	(void)is_param;
-	(void)value;
-	(void)value_len;
-	(void)base;
-	(void)sysid;
-	(void)pubid;
-	(void)notation;
-	stop(arg, "entity declaration refused");
-}
+static const struct nb_xml_rules soap_rules = {
+	.root = "Envelope",
+	.root_why = "not a SOAP envelope",
+	.depth_max = SOAP_DEPTH_MAX,
+	.depth_why = "elements nested deeper than a SOAP response has",
+	.elements_max = SOAP_ELEMENTS_MAX,
+	.elements_why = "more elements than a SOAP response has",
+	.on_start = on_start,
+	.on_end = on_end,
+	.on_text = on_text,
+};
 
 /* n decimal digits (1..10), <= max. */
 static bool parse_digits(const char *s, size_t n, uint32_t max, uint32_t *ret)
@@ -571,12 +460,12 @@ static bool parse_digits(const char *s, size_t n, uint32_t max, uint32_t *ret)
 	return true;
 }
 
-static bool parse_uint(const struct text *t, uint32_t max, uint32_t *ret)
+static bool parse_uint(const struct nb_xml_text *t, uint32_t max, uint32_t *ret)
 {
 	return !t->over && parse_digits(t->s, t->len, max, ret);
 }
 
-static bool parse_port(const struct text *t, uint16_t *ret)
+static bool parse_port(const struct nb_xml_text *t, uint16_t *ret)
 {
 	uint32_t v;
 
@@ -587,7 +476,7 @@ static bool parse_port(const struct text *t, uint16_t *ret)
 }
 
 /* [+-] and at most 9 digits, so it fits an int either way. */
-static bool parse_code(const struct text *t, int *ret)
+static bool parse_code(const struct nb_xml_text *t, int *ret)
 {
 	size_t off = 0;
 	uint32_t v;
@@ -602,22 +491,14 @@ static bool parse_code(const struct text *t, int *ret)
 	return true;
 }
 
-static bool case_equal(const char *s, const char *t)
-{
-	for (; *s != '\0' && *t != '\0'; s++, t++)
-		if (lower(*s) != lower(*t))
-			return false;
-	return *s == '\0' && *t == '\0';
-}
-
-static bool parse_bool(const struct text *t, bool *ret)
+static bool parse_bool(const struct nb_xml_text *t, bool *ret)
 {
 	static const char *const words[] = { "0", "1", "false", "true", "no", "yes" };
 
 	if (t->over)
 		return false;
 	for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++) {
-		if (case_equal(t->s, words[i])) {
+		if (nb_ascii_case_streq(t->s, words[i])) {
 			*ret = i % 2 == 1;
 			return true;
 		}
@@ -626,7 +507,7 @@ static bool parse_bool(const struct text *t, bool *ret)
 }
 
 /* Dotted IPv4 (at most 15 bytes) into dst[16]; "" allowed when allow_empty. */
-static bool parse_ipv4(const struct text *t, bool allow_empty, char dst[SOAP_IPV4_MAX + 1])
+static bool parse_ipv4(const struct nb_xml_text *t, bool allow_empty, char dst[SOAP_IPV4_MAX + 1])
 {
 	uint8_t ip[4];
 
@@ -640,20 +521,6 @@ static bool parse_ipv4(const struct text *t, bool allow_empty, char dst[SOAP_IPV
 		return false;
 	memcpy(dst, t->s, t->len + 1);
 	return true;
-}
-
-/* Display copy: at most cap - 1 bytes, cut at a UTF-8 boundary, control
- * characters replaced. */
-static void copy_display(char *dst, size_t cap, const struct text *t)
-{
-	size_t n = t->len < cap - 1 ? t->len : cap - 1;
-
-	if (n < t->len)
-		while (n > 0 && ((unsigned char)t->s[n] & 0xC0) == 0x80)
-			n--;
-	for (size_t i = 0; i < n; i++)
-		dst[i] = ((unsigned char)t->s[i] < 0x20 || t->s[i] == 0x7f) ? '?' : t->s[i];
-	dst[n] = '\0';
 }
 
 #define ARG(p, tag) (&(p)->arg[(tag) - ARG_FIRST])
@@ -700,8 +567,8 @@ int nb_soap_parse(enum nb_soap_action a, int http_status, const uint8_t *body, s
 	/* The response is built in r and copied out only on success. */
 	struct soap_parser p;
 	struct nb_soap_response r;
-	enum XML_Status st;
 	const char *fail = NULL;
+	int rc;
 
 	if (nb_soap_action_name(a) == NULL || body == NULL || ret == NULL) {
 		fail = "no action or no body";
@@ -713,26 +580,12 @@ int nb_soap_parse(enum nb_soap_action a, int http_status, const uint8_t *body, s
 	}
 	memset(&p, 0, sizeof(p));
 	p.action = nb_soap_action_name(a);
-	p.xp = XML_ParserCreate(NULL);
-	if (p.xp == NULL) {
+	rc = nb_xml_parse(&p.x, &soap_rules, body, len, &fail);
+	if (rc < 0) {
 		if (why != NULL)
-			*why = "expat could not allocate a parser";
-		return -ENOMEM;
+			*why = fail;
+		return rc;
 	}
-	XML_SetUserData(p.xp, &p);
-	XML_SetElementHandler(p.xp, on_start, on_end);
-	XML_SetCharacterDataHandler(p.xp, on_text);
-	XML_SetStartDoctypeDeclHandler(p.xp, on_doctype);
-	XML_SetEntityDeclHandler(p.xp, on_entity);
-	XML_SetParamEntityParsing(p.xp, XML_PARAM_ENTITY_PARSING_NEVER);
-	st = XML_Parse(p.xp, (const char *)body, (int)len, XML_TRUE);
-	if (p.stopped)
-		fail = p.why;
-	else if (st != XML_STATUS_OK)
-		fail = "malformed XML";
-	XML_ParserFree(p.xp);
-	if (fail != NULL)
-		goto refuse;
 
 	memset(&r, 0, sizeof(r));
 	if (p.have_fault) {
@@ -742,9 +595,10 @@ int nb_soap_parse(enum nb_soap_action a, int http_status, const uint8_t *body, s
 		if (!r.code_known)
 			r.code = 0;
 		if (p.desc_seen)
-			copy_display(r.description, sizeof(r.description), &p.desc);
+			nb_ascii_copy_display(r.description, sizeof(r.description), p.desc.s, p.desc.len);
 		else if (p.fstring_seen)
-			copy_display(r.description, sizeof(r.description), &p.fstring);
+			nb_ascii_copy_display(r.description, sizeof(r.description), p.fstring.s,
+					      p.fstring.len);
 	} else if (http_status != 200) {
 		fail = "HTTP status other than 200 without a SOAP Fault";
 		goto refuse;

@@ -22,6 +22,8 @@
 #include <stdbool.h>
 #include <string.h>
 
+#include "peer/ascii.h"
+
 const char *const nb_ssdp_targets[NB_SSDP_TARGET_COUNT] = {
 	"urn:schemas-upnp-org:device:InternetGatewayDevice:2",
 	"urn:schemas-upnp-org:device:InternetGatewayDevice:1",
@@ -82,47 +84,12 @@ int nb_ssdp_build_msearch(const char *st, unsigned mx, char *buf, size_t cap)
 	return (int)b.len;
 }
 
-static char lower(char c)
-{
-	return (c >= 'A' && c <= 'Z') ? (char)(c - 'A' + 'a') : c;
-}
-
-static bool case_prefix(const char *s, size_t len, const char *prefix)
-{
-	size_t n = strlen(prefix);
-
-	if (len < n)
-		return false;
-	for (size_t i = 0; i < n; i++)
-		if (lower(s[i]) != lower(prefix[i]))
-			return false;
-	return true;
-}
-
-static bool case_equal(const char *s, size_t len, const char *t)
-{
-	return strlen(t) == len && case_prefix(s, len, t);
-}
-
-/* "urn:...:NAME:" followed by a version of 1 to 3 digits, not 0. */
-static bool urn_versioned(const char *s, size_t len, const char *prefix)
-{
-	size_t n = strlen(prefix);
-
-	if (!case_prefix(s, len, prefix) || len - n < 1 || len - n > 3 || s[n] == '0')
-		return false;
-	for (size_t i = n; i < len; i++)
-		if (s[i] < '0' || s[i] > '9')
-			return false;
-	return true;
-}
-
 static bool st_wanted(const char *s, size_t len)
 {
-	return urn_versioned(s, len, "urn:schemas-upnp-org:device:InternetGatewayDevice:") ||
-	       urn_versioned(s, len, "urn:schemas-upnp-org:service:WANIPConnection:") ||
-	       urn_versioned(s, len, "urn:schemas-upnp-org:service:WANPPPConnection:") ||
-	       case_equal(s, len, "upnp:rootdevice");
+	return nb_ascii_urn_version(s, len, "urn:schemas-upnp-org:device:InternetGatewayDevice:") != 0 ||
+	       nb_ascii_urn_version(s, len, "urn:schemas-upnp-org:service:WANIPConnection:") != 0 ||
+	       nb_ascii_urn_version(s, len, "urn:schemas-upnp-org:service:WANPPPConnection:") != 0 ||
+	       nb_ascii_case_equal(s, len, "upnp:rootdevice");
 }
 
 struct hdr {
@@ -133,20 +100,6 @@ struct hdr {
 
 enum { H_ST = 0, H_LOCATION, H_USN, H_SERVER, H_COUNT };
 static const char *const hdr_names[H_COUNT] = { "st", "location", "usn", "server" };
-
-/* Display copy: at most cap - 1 bytes, cut at a UTF-8 boundary, control
- * characters replaced. */
-static void copy_display(char *dst, size_t cap, const char *s, size_t len)
-{
-	size_t n = len < cap - 1 ? len : cap - 1;
-
-	if (n < len)
-		while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
-			n--;
-	for (size_t i = 0; i < n; i++)
-		dst[i] = ((unsigned char)s[i] < 0x20 || s[i] == 0x7f) ? '?' : s[i];
-	dst[n] = '\0';
-}
 
 static int refuse(const char **why, const char *msg)
 {
@@ -205,7 +158,7 @@ int nb_ssdp_parse_reply(const uint8_t *buf, size_t len, const struct nb_addr *fr
 			continue;
 		size_t nlen = (size_t)(colon - line);
 		for (int i = 0; i < H_COUNT; i++) {
-			if (!case_equal(line, nlen, hdr_names[i]))
+			if (!nb_ascii_case_equal(line, nlen, hdr_names[i]))
 				continue;
 			if (h[i].seen)
 				return refuse(why, "header repeated");
@@ -244,8 +197,8 @@ int nb_ssdp_parse_reply(const uint8_t *buf, size_t len, const struct nb_addr *fr
 	memset(&r, 0, sizeof(r));
 	r.location = loc;
 	memcpy(r.st, h[H_ST].v, h[H_ST].len);
-	copy_display(r.usn, sizeof(r.usn), h[H_USN].v, h[H_USN].len); /* fits: checked above */
-	copy_display(r.server, sizeof(r.server), h[H_SERVER].v, h[H_SERVER].len);
+	nb_ascii_copy_display(r.usn, sizeof(r.usn), h[H_USN].v, h[H_USN].len); /* fits: checked above */
+	nb_ascii_copy_display(r.server, sizeof(r.server), h[H_SERVER].v, h[H_SERVER].len);
 	*ret = r;
 	return 0;
 }

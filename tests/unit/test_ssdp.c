@@ -12,35 +12,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <unistd.h>
 
 #include "peer/ssdp.h"
-
-#define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
-
-static uint8_t *load(const char *name, size_t *len)
-{
-	char path[512];
-	FILE *f;
-	long n;
-	uint8_t *buf;
-
-	snprintf(path, sizeof(path), "%s/%s", NB_TEST_DATA, name);
-	f = fopen(path, "rb");
-	if (f == NULL)
-		fail_msg("cannot open %s", path);
-	assert_int_equal(fseek(f, 0, SEEK_END), 0);
-	n = ftell(f);
-	assert_true(n >= 0);
-	assert_int_equal(fseek(f, 0, SEEK_SET), 0);
-	buf = malloc(n > 0 ? (size_t)n : 1);
-	assert_non_null(buf);
-	assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
-	fclose(f);
-	*len = (size_t)n;
-	return buf;
-}
+#include "upnp_test_util.h"
 
 static struct nb_addr addr(const char *s)
 {
@@ -120,7 +94,7 @@ static void test_msearch_invalid(void **state)
 static void test_reply_golden(void **state)
 {
 	size_t len;
-	uint8_t *buf = load("ssdp-reply-miniupnpd.txt", &len);
+	uint8_t *buf = nb_test_load("ssdp-reply-miniupnpd.txt", &len);
 	struct nb_addr from = addr("192.168.6.1:1900");
 	struct nb_ssdp_reply r;
 	const char *why = NULL;
@@ -273,12 +247,7 @@ static void test_reply_table(void **state)
 			assert_string_equal(url, c->location);
 			continue;
 		}
-		if (rc != -EINVAL)
-			fail_msg("%s: accepted", c->name);
-		assert_non_null(why);
-		if (strstr(why, c->why) == NULL)
-			fail_msg("%s: why \"%s\", want \"%s\"", c->name, why, c->why);
-		assert_memory_equal(&r, &sentinel, sizeof(r));
+		nb_test_assert_refused_for(c->name, rc, why, c->why, &r, &sentinel, sizeof(r));
 	}
 }
 
@@ -365,28 +334,23 @@ static void test_reply_sizes(void **state)
 static void test_truncation(void **state)
 {
 	size_t len;
-	uint8_t *buf = load("ssdp-reply-miniupnpd.txt", &len);
+	uint8_t *buf = nb_test_load("ssdp-reply-miniupnpd.txt", &len);
 	struct nb_addr from = addr("192.168.6.1:1900");
 	size_t accepted = 0;
 
 	(void)state;
 	for (size_t k = 0; k <= len; k++) {
-		uint8_t *p = malloc(k ? k : 1);
+		uint8_t *p = nb_test_copy(buf, k);
 		struct nb_ssdp_reply r, sentinel;
 		const char *why = NULL;
 
-		assert_non_null(p);
-		memcpy(p, buf, k);
 		memset(&r, 0x5A, sizeof(r));
 		sentinel = r;
 		int rc = nb_ssdp_parse_reply(p, k, &from, 0, &r, &why);
-		if (rc == 0) {
+		if (rc == 0)
 			accepted++;
-		} else {
-			assert_int_equal(rc, -EINVAL);
-			assert_non_null(why);
-			assert_memory_equal(&r, &sentinel, sizeof(r));
-		}
+		else
+			nb_test_assert_refused(rc, why, &r, &sentinel, sizeof(r));
 		free(p);
 	}
 	/* Only whole lines after LOCATION's can be accepted. */
@@ -396,24 +360,18 @@ static void test_truncation(void **state)
 
 static void test_guard_page(void **state)
 {
-	long pg = sysconf(_SC_PAGESIZE);
 	size_t len;
-	uint8_t *buf = load("ssdp-reply-miniupnpd.txt", &len);
+	uint8_t *buf = nb_test_load("ssdp-reply-miniupnpd.txt", &len);
 	struct nb_addr from = addr("192.168.6.1:1900");
-	uint8_t *map;
+	struct nb_test_guard gp;
 
 	(void)state;
-	assert_true((size_t)pg >= len);
-	map = mmap(NULL, (size_t)pg * 2, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	assert_true(map != MAP_FAILED);
-	assert_int_equal(mprotect(map + pg, (size_t)pg, PROT_NONE), 0);
+	nb_test_guard_open(&gp);
+	assert_true(gp.pg >= len);
 	for (size_t k = 0; k <= len; k++) {
 		struct nb_ssdp_reply r;
 		const char *why;
-		assert_int_equal(mprotect(map, (size_t)pg, PROT_READ | PROT_WRITE), 0);
-		memcpy(map + pg - k, buf, k);
-		assert_int_equal(mprotect(map, (size_t)pg, PROT_READ), 0);
-		int rc = nb_ssdp_parse_reply(map + pg - k, k, &from, 0, &r, &why);
+		int rc = nb_ssdp_parse_reply(nb_test_guard_place(&gp, buf, k), k, &from, 0, &r, &why);
 		if (k == len)
 			assert_int_equal(rc, 0);
 		else
@@ -424,13 +382,11 @@ static void test_guard_page(void **state)
 		size_t n = strlen(m);
 		struct nb_ssdp_reply r;
 		const char *why;
-		assert_int_equal(mprotect(map, (size_t)pg, PROT_READ | PROT_WRITE), 0);
-		memcpy(map + pg - n, m, n);
-		assert_int_equal(mprotect(map, (size_t)pg, PROT_READ), 0);
-		int rc = nb_ssdp_parse_reply(map + pg - n, n, &from, reply_cases[i].flags, &r, &why);
+		int rc = nb_ssdp_parse_reply(nb_test_guard_place(&gp, m, n), n, &from, reply_cases[i].flags,
+					     &r, &why);
 		assert_int_equal(rc, reply_cases[i].why == NULL ? 0 : -EINVAL);
 	}
-	munmap(map, (size_t)pg * 2);
+	nb_test_guard_close(&gp);
 	free(buf);
 }
 

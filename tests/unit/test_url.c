@@ -10,12 +10,9 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <unistd.h>
 
 #include "peer/url.h"
-
-#define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+#include "upnp_test_util.h"
 
 /* Formats, parses back, and comes out the same. */
 static void assert_round_trip(const struct nb_url *u)
@@ -328,13 +325,10 @@ static void test_host_ok(void **state)
 /* Every prefix of accepted URLs, each ending at a PROT_NONE page. */
 static void test_guard_page(void **state)
 {
-	long pg = sysconf(_SC_PAGESIZE);
-	uint8_t *map;
+	struct nb_test_guard gp;
 
 	(void)state;
-	map = mmap(NULL, (size_t)pg * 2, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	assert_true(map != MAP_FAILED);
-	assert_int_equal(mprotect(map + pg, (size_t)pg, PROT_NONE), 0);
+	nb_test_guard_open(&gp);
 	for (size_t i = 0; i < ARRAY_LEN(parse_cases); i++) {
 		const char *s = parse_cases[i].in;
 		size_t len = strlen(s);
@@ -342,8 +336,7 @@ static void test_guard_page(void **state)
 
 		assert_int_equal(nb_url_parse("http://10.0.0.1/a/b", 19, &base), 0);
 		for (size_t k = 0; k <= len; k++) {
-			char *p = (char *)map + pg - k;
-			memcpy(p, s, k);
+			const char *p = (const char *)nb_test_guard_place(&gp, s, k);
 			int rc = nb_url_parse(p, k, &u);
 			assert_true(rc == 0 || rc == -EINVAL);
 			if (rc == 0)
@@ -354,7 +347,7 @@ static void test_guard_page(void **state)
 				assert_round_trip(&u);
 		}
 	}
-	munmap(map, (size_t)pg * 2);
+	nb_test_guard_close(&gp);
 }
 
 int main(void)
