@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "broker/binding.h"
+#include "broker/ratelimit.h"
 #include "broker/registry.h"
 #include "broker/rendezvous.h"
 #include "broker/server.h"
@@ -51,6 +52,16 @@ static const char usage[] =
 	"                           registration expires after 3 x S (default 15)\n"
 	"  --status-port N          answer the datagram \"status\" on 127.0.0.1:N with\n"
 	"                           a JSON report (default 0: off)\n"
+	"  --rate-limit N           requests per second from one source IP (IPv6: one\n"
+	"                           /64): its UDP datagrams of any kind, and its TCP\n"
+	"                           requests on a budget of their own; more are\n"
+	"                           dropped without an answer (default 50; 0: off)\n"
+	"  --rate-burst N           requests one source may send at once before\n"
+	"                           --rate-limit applies (default 500)\n"
+	"  --rate-table N           sources remembered; when full, the least recently\n"
+	"                           seen is forgotten (default 25000)\n"
+	"  --rate-penalty S         refuse a source for S seconds once it goes over\n"
+	"                           the limit (default 0: off)\n"
 	"  --log-level L            error, warn, info (default) or debug\n"
 	"  -h, --help               this text\n"
 	"  -V, --version            the version\n"
@@ -66,7 +77,8 @@ static const char usage[] =
 enum opt_id {
 	OPT_LISTEN, OPT_PORT, OPT_ALT_PORT, OPT_NO_TCP, OPT_MAX_TCP, OPT_TCP_IDLE,
 	OPT_TCP_MAX_BYTES, OPT_SOFTWARE, OPT_MAX_PEERS, OPT_MAX_SESSIONS, OPT_TOKEN,
-	OPT_KEEPALIVE, OPT_STATUS_PORT, OPT_LOG_LEVEL,
+	OPT_KEEPALIVE, OPT_STATUS_PORT, OPT_RATE_LIMIT, OPT_RATE_BURST, OPT_RATE_TABLE,
+	OPT_RATE_PENALTY, OPT_LOG_LEVEL,
 	OPT_N_SETTINGS,
 	OPT_CONFIG = OPT_N_SETTINGS, OPT_CHECK_CONFIG,
 	OPT_N_LONG,
@@ -87,6 +99,10 @@ static const struct nb_config_key settings[OPT_N_SETTINGS] = {
 	[OPT_TOKEN] = { "token", NB_CONFIG_VALUE, 1 },
 	[OPT_KEEPALIVE] = { "keepalive", NB_CONFIG_VALUE, 1 },
 	[OPT_STATUS_PORT] = { "status-port", NB_CONFIG_VALUE, 1 },
+	[OPT_RATE_LIMIT] = { "rate-limit", NB_CONFIG_VALUE, 1 },
+	[OPT_RATE_BURST] = { "rate-burst", NB_CONFIG_VALUE, 1 },
+	[OPT_RATE_TABLE] = { "rate-table", NB_CONFIG_VALUE, 1 },
+	[OPT_RATE_PENALTY] = { "rate-penalty", NB_CONFIG_VALUE, 1 },
 	[OPT_LOG_LEVEL] = { "log-level", NB_CONFIG_VALUE, 1 },
 };
 
@@ -287,6 +303,27 @@ static int apply(struct settings *s, enum opt_id id, const char *val, bool flag,
 			return bad(err, errlen, where, val, "a port number from 1 to 65535, or 0 for off");
 		s->cfg.status_port = (uint16_t)v;
 		return 0;
+	case OPT_RATE_LIMIT:
+		if (parse_u64(val, 0, NB_RATELIMIT_RATE_MAX, &v) != 0)
+			return bad(err, errlen, where, val,
+				   "requests per second, from 1 to 1000000, or 0 for off");
+		s->cfg.rate_limit = (uint32_t)v;
+		return 0;
+	case OPT_RATE_BURST:
+		if (parse_u64(val, 1, NB_RATELIMIT_BURST_MAX, &v) != 0)
+			return bad(err, errlen, where, val, "a number from 1 to 1000000");
+		s->cfg.rate_burst = (uint32_t)v;
+		return 0;
+	case OPT_RATE_TABLE:
+		if (parse_u64(val, 1, NB_RATELIMIT_ENTRIES_MAX, &v) != 0)
+			return bad(err, errlen, where, val, "a number from 1 to 10000000");
+		s->cfg.rate_table = (size_t)v;
+		return 0;
+	case OPT_RATE_PENALTY:
+		if (parse_u64(val, 0, NB_RATELIMIT_PENALTY_MAX_S, &v) != 0)
+			return bad(err, errlen, where, val, "seconds, from 0 (off) to 86400");
+		s->cfg.rate_penalty_s = (uint32_t)v;
+		return 0;
 	case OPT_LOG_LEVEL:
 		if (nb_log_parse_level(val, &s->level) != 0)
 			return bad(err, errlen, where, val, "one of error, warn, info, debug");
@@ -441,6 +478,10 @@ static void print_settings(FILE *f, const struct settings *s)
 	fprintf(f, "# token: %s\n", c->token != NULL ? "set (not shown)" : "none");
 	fprintf(f, "keepalive = %u\n", c->keepalive_s);
 	fprintf(f, "status-port = %u%s\n", c->status_port, c->status_port == 0 ? "    # off" : "");
+	fprintf(f, "rate-limit = %u%s\n", c->rate_limit, c->rate_limit == 0 ? "    # off" : "");
+	fprintf(f, "rate-burst = %u\n", c->rate_burst);
+	fprintf(f, "rate-table = %zu\n", c->rate_table);
+	fprintf(f, "rate-penalty = %u%s\n", c->rate_penalty_s, c->rate_penalty_s == 0 ? "    # off" : "");
 	fprintf(f, "log-level = %s\n", levels[s->level]);
 }
 
@@ -477,6 +518,10 @@ static bool setting_differs(const struct settings *a, const struct settings *b, 
 	case OPT_TOKEN: return str_differs(x->token, y->token);
 	case OPT_KEEPALIVE: return x->keepalive_s != y->keepalive_s;
 	case OPT_STATUS_PORT: return x->status_port != y->status_port;
+	case OPT_RATE_LIMIT: return x->rate_limit != y->rate_limit;
+	case OPT_RATE_BURST: return x->rate_burst != y->rate_burst;
+	case OPT_RATE_TABLE: return x->rate_table != y->rate_table;
+	case OPT_RATE_PENALTY: return x->rate_penalty_s != y->rate_penalty_s;
 	case OPT_LOG_LEVEL: return a->level != b->level;
 	default: return false;
 	}

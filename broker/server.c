@@ -41,6 +41,7 @@ struct log_limit {
 enum {
 	LL_REGISTER, LL_EXPIRE, LL_CONNECT, LL_PUSH, LL_RESULT, LL_REFUSED, LL_RANDOM,
 	LL_LIMIT_PEERS, LL_LIMIT_SESSIONS, LL_LIMIT_CACHE, LL_LIMIT_RATE,
+	LL_SRC_RATE, LL_SRC_TABLE, LL_TCP_BYTES,
 	LL_COUNT,
 };
 
@@ -108,6 +109,10 @@ struct nb_server {
 	struct nb_rendezvous_out rv_out;
 	struct nb_rendezvous_dgram rv_poll[POLL_BATCH];
 	struct log_limit ll[LL_COUNT];
+
+	/* Per-source rate limit; NULL: off. */
+	struct nb_ratelimit *rl;
+	uint64_t rl_active_seen; /* recycled_active at the last check */
 };
 
 static void conn_close(struct tcp_conn *c);
@@ -131,6 +136,10 @@ void nb_server_config_default(struct nb_server_config *cfg)
 	cfg->max_sessions = NB_RENDEZVOUS_DEFAULT_MAX_SESSIONS;
 	cfg->keepalive_s = NB_RENDEZVOUS_DEFAULT_KEEPALIVE_S;
 	cfg->token = NULL;
+	cfg->rate_limit = NB_RATELIMIT_DEFAULT_RATE;
+	cfg->rate_burst = NB_RATELIMIT_DEFAULT_BURST;
+	cfg->rate_table = NB_RATELIMIT_DEFAULT_ENTRIES;
+	cfg->rate_penalty_s = NB_RATELIMIT_DEFAULT_PENALTY_S;
 }
 
 const struct nb_server_stats *nb_server_stats(const struct nb_server *srv)
@@ -141,6 +150,14 @@ const struct nb_server_stats *nb_server_stats(const struct nb_server *srv)
 void nb_server_rendezvous_stats(const struct nb_server *srv, struct nb_rendezvous_stats *ret)
 {
 	nb_rendezvous_get_stats(srv->rv, ret);
+}
+
+void nb_server_ratelimit_stats(const struct nb_server *srv, struct nb_ratelimit_stats *ret)
+{
+	if (srv->rl != NULL)
+		*ret = *nb_ratelimit_get_stats(srv->rl);
+	else
+		memset(ret, 0, sizeof(*ret));
 }
 
 static unsigned n_ips(const struct nb_server *srv)
@@ -217,7 +234,8 @@ static void log_limit_hit(struct nb_server *srv, const struct nb_rendezvous_even
 			    ev->limit_value, NB_RENDEZVOUS_CACHE_MS / 1000, more);
 		break;
 	default:
-		nb_log_warn(LOG_RV, "list queries over %zu per second: answering 429%s",
+		nb_log_warn(LOG_RV, "%s over %zu per second in all: answering 429%s",
+			    ev->request == NB_CTRL_VERIFY ? "verify requests" : "list queries",
 			    ev->limit_value, more);
 		break;
 	}
@@ -433,6 +451,96 @@ static void on_control(struct udp_sock *s, const uint8_t *data, size_t len,
 	rv_timer_arm(srv);
 }
 
+/* ---- Per-source rate limit ------------------------------------------------ */
+
+/* The limiter's budgets (docs/broker.md "Per-source rate limit"): one for
+ * everything a source sends over UDP (where sources can be forged and
+ * answers amplified), one for its TCP requests (a handshake proves the
+ * source; TCP has its own caps too). */
+enum { RL_UDP = 0, RL_TCP = 1 };
+
+/* True if a request from `from` may be handled; else it is counted in
+ * *counter and in the status port's refusals, and logged at most once per
+ * WARN_INTERVAL_MS with how many were dropped since the last line. The
+ * caller drops it without an answer. */
+static bool rate_ok(struct nb_server *srv, const struct nb_addr *from, unsigned budget,
+		    uint64_t *counter)
+{
+	const struct nb_ratelimit_stats *st;
+	enum nb_ratelimit_verdict v;
+	char a[NB_ADDR_STRLEN], more[64];
+	uint64_t sup;
+
+	if (srv->rl == NULL)
+		return true;
+	v = nb_ratelimit_check(srv->rl, from, budget, uv_now(srv->loop));
+	st = nb_ratelimit_get_stats(srv->rl);
+	if (st->recycled_active != srv->rl_active_seen) {
+		srv->rl_active_seen = st->recycled_active;
+		if (log_allow(srv, LL_SRC_TABLE, 1, WARN_INTERVAL_MS, &sup))
+			nb_log_warn(LOG, "rate limit: source table full (%zu sources, --rate-table): "
+					 "forgot a source that was still being limited, which starts "
+					 "afresh (%llu times in all)",
+				    st->entries, (unsigned long long)st->recycled_active);
+	}
+	if (v == NB_RATELIMIT_ALLOW)
+		return true;
+	(*counter)++;
+	srv->stats.refusals.n[NB_STATUS_REFUSED_RATE_LIMITED]++;
+	if (!log_allow(srv, LL_SRC_RATE, 1, WARN_INTERVAL_MS, &sup))
+		return false;
+	nb_addr_format_ip(from, a, sizeof(a));
+	more[0] = '\0';
+	if (sup > 0)
+		snprintf(more, sizeof(more), " (%llu more dropped since the last line)",
+			 (unsigned long long)sup);
+	if (srv->cfg.rate_penalty_s == 0)
+		nb_log_warn(LOG, "rate limit: %s%s over %u requests/s (burst %u, --rate-limit): "
+				 "dropping its requests without an answer%s",
+			    a, from->family == NB_AF_INET6 ? " (its /64)" : "", srv->cfg.rate_limit,
+			    srv->cfg.rate_burst, more);
+	else
+		nb_log_warn(LOG, "rate limit: %s%s over %u requests/s (burst %u, --rate-limit): "
+				 "%s%s",
+			    a, from->family == NB_AF_INET6 ? " (its /64)" : "", srv->cfg.rate_limit,
+			    srv->cfg.rate_burst,
+			    v == NB_RATELIMIT_DENY_RATE ? "dropping its requests, penalty started "
+							  "(--rate-penalty)"
+							: "dropping its requests: in its penalty",
+			    more);
+	return false;
+}
+
+/* The limiter, when configured. 0, -EINVAL or -ENOMEM (logged). */
+static int ratelimit_open(struct nb_server *srv)
+{
+	const struct nb_server_config *cfg = &srv->cfg;
+	struct nb_ratelimit_config rc;
+	ssize_t n;
+	int err;
+
+	if (cfg->rate_limit == 0)
+		return 0;
+	nb_ratelimit_config_default(&rc);
+	rc.rate = cfg->rate_limit;
+	rc.burst = cfg->rate_burst;
+	rc.entries = cfg->rate_table;
+	rc.penalty_s = cfg->rate_penalty_s;
+	/* Blocks only before the kernel's pool is first initialised at boot. */
+	n = getrandom(rc.hash_key, sizeof(rc.hash_key), 0);
+	if (n != (ssize_t)sizeof(rc.hash_key)) {
+		err = n < 0 ? -errno : -EIO;
+		nb_log_error(LOG, "getrandom: %s", strerror(-err));
+		return err;
+	}
+	err = nb_ratelimit_new(&rc, &srv->rl);
+	memset(rc.hash_key, 0, sizeof(rc.hash_key));
+	if (err < 0)
+		nb_log_error(LOG, "%s", err == -ENOMEM ? "out of memory for the rate limit table"
+							: "invalid rate limit configuration");
+	return err;
+}
+
 /* ---- UDP ---------------------------------------------------------------- */
 
 static void on_udp(struct nb_udp *u, const uint8_t *data, size_t len, const struct nb_addr *from,
@@ -451,12 +559,16 @@ static void on_udp(struct nb_udp *u, const uint8_t *data, size_t len, const stru
 
 	/* docs/protocol.md: '{' is a control message; the primary socket
 	 * alone carries them. Everything else is the STUN handler's to take
-	 * or drop. One compare on the STUN path. */
+	 * or drop. One compare on the STUN path. Both draw on the source's
+	 * UDP rate-limit budget before any other work. */
 	if (len > 0 && data[0] == NB_CTRL_FIRST_BYTE && s == &srv->udp[0][0]) {
-		on_control(s, data, len, from);
+		if (rate_ok(srv, from, RL_UDP, &srv->stats.rate_limited_control))
+			on_control(s, data, len, from);
 		return;
 	}
 	srv->stats.udp_rx++;
+	if (!rate_ok(srv, from, RL_UDP, &srv->stats.rate_limited_udp))
+		return;
 	rc = nb_binding_handle(&srv->bind, &req, out, sizeof(out), &rep);
 	if (rc < 0) {
 		srv->stats.drops[nb_binding_drop_index(rc)]++;
@@ -522,6 +634,22 @@ static void conn_close(struct tcp_conn *c)
 	uv_close((uv_handle_t *)&c->handle, on_conn_handle_closed);
 	if (c->open_handles == 2)
 		uv_close((uv_handle_t *)&c->timer, on_conn_handle_closed);
+}
+
+/* Close c at the --tcp-max-bytes cap, counted and logged (rate-limited). */
+static void conn_close_bytes(struct tcp_conn *c)
+{
+	struct nb_server *srv = c->srv;
+	char a[NB_ADDR_STRLEN], more[64];
+	uint64_t sup;
+
+	srv->stats.tcp_closed_bytes++;
+	if (log_allow(srv, LL_TCP_BYTES, 1, WARN_INTERVAL_MS, &sup))
+		nb_log_warn(LOG, "tcp: closing the connection from %s at its byte cap (%llu bytes, "
+				 "--tcp-max-bytes)%s",
+			    nb_addr_format(&c->peer, a, sizeof(a)),
+			    (unsigned long long)srv->cfg.tcp_max_bytes, more_text(sup, more, sizeof(more)));
+	conn_close(c);
 }
 
 static void on_conn_idle(uv_timer_t *t)
@@ -618,6 +746,11 @@ static void conn_process(struct tcp_conn *c)
 			.ip_idx = c->ip, .port_idx = c->port, .transport = NB_BINDING_TCP,
 		};
 		srv->stats.tcp_requests++;
+		if (!rate_ok(srv, &c->peer, RL_TCP, &srv->stats.rate_limited_tcp)) {
+			/* No answer; the connection goes too (it holds a slot). */
+			conn_close(c);
+			return;
+		}
 		rc = nb_binding_handle(&srv->bind, &req, out, sizeof(out), &rep);
 		if (rc < 0)
 			srv->stats.drops[nb_binding_drop_index(rc)]++;
@@ -629,10 +762,8 @@ static void conn_process(struct tcp_conn *c)
 		if (rc == 0)
 			conn_send(c, out, rep.len);
 	}
-	if (!c->closing && !c->writing && c->total >= srv->cfg.tcp_max_bytes) {
-		srv->stats.tcp_closed_bytes++;
-		conn_close(c);
-	}
+	if (!c->closing && !c->writing && c->total >= srv->cfg.tcp_max_bytes)
+		conn_close_bytes(c);
 }
 
 static void on_conn_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
@@ -643,8 +774,9 @@ static void on_conn_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 	if (nread < 0) {
 		/* EOF, reset, or UV_ENOBUFS: the byte cap was reached. */
 		if (nread == UV_ENOBUFS)
-			c->srv->stats.tcp_closed_bytes++;
-		conn_close(c);
+			conn_close_bytes(c);
+		else
+			conn_close(c);
 		return;
 	}
 	c->have += (size_t)nread;
@@ -725,8 +857,8 @@ static void on_tcp_connection(uv_stream_t *server, int status)
 		l->paused = true;
 		srv->stats.tcp_refused_full++;
 		if (srv->last_full_warn_ms == 0 || now - srv->last_full_warn_ms >= WARN_INTERVAL_MS) {
-			nb_log_warn(LOG, "tcp: connection limit (%u) reached: not accepting until one "
-					 "closes (%llu times since the last warning)",
+			nb_log_warn(LOG, "tcp: connection limit (%u) reached (--max-tcp): not accepting "
+					 "until one closes (%llu times since the last warning)",
 				    srv->cfg.max_tcp,
 				    (unsigned long long)(srv->stats.tcp_refused_full - srv->full_waits_logged));
 			srv->last_full_warn_ms = now;
@@ -746,6 +878,7 @@ static void server_pending_done(struct nb_server *srv)
 	if (srv->done_cb != NULL)
 		srv->done_cb(srv->done_arg);
 	nb_rendezvous_free(srv->rv);
+	nb_ratelimit_free(srv->rl);
 	free(srv);
 }
 
@@ -954,9 +1087,15 @@ int nb_server_open(uv_loop_t *loop, const struct nb_server_config *cfg, struct n
 				  "specific IPs of one family and two different ports");
 		return rc;
 	}
+	rc = ratelimit_open(srv);
+	if (rc < 0) {
+		free(srv);
+		return rc;
+	}
 	rc = rendezvous_open(srv);
 	if (rc < 0) {
 		nb_rendezvous_free(srv->rv);
+		nb_ratelimit_free(srv->rl);
 		free(srv);
 		return rc;
 	}
@@ -997,6 +1136,18 @@ int nb_server_open(uv_loop_t *loop, const struct nb_server_config *cfg, struct n
 			    nb_addr_format(&p, a, sizeof(a)), cfg->max_peers, cfg->keepalive_s,
 			    cfg->keepalive_s * NB_RENDEZVOUS_EXPIRES_FACTOR, cfg->max_sessions,
 			    cfg->token != NULL ? "token required" : "no token required");
+	}
+	if (srv->rl != NULL) {
+		char pen[64] = "no penalty";
+		if (cfg->rate_penalty_s > 0)
+			snprintf(pen, sizeof(pen), "a source over it is refused for %u s",
+				 cfg->rate_penalty_s);
+		nb_log_info(LOG, "rate limit: %u requests/s per source IP (IPv6: per /64), burst %u, "
+				 "for its UDP datagrams of any kind and again for its TCP requests; "
+				 "%zu sources remembered; %s",
+			    cfg->rate_limit, cfg->rate_burst, cfg->rate_table, pen);
+	} else {
+		nb_log_info(LOG, "rate limit: off (--rate-limit 0): no per-source limit");
 	}
 	*ret = srv;
 	return 0;
@@ -1065,6 +1216,26 @@ static void log_rv_stats(const struct nb_server *srv)
 		    st.peers, st.sessions, st.pairs);
 }
 
+static void log_rl_stats(const struct nb_server *srv)
+{
+	const struct nb_server_stats *s = nb_server_stats(srv);
+	struct nb_ratelimit_stats st;
+
+	if (srv->rl == NULL)
+		return;
+	nb_server_ratelimit_stats(srv, &st);
+	nb_log_info(LOG, "rate limit: %llu requests allowed, %llu dropped (%llu stun udp, %llu stun "
+			 "tcp, %llu control; %llu of them in a penalty); sources went over %llu times, "
+			 "%llu penalties; table %zu of %zu, %llu recycled (%llu still active)",
+		    (unsigned long long)st.allowed,
+		    (unsigned long long)(st.denied_rate + st.denied_penalty),
+		    (unsigned long long)s->rate_limited_udp, (unsigned long long)s->rate_limited_tcp,
+		    (unsigned long long)s->rate_limited_control, (unsigned long long)st.denied_penalty,
+		    (unsigned long long)st.episodes, (unsigned long long)st.penalties, st.used,
+		    st.entries, (unsigned long long)st.recycled,
+		    (unsigned long long)st.recycled_active);
+}
+
 static void on_signal(uv_signal_t *h, int signum)
 {
 	struct run_ctx *ctx = h->data;
@@ -1085,6 +1256,7 @@ static void on_signal(uv_signal_t *h, int signum)
 	nb_log_info(LOG, "%s: shutting down", signum == SIGINT ? "SIGINT" : "SIGTERM");
 	log_stats(nb_server_stats(ctx->srv));
 	log_rv_stats(ctx->srv);
+	log_rl_stats(ctx->srv);
 	nb_status_server_close(ctx->status);
 	ctx->status = NULL;
 	nb_server_close(ctx->srv, NULL, NULL);

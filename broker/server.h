@@ -22,6 +22,14 @@
  * trickle of bytes does not keep a connection open), tcp_max_bytes read per
  * connection, messages of at most NB_STUN_MAX_MSG bytes, one response
  * in flight per connection (reading pauses while it drains).
+ *
+ * Per-source rate limit (broker/ratelimit.h, docs/broker.md "Per-source
+ * rate limit"): with rate_limit > 0, every UDP datagram from one IP (IPv6:
+ * one /64) - STUN, junk and control messages alike, on every socket -
+ * draws on the source's UDP budget, every whole TCP request on its TCP
+ * budget; each allows rate_limit per second after a burst of rate_burst,
+ * and is checked before any other work. What is over it gets no answer; a
+ * TCP connection whose request is over it is closed.
  */
 #ifndef NB_BROKER_SERVER_H
 #define NB_BROKER_SERVER_H
@@ -32,6 +40,7 @@
 #include <uv.h>
 
 #include "broker/binding.h"
+#include "broker/ratelimit.h"
 #include "broker/rendezvous.h"
 #include "broker/status.h"
 #include "common/addr.h"
@@ -57,6 +66,11 @@ struct nb_server_config {
 	size_t max_sessions;  /* 1..NB_RENDEZVOUS_MAX_SESSIONS_MAX */
 	uint32_t keepalive_s; /* 1..3600; registrations expire after 3x */
 	const char *token;    /* NULL: none; else every register must carry it */
+	/* Per-source rate limit (broker/ratelimit.h). */
+	uint32_t rate_limit;     /* requests per second per source IP; 0: off */
+	uint32_t rate_burst;     /* 1..NB_RATELIMIT_BURST_MAX */
+	size_t rate_table;       /* sources remembered, 1..NB_RATELIMIT_ENTRIES_MAX */
+	uint32_t rate_penalty_s; /* refuse a source this long after it goes over; 0: off */
 	/* ---- nb_server_run() only (operations: docs/operations.md) ---- */
 	uint16_t status_port;             /* 0: off; else 127.0.0.1:status_port answers "status" */
 	void (*reload_cb)(void *arg);     /* SIGHUP; NULL: nothing to reload */
@@ -70,12 +84,16 @@ struct nb_server_stats {
 	uint64_t tcp_accepted, tcp_refused_full, tcp_requests;
 	uint64_t tcp_closed_idle, tcp_closed_bytes, tcp_closed_garbage;
 	struct nb_status_refusals refusals; /* control requests refused, by reason */
+	/* Dropped by the per-source rate limit (also counted in
+	 * refusals.n[NB_STATUS_REFUSED_RATE_LIMITED]; udp_rx counts the UDP ones). */
+	uint64_t rate_limited_udp, rate_limited_tcp, rate_limited_control;
 };
 
 struct nb_server;
 
 /* Fill *cfg with the defaults (0.0.0.0, 3478/3479, TCP on, limits above,
- * the rendezvous defaults of broker/rendezvous.h). */
+ * the rendezvous defaults of broker/rendezvous.h, the rate limit defaults
+ * of broker/ratelimit.h). */
 void nb_server_config_default(struct nb_server_config *cfg);
 
 /* Check cfg, open every socket on `loop` and start serving. 0, or a negative
@@ -91,6 +109,9 @@ const struct nb_server_stats *nb_server_stats(const struct nb_server *srv);
 
 /* The rendezvous engine's counters (see broker/rendezvous.h). */
 void nb_server_rendezvous_stats(const struct nb_server *srv, struct nb_rendezvous_stats *ret);
+
+/* The per-source limiter's counters (all zero when it is off). */
+void nb_server_ratelimit_stats(const struct nb_server *srv, struct nb_ratelimit_stats *ret);
 
 /* The whole program: a loop, the server, SIGINT/SIGTERM for a clean stop,
  * SIGHUP for cfg->reload_cb, and the status port (broker/status_run.h)

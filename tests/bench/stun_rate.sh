@@ -104,8 +104,9 @@ server_start() { # kind mode(single|5780)
         natbroker)
             local args=() ip
             for ip in "${ips[@]}"; do args+=(--listen "$ip"); done
+            # --rate-limit 0: the load comes from one source by design
             start natbroker "$NB" "${args[@]}" --port "$port" --alt-port $((port + 1)) \
-                --no-tcp --log-level warn ;;
+                --no-tcp --rate-limit 0 --log-level warn ;;
         coturn) # shellcheck disable=SC2046
             start coturn $(coturn_cmd "${ips[@]}") ;;
         bare) start bare "$BARE" 127.0.0.1 "$port" ;;
