@@ -126,6 +126,7 @@ void nb_rendezvous_config_default(struct nb_rendezvous_config *cfg)
 	cfg->prime_delay_ms = NB_RENDEZVOUS_DEFAULT_PRIME_DELAY_MS;
 	cfg->list_rate = NB_RENDEZVOUS_DEFAULT_LIST_RATE;
 	cfg->verify_rate = NB_RENDEZVOUS_DEFAULT_VERIFY_RATE;
+	cfg->require_cookie = true;
 }
 
 static bool config_ok(const struct nb_rendezvous_config *c)
@@ -661,6 +662,18 @@ static ssize_t push_encode(struct nb_rendezvous *rv, const struct rv_session *x,
 /* What a request handler decided, besides rv->rep. */
 static void upnp_proof(const struct nb_rendezvous *rv, const struct nb_addr *from,
 		       const struct nb_addr *external, char out[NB_CTRL_PROOF_LEN + 1]);
+static void keyed_hex(const struct nb_rendezvous *rv, const char *msg, size_t n, char *out, size_t hexlen);
+
+/* The register cookie of (from, id) in `window`. */
+static void register_cookie(const struct nb_rendezvous *rv, const struct nb_addr *from, const char *id,
+			    uint64_t window, char out[NB_CTRL_COOKIE_LEN + 1])
+{
+	char a[NB_ADDR_STRLEN], msg[NB_ADDR_STRLEN + NB_CTRL_ID_MAX + 64];
+	int n = snprintf(msg, sizeof(msg), "natbroker register cookie\n%s\n%s\n%llu",
+			 nb_addr_format(from, a, sizeof(a)), id, (unsigned long long)window);
+
+	keyed_hex(rv, msg, n < 0 ? 0 : (size_t)n, out, NB_CTRL_COOKIE_LEN);
+}
 
 struct reply_ctx {
 	const struct nb_addr *from;
@@ -670,6 +683,8 @@ struct reply_ctx {
 	bool is_list;
 	bool is_probe; /* rep is a probe, for probe_to */
 	struct nb_addr probe_to;
+	bool no_longer; /* send rep only if it is no longer than the request */
+	size_t req_len;
 	struct nb_rendezvous_out *out;
 };
 
@@ -684,7 +699,7 @@ static void refuse(struct nb_rendezvous *rv, struct reply_ctx *c, uint16_t code,
 		ev.kind = NB_RV_EVENT_LIMIT;
 		if (code == NB_CTRL_ERR_RATE_LIMITED) {
 			ev.limit = NB_RV_LIMIT_RATE;
-			ev.limit_value = rv->cfg.list_rate;
+			ev.limit_value = rv->in.type == NB_CTRL_VERIFY ? rv->cfg.verify_rate : rv->cfg.list_rate;
 		} else if (rv->in.type == NB_CTRL_REGISTER) {
 			ev.limit = NB_RV_LIMIT_PEERS;
 			ev.limit_value = rv->cfg.max_peers;
@@ -708,6 +723,23 @@ static void on_register(struct nb_rendezvous *rv, struct reply_ctx *c)
 	int rc;
 
 	rv->st.registers++;
+	/* Return routability first: a source that has not shown it receives
+	 * gets a challenge (no longer than its register), and nothing else. */
+	if (rv->cfg.require_cookie) {
+		uint64_t w = c->now / NB_RENDEZVOUS_COOKIE_WINDOW_MS;
+		char now_cookie[NB_CTRL_COOKIE_LEN + 1], prev_cookie[NB_CTRL_COOKIE_LEN + 1];
+		register_cookie(rv, c->from, r->id, w, now_cookie);
+		register_cookie(rv, c->from, r->id, w > 0 ? w - 1 : w, prev_cookie);
+		if (r->cookie[0] == '\0' || (!secret_equal(r->cookie, now_cookie, NB_CTRL_COOKIE_LEN) &&
+					     !secret_equal(r->cookie, prev_cookie, NB_CTRL_COOKIE_LEN))) {
+			set_header(&rv->rep, NB_CTRL_CHALLENGE, tx);
+			COPY(rv->rep.u.challenge.cookie, now_cookie);
+			c->cacheable = false;
+			c->no_longer = true;
+			rv->st.challenges++;
+			return;
+		}
+	}
 	/* A mapping counts as verified only with the proof of our probe. */
 	bool upnp_claimed = r->has_upnp && r->upnp == NB_CTRL_UPNP_MAPPED, upnp_ok = false;
 	if (upnp_claimed) {
@@ -961,29 +993,36 @@ static bool list_allowed(struct nb_rendezvous *rv, uint64_t now)
  * "natbroker upnp proof" LF requester LF external), in hex. It binds the
  * mapping to the requester's address: from another address, or for another
  * external address, it does not verify. */
-static void upnp_proof(const struct nb_rendezvous *rv, const struct nb_addr *from,
-		       const struct nb_addr *external, char out[NB_CTRL_PROOF_LEN + 1])
+/* The first hexlen/2 bytes of HMAC-SHA256(probe_key, msg), in hex; "" if
+ * that cannot be computed (an empty value never matches). */
+static void keyed_hex(const struct nb_rendezvous *rv, const char *msg, size_t n, char *out, size_t hexlen)
 {
 	static const char hexd[] = "0123456789abcdef";
-	char a[NB_ADDR_STRLEN], b[NB_ADDR_STRLEN], msg[2 * NB_ADDR_STRLEN + 32];
 	unsigned char mac[EVP_MAX_MD_SIZE];
 	unsigned int maclen = 0;
-	int n;
 
-	n = snprintf(msg, sizeof(msg), "natbroker upnp proof\n%s\n%s", nb_addr_format(from, a, sizeof(a)),
-		     nb_addr_format(external, b, sizeof(b)));
-	if (n < 0 || (size_t)n >= sizeof(msg) ||
-	    HMAC(EVP_sha256(), rv->cfg.probe_key, (int)sizeof(rv->cfg.probe_key), (const unsigned char *)msg,
-		 (size_t)n, mac, &maclen) == NULL ||
-	    maclen < NB_CTRL_PROOF_LEN / 2) {
-		memset(out, 0, NB_CTRL_PROOF_LEN + 1); /* cannot happen; an empty proof never matches */
+	if (n == 0 ||
+	    HMAC(EVP_sha256(), rv->cfg.probe_key, (int)sizeof(rv->cfg.probe_key), (const unsigned char *)msg, n,
+		 mac, &maclen) == NULL ||
+	    maclen < hexlen / 2) {
+		memset(out, 0, hexlen + 1);
 		return;
 	}
-	for (size_t i = 0; i < NB_CTRL_PROOF_LEN / 2; i++) {
+	for (size_t i = 0; i < hexlen / 2; i++) {
 		out[2 * i] = hexd[mac[i] >> 4];
 		out[2 * i + 1] = hexd[mac[i] & 15];
 	}
-	out[NB_CTRL_PROOF_LEN] = '\0';
+	out[hexlen] = '\0';
+}
+
+static void upnp_proof(const struct nb_rendezvous *rv, const struct nb_addr *from,
+		       const struct nb_addr *external, char out[NB_CTRL_PROOF_LEN + 1])
+{
+	char a[NB_ADDR_STRLEN], b[NB_ADDR_STRLEN], msg[2 * NB_ADDR_STRLEN + 32];
+	int n = snprintf(msg, sizeof(msg), "natbroker upnp proof\n%s\n%s", nb_addr_format(from, a, sizeof(a)),
+			 nb_addr_format(external, b, sizeof(b)));
+
+	keyed_hex(rv, msg, n < 0 || (size_t)n >= sizeof(msg) ? 0 : (size_t)n, out, NB_CTRL_PROOF_LEN);
 }
 
 /* verify: probe the external address from a source the peer's socket has
@@ -1228,10 +1267,16 @@ int nb_rendezvous_handle(struct nb_rendezvous *rv, const uint8_t *buf, size_t le
 	}
 
 	d = &ret->d[0];
-	if (c.is_list && rv->rep.type != NB_CTRL_ERROR)
-		n = nb_ctrl_encode_page(&rv->rep, d->data, sizeof(d->data), &k);
-	else
+	if (c.is_list && rv->rep.type != NB_CTRL_ERROR) {
+		/* A page is no longer than its query (the asker pads it). */
+		n = nb_ctrl_encode_page(&rv->rep, d->data, len < sizeof(d->data) ? len : sizeof(d->data), &k);
+		if (n == NB_CTRL_E_NOSPACE) {
+			rv->st.oversize_suppressed++;
+			return 0; /* too short a query even for an empty page: silence */
+		}
+	} else {
 		n = nb_ctrl_encode(&rv->rep, d->data, sizeof(d->data));
+	}
 	if (n <= 0) {
 		/* Cannot happen with decoded input; say so rather than go silent. */
 		set_error(&rv->rep, rv->in.tx, NB_CTRL_ERR_SERVER, "broker failure");
@@ -1243,6 +1288,10 @@ int nb_rendezvous_handle(struct nb_rendezvous *rv, const uint8_t *buf, size_t le
 	d->len = (size_t)n;
 	d->to = *from;
 	d->from_alt_port = false;
+	if (c.no_longer && d->len > len) {
+		rv->st.challenges_suppressed++;
+		return 0;
+	}
 	ret->n = 1;
 	if (c.is_probe) { /* not a reply: to the mapping, from the alternate port */
 		d->to = c.probe_to;

@@ -38,6 +38,16 @@
  * carries a proof, an HMAC under probe_key of (requester, external); a
  * later `register` that shows the proof gets its mapping treated as
  * verified by the connectivity table. Nothing is kept per verify.
+ *
+ * Return routability (docs/protocol.md "challenge"): a register is taken
+ * only with a cookie, an HMAC of (source, id, 30-s window) that the broker
+ * hands out in a `challenge` to the source, so a registered address has
+ * shown it receives. A challenge is sent only when it is no longer than the
+ * register; nothing is kept until the cookie comes back. Plans are pushed
+ * to registered addresses only, so nothing goes to a third party.
+ *
+ * List pages are no longer than the query that asked for them (a client
+ * pads its query, docs/protocol.md "peers"): no amplification.
  */
 #ifndef NB_BROKER_RENDEZVOUS_H
 #define NB_BROKER_RENDEZVOUS_H
@@ -68,6 +78,8 @@
 #define NB_RENDEZVOUS_DEFAULT_LIST_RATE 100 /* peers/matrix pages per second */
 #define NB_RENDEZVOUS_DEFAULT_VERIFY_RATE 100 /* probes per second */
 #define NB_RENDEZVOUS_PROBE_KEY_LEN 32
+/* A register cookie is good in its 30-s window and the next one. */
+#define NB_RENDEZVOUS_COOKIE_WINDOW_MS 30000
 
 /* A pushed plan is sent at 0, 250, 750, 1750, 3750 and 7750 ms and given
  * up at 11750 ms without an ack (docs/protocol.md "Transactions"). */
@@ -139,6 +151,7 @@ struct nb_rendezvous_config {
 	uint32_t prime_delay_ms; /* plan.delay_ms of a dialer whose peer primes (default 100) */
 	uint32_t list_rate;    /* peers/matrix pages per second; 0 = unlimited (default 100) */
 	uint32_t verify_rate;  /* probes per second; 0 = unlimited (default 100) */
+	bool require_cookie;   /* register needs the challenge's cookie (default true) */
 	/* The token every register must carry; "" (default) = none needed. */
 	char token[NB_CTRL_TOKEN_MAX + 1];
 	uint8_t hash_key[NB_SIPHASH_KEY_LEN]; /* secret random key for the hash tables */
@@ -209,6 +222,7 @@ struct nb_rendezvous_stats {
 	uint64_t full_peers, full_sessions, rate_limited, cache_evicted_early, cache_nomem;
 	uint64_t verifies, probes, verify_refused; /* verify requests; probes sent; refused */
 	uint64_t proofs_good, proofs_bad;          /* register: upnp proofs checked */
+	uint64_t challenges, challenges_suppressed; /* register without a good cookie: challenged; silent (too short) */
 	/* gauges */
 	size_t peers, sessions, pairs, cached;
 };

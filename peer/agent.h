@@ -43,6 +43,7 @@ struct nb_agent_opts {
 	uint32_t timeout_ms; /* punch deadline; 0 = the plan's (the broker's default is 5 s) */
 	bool upnp;           /* listen, connect: ask the router for a mapping (peer/portmap.h) */
 	unsigned upnp_flags; /* NB_SSDP_ANY_HOST: tests only */
+	uint32_t upnp_check_s; /* look for the mapping this often; 0 = the default (60 s) */
 };
 
 /* Runs the command to completion on its own loop. Returns the exit status. */

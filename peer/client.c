@@ -11,6 +11,7 @@
 static const struct nb_client_params default_params = {
 	.backoff_min_ms = NB_CLIENT_BACKOFF_MIN_MS,
 	.backoff_max_ms = NB_CLIENT_BACKOFF_MAX_MS,
+	.connect_tries = NB_CLIENT_CONNECT_TRIES,
 };
 
 const char *nb_client_state_name(enum nb_client_state s)
@@ -35,6 +36,8 @@ void nb_client_init(struct nb_client *c, const struct nb_client_params *p,
 		c->p.backoff_min_ms = NB_CLIENT_BACKOFF_MIN_MS;
 	if (c->p.backoff_max_ms < c->p.backoff_min_ms)
 		c->p.backoff_max_ms = c->p.backoff_min_ms;
+	if (c->p.connect_tries == 0)
+		c->p.connect_tries = NB_CLIENT_CONNECT_TRIES;
 	c->broker = *broker;
 	c->backoff_ms = c->p.backoff_min_ms;
 	memcpy(c->seed, seed, sizeof(c->seed));
@@ -145,6 +148,7 @@ static int txn_start(struct nb_client *c, enum nb_client_txn_kind kind, struct n
 	t->len = (size_t)n;
 	memcpy(t->tx, m->tx, sizeof(t->tx));
 	t->sends = 0;
+	t->attempt = 0;
 	t->rto = NB_CTRL_RTO_MS;
 	t->next_send = now;
 	t->give_up = now + NB_CLIENT_TXN_TIMEOUT_MS;
@@ -174,6 +178,7 @@ static int start_register(struct nb_client *c, uint64_t now)
 	memset(&m, 0, sizeof(m));
 	m.type = NB_CTRL_REGISTER;
 	m.u.reg = c->reg;
+	memcpy(m.u.reg.cookie, c->cookie, sizeof(m.u.reg.cookie)); /* docs/protocol.md "challenge" */
 	return txn_start(c, NB_CLIENT_TXN_REGISTER, &m, now, NULL);
 }
 
@@ -232,26 +237,33 @@ int nb_client_register(struct nb_client *c, const struct nb_ctrl_register *reg, 
 
 /* ---- Requests ------------------------------------------------------------ */
 
-int nb_client_connect(struct nb_client *c, const char *peer, uint64_t now)
+static int connect_start(struct nb_client *c, const char *peer, uint8_t attempt, uint64_t now)
 {
 	struct nb_client_txn *t;
 	struct nb_ctrl_msg m;
 	int rc;
 
+	memset(&m, 0, sizeof(m));
+	m.type = NB_CTRL_CONNECT;
+	snprintf(m.u.connect.id, sizeof(m.u.connect.id), "%s", c->reg.id);
+	snprintf(m.u.connect.peer, sizeof(m.u.connect.peer), "%s", peer);
+	rc = txn_start(c, NB_CLIENT_TXN_CONNECT, &m, now, &t);
+	if (rc == 0) {
+		snprintf(t->what, sizeof(t->what), "%s", peer);
+		t->attempt = attempt;
+	}
+	return rc;
+}
+
+int nb_client_connect(struct nb_client *c, const char *peer, uint64_t now)
+{
 	if (c->state != NB_CLIENT_REGISTERED)
 		return -EAGAIN;
 	if (peer == NULL || strlen(peer) > NB_CTRL_ID_MAX)
 		return -EINVAL;
 	if (free_txns(c) <= 1)
 		return -ENOBUFS; /* one slot stays free for register/keepalive */
-	memset(&m, 0, sizeof(m));
-	m.type = NB_CTRL_CONNECT;
-	snprintf(m.u.connect.id, sizeof(m.u.connect.id), "%s", c->reg.id);
-	snprintf(m.u.connect.peer, sizeof(m.u.connect.peer), "%s", peer);
-	rc = txn_start(c, NB_CLIENT_TXN_CONNECT, &m, now, &t);
-	if (rc == 0)
-		snprintf(t->what, sizeof(t->what), "%s", peer);
-	return rc;
+	return connect_start(c, peer, 0, now);
 }
 
 int nb_client_result(struct nb_client *c, const struct nb_ctrl_result *r, uint64_t now)
@@ -280,6 +292,17 @@ static int start_list(struct nb_client *c, enum nb_client_txn_kind kind, uint32_
 	memset(&m, 0, sizeof(m));
 	m.type = kind == NB_CLIENT_TXN_MATRIX ? NB_CTRL_MATRIX : NB_CTRL_PEERS;
 	m.u.query.offset = offset;
+	/* The broker answers with a page no longer than the query: pad it to
+	 * the largest datagram (docs/protocol.md "peers"). The tx is drawn by
+	 * txn_start, always 16 hex, so the length is known here. */
+	{
+		uint8_t tmp[NB_CTRL_MAX_DATAGRAM];
+		ssize_t n;
+		snprintf(m.tx, sizeof(m.tx), "%s", "0000000000000000");
+		n = nb_ctrl_encode(&m, tmp, sizeof(tmp));
+		if (n > 0 && (size_t)n + 9 < NB_CTRL_MAX_DATAGRAM) /* 9: ,"pad":"" */
+			m.u.query.pad = (uint16_t)(NB_CTRL_MAX_DATAGRAM - (size_t)n - 9);
+	}
 	rc = txn_start(c, kind, &m, now, &t);
 	if (rc == 0)
 		t->offset = offset;
@@ -345,11 +368,24 @@ static void txn_failed(struct nb_client *c, struct nb_client_txn *t, uint64_t no
 		push_event(c, NB_CLIENT_EV_LOST, 0, "the broker did not answer a keepalive");
 		set_state(c, NB_CLIENT_REGISTERING, now);
 		break;
-	case NB_CLIENT_TXN_CONNECT:
+	case NB_CLIENT_TXN_CONNECT: {
+		/* No reply at all, not a refusal: ask again, as a new request (the
+		 * broker's reply cache has forgotten the old one by now). The slot
+		 * just freed takes it, so the one for register/keepalive stays. */
+		char peer[NB_CTRL_ID_MAX + 1];
+		scopy(peer, sizeof(peer), t->what);
+		if (t->attempt + 1u < c->p.connect_tries &&
+		    connect_start(c, peer, (uint8_t)(t->attempt + 1), now) == 0) {
+			nb_log_debug("client", "connect %s: no reply; asking again", peer);
+			break;
+		}
+		snprintf(why, sizeof(why), "no answer from the broker to %u requests of %u ms each",
+			 (unsigned)t->attempt + 1u, (unsigned)NB_CLIENT_TXN_TIMEOUT_MS);
 		e = push_event(c, NB_CLIENT_EV_CONNECT_FAILED, 0, why);
 		if (e != NULL)
-			scopy(e->peer, sizeof(e->peer), t->what);
+			scopy(e->peer, sizeof(e->peer), peer);
 		break;
+	}
 	case NB_CLIENT_TXN_RESULT:
 		e = push_event(c, NB_CLIENT_EV_RESULT_DONE, -1, why);
 		if (e != NULL)
@@ -494,6 +530,7 @@ static int on_reply(struct nb_client *c, struct nb_client_txn *t, const struct n
 	case NB_CLIENT_TXN_REGISTER:
 		if (m->type == NB_CTRL_REGISTERED) {
 			t->kind = NB_CLIENT_TXN_NONE;
+			c->challenges = 0;
 			c->registered = m->u.registered;
 			c->keepalive_ms = (m->u.registered.keepalive_s ? m->u.registered.keepalive_s
 								       : NB_CLIENT_DEFAULT_KEEPALIVE_S) *
@@ -502,6 +539,19 @@ static int on_reply(struct nb_client *c, struct nb_client_txn *t, const struct n
 			e = push_event(c, NB_CLIENT_EV_REGISTERED, 0, NULL);
 			if (e != NULL)
 				e->u.registered = m->u.registered;
+			return 0;
+		}
+		if (m->type == NB_CTRL_CHALLENGE) {
+			/* Show we receive: the same register again, with the cookie. */
+			t->kind = NB_CLIENT_TXN_NONE;
+			scopy(c->cookie, sizeof(c->cookie), m->u.challenge.cookie);
+			if (++c->challenges <= NB_CLIENT_MAX_CHALLENGES) {
+				start_register(c, now);
+				return 0;
+			}
+			c->challenges = 0;
+			push_event(c, NB_CLIENT_EV_REGISTER_FAILED, 0, "the broker keeps challenging the register");
+			set_state(c, NB_CLIENT_BACKOFF, now);
 			return 0;
 		}
 		if (m->type != NB_CTRL_ERROR)
@@ -636,6 +686,7 @@ int nb_client_input(struct nb_client *c, const uint8_t *buf, size_t len, const s
 	case NB_CTRL_ERROR:
 	case NB_CTRL_PEER_LIST:
 	case NB_CTRL_MATRIX_LIST:
+	case NB_CTRL_CHALLENGE:
 		if (t != NULL)
 			return on_reply(c, t, &m, now);
 		break;

@@ -23,7 +23,10 @@
  *
  * Every request is a transaction (docs/protocol.md "Transactions"): sent
  * byte for byte again at 250, 750, 1750, 3750, 7750 ms, failed at 11750 ms
- * without a reply. A broker-pushed plan is acknowledged (a retransmitted one
+ * without a reply. A connect that got no reply at all is asked once more
+ * as a new transaction (connect_tries) before CONNECT_FAILED: at 20% loss
+ * each way one transaction fails with (1 - 0.8^2)^6 = 2.2e-3, two in a row
+ * with 4.7e-6. A broker-pushed plan is acknowledged (a retransmitted one
  * again, without a second event). Only datagrams from the broker's address
  * are read.
  */
@@ -45,6 +48,7 @@
 #define NB_CLIENT_BACKOFF_MIN_MS 1000
 #define NB_CLIENT_BACKOFF_MAX_MS 30000
 #define NB_CLIENT_DEFAULT_KEEPALIVE_S 15
+#define NB_CLIENT_CONNECT_TRIES 2  /* connect transactions without any reply before failing */
 /* A transaction fails this long after its first send. */
 #define NB_CLIENT_TXN_TIMEOUT_MS \
 	(NB_CTRL_RTO_MS * ((1u << (NB_CTRL_MAX_TRIES - 1)) - 1) + NB_CTRL_FINAL_WAIT_MS) /* 11750 */
@@ -92,6 +96,7 @@ struct nb_client_event {
 struct nb_client_params {
 	uint32_t backoff_min_ms; /* default NB_CLIENT_BACKOFF_MIN_MS */
 	uint32_t backoff_max_ms; /* default NB_CLIENT_BACKOFF_MAX_MS */
+	uint32_t connect_tries;  /* default NB_CLIENT_CONNECT_TRIES */
 };
 
 /* One datagram for the broker. bytes points into the client; valid until the
@@ -113,6 +118,9 @@ enum nb_client_txn_kind {
 	NB_CLIENT_TXN_VERIFY,
 };
 
+/* A register answered by this many challenges in a row is a failure. */
+#define NB_CLIENT_MAX_CHALLENGES 3
+
 /* verify: sent at 0, 250 and 750 ms; no probe by 1750 ms is a failure. */
 #define NB_CLIENT_VERIFY_TRIES 3
 #define NB_CLIENT_VERIFY_TIMEOUT_MS 1750
@@ -121,6 +129,7 @@ struct nb_client_txn {
 	enum nb_client_txn_kind kind;
 	char tx[NB_CTRL_TX_LEN + 1];
 	uint8_t sends;
+	uint8_t attempt;               /* connect: 0 for the first transaction, then 1, ... */
 	uint32_t rto;
 	uint64_t next_send, give_up;
 	char what[NB_CTRL_ID_MAX + 1]; /* connect: the peer; result: the session */
@@ -156,6 +165,8 @@ struct nb_client {
 	uint64_t events_dropped;
 
 	uint32_t peers_pages;
+	char cookie[NB_CTRL_COOKIE_LEN + 1]; /* the broker's last challenge: sent with every register */
+	uint8_t challenges;                  /* challenges in a row without getting registered */
 	uint8_t seed[32];
 	uint64_t tx_counter;
 	uint8_t out[64];
@@ -173,7 +184,9 @@ void nb_client_init(struct nb_client *c, const struct nb_client_params *p,
 int nb_client_register(struct nb_client *c, const struct nb_ctrl_register *reg, uint64_t now);
 
 /* Ask for a path to `peer`. Needs REGISTERED (-EAGAIN otherwise). The plan
- * or the refusal comes as an event. 0, or -EAGAIN / -EINVAL / -ENOBUFS. */
+ * or the refusal comes as an event; without any reply the request is made
+ * again (a new tx) up to connect_tries times, so CONNECT_FAILED with code 0
+ * comes after connect_tries x 11750 ms. 0, or -EAGAIN / -EINVAL / -ENOBUFS. */
 int nb_client_connect(struct nb_client *c, const char *peer, uint64_t now);
 
 /* Report how an attempt ended. 0, or -EINVAL / -ENOBUFS. */

@@ -52,6 +52,9 @@ static void usage(FILE *f)
 	      "  --no-upnp           netcheck, listen, connect: do not ask the router for a\n"
 	      "                      UPnP port mapping (by default they do, and have the\n"
 	      "                      broker probe it; it is removed on exit)\n"
+	      "  --upnp-check S      listen, connect: look for the UPnP mapping on the router\n"
+	      "                      every S seconds and add it again if it is gone, e.g.\n"
+	      "                      after a router restart (default 60; 1..3600)\n"
 	      "  --upnp-any-location tests only: accept an SSDP LOCATION on another host\n"
 	      "                      than the one that answered\n"
 	      "  --log-level L       error, warn, info (default) or debug\n"
@@ -117,11 +120,13 @@ int main(int argc, char **argv)
 		{ "log-level", required_argument, NULL, 'l' }, { "id", required_argument, NULL, 'i' },
 		{ "token", required_argument, NULL, 'k' },  { "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },      { "no-upnp", no_argument, NULL, 'U' },
-		{ "upnp-any-location", no_argument, NULL, 'A' }, { NULL, 0, NULL, 0 },
+		{ "upnp-any-location", no_argument, NULL, 'A' }, { "upnp-check", required_argument, NULL, 'C' },
+		{ NULL, 0, NULL, 0 },
 	};
 	struct nb_netcheck_opts o;
 	struct nb_agent_opts ao;
 	bool have_broker = false, have_timeout = false;
+	uint32_t upnp_check_s = 0; /* 0: the UPnP client's default (60 s) */
 	const char *cmd = NULL, *id = NULL, *token = NULL, *peer = NULL;
 	unsigned long v;
 	int c;
@@ -197,6 +202,13 @@ int main(int argc, char **argv)
 		case 'A':
 			o.upnp_flags |= NB_SSDP_ANY_HOST;
 			break;
+		case 'C':
+			if (parse_uint(optarg, 3600, &v) != 0 || v == 0) {
+				fprintf(stderr, "natpeer: --upnp-check '%s': expected 1..3600 seconds\n", optarg);
+				return 2;
+			}
+			upnp_check_s = (uint32_t)v;
+			break;
 		default:
 			fprintf(stderr, "natpeer: see 'natpeer --help'\n");
 			return 2;
@@ -235,6 +247,7 @@ int main(int argc, char **argv)
 	ao.timeout_ms = have_timeout ? o.timeout_ms : 0;
 	ao.upnp = o.upnp;
 	ao.upnp_flags = o.upnp_flags;
+	ao.upnp_check_s = upnp_check_s;
 	if (ao.cmd != NB_AGENT_PEERS && ao.cmd != NB_AGENT_MATRIX) {
 		if (id == NULL || !valid_id(id)) {
 			fprintf(stderr, "natpeer: %s needs --id NAME: 1-32 of A-Z a-z 0-9 . _ -\n", cmd);

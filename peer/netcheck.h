@@ -22,8 +22,11 @@
  *               machine turns a late wake-up into "no hairpin".
  *
  * Phase 1 is both tests I; phase 2 is everything else, in parallel. Each
- * transaction is retransmitted (RTO doubling up to a cap) until answered or
- * its give-up time: a filtering test's "no answer" costs exactly that. */
+ * transaction is retransmitted until answered or its give-up time: a
+ * filtering test's "no answer" costs exactly that. By default every 100 ms
+ * (no doubling), 16 sends in 1.6 s: a "no answer" verdict must survive
+ * loss; with round trips lost with probability q it is wrong with q^16, not
+ * q^6 (see netcheck.c). */
 #ifndef NB_PEER_NETCHECK_H
 #define NB_PEER_NETCHECK_H
 
@@ -50,7 +53,7 @@ enum nb_nc_test {
 
 struct nb_netcheck_params {
 	uint32_t rto_ms;     /* first retransmission timeout (default 100) */
-	uint32_t rto_max_ms; /* cap on the doubling (default 400) */
+	uint32_t rto_max_ms; /* cap on the doubling (default 100: no doubling) */
 	uint32_t give_up_ms; /* a transaction with no answer by then has none (default 1600) */
 	bool hairpin;        /* run the hairpin probe (default true) */
 };

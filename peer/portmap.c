@@ -165,6 +165,8 @@ int nb_portmap_open(struct nb_portmap **ret, uv_loop_t *loop, const struct nb_po
 	nb_upnp_params_default(&p);
 	p.internal_port = o->internal_port;
 	p.ssdp_flags = o->ssdp_flags;
+	if (o->check_s != 0)
+		p.check_s = o->check_s;
 	progress(pm, "upnp: discovering gateway...");
 	rc = nb_upnp_run_open(&pm->run, loop, &p, on_upnp, pm);
 	if (rc != 0) {

@@ -47,6 +47,7 @@ struct nb_portmap_opts {
 	uint16_t internal_port;  /* the agent's socket */
 	unsigned ssdp_flags;     /* NB_SSDP_ANY_HOST: tests only */
 	bool quiet;              /* no progress lines */
+	uint32_t check_s;        /* look for the mapping this often (0: nb_upnp_params' default) */
 };
 
 /* 0, or a libuv -errno (then nothing is open). `client` must outlive the

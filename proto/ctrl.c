@@ -59,6 +59,7 @@ static const char *const type_words[NB_CTRL_TYPE_MAX + 1] = {
 	[NB_CTRL_PEERS] = "peers",         [NB_CTRL_PEER_LIST] = "peer_list",
 	[NB_CTRL_MATRIX] = "matrix",       [NB_CTRL_MATRIX_LIST] = "matrix_list",
 	[NB_CTRL_VERIFY] = "verify",       [NB_CTRL_PROBE] = "probe",
+	[NB_CTRL_CHALLENGE] = "challenge",
 };
 static const char *const verified_words[] = { "unverified", "verified" };
 
@@ -916,6 +917,8 @@ static int dec_register(struct ctx *c, const cJSON *o, struct nb_ctrl_register *
 	}
 	if ((rc = get_addrs(c, o, "local", r->local, &r->n_local)) < 0)
 		return rc;
+	if (get(o, "cookie") != NULL && (rc = get_hex(c, o, "cookie", NB_CTRL_COOKIE_LEN, r->cookie)) < 0)
+		return rc;
 
 	rc = get_obj(c, o, "nat", false, &sub);
 	if (rc < 0)
@@ -1165,9 +1168,24 @@ static int dec_body(struct ctx *c, const cJSON *o, struct nb_ctrl_msg *m)
 	case NB_CTRL_ACK:
 		return 0;
 	case NB_CTRL_PEERS:
-	case NB_CTRL_MATRIX:
+	case NB_CTRL_MATRIX: {
+		const char *pad = NULL;
 		rc = get_u32(c, o, "offset", false, 0, UINT32_MAX, &m->u.query.offset);
-		return rc < 0 ? rc : 0;
+		if (rc < 0)
+			return rc;
+		rc = get_str(c, o, "pad", false, &pad);
+		if (rc < 0)
+			return rc;
+		if (rc == 0) {
+			size_t n = strlen(pad);
+			if (n > NB_CTRL_PAD_MAX)
+				return ffail(c, NB_CTRL_E_LENGTH, "pad", "longer than %d", NB_CTRL_PAD_MAX);
+			m->u.query.pad = (uint16_t)n;
+		}
+		return 0;
+	}
+	case NB_CTRL_CHALLENGE:
+		return get_hex(c, o, "cookie", NB_CTRL_COOKIE_LEN, m->u.challenge.cookie);
 	case NB_CTRL_PEER_LIST:
 		return dec_list(c, o, "peers", &m->u.peer_list.total, &m->u.peer_list.offset,
 				&m->u.peer_list.n_peers, m->u.peer_list.peers,
@@ -1411,6 +1429,9 @@ static int enc_register(struct ctx *c, cJSON *o, const struct nb_ctrl_register *
 			return rc;
 	}
 	if ((rc = put_addrs(c, o, "local", r->local, r->n_local)) < 0)
+		return rc;
+	if (r->cookie[0] != '\0' && ((rc = check_hex(c, "cookie", r->cookie, NB_CTRL_COOKIE_LEN)) < 0 ||
+				     (rc = put_str(o, "cookie", r->cookie)) < 0))
 		return rc;
 	if (r->has_nat) {
 		if ((sub = cJSON_AddObjectToObject(o, "nat")) == NULL)
@@ -1666,6 +1687,21 @@ static ssize_t encode(const struct nb_ctrl_msg *m, uint8_t *buf, size_t cap, siz
 	case NB_CTRL_PEERS:
 	case NB_CTRL_MATRIX:
 		rc = m->u.query.offset != 0 ? put_u32(root, "offset", m->u.query.offset) : 0;
+		if (rc == 0 && m->u.query.pad != 0) {
+			char pad[NB_CTRL_PAD_MAX + 1];
+			if (m->u.query.pad > NB_CTRL_PAD_MAX) {
+				rc = ffail(&c, NB_CTRL_E_LENGTH, "pad", "longer than %d", NB_CTRL_PAD_MAX);
+				break;
+			}
+			memset(pad, '.', m->u.query.pad);
+			pad[m->u.query.pad] = '\0';
+			rc = put_str(root, "pad", pad);
+		}
+		break;
+	case NB_CTRL_CHALLENGE:
+		rc = check_hex(&c, "cookie", m->u.challenge.cookie, NB_CTRL_COOKIE_LEN);
+		if (rc == 0)
+			rc = put_str(root, "cookie", m->u.challenge.cookie);
 		break;
 	case NB_CTRL_PEER_LIST:
 		rc = enc_list(&c, root, "peers", m->u.peer_list.total, m->u.peer_list.offset,
@@ -1740,7 +1776,7 @@ static bool str_eq(const char *a, const char *b, size_t size)
 
 static bool register_equal(const struct nb_ctrl_register *a, const struct nb_ctrl_register *b)
 {
-	if (!STREQ(a->id, b->id) || !STREQ(a->token, b->token) ||
+	if (!STREQ(a->id, b->id) || !STREQ(a->token, b->token) || !STREQ(a->cookie, b->cookie) ||
 	    !addrs_equal(a->local, a->n_local, b->local, b->n_local) || a->has_nat != b->has_nat ||
 	    a->has_upnp != b->has_upnp)
 		return false;
@@ -1833,7 +1869,7 @@ bool nb_ctrl_msg_equal(const struct nb_ctrl_msg *a, const struct nb_ctrl_msg *b)
 		return true;
 	case NB_CTRL_PEERS:
 	case NB_CTRL_MATRIX:
-		return a->u.query.offset == b->u.query.offset;
+		return a->u.query.offset == b->u.query.offset && a->u.query.pad == b->u.query.pad;
 	case NB_CTRL_PEER_LIST:
 		return peer_list_equal(&a->u.peer_list, &b->u.peer_list);
 	case NB_CTRL_MATRIX_LIST:
@@ -1842,6 +1878,8 @@ bool nb_ctrl_msg_equal(const struct nb_ctrl_msg *a, const struct nb_ctrl_msg *b)
 		return nb_addr_equal(&a->u.verify.external, &b->u.verify.external);
 	case NB_CTRL_PROBE:
 		return STREQ(a->u.probe.proof, b->u.probe.proof);
+	case NB_CTRL_CHALLENGE:
+		return STREQ(a->u.challenge.cookie, b->u.challenge.cookie);
 	}
 	return false;
 }

@@ -189,8 +189,14 @@ enum nb_ctrl_type {
 	NB_CTRL_MATRIX_LIST,
 	NB_CTRL_VERIFY,       /* peer -> broker: probe my mapping; no reply, a probe */
 	NB_CTRL_PROBE,        /* broker -> the mapping being verified (not a reply) */
+	NB_CTRL_CHALLENGE,    /* broker -> peer: reply to a register without a good cookie */
 };
-#define NB_CTRL_TYPE_MAX NB_CTRL_PROBE
+#define NB_CTRL_TYPE_MAX NB_CTRL_CHALLENGE
+
+/* Hex digits of a register cookie (docs/protocol.md "challenge"). */
+#define NB_CTRL_COOKIE_LEN 32
+/* Longest "pad" of a query: a query padded to NB_CTRL_MAX_DATAGRAM. */
+#define NB_CTRL_PAD_MAX (NB_CTRL_MAX_DATAGRAM - 48)
 
 /* Hex digits of a UPnP mapping's proof (docs/protocol.md "verify"). */
 #define NB_CTRL_PROOF_LEN 32
@@ -223,6 +229,7 @@ struct nb_ctrl_register {
 	enum nb_ctrl_upnp_status upnp; /* "upnp":{"status"} */
 	struct nb_addr upnp_external;  /* "upnp":{"external"}: iff upnp == MAPPED */
 	char upnp_proof[NB_CTRL_PROOF_LEN + 1]; /* "upnp":{"proof"}: only with MAPPED; "" = absent */
+	char cookie[NB_CTRL_COOKIE_LEN + 1];    /* from the broker's challenge; "" = absent */
 };
 
 struct nb_ctrl_registered {
@@ -283,6 +290,11 @@ struct nb_ctrl_error {
 
 struct nb_ctrl_query { /* peers, matrix */
 	uint32_t offset; /* first entry wanted (0 = absent) */
+	uint16_t pad;    /* "pad": that many '.', ignored (0 = absent): a page is no longer than its query */
+};
+
+struct nb_ctrl_challenge {
+	char cookie[NB_CTRL_COOKIE_LEN + 1];
 };
 
 struct nb_ctrl_peer_info {
@@ -335,6 +347,7 @@ struct nb_ctrl_msg {
 		struct nb_ctrl_matrix_list matrix_list;
 		struct nb_ctrl_verify verify;
 		struct nb_ctrl_probe probe;
+		struct nb_ctrl_challenge challenge;
 		/* NB_CTRL_ACK has no fields */
 	} u;
 };

@@ -3,7 +3,9 @@
  *
  * Input: byte 0 picks the setup (bit 0: small limits - 3 peers, 2 sessions,
  * 2 pairs, 4 cached replies, 5 list pages/s - else roomy ones; bit 1: a
- * broker token "tok" is required). The rest is lines, each
+ * broker token "tok" is required; bit 2: register needs the challenge's
+ * cookie - off otherwise, so that the fuzzer reaches what follows a
+ * register). The rest is lines, each
  *
  *   <control byte><datagram>'\n'
  *
@@ -18,7 +20,10 @@
  * written).
  *
  * Checked for every datagram:
- *  - everything sent decodes, fits 1200 bytes, and d[0] goes to the source;
+ *  - everything sent decodes, fits 1200 bytes, and d[0] goes to the source
+ *    (a verify's probe: to the source's IP, from the alternate port);
+ *  - nothing answering a request is longer than the request when it is a
+ *    challenge or a list page (no amplification);
  *  - a request gets exactly one reply echoing its tx (two datagrams only for
  *    a connect answered with a new plan: the pushed plan, same session, to
  *    a registered source; a plan alone only from the reply cache); replies,
@@ -112,7 +117,7 @@ static void do_poll(struct run *r)
 static bool is_request(enum nb_ctrl_type t)
 {
 	return t == NB_CTRL_REGISTER || t == NB_CTRL_KEEPALIVE || t == NB_CTRL_CONNECT ||
-	       t == NB_CTRL_RESULT || t == NB_CTRL_PEERS || t == NB_CTRL_MATRIX;
+	       t == NB_CTRL_RESULT || t == NB_CTRL_PEERS || t == NB_CTRL_MATRIX || t == NB_CTRL_VERIFY;
 }
 
 static enum nb_ctrl_type reply_type(enum nb_ctrl_type t)
@@ -126,6 +131,8 @@ static enum nb_ctrl_type reply_type(enum nb_ctrl_type t)
 		return NB_CTRL_PEER_LIST;
 	case NB_CTRL_MATRIX:
 		return NB_CTRL_MATRIX_LIST;
+	case NB_CTRL_VERIFY:
+		return NB_CTRL_PROBE;
 	default:
 		return NB_CTRL_ACK;
 	}
@@ -163,8 +170,13 @@ static void one(struct run *r, const struct nb_addr *from, const uint8_t *buf, s
 	for (size_t i = 0; i < out.n; i++)
 		CHECK(out.d[i].len > 0 && out.d[i].len <= NB_CTRL_MAX_DATAGRAM);
 	if (out.n >= 1) {
-		CHECK(nb_addr_equal(&out.d[0].to, from));
 		CHECK(nb_ctrl_decode(&m0, out.d[0].data, out.d[0].len) == (ssize_t)out.d[0].len);
+		if (m0.type == NB_CTRL_PROBE)
+			CHECK(nb_addr_ip_equal(&out.d[0].to, from) && out.d[0].from_alt_port);
+		else
+			CHECK(nb_addr_equal(&out.d[0].to, from) && !out.d[0].from_alt_port);
+		if (m0.type == NB_CTRL_CHALLENGE || m0.type == NB_CTRL_PEER_LIST || m0.type == NB_CTRL_MATRIX_LIST)
+			CHECK(out.d[0].len <= len);
 	}
 	if (!decoded) {
 		CHECK(out.n <= 1 && !out.rnd_used);
@@ -174,10 +186,20 @@ static void one(struct run *r, const struct nb_addr *from, const uint8_t *buf, s
 		}
 	} else if (!is_request(in.type)) {
 		CHECK(out.n == 0 && !out.rnd_used);
+	} else if (out.n == 0) {
+		/* Silence, only where an answer would amplify: a challenge
+		 * longer than its register, a page longer than its query. */
+		CHECK(!out.rnd_used);
+		CHECK((in.type == NB_CTRL_REGISTER && after.challenges_suppressed == before.challenges_suppressed + 1) ||
+		      ((in.type == NB_CTRL_PEERS || in.type == NB_CTRL_MATRIX) &&
+		       after.oversize_suppressed == before.oversize_suppressed + 1));
+		transient = true; /* nothing to replay */
 	} else {
-		CHECK(out.n >= 1);
 		CHECK(strcmp(m0.tx, in.tx) == 0);
-		CHECK(m0.type == NB_CTRL_ERROR || m0.type == reply_type(in.type));
+		CHECK(m0.type == NB_CTRL_ERROR || m0.type == reply_type(in.type) ||
+		      (in.type == NB_CTRL_REGISTER && m0.type == NB_CTRL_CHALLENGE));
+		if (m0.type == NB_CTRL_CHALLENGE || m0.type == NB_CTRL_PROBE || in.type == NB_CTRL_VERIFY)
+			transient = true; /* not cached: answered afresh */
 		if (m0.type == NB_CTRL_ERROR) {
 			uint16_t c = m0.u.error.code;
 			CHECK(c == 400 || c == 401 || c == 404 || c == 409 || c == 429 || c == 500 ||
@@ -223,6 +245,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	memset(&r, 0, sizeof(r));
 	nb_rendezvous_config_default(&r.cfg);
+	r.cfg.require_cookie = (data[0] & 4) != 0;
 	if (data[0] & 1) {
 		r.cfg.max_peers = 3;
 		r.cfg.max_sessions = 2;

@@ -509,6 +509,13 @@ cmd_restart_upnp() {
         *) die "usage: restart-upnp [v1|v2]" ;;
     esac
     stop_daemon miniupnpd-r-upnp 5
+    # a reboot loses the forwarding rules and the flows too (miniupnpd would
+    # otherwise adopt the rules it finds as its own, with lease 0)
+    local c
+    for c in miniupnpd prerouting_miniupnpd postrouting_miniupnpd; do
+        ip netns exec "$(ns r-upnp)" nft flush chain inet filter "$c" 2>/dev/null || true
+    done
+    ip netns exec "$(ns r-upnp)" conntrack -F >/dev/null 2>&1 || true
     rm -f "$RUN/miniupnpd-r-upnp.leases"
     start_miniupnpd r-upnp 6
     poll 20 http_ok upnp 192.168.6.1 "$UPNP_HTTP_PORT" ||

@@ -42,8 +42,9 @@ lab_start srv "$NBLOG" "$NB" --listen "$SRV1" --listen "$SRV2"
 lab_check "natbroker is up" lab_wait 5 eval 'lab_udp_bound srv 3478 && lab_udp_bound srv 3479'
 
 # ---- the broker's views, asked over the wire from pub
+PAD=$(printf '%*s' 1100 '' | tr ' ' .)   # a page is no longer than its query
 query() { # TYPE OFFSET -> one reply datagram on stdout
-    printf '{"v":1,"type":"%s","tx":"%016x","offset":%d}' "$1" "$(( RANDOM * 65536 + $2 ))" "$2" |
+    printf '{"v":1,"type":"%s","tx":"%016x","offset":%d,"pad":"%s"}' "$1" "$(( RANDOM * 65536 + $2 ))" "$2" "$PAD" |
         timeout 3 ip netns exec "$(lab_ns pub)" socat -T 1 - "UDP4:$SRV1:3478" 2>/dev/null
 }
 all_pages() { # TYPE -> every entry of every page, one object per line

@@ -22,6 +22,7 @@ struct fake {
 	struct nb_addr broker;
 	struct nb_ctrl_msg sent[MAX_SENT];
 	uint64_t sent_at[MAX_SENT];
+	size_t sent_len[MAX_SENT];
 	int n_sent;
 	struct nb_client_event ev[64];
 	int n_ev;
@@ -52,6 +53,7 @@ static void drain(struct fake *f)
 		assert_true(f->n_sent < MAX_SENT);
 		assert_true(nb_addr_equal(&tx.to, &f->broker));
 		assert_true(nb_ctrl_decode(&f->sent[f->n_sent], tx.bytes, tx.len) > 0);
+		f->sent_len[f->n_sent] = tx.len;
 		f->sent_at[f->n_sent++] = f->now;
 	}
 	events(f);
@@ -282,6 +284,50 @@ static void test_keepalive(void **state)
 	assert_int_equal(f.n_ev, 1); /* only the registration */
 }
 
+/* docs/protocol.md "challenge": the same register again with the cookie;
+ * the cookie stays for later registers; endless challenges end in backoff. */
+static void test_register_challenge(void **state)
+{
+	static struct fake f;
+	struct nb_ctrl_register r = reg_of("alice");
+	struct nb_ctrl_msg m;
+
+	(void)state;
+	setup(&f);
+	assert_int_equal(nb_client_register(&f.c, &r, f.now), 0);
+	drain(&f);
+	assert_string_equal(last(&f)->u.reg.cookie, "");
+	m = simple(NB_CTRL_CHALLENGE, last(&f)->tx);
+	snprintf(m.u.challenge.cookie, sizeof(m.u.challenge.cookie), "%s", "00112233445566778899aabbccddeeff");
+	assert_int_equal(reply(&f, &m), 0);
+	assert_int_equal(f.n_sent, 2); /* at once */
+	assert_int_equal(last(&f)->type, NB_CTRL_REGISTER);
+	assert_string_equal(last(&f)->u.reg.cookie, "00112233445566778899aabbccddeeff");
+	assert_string_not_equal(last(&f)->tx, f.sent[0].tx);
+	assert_int_equal(f.n_ev, 0);
+	m = registered_for(last(&f), 15);
+	assert_int_equal(reply(&f, &m), 0);
+	assert_int_equal(nb_client_state(&f.c), NB_CLIENT_REGISTERED);
+	/* a challenge from elsewhere is not the broker's */
+	m = simple(NB_CTRL_CHALLENGE, last(&f)->tx);
+	snprintf(m.u.challenge.cookie, sizeof(m.u.challenge.cookie), "%s", "ffffffffffffffffffffffffffffffff");
+	struct nb_addr other = A("203.0.113.99:3478");
+	assert_int_equal(reply_from(&f, &other, &m), -1);
+	/* registering again (new contents) carries the cookie */
+	r.hairpin = !r.hairpin;
+	assert_int_equal(nb_client_register(&f.c, &r, f.now), 0);
+	drain(&f);
+	assert_string_equal(last(&f)->u.reg.cookie, "00112233445566778899aabbccddeeff");
+	/* challenged over and over: failure and backoff, not a loop */
+	for (int i = 0; i <= NB_CLIENT_MAX_CHALLENGES; i++) {
+		m = simple(NB_CTRL_CHALLENGE, last(&f)->tx);
+		snprintf(m.u.challenge.cookie, sizeof(m.u.challenge.cookie), "%032x", i);
+		assert_int_equal(reply(&f, &m), 0);
+	}
+	assert_int_equal(f.ev[f.n_ev - 1].type, NB_CLIENT_EV_REGISTER_FAILED);
+	assert_int_equal(nb_client_state(&f.c), NB_CLIENT_BACKOFF);
+}
+
 static void test_keepalive_404_registers_again(void **state)
 {
 	static struct fake f;
@@ -460,17 +506,77 @@ static void test_connect(void **state)
 	assert_string_equal(f.ev[f.n_ev - 1].peer, "carol");
 	assert_string_equal(f.ev[f.n_ev - 1].reason, "no peer 'carol'");
 
-	/* Unanswered. */
+	/* Unanswered: asked again once, as a new transaction, then failed. */
 	assert_int_equal(nb_client_connect(&f.c, "dave", f.now), 0);
 	uint64_t t = f.now;
 	ev = f.n_ev;
+	before = f.n_sent;
 	advance_to(&f, t + NB_CLIENT_TXN_TIMEOUT_MS - 1);
 	assert_int_equal(f.n_ev, ev);
+	assert_int_equal(f.n_sent, before + 6);
+	char first_tx[NB_CTRL_TX_LEN + 1];
+	memcpy(first_tx, f.sent[before].tx, sizeof(first_tx));
 	advance_to(&f, t + NB_CLIENT_TXN_TIMEOUT_MS);
+	assert_int_equal(f.n_ev, ev); /* no event: a second request instead */
+	assert_int_equal(f.n_sent, before + 7);
+	assert_int_equal(last(&f)->type, NB_CTRL_CONNECT);
+	assert_string_equal(last(&f)->u.connect.peer, "dave");
+	assert_string_not_equal(last(&f)->tx, first_tx);
+	assert_int_equal(nb_client_pending(&f.c, NB_CLIENT_TXN_CONNECT), 1);
+	advance_to(&f, t + 2 * NB_CLIENT_TXN_TIMEOUT_MS - 1);
+	assert_int_equal(f.n_ev, ev);
+	advance_to(&f, t + 2 * NB_CLIENT_TXN_TIMEOUT_MS);
 	assert_int_equal(f.n_ev, ev + 1);
 	assert_int_equal(f.ev[f.n_ev - 1].type, NB_CLIENT_EV_CONNECT_FAILED);
 	assert_int_equal(f.ev[f.n_ev - 1].code, 0);
 	assert_string_equal(f.ev[f.n_ev - 1].peer, "dave");
+	assert_non_null(strstr(f.ev[f.n_ev - 1].reason, "2 requests"));
+	assert_int_equal(nb_client_pending(&f.c, NB_CLIENT_TXN_CONNECT), 0);
+}
+
+/* 20% loss each way: every reply to the first connect is lost (probability
+ * 0.36^6 = 2.2e-3); the second request's reply arrives: a plan, no failure. */
+static void test_connect_unanswered_then_answered(void **state)
+{
+	static struct fake f;
+	struct nb_ctrl_msg m;
+
+	(void)state;
+	setup(&f);
+	do_register(&f, 3600);
+	assert_int_equal(nb_client_connect(&f.c, "bob", f.now), 0);
+	uint64_t t = f.now;
+	drain(&f);
+	struct nb_ctrl_msg first = *last(&f);
+	int ev = f.n_ev;
+	advance_to(&f, t + NB_CLIENT_TXN_TIMEOUT_MS);
+	assert_int_equal(last(&f)->type, NB_CTRL_CONNECT);
+	assert_string_not_equal(last(&f)->tx, first.tx);
+	struct nb_ctrl_msg second = *last(&f);
+	/* A late reply to the first transaction no longer matches it: it is
+	 * taken as a plan pushed by the broker (acked, flagged `pushed`), and
+	 * the second request still waits for its own reply. */
+	m = plan_msg(first.tx, NB_ROLE_DIAL);
+	assert_int_equal(reply(&f, &m), 0);
+	assert_int_equal(f.n_ev, ev + 1);
+	assert_true(f.ev[ev].pushed);
+	assert_int_equal(nb_client_pending(&f.c, NB_CLIENT_TXN_CONNECT), 1);
+	m = plan_msg(second.tx, NB_ROLE_DIAL);
+	assert_int_equal(reply(&f, &m), 0);
+	assert_int_equal(f.n_ev, ev + 2);
+	assert_int_equal(f.ev[ev + 1].type, NB_CLIENT_EV_PLAN);
+	assert_false(f.ev[ev + 1].pushed);
+	assert_int_equal(nb_client_pending(&f.c, NB_CLIENT_TXN_CONNECT), 0);
+	/* A refusal is final: not asked again. */
+	assert_int_equal(nb_client_connect(&f.c, "carol", f.now), 0);
+	drain(&f);
+	int sent = f.n_sent;
+	m = error_for(last(&f)->tx, 404, "no peer 'carol'");
+	assert_int_equal(reply(&f, &m), 0);
+	advance_to(&f, f.now + 3 * NB_CLIENT_TXN_TIMEOUT_MS);
+	assert_int_equal(f.n_sent, sent);
+	assert_int_equal(f.ev[f.n_ev - 1].type, NB_CLIENT_EV_CONNECT_FAILED);
+	assert_int_equal(f.ev[f.n_ev - 1].code, 404);
 }
 
 static void test_result(void **state)
@@ -595,6 +701,8 @@ static void test_matrix_paging(void **state)
 	assert_int_equal(nb_client_peers(&f.c, f.now), -EBUSY);
 	drain(&f);
 	assert_int_equal(last(&f)->type, NB_CTRL_MATRIX);
+	/* padded to the largest datagram: the broker's page is no longer than the query */
+	assert_int_equal(f.sent_len[f.n_sent - 1], NB_CTRL_MAX_DATAGRAM);
 	/* a peers page is not a matrix page */
 	m = page(last(&f)->tx, 3, 0, 2);
 	assert_int_equal(reply(&f, &m), -1);
@@ -726,11 +834,13 @@ int main(void)
 		cmocka_unit_test(test_register),
 		cmocka_unit_test(test_retransmission_and_backoff),
 		cmocka_unit_test(test_keepalive),
+		cmocka_unit_test(test_register_challenge),
 		cmocka_unit_test(test_keepalive_404_registers_again),
 		cmocka_unit_test(test_broker_silent_then_restarted),
 		cmocka_unit_test(test_register_refused),
 		cmocka_unit_test(test_pushed_plan_acked),
 		cmocka_unit_test(test_connect),
+		cmocka_unit_test(test_connect_unanswered_then_answered),
 		cmocka_unit_test(test_result),
 		cmocka_unit_test(test_peers_paging),
 		cmocka_unit_test(test_matrix_paging),

@@ -267,6 +267,20 @@ static size_t make_samples(struct nb_ctrl_msg *s)
 	init_msg(m, NB_CTRL_PROBE);
 	SET(m->u.probe.proof, "fedcba9876543210fedcba9876543210");
 
+	m = &s[n++];
+	init_msg(m, NB_CTRL_CHALLENGE);
+	SET(m->u.challenge.cookie, "00112233445566778899aabbccddeeff");
+
+	m = &s[n++]; /* a padded query */
+	init_msg(m, NB_CTRL_MATRIX);
+	m->u.query.offset = 24;
+	m->u.query.pad = 1000;
+
+	m = &s[n++]; /* register with a cookie */
+	init_msg(m, NB_CTRL_REGISTER);
+	SET(m->u.reg.id, "cookie-monster");
+	SET(m->u.reg.cookie, "0123456789abcdef0123456789abcdef");
+
 	return n;
 }
 
@@ -716,6 +730,10 @@ static const struct bad bad_inputs[] = {
 	{ "verify no external", HDR("verify") "}", 0, NB_CTRL_E_MISSING },
 	{ "verify external not addr", HDR("verify") ",\"external\":\"host:1\"}", 0, NB_CTRL_E_FORMAT },
 	{ "probe no proof", HDR("probe") "}", 0, NB_CTRL_E_MISSING },
+	{ "challenge no cookie", HDR("challenge") "}", 0, NB_CTRL_E_MISSING },
+	{ "challenge cookie short", HDR("challenge") ",\"cookie\":\"0123\"}", 0, NB_CTRL_E_LENGTH },
+	{ "register cookie not hex", REG(",\"local\":[],\"cookie\":\"0123456789abcdef0123456789abcdeg\""), 0, NB_CTRL_E_FORMAT },
+	{ "peers pad not a string", HDR("peers") ",\"pad\":5}", 0, NB_CTRL_E_WRONG_TYPE },
 	{ "probe proof long", HDR("probe") ",\"proof\":\"0123456789abcdef0123456789abcdef0\"}", 0, NB_CTRL_E_LENGTH },
 	/* addresses */
 	{ "addr no port", REG(",\"local\":[\"1.2.3.4\"]"), 0, NB_CTRL_E_FORMAT },

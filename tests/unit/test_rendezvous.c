@@ -86,6 +86,10 @@ static void on_event(void *arg, const struct nb_rendezvous_event *ev)
 	r->ms = ev->ms;
 }
 
+/* Most tests are about what follows a register: they take registers
+ * without the challenge round trip (test_register_cookie checks it). */
+static bool h_cookies;
+
 static struct h *h_new(const struct nb_rendezvous_config *cfg_in)
 {
 	struct nb_rendezvous_config cfg;
@@ -98,6 +102,7 @@ static struct h *h_new(const struct nb_rendezvous_config *cfg_in)
 		nb_rendezvous_config_default(&cfg);
 	for (unsigned i = 0; i < sizeof(cfg.hash_key); i++)
 		cfg.hash_key[i] = (uint8_t)(0xA5 ^ i);
+	cfg.require_cookie = h_cookies;
 	cfg.event_cb = on_event;
 	cfg.event_arg = h;
 	assert_int_equal(nb_rendezvous_new(&cfg, &h->rv), 0);
@@ -179,6 +184,10 @@ __attribute__((format(printf, 4, 5))) static size_t sendf(struct h *h, const cha
 }
 
 #define HDR "{\"v\":1,\"type\":\"%s\",\"tx\":\"%s\""
+/* A list query is answered with at most its own length: pad it (docs/protocol.md "peers"). */
+#define D10 ".........."
+#define D100 D10 D10 D10 D10 D10 D10 D10 D10 D10 D10
+#define PAD ",\"pad\":\"" D100 D100 D100 D100 D100 D100 D100 D100 D100 D100 D100 "\""
 
 /* Register with a NAT given as "mapping/filtering" words (NULL: no nat). */
 static size_t reg_full(struct h *h, const char *id, const char *from, uint64_t now,
@@ -732,7 +741,7 @@ static struct nb_ctrl_pair matrix_pair(struct h *h, uint64_t now, const char *x,
 
 	for (;;) {
 		struct nb_ctrl_matrix_list *l;
-		sendf(h, "192.0.2.200:1", now, HDR ",\"offset\":%u}", "matrix", next_tx(h), offset);
+		sendf(h, "192.0.2.200:1", now, HDR ",\"offset\":%u" PAD "}", "matrix", next_tx(h), offset);
 		assert_int_equal(h->m[0].type, NB_CTRL_MATRIX_LIST);
 		l = &h->m[0].u.matrix_list;
 		for (size_t i = 0; i < l->n_pairs; i++)
@@ -823,6 +832,84 @@ static void test_upnp_verify(void **state)
 	}
 	assert_int_equal(probes, 100);
 	assert_int_equal(refused, 50);
+	h_free(h);
+}
+
+/* Return routability: a register is taken only with the cookie of a
+ * challenge sent to its source; the challenge is never longer than the
+ * register, and nothing is kept until the cookie comes back. */
+static void test_register_cookie(void **state)
+{
+	struct h *h;
+	char req[512], cookie[NB_CTRL_COOKIE_LEN + 1];
+	size_t len;
+
+	(void)state;
+	h_cookies = true;
+	h = h_new(NULL);
+	h_cookies = false;
+	/* no cookie: a challenge, no longer than the register; nothing registered */
+	len = (size_t)snprintf(req, sizeof(req),
+			       HDR ",\"id\":\"alice\",\"local\":[\"192.168.1.2:4000\"],\"nat\":{\"mapping\":"
+				   "\"endpoint-independent\",\"filtering\":\"endpoint-independent\"}}",
+			       "register", next_tx(h));
+	assert_int_equal(send_raw(h, "198.51.100.2:2000", 0, (const uint8_t *)req, len), 1);
+	assert_int_equal(h->m[0].type, NB_CTRL_CHALLENGE);
+	assert_true(h->out.d[0].len <= len);
+	assert_int_equal(stats(h).peers, 0);
+	snprintf(cookie, sizeof(cookie), "%s", h->m[0].u.challenge.cookie);
+	/* the smallest register would get a longer challenge: silence */
+	len = (size_t)snprintf(req, sizeof(req), HDR ",\"id\":\"b\",\"local\":[]}", "register", next_tx(h));
+	assert_int_equal(send_raw(h, "198.51.100.2:2000", 0, (const uint8_t *)req, len), 0);
+	assert_int_equal(stats(h).challenges_suppressed, 1);
+	/* the cookie from the same source: registered */
+	assert_int_equal(sendf(h, "198.51.100.2:2000", 10, HDR ",\"id\":\"alice\",\"local\":[],\"cookie\":\"%s\"}",
+			       "register", next_tx(h), cookie), 1);
+	assert_int_equal(h->m[0].type, NB_CTRL_REGISTERED);
+	assert_int_equal(stats(h).peers, 1);
+	/* ... not from another port, nor for another id: challenged again */
+	assert_int_equal(sendf(h, "198.51.100.2:2001", 20, HDR ",\"id\":\"alice\",\"local\":[],\"cookie\":\"%s\"}",
+			       "register", next_tx(h), cookie), 1);
+	assert_int_equal(h->m[0].type, NB_CTRL_CHALLENGE);
+	assert_int_equal(sendf(h, "198.51.100.2:2000", 20, HDR ",\"id\":\"alicia\",\"local\":[],\"cookie\":\"%s\"}",
+			       "register", next_tx(h), cookie), 1);
+	assert_int_equal(h->m[0].type, NB_CTRL_CHALLENGE);
+	assert_int_equal(stats(h).peers, 1);
+	/* good in its 30-s window and the next; not after */
+	assert_int_equal(sendf(h, "198.51.100.2:2000", 59999, HDR ",\"id\":\"alice\",\"local\":[],\"cookie\":\"%s\"}",
+			       "register", next_tx(h), cookie), 1);
+	assert_int_equal(h->m[0].type, NB_CTRL_REGISTERED);
+	assert_int_equal(sendf(h, "198.51.100.2:2000", 60000, HDR ",\"id\":\"alice\",\"local\":[],\"cookie\":\"%s\"}",
+			       "register", next_tx(h), cookie), 1);
+	assert_int_equal(h->m[0].type, NB_CTRL_CHALLENGE);
+	h_free(h);
+}
+
+/* A list page is no longer than the query that asked for it. */
+static void test_list_no_amplification(void **state)
+{
+	struct h *h = h_new(NULL);
+	char req[1300], id[16];
+	size_t len;
+
+	(void)state;
+	for (int i = 0; i < 30; i++) {
+		snprintf(id, sizeof(id), "peer%02d", i);
+		reg_ok(h, id, i % 2 ? "198.51.100.2:2000" : "203.0.113.5:3000", 0, "fc");
+	}
+	/* unpadded: even an empty page is longer than the query: silence */
+	len = (size_t)snprintf(req, sizeof(req), HDR "}", "peers", next_tx(h));
+	assert_int_equal(send_raw(h, "192.0.2.9:9", 10, (const uint8_t *)req, len), 0);
+	for (size_t pad = 350; pad <= 1100; pad += 250) {
+		char dots[1200];
+		memset(dots, '.', pad);
+		dots[pad] = '\0';
+		len = (size_t)snprintf(req, sizeof(req), HDR ",\"pad\":\"%s\"}", "peers", next_tx(h), dots);
+		assert_int_equal(send_raw(h, "192.0.2.9:9", 10, (const uint8_t *)req, len), 1);
+		assert_int_equal(h->m[0].type, NB_CTRL_PEER_LIST);
+		assert_true(h->out.d[0].len <= len);
+		assert_true(h->m[0].u.peer_list.n_peers > 0);
+	}
 	h_free(h);
 }
 
@@ -941,7 +1028,7 @@ static void test_paging_peers(void **state)
 	}
 	for (;;) {
 		const struct nb_ctrl_peer_list *l;
-		sendf(h, "192.0.2.200:1", 10, HDR ",\"offset\":%u}", "peers", next_tx(h), offset);
+		sendf(h, "192.0.2.200:1", 10, HDR ",\"offset\":%u" PAD "}", "peers", next_tx(h), offset);
 		assert_int_equal(h->m[0].type, NB_CTRL_PEER_LIST);
 		l = &h->m[0].u.peer_list;
 		assert_int_equal(l->total, NP);
@@ -963,7 +1050,7 @@ static void test_paging_peers(void **state)
 	assert_int_equal(got, NP);
 	assert_true(pages > 2);
 	/* past the end: an empty page at offset = total */
-	sendf(h, "192.0.2.200:1", 10, HDR ",\"offset\":1000}", "peers", next_tx(h));
+	sendf(h, "192.0.2.200:1", 10, HDR ",\"offset\":1000" PAD "}", "peers", next_tx(h));
 	assert_int_equal(h->m[0].u.peer_list.total, NP);
 	assert_int_equal(h->m[0].u.peer_list.offset, NP);
 	assert_int_equal(h->m[0].u.peer_list.n_peers, 0);
@@ -990,7 +1077,7 @@ static void test_paging_matrix(void **state)
 	}
 	for (;;) {
 		const struct nb_ctrl_matrix_list *l;
-		sendf(h, "192.0.2.200:1", 10, HDR ",\"offset\":%u}", "matrix", next_tx(h), offset);
+		sendf(h, "192.0.2.200:1", 10, HDR ",\"offset\":%u" PAD "}", "matrix", next_tx(h), offset);
 		assert_int_equal(h->m[0].type, NB_CTRL_MATRIX_LIST);
 		l = &h->m[0].u.matrix_list;
 		assert_int_equal(l->total, NP);
@@ -1051,9 +1138,9 @@ static void test_reply_cache(void **state)
 	expect_error(h, 404, "'carol' is registered from another address");
 	assert_int_equal(stats(h).replayed, 3);
 	/* another request reusing a tx is not a retransmission: answered on its own */
-	sendf(h, "192.0.2.7:1", 500, HDR "}", "peers", "00000000000000aa");
+	sendf(h, "192.0.2.7:1", 500, HDR PAD "}", "peers", "00000000000000aa");
 	assert_int_equal(h->m[0].type, NB_CTRL_PEER_LIST);
-	sendf(h, "192.0.2.7:1", 500, HDR "}", "matrix", "00000000000000aa");
+	sendf(h, "192.0.2.7:1", 500, HDR PAD "}", "matrix", "00000000000000aa");
 	assert_int_equal(h->m[0].type, NB_CTRL_MATRIX_LIST);
 	assert_int_equal(stats(h).replayed, 3);
 	h_free(h);
@@ -1161,15 +1248,15 @@ static void test_list_rate(void **state)
 	nb_rendezvous_config_default(&cfg);
 	cfg.list_rate = 2;
 	h = h_new(&cfg);
-	sendf(h, "192.0.2.1:1", 1000, HDR "}", "peers", next_tx(h));
+	sendf(h, "192.0.2.1:1", 1000, HDR PAD "}", "peers", next_tx(h));
 	assert_int_equal(h->m[0].type, NB_CTRL_PEER_LIST);
-	sendf(h, "192.0.2.1:1", 1000, HDR "}", "matrix", next_tx(h));
+	sendf(h, "192.0.2.1:1", 1000, HDR PAD "}", "matrix", next_tx(h));
 	assert_int_equal(h->m[0].type, NB_CTRL_MATRIX_LIST);
-	sendf(h, "192.0.2.1:1", 1000, HDR "}", "peers", next_tx(h));
+	sendf(h, "192.0.2.1:1", 1000, HDR PAD "}", "peers", next_tx(h));
 	expect_error(h, 429, "too many list queries; try again later");
 	assert_int_equal(last_ev(h)->kind, NB_RV_EVENT_LIMIT);
 	assert_int_equal(last_ev(h)->limit, NB_RV_LIMIT_RATE);
-	sendf(h, "192.0.2.1:1", 1500, HDR "}", "peers", next_tx(h));
+	sendf(h, "192.0.2.1:1", 1500, HDR PAD "}", "peers", next_tx(h));
 	assert_int_equal(h->m[0].type, NB_CTRL_PEER_LIST);
 	assert_int_equal(stats(h).rate_limited, 1);
 	h_free(h);
@@ -1376,6 +1463,8 @@ int main(void)
 		cmocka_unit_test(test_poll_bounded),
 		cmocka_unit_test(test_results_matrix),
 		cmocka_unit_test(test_upnp_verify),
+		cmocka_unit_test(test_register_cookie),
+		cmocka_unit_test(test_list_no_amplification),
 		cmocka_unit_test(test_paging_peers),
 		cmocka_unit_test(test_paging_matrix),
 		cmocka_unit_test(test_reply_cache),
