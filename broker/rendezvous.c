@@ -849,8 +849,12 @@ static void on_connect(struct nb_rendezvous *rv, struct reply_ctx *c)
 	nb_ctrl_hex(c->rnd + 8, 32, key);
 	nb_ctrl_hex(c->rnd + 40, 8, push_tx);
 	c->out->rnd_used = true;
-	if (session_find(rv, session) != NB_SLOT_NONE || session_by_tx(rv, push_tx) != NB_SLOT_NONE) {
-		/* 2^-64 with real randomness; a shell that repeats its bytes. */
+	if (session_find(rv, session) != NB_SLOT_NONE || session_by_tx(rv, push_tx) != NB_SLOT_NONE ||
+	    strcmp(push_tx, tx) == 0) {
+		/* 2^-64 with real randomness; a shell that repeats its bytes, or
+		 * an asker that guessed them (found by fuzz_rendezvous, whose
+		 * random bytes are predictable): the pushed plan must not share
+		 * the request's tx. */
 		set_error(&rv->rep, tx, NB_CTRL_ERR_SERVER, "session id collision; try again");
 		refuse(rv, c, NB_CTRL_ERR_SERVER, q->id);
 		return;
