@@ -482,11 +482,17 @@ class Conn(threading.Thread):
         head = ["HTTP/1.1 %d %s" % (status, REASONS.get(status, "Error")),
                 "Content-Type: %s" % ctype, "Connection: close", "Content-Length: %d" % len(body),
                 "Server: Linux/6 UPnP/1.1 fake_igd/1", "Ext:"] + list(extra)
-        self.sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode() + body)
         self.entry["status"] = status
+        # Logged before the answer leaves: a client that has its answer can
+        # read the line at once (tests never poll the log).
+        self.finish_log()
+        self.sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode() + body)
 
     def finish_log(self):
-        e = self.entry
+        if self.entry.get("_logged"):
+            return
+        self.entry["_logged"] = True
+        e = {k: v for k, v in self.entry.items() if k != "_logged"}
         for k in ("method", "path", "headers", "soapaction", "action", "arg_order", "args", "status",
                   "fault", "rejected"):
             e.setdefault(k, None)
