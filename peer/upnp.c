@@ -246,13 +246,31 @@ static void set_state(struct nb_upnp *u, int s, uint64_t now)
 }
 
 /* UNAVAILABLE, REFUSED or UNUSABLE, with the reason already set. unmap: a
- * mapping exists and must go first. */
+ * mapping exists and must go first; it is deleted only if it is one we hold
+ * (see upnp.h: never delete a port that may be someone else's). */
 static void fail(struct nb_upnp *u, enum nb_upnp_status st, bool unmap, uint64_t now)
 {
 	nb_log_debug("upnp", "%s: %s", nb_upnp_status_string(st), u->info.reason);
 	u->info.status = st;
 	push_event(u, NB_UPNP_EV_FAILED, now);
-	set_state(u, unmap ? S_UNMAP : S_FAILED, now);
+	set_state(u, unmap && u->held ? S_UNMAP : S_FAILED, now);
+}
+
+/* info.external.port is not ours any more (another client holds it, or the
+ * router forgot it): never delete it, never renew it. Re-adds and checks
+ * go on; the next grant makes a port ours again. */
+static void forget_port(struct nb_upnp *u, const char *why)
+{
+	if (u->held)
+		nb_log_debug("upnp", "external port %u is no longer ours: %s", (unsigned)u->info.external.port,
+			     why);
+	u->held = false;
+	u->renew_at = UINT64_MAX;
+}
+
+static bool is_add(int action)
+{
+	return action == NB_SOAP_ADD_PORT_MAPPING || action == NB_SOAP_ADD_ANY_PORT_MAPPING;
 }
 
 /* ---- addresses -------------------------------------------------------------- */
@@ -431,6 +449,7 @@ static void granted(struct nb_upnp *u, uint16_t port, uint64_t now)
 	char ext[NB_ADDR_STRLEN];
 
 	u->info.external.port = port;
+	u->held = true;
 	u->info.lease_s = u->lease;
 	u->info.internal_client = u->local;
 	u->info.internal_client.port = u->p.internal_port;
@@ -467,6 +486,7 @@ static void add_done(struct nb_upnp *u, int action, const struct outcome *o, uin
 		if (mismatch) {
 			/* Granted, but useless: delete it again, no MAPPED event. */
 			u->info.external.port = port;
+			u->held = true;
 			set_mismatch_reason(u);
 			fail(u, NB_UPNP_UNUSABLE, true, now);
 			return;
@@ -480,6 +500,11 @@ static void add_done(struct nb_upnp *u, int action, const struct outcome *o, uin
 		fail(u, NB_UPNP_UNUSABLE, false, now);
 		return;
 	}
+	if (o->kind == X_FAULT && o->r.code_known && (o->r.code == 718 || o->r.code == 729) &&
+	    u->state == S_MAPPED && u->want_port == u->info.external.port)
+		/* A conflict on the port we had (renewal, re-add): another
+		 * client holds it now. Forget it; deleting it would cut them off. */
+		forget_port(u, "the router reports a conflict on it");
 	if (o->kind == X_FAULT && add_fault_retry(u, action, &o->r)) {
 		nb_log_debug("upnp", "%s fault %d: trying port %u lease %u (%s)", action_name(action), o->r.code,
 			     (unsigned)u->want_port, (unsigned)u->lease,
@@ -498,7 +523,8 @@ static void add_done(struct nb_upnp *u, int action, const struct outcome *o, uin
 		else
 			set_reason(u, "the router refused the mapping: %s%s", words, tried);
 		/* A refused renewal leaves the old mapping until its lease ends:
-		 * delete it rather than leave it pointing at us. */
+		 * delete it rather than leave it pointing at us, if it is still
+		 * ours (fail() checks u->held). */
 		fail(u, NB_UPNP_REFUSED, u->state == S_MAPPED, now);
 		return;
 	}
@@ -584,6 +610,7 @@ static void check_done(struct nb_upnp *u, const struct outcome *o)
 		 * host got there first): a conflict, so the next port. */
 		nb_log_debug("upnp", "external port %u now goes to %s:%u", (unsigned)u->info.external.port,
 			     o->r.internal_client, (unsigned)o->r.internal_port);
+		forget_port(u, "the router maps it to another client");
 		begin_add(u, EP_READD, u->info.external.port);
 		u->conflicts = 1;
 		u->want_port = next_port(u);
@@ -593,6 +620,7 @@ static void check_done(struct nb_upnp *u, const struct outcome *o)
 	if (o->kind == X_FAULT && o->r.code_known && o->r.code == 714) {
 		/* NoSuchEntry: the router forgot it (restart). Same port first. */
 		nb_log_debug("upnp", "the mapping vanished; adding it again");
+		forget_port(u, "the router has no such mapping");
 		start_add(u, EP_READD, u->info.external.port);
 		return;
 	}
@@ -641,7 +669,7 @@ static void soap_done(struct nb_upnp *u, int action, const struct outcome *o, ui
 		set_state(u, S_FAILED, now);
 		break;
 	case S_STOPPING:
-		if (u->stop_await_add && (action == NB_SOAP_ADD_PORT_MAPPING || action == NB_SOAP_ADD_ANY_PORT_MAPPING)) {
+		if (u->stop_await_add && is_add(action)) {
 			u->stop_await_add = false;
 			if (o->kind != X_OK) { /* nothing was granted: nothing to delete */
 				set_reason(u, "stopped");
@@ -649,6 +677,7 @@ static void soap_done(struct nb_upnp *u, int action, const struct outcome *o, ui
 				break;
 			}
 			u->info.external.port = action == NB_SOAP_ADD_ANY_PORT_MAPPING ? o->r.reserved_port : u->want_port;
+			u->held = true; /* just granted to us */
 			queue_request(u, NB_SOAP_DELETE_PORT_MAPPING); /* bounded by stop_end */
 			break;
 		}
@@ -1003,7 +1032,7 @@ void nb_upnp_set_reflexive(struct nb_upnp *u, const struct nb_addr *reflexive, u
 	switch (u->state) {
 	case S_MAPPED:
 		set_mismatch_reason(u);
-		fail(u, NB_UPNP_UNUSABLE, true, now);
+		fail(u, NB_UPNP_UNUSABLE, true, now); /* deletes only a port we hold */
 		break;
 	case S_MAP:
 		/* An add in flight may create the mapping: decide when it is answered. */
@@ -1027,7 +1056,9 @@ void nb_upnp_check_now(struct nb_upnp *u, uint64_t now)
 		u->check_at = now;
 }
 
-/* From MAPPED (or UNMAP) the delete runs, bounded by stop_ms. From anything
+/* From MAPPED with a port we hold (or UNMAP) the delete runs, bounded by
+ * stop_ms; MAPPED while re-adding after losing the port deletes nothing but
+ * what an add in flight grants. From anything
  * else: CLOSED at once; a request in flight leaves one CANCEL behind, which
  * the next nb_upnp_poll() hands out (the last output ever; the deadline says
  * "now" until then). */
@@ -1039,9 +1070,23 @@ void nb_upnp_stop(struct nb_upnp *u, uint64_t now)
 	case S_CLOSED:
 	case S_STOPPING:
 		return;
-	case S_MAPPED:
-	case S_UNMAP:
+	case S_UNMAP: /* entered only with a port we hold */
 		set_state(u, S_STOPPING, now);
+		return;
+	case S_MAPPED:
+		if (u->held) {
+			set_state(u, S_STOPPING, now);
+			return;
+		}
+		/* The port we had is someone else's now. A re-add in flight may
+		 * grant a new one: wait for its answer, delete what it grants. */
+		if (u->req_stage == R_INFLIGHT && is_add(u->req_action)) {
+			u->stop_await_add = true;
+			set_state(u, S_STOPPING, now);
+			return;
+		}
+		set_reason(u, "stopped; no mapping of ours to delete");
+		set_state(u, S_CLOSED, now);
 		return;
 	case S_MAP:
 		/* An add in flight may already have made a mapping on the router:

@@ -29,6 +29,16 @@
  *              stop_ms; then CLOSED. nb_upnp_stop() in any other state
  *              cancels what is in flight and closes at once.
  *
+ * Only a port the machine knows it holds is ever deleted (on refusal, on a
+ * useless external IP, at stop): one the router granted to us, with nothing
+ * since saying otherwise. A check that finds another client on it, a 714
+ * NoSuchEntry, or a 718/729 conflict when adding it again (renewal, re-add)
+ * means it is someone else's now (the router restarted and another host got
+ * there first): it is forgotten, never deleted. Until a new port is granted
+ * the status stays MAPPED (re-adding), but stop and refusal delete nothing;
+ * a stop while that re-add is out waits (within stop_ms) for its answer and
+ * deletes only the port it grants.
+ *
  * NewInternalClient is the local address of the HTTP connection to the
  * router, which the shell reports with each HTTP result (the description
  * fetch gives it before the first SOAP call).
@@ -151,7 +161,7 @@ void nb_upnp_set_reflexive(struct nb_upnp *u, const struct nb_addr *reflexive, u
 /* Look for the mapping now rather than at the next check (e.g. the broker
  * could not verify it). No-op unless MAPPED. */
 void nb_upnp_check_now(struct nb_upnp *u, uint64_t now);
-/* Stop: delete the mapping if there is one (bounded by stop_ms), else close. */
+/* Stop: delete the mapping if there is one we hold (bounded by stop_ms), else close. */
 void nb_upnp_stop(struct nb_upnp *u, uint64_t now);
 /* When nb_upnp_poll must next be called; UINT64_MAX when nothing is pending. */
 uint64_t nb_upnp_deadline(const struct nb_upnp *u);
@@ -194,6 +204,9 @@ struct nb_upnp {
 	struct nb_addr local;     /* the last local IPv4 address the shell reported */
 	struct nb_addr reflexive; /* what the broker saw; family NONE until known */
 	bool have_external;       /* info.external's IP is the router's, and usable */
+	bool held;                /* the router granted info.external.port to us and
+				   * nothing since says otherwise: the only port we
+				   * ever delete */
 	uint8_t episode;          /* initial, renewal or re-add: how the add started */
 	uint32_t lease;           /* asked for by the current try */
 	uint16_t want_port;       /* external port of the current try */

@@ -133,6 +133,10 @@ struct router {
 	/* state */
 	struct mapping maps[8];
 	int calls[A_N];
+	/* DeletePortMappings that removed another host's mapping (the
+	 * requester is always LOCAL_IP), and the last such port */
+	int foreign_dels;
+	uint16_t foreign_del_port;
 };
 
 struct req {
@@ -415,6 +419,10 @@ static void router_soap(struct h *h, const struct nb_upnp_out *o, struct req *q)
 	}
 	case A_DEL:
 		m = find_map(h, q->ext, q->tcp);
+		if (m != NULL && strcmp(m->client, LOCAL_IP) != 0) {
+			h->r.foreign_dels++;
+			h->r.foreign_del_port = q->ext;
+		}
 		if (m != NULL)
 			m->used = false;
 		respond_ok(h, name, ""); /* 200 even when missing, as miniupnpd does */
@@ -1873,6 +1881,260 @@ static void test_reflexive_mismatch_add_refused(void **state)
 	assert_quiet(h);
 }
 
+/* ---- never delete a port we do not hold ------------------------------------------------------ */
+
+static int count_dels_of(const struct h *h, uint16_t port)
+{
+	int n = 0;
+	for (int i = 0; i < h->n_reqs; i++)
+		n += h->reqs[i].action == A_DEL && h->reqs[i].ext == port;
+	return n;
+}
+
+/* The router restarts and another host (192.168.6.77) takes `port` first. */
+static void give_port_away(struct h *h, uint16_t port)
+{
+	memset(h->r.maps, 0, sizeof(h->r.maps));
+	h->r.maps[0] = (struct mapping){ .used = true, .ext = port, .iport = port, .client = "192.168.6.77",
+					 .lease = 3600 };
+}
+
+/* No DeletePortMapping for `port` was ever sent, none hit another host's
+ * mapping, and the other host still holds `port`. */
+static void assert_other_host_kept(const struct h *h, uint16_t port)
+{
+	const struct mapping *m = find_map((struct h *)h, port, false);
+
+	assert_int_equal(count_dels_of(h, port), 0);
+	assert_int_equal(h->r.foreign_dels, 0);
+	assert_non_null(m);
+	assert_string_equal(m->client, "192.168.6.77");
+}
+
+/* Stop, run out stop_ms, and it is closed. */
+static void stop_and_settle(struct h *h)
+{
+	nb_upnp_stop(&h->u, h->now);
+	run_for(h, 5000);
+	assert_true(nb_upnp_closed(&h->u));
+	assert_quiet(h);
+}
+
+/* The issue: after the router hands our old port to another host, the
+ * re-add (or renewal) that learns so must forget the port, not delete it on
+ * refusal, on a failed renewal or at stop. */
+static void test_foreign_check_then_conflicts(void **state)
+{
+	struct h *h;
+
+	(void)state;
+	/* The check sees the other host; every new port conflicts: REFUSED. */
+	h = h_new();
+	bring_up(h, 9);
+	give_port_away(h, 40001);
+	for (int i = 0; i < 5; i++)
+		script(h, A_ADD, "718", "ConflictInMappingEntry");
+	run_for(h, 60000 + 100);
+	assert_reason(h, NB_UPNP_REFUSED,
+		      "the router refused to add the mapping again: 718 ConflictInMappingEntry (6 ports tried)");
+	assert_int_equal(count_reqs(h, A_DEL), 0);
+	assert_other_host_kept(h, 40001);
+	stop_and_settle(h);
+	assert_int_equal(count_reqs(h, A_DEL), 0);
+	assert_other_host_kept(h, 40001);
+}
+
+static void test_foreign_check_then_606(void **state)
+{
+	struct h *h;
+
+	(void)state;
+	/* The check sees the other host; the new port is refused outright. */
+	h = h_new();
+	bring_up(h, 9);
+	give_port_away(h, 40001);
+	script(h, A_ADD, "606", "Action not authorized");
+	run_for(h, 60000 + 100);
+	assert_reason(h, NB_UPNP_REFUSED, "the router refused to add the mapping again: 606 Action not authorized");
+	assert_int_equal(count_reqs(h, A_DEL), 0);
+	assert_other_host_kept(h, 40001);
+	stop_and_settle(h);
+	assert_int_equal(count_reqs(h, A_DEL), 0);
+}
+
+static void test_foreign_renew_conflicts(void **state)
+{
+	struct h *h;
+	uint64_t mapped;
+
+	(void)state;
+	/* The renewal (before any check) meets the other host: 718 on our old
+	 * port, then every new port conflicts too. */
+	h = h_new();
+	h->p.check_s = 3600;
+	bring_up(h, 3);
+	mapped = info(h)->mapped_at;
+	give_port_away(h, 40001);
+	run_until(h, mapped + 1800000);
+	assert_true(h->inflight && h->action == A_ADD && last_req(h, A_ADD)->ext == 40001);
+	for (int i = 0; i < 5; i++)
+		script(h, A_ADD, "718", "ConflictInMappingEntry");
+	run_for(h, 1000);
+	assert_reason(h, NB_UPNP_REFUSED,
+		      "the router refused to renew the mapping: 718 ConflictInMappingEntry (6 ports tried)");
+	assert_int_equal(count_reqs(h, A_DEL), 0);
+	assert_other_host_kept(h, 40001);
+	stop_and_settle(h);
+	assert_int_equal(count_reqs(h, A_DEL), 0);
+}
+
+static void test_foreign_renew_conflict_then_606(void **state)
+{
+	struct h *h;
+	uint64_t mapped;
+
+	(void)state;
+	/* The same, and the first new port is refused outright. */
+	h = h_new();
+	h->p.check_s = 3600;
+	bring_up(h, 3);
+	mapped = info(h)->mapped_at;
+	give_port_away(h, 40001);
+	run_until(h, mapped + 1800000);
+	assert_true(h->inflight && h->action == A_ADD && last_req(h, A_ADD)->ext == 40001);
+	script(h, A_ADD, "606", "Action not authorized");
+	run_for(h, 1000);
+	assert_reason(h, NB_UPNP_REFUSED, "the router refused to renew the mapping: 606 Action not authorized");
+	assert_int_not_equal(last_req(h, A_ADD)->ext, 40001);
+	assert_int_equal(count_reqs(h, A_DEL), 0);
+	assert_other_host_kept(h, 40001);
+}
+
+static void test_foreign_renew_conflict_silent_stop(void **state)
+{
+	struct h *h;
+	uint64_t mapped;
+
+	(void)state;
+	/* The renewal meets the other host, the new port gets no answer: the
+	 * machine waits for the next check; stop then has nothing to delete. */
+	h = h_new();
+	h->p.check_s = 3600;
+	bring_up(h, 3);
+	mapped = info(h)->mapped_at;
+	give_port_away(h, 40001);
+	run_until(h, mapped + 1800000);
+	h->r.silent[A_ADD] = true;
+	run_for(h, 5000);
+	assert_int_equal(count_reqs(h, A_ADD), 2);
+	assert_false(h->inflight);
+	stop_and_settle(h);
+	assert_reason(h, NB_UPNP_CLOSED, "stopped; no mapping of ours to delete");
+	assert_int_equal(count_reqs(h, A_DEL), 0);
+	assert_other_host_kept(h, 40001);
+}
+
+static void test_foreign_lost_port_reflexive_mismatch(void **state)
+{
+	struct h *h;
+	uint64_t mapped;
+
+	(void)state;
+	/* ... and the broker's view says double NAT then: UNUSABLE, no delete. */
+	h = h_new();
+	h->p.check_s = 3600;
+	bring_up(h, 3);
+	mapped = info(h)->mapped_at;
+	give_port_away(h, 40001);
+	run_until(h, mapped + 1800000);
+	h->r.silent[A_ADD] = true;
+	run_for(h, 5000);
+	nb_upnp_set_reflexive(&h->u, &(struct nb_addr){ .family = NB_AF_INET, .ip = { 203, 0, 113, 111 } }, h->now);
+	run_for(h, 5000);
+	assert_int_equal(info(h)->status, NB_UPNP_UNUSABLE);
+	assert_int_equal(count_reqs(h, A_DEL), 0);
+	assert_other_host_kept(h, 40001);
+}
+
+static void test_foreign_stop_readd_answered(void **state)
+{
+	struct h *h;
+	uint16_t new_port;
+
+	(void)state;
+	/* Stop while the re-add to a new port is out, answered in time: the
+	 * new port (granted to us) is deleted, the old one is left alone. */
+	h = h_new();
+	bring_up(h, 9);
+	give_port_away(h, 40001);
+	h->r.delay_ms = 300;
+	while (!(h->inflight && h->action == A_ADD))
+		run_for(h, 1);
+	new_port = last_req(h, A_ADD)->ext;
+	assert_int_not_equal(new_port, 40001);
+	stop_and_settle(h);
+	assert_reason(h, NB_UPNP_CLOSED, "stopped; the mapping was deleted");
+	assert_int_equal(count_reqs(h, A_DEL), 1);
+	assert_int_equal(last_req(h, A_DEL)->ext, new_port);
+	assert_null(find_map(h, new_port, false));
+	assert_other_host_kept(h, 40001);
+}
+
+static void test_foreign_stop_readd_silent(void **state)
+{
+	struct h *h;
+
+	(void)state;
+	/* The same with a silent router: closed at stop_ms, nothing deleted. */
+	h = h_new();
+	bring_up(h, 9);
+	give_port_away(h, 40001);
+	h->r.silent[A_ADD] = true;
+	while (!(h->inflight && h->action == A_ADD))
+		run_for(h, 1);
+	stop_and_settle(h);
+	assert_int_equal(count_reqs(h, A_DEL), 0);
+	assert_other_host_kept(h, 40001);
+}
+
+static void test_foreign_moved_port_stop(void **state)
+{
+	struct h *h;
+	uint16_t new_port;
+
+	(void)state;
+	/* Moved to a new port for good: stop deletes that one only. */
+	h = h_new();
+	bring_up(h, 9);
+	give_port_away(h, 40001);
+	run_for(h, 60000 + 100);
+	new_port = info(h)->external.port;
+	assert_int_not_equal(new_port, 40001);
+	assert_int_equal(info(h)->status, NB_UPNP_MAPPED);
+	stop_and_settle(h);
+	assert_reason(h, NB_UPNP_CLOSED, "stopped; the mapping was deleted");
+	assert_int_equal(count_reqs(h, A_DEL), 1);
+	assert_int_equal(last_req(h, A_DEL)->ext, new_port);
+	assert_other_host_kept(h, 40001);
+}
+
+static void test_foreign_restart_same_port_stop(void **state)
+{
+	struct h *h;
+
+	(void)state;
+	/* A router restart with nobody on our port: the re-add gets it back,
+	 * and stop deletes it as ours. */
+	h = h_new();
+	bring_up(h, 1);
+	memset(h->r.maps, 0, sizeof(h->r.maps));
+	run_for(h, 60000 + 100);
+	assert_mapped(h, "203.0.113.106:40001");
+	stop_and_settle(h);
+	assert_int_equal(count_dels_of(h, 40001), 1);
+	assert_null(find_map(h, 40001, false));
+}
+
 /* ---- ids, events, odds and ends ------------------------------------------------------------ */
 
 static void test_stale_ids_ignored(void **state)
@@ -2229,6 +2491,16 @@ int main(void)
 		cmocka_unit_test(test_refused_renewal_deleted),
 		cmocka_unit_test(test_unmap_then_stop),
 		cmocka_unit_test(test_reflexive_mismatch_add_refused),
+		cmocka_unit_test(test_foreign_check_then_conflicts),
+		cmocka_unit_test(test_foreign_check_then_606),
+		cmocka_unit_test(test_foreign_renew_conflicts),
+		cmocka_unit_test(test_foreign_renew_conflict_then_606),
+		cmocka_unit_test(test_foreign_renew_conflict_silent_stop),
+		cmocka_unit_test(test_foreign_lost_port_reflexive_mismatch),
+		cmocka_unit_test(test_foreign_stop_readd_answered),
+		cmocka_unit_test(test_foreign_stop_readd_silent),
+		cmocka_unit_test(test_foreign_moved_port_stop),
+		cmocka_unit_test(test_foreign_restart_same_port_stop),
 		cmocka_unit_test(test_stale_ids_ignored),
 		cmocka_unit_test(test_no_local_address),
 		cmocka_unit_test(test_event_queue_bounded),
