@@ -13,7 +13,10 @@
 #include "broker/ratelimit.h"
 #include "broker/registry.h"
 #include "broker/rendezvous.h"
+#include "broker/plink.h"
 #include "broker/server.h"
+#include "common/keyfile.h"
+#include "common/keys.h"
 #include "common/config.h"
 #include "common/log.h"
 
@@ -48,6 +51,15 @@ static const char usage[] =
 	"  --max-sessions N         connections in progress at most (default 4096)\n"
 	"  --token T                peers must register with this token (1 to 64\n"
 	"                           printable ASCII characters; default: none needed)\n"
+	"  --key FILE               the broker's private key (X25519), created on first\n"
+	"                           use with mode 0600 (default: $STATE_DIRECTORY/key\n"
+	"                           under systemd, else ~/.config/natbroker/key). Peers\n"
+	"                           pin its public key, printed at start\n"
+	"  --admin-token T          'natpeer peers' and 'natpeer matrix' must carry this\n"
+	"                           token (1 to 64 printable ASCII characters)\n"
+	"  --public-list            answer peers and matrix queries from anyone (the\n"
+	"                           lab and the demo); default: only with --admin-token\n"
+	"  --max-links N            sealed peer sessions at once (default 20000)\n"
 	"  --keepalive S            peers send a keepalive every S seconds; a\n"
 	"                           registration expires after 3 x S (default 15)\n"
 	"  --status-port N          answer the datagram \"status\" on 127.0.0.1:N with\n"
@@ -78,7 +90,7 @@ enum opt_id {
 	OPT_LISTEN, OPT_PORT, OPT_ALT_PORT, OPT_NO_TCP, OPT_MAX_TCP, OPT_TCP_IDLE,
 	OPT_TCP_MAX_BYTES, OPT_SOFTWARE, OPT_MAX_PEERS, OPT_MAX_SESSIONS, OPT_TOKEN,
 	OPT_KEEPALIVE, OPT_STATUS_PORT, OPT_RATE_LIMIT, OPT_RATE_BURST, OPT_RATE_TABLE,
-	OPT_RATE_PENALTY, OPT_LOG_LEVEL,
+	OPT_RATE_PENALTY, OPT_LOG_LEVEL, OPT_KEY, OPT_ADMIN_TOKEN, OPT_PUBLIC_LIST, OPT_MAX_LINKS,
 	OPT_N_SETTINGS,
 	OPT_CONFIG = OPT_N_SETTINGS, OPT_CHECK_CONFIG,
 	OPT_N_LONG,
@@ -104,6 +116,10 @@ static const struct nb_config_key settings[OPT_N_SETTINGS] = {
 	[OPT_RATE_TABLE] = { "rate-table", NB_CONFIG_VALUE, 1 },
 	[OPT_RATE_PENALTY] = { "rate-penalty", NB_CONFIG_VALUE, 1 },
 	[OPT_LOG_LEVEL] = { "log-level", NB_CONFIG_VALUE, 1 },
+	[OPT_KEY] = { "key", NB_CONFIG_VALUE, 1 },
+	[OPT_ADMIN_TOKEN] = { "admin-token", NB_CONFIG_VALUE, 1 },
+	[OPT_PUBLIC_LIST] = { "public-list", NB_CONFIG_FLAG, 1 },
+	[OPT_MAX_LINKS] = { "max-links", NB_CONFIG_VALUE, 1 },
 };
 
 /* One option from the command line, applied after the config file. */
@@ -124,6 +140,8 @@ struct settings {
 	unsigned line[OPT_N_SETTINGS];  /* where each setting was last set in the file; 0: not */
 	char software[NB_BINDING_MAX_SOFTWARE + 1];
 	char token[NB_CTRL_TOKEN_MAX + 1];
+	char admin_token[NB_CTRL_TOKEN_MAX + 1];
+	char key_path[4096]; /* "" = the default */
 };
 
 /* The program's state; static, so the loop's callbacks can reach it. */
@@ -328,6 +346,25 @@ static int apply(struct settings *s, enum opt_id id, const char *val, bool flag,
 		if (nb_log_parse_level(val, &s->level) != 0)
 			return bad(err, errlen, where, val, "one of error, warn, info, debug");
 		return 0;
+	case OPT_KEY:
+		if (val[0] == '\0' || strlen(val) >= sizeof(s->key_path))
+			return bad(err, errlen, where, val, "a file name");
+		memcpy(s->key_path, val, strlen(val) + 1);
+		return 0;
+	case OPT_ADMIN_TOKEN:
+		if (!token_ok(val))
+			return bad(err, errlen, where, val, "1 to 64 printable ASCII characters");
+		memcpy(s->admin_token, val, strlen(val) + 1);
+		s->cfg.admin_token = s->admin_token;
+		return 0;
+	case OPT_PUBLIC_LIST:
+		s->cfg.public_list = flag;
+		return 0;
+	case OPT_MAX_LINKS:
+		if (parse_u64(val, 1, NB_PLINK_MAX_MAX, &v) != 0)
+			return bad(err, errlen, where, val, "a number from 1 to 10000000");
+		s->cfg.max_links = (size_t)v;
+		return 0;
 	default:
 		return bad(err, errlen, where, NULL, "not a setting");
 	}
@@ -477,6 +514,13 @@ static void print_settings(FILE *f, const struct settings *s)
 	fprintf(f, "max-sessions = %zu\n", c->max_sessions);
 	fprintf(f, "# token: %s\n", c->token != NULL ? "set (not shown)" : "none");
 	fprintf(f, "keepalive = %u\n", c->keepalive_s);
+	if (s->key_path[0] != '\0')
+		fprintf(f, "key = %s\n", s->key_path);
+	else
+		fprintf(f, "# key: the default ($STATE_DIRECTORY/key, else ~/.config/natbroker/key)\n");
+	fprintf(f, "# admin-token: %s\n", c->admin_token != NULL ? "set (not shown)" : "none");
+	fprintf(f, "public-list = %s\n", c->public_list ? "yes" : "no");
+	fprintf(f, "max-links = %zu\n", c->max_links);
 	fprintf(f, "status-port = %u%s\n", c->status_port, c->status_port == 0 ? "    # off" : "");
 	fprintf(f, "rate-limit = %u%s\n", c->rate_limit, c->rate_limit == 0 ? "    # off" : "");
 	fprintf(f, "rate-burst = %u\n", c->rate_burst);
@@ -523,6 +567,10 @@ static bool setting_differs(const struct settings *a, const struct settings *b, 
 	case OPT_RATE_TABLE: return x->rate_table != y->rate_table;
 	case OPT_RATE_PENALTY: return x->rate_penalty_s != y->rate_penalty_s;
 	case OPT_LOG_LEVEL: return a->level != b->level;
+	case OPT_KEY: return strcmp(a->key_path, b->key_path) != 0;
+	case OPT_ADMIN_TOKEN: return str_differs(x->admin_token, y->admin_token);
+	case OPT_PUBLIC_LIST: return x->public_list != y->public_list;
+	case OPT_MAX_LINKS: return x->max_links != y->max_links;
 	default: return false;
 	}
 }
@@ -554,6 +602,38 @@ static void on_reload(void *arg)
 		    next.level != old ? levels[next.level] : "");
 	nb_log_set_level(next.level);
 	p->running.level = next.level;
+}
+
+/* ---- The broker's key ----------------------------------------------------------------- */
+
+/* Load (or create) the broker's private key; print its public key, which
+ * peers pin. 0, or -1 with the reason on stderr. */
+static int key_load(struct settings *s)
+{
+	char path[4096], err[512], text[NB_KEY_TEXT_LEN + 1];
+	uint8_t pub[NB_KEY_LEN];
+	const char *sd = getenv("STATE_DIRECTORY"); /* systemd's StateDirectory= */
+	bool created = false;
+	int rc;
+
+	if (s->key_path[0] != '\0')
+		snprintf(path, sizeof(path), "%s", s->key_path);
+	else if (sd != NULL && sd[0] == '/' && strchr(sd, ':') == NULL)
+		snprintf(path, sizeof(path), "%s/key", sd);
+	else if (nb_keyfile_default_path("natbroker", path, sizeof(path)) != 0) {
+		fprintf(stderr, "natbroker: no key file: neither $XDG_CONFIG_HOME nor $HOME is set; "
+				"give --key FILE\n");
+		return -1;
+	}
+	rc = nb_keyfile_load(path, true, s->cfg.key, pub, &created, err, sizeof(err));
+	if (rc != 0) {
+		fprintf(stderr, "natbroker: %s\n", err);
+		return -1;
+	}
+	nb_key_to_text(pub, text);
+	nb_log_info(LOG, "%s key %s; public key %s", created ? "created" : "using", path, text);
+	memcpy(s->cfg.pubkey_text, text, sizeof(text));
+	return 0;
 }
 
 /* ---- main --------------------------------------------------------------------------- */
@@ -620,6 +700,8 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	nb_log_set_level(p.running.level);
+	if (key_load(&p.running) != 0)
+		return 1;
 	if (p.config_path != NULL) {
 		nb_log_info(LOG, "settings from %s, then the command line", p.config_path);
 		p.running.cfg.reload_cb = on_reload;

@@ -77,23 +77,9 @@ static uint32_t find(const struct nb_registry *r, const char *id, uint64_t h)
 	return NB_SLOT_NONE;
 }
 
-/* Constant-time equality of two NUL-terminated tokens held in buffers of
- * NB_CTRL_TOKEN_MAX + 1 bytes (the bytes after each NUL are compared too,
- * so both are zero-filled by the caller). */
-static bool token_equal(const char *a, const char *b)
-{
-	unsigned char d = 0;
-
-	for (size_t i = 0; i < NB_CTRL_TOKEN_MAX + 1; i++)
-		d |= (unsigned char)(a[i] ^ b[i]);
-	return d == 0;
-}
-
 static void fill(struct nb_registry_peer *p, const struct nb_ctrl_register *reg,
 		 const struct nb_addr *from, uint64_t now)
 {
-	memset(p->token, 0, sizeof(p->token));
-	memcpy(p->token, reg->token, strnlen(reg->token, NB_CTRL_TOKEN_MAX));
 	p->reflexive = *from;
 	p->n_local = reg->n_local <= NB_CTRL_MAX_ADDRS ? reg->n_local : NB_CTRL_MAX_ADDRS;
 	memset(p->local, 0, sizeof(p->local));
@@ -121,10 +107,9 @@ static void drop_slot(struct nb_registry *r, uint32_t s)
 }
 
 int nb_registry_put(struct nb_registry *r, const struct nb_ctrl_register *reg,
-		    const struct nb_addr *from, uint64_t now, enum nb_registry_change *ret_change,
-		    struct nb_addr *ret_old)
+		    const uint8_t *key, const struct nb_addr *from, uint64_t now,
+		    enum nb_registry_change *ret_change, struct nb_addr *ret_old)
 {
-	char token[NB_CTRL_TOKEN_MAX + 1];
 	uint64_t h = id_hash(r, reg->id);
 	uint32_t s = find(r, reg->id, h);
 	struct nb_registry_peer *p;
@@ -143,6 +128,7 @@ int nb_registry_put(struct nb_registry *r, const struct nb_ctrl_register *reg,
 		p = &r->peers[s];
 		memset(p, 0, sizeof(*p));
 		memcpy(p->id, reg->id, strnlen(reg->id, NB_CTRL_ID_MAX));
+		memcpy(p->key, key, NB_KEY_LEN);
 		p->registered_ms = now;
 		r->hash[s] = h;
 		nb_hidx_add(&r->by_id, h, s);
@@ -154,16 +140,12 @@ int nb_registry_put(struct nb_registry *r, const struct nb_ctrl_register *reg,
 		return 0;
 	}
 	p = &r->peers[s];
+	/* A live name belongs to its key, from whatever address either side
+	 * shows (an address is no proof; the key was, in the handshake). */
+	if (!nb_key_equal(p->key, key))
+		return NB_REGISTRY_E_CONFLICT;
 	old = p->reflexive;
-	if (nb_addr_equal(&old, from)) {
-		change = NB_REGISTRY_REFRESHED;
-	} else {
-		memset(token, 0, sizeof(token));
-		memcpy(token, reg->token, strnlen(reg->token, NB_CTRL_TOKEN_MAX));
-		if (!token_equal(token, p->token))
-			return NB_REGISTRY_E_CONFLICT;
-		change = NB_REGISTRY_MOVED;
-	}
+	change = nb_addr_equal(&old, from) ? NB_REGISTRY_REFRESHED : NB_REGISTRY_MOVED;
 	fill(p, reg, from, now);
 	nb_ilist_move_tail(&r->lru, s);
 	if (ret_change != NULL)
@@ -173,17 +155,34 @@ int nb_registry_put(struct nb_registry *r, const struct nb_ctrl_register *reg,
 	return 0;
 }
 
-int nb_registry_touch(struct nb_registry *r, const char *id, const struct nb_addr *from,
-		      uint64_t now)
+int nb_registry_touch(struct nb_registry *r, const char *id, const uint8_t *key,
+		      const struct nb_addr *from, uint64_t now)
 {
 	uint32_t s = find(r, id, id_hash(r, id));
 
 	if (s == NB_SLOT_NONE || expired(r, &r->peers[s], now))
 		return NB_REGISTRY_E_NOENT;
+	if (!nb_key_equal(r->peers[s].key, key))
+		return NB_REGISTRY_E_KEY;
 	if (!nb_addr_equal(&r->peers[s].reflexive, from))
 		return NB_REGISTRY_E_ADDRESS;
 	r->peers[s].last_seen_ms = now;
 	nb_ilist_move_tail(&r->lru, s);
+	return 0;
+}
+
+int nb_registry_remove(struct nb_registry *r, const char *id, const uint8_t *key, uint64_t now,
+		       struct nb_registry_peer *ret)
+{
+	uint32_t s = find(r, id, id_hash(r, id));
+
+	if (s == NB_SLOT_NONE || expired(r, &r->peers[s], now))
+		return NB_REGISTRY_E_NOENT;
+	if (!nb_key_equal(r->peers[s].key, key))
+		return NB_REGISTRY_E_KEY;
+	if (ret != NULL)
+		*ret = r->peers[s];
+	drop_slot(r, s);
 	return 0;
 }
 

@@ -9,13 +9,19 @@
  * count against max_peers, until nb_registry_expire() takes them out, one
  * per call, oldest first (the caller logs each); lookups never return them.
  *
- * Re-registration (docs/protocol.md "register"):
- *   same id, same address            -> refreshed (every field replaced)
- *   same id, new address, same token -> moved: the NAT's mapping changed,
- *                                       or the peer moved (no token on
- *                                       either side counts as the same)
- *   same id, new address, other token-> NB_REGISTRY_E_CONFLICT (409)
+ * A name is bound to its holder's key: the static public key (X25519, 32
+ * bytes) the peer proved in its Noise handshake with the broker. Tokens
+ * decide nothing here. Re-registration (docs/protocol.md "register"):
+ *   same id, same key, same address  -> refreshed (every field replaced)
+ *   same id, same key, new address   -> moved: the NAT's mapping changed,
+ *                                       or the peer moved
+ *   same id live under another key   -> NB_REGISTRY_E_CONFLICT (409),
+ *                                       from any address
+ *   same id, expired                 -> the name is free: a new entry,
+ *                                       whatever key held it before
  *   new id, registry full            -> NB_REGISTRY_E_FULL (503)
+ * One key may hold several names. A keepalive (touch) and a bye (remove)
+ * are taken only from the holder's key.
  *
  * Order: entries are listed in slot order, which does not change while an
  * entry lives (a new entry may take the slot of a gone one). A page of a
@@ -30,6 +36,7 @@
 
 #include "broker/table.h"
 #include "common/addr.h"
+#include "common/keys.h"
 #include "proto/ctrl.h"
 
 #define NB_REGISTRY_DEFAULT_MAX 10000
@@ -38,9 +45,10 @@
 /* Our own error range (ctrl.h uses -2001.., binding.h -2001.. too). */
 enum nb_registry_err {
 	NB_REGISTRY_E_FULL = -2101,     /* max_peers live entries: 503 */
-	NB_REGISTRY_E_CONFLICT = -2102, /* id held from another address with another token: 409 */
+	NB_REGISTRY_E_CONFLICT = -2102, /* register: id live under another key: 409 */
 	NB_REGISTRY_E_NOENT = -2103,    /* no live entry with that id: 404 */
 	NB_REGISTRY_E_ADDRESS = -2104,  /* the id is registered from another address: 404 */
+	NB_REGISTRY_E_KEY = -2105,      /* touch, remove: id live under another key: 404 */
 };
 
 struct nb_registry_config {
@@ -51,8 +59,8 @@ struct nb_registry_config {
 
 struct nb_registry_peer {
 	char id[NB_CTRL_ID_MAX + 1];
+	uint8_t key[NB_KEY_LEN];  /* the holder's static public key */
 	struct nb_addr reflexive; /* the source the broker saw */
-	char token[NB_CTRL_TOKEN_MAX + 1]; /* as presented; "" = none */
 	struct nb_addr local[NB_CTRL_MAX_ADDRS];
 	size_t n_local;
 	enum nb_mapping mapping;     /* NB_MAPPING_UNKNOWN when "nat" was absent */
@@ -72,7 +80,7 @@ struct nb_registry_peer {
 enum nb_registry_change {
 	NB_REGISTRY_NEW = 0,   /* a new entry */
 	NB_REGISTRY_REFRESHED, /* same id, same address */
-	NB_REGISTRY_MOVED,     /* same id, new address (same token) */
+	NB_REGISTRY_MOVED,     /* same id, same key, new address */
 };
 
 struct nb_registry;
@@ -82,18 +90,27 @@ struct nb_registry;
 int nb_registry_new(const struct nb_registry_config *cfg, struct nb_registry **ret);
 void nb_registry_free(struct nb_registry *r); /* accepts NULL */
 
-/* Register or re-register reg->id from `from` at `now`. Returns 0 and sets
- * *ret_change (and *ret_old, the previous address, for MOVED; either
- * pointer may be NULL), or NB_REGISTRY_E_FULL / NB_REGISTRY_E_CONFLICT with
- * nothing changed. Token equality is checked in constant time. */
+/* Register or re-register reg->id for the holder of `key` (NB_KEY_LEN
+ * bytes) from `from` at `now`. Returns 0 and sets *ret_change (and
+ * *ret_old, the previous address, for MOVED; either pointer may be NULL),
+ * or NB_REGISTRY_E_FULL / NB_REGISTRY_E_CONFLICT with nothing changed. Keys
+ * are compared in constant time. reg->token is not stored. */
 int nb_registry_put(struct nb_registry *r, const struct nb_ctrl_register *reg,
-		    const struct nb_addr *from, uint64_t now, enum nb_registry_change *ret_change,
-		    struct nb_addr *ret_old);
+		    const uint8_t *key, const struct nb_addr *from, uint64_t now,
+		    enum nb_registry_change *ret_change, struct nb_addr *ret_old);
 
-/* A keepalive: refresh id if it is live and registered from `from`.
- * 0, NB_REGISTRY_E_NOENT or NB_REGISTRY_E_ADDRESS. */
-int nb_registry_touch(struct nb_registry *r, const char *id, const struct nb_addr *from,
-		      uint64_t now);
+/* A keepalive: refresh id if it is live, held by `key` and registered from
+ * `from`. 0, NB_REGISTRY_E_NOENT, NB_REGISTRY_E_KEY or
+ * NB_REGISTRY_E_ADDRESS (checked in that order). */
+int nb_registry_touch(struct nb_registry *r, const char *id, const uint8_t *key,
+		      const struct nb_addr *from, uint64_t now);
+
+/* A bye: take id out at once if it is live and held by `key` (from any
+ * address: the key is the proof). Returns 0 and copies the entry to *ret
+ * (if not NULL), or NB_REGISTRY_E_NOENT / NB_REGISTRY_E_KEY with nothing
+ * changed and *ret untouched. */
+int nb_registry_remove(struct nb_registry *r, const char *id, const uint8_t *key, uint64_t now,
+		       struct nb_registry_peer *ret);
 
 /* The live entry for id, or NULL. The pointer is valid until the next call
  * that changes the registry. */

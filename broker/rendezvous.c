@@ -1,4 +1,4 @@
-/* broker/rendezvous.c - the control-message engine: requests in, replies, pushed plans and events out. */
+/* broker/rendezvous.c - the control-message engine: keyed requests in, replies, pushed plans and events out. */
 #include "broker/rendezvous.h"
 
 #include <errno.h>
@@ -44,6 +44,7 @@ struct rv_session {
 	char id[NB_CTRL_SESSION_LEN + 1];
 	uint64_t id_hash, tx_hash;
 	char a[NB_CTRL_ID_MAX + 1], b[NB_CTRL_ID_MAX + 1];
+	uint8_t key_a[NB_KEY_LEN], key_b[NB_KEY_LEN]; /* the holders' keys when it began */
 	enum nb_path predicted;
 	enum nb_role role_a, role_b;
 	uint64_t created;
@@ -72,9 +73,12 @@ struct rv_pair {
  * lifetime for all, the oldest entry is also the first to expire. A
  * retransmission is the same bytes from the same source (docs/protocol.md),
  * so a hit needs the request's hash too: another request reusing a tx is
- * not answered with the first one's reply. */
+ * not answered with the first one's reply, and another key at the same
+ * address (two peers behind one socket, or a replayed frame under another
+ * session) is not either. Only sealed requests are cached. */
 struct rv_cached {
 	struct nb_addr from;
+	uint8_t key[NB_KEY_LEN]; /* the requester's */
 	char tx[NB_CTRL_TX_LEN + 1];
 	uint64_t hash;    /* of (from, tx): the index key */
 	uint64_t request; /* of the request's bytes */
@@ -109,6 +113,7 @@ struct nb_rendezvous {
 
 	struct nb_rendezvous_stats st;
 	struct nb_ctrl_msg in, rep, push; /* large: kept off the stack */
+	char key_text[NB_KEY_TEXT_LEN + 1]; /* emit()'s scratch */
 };
 
 /* ---- Configuration ---------------------------------------------------------- */
@@ -126,18 +131,27 @@ void nb_rendezvous_config_default(struct nb_rendezvous_config *cfg)
 	cfg->prime_delay_ms = NB_RENDEZVOUS_DEFAULT_PRIME_DELAY_MS;
 	cfg->list_rate = NB_RENDEZVOUS_DEFAULT_LIST_RATE;
 	cfg->verify_rate = NB_RENDEZVOUS_DEFAULT_VERIFY_RATE;
-	cfg->require_cookie = true;
+	cfg->require_cookie = false;
+	cfg->public_list = false;
+}
+
+/* "" or 1..NB_CTRL_TOKEN_MAX printable ASCII, NUL-terminated in its buffer. */
+static bool token_ok(const char *t)
+{
+	size_t tl = strnlen(t, NB_CTRL_TOKEN_MAX + 1);
+
+	if (tl == NB_CTRL_TOKEN_MAX + 1)
+		return false; /* not NUL-terminated */
+	for (size_t i = 0; i < tl; i++)
+		if (t[i] < 0x20 || t[i] > 0x7E)
+			return false;
+	return true;
 }
 
 static bool config_ok(const struct nb_rendezvous_config *c)
 {
-	size_t tl = strnlen(c->token, sizeof(c->token));
-
-	if (tl == sizeof(c->token))
-		return false; /* not NUL-terminated */
-	for (size_t i = 0; i < tl; i++)
-		if (c->token[i] < 0x20 || c->token[i] > 0x7E)
-			return false;
+	if (!token_ok(c->token) || !token_ok(c->admin_token))
+		return false;
 	return c->max_peers >= 1 && c->max_peers <= NB_REGISTRY_MAX_MAX && c->max_sessions >= 1 &&
 	       c->max_sessions <= NB_RENDEZVOUS_MAX_SESSIONS_MAX && c->max_pairs >= 1 &&
 	       c->max_pairs <= NB_RENDEZVOUS_MAX_SESSIONS_MAX && c->cache_entries >= 1 &&
@@ -233,6 +247,12 @@ static void emit(struct nb_rendezvous *rv, struct nb_rendezvous_event *ev)
 		ev->session = "";
 	if (ev->reason == NULL)
 		ev->reason = "";
+	if (ev->key != NULL) {
+		nb_key_to_text(ev->key, rv->key_text);
+		ev->key_text = rv->key_text;
+	} else {
+		ev->key_text = "";
+	}
 	if (rv->cfg.event_cb != NULL)
 		rv->cfg.event_cb(rv->cfg.event_arg, ev);
 }
@@ -304,8 +324,8 @@ static void cache_pop(struct nb_rendezvous *rv)
 }
 
 static const struct rv_cached *cache_find(const struct nb_rendezvous *rv,
-					  const struct nb_addr *from, const char *tx,
-					  uint64_t request, uint64_t now)
+					  const struct nb_addr *from, const uint8_t *key,
+					  const char *tx, uint64_t request, uint64_t now)
 {
 	uint64_t h = cache_hash(rv, from, tx);
 
@@ -313,14 +333,15 @@ static const struct rv_cached *cache_find(const struct nb_rendezvous *rv,
 	     s = nb_hidx_next(&rv->cache_by_key, s)) {
 		const struct rv_cached *c = &rv->cache[s];
 		if (c->hash == h && c->request == request && c->expires > now &&
-		    nb_addr_equal(&c->from, from) && memcmp(c->tx, tx, NB_CTRL_TX_LEN) == 0)
+		    nb_addr_equal(&c->from, from) && memcmp(c->tx, tx, NB_CTRL_TX_LEN) == 0 &&
+		    nb_key_equal(c->key, key))
 			return c;
 	}
 	return NULL;
 }
 
-static void cache_put(struct nb_rendezvous *rv, const struct nb_addr *from, const char *tx,
-		      uint64_t request, uint64_t now, const uint8_t *data, size_t len)
+static void cache_put(struct nb_rendezvous *rv, const struct nb_addr *from, const uint8_t *key,
+		      const char *tx, uint64_t request, uint64_t now, const uint8_t *data, size_t len)
 {
 	struct rv_cached *c;
 	uint8_t *copy;
@@ -346,6 +367,7 @@ static void cache_put(struct nb_rendezvous *rv, const struct nb_addr *from, cons
 	slot = (rv->cache_head + rv->cache_n) % rv->cfg.cache_entries;
 	c = &rv->cache[slot];
 	c->from = *from;
+	memcpy(c->key, key, NB_KEY_LEN);
 	COPY(c->tx, tx);
 	c->hash = cache_hash(rv, from, tx);
 	c->request = request;
@@ -625,7 +647,7 @@ static size_t candidates_of(const struct nb_registry_peer *p, bool same_public_i
 static void plan_fill(struct nb_ctrl_plan *pl, const char *session, const char *peer,
 		      enum nb_role role, enum nb_path path, const char *reason,
 		      const struct nb_registry_peer *other, bool same_ip, const char *username,
-		      const char *key, uint32_t deadline_ms, uint32_t delay_ms)
+		      uint32_t deadline_ms, uint32_t delay_ms)
 {
 	memset(pl, 0, sizeof(*pl));
 	COPY(pl->session, session);
@@ -635,7 +657,7 @@ static void plan_fill(struct nb_ctrl_plan *pl, const char *session, const char *
 	COPY(pl->reason, reason);
 	pl->n_candidates = candidates_of(other, same_ip, pl->candidates);
 	COPY(pl->username, username);
-	COPY(pl->key, key);
+	nb_key_to_text(other->key, pl->peer_key); /* whom the Noise handshake must reach */
 	pl->deadline_ms = deadline_ms;
 	pl->delay_ms = delay_ms;
 }
@@ -653,6 +675,8 @@ static ssize_t push_encode(struct nb_rendezvous *rv, const struct rv_session *x,
 		d->len = (size_t)n;
 		d->to = x->push_to;
 		d->from_alt_port = false;
+		d->sealed = true; /* to b, in b's session */
+		memcpy(d->key, x->key_b, NB_KEY_LEN);
 	}
 	return n;
 }
@@ -677,6 +701,7 @@ static void register_cookie(const struct nb_rendezvous *rv, const struct nb_addr
 
 struct reply_ctx {
 	const struct nb_addr *from;
+	const uint8_t *key; /* the sender's static key: never NULL in a handler */
 	uint64_t now;
 	const uint8_t *rnd;
 	bool cacheable; /* false for transient refusals: 429, 500, 503 */
@@ -692,7 +717,7 @@ static void refuse(struct nb_rendezvous *rv, struct reply_ctx *c, uint16_t code,
 {
 	struct nb_rendezvous_event ev = {
 		.kind = NB_RV_EVENT_REFUSED, .code = code, .reason = rv->rep.u.error.reason,
-		.id = id, .addr = *c->from, .request = rv->in.type,
+		.id = id, .addr = *c->from, .request = rv->in.type, .key = c->key,
 	};
 
 	if (code == NB_CTRL_ERR_FULL || code == NB_CTRL_ERR_RATE_LIMITED) {
@@ -717,14 +742,18 @@ static void on_register(struct nb_rendezvous *rv, struct reply_ctx *c)
 {
 	const struct nb_ctrl_register *r = &rv->in.u.reg;
 	const char *tx = rv->in.tx;
-	struct nb_rendezvous_event ev = { .kind = NB_RV_EVENT_REGISTERED, .id = r->id, .addr = *c->from };
+	struct nb_rendezvous_event ev = {
+		.kind = NB_RV_EVENT_REGISTERED, .id = r->id, .addr = *c->from, .key = c->key,
+	};
 	enum nb_registry_change change = NB_REGISTRY_NEW;
 	struct nb_addr old;
 	int rc;
 
 	rv->st.registers++;
-	/* Return routability first: a source that has not shown it receives
-	 * gets a challenge (no longer than its register), and nothing else. */
+	/* Return routability: the sealed session has shown it (its first
+	 * transport frame needs our handshake response). With require_cookie
+	 * a source must also show a cookie: a challenge (no longer than its
+	 * register) and nothing else until then. */
 	if (rv->cfg.require_cookie) {
 		uint64_t w = c->now / NB_RENDEZVOUS_COOKIE_WINDOW_MS;
 		char now_cookie[NB_CTRL_COOKIE_LEN + 1], prev_cookie[NB_CTRL_COOKIE_LEN + 1];
@@ -761,7 +790,7 @@ static void on_register(struct nb_rendezvous *rv, struct reply_ctx *c)
 		return;
 	}
 	memset(&old, 0, sizeof(old));
-	rc = nb_registry_put(rv->reg, r, c->from, c->now, &change, &old);
+	rc = nb_registry_put(rv->reg, r, c->key, c->from, c->now, &change, &old);
 	if (rc == NB_REGISTRY_E_FULL) {
 		rv->st.full_peers++;
 		set_error(&rv->rep, tx, NB_CTRL_ERR_FULL, "registry full (%zu peers)", rv->cfg.max_peers);
@@ -769,8 +798,8 @@ static void on_register(struct nb_rendezvous *rv, struct reply_ctx *c)
 		return;
 	}
 	if (rc == NB_REGISTRY_E_CONFLICT) {
-		set_error(&rv->rep, tx, NB_CTRL_ERR_CONFLICT,
-			  "'%s' is registered from another address with another token", r->id);
+		rv->st.key_conflicts++;
+		set_error(&rv->rep, tx, NB_CTRL_ERR_CONFLICT, "'%s' is held by another key", r->id);
 		refuse(rv, c, NB_CTRL_ERR_CONFLICT, r->id);
 		return;
 	}
@@ -793,12 +822,15 @@ static void on_keepalive(struct nb_rendezvous *rv, struct reply_ctx *c)
 	int rc;
 
 	rv->st.keepalives++;
-	rc = nb_registry_touch(rv->reg, id, c->from, c->now);
+	rc = nb_registry_touch(rv->reg, id, c->key, c->from, c->now);
 	if (rc == 0) {
 		set_header(&rv->rep, NB_CTRL_ACK, rv->in.tx);
 		return;
 	}
-	if (rc == NB_REGISTRY_E_ADDRESS)
+	if (rc == NB_REGISTRY_E_KEY) {
+		rv->st.not_holder++;
+		set_error(&rv->rep, rv->in.tx, NB_CTRL_ERR_UNKNOWN_PEER, "'%s' is not held by this key", id);
+	} else if (rc == NB_REGISTRY_E_ADDRESS)
 		set_error(&rv->rep, rv->in.tx, NB_CTRL_ERR_UNKNOWN_PEER,
 			  "'%s' is registered from another address", id);
 	else
@@ -814,7 +846,7 @@ static void on_connect(struct nb_rendezvous *rv, struct reply_ctx *c)
 	struct nb_peer_nat na, nbn;
 	struct nb_plan plan;
 	char session[NB_CTRL_SESSION_LEN + 1], push_tx[NB_CTRL_TX_LEN + 1];
-	char key[NB_CTRL_KEY_LEN + 1], username[NB_CTRL_USERNAME_MAX + 1];
+	char username[NB_CTRL_USERNAME_MAX + 1];
 	char reason[NB_CTRL_REASON_MAX + 1];
 	struct rv_session *x;
 	bool same_ip;
@@ -824,6 +856,12 @@ static void on_connect(struct nb_rendezvous *rv, struct reply_ctx *c)
 	pa = nb_registry_get(rv->reg, q->id, c->now);
 	if (pa == NULL) {
 		set_error(&rv->rep, tx, NB_CTRL_ERR_UNKNOWN_PEER, "no peer '%s'", q->id);
+		refuse(rv, c, NB_CTRL_ERR_UNKNOWN_PEER, q->id);
+		return;
+	}
+	if (!nb_key_equal(pa->key, c->key)) {
+		rv->st.not_holder++;
+		set_error(&rv->rep, tx, NB_CTRL_ERR_UNKNOWN_PEER, "'%s' is not held by this key", q->id);
 		refuse(rv, c, NB_CTRL_ERR_UNKNOWN_PEER, q->id);
 		return;
 	}
@@ -846,8 +884,7 @@ static void on_connect(struct nb_rendezvous *rv, struct reply_ctx *c)
 	}
 
 	nb_ctrl_hex(c->rnd, 8, session);
-	nb_ctrl_hex(c->rnd + 8, 32, key);
-	nb_ctrl_hex(c->rnd + 40, 8, push_tx);
+	nb_ctrl_hex(c->rnd + 40, 8, push_tx); /* bytes 8..39: unused (see rendezvous.h) */
 	c->out->rnd_used = true;
 	if (session_find(rv, session) != NB_SLOT_NONE || session_by_tx(rv, push_tx) != NB_SLOT_NONE ||
 	    strcmp(push_tx, tx) == 0) {
@@ -883,6 +920,8 @@ static void on_connect(struct nb_rendezvous *rv, struct reply_ctx *c)
 	x->id_hash = str_hash(rv, session);
 	COPY(x->a, pa->id);
 	COPY(x->b, pb->id);
+	memcpy(x->key_a, pa->key, NB_KEY_LEN);
+	memcpy(x->key_b, pb->key, NB_KEY_LEN);
 	x->predicted = plan.path;
 	x->role_a = plan.role_a;
 	x->role_b = plan.role_b;
@@ -893,14 +932,14 @@ static void on_connect(struct nb_rendezvous *rv, struct reply_ctx *c)
 	COPY(x->push_tx, push_tx);
 	x->tx_hash = str_hash(rv, push_tx);
 	plan_fill(&x->plan_b, session, pa->id, plan.role_b, plan.path, reason, pa, same_ip,
-		  username, key, rv->cfg.deadline_ms,
+		  username, rv->cfg.deadline_ms,
 		  plan.role_b == NB_ROLE_DIAL && plan.role_a == NB_ROLE_PRIME ? rv->cfg.prime_delay_ms
 									      : 0);
 
 	/* The asker's plan is the reply. */
 	set_header(&rv->rep, NB_CTRL_PLAN, tx);
 	plan_fill(&rv->rep.u.plan, session, pb->id, plan.role_a, plan.path, reason, pb, same_ip,
-		  username, key, rv->cfg.deadline_ms,
+		  username, rv->cfg.deadline_ms,
 		  plan.role_a == NB_ROLE_DIAL && plan.role_b == NB_ROLE_PRIME ? rv->cfg.prime_delay_ms
 									      : 0);
 	/* The other side's plan is a request of the broker's own (d[1]). */
@@ -923,7 +962,7 @@ static void on_connect(struct nb_rendezvous *rv, struct reply_ctx *c)
 	struct nb_rendezvous_event ev = {
 		.kind = NB_RV_EVENT_CONNECT, .session = x->id, .id = x->a, .peer = x->b,
 		.addr = *c->from, .other_addr = x->push_to, .path = plan.path,
-		.role_a = plan.role_a, .role_b = plan.role_b, .reason = reason,
+		.role_a = plan.role_a, .role_b = plan.role_b, .reason = reason, .key = c->key,
 	};
 	emit(rv, &ev);
 }
@@ -951,6 +990,15 @@ static void on_result(struct nb_rendezvous *rv, struct reply_ctx *c)
 		refuse(rv, c, NB_CTRL_ERR_BAD_REQUEST, r->id);
 		return;
 	}
+	/* Only the side a result names may report it: the key that held the
+	 * name when the session began (a later holder of the name did not
+	 * take part). */
+	if (!nb_key_equal(k == 0 ? x->key_a : x->key_b, c->key)) {
+		rv->st.forged_results++;
+		set_error(&rv->rep, tx, NB_CTRL_ERR_UNKNOWN_PEER, "'%s' is not held by this key", r->id);
+		refuse(rv, c, NB_CTRL_ERR_UNKNOWN_PEER, r->id);
+		return;
+	}
 	if (r->outcome == NB_CTRL_OUTCOME_CONNECTED && r->path == NB_PATH_NONE) {
 		set_error(&rv->rep, tx, NB_CTRL_ERR_BAD_REQUEST, "outcome 'connected' needs a path");
 		refuse(rv, c, NB_CTRL_ERR_BAD_REQUEST, r->id);
@@ -968,9 +1016,35 @@ static void on_result(struct nb_rendezvous *rv, struct reply_ctx *c)
 	struct nb_rendezvous_event ev = {
 		.kind = NB_RV_EVENT_RESULT, .session = x->id, .id = r->id,
 		.peer = k == 0 ? x->b : x->a, .addr = *c->from, .outcome = r->outcome,
-		.path = side->path, .ms = r->ms, .reason = r->reason,
+		.path = side->path, .ms = r->ms, .reason = r->reason, .key = c->key,
 	};
 	emit(rv, &ev);
+}
+
+/* bye: the holder frees its name at once (instead of letting it expire). */
+static void on_bye(struct nb_rendezvous *rv, struct reply_ctx *c)
+{
+	const char *id = rv->in.u.bye.id;
+	struct nb_registry_peer gone;
+	int rc;
+
+	rc = nb_registry_remove(rv->reg, id, c->key, c->now, &gone);
+	if (rc == 0) {
+		struct nb_rendezvous_event ev = {
+			.kind = NB_RV_EVENT_BYE, .id = gone.id, .addr = *c->from, .key = gone.key,
+		};
+		rv->st.byes++;
+		set_header(&rv->rep, NB_CTRL_ACK, rv->in.tx);
+		emit(rv, &ev);
+		return;
+	}
+	if (rc == NB_REGISTRY_E_KEY) {
+		rv->st.not_holder++;
+		set_error(&rv->rep, rv->in.tx, NB_CTRL_ERR_UNKNOWN_PEER, "'%s' is not held by this key", id);
+	} else {
+		set_error(&rv->rep, rv->in.tx, NB_CTRL_ERR_UNKNOWN_PEER, "no peer '%s'", id);
+	}
+	refuse(rv, c, NB_CTRL_ERR_UNKNOWN_PEER, id);
 }
 
 /* GCRA: rate per second with a burst of one second's worth. */
@@ -1067,6 +1141,16 @@ static void on_list(struct nb_rendezvous *rv, struct reply_ctx *c)
 	size_t total;
 
 	rv->st.lists++;
+	/* Who is registered, from where, and who tried to reach whom is the
+	 * operator's to see, unless the operator made it public. */
+	if (!rv->cfg.public_list &&
+	    (rv->cfg.admin_token[0] == '\0' ||
+	     !secret_equal(rv->in.u.query.admin, rv->cfg.admin_token, NB_CTRL_TOKEN_MAX))) {
+		rv->st.list_refused++;
+		set_error(&rv->rep, tx, NB_CTRL_ERR_FORBIDDEN, "listing needs the broker's admin token");
+		refuse(rv, c, NB_CTRL_ERR_FORBIDDEN, "");
+		return;
+	}
 	if (!list_allowed(rv, c->now)) {
 		rv->st.rate_limited++;
 		set_error(&rv->rep, tx, NB_CTRL_ERR_RATE_LIMITED, "too many list queries; try again later");
@@ -1111,12 +1195,12 @@ static void on_list(struct nb_rendezvous *rv, struct reply_ctx *c)
 	}
 }
 
-/* An ack or error answering a pushed plan. */
-static void on_push_reply(struct nb_rendezvous *rv)
+/* An ack or error answering a pushed plan: from the key it was sealed to. */
+static void on_push_reply(struct nb_rendezvous *rv, const uint8_t *key)
 {
 	uint32_t s = session_by_tx(rv, rv->in.tx);
 
-	if (s == NB_SLOT_NONE) {
+	if (s == NB_SLOT_NONE || key == NULL || !nb_key_equal(rv->sess[s].key_b, key)) {
 		rv->st.ignored++;
 		return;
 	}
@@ -1126,46 +1210,113 @@ static void on_push_reply(struct nb_rendezvous *rv)
 		push_set_state(rv, s, PUSH_REFUSED, rv->in.u.error.code);
 }
 
-/* A datagram nb_ctrl_decode() refused: 400 with the reason, when its tx can
- * be read and the answer is no longer than the datagram (docs/protocol.md
- * "Errors": no amplification). The reason is shortened to fit if need be. */
-static void on_undecodable(struct nb_rendezvous *rv, const uint8_t *buf, size_t len,
-			   const struct nb_addr *from, struct nb_rendezvous_out *out)
+/* Encode an error (code, reason why) answering a request of len bytes into
+ * d, no longer than the request (docs/protocol.md "Errors": no
+ * amplification; an unsealed datagram may come from a spoofed source): the
+ * reason is cut back to a character start until it fits. Returns the
+ * length, or 0 when even an empty reason is too long. why is cut in place. */
+static size_t encode_error_fit(struct nb_rendezvous *rv, const char *tx, uint16_t code, char *why,
+			       size_t len, struct nb_rendezvous_dgram *d)
 {
-	char tx[NB_CTRL_TX_LEN + 1];
-	char why[NB_CTRL_REASON_MAX + 1];
-	struct nb_rendezvous_dgram *d = &out->d[0];
 	ssize_t n;
 
-	rv->st.undecodable++;
-	if (nb_ctrl_peek_tx(buf, len, tx) < 0)
-		return;
-	nb_ctrl_explain(buf, len, why, sizeof(why));
 	for (;;) {
 		size_t rl;
-		set_error(&rv->rep, tx, NB_CTRL_ERR_BAD_REQUEST, "%s", why);
+		set_error(&rv->rep, tx, code, "%s", why);
 		n = nb_ctrl_encode(&rv->rep, d->data, sizeof(d->data));
 		if (n > 0 && (size_t)n <= len)
-			break;
+			return (size_t)n;
 		rl = strlen(why);
-		if (n <= 0 || rl == 0) {
-			rv->st.oversize_suppressed++;
-			return;
-		}
+		if (n <= 0 || rl == 0)
+			return 0;
 		/* Cut the excess (at least a byte) back to a character start. */
 		rl = (size_t)n - len < rl ? rl - ((size_t)n - len) : 0;
 		while (rl > 0 && ((unsigned char)why[rl] & 0xC0) == 0x80)
 			rl--;
 		why[rl] = '\0';
 	}
-	d->len = (size_t)n;
+}
+
+/* A datagram nb_ctrl_decode() refused: 400 with the reason, when its tx can
+ * be read and the answer is no longer than the datagram. Sealed back to
+ * the sender's key when it came sealed. */
+static void on_undecodable(struct nb_rendezvous *rv, const uint8_t *buf, size_t len,
+			   const struct nb_addr *from, const uint8_t *key,
+			   struct nb_rendezvous_out *out)
+{
+	char tx[NB_CTRL_TX_LEN + 1];
+	char why[NB_CTRL_REASON_MAX + 1];
+	struct nb_rendezvous_dgram *d = &out->d[0];
+	size_t n;
+
+	rv->st.undecodable++;
+	if (nb_ctrl_peek_tx(buf, len, tx) < 0)
+		return;
+	nb_ctrl_explain(buf, len, why, sizeof(why));
+	n = encode_error_fit(rv, tx, NB_CTRL_ERR_BAD_REQUEST, why, len, d);
+	if (n == 0) {
+		rv->st.oversize_suppressed++;
+		return;
+	}
+	d->len = n;
 	d->to = *from;
+	d->sealed = key != NULL;
+	if (key != NULL)
+		memcpy(d->key, key, NB_KEY_LEN);
 	out->n = 1;
 	rv->st.replies++;
 	rv->st.errors++;
 	struct nb_rendezvous_event ev = {
 		.kind = NB_RV_EVENT_REFUSED, .code = NB_CTRL_ERR_BAD_REQUEST, .reason = why,
-		.addr = *from,
+		.addr = *from, .key = key,
+	};
+	emit(rv, &ev);
+}
+
+/* A request that arrived unsealed: 401, no longer than the request, plain
+ * (there is no session to seal it in); nothing else happens. */
+static void on_unsealed(struct nb_rendezvous *rv, size_t len, const struct nb_addr *from,
+			struct nb_rendezvous_out *out)
+{
+	char why[NB_CTRL_REASON_MAX + 1] =
+		"control messages must be sealed: Noise handshake first (docs/protocol.md)";
+	struct nb_rendezvous_dgram *d = &out->d[0];
+	const char *id = "";
+	size_t n;
+
+	rv->st.unsealed++;
+	switch (rv->in.type) {
+	case NB_CTRL_REGISTER:
+		id = rv->in.u.reg.id;
+		break;
+	case NB_CTRL_KEEPALIVE:
+		id = rv->in.u.keepalive.id;
+		break;
+	case NB_CTRL_BYE:
+		id = rv->in.u.bye.id;
+		break;
+	case NB_CTRL_CONNECT:
+		id = rv->in.u.connect.id;
+		break;
+	case NB_CTRL_RESULT:
+		id = rv->in.u.result.id;
+		break;
+	default:
+		break;
+	}
+	n = encode_error_fit(rv, rv->in.tx, NB_CTRL_ERR_UNAUTHORIZED, why, len, d);
+	if (n == 0) {
+		rv->st.oversize_suppressed++;
+	} else {
+		d->len = n;
+		d->to = *from;
+		out->n = 1;
+		rv->st.replies++;
+		rv->st.errors++;
+	}
+	struct nb_rendezvous_event ev = {
+		.kind = NB_RV_EVENT_REFUSED, .code = NB_CTRL_ERR_UNAUTHORIZED, .reason = why,
+		.id = id, .addr = *from, .request = rv->in.type,
 	};
 	emit(rv, &ev);
 }
@@ -1179,6 +1330,7 @@ static void housekeeping(struct nb_rendezvous *rv, uint64_t now)
 	while (nb_registry_expire(rv->reg, now, &gone) == 1) {
 		struct nb_rendezvous_event ev = {
 			.kind = NB_RV_EVENT_EXPIRED, .id = gone.id, .addr = gone.reflexive,
+			.key = gone.key,
 		};
 		rv->st.expired++;
 		emit(rv, &ev);
@@ -1188,6 +1340,13 @@ static void housekeeping(struct nb_rendezvous *rv, uint64_t now)
 int nb_rendezvous_handle(struct nb_rendezvous *rv, const uint8_t *buf, size_t len,
 			 const struct nb_addr *from, uint64_t now, const uint8_t *rnd,
 			 size_t rnd_len, struct nb_rendezvous_out *ret)
+{
+	return nb_rendezvous_handle_keyed(rv, buf, len, from, NULL, now, rnd, rnd_len, ret);
+}
+
+int nb_rendezvous_handle_keyed(struct nb_rendezvous *rv, const uint8_t *buf, size_t len,
+			       const struct nb_addr *from, const uint8_t *key, uint64_t now,
+			       const uint8_t *rnd, size_t rnd_len, struct nb_rendezvous_out *ret)
 {
 	struct reply_ctx c;
 	const struct rv_cached *hit;
@@ -1201,8 +1360,11 @@ int nb_rendezvous_handle(struct nb_rendezvous *rv, const uint8_t *buf, size_t le
 		return -EINVAL;
 	ret->n = 0;
 	ret->rnd_used = false;
-	for (size_t i = 0; i < NB_RENDEZVOUS_MAX_OUT; i++)
+	for (size_t i = 0; i < NB_RENDEZVOUS_MAX_OUT; i++) {
 		ret->d[i].from_alt_port = false;
+		ret->d[i].sealed = false;
+		memset(ret->d[i].key, 0, sizeof(ret->d[i].key));
+	}
 	housekeeping(rv, now);
 	rv->st.rx++;
 	if (!source_ok(from)) {
@@ -1210,19 +1372,20 @@ int nb_rendezvous_handle(struct nb_rendezvous *rv, const uint8_t *buf, size_t le
 		return 0;
 	}
 	if (nb_ctrl_decode(&rv->in, buf, len) < 0) {
-		on_undecodable(rv, buf, len, from, ret);
+		on_undecodable(rv, buf, len, from, key, ret);
 		return 0;
 	}
 	switch (rv->in.type) {
 	case NB_CTRL_ACK:
 	case NB_CTRL_ERROR:
-		on_push_reply(rv);
+		on_push_reply(rv, key);
 		return 0;
 	case NB_CTRL_REGISTERED:
 	case NB_CTRL_PLAN:
 	case NB_CTRL_PEER_LIST:
 	case NB_CTRL_MATRIX_LIST:
 	case NB_CTRL_PROBE:
+	case NB_CTRL_CHALLENGE:
 		/* Replies (or a broker's request) sent to the broker: nobody
 		 * asked; answering could start a loop. */
 		rv->st.ignored++;
@@ -1230,14 +1393,20 @@ int nb_rendezvous_handle(struct nb_rendezvous *rv, const uint8_t *buf, size_t le
 	default:
 		break;
 	}
+	if (key == NULL) {
+		on_unsealed(rv, len, from, ret);
+		return 0;
+	}
 
 	request = nb_siphash(rv->cfg.hash_key, buf, len);
-	hit = cache_find(rv, from, rv->in.tx, request, now);
+	hit = cache_find(rv, from, key, rv->in.tx, request, now);
 	if (hit != NULL) {
 		d = &ret->d[0];
 		memcpy(d->data, hit->data, hit->len);
 		d->len = hit->len;
 		d->to = *from;
+		d->sealed = true;
+		memcpy(d->key, key, NB_KEY_LEN);
 		ret->n = 1;
 		rv->st.replayed++;
 		return 0;
@@ -1245,6 +1414,7 @@ int nb_rendezvous_handle(struct nb_rendezvous *rv, const uint8_t *buf, size_t le
 
 	memset(&c, 0, sizeof(c));
 	c.from = from;
+	c.key = key;
 	c.now = now;
 	c.rnd = rnd;
 	c.cacheable = true;
@@ -1262,12 +1432,19 @@ int nb_rendezvous_handle(struct nb_rendezvous *rv, const uint8_t *buf, size_t le
 	case NB_CTRL_RESULT:
 		on_result(rv, &c);
 		break;
+	case NB_CTRL_BYE:
+		on_bye(rv, &c);
+		break;
 	case NB_CTRL_VERIFY:
 		on_verify(rv, &c);
 		break;
-	default: /* NB_CTRL_PEERS, NB_CTRL_MATRIX */
+	case NB_CTRL_PEERS:
+	case NB_CTRL_MATRIX:
 		on_list(rv, &c);
 		break;
+	default: /* every other type returned above */
+		rv->st.ignored++;
+		return 0;
 	}
 
 	d = &ret->d[0];
@@ -1292,14 +1469,18 @@ int nb_rendezvous_handle(struct nb_rendezvous *rv, const uint8_t *buf, size_t le
 	d->len = (size_t)n;
 	d->to = *from;
 	d->from_alt_port = false;
+	d->sealed = true; /* back to the requester, in its session */
+	memcpy(d->key, key, NB_KEY_LEN);
 	if (c.no_longer && d->len > len) {
 		rv->st.challenges_suppressed++;
 		return 0;
 	}
 	ret->n = 1;
-	if (c.is_probe) { /* not a reply: to the mapping, from the alternate port */
+	if (c.is_probe) { /* not a reply: to the mapping, from the alternate port, plain */
 		d->to = c.probe_to;
 		d->from_alt_port = true;
+		d->sealed = false;
+		memset(d->key, 0, sizeof(d->key));
 		return 0;
 	}
 	rv->st.replies++;
@@ -1309,7 +1490,7 @@ int nb_rendezvous_handle(struct nb_rendezvous *rv, const uint8_t *buf, size_t le
 	if (rv->in.type == NB_CTRL_CONNECT && rv->rep.type == NB_CTRL_PLAN)
 		ret->n = 2;
 	if (c.cacheable)
-		cache_put(rv, from, rv->in.tx, request, now, d->data, d->len);
+		cache_put(rv, from, key, rv->in.tx, request, now, d->data, d->len);
 	return 0;
 }
 

@@ -1,20 +1,34 @@
 /* broker/rendezvous.h - the broker's control-message engine: register,
- * keepalive, connect (plans for both sides), result, peers, matrix; the
- * sessions, the reply cache and the who-can-reach-whom matrix.
+ * keepalive, connect (plans for both sides), result, bye, peers, matrix;
+ * the sessions, the reply cache and the who-can-reach-whom matrix.
  *
- * Pure: no sockets, no clock, no random number generator. Each call takes
- * `now` (milliseconds of a monotonic clock that never goes back), and
- * nb_rendezvous_handle() takes NB_RENDEZVOUS_RANDOM_LEN fresh random bytes
- * from the shell for the session id, key and push transaction ID it may
- * need. Out come datagrams (bytes + destination), events (for the shell to
- * log) and the next deadline. docs/protocol.md is the specification;
- * docs/broker.md the operator's view.
+ * Pure: no sockets, no clock, no random number generator, no Noise. Each
+ * call takes `now` (milliseconds of a monotonic clock that never goes
+ * back), and nb_rendezvous_handle_keyed() takes NB_RENDEZVOUS_RANDOM_LEN
+ * fresh random bytes from the shell for the session id and push
+ * transaction ID it may need. Out come datagrams (bytes, destination and
+ * the key to seal them to), events (for the shell to log) and the next
+ * deadline. docs/protocol.md is the specification; docs/broker.md the
+ * operator's view.
+ *
+ * Peers are their keys. Every control message between a peer and the
+ * broker travels sealed in a Noise IK session; the shell opens it and
+ * hands the plaintext in with the sender's authenticated static public key
+ * (`key`, NB_KEY_LEN bytes). A name (peer id) belongs to the key that
+ * registered it while the entry lives (broker/registry.h); keepalive,
+ * connect, result and bye are taken only from that key. A request that
+ * arrived unsealed (key NULL) is refused with 401 and changes nothing.
+ * Plans tell each side the other's key (`peer_key`), so the peers' own
+ * Noise handshake authenticates the right peer.
  *
  *   shell                              nb_rendezvous
  *   -----                              -------------
- *   datagram '{' from X, now, random -> handle()  -> reply to X (d[0]),
- *                                                    plan pushed to the other
- *                                                    peer (d[1], connect only)
+ *   plaintext '{' from X with key K,
+ *   now, random                     -> handle_keyed() -> reply to X sealed
+ *                                                    to K (d[0]); plan
+ *                                                    pushed to the other
+ *                                                    peer sealed to its key
+ *                                                    (d[1], connect only)
  *   timer at next_deadline()        -> poll()    -> plan retransmissions;
  *                                                    registrations expired
  *   (both)                          <- events via the config's callback
@@ -39,15 +53,18 @@
  * later `register` that shows the proof gets its mapping treated as
  * verified by the connectivity table. Nothing is kept per verify.
  *
- * Return routability (docs/protocol.md "challenge"): a register is taken
- * only with a cookie, an HMAC of (source, id, 30-s window) that the broker
- * hands out in a `challenge` to the source, so a registered address has
- * shown it receives. A challenge is sent only when it is no longer than the
- * register; nothing is kept until the cookie comes back. Plans are pushed
- * to registered addresses only, so nothing goes to a third party.
+ * Return routability: a sealed register has shown that its source
+ * receives (its first transport frame needs the broker's handshake
+ * response). The older proof, a cookie (docs/protocol.md "challenge"), an
+ * HMAC of (source, id, 30-s window) handed out in a `challenge` no longer
+ * than the register, is asked for only with cfg.require_cookie (default
+ * off). Plans are pushed to registered addresses only, so nothing goes to a
+ * third party.
  *
- * List pages are no longer than the query that asked for them (a client
- * pads its query, docs/protocol.md "peers"): no amplification.
+ * peers and matrix are answered only with cfg.public_list or the broker's
+ * admin token in the query's "admin" (else 403). List pages are no longer
+ * than the query that asked for them (a client pads its query,
+ * docs/protocol.md "peers"): no amplification.
  */
 #ifndef NB_BROKER_RENDEZVOUS_H
 #define NB_BROKER_RENDEZVOUS_H
@@ -59,6 +76,7 @@
 #include "broker/registry.h"
 #include "broker/table.h"
 #include "common/addr.h"
+#include "common/keys.h"
 #include "proto/ctrl.h"
 
 #define NB_RENDEZVOUS_DEFAULT_MAX_SESSIONS 4096
@@ -86,8 +104,10 @@
 #define NB_RENDEZVOUS_PUSH_WINDOW_MS \
 	(NB_CTRL_RTO_MS * ((1u << (NB_CTRL_MAX_TRIES - 1)) - 1) + NB_CTRL_FINAL_WAIT_MS)
 
-/* Random bytes per nb_rendezvous_handle(): 8 for the session id, 32 for
- * the key, 8 for the pushed plan's tx. */
+/* Random bytes per nb_rendezvous_handle_keyed(): 8 for the session id
+ * (bytes 0..7), 8 for the pushed plan's tx (bytes 40..47). Bytes 8..39 are
+ * unused since plans carry the peers' public keys instead of a session
+ * key; the length is kept so that shells need not change. */
 #define NB_RENDEZVOUS_RANDOM_LEN 48
 
 /* Datagrams out of one nb_rendezvous_handle(): the reply, and a pushed plan. */
@@ -96,16 +116,19 @@
 /* ---- Events: what the shell logs ---------------------------------------- */
 
 enum nb_rendezvous_event_kind {
-	NB_RV_EVENT_REGISTERED = 0, /* id, addr, change (other_addr: the old address, MOVED) */
-	NB_RV_EVENT_EXPIRED,        /* id, addr: no register or keepalive for `expires` */
-	NB_RV_EVENT_CONNECT,        /* session, id (asker) at addr, peer at other_addr, path,
-				     * role_a, role_b, reason */
+	NB_RV_EVENT_REGISTERED = 0, /* id, addr, key, change (other_addr: the old address, MOVED) */
+	NB_RV_EVENT_EXPIRED,        /* id, addr, key: no register or keepalive for `expires` */
+	NB_RV_EVENT_CONNECT,        /* session, id (asker) at addr with key, peer at other_addr,
+				     * path, role_a, role_b, reason */
 	NB_RV_EVENT_PUSH_ACKED,     /* session, peer: the other side has its plan */
 	NB_RV_EVENT_PUSH_FAILED,    /* session, peer, code: refused with `error` code, or
 				     * 0 = no ack after NB_CTRL_MAX_TRIES sends */
-	NB_RV_EVENT_RESULT,         /* session, id (reporter), peer, outcome, path, ms */
-	NB_RV_EVENT_REFUSED,        /* code (400, 401, 404, 409, 500), reason, id, addr */
-	NB_RV_EVENT_LIMIT,          /* limit, limit_value, and for refusals code, reason, id, addr */
+	NB_RV_EVENT_RESULT,         /* session, id (reporter) with key, peer, outcome, path, ms */
+	NB_RV_EVENT_REFUSED,        /* code (400, 401, 403, 404, 409, 500), reason, id, addr,
+				     * key (NULL: the request arrived unsealed) */
+	NB_RV_EVENT_LIMIT,          /* limit, limit_value, and for refusals code, reason, id, addr,
+				     * key */
+	NB_RV_EVENT_BYE,            /* id, addr (the bye's source), key: the name is free */
 };
 
 enum nb_rendezvous_limit {
@@ -132,6 +155,12 @@ struct nb_rendezvous_event {
 	uint32_t ms;
 	enum nb_ctrl_type request;                /* REFUSED, LIMIT: what was refused (0: undecodable) */
 	const struct nb_registry_peer *entry;     /* REGISTERED: the entry as stored */
+	/* The key the event is about: the sender's for a request (REGISTERED,
+	 * CONNECT, RESULT, REFUSED, LIMIT, BYE), the holder's for EXPIRED.
+	 * NULL when there is none (an unsealed request, PUSH_*); key_text is
+	 * then "". */
+	const uint8_t *key;                       /* NB_KEY_LEN bytes, or NULL */
+	const char *key_text;                     /* its base64url text (43 chars), or "" */
 };
 
 /* Called synchronously from nb_rendezvous_handle() / _poll(); must not
@@ -151,9 +180,15 @@ struct nb_rendezvous_config {
 	uint32_t prime_delay_ms; /* plan.delay_ms of a dialer whose peer primes (default 100) */
 	uint32_t list_rate;    /* peers/matrix pages per second; 0 = unlimited (default 100) */
 	uint32_t verify_rate;  /* probes per second; 0 = unlimited (default 100) */
-	bool require_cookie;   /* register needs the challenge's cookie (default true) */
+	bool require_cookie;   /* register needs the challenge's cookie (default false:
+				* a sealed register has shown that its source receives) */
+	bool public_list;      /* peers/matrix for every key (default false: admin only) */
 	/* The token every register must carry; "" (default) = none needed. */
 	char token[NB_CTRL_TOKEN_MAX + 1];
+	/* The token a peers/matrix query must show in "admin" unless
+	 * public_list; "" (default) = nobody can list. 0..64 printable ASCII.
+	 * Compared in constant time. */
+	char admin_token[NB_CTRL_TOKEN_MAX + 1];
 	uint8_t hash_key[NB_SIPHASH_KEY_LEN]; /* secret random key for the hash tables */
 	uint8_t probe_key[NB_RENDEZVOUS_PROBE_KEY_LEN]; /* secret random key of the mapping proofs */
 	nb_rendezvous_event_fn event_cb;      /* may be NULL */
@@ -170,34 +205,48 @@ struct nb_rendezvous;
 int nb_rendezvous_new(const struct nb_rendezvous_config *cfg, struct nb_rendezvous **ret);
 void nb_rendezvous_free(struct nb_rendezvous *rv); /* accepts NULL */
 
-/* One datagram out: to `to`, `len` bytes of `data`. */
+/* One datagram out: to `to`, `len` bytes of `data`. Sealed: the shell
+ * sends data (a plaintext) sealed in the session of the static key `key`
+ * (the recipient's: the requester's for a reply, the other peer's for a
+ * pushed plan). Not sealed (a verify's probe; a 400 or 401 answering an
+ * unsealed datagram): data goes out as it is and key is all zero. */
 struct nb_rendezvous_dgram {
 	struct nb_addr to;
 	bool from_alt_port; /* send from the primary IP's alternate port (else primary) */
+	bool sealed;
+	uint8_t key[NB_KEY_LEN];
 	size_t len;
 	uint8_t data[NB_CTRL_MAX_DATAGRAM];
 };
 
-/* Owned by the caller; filled by nb_rendezvous_handle(). */
+/* Owned by the caller; filled by nb_rendezvous_handle_keyed(). */
 struct nb_rendezvous_out {
 	size_t n;      /* datagrams in d[]: 0 (dropped), 1 or 2 */
 	bool rnd_used; /* the random bytes were used: give fresh ones next time */
 	struct nb_rendezvous_dgram d[NB_RENDEZVOUS_MAX_OUT];
 };
 
-/* Handle one datagram (its first byte should be '{') of len bytes from
- * `from` at `now`. rnd: NB_RENDEZVOUS_RANDOM_LEN random bytes (rnd_len must
+/* Handle one control message (its first byte should be '{') of len bytes
+ * from `from` at `now`. key: the sender's authenticated static public key
+ * (NB_KEY_LEN bytes) when the message arrived sealed, NULL when it arrived
+ * plain (every request is then refused with 401; replies, acks and errors
+ * are ignored). rnd: NB_RENDEZVOUS_RANDOM_LEN random bytes (rnd_len must
  * be at least that); they are used only when ret->rnd_used is set.
  * Returns 0 and fills *ret (ret->n may be 0: nothing to send), or -EINVAL
  * for a NULL argument or short rnd, with *ret untouched. The input bytes
- * are never modified. Send d[] in order; d[0], when present, is the reply
- * to `from`. */
+ * are never modified. Send d[] in order, each sealed as it says; d[0],
+ * when present, is the reply to `from` (or a verify's probe). */
+int nb_rendezvous_handle_keyed(struct nb_rendezvous *rv, const uint8_t *buf, size_t len,
+			       const struct nb_addr *from, const uint8_t *key, uint64_t now,
+			       const uint8_t *rnd, size_t rnd_len, struct nb_rendezvous_out *ret);
+
+/* nb_rendezvous_handle_keyed(..., key = NULL, ...): a plain datagram. */
 int nb_rendezvous_handle(struct nb_rendezvous *rv, const uint8_t *buf, size_t len,
 			 const struct nb_addr *from, uint64_t now, const uint8_t *rnd,
 			 size_t rnd_len, struct nb_rendezvous_out *ret);
 
 /* Do what is due at `now`: expire registrations, retransmit pushed plans
- * into out[0..cap) and give up on unanswered ones. Sets *ret_n to the
+ * (sealed to the other peer's key) into out[0..cap) and give up on unanswered ones. Sets *ret_n to the
  * datagrams written. Returns 1 if more is due (out was full: call again),
  * 0 if not, -EINVAL for a NULL argument (*ret_n untouched). */
 int nb_rendezvous_poll(struct nb_rendezvous *rv, uint64_t now, struct nb_rendezvous_dgram *out,
@@ -223,6 +272,12 @@ struct nb_rendezvous_stats {
 	uint64_t verifies, probes, verify_refused; /* verify requests; probes sent; refused */
 	uint64_t proofs_good, proofs_bad;          /* register: upnp proofs checked */
 	uint64_t challenges, challenges_suppressed; /* register without a good cookie: challenged; silent (too short) */
+	uint64_t unsealed;       /* requests refused with 401: arrived without a Noise session */
+	uint64_t key_conflicts;  /* register refused with 409: the name is held by another key */
+	uint64_t not_holder;     /* keepalive/connect/bye refused with 404: id held by another key */
+	uint64_t forged_results; /* result refused: the named side's key is not the sender's */
+	uint64_t list_refused;   /* peers/matrix refused with 403: no admin token */
+	uint64_t byes;           /* names freed by bye */
 	/* gauges */
 	size_t peers, sessions, pairs, cached;
 };

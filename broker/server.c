@@ -7,7 +7,13 @@
 #include <string.h>
 #include <sys/random.h>
 
+#include <openssl/crypto.h>
+
+#include "broker/plink.h"
 #include "broker/status_run.h"
+#include "common/keys.h"
+#include "common/noise.h"
+#include "common/seal.h"
 #include "common/log.h"
 #include "common/udp.h"
 #include "proto/ctrl.h"
@@ -29,6 +35,10 @@
 /* Datagrams per nb_rendezvous_poll() call, and calls per timer callback
  * (bounded work per callback; the timer fires again at once for more). */
 #define POLL_BATCH 8
+/* The broker-key request and its answer (docs/protocol.md "Broker key"). */
+#define KEYQ_TYPE 0xD5
+#define KEYQ_MIN_LEN 64
+#define KEYR_TYPE 0xD6
 #define POLL_ROUNDS 16
 
 /* Rate limit for log lines of one kind. */
@@ -41,7 +51,7 @@ struct log_limit {
 enum {
 	LL_REGISTER, LL_EXPIRE, LL_CONNECT, LL_PUSH, LL_RESULT, LL_REFUSED, LL_RANDOM,
 	LL_LIMIT_PEERS, LL_LIMIT_SESSIONS, LL_LIMIT_CACHE, LL_LIMIT_RATE,
-	LL_SRC_RATE, LL_SRC_TABLE, LL_TCP_BYTES,
+	LL_SRC_RATE, LL_SRC_TABLE, LL_TCP_BYTES, LL_PLINK_FULL,
 	LL_COUNT,
 };
 
@@ -110,6 +120,11 @@ struct nb_server {
 	struct nb_rendezvous_dgram rv_poll[POLL_BATCH];
 	struct log_limit ll[LL_COUNT];
 
+	/* Sealed control sessions (Noise IK, the broker as responder). */
+	struct nb_plink *pl;
+	uint8_t sealbuf[NB_SEAL_MAX_DATAGRAM];
+	uint8_t plainbuf[NB_SEAL_MAX_DATAGRAM];
+
 	/* Per-source rate limit; NULL: off. */
 	struct nb_ratelimit *rl;
 	uint64_t rl_active_seen; /* recycled_active at the last check */
@@ -134,6 +149,7 @@ void nb_server_config_default(struct nb_server_config *cfg)
 	cfg->tcp_max_bytes = NB_SERVER_DEFAULT_TCP_MAX_BYTES;
 	cfg->max_peers = NB_REGISTRY_DEFAULT_MAX;
 	cfg->max_sessions = NB_RENDEZVOUS_DEFAULT_MAX_SESSIONS;
+	cfg->max_links = NB_PLINK_DEFAULT_MAX;
 	cfg->keepalive_s = NB_RENDEZVOUS_DEFAULT_KEEPALIVE_S;
 	cfg->token = NULL;
 	cfg->rate_limit = NB_RATELIMIT_DEFAULT_RATE;
@@ -266,9 +282,12 @@ static void on_rv_event(void *arg, const struct nb_rendezvous_event *ev)
 			b[0] = '\0';
 			if (p->upnp == NB_CTRL_UPNP_MAPPED)
 				nb_addr_format(&p->upnp_external, b, sizeof(b));
-			nb_log_info(LOG_RV, "register %s from %s: %s (mapping %s, filtering %s), %zu "
+			char kt[NB_KEY_TEXT_LEN + 1] = "?";
+			if (ev->key != NULL)
+				nb_key_to_text(ev->key, kt);
+			nb_log_info(LOG_RV, "register %s (key %s) from %s: %s (mapping %s, filtering %s), %zu "
 					    "local, upnp %s%s%s%s",
-				    ev->id, a,
+				    ev->id, kt, a,
 				    word(nb_nat_type_to_string(nb_nat_type_of(p->mapping, p->filtering,
 									      p->udp_blocked))),
 				    word(nb_mapping_to_string(p->mapping)),
@@ -279,6 +298,12 @@ static void on_rv_event(void *arg, const struct nb_rendezvous_event *ev)
 		} else {
 			nb_log_info(LOG_RV, "register %s from %s%s", ev->id, a, more);
 		}
+		return;
+	case NB_RV_EVENT_BYE:
+		if (!log_allow(srv, LL_EXPIRE, INFO_BURST, INFO_WINDOW_MS, &sup))
+			return;
+		nb_log_info(LOG_RV, "bye %s (%s): the holder left; the name is free%s", ev->id,
+			    nb_addr_format(&ev->addr, a, sizeof(a)), more_text(sup, more, sizeof(more)));
 		return;
 	case NB_RV_EVENT_EXPIRED:
 		if (!log_allow(srv, LL_EXPIRE, INFO_BURST, INFO_WINDOW_MS, &sup))
@@ -343,12 +368,40 @@ static void on_rv_event(void *arg, const struct nb_rendezvous_event *ev)
 
 static void rv_timer_arm(struct nb_server *srv);
 
+/* The bytes to send for d: sealed in the recipient's session when the
+ * engine says so. NULL when it cannot be sealed (no session for that key:
+ * the peer rekeys or registers again; counted by the link). */
+static const uint8_t *rv_wire(struct nb_server *srv, const struct nb_rendezvous_dgram *d,
+			      size_t *ret_len)
+{
+	ssize_t n;
+
+	if (!d->sealed) {
+		*ret_len = d->len;
+		return d->data;
+	}
+	n = nb_plink_seal(srv->pl, d->key, d->data, d->len, srv->sealbuf, sizeof(srv->sealbuf),
+			  uv_now(srv->loop));
+	if (n <= 0) {
+		if (nb_log_get_level() >= NB_LOG_DEBUG) {
+			char a[NB_ADDR_STRLEN];
+			nb_log_debug(LOG_RV, "not sent to %s: %s", nb_addr_format(&d->to, a, sizeof(a)),
+				     n == NB_PLINK_E_NOKEY ? "no session for its key" : nb_seal_strerror((int)n));
+		}
+		return NULL;
+	}
+	*ret_len = (size_t)n;
+	return srv->sealbuf;
+}
+
 static void rv_send(struct nb_server *srv, const struct nb_rendezvous_dgram *d)
 {
 	struct udp_sock *p = &srv->udp[0][0];
+	const uint8_t *b;
+	size_t len;
 
-	if (p->open)
-		nb_udp_queue(&p->udp, d->data, d->len, &d->to);
+	if (p->open && (b = rv_wire(srv, d, &len)) != NULL)
+		nb_udp_queue(&p->udp, b, len, &d->to);
 }
 
 static void on_rv_timer(uv_timer_t *t)
@@ -358,6 +411,7 @@ static void on_rv_timer(uv_timer_t *t)
 	int more = 0;
 
 	srv->rv_timer_due = UINT64_MAX;
+	nb_plink_expire(srv->pl, now, 1024);
 	for (unsigned round = 0; round < POLL_ROUNDS; round++) {
 		size_t n = 0;
 		more = nb_rendezvous_poll(srv->rv, now, srv->rv_poll, POLL_BATCH, &n);
@@ -381,7 +435,10 @@ static void on_rv_timer(uv_timer_t *t)
 static void rv_timer_arm(struct nb_server *srv)
 {
 	uint64_t next = nb_rendezvous_next_deadline(srv->rv), now = uv_now(srv->loop);
+	uint64_t pd = nb_plink_next_deadline(srv->pl);
 
+	if (pd < next)
+		next = pd;
 	if (srv->closing || !srv->rv_timer_open || next == srv->rv_timer_due)
 		return;
 	srv->rv_timer_due = next;
@@ -411,7 +468,7 @@ static int rnd_refill(struct nb_server *srv)
 }
 
 static void on_control(struct udp_sock *s, const uint8_t *data, size_t len,
-		       const struct nb_addr *from)
+		       const struct nb_addr *from, const uint8_t *key)
 {
 	struct nb_server *srv = s->srv;
 	struct nb_rendezvous_out *out = &srv->rv_out;
@@ -425,8 +482,8 @@ static void on_control(struct udp_sock *s, const uint8_t *data, size_t len,
 				     strerror(-rc), (unsigned long long)sup);
 		return;
 	}
-	rc = nb_rendezvous_handle(srv->rv, data, len, from, uv_now(srv->loop),
-				  srv->rnd + srv->rnd_pos, RND_POOL - srv->rnd_pos, out);
+	rc = nb_rendezvous_handle_keyed(srv->rv, data, len, from, key, uv_now(srv->loop),
+					srv->rnd + srv->rnd_pos, RND_POOL - srv->rnd_pos, out);
 	if (rc < 0)
 		return;
 	if (out->rnd_used) {
@@ -440,15 +497,63 @@ static void on_control(struct udp_sock *s, const uint8_t *data, size_t len,
 	for (size_t i = 0; i < out->n; i++) {
 		const struct nb_rendezvous_dgram *d = &out->d[i];
 		struct udp_sock *tx = s;
+		const uint8_t *b;
+		size_t blen;
+		if ((b = rv_wire(srv, d, &blen)) == NULL)
+			continue;
 		if (d->from_alt_port)
 			tx = srv->udp[0][1].open ? &srv->udp[0][1] : srv->udp[1][1].open ? &srv->udp[1][1]
 				: srv->udp[1][0].open ? &srv->udp[1][0] : s;
 		if (tx == s)
-			nb_udp_queue(&s->udp, d->data, d->len, &d->to);
+			nb_udp_queue(&s->udp, b, blen, &d->to);
 		else
-			nb_udp_send(&tx->udp, d->data, d->len, &d->to);
+			nb_udp_send(&tx->udp, b, blen, &d->to);
 	}
 	rv_timer_arm(srv);
+}
+
+/* A handshake initiation or a sealed control message, on the primary UDP
+ * socket (docs/protocol.md "Sealed control channel"). */
+static void on_sealed(struct udp_sock *s, const uint8_t *data, size_t len,
+		      const struct nb_addr *from)
+{
+	struct nb_server *srv = s->srv;
+	uint64_t now = uv_now(srv->loop);
+	const uint8_t *key = NULL;
+	ssize_t n;
+
+	if (data[0] == NB_NOISE_TYPE_INIT) {
+		n = nb_plink_handshake(srv->pl, data, len, from, now, srv->sealbuf, sizeof(srv->sealbuf));
+		if (n > 0) {
+			nb_udp_queue(&s->udp, srv->sealbuf, (size_t)n, from);
+			rv_timer_arm(srv);
+		} else {
+			uint64_t sup;
+			if (n == NB_PLINK_E_FULL && log_allow(srv, LL_PLINK_FULL, 1, WARN_INTERVAL_MS, &sup))
+				nb_log_warn(LOG_RV, "sealed sessions: all %zu in use and confirmed "
+						    "(--max-sessions): handshake refused%s",
+					    srv->cfg.max_links, more_text(sup, (char[64]){ 0 }, 64));
+			else if (nb_log_get_level() >= NB_LOG_DEBUG) {
+				char a[NB_ADDR_STRLEN];
+				nb_log_debug(LOG_RV, "handshake from %s refused: %s",
+					     nb_addr_format(from, a, sizeof(a)), nb_noise_strerror((int)n));
+			}
+		}
+		return;
+	}
+	n = nb_plink_open(srv->pl, data, len, from, now, srv->plainbuf, sizeof(srv->plainbuf), &key);
+	if (n == NB_PLINK_E_UNKNOWN) {
+		/* Tell the peer its session is gone (we restarted, or it
+		 * expired) so it makes a new one now, not after a timeout.
+		 * 5 bytes for at least 29: no amplification. */
+		uint8_t hint[NB_PLINK_UNKNOWN_LEN];
+		if (nb_plink_unknown_hint(data, len, hint) == NB_PLINK_UNKNOWN_LEN)
+			nb_udp_queue(&s->udp, hint, sizeof(hint), from);
+		return;
+	}
+	if (n <= 0 || srv->plainbuf[0] != NB_CTRL_FIRST_BYTE)
+		return;
+	on_control(s, srv->plainbuf, (size_t)n, from, key);
 }
 
 /* ---- Per-source rate limit ------------------------------------------------ */
@@ -563,7 +668,24 @@ static void on_udp(struct nb_udp *u, const uint8_t *data, size_t len, const stru
 	 * UDP rate-limit budget before any other work. */
 	if (len > 0 && data[0] == NB_CTRL_FIRST_BYTE && s == &srv->udp[0][0]) {
 		if (rate_ok(srv, from, RL_UDP, &srv->stats.rate_limited_control))
-			on_control(s, data, len, from);
+			on_control(s, data, len, from, NULL); /* unsealed: refused (401) */
+		return;
+	}
+	if (len >= KEYQ_MIN_LEN && data[0] == KEYQ_TYPE && s == &srv->udp[0][0]) {
+		/* "What is your key?" (a peer's first use; docs/protocol.md
+		 * "Broker key"): 33 bytes back for at least 64. */
+		if (rate_ok(srv, from, RL_UDP, &srv->stats.rate_limited_control)) {
+			uint8_t r[1 + NB_KEY_LEN];
+			r[0] = KEYR_TYPE;
+			nb_plink_public_key(srv->pl, r + 1);
+			nb_udp_queue(&s->udp, r, sizeof(r), from);
+		}
+		return;
+	}
+	if (len > 0 && (data[0] == NB_NOISE_TYPE_INIT || data[0] == NB_SEAL_TYPE) &&
+	    s == &srv->udp[0][0]) {
+		if (rate_ok(srv, from, RL_UDP, &srv->stats.rate_limited_control))
+			on_sealed(s, data, len, from);
 		return;
 	}
 	srv->stats.udp_rx++;
@@ -878,6 +1000,8 @@ static void server_pending_done(struct nb_server *srv)
 	if (srv->done_cb != NULL)
 		srv->done_cb(srv->done_arg);
 	nb_rendezvous_free(srv->rv);
+	nb_plink_free(srv->pl);
+	srv->pl = NULL;
 	nb_ratelimit_free(srv->rl);
 	free(srv);
 }
@@ -1025,13 +1149,32 @@ static int rendezvous_open(struct nb_server *srv)
 		nb_log_error(LOG, "getrandom: %s", strerror(-err));
 		return err;
 	}
+	if (cfg->admin_token != NULL)
+		snprintf(rc.admin_token, sizeof(rc.admin_token), "%s", cfg->admin_token);
+	rc.public_list = cfg->public_list;
 	err = nb_rendezvous_new(&rc, &srv->rv);
+	OPENSSL_cleanse(rc.admin_token, sizeof(rc.admin_token));
 	memset(rc.token, 0, sizeof(rc.token));
 	memset(rc.probe_key, 0, sizeof(rc.probe_key));
 	if (err < 0) {
 		nb_log_error(LOG, "%s", err == -ENOMEM ? "out of memory for the rendezvous tables"
 							: "invalid rendezvous configuration");
 		return err;
+	}
+	{
+		struct nb_plink_config pc = {
+			.max_sessions = cfg->max_links, .idle_ms = NB_PLINK_DEFAULT_IDLE_MS,
+		};
+		memcpy(pc.priv, cfg->key, sizeof(pc.priv));
+		memcpy(pc.hash_key, rc.hash_key, sizeof(pc.hash_key));
+		pc.hash_key[0] ^= 0x5c; /* its own key for its own tables */
+		err = nb_plink_new(&pc, &srv->pl);
+		OPENSSL_cleanse(&pc, sizeof(pc));
+		if (err < 0) {
+			nb_log_error(LOG, "%s", err == NB_PLINK_E_NOMEM ? "out of memory for the session table"
+									: "invalid key or session limit");
+			return -EINVAL;
+		}
 	}
 	srv->rnd_pos = RND_POOL; /* empty: filled on first use */
 	srv->rv_timer_due = UINT64_MAX;
@@ -1095,6 +1238,7 @@ int nb_server_open(uv_loop_t *loop, const struct nb_server_config *cfg, struct n
 	rc = rendezvous_open(srv);
 	if (rc < 0) {
 		nb_rendezvous_free(srv->rv);
+		nb_plink_free(srv->pl);
 		nb_ratelimit_free(srv->rl);
 		free(srv);
 		return rc;

@@ -66,6 +66,11 @@ struct nb_server_config {
 	size_t max_sessions;  /* 1..NB_RENDEZVOUS_MAX_SESSIONS_MAX */
 	uint32_t keepalive_s; /* 1..3600; registrations expire after 3x */
 	const char *token;    /* NULL: none; else every register must carry it */
+	const char *admin_token; /* NULL: none; else peers/matrix answer queries that carry it */
+	bool public_list;        /* peers/matrix answer everyone */
+	uint8_t key[32];         /* the broker's static private key (Noise), from --key */
+	char pubkey_text[44];    /* its public key as text, for the status port */
+	size_t max_links;        /* sealed sessions at once (NB_PLINK_DEFAULT_MAX) */
 	/* Per-source rate limit (broker/ratelimit.h). */
 	uint32_t rate_limit;     /* requests per second per source IP; 0: off */
 	uint32_t rate_burst;     /* 1..NB_RATELIMIT_BURST_MAX */

@@ -37,6 +37,7 @@ void nb_status_count_refusal(struct nb_status_refusals *r, const struct nb_rende
 		i = NB_STATUS_REFUSED_BAD_REQUEST;
 		break;
 	case NB_CTRL_ERR_UNAUTHORIZED:
+	case NB_CTRL_ERR_FORBIDDEN: /* a list without the admin token */
 		i = NB_STATUS_REFUSED_UNAUTHORIZED;
 		break;
 	case NB_CTRL_ERR_UNKNOWN_PEER:

@@ -39,9 +39,9 @@
  * by the limit that was hit. */
 enum nb_status_refusal {
 	NB_STATUS_REFUSED_BAD_REQUEST = 0, /* 400: undecodable or invalid request */
-	NB_STATUS_REFUSED_UNAUTHORIZED,    /* 401: missing or wrong token */
-	NB_STATUS_REFUSED_UNKNOWN_PEER,    /* 404 */
-	NB_STATUS_REFUSED_CONFLICT,        /* 409: id registered from elsewhere */
+	NB_STATUS_REFUSED_UNAUTHORIZED,    /* 401: unsealed, missing or wrong token; 403: no admin token */
+	NB_STATUS_REFUSED_UNKNOWN_PEER,    /* 404 (also: id held by another key) */
+	NB_STATUS_REFUSED_CONFLICT,        /* 409: id held by another key */
 	NB_STATUS_REFUSED_RATE_LIMITED,    /* 429: list queries over the rate */
 	NB_STATUS_REFUSED_REGISTRY_FULL,   /* 503 on register: --max-peers */
 	NB_STATUS_REFUSED_SESSIONS_FULL,   /* 503 on connect: --max-sessions */

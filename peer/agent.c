@@ -10,11 +10,19 @@
 #include <uv.h>
 
 #include <cjson/cJSON.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
 
+#include "common/bytes.h"
+#include "common/keys.h"
 #include "common/log.h"
+#include "common/noise.h"
+#include "common/seal.h"
 #include "common/time.h"
 #include "common/udp.h"
+#include "peer/blink.h"
 #include "peer/client.h"
+#include "peer/known.h"
 #include "peer/datachan.h"
 #include "peer/netcheck.h"
 #include "peer/netcheck_run.h"
@@ -41,6 +49,20 @@
  * loss each way, two with 4.7e-6 (as connect_tries in peer/client.h). A
  * refusal (an error reply) still fails at once. */
 #define AGENT_CONNECT_REGISTER_TRIES 2
+/* The peers' own handshake (Noise IK, the connector initiates) over the
+ * punched path: the initiation again at 250, 750, ... ms, given up this long
+ * after the path was found. */
+#define AGENT_HS_RTO_MS 250
+#define AGENT_HS_TIMEOUT_MS 5000
+/* Mixed into every peer-to-peer handshake with the session id: a handshake
+ * for one session (or with a broker) never passes for another. */
+#define AGENT_PEER_PROLOGUE "natbroker v2 peer "
+/* The broker's key, when it is not pinned yet: asked for with a padded
+ * 0xD5 request, answered by 0xD6 || key (docs/protocol.md "Broker key"). */
+#define AGENT_KEYQ_TYPE 0xD5
+#define AGENT_KEYR_TYPE 0xD6
+#define AGENT_KEYQ_LEN 64
+#define AGENT_KEYQ_TRIES 6
 
 enum phase {
 	PH_NETCHECK = 0, /* NAT behaviour tests on the shared socket + a temporary one */
@@ -53,10 +75,25 @@ enum phase {
 struct session {
 	bool used;
 	struct nb_ctrl_plan plan;
+	uint8_t peer_key[NB_KEY_LEN];   /* the plan's peer_key: who must answer */
+	char peer_key_text[NB_KEY_TEXT_LEN + 1];
 	struct nb_punch pu;
 	bool reported;   /* the outcome was printed and sent to the broker */
-	bool connected;  /* the punch succeeded: dc is set up */
+	bool connected;  /* punched and shaken hands: dc is set up */
 	bool confirmed;  /* an authenticated frame came from the peer */
+	/* The peers' Noise IK handshake over the punched path. */
+	bool initiator;  /* we connect: we initiate */
+	struct nb_noise_hs hs;
+	bool hs_busy;    /* an initiation of ours is out, not yet answered */
+	uint8_t hs_init[NB_NOISE_INIT_MIN];
+	size_t hs_init_len;
+	uint32_t hs_rto;
+	uint64_t hs_next, hs_give_up;
+	uint8_t hs_eph[32];             /* responder: the initiation we answered last */
+	uint8_t hs_resp[NB_NOISE_RESP_MIN];
+	size_t hs_resp_len;
+	uint32_t hs_ctr;
+	bool dc_set;
 	struct nb_dc dc;
 	uint64_t plan_at; /* when the plan arrived */
 	uint64_t t0;      /* "ms" in the event line counts from here */
@@ -147,10 +184,82 @@ struct agent {
 	size_t n_rows, cap_rows;
 
 	uint8_t frame[NB_DC_MAX_DATAGRAM];
+	uint8_t plain[NB_DC_MAX_DATAGRAM];
+
+	/* The sealed channel to the broker, once its key is known. */
+	struct nb_blink bl;
+	bool bl_on;
+	uint8_t broker_key[NB_KEY_LEN];
+	char broker_name[NB_KNOWN_NAME_MAX + 1]; /* "@ip:port": its known-peers entry */
+	bool keyq_on;                  /* asking the broker for its key (first use) */
+	unsigned keyq_tries;
+	uint64_t keyq_next;
+	uint8_t idx_seed[16];
+	uint64_t idx_ctr;
+	struct nb_known known; /* the known-peers file as read at start */
 };
 
 static void pump(struct agent *a);
 static void shutdown_agent(struct agent *a, int code);
+static void blink_up(struct agent *a, uint64_t now);
+
+/* ---- Known peers ---------------------------------------------------------- */
+
+/* The key known for name: 1 and *ret, or 0 when unknown. */
+static int known_get(const struct agent *a, const char *name, uint8_t ret[NB_KEY_LEN])
+{
+	const uint8_t *k = nb_known_lookup(&a->known, name);
+
+	if (k == NULL)
+		return 0;
+	memcpy(ret, k, NB_KEY_LEN);
+	return 1;
+}
+
+/* Recording a name's key in the file happens in the thread pool (a locked
+ * read-modify-write with fsync), never on the loop thread. */
+struct known_job {
+	uv_work_t w;
+	char path[4096];
+	char name[NB_KNOWN_NAME_MAX + 1];
+	uint8_t key[NB_KEY_LEN];
+	int rc;
+	char err[256];
+};
+
+static void known_job_run(uv_work_t *w)
+{
+	struct known_job *j = w->data;
+
+	j->rc = nb_known_update(j->path, j->name, j->key, NULL, j->err, sizeof(j->err));
+}
+
+static void known_job_done(uv_work_t *w, int status)
+{
+	struct known_job *j = w->data;
+
+	if (status == 0 && j->rc != 0)
+		fprintf(stderr, "natpeer: known peers: %s\n", j->err);
+	OPENSSL_cleanse(j->key, sizeof(j->key));
+	free(j);
+}
+
+/* name = key in memory at once, and in the file soon. */
+static void known_record(struct agent *a, const char *name, const uint8_t key[NB_KEY_LEN])
+{
+	struct known_job *j;
+
+	if (nb_known_set(&a->known, name, key) != 0)
+		nb_log_warn("agent", "known peers: cannot add %s (full?)", name);
+	if (a->o->known_path[0] == '\0' || (j = calloc(1, sizeof(*j))) == NULL)
+		return;
+	snprintf(j->path, sizeof(j->path), "%s", a->o->known_path);
+	snprintf(j->name, sizeof(j->name), "%s", name);
+	memcpy(j->key, key, NB_KEY_LEN);
+	j->w.data = j;
+	if (uv_queue_work(&a->loop, &j->w, known_job_run, known_job_done) != 0)
+		free(j);
+}
 static void print_matrix(struct agent *a);
 static void on_timer(uv_timer_t *t);
 
@@ -287,11 +396,12 @@ static void event_connected(struct agent *a, const struct session *s, uint64_t m
 		cJSON_AddStringToObject(j, "path", path);
 		cJSON_AddStringToObject(j, "remote", remote);
 		cJSON_AddNumberToObject(j, "ms", (double)ms);
+		cJSON_AddStringToObject(j, "key", s->peer_key_text);
 		out_json(a, j);
 	} else {
 		char line[256];
-		snprintf(line, sizeof(line), "connected to %s (%s) at %s in %llu ms", s->plan.peer, path,
-			 remote, (unsigned long long)ms);
+		snprintf(line, sizeof(line), "connected to %s (%s) at %s in %llu ms, key %s", s->plan.peer,
+			 path, remote, (unsigned long long)ms, s->peer_key_text);
 		out_text(a, line);
 	}
 }
@@ -534,13 +644,16 @@ static void in_start(struct agent *a)
 
 /* ---- Sessions --------------------------------------------------------------- */
 
+static void session_free(struct session *s);
+
 static struct session *session_new(struct agent *a, const char *peer)
 {
 	struct session *free_slot = NULL;
 
-	/* The same peer again (it restarted, or tries again): the new plan wins. */
+	/* The same peer again: an attempt of it not yet connected gives way
+	 * to the new plan; a connected one stays (see session_secured()). */
 	for (int i = 0; i < AGENT_MAX_SESSIONS; i++)
-		if (a->s[i].used && strcmp(a->s[i].plan.peer, peer) == 0)
+		if (a->s[i].used && !a->s[i].connected && strcmp(a->s[i].plan.peer, peer) == 0)
 			return &a->s[i];
 	for (int i = 0; i < AGENT_MAX_SESSIONS && free_slot == NULL; i++)
 		if (!a->s[i].used)
@@ -548,7 +661,8 @@ static struct session *session_new(struct agent *a, const char *peer)
 	return free_slot;
 }
 
-static void report_result(struct agent *a, struct session *s, bool ok, uint64_t now)
+static void report_result(struct agent *a, struct session *s, bool ok, const char *reason,
+			  uint64_t now)
 {
 	struct nb_ctrl_result r;
 	int rc;
@@ -562,17 +676,54 @@ static void report_result(struct agent *a, struct session *s, bool ok, uint64_t 
 	if (ok)
 		r.remote = s->pu.remote;
 	r.ms = (uint32_t)(now - s->plan_at);
-	snprintf(r.reason, sizeof(r.reason), "%s", s->pu.reason);
+	snprintf(r.reason, sizeof(r.reason), "%s", reason);
 	rc = nb_client_result(&a->client, &r, now);
 	if (rc != 0)
 		nb_log_warn("agent", "result for session %s not sent: %s", s->plan.session, strerror(-rc));
 }
 
+/* May we talk to this peer? connect: --peer-key, else the known-peers file
+ * (trust on first use, as ssh does); listen: --allow. NULL if so, else why
+ * not (in buf). */
+static const char *peer_refused(struct agent *a, const char *name, const uint8_t key[NB_KEY_LEN],
+				const char *key_text, char *buf, size_t len)
+{
+	if (a->o->cmd == NB_AGENT_CONNECT) {
+		char want[NB_KEY_TEXT_LEN + 1];
+		uint8_t known[NB_KEY_LEN];
+		if (a->o->has_peer_key) {
+			if (nb_key_equal(a->o->peer_key, key))
+				return NULL;
+			nb_key_to_text(a->o->peer_key, want);
+			snprintf(buf, len, "key for %s is not the one demanded: expected %s, got %s", name,
+				 want, key_text);
+			return buf;
+		}
+		if (known_get(a, name, known) == 1 && !nb_key_equal(known, key)) {
+			nb_key_to_text(known, want);
+			snprintf(buf, len, "key for %s changed: expected %s, got %s; `natpeer forget %s` if "
+				 "this is expected", name, want, key_text, name);
+			OPENSSL_cleanse(known, sizeof(known));
+			return buf;
+		}
+		return NULL;
+	}
+	if (a->o->n_allow == 0)
+		return NULL;
+	for (size_t i = 0; i < a->o->n_allow; i++)
+		if (strcmp(a->o->allow[i], name) == 0 || strcmp(a->o->allow[i], key_text) == 0)
+			return NULL;
+	snprintf(buf, len, "%s (key %s) is not on --allow", name, key_text);
+	return buf;
+}
+
 static void session_start(struct agent *a, const struct nb_ctrl_plan *plan, uint64_t now)
 {
-	struct session *s = session_new(a, plan->peer);
-	uint8_t seed[NB_STUN_TID_LEN];
-	char cands[NB_CTRL_MAX_ADDRS * NB_ADDR_STRLEN] = "";
+	struct session *s;
+	uint8_t seed[NB_STUN_TID_LEN], key[NB_KEY_LEN], dh[NB_KEY_LEN];
+	char cands[NB_CTRL_MAX_ADDRS * NB_ADDR_STRLEN] = "", why[NB_CTRL_REASON_MAX + 256];
+	char pkey[NB_PUNCH_KEY_LEN + 1];
+	const char *refused;
 	size_t off = 0;
 
 	for (size_t i = 0; i < plan->n_candidates; i++) {
@@ -582,9 +733,27 @@ static void session_start(struct agent *a, const struct nb_ctrl_plan *plan, uint
 		if (n > 0)
 			off += (size_t)n;
 	}
-	fprintf(stderr, "plan: %s %s (%s path), candidates %s%s%s\n", nb_role_to_string(plan->role),
-		plan->peer, nb_path_to_string(plan->path), cands[0] ? cands : "none",
-		plan->reason[0] ? "; " : "", plan->reason);
+	fprintf(stderr, "plan: %s %s (%s path, key %s), candidates %s%s%s\n",
+		nb_role_to_string(plan->role), plan->peer, nb_path_to_string(plan->path), plan->peer_key,
+		cands[0] ? cands : "none", plan->reason[0] ? "; " : "", plan->reason);
+	if (nb_key_from_text(plan->peer_key, strlen(plan->peer_key), key) != 0) {
+		nb_log_warn("agent", "plan for %s: its key is not valid: ignored", plan->peer);
+		return;
+	}
+	refused = peer_refused(a, plan->peer, key, plan->peer_key, why, sizeof(why));
+	if (refused != NULL) {
+		if (a->o->cmd == NB_AGENT_CONNECT) {
+			fprintf(stderr, "natpeer: %s\n", refused);
+			connect_failed(a, refused);
+		} else {
+			fprintf(stderr, "natpeer: refused %s\n", refused);
+		}
+		return;
+	}
+	/* The same peer again (it restarted, or tries again): the new plan
+	 * gets a slot of its own. A live, authenticated session with that
+	 * name is left alone until the new one has shaken hands too. */
+	s = session_new(a, plan->peer);
 	if (s == NULL) {
 		nb_log_warn("agent", "too many sessions (%d): plan for %s ignored", AGENT_MAX_SESSIONS,
 			    plan->peer);
@@ -594,18 +763,30 @@ static void session_start(struct agent *a, const struct nb_ctrl_plan *plan, uint
 		nb_log_error("agent", "getrandom: %s", strerror(errno));
 		return;
 	}
-	memset(s, 0, sizeof(*s));
+	/* The punch checks' key: from a DH of the two static keys, so only
+	 * the two peers know it (never the broker). */
+	if (nb_key_dh(a->o->priv, key, dh) != 0 || nb_punch_derive_key(dh, plan->session, pkey) != 0) {
+		OPENSSL_cleanse(dh, sizeof(dh));
+		nb_log_warn("agent", "plan for %s: no shared key with its key: ignored", plan->peer);
+		return;
+	}
+	OPENSSL_cleanse(dh, sizeof(dh));
+	session_free(s);
 	s->plan = *plan;
+	memcpy(s->peer_key, key, sizeof(key));
+	memcpy(s->peer_key_text, plan->peer_key, sizeof(s->peer_key_text));
+	s->initiator = a->o->cmd == NB_AGENT_CONNECT;
 	if (a->o->timeout_ms != 0)
 		s->plan.deadline_ms = a->o->timeout_ms;
 	s->plan_at = now;
 	s->t0 = a->o->cmd == NB_AGENT_CONNECT ? a->connect_sent_at : now;
-	if (nb_punch_init(&s->pu, NULL, &s->plan, seed, now) != 0 ||
-	    nb_dc_init(&s->dc, s->plan.key, a->o->id, s->plan.peer, now) != 0) {
-		nb_log_warn("agent", "plan for %s has a bad key or username: ignored", plan->peer);
-		memset(s, 0, sizeof(*s));
+	if (nb_punch_init(&s->pu, NULL, &s->plan, pkey, seed, now) != 0) {
+		OPENSSL_cleanse(pkey, sizeof(pkey));
+		nb_log_warn("agent", "plan for %s has a bad username: ignored", plan->peer);
+		session_free(s);
 		return;
 	}
+	OPENSSL_cleanse(pkey, sizeof(pkey));
 	s->used = true;
 	/* Checks that came before this plan: no need to wait for their
 	 * retransmission. The session authenticates them as any other. */
@@ -634,7 +815,96 @@ static void keep_early(struct agent *a, const uint8_t *data, size_t len, const s
 
 static void session_free(struct session *s)
 {
-	memset(s, 0, sizeof(*s));
+	if (s->dc_set)
+		nb_dc_wipe(&s->dc);
+	nb_noise_wipe(&s->hs);
+	OPENSSL_cleanse(s, sizeof(*s));
+}
+
+/* The Noise prologue of a peer-to-peer session: the label and the session
+ * id, which both sides have from their plans. */
+static size_t peer_prologue(const struct session *s, uint8_t *out)
+{
+	size_t l = sizeof(AGENT_PEER_PROLOGUE) - 1, n = strnlen(s->plan.session, NB_CTRL_SESSION_LEN);
+
+	memcpy(out, AGENT_PEER_PROLOGUE, l);
+	memcpy(out + l, s->plan.session, n);
+	return l + n;
+}
+
+/* A fresh handshake index of ours. */
+static uint32_t new_index(struct agent *a)
+{
+	uint8_t in[24], md[32];
+	unsigned int mdlen = 0;
+
+	memcpy(in, a->idx_seed, 16);
+	memcpy(in + 16, &a->idx_ctr, 8);
+	a->idx_ctr++;
+	EVP_Digest(in, sizeof(in), md, &mdlen, EVP_sha256(), NULL);
+	return nb_get_u32be(md);
+}
+
+/* Initiator: a new handshake with the peer (the first, or a rekey). */
+static int hs_start(struct agent *a, struct session *s, uint64_t now)
+{
+	uint8_t pro[64];
+	size_t pl = peer_prologue(s, pro);
+	ssize_t n;
+	int rc;
+
+	rc = nb_noise_init_initiator(&s->hs, a->o->priv, s->peer_key, pro, pl);
+	if (rc != 0)
+		return rc;
+	n = nb_noise_write_init(&s->hs, new_index(a), NULL, 0, s->hs_init, sizeof(s->hs_init));
+	if (n < 0) {
+		nb_noise_wipe(&s->hs);
+		return (int)n;
+	}
+	s->hs_init_len = (size_t)n;
+	s->hs_busy = true;
+	s->hs_rto = AGENT_HS_RTO_MS;
+	s->hs_next = now;
+	return 0;
+}
+
+static void session_fail(struct agent *a, struct session *s, const char *reason, uint64_t now)
+{
+	s->reported = true;
+	s->hs_busy = false;
+	if (a->o->cmd == NB_AGENT_CONNECT)
+		connect_failed(a, reason);
+	else
+		event_failed(a, s->plan.peer, reason);
+	report_result(a, s, false, reason, now);
+	s->free_at = now + AGENT_FAILED_KEEP_MS;
+}
+
+/* The handshake verified: the session is up. */
+static void session_secured(struct agent *a, struct session *s, uint64_t now)
+{
+	s->connected = true;
+	s->reported = true;
+	s->dc.last_rx = now; /* the path was just proven: expiry counts from here */
+	/* An older session with the same name gives way only now. */
+	for (int i = 0; i < AGENT_MAX_SESSIONS; i++) {
+		struct session *x = &a->s[i];
+		if (x != s && x->used && x->connected && strcmp(x->plan.peer, s->plan.peer) == 0) {
+			nb_log_info("agent", "%s: a new session replaces the old one", s->plan.peer);
+			session_free(x);
+		}
+	}
+	event_connected(a, s, now - s->t0);
+	if (a->o->cmd == NB_AGENT_CONNECT) {
+		uint8_t k[NB_KEY_LEN];
+		a->event_printed = true;
+		if (known_get(a, s->plan.peer, k) == 0) { /* first use: remember it */
+			known_record(a, s->plan.peer, s->peer_key);
+			fprintf(stderr, "%s: key %s, first use: recorded in %s\n", s->plan.peer,
+				s->peer_key_text, a->o->known_path);
+		}
+	}
+	report_result(a, s, true, "", now);
 }
 
 /* Drive one session: its punch machine's datagrams, its outcome, its data
@@ -647,22 +917,32 @@ static void session_pump(struct agent *a, struct session *s, uint64_t now)
 		send_to(a, tx.bytes, tx.len, &tx.to);
 
 	if (!s->reported && nb_punch_state(&s->pu) == NB_PUNCH_CONNECTED) {
-		s->reported = true;
-		s->connected = true;
-		if (!s->dc.rx_any)
-			s->dc.last_rx = now; /* the path was just proven: expiry counts from here */
-		event_connected(a, s, now - s->t0);
-		if (a->o->cmd == NB_AGENT_CONNECT)
-			a->event_printed = true;
-		report_result(a, s, true, now);
+		/* The path works both ways: now the peers' own handshake over
+		 * it. Nothing counts as connected until it has verified. */
+		if (s->hs_give_up == 0)
+			s->hs_give_up = now + AGENT_HS_TIMEOUT_MS;
+		if (s->initiator && !s->hs_busy && !s->dc_set && hs_start(a, s, now) != 0) {
+			session_fail(a, s, "cannot start the handshake", now);
+			return;
+		}
+		if (!s->dc_set && now >= s->hs_give_up) {
+			char why[NB_CTRL_REASON_MAX + 1], r[NB_ADDR_STRLEN];
+			snprintf(why, sizeof(why), "the path to %s works, but no handshake with key %.12s... "
+				 "within %u ms", nb_addr_format(&s->pu.remote, r, sizeof(r)),
+				 s->peer_key_text, AGENT_HS_TIMEOUT_MS);
+			session_fail(a, s, why, now);
+			return;
+		}
 	} else if (!s->reported && nb_punch_state(&s->pu) == NB_PUNCH_FAILED) {
-		s->reported = true;
-		if (a->o->cmd == NB_AGENT_CONNECT)
-			connect_failed(a, s->pu.reason);
-		else
-			event_failed(a, s->plan.peer, s->pu.reason);
-		report_result(a, s, false, now);
-		s->free_at = now + AGENT_FAILED_KEEP_MS;
+		session_fail(a, s, s->pu.reason, now);
+		return;
+	}
+	if (s->initiator && s->connected && !s->hs_busy && nb_dc_wants_rekey(&s->dc, now))
+		(void)hs_start(a, s, now); /* new keys before the old ones run out */
+	if (s->hs_busy && now >= s->hs_next) {
+		send_to(a, s->hs_init, s->hs_init_len, &s->pu.remote);
+		s->hs_next = now + s->hs_rto;
+		s->hs_rto = s->hs_rto >= 2000 ? 2000 : s->hs_rto * 2;
 	}
 	if (s->connected) {
 		/* The first keepalive goes out at once: it tells the peer its
@@ -693,6 +973,11 @@ static void session_pump(struct agent *a, struct session *s, uint64_t now)
 static uint64_t session_deadline(const struct session *s)
 {
 	uint64_t d = nb_punch_deadline(&s->pu);
+
+	if (s->hs_busy && s->hs_next < d)
+		d = s->hs_next;
+	if (!s->reported && s->hs_give_up != 0 && s->hs_give_up < d)
+		d = s->hs_give_up;
 
 	if (s->connected) {
 		uint64_t k = nb_dc_deadline(&s->dc), e = s->dc.last_rx + NB_DC_EXPIRE_MS;
@@ -764,6 +1049,8 @@ static void client_events(struct agent *a, uint64_t now)
 			}
 			break;
 		case NB_CLIENT_EV_LOST:
+			if (a->bl_on) /* the broker may have lost our session too */
+				(void)nb_blink_start(&a->bl, now);
 			if (e.code != 0)
 				fprintf(stderr, "natpeer: registration lost (%d %s); registering again\n", e.code,
 					e.reason);
@@ -1075,6 +1362,75 @@ static void check_end(struct agent *a, uint64_t now)
 		shutdown_agent(a, a->end_code);
 }
 
+/* The broker's channel: handshake retransmissions and sealed messages out;
+ * the key request while the broker's key is not known. */
+static void broker_flush(struct agent *a, uint64_t now)
+{
+	struct nb_blink_tx tx;
+
+	while (a->bl_on && nb_blink_poll(&a->bl, now, &tx) == 1)
+		send_to(a, tx.bytes, tx.len, &a->o->broker);
+	if (a->keyq_on && now >= a->keyq_next) {
+		uint8_t q[AGENT_KEYQ_LEN];
+		if (a->keyq_tries >= AGENT_KEYQ_TRIES && a->o->cmd != NB_AGENT_LISTEN) {
+			char why[256];
+			a->keyq_on = false;
+			snprintf(why, sizeof(why), "no answer from the broker at %s (asked for its key); "
+				 "is natbroker running there?", a->broker_str);
+			if (a->o->cmd == NB_AGENT_CONNECT) {
+				connect_failed(a, why);
+			} else {
+				fprintf(stderr, "natpeer: %s\n", why);
+				shutdown_agent(a, 1);
+			}
+			return;
+		}
+		/* Padded: the answer (33 bytes) is never longer than the question. */
+		memset(q, 0, sizeof(q));
+		q[0] = AGENT_KEYQ_TYPE;
+		send_to(a, q, sizeof(q), &a->o->broker);
+		a->keyq_next = now + (NB_BLINK_RTO_MS << (a->keyq_tries < 4 ? a->keyq_tries : 4));
+		a->keyq_tries++;
+	}
+}
+
+static void blink_up(struct agent *a, uint64_t now)
+{
+	uint8_t seed[16];
+	int rc;
+
+	if (getrandom(seed, sizeof(seed), 0) != (ssize_t)sizeof(seed))
+		memcpy(seed, a->idx_seed, sizeof(seed));
+	nb_blink_init(&a->bl, a->o->priv, a->o->pub, a->broker_key, &a->o->broker, seed);
+	a->bl_on = true;
+	rc = nb_blink_start(&a->bl, now);
+	if (rc != 0)
+		fprintf(stderr, "natpeer: cannot start the handshake with the broker: %s\n",
+			nb_noise_strerror(rc));
+}
+
+/* Tell the broker we leave, so our names are free at once: a sealed bye per
+ * name, sent twice (no answer is waited for). */
+static void send_bye(struct agent *a, uint64_t now)
+{
+	struct nb_ctrl_msg m;
+	uint8_t buf[NB_CTRL_MAX_DATAGRAM];
+	ssize_t n;
+
+	if (!a->bl_on || !a->bl.have_seal || !a->ever_registered)
+		return;
+	memset(&m, 0, sizeof(m));
+	m.type = NB_CTRL_BYE;
+	snprintf(m.tx, sizeof(m.tx), "%016llx", (unsigned long long)new_index(a) << 32 | new_index(a));
+	memcpy(m.u.bye.id, a->o->id, sizeof(m.u.bye.id));
+	n = nb_ctrl_encode(&m, buf, sizeof(buf));
+	if (n <= 0)
+		return;
+	for (int i = 0; i < 2; i++)
+		(void)nb_blink_send(&a->bl, buf, (size_t)n, now);
+	broker_flush(a, now);
+}
+
 static void pump(struct agent *a)
 {
 	uint64_t now = nb_now_ms(), next = UINT64_MAX;
@@ -1107,9 +1463,13 @@ static void pump(struct agent *a)
 		for (int i = 0; i < AGENT_MAX_SESSIONS; i++)
 			if (a->s[i].used)
 				session_pump(a, &a->s[i], now);
-		/* After the sessions: their results go out in this round. */
+		/* After the sessions: their results go out in this round, sealed
+		 * (until the broker's channel is up they wait in its queue; before
+		 * the broker's key is known, their retransmissions will do). */
 		while (nb_client_poll(&a->client, now, &ctx) == 1)
-			send_to(a, ctx.bytes, ctx.len, &ctx.to);
+			if (a->bl_on)
+				(void)nb_blink_send(&a->bl, ctx.bytes, ctx.len, now);
+		broker_flush(a, now);
 		client_events(a, now);
 		if (a->stopping)
 			return;
@@ -1120,6 +1480,10 @@ static void pump(struct agent *a)
 
 	if (nb_client_deadline(&a->client) < next)
 		next = nb_client_deadline(&a->client);
+	if (a->bl_on && nb_blink_deadline(&a->bl) < next)
+		next = nb_blink_deadline(&a->bl);
+	if (a->keyq_on && a->keyq_next < next)
+		next = a->keyq_next;
 	for (int i = 0; i < AGENT_MAX_SESSIONS; i++)
 		if (a->s[i].used) {
 			uint64_t d = session_deadline(&a->s[i]);
@@ -1137,52 +1501,204 @@ static void pump(struct agent *a)
 	uv_timer_start(&a->timer, on_timer, next > now ? next - now : 0, 0);
 }
 
-static struct session *session_by_remote(struct agent *a, const struct nb_addr *from)
-{
-	for (int i = 0; i < AGENT_MAX_SESSIONS; i++)
-		if (a->s[i].used && a->s[i].connected && nb_addr_equal(&a->s[i].pu.remote, from))
-			return &a->s[i];
-	return NULL;
-}
+/* ---- Sealed frames: the broker's channel, the peers' handshakes and data ---- */
 
-static void on_data(struct agent *a, const uint8_t *data, size_t len, const struct nb_addr *from,
-		    uint64_t now)
+/* A payload for stdout: with --json, one labelled line whose payload is
+ * base64 (binary-safe, and never mistaken for an event); else the raw
+ * bytes and a newline. */
+static void deliver(struct agent *a, const struct session *s, const uint8_t *p, size_t n)
 {
-	struct session *s = session_by_remote(a, from);
-	const uint8_t *p = NULL;
-	ssize_t n = NB_DC_E_INVAL;
-
-	if (s != NULL) {
-		n = nb_dc_open(&s->dc, data, len, &p, now);
-	} else {
-		/* Not connected yet: the peer is (it sends frames only then). A
-		 * frame that verifies, from an address whose check we answered,
-		 * proves the path (nb_punch_confirm()). */
-		for (int i = 0; i < AGENT_MAX_SESSIONS && s == NULL; i++) {
-			struct session *x = &a->s[i];
-			if (!x->used || x->connected || !nb_punch_heard(&x->pu, from))
-				continue;
-			n = nb_dc_open(&x->dc, data, len, &p, now);
-			if (n >= 0 && nb_punch_confirm(&x->pu, from, now) == 0)
-				s = x;
-		}
-		if (s == NULL)
+	if (a->o->json) {
+		char *b64 = malloc(4 * ((n + 2) / 3) + 1);
+		cJSON *j;
+		if (b64 == NULL)
 			return;
-		session_pump(a, s, now); /* connected: the event line, the result */
-	}
-	if (n < 0) {
-		nb_log_debug("agent", "data from %s dropped: %s", s->plan.peer, nb_dc_strerror((int)n));
+		EVP_EncodeBlock((unsigned char *)b64, p, (int)n);
+		j = cJSON_CreateObject();
+		cJSON_AddStringToObject(j, "event", "data");
+		cJSON_AddStringToObject(j, "peer", s->plan.peer);
+		cJSON_AddStringToObject(j, "key", s->peer_key_text);
+		cJSON_AddStringToObject(j, "data", b64);
+		free(b64);
+		out_json(a, j);
 		return;
 	}
-	if (!s->confirmed) {
-		s->confirmed = true;
-		nb_log_debug("agent", "%s confirmed the path", s->plan.peer);
-		in_start(a); /* application data flows once both sides are connected */
+	out_write(a, p, n);
+	out_write(a, "\n", 1);
+}
+
+/* A peer's initiation (0xD1): for a session whose punch heard this source,
+ * from the key its plan names. */
+static void on_peer_init(struct agent *a, const uint8_t *data, size_t len, const struct nb_addr *from,
+			 uint64_t now)
+{
+	uint8_t pro[64], payload[NB_NOISE_MAX_PAYLOAD];
+
+	if (len < NB_NOISE_INIT_MIN)
+		return;
+	for (int i = 0; i < AGENT_MAX_SESSIONS; i++) {
+		struct session *x = &a->s[i];
+		struct nb_noise_hs hs;
+		struct nb_noise_keys k;
+		struct nb_seal_keys sk;
+		ssize_t n;
+		bool path = x->used && !x->initiator &&
+			    nb_punch_state(&x->pu) != NB_PUNCH_FAILED &&
+			    ((nb_punch_state(&x->pu) == NB_PUNCH_CONNECTED &&
+			      nb_addr_equal(&x->pu.remote, from)) ||
+			     nb_punch_heard(&x->pu, from));
+		if (!path)
+			continue;
+		/* Our answer was lost: the same answer again, no new keys. */
+		if (x->hs_resp_len > 0 && CRYPTO_memcmp(x->hs_eph, data + NB_NOISE_INIT_HDR_LEN, 32) == 0) {
+			send_to(a, x->hs_resp, x->hs_resp_len, from);
+			return;
+		}
+		if (nb_noise_init_responder(&hs, a->o->priv, pro, peer_prologue(x, pro)) != 0)
+			return;
+		n = nb_noise_read_init(&hs, data, len, payload, sizeof(payload));
+		if (n < 0) {
+			nb_noise_wipe(&hs);
+			continue; /* another session's, or forged */
+		}
+		if (!nb_key_equal(nb_noise_remote_static(&hs), x->peer_key)) {
+			char got[NB_KEY_TEXT_LEN + 1];
+			nb_key_to_text(nb_noise_remote_static(&hs), got);
+			fprintf(stderr, "natpeer: handshake for %s from key %s, not the plan's %s: dropped\n",
+				x->plan.peer, got, x->peer_key_text);
+			nb_noise_wipe(&hs);
+			return;
+		}
+		n = nb_noise_write_resp(&hs, new_index(a), NULL, 0, x->hs_resp, sizeof(x->hs_resp));
+		if (n < 0 || nb_noise_split(&hs, &k) != 0) {
+			nb_noise_wipe(&hs);
+			x->hs_resp_len = 0;
+			return;
+		}
+		x->hs_resp_len = (size_t)n;
+		memcpy(x->hs_eph, data + NB_NOISE_INIT_HDR_LEN, 32);
+		memcpy(sk.send, k.send, 32);
+		memcpy(sk.recv, k.recv, 32);
+		sk.local_index = k.local_index;
+		sk.remote_index = k.remote_index;
+		OPENSSL_cleanse(&k, sizeof(k));
+		if (x->dc_set)
+			n = nb_dc_rekey(&x->dc, &sk, now);
+		else if ((n = nb_dc_init(&x->dc, &sk, now)) == 0)
+			x->dc_set = true;
+		OPENSSL_cleanse(&sk, sizeof(sk));
+		if (n != 0)
+			return;
+		send_to(a, x->hs_resp, x->hs_resp_len, from);
+		if (nb_punch_state(&x->pu) != NB_PUNCH_CONNECTED)
+			(void)nb_punch_confirm(&x->pu, from, now);
+		if (!x->connected && nb_punch_state(&x->pu) == NB_PUNCH_CONNECTED)
+			session_secured(a, x, now);
+		return;
 	}
-	if (n > 0) {
-		out_write(a, p, (size_t)n);
-		out_write(a, "\n", 1);
+}
+
+/* A peer's response (0xD2) to our initiation. */
+static void on_peer_resp(struct agent *a, const uint8_t *data, size_t len, const struct nb_addr *from,
+			 uint64_t now)
+{
+	uint8_t payload[NB_NOISE_MAX_PAYLOAD];
+
+	for (int i = 0; i < AGENT_MAX_SESSIONS; i++) {
+		struct session *x = &a->s[i];
+		struct nb_noise_hs saved;
+		struct nb_noise_keys k;
+		struct nb_seal_keys sk;
+		ssize_t n;
+		int rc;
+		if (!x->used || !x->initiator || !x->hs_busy || !nb_addr_equal(&x->pu.remote, from))
+			continue;
+		saved = x->hs; /* a forged response must not end the handshake */
+		n = nb_noise_read_resp(&x->hs, data, len, payload, sizeof(payload));
+		if (n < 0 || nb_noise_split(&x->hs, &k) != 0) {
+			x->hs = saved;
+			OPENSSL_cleanse(&saved, sizeof(saved));
+			continue;
+		}
+		OPENSSL_cleanse(&saved, sizeof(saved));
+		x->hs_busy = false;
+		memcpy(sk.send, k.send, 32);
+		memcpy(sk.recv, k.recv, 32);
+		sk.local_index = k.local_index;
+		sk.remote_index = k.remote_index;
+		OPENSSL_cleanse(&k, sizeof(k));
+		if (x->dc_set) {
+			rc = nb_dc_rekey(&x->dc, &sk, now);
+		} else if ((rc = nb_dc_init(&x->dc, &sk, now)) == 0) {
+			x->dc_set = true;
+		}
+		OPENSSL_cleanse(&sk, sizeof(sk));
+		if (rc == 0 && !x->connected)
+			session_secured(a, x, now);
+		return;
 	}
+}
+
+/* A sealed frame (0xD3) that is not the broker's: a session's data. */
+static void on_peer_data(struct agent *a, const uint8_t *data, size_t len, const struct nb_addr *from,
+			 uint64_t now)
+{
+	uint32_t idx;
+	ssize_t n;
+
+	if (nb_seal_peek_index(data, len, &idx) != 0)
+		return;
+	for (int i = 0; i < AGENT_MAX_SESSIONS; i++) {
+		struct session *s = &a->s[i];
+		const struct nb_seal *k = &s->dc.seal;
+		if (!s->used || !s->dc_set || !s->connected ||
+		    (k->cur.local_index != idx && !(k->prev.valid && k->prev.local_index == idx)))
+			continue;
+		if (!nb_addr_equal(&s->pu.remote, from))
+			return;
+		n = nb_dc_open(&s->dc, data, len, a->plain, sizeof(a->plain), now);
+		if (n < 0) {
+			nb_log_debug("agent", "data from %s dropped: %s", s->plan.peer, nb_dc_strerror((int)n));
+			return;
+		}
+		if (!s->confirmed) {
+			s->confirmed = true;
+			nb_log_debug("agent", "%s confirmed the path", s->plan.peer);
+			in_start(a); /* application data flows once both sides are connected */
+		}
+		if (n > 0)
+			deliver(a, s, a->plain, (size_t)n);
+		return;
+	}
+}
+
+/* The broker's key, answered to our first-use request (0xD6 || key). */
+static void on_broker_key(struct agent *a, const uint8_t *data, size_t len, const struct nb_addr *from,
+			  uint64_t now)
+{
+	char text[NB_KEY_TEXT_LEN + 1];
+
+	if (!a->keyq_on || len != 1 + NB_KEY_LEN || !nb_addr_equal(from, &a->o->broker))
+		return;
+	a->keyq_on = false;
+	memcpy(a->broker_key, data + 1, NB_KEY_LEN);
+	nb_key_to_text(a->broker_key, text);
+	known_record(a, a->broker_name, a->broker_key);
+	fprintf(stderr, "broker %s: key %s, first use: pinned in %s\n", a->broker_str, text,
+		a->o->known_path);
+	blink_up(a, now);
+}
+
+/* The broker's channel: a control message inside a sealed frame. */
+static void on_broker_frame(struct agent *a, const uint8_t *data, size_t len, const struct nb_addr *from,
+			    uint64_t now)
+{
+	ssize_t n = nb_blink_input(&a->bl, data, len, from, now, a->plain, sizeof(a->plain));
+
+	if (n > 0 && a->plain[0] == NB_CTRL_FIRST_BYTE)
+		nb_client_input(&a->client, a->plain, (size_t)n, &a->o->broker, now);
+	else if (n < 0 && nb_log_get_level() >= NB_LOG_DEBUG)
+		nb_log_debug("agent", "frame 0x%02x from the broker dropped: %d", data[0], (int)n);
 }
 
 static void on_recv(struct nb_udp *u, const uint8_t *data, size_t len, const struct nb_addr *from,
@@ -1224,11 +1740,43 @@ static void on_recv(struct nb_udp *u, const uint8_t *data, size_t len, const str
 			keep_early(a, data, len, from, now);
 		break;
 	}
-	case NB_WIRE_CTRL:
-		nb_client_input(&a->client, data, len, from, now);
+	case NB_WIRE_CTRL: {
+		/* Unsealed control messages are not taken, but for the broker's
+		 * probe of a port mapping, which comes from another port by
+		 * design and proves nothing but that the mapping is open. */
+		struct nb_ctrl_msg *m = malloc(sizeof(*m));
+		if (m != NULL && nb_ctrl_decode(m, data, len) == (ssize_t)len && m->type == NB_CTRL_PROBE)
+			nb_client_input(&a->client, data, len, from, now);
+		free(m);
 		break;
+	}
 	case NB_WIRE_DATA:
-		on_data(a, data, len, from, now);
+		switch (data[0]) {
+		case NB_NOISE_TYPE_INIT:
+			on_peer_init(a, data, len, from, now);
+			break;
+		case NB_NOISE_TYPE_RESP:
+			if (a->bl_on && nb_addr_equal(from, &a->o->broker))
+				on_broker_frame(a, data, len, from, now);
+			else
+				on_peer_resp(a, data, len, from, now);
+			break;
+		case NB_SEAL_TYPE:
+			if (a->bl_on && nb_blink_owns(&a->bl, data, len))
+				on_broker_frame(a, data, len, from, now);
+			else
+				on_peer_data(a, data, len, from, now);
+			break;
+		case NB_BLINK_HINT_TYPE:
+			if (a->bl_on)
+				on_broker_frame(a, data, len, from, now);
+			break;
+		case AGENT_KEYR_TYPE:
+			on_broker_key(a, data, len, from, now);
+			break;
+		default:
+			break;
+		}
 		break;
 	case NB_WIRE_DROP:
 		if (nb_log_get_level() >= NB_LOG_DEBUG) {
@@ -1273,6 +1821,7 @@ static void shutdown_agent(struct agent *a, int code)
 {
 	if (a->stopping)
 		return;
+	send_bye(a, nb_now_ms());
 	a->stopping = true;
 	a->exit_code = code;
 	uv_timer_stop(&a->timer);
@@ -1361,6 +1910,41 @@ int nb_agent_run(const struct nb_agent_opts *o)
 
 	uint64_t now = nb_now_ms();
 	nb_client_init(&a->client, NULL, &o->broker, seed, now);
+	memcpy(a->client.admin, o->admin, sizeof(a->client.admin));
+	memcpy(a->idx_seed, seed, sizeof(a->idx_seed));
+	a->idx_seed[0] ^= 0xA5;
+	/* Who the broker is: --broker-key, else the key pinned at first use,
+	 * else ask it (and pin what it says: trust on first use). */
+	nb_known_init(&a->known);
+	{
+		char err[512], text[NB_KEY_TEXT_LEN + 1];
+		uint8_t pinned[NB_KEY_LEN];
+		if (nb_known_load(&a->known, o->known_path, err, sizeof(err)) != 0) {
+			fprintf(stderr, "natpeer: %s\n", err);
+			shutdown_agent(a, 1);
+			goto run;
+		}
+		nb_known_broker_name(&o->broker, a->broker_name);
+		if (known_get(a, a->broker_name, pinned) == 1) {
+			if (o->has_broker_key && !nb_key_equal(pinned, o->broker_key)) {
+				nb_key_to_text(o->broker_key, text);
+				fprintf(stderr, "natpeer: --broker-key %s is not the key pinned for %s in %s; "
+						"`natpeer forget %s` if the broker's key changed\n",
+					text, a->broker_str, o->known_path, a->broker_name);
+				shutdown_agent(a, 1);
+				goto run;
+			}
+			memcpy(a->broker_key, pinned, NB_KEY_LEN);
+			blink_up(a, now);
+		} else if (o->has_broker_key) {
+			memcpy(a->broker_key, o->broker_key, NB_KEY_LEN);
+			known_record(a, a->broker_name, a->broker_key);
+			blink_up(a, now);
+		} else {
+			a->keyq_on = true;
+			a->keyq_next = now;
+		}
+	}
 	if (o->cmd == NB_AGENT_PEERS || o->cmd == NB_AGENT_MATRIX) {
 		a->phase = PH_PEERS;
 		if (o->cmd == NB_AGENT_MATRIX)
@@ -1388,6 +1972,7 @@ int nb_agent_run(const struct nb_agent_opts *o)
 		}
 	}
 	pump(a);
+run:
 	uv_run(&a->loop, UV_RUN_DEFAULT);
 	/* The watchdog is unreferenced: it does not hold the loop. */
 	if (a->stopping) {
@@ -1401,6 +1986,13 @@ int nb_agent_run(const struct nb_agent_opts *o)
 		nb_log_debug("agent", "%llu stdin lines had no confirmed peer",
 			     (unsigned long long)a->lines_dropped);
 	free(a->rows);
+	nb_known_free(&a->known);
+	for (int i = 0; i < AGENT_MAX_SESSIONS; i++)
+		if (a->s[i].used)
+			session_free(&a->s[i]);
+	if (a->bl_on)
+		nb_blink_wipe(&a->bl);
+	OPENSSL_cleanse(a, sizeof(*a));
 	free(a);
 	return code;
 }

@@ -44,6 +44,16 @@ struct nb_agent_opts {
 	bool upnp;           /* listen, connect: ask the router for a mapping (peer/portmap.h) */
 	unsigned upnp_flags; /* NB_SSDP_ANY_HOST: tests only */
 	uint32_t upnp_check_s; /* look for the mapping this often; 0 = the default (60 s) */
+	/* Identity (docs/security.md): our key pair, loaded by main from --key. */
+	uint8_t priv[32], pub[32];
+	char known_path[4096];     /* the known-peers file */
+	bool has_broker_key;       /* --broker-key: demand this key of the broker */
+	uint8_t broker_key[32];
+	bool has_peer_key;         /* connect --peer-key: demand this key of the peer */
+	uint8_t peer_key[32];
+	size_t n_allow;            /* listen --allow: accept only these names or keys */
+	char allow[64][NB_CTRL_PUBKEY_LEN + 1];
+	char admin[NB_CTRL_TOKEN_MAX + 1]; /* peers, matrix: --admin-token */
 };
 
 /* Runs the command to completion on its own loop. Returns the exit status. */

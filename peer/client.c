@@ -292,16 +292,18 @@ static int start_list(struct nb_client *c, enum nb_client_txn_kind kind, uint32_
 	memset(&m, 0, sizeof(m));
 	m.type = kind == NB_CLIENT_TXN_MATRIX ? NB_CTRL_MATRIX : NB_CTRL_PEERS;
 	m.u.query.offset = offset;
+	memcpy(m.u.query.admin, c->admin, sizeof(m.u.query.admin));
 	/* The broker answers with a page no longer than the query: pad it to
-	 * the largest datagram (docs/protocol.md "peers"). The tx is drawn by
-	 * txn_start, always 16 hex, so the length is known here. */
+	 * the largest message that fits a sealed frame (docs/protocol.md
+	 * "peers"). The tx is drawn by txn_start, always 16 hex, so the length
+	 * is known here. */
 	{
 		uint8_t tmp[NB_CTRL_MAX_DATAGRAM];
 		ssize_t n;
 		snprintf(m.tx, sizeof(m.tx), "%s", "0000000000000000");
 		n = nb_ctrl_encode(&m, tmp, sizeof(tmp));
-		if (n > 0 && (size_t)n + 9 < NB_CTRL_MAX_DATAGRAM) /* 9: ,"pad":"" */
-			m.u.query.pad = (uint16_t)(NB_CTRL_MAX_DATAGRAM - (size_t)n - 9);
+		if (n > 0 && (size_t)n + 9 < NB_CLIENT_MAX_MSG) /* 9: ,"pad":"" */
+			m.u.query.pad = (uint16_t)(NB_CLIENT_MAX_MSG - (size_t)n - 9);
 	}
 	rc = txn_start(c, kind, &m, now, &t);
 	if (rc == 0)

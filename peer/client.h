@@ -41,6 +41,8 @@
 #include "proto/ctrl.h"
 
 #define NB_CLIENT_MAX_TXN 8        /* requests in flight */
+/* The longest message: what fits a sealed frame (common/seal.h). */
+#define NB_CLIENT_MAX_MSG 1171
 #define NB_CLIENT_MAX_REPLIES 8    /* acks waiting to be sent */
 #define NB_CLIENT_MAX_EVENTS 8     /* events waiting for the shell */
 #define NB_CLIENT_PLAN_MEMORY 16   /* pushed plans' tx remembered, to re-ack */
@@ -166,6 +168,7 @@ struct nb_client {
 
 	uint32_t peers_pages;
 	char cookie[NB_CTRL_COOKIE_LEN + 1]; /* the broker's last challenge: sent with every register */
+	char admin[NB_CTRL_TOKEN_MAX + 1];   /* peers, matrix: the broker's admin token; "" = none */
 	uint8_t challenges;                  /* challenges in a row without getting registered */
 	uint8_t seed[32];
 	uint64_t tx_counter;

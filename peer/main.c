@@ -8,8 +8,11 @@
 #include <string.h>
 
 #include "common/addr.h"
+#include "common/keyfile.h"
+#include "common/keys.h"
 #include "common/log.h"
 #include "peer/agent.h"
+#include "peer/known.h"
 #include "peer/ssdp.h"
 #include "peer/netcheck_run.h"
 
@@ -34,6 +37,10 @@ static void usage(FILE *f)
 	      "                      check the NAT, register, connect to PEER on the\n"
 	      "                      broker's plan and print one event line; then stdin\n"
 	      "                      lines to PEER and its datagrams to stdout until EOF\n"
+	      "  key                 print this peer's public key (creating the key pair\n"
+	      "                      on first use): what other peers pin and --allow\n"
+	      "  forget NAME         remove NAME (a peer id, or @IP:PORT for a broker)\n"
+	      "                      from the known-peers file, after a key change\n"
 	      "  peers               list the peers registered with the broker\n"
 	      "  matrix              the broker's who-can-reach-whom matrix: for every pair\n"
 	      "                      that was tried, the predicted path, the plan, and the\n"
@@ -44,6 +51,20 @@ static void usage(FILE *f)
 	      "  --broker IP[:PORT]  the broker, a numeric address (port 3478 by default)\n"
 	      "  --id NAME           this peer's name: 1-32 of A-Z a-z 0-9 . _ -\n"
 	      "  --token T           the token the broker asks for (default: none)\n"
+	      "  --key FILE          this peer's private key (X25519), created on first use\n"
+	      "                      with mode 0600 and refused if group or others can\n"
+	      "                      read it (default $XDG_CONFIG_HOME/natpeer/key, else\n"
+	      "                      ~/.config/natpeer/key). A peer IS its key: its\n"
+	      "                      public key (natpeer key) is what others pin\n"
+	      "  --known-peers FILE  names and brokers met before, and their keys (trust on\n"
+	      "                      first use, as ssh does; default: known_peers beside\n"
+	      "                      the key)\n"
+	      "  --broker-key KEY    demand this public key of the broker (default: the\n"
+	      "                      one pinned at first use)\n"
+	      "  --peer-key KEY      connect: demand this public key of PEER\n"
+	      "  --allow NAME|KEY    listen: accept only these peers (repeatable; default:\n"
+	      "                      anyone, whose key is printed)\n"
+	      "  --admin-token T     peers, matrix: the broker's admin token\n"
 	      "  --port N            local UDP port (random by default)\n"
 	      "  --json              events (and results) as JSON, one object per line\n"
 	      "  --timeout S         netcheck: give up after S seconds (default 10);\n"
@@ -62,7 +83,8 @@ static void usage(FILE *f)
 	      "  -V, --version       print the version\n"
 	      "\n"
 	      "events (stdout; with --json one object per line):\n"
-	      "  {\"event\":\"connected\",\"peer\":P,\"path\":\"direct|lan|upnp|relay\",\"remote\":\"ip:port\",\"ms\":N}\n"
+	      "  {\"event\":\"connected\",\"peer\":P,\"path\":\"direct|lan|upnp|relay\",\"remote\":\"ip:port\",\"ms\":N,\"key\":K}\n"
+	      "  {\"event\":\"data\",\"peer\":P,\"key\":K,\"data\":BASE64}   (--json: a datagram)\n"
 	      "  {\"event\":\"failed\",\"peer\":P,\"reason\":R}\n"
 	      "  {\"event\":\"lost\",\"peer\":P,\"remote\":\"ip:port\",\"reason\":R}   (listen)\n"
 	      "  ms counts from the connect request (connect) or from the plan (listen).\n"
@@ -112,6 +134,75 @@ static int parse_broker(const char *s, struct nb_addr *ret)
 	return 0;
 }
 
+/* The key pair and the known-peers file's path: into ao. -1 when all is
+ * well (go on), else the exit status. */
+static int identity(const char *cmd, const char *key_path, const char *known_path,
+		    struct nb_agent_opts *ao)
+{
+	char path[4096], err[512];
+	bool created = false;
+
+	if (key_path != NULL) {
+		snprintf(path, sizeof(path), "%s", key_path);
+	} else if (nb_keyfile_default_path("natpeer", path, sizeof(path)) != 0) {
+		fprintf(stderr, "natpeer: neither $XDG_CONFIG_HOME nor $HOME is set: give --key FILE\n");
+		return 1;
+	}
+	if (known_path != NULL) {
+		snprintf(ao->known_path, sizeof(ao->known_path), "%s", known_path);
+	} else {
+		/* beside the key */
+		const char *slash = strrchr(path, '/');
+		int dl = slash == NULL ? 0 : (int)(slash - path + 1);
+		snprintf(ao->known_path, sizeof(ao->known_path), "%.*sknown_peers", dl, path);
+	}
+	if (strcmp(cmd, "forget") == 0)
+		return -1;
+	if (nb_keyfile_load(path, true, ao->priv, ao->pub, &created, err, sizeof(err)) != 0) {
+		fprintf(stderr, "natpeer: %s\n", err);
+		return 1;
+	}
+	if (created) {
+		char text[NB_KEY_TEXT_LEN + 1];
+		nb_key_to_text(ao->pub, text);
+		fprintf(stderr, "natpeer: created a key pair in %s; public key %s\n", path, text);
+	}
+	return -1;
+}
+
+static int forget(const char *name, const char *known_path)
+{
+	struct nb_known k;
+	char err[512], text[NB_KEY_TEXT_LEN + 1];
+	const uint8_t *key;
+	int rc;
+
+	if (name == NULL || !nb_known_name_ok(name)) {
+		fprintf(stderr, "natpeer: forget needs a NAME: a peer id, or @IP:PORT for a broker\n");
+		return 2;
+	}
+	nb_known_init(&k);
+	if (nb_known_load(&k, known_path, err, sizeof(err)) != 0) {
+		fprintf(stderr, "natpeer: %s\n", err);
+		return 1;
+	}
+	key = nb_known_lookup(&k, name);
+	if (key == NULL) {
+		fprintf(stderr, "natpeer: %s is not in %s\n", name, known_path);
+		nb_known_free(&k);
+		return 1;
+	}
+	nb_key_to_text(key, text);
+	nb_known_free(&k);
+	rc = nb_known_update(known_path, name, NULL, NULL, err, sizeof(err));
+	if (rc != 0) {
+		fprintf(stderr, "natpeer: %s\n", err);
+		return 1;
+	}
+	fprintf(stderr, "forgot %s (key %s) in %s\n", name, text, known_path);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -121,6 +212,9 @@ int main(int argc, char **argv)
 		{ "token", required_argument, NULL, 'k' },  { "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },      { "no-upnp", no_argument, NULL, 'U' },
 		{ "upnp-any-location", no_argument, NULL, 'A' }, { "upnp-check", required_argument, NULL, 'C' },
+		{ "key", required_argument, NULL, 'K' },    { "known-peers", required_argument, NULL, 'N' },
+		{ "broker-key", required_argument, NULL, 'B' }, { "peer-key", required_argument, NULL, 'P' },
+		{ "allow", required_argument, NULL, 'W' },  { "admin-token", required_argument, NULL, 'T' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct nb_netcheck_opts o;
@@ -128,6 +222,7 @@ int main(int argc, char **argv)
 	bool have_broker = false, have_timeout = false;
 	uint32_t upnp_check_s = 0; /* 0: the UPnP client's default (60 s) */
 	const char *cmd = NULL, *id = NULL, *token = NULL, *peer = NULL;
+	const char *key_path = NULL, *known_path = NULL, *admin = NULL;
 	unsigned long v;
 	int c;
 
@@ -139,7 +234,7 @@ int main(int argc, char **argv)
 		if (c == -1) { /* a command word (or connect's PEER); options may follow it */
 			if (cmd == NULL) {
 				cmd = argv[optind++];
-			} else if (strcmp(cmd, "connect") == 0 && peer == NULL) {
+			} else if ((strcmp(cmd, "connect") == 0 || strcmp(cmd, "forget") == 0) && peer == NULL) {
 				peer = argv[optind++];
 			} else {
 				fprintf(stderr, "natpeer: unexpected argument '%s' (see --help)\n", argv[optind]);
@@ -202,6 +297,44 @@ int main(int argc, char **argv)
 		case 'A':
 			o.upnp_flags |= NB_SSDP_ANY_HOST;
 			break;
+		case 'K':
+			key_path = optarg;
+			break;
+		case 'N':
+			known_path = optarg;
+			break;
+		case 'B':
+		case 'P':
+			if (nb_key_from_text(optarg, strlen(optarg), c == 'B' ? ao.broker_key : ao.peer_key) != 0) {
+				fprintf(stderr, "natpeer: --%s '%s': expected a public key, %d base64url "
+						"characters (natpeer key prints one)\n",
+					c == 'B' ? "broker-key" : "peer-key", optarg, NB_KEY_TEXT_LEN);
+				return 2;
+			}
+			if (c == 'B')
+				ao.has_broker_key = true;
+			else
+				ao.has_peer_key = true;
+			break;
+		case 'W':
+			if (ao.n_allow == sizeof(ao.allow) / sizeof(ao.allow[0])) {
+				fprintf(stderr, "natpeer: --allow: at most %zu\n",
+					sizeof(ao.allow) / sizeof(ao.allow[0]));
+				return 2;
+			}
+			if (!valid_id(optarg)) {
+				uint8_t k[NB_KEY_LEN];
+				if (nb_key_from_text(optarg, strlen(optarg), k) != 0) {
+					fprintf(stderr, "natpeer: --allow '%s': expected a peer name or a "
+							"public key\n", optarg);
+					return 2;
+				}
+			}
+			snprintf(ao.allow[ao.n_allow++], sizeof(ao.allow[0]), "%s", optarg);
+			break;
+		case 'T':
+			admin = optarg;
+			break;
 		case 'C':
 			if (parse_uint(optarg, 3600, &v) != 0 || v == 0) {
 				fprintf(stderr, "natpeer: --upnp-check '%s': expected 1..3600 seconds\n", optarg);
@@ -224,6 +357,20 @@ int main(int argc, char **argv)
 			return 2;
 		}
 		return nb_netcheck_run(&o);
+	}
+	if (strcmp(cmd, "key") == 0 || strcmp(cmd, "forget") == 0 || strcmp(cmd, "listen") == 0 ||
+	    strcmp(cmd, "connect") == 0 || strcmp(cmd, "peers") == 0 || strcmp(cmd, "matrix") == 0) {
+		int rc = identity(cmd, key_path, known_path, &ao);
+		if (rc >= 0)
+			return rc;
+	}
+	if (strcmp(cmd, "forget") == 0)
+		return forget(peer, ao.known_path);
+	if (strcmp(cmd, "key") == 0) {
+		char text[NB_KEY_TEXT_LEN + 1];
+		nb_key_to_text(ao.pub, text);
+		printf("%s\n", text);
+		return 0;
 	}
 	if (strcmp(cmd, "listen") == 0)
 		ao.cmd = NB_AGENT_LISTEN;
@@ -268,6 +415,26 @@ int main(int argc, char **argv)
 	} else if (peer != NULL) {
 		fprintf(stderr, "natpeer: unexpected argument '%s' (see --help)\n", peer);
 		return 2;
+	}
+	if (ao.n_allow > 0 && ao.cmd != NB_AGENT_LISTEN) {
+		fprintf(stderr, "natpeer: --allow is for listen\n");
+		return 2;
+	}
+	if (ao.has_peer_key && ao.cmd != NB_AGENT_CONNECT) {
+		fprintf(stderr, "natpeer: --peer-key is for connect\n");
+		return 2;
+	}
+	if (admin != NULL) {
+		size_t n = strlen(admin);
+		bool ok = n >= 1 && n <= NB_CTRL_TOKEN_MAX;
+		for (size_t i = 0; ok && i < n; i++)
+			ok = admin[i] >= 0x20 && admin[i] <= 0x7e;
+		if (!ok) {
+			fprintf(stderr, "natpeer: --admin-token: expected 1-%d printable ASCII characters\n",
+				NB_CTRL_TOKEN_MAX);
+			return 2;
+		}
+		snprintf(ao.admin, sizeof(ao.admin), "%s", admin);
 	}
 	if (token != NULL) {
 		size_t n = strlen(token);

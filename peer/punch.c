@@ -5,6 +5,11 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
 #include "common/log.h"
 
 static const struct nb_punch_params default_params = {
@@ -46,7 +51,7 @@ static bool is_hex_key(const char *k)
 {
 	size_t i;
 
-	for (i = 0; i < NB_CTRL_KEY_LEN; i++)
+	for (i = 0; i < NB_PUNCH_KEY_LEN; i++)
 		if (!((k[i] >= '0' && k[i] <= '9') || (k[i] >= 'a' && k[i] <= 'f')))
 			return false;
 	return k[i] == '\0';
@@ -166,12 +171,37 @@ static void set_state(struct nb_punch *pu, enum nb_punch_state s, uint64_t now)
 	}
 }
 
+int nb_punch_derive_key(const uint8_t dh[32], const char *session, char out[NB_PUNCH_KEY_LEN + 1])
+{
+	static const char hexd[] = "0123456789abcdef";
+	uint8_t msg[sizeof(NB_PUNCH_KEY_LABEL) - 1 + NB_CTRL_SESSION_LEN], mac[32];
+	size_t slen = strnlen(session, NB_CTRL_SESSION_LEN + 1), lab = sizeof(NB_PUNCH_KEY_LABEL) - 1;
+	unsigned int maclen = 0;
+
+	if (slen == 0 || slen > NB_CTRL_SESSION_LEN)
+		return -EINVAL;
+	memcpy(msg, NB_PUNCH_KEY_LABEL, lab);
+	memcpy(msg + lab, session, slen);
+	if (HMAC(EVP_sha256(), dh, 32, msg, lab + slen, mac, &maclen) == NULL || maclen != 32) {
+		ERR_clear_error();
+		return -EINVAL;
+	}
+	for (size_t i = 0; i < 32; i++) {
+		out[2 * i] = hexd[mac[i] >> 4];
+		out[2 * i + 1] = hexd[mac[i] & 15];
+	}
+	out[NB_PUNCH_KEY_LEN] = '\0';
+	OPENSSL_cleanse(mac, sizeof(mac));
+	return 0;
+}
+
 int nb_punch_init(struct nb_punch *pu, const struct nb_punch_params *p,
-		  const struct nb_ctrl_plan *plan, const uint8_t seed[NB_STUN_TID_LEN], uint64_t now)
+		  const struct nb_ctrl_plan *plan, const char *key,
+		  const uint8_t seed[NB_STUN_TID_LEN], uint64_t now)
 {
 	size_t ulen = strnlen(plan->username, sizeof(plan->username));
 
-	if (ulen == 0 || ulen > NB_CTRL_USERNAME_MAX || !is_hex_key(plan->key))
+	if (key == NULL || ulen == 0 || ulen > NB_CTRL_USERNAME_MAX || !is_hex_key(key))
 		return -EINVAL;
 	memset(pu, 0, sizeof(*pu));
 	pu->p = p ? *p : default_params;
@@ -186,7 +216,7 @@ int nb_punch_init(struct nb_punch *pu, const struct nb_punch_params *p,
 	pu->username_len = ulen;
 	/* RFC 8489 §9.1.1: the short-term key is OpaqueString(password); for 64
 	 * lower-case hex characters that is the 64 ASCII bytes themselves. */
-	memcpy(pu->key, plan->key, NB_CTRL_KEY_LEN);
+	memcpy(pu->key, key, NB_PUNCH_KEY_LEN);
 	memcpy(pu->seed, seed, NB_STUN_TID_LEN);
 	pu->start = now;
 	pu->go = now + plan->delay_ms;
@@ -248,7 +278,7 @@ static int emit_answer(struct nb_punch *pu, struct nb_punch_tx *out)
 	memmove(&pu->ans[0], &pu->ans[1], pu->n_ans * sizeof(pu->ans[0]));
 	if (nb_stun_enc_init(&e, pu->out, sizeof(pu->out), NB_STUN_BINDING_SUCCESS, tid, false) != 0 ||
 	    nb_stun_enc_xor_addr(&e, NB_STUN_ATTR_XOR_MAPPED_ADDRESS, &to) != 0 ||
-	    nb_stun_enc_integrity(&e, pu->key, NB_CTRL_KEY_LEN) != 0 || nb_stun_enc_fingerprint(&e) != 0)
+	    nb_stun_enc_integrity(&e, pu->key, NB_PUNCH_KEY_LEN) != 0 || nb_stun_enc_fingerprint(&e) != 0)
 		return 0;
 	pu->answers_sent++;
 	out->to = to;
@@ -265,7 +295,7 @@ static int emit_check(struct nb_punch *pu, struct nb_punch_target *t, uint64_t n
 
 	if (nb_stun_enc_init(&e, pu->out, sizeof(pu->out), NB_STUN_BINDING_REQUEST, t->tid, false) != 0 ||
 	    nb_stun_enc_attr(&e, NB_STUN_ATTR_USERNAME, pu->username, pu->username_len) != 0 ||
-	    nb_stun_enc_integrity(&e, pu->key, NB_CTRL_KEY_LEN) != 0 || nb_stun_enc_fingerprint(&e) != 0)
+	    nb_stun_enc_integrity(&e, pu->key, NB_PUNCH_KEY_LEN) != 0 || nb_stun_enc_fingerprint(&e) != 0)
 		return 0;
 	t->sends++;
 	t->triggered = false;
@@ -378,7 +408,7 @@ static int take_check(struct nb_punch *pu, const struct nb_stun_msg *m, const ui
 	if (!(m->present & NB_STUN_HAS_USERNAME) || m->username_len != pu->username_len ||
 	    memcmp(m->username, pu->username, pu->username_len) != 0)
 		return drop(pu, NB_PUNCH_DROP_USERNAME);
-	if (nb_stun_check_integrity(m, buf, len, pu->key, NB_CTRL_KEY_LEN) != 0)
+	if (nb_stun_check_integrity(m, buf, len, pu->key, NB_PUNCH_KEY_LEN) != 0)
 		return drop(pu, NB_PUNCH_DROP_INTEGRITY);
 	/* Both sides share the key, so our own check looped back verifies. */
 	if (find_tid(pu, m->tid) != NULL)
@@ -425,7 +455,7 @@ static int take_answer(struct nb_punch *pu, const struct nb_stun_msg *m, const u
 
 	if (t == NULL || t->sends == 0)
 		return drop(pu, NB_PUNCH_DROP_UNKNOWN_TID);
-	if (nb_stun_check_integrity(m, buf, len, pu->key, NB_CTRL_KEY_LEN) != 0)
+	if (nb_stun_check_integrity(m, buf, len, pu->key, NB_PUNCH_KEY_LEN) != 0)
 		return drop(pu, NB_PUNCH_DROP_INTEGRITY);
 	if (!nb_addr_equal(&t->addr, from))
 		return drop(pu, NB_PUNCH_DROP_ASYMMETRIC);

@@ -5,7 +5,7 @@
  *
  * Checks and answers are STUN (docs/protocol.md "Punch checks"):
  *   check  = Binding request  + USERNAME (plan.username)
- *                             + MESSAGE-INTEGRITY (key: the 64 ASCII bytes of plan.key)
+ *                             + MESSAGE-INTEGRITY (key: the 64 ASCII bytes of the derived punch key)
  *                             + FINGERPRINT
  *   answer = Binding success  + XOR-MAPPED-ADDRESS (the source the check came from)
  *                             + MESSAGE-INTEGRITY + FINGERPRINT
@@ -64,6 +64,9 @@
 #include "proto/ctrl.h"
 #include "proto/stun.h"
 
+/* The checks' short-term password: 64 lower-case hex characters. */
+#define NB_PUNCH_KEY_LEN 64
+#define NB_PUNCH_KEY_LABEL "natbroker punch v2 "
 #define NB_PUNCH_TA_MS 50       /* pacing between two checks; libjuice uses 50 ms */
 #define NB_PUNCH_RTO_MS 100     /* first retransmission of one target's check */
 #define NB_PUNCH_RTO_MAX_MS 400 /* cap of its doubling */
@@ -128,7 +131,7 @@ struct nb_punch {
 	enum nb_punch_state state;
 	char username[NB_CTRL_USERNAME_MAX + 1];
 	size_t username_len;
-	uint8_t key[NB_CTRL_KEY_LEN];
+	uint8_t key[NB_PUNCH_KEY_LEN];
 	uint64_t start, go, deadline, end;
 	uint32_t deadline_ms;
 
@@ -165,10 +168,21 @@ struct nb_punch {
 /* Start an attempt from a plan received at `now`. plan->deadline_ms counts
  * from now (the shell may lower it before calling). seed: 12 random bytes;
  * the transaction IDs derive from it. p may be NULL (defaults). Role none or
- * relay fails at once with the plan's reason. Returns 0, or -EINVAL (the key
- * is not 64 hex characters, or the username is empty) with *pu untouched. */
+ * relay fails at once with the plan's reason. key: the checks' short-term
+ * password, NB_PUNCH_KEY_LEN lower-case hex characters; natpeer derives it
+ * from the two peers' static keys (nb_punch_derive_key()), so the broker
+ * never knows it. Returns 0, or -EINVAL (the key is not 64 hex characters,
+ * or the username is empty) with *pu untouched. */
 int nb_punch_init(struct nb_punch *pu, const struct nb_punch_params *p,
-		  const struct nb_ctrl_plan *plan, const uint8_t seed[NB_STUN_TID_LEN], uint64_t now);
+		  const struct nb_ctrl_plan *plan, const char *key,
+		  const uint8_t seed[NB_STUN_TID_LEN], uint64_t now);
+
+/* The punch key of a session: hex(HMAC-SHA256(key = dh, msg =
+ * NB_PUNCH_KEY_LABEL || session)), where dh is X25519(our static private
+ * key, the peer's static public key), the same on both sides. Only the two
+ * peers can compute it: the broker hands out public keys and the session id
+ * only. 0, or -EINVAL (crypto failure); out is NUL-terminated. */
+int nb_punch_derive_key(const uint8_t dh[32], const char *session, char out[NB_PUNCH_KEY_LEN + 1]);
 
 /* Next datagram due at `now`: 1 and *out filled, or 0. Call until 0. */
 int nb_punch_poll(struct nb_punch *pu, uint64_t now, struct nb_punch_tx *out);

@@ -59,7 +59,7 @@ static const char *const type_words[NB_CTRL_TYPE_MAX + 1] = {
 	[NB_CTRL_PEERS] = "peers",         [NB_CTRL_PEER_LIST] = "peer_list",
 	[NB_CTRL_MATRIX] = "matrix",       [NB_CTRL_MATRIX_LIST] = "matrix_list",
 	[NB_CTRL_VERIFY] = "verify",       [NB_CTRL_PROBE] = "probe",
-	[NB_CTRL_CHALLENGE] = "challenge",
+	[NB_CTRL_CHALLENGE] = "challenge", [NB_CTRL_BYE] = "bye",
 };
 static const char *const verified_words[] = { "unverified", "verified" };
 
@@ -379,6 +379,22 @@ static int check_hex(struct ctx *c, const char *name, const char *s, size_t n)
 		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
 			return ffail(c, NB_CTRL_E_FORMAT, name,
 				     "not %zu lower-case hex digits (byte %zu)", n, i);
+	return 0;
+}
+
+/* A public key as text (common/keys.h): exactly NB_CTRL_PUBKEY_LEN
+ * base64url characters. Whether it is canonical is for the key code. */
+static int check_pubkey(struct ctx *c, const char *name, const char *s)
+{
+	size_t len;
+	int rc = check_len(c, name, s, NB_CTRL_PUBKEY_LEN, NB_CTRL_PUBKEY_LEN, &len);
+
+	if (rc < 0)
+		return rc;
+	for (size_t i = 0; i < NB_CTRL_PUBKEY_LEN; i++)
+		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'z') ||
+		      (s[i] >= 'A' && s[i] <= 'Z') || s[i] == '-' || s[i] == '_'))
+			return ffail(c, NB_CTRL_E_FORMAT, name, "not a base64url key (byte %zu)", i);
 	return 0;
 }
 
@@ -1004,8 +1020,10 @@ static int dec_plan(struct ctx *c, const cJSON *o, struct nb_ctrl_plan *p)
 	    (rc = check_username(c, "username", s)) < 0)
 		return rc;
 	copy_str(p->username, s);
-	if ((rc = get_hex(c, o, "key", NB_CTRL_KEY_LEN, p->key)) < 0 ||
-	    (rc = get_u32(c, o, "deadline_ms", true, NB_CTRL_DEADLINE_MIN_MS,
+	if ((rc = get_str(c, o, "peer_key", true, &s)) < 0 || (rc = check_pubkey(c, "peer_key", s)) < 0)
+		return rc;
+	copy_str(p->peer_key, s);
+	if ((rc = get_u32(c, o, "deadline_ms", true, NB_CTRL_DEADLINE_MIN_MS,
 			  NB_CTRL_DEADLINE_MAX_MS, &p->deadline_ms)) < 0 ||
 	    (rc = get_u32(c, o, "delay_ms", false, 0, NB_CTRL_DELAY_MAX_MS, &p->delay_ms)) < 0)
 		return rc;
@@ -1155,6 +1173,8 @@ static int dec_body(struct ctx *c, const cJSON *o, struct nb_ctrl_msg *m)
 		return dec_registered(c, o, &m->u.registered);
 	case NB_CTRL_KEEPALIVE:
 		return get_id(c, o, "id", m->u.keepalive.id);
+	case NB_CTRL_BYE:
+		return get_id(c, o, "id", m->u.bye.id);
 	case NB_CTRL_CONNECT:
 		if ((rc = get_id(c, o, "id", m->u.connect.id)) < 0)
 			return rc;
@@ -1181,6 +1201,14 @@ static int dec_body(struct ctx *c, const cJSON *o, struct nb_ctrl_msg *m)
 			if (n > NB_CTRL_PAD_MAX)
 				return ffail(c, NB_CTRL_E_LENGTH, "pad", "longer than %d", NB_CTRL_PAD_MAX);
 			m->u.query.pad = (uint16_t)n;
+		}
+		rc = get_str(c, o, "admin", false, &pad);
+		if (rc < 0)
+			return rc;
+		if (rc == 0) {
+			if ((rc = check_token(c, "admin", pad)) < 0)
+				return rc;
+			copy_str(m->u.query.admin, pad);
 		}
 		return 0;
 	}
@@ -1489,7 +1517,8 @@ static int enc_plan(struct ctx *c, cJSON *o, const struct nb_ctrl_plan *p)
 	    (rc = put_addrs(c, o, "candidates", p->candidates, p->n_candidates)) < 0 ||
 	    (rc = check_username(c, "username", p->username)) < 0 ||
 	    (rc = put_str(o, "username", p->username)) < 0 ||
-	    (rc = put_hex(c, o, "key", p->key, NB_CTRL_KEY_LEN)) < 0 ||
+	    (rc = check_pubkey(c, "peer_key", p->peer_key)) < 0 ||
+	    (rc = put_str(o, "peer_key", p->peer_key)) < 0 ||
 	    (rc = put_range(c, o, "deadline_ms", p->deadline_ms, NB_CTRL_DEADLINE_MIN_MS,
 			    NB_CTRL_DEADLINE_MAX_MS)) < 0)
 		return rc;
@@ -1667,6 +1696,9 @@ static ssize_t encode(const struct nb_ctrl_msg *m, uint8_t *buf, size_t cap, siz
 	case NB_CTRL_KEEPALIVE:
 		rc = put_id(&c, root, "id", m->u.keepalive.id);
 		break;
+	case NB_CTRL_BYE:
+		rc = put_id(&c, root, "id", m->u.bye.id);
+		break;
 	case NB_CTRL_CONNECT:
 		rc = put_id(&c, root, "id", m->u.connect.id);
 		if (rc == 0)
@@ -1687,6 +1719,11 @@ static ssize_t encode(const struct nb_ctrl_msg *m, uint8_t *buf, size_t cap, siz
 	case NB_CTRL_PEERS:
 	case NB_CTRL_MATRIX:
 		rc = m->u.query.offset != 0 ? put_u32(root, "offset", m->u.query.offset) : 0;
+		if (rc == 0 && m->u.query.admin[0] != '\0') {
+			rc = check_token(&c, "admin", m->u.query.admin);
+			if (rc == 0)
+				rc = put_str(root, "admin", m->u.query.admin);
+		}
 		if (rc == 0 && m->u.query.pad != 0) {
 			char pad[NB_CTRL_PAD_MAX + 1];
 			if (m->u.query.pad > NB_CTRL_PAD_MAX) {
@@ -1796,7 +1833,7 @@ static bool plan_equal(const struct nb_ctrl_plan *a, const struct nb_ctrl_plan *
 	return STREQ(a->session, b->session) && STREQ(a->peer, b->peer) && a->role == b->role &&
 	       a->path == b->path && STREQ(a->reason, b->reason) &&
 	       addrs_equal(a->candidates, a->n_candidates, b->candidates, b->n_candidates) &&
-	       STREQ(a->username, b->username) && STREQ(a->key, b->key) &&
+	       STREQ(a->username, b->username) && STREQ(a->peer_key, b->peer_key) &&
 	       a->deadline_ms == b->deadline_ms && a->delay_ms == b->delay_ms;
 }
 
@@ -1854,6 +1891,7 @@ bool nb_ctrl_msg_equal(const struct nb_ctrl_msg *a, const struct nb_ctrl_msg *b)
 		       a->u.registered.has_upnp == b->u.registered.has_upnp &&
 		       a->u.registered.upnp_verified == b->u.registered.upnp_verified;
 	case NB_CTRL_KEEPALIVE:
+	case NB_CTRL_BYE:
 		return STREQ(a->u.keepalive.id, b->u.keepalive.id);
 	case NB_CTRL_CONNECT:
 		return STREQ(a->u.connect.id, b->u.connect.id) &&
@@ -1869,7 +1907,8 @@ bool nb_ctrl_msg_equal(const struct nb_ctrl_msg *a, const struct nb_ctrl_msg *b)
 		return true;
 	case NB_CTRL_PEERS:
 	case NB_CTRL_MATRIX:
-		return a->u.query.offset == b->u.query.offset && a->u.query.pad == b->u.query.pad;
+		return a->u.query.offset == b->u.query.offset && a->u.query.pad == b->u.query.pad &&
+		       STREQ(a->u.query.admin, b->u.query.admin);
 	case NB_CTRL_PEER_LIST:
 		return peer_list_equal(&a->u.peer_list, &b->u.peer_list);
 	case NB_CTRL_MATRIX_LIST:

@@ -45,7 +45,7 @@
 
 #define NB_CTRL_TX_LEN 16       /* "tx": exactly 16 lower-case hex chars */
 #define NB_CTRL_SESSION_LEN 16  /* "session": exactly 16 lower-case hex chars */
-#define NB_CTRL_KEY_LEN 64      /* "key": exactly 64 lower-case hex chars (256 bits) */
+#define NB_CTRL_PUBKEY_LEN 43   /* "peer_key": a public key, 43 base64url chars (common/keys.h) */
 #define NB_CTRL_ID_MAX 32       /* peer ids: 1..32 of [A-Za-z0-9._-] */
 #define NB_CTRL_TOKEN_MAX 64    /* 1..64 printable ASCII, 0x20..0x7E */
 #define NB_CTRL_USERNAME_MAX 64 /* 1..64 printable ASCII except space, 0x21..0x7E */
@@ -77,6 +77,7 @@
 /* Error codes for "error" messages (docs/protocol.md lists when). */
 #define NB_CTRL_ERR_BAD_REQUEST 400
 #define NB_CTRL_ERR_UNAUTHORIZED 401
+#define NB_CTRL_ERR_FORBIDDEN 403
 #define NB_CTRL_ERR_UNKNOWN_PEER 404
 #define NB_CTRL_ERR_CONFLICT 409
 #define NB_CTRL_ERR_RATE_LIMITED 429
@@ -190,8 +191,9 @@ enum nb_ctrl_type {
 	NB_CTRL_VERIFY,       /* peer -> broker: probe my mapping; no reply, a probe */
 	NB_CTRL_PROBE,        /* broker -> the mapping being verified (not a reply) */
 	NB_CTRL_CHALLENGE,    /* broker -> peer: reply to a register without a good cookie */
+	NB_CTRL_BYE,          /* peer -> broker: free my name; reply ack | error */
 };
-#define NB_CTRL_TYPE_MAX NB_CTRL_CHALLENGE
+#define NB_CTRL_TYPE_MAX NB_CTRL_BYE
 
 /* Hex digits of a register cookie (docs/protocol.md "challenge"). */
 #define NB_CTRL_COOKIE_LEN 32
@@ -267,7 +269,7 @@ struct nb_ctrl_plan {
 	struct nb_addr candidates[NB_CTRL_MAX_ADDRS]; /* the peer's, in order to try */
 	size_t n_candidates;
 	char username[NB_CTRL_USERNAME_MAX + 1]; /* STUN USERNAME of the checks */
-	char key[NB_CTRL_KEY_LEN + 1]; /* STUN short-term password, 64 hex chars */
+	char peer_key[NB_CTRL_PUBKEY_LEN + 1]; /* the other side's public key (its Noise static) */
 	uint32_t deadline_ms;          /* give up this long after receiving the plan */
 	uint32_t delay_ms;             /* wait this long before the first check (0 = absent) */
 };
@@ -291,6 +293,7 @@ struct nb_ctrl_error {
 struct nb_ctrl_query { /* peers, matrix */
 	uint32_t offset; /* first entry wanted (0 = absent) */
 	uint16_t pad;    /* "pad": that many '.', ignored (0 = absent): a page is no longer than its query */
+	char admin[NB_CTRL_TOKEN_MAX + 1]; /* "admin": the broker's admin token; "" = absent */
 };
 
 struct nb_ctrl_challenge {
@@ -338,6 +341,7 @@ struct nb_ctrl_msg {
 		struct nb_ctrl_register reg;
 		struct nb_ctrl_registered registered;
 		struct nb_ctrl_keepalive keepalive;
+		struct nb_ctrl_keepalive bye; /* NB_CTRL_BYE: the id to free */
 		struct nb_ctrl_connect connect;
 		struct nb_ctrl_plan plan;
 		struct nb_ctrl_result result;

@@ -46,7 +46,7 @@ trap cleanup EXIT
 "$NATLAB" up >/dev/null
 "$NATLAB" wait-ready 20 >/dev/null
 "$NATLAB" stop-coturn >/dev/null
-ip netns exec "$NATLAB_PREFIX-srv" "$NB" --listen 203.0.113.10 --listen 203.0.113.11 >"$tmp/nb.log" 2>&1 &
+"$NATLAB" exec srv "$NB" --public-list --listen 203.0.113.10 --listen 203.0.113.11 >"$tmp/nb.log" 2>&1 &
 nbpid=$!
 for _ in $(seq 50); do ip netns exec "$NATLAB_PREFIX-srv" ss -Hlun 'sport = :3479' | grep -q . && break; sleep 0.1; done
 

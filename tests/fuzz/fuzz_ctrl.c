@@ -8,7 +8,9 @@
  *    canonical form only drops whitespace, unknown fields and defaults);
  *  - the re-encoding decodes to an equal message and re-encodes to the
  *    same bytes;
- *  - a list page packs every entry when they all fit.
+ *  - a list page packs every entry when they all fit;
+ *  - a plan's peer_key is 43 base64url characters; a query's admin token
+ *    is absent or 1..64 printable ASCII.
  * Any broken promise is __builtin_trap(). */
 #include <stdint.h>
 #include <string.h>
@@ -66,6 +68,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	n2 = nb_ctrl_encode(&m2, out2, sizeof(out2));
 	CHECK(n2 == n && memcmp(out, out2, (size_t)n) == 0);
 
+	if (m.type == NB_CTRL_PLAN) {
+		CHECK(strlen(m.u.plan.peer_key) == NB_CTRL_PUBKEY_LEN);
+		for (size_t i = 0; i < NB_CTRL_PUBKEY_LEN; i++) {
+			char c = m.u.plan.peer_key[i];
+			CHECK((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+			      c == '-' || c == '_');
+		}
+	}
+	if (m.type == NB_CTRL_PEERS || m.type == NB_CTRL_MATRIX) {
+		size_t al = strlen(m.u.query.admin);
+		CHECK(al <= NB_CTRL_TOKEN_MAX);
+		for (size_t i = 0; i < al; i++)
+			CHECK(m.u.query.admin[i] >= 0x20 && m.u.query.admin[i] <= 0x7E);
+	}
+	if (m.type == NB_CTRL_BYE)
+		CHECK(m.u.bye.id[0] != '\0');
 	if (m.type == NB_CTRL_PEER_LIST || m.type == NB_CTRL_MATRIX_LIST) {
 		size_t k = 0, want = m.type == NB_CTRL_PEER_LIST ? m.u.peer_list.n_peers
 								 : m.u.matrix_list.n_pairs;

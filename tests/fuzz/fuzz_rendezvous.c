@@ -1,19 +1,23 @@
 /* tests/fuzz/fuzz_rendezvous.c - the rendezvous engine driven by a script of
- * datagrams, with the promises every answer must keep.
+ * datagrams, each from a source and under a sender's key (or none), with
+ * the promises every answer must keep.
  *
  * Input: byte 0 picks the setup (bit 0: small limits - 3 peers, 2 sessions,
  * 2 pairs, 4 cached replies, 5 list pages/s - else roomy ones; bit 1: a
  * broker token "tok" is required; bit 2: register needs the challenge's
  * cookie - off otherwise, so that the fuzzer reaches what follows a
- * register). The rest is lines, each
+ * register; bit 3: peers/matrix are public - else they need the admin
+ * token "adm"). The rest is lines, each
  *
- *   <control byte><datagram>'\n'
+ *   <control byte><key byte><datagram>'\n'
  *
  * control bits 0-1: the source (0 203.0.113.1:1000, 1 198.51.100.2:2000,
  * 2 198.51.100.2:3000 - behind the same NAT as 1 -, 3 [2001:db8::9]:4000);
  * bits 2-4: time to advance first (0, 1, 100, 250, 1000, 5000, 12000,
  * 46000 ms); bit 5: run nb_rendezvous_poll() first; bit 6: send the
  * datagram twice (the second must be answered from the reply cache).
+ * key byte bits 0-2: the sender's static key, 0-4 one of five fixed keys,
+ * 5-7 none (the datagram arrived unsealed).
  * In the datagram, the 16 bytes "SSSSSSSSSSSSSSSS" become the last session
  * id the engine handed out and "TTTTTTTTTTTTTTTT" the last pushed plan's tx,
  * so seeds can report results and ack plans (on a copy: input is never
@@ -22,6 +26,13 @@
  * Checked for every datagram:
  *  - everything sent decodes, fits 1200 bytes, and d[0] goes to the source
  *    (a verify's probe: to the source's IP, from the alternate port);
+ *  - how it is sealed: a reply to a keyed datagram in the sender's key, a
+ *    probe plain, anything answering an unsealed datagram plain (and only
+ *    a 400 or 401 no longer than it, with nothing changed); a pushed plan
+ *    (and its retransmissions) in the key that registered its recipient,
+ *    each plan naming the other side's key;
+ *  - names are keys: a fresh plan, keepalive ack or bye ack goes only to
+ *    the key that last registered the id (the harness's own record);
  *  - nothing answering a request is longer than the request when it is a
  *    challenge or a list page (no amplification);
  *  - a request gets exactly one reply echoing its tx (two datagrams only for
@@ -39,6 +50,7 @@
 #include <string.h>
 
 #include "broker/rendezvous.h"
+#include "common/keys.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -53,14 +65,74 @@ static const char *const sources[4] = {
 };
 static const uint64_t advance[8] = { 0, 1, 100, 250, 1000, 5000, 12000, 46000 };
 
+#define NKEYS 5
+#define MAX_HELD 64
+
+/* Who holds a name, as far as the replies have told: the key of the last
+ * REGISTERED for it, when it was last registered or kept alive, and
+ * whether its holder said bye. A name changes hands only through a
+ * register, and only once it is free: said bye, or not seen for the
+ * expiry time (3 x the 15-s keepalive). */
+#define EXPIRES_MS (3 * 15000)
+struct held {
+	char id[NB_CTRL_ID_MAX + 1];
+	uint8_t key[NB_KEY_LEN];
+	uint64_t seen;
+	bool gone;
+};
+
 struct run {
 	struct nb_rendezvous_config cfg;
 	struct nb_rendezvous *rv;
 	struct nb_addr src[4];
+	uint8_t keys[NKEYS][NB_KEY_LEN];
 	uint64_t now, seed;
 	char session[NB_CTRL_SESSION_LEN + 1];
 	char push_tx[NB_CTRL_TX_LEN + 1];
+	struct held held[MAX_HELD];
+	size_t n_held;
 };
+
+static struct held *held_find(struct run *r, const char *id)
+{
+	for (size_t i = 0; i < r->n_held; i++)
+		if (strcmp(r->held[i].id, id) == 0)
+			return &r->held[i];
+	return NULL;
+}
+
+static void held_set(struct run *r, const char *id, const uint8_t *key)
+{
+	struct held *h = held_find(r, id);
+
+	if (h == NULL) {
+		if (r->n_held == MAX_HELD)
+			return; /* the record is partial from here on: checks skip unknown ids */
+		h = &r->held[r->n_held++];
+		memcpy(h->id, id, strlen(id) + 1);
+	} else if (!h->gone && memcmp(h->key, key, NB_KEY_LEN) != 0) {
+		CHECK(r->now - h->seen >= EXPIRES_MS); /* taken from a live holder */
+	}
+	memcpy(h->key, key, NB_KEY_LEN);
+	h->seen = r->now;
+	h->gone = false;
+}
+
+static bool is_fixed_key(const struct run *r, const uint8_t *key)
+{
+	for (int i = 0; i < NKEYS; i++)
+		if (memcmp(r->keys[i], key, NB_KEY_LEN) == 0)
+			return true;
+	return false;
+}
+
+static void check_peer_key(const char *text, const uint8_t *key)
+{
+	char want[NB_KEY_TEXT_LEN + 1];
+
+	nb_key_to_text(key, want);
+	CHECK(strcmp(text, want) == 0);
+}
 
 static uint64_t splitmix(uint64_t *x)
 {
@@ -105,6 +177,7 @@ static void do_poll(struct run *r)
 			CHECK(nb_ctrl_decode(&m, out[i].data, out[i].len) == (ssize_t)out[i].len);
 			CHECK(m.type == NB_CTRL_PLAN);
 			CHECK(is_source(r, &out[i].to));
+			CHECK(out[i].sealed && is_fixed_key(r, out[i].key) && !out[i].from_alt_port);
 		}
 		if (more == 0) {
 			CHECK(nb_rendezvous_next_deadline(r->rv) > r->now);
@@ -117,7 +190,8 @@ static void do_poll(struct run *r)
 static bool is_request(enum nb_ctrl_type t)
 {
 	return t == NB_CTRL_REGISTER || t == NB_CTRL_KEEPALIVE || t == NB_CTRL_CONNECT ||
-	       t == NB_CTRL_RESULT || t == NB_CTRL_PEERS || t == NB_CTRL_MATRIX || t == NB_CTRL_VERIFY;
+	       t == NB_CTRL_RESULT || t == NB_CTRL_PEERS || t == NB_CTRL_MATRIX || t == NB_CTRL_VERIFY ||
+	       t == NB_CTRL_BYE;
 }
 
 static enum nb_ctrl_type reply_type(enum nb_ctrl_type t)
@@ -148,8 +222,8 @@ static void substitute(const struct run *r, uint8_t *buf, size_t len)
 	}
 }
 
-static void one(struct run *r, const struct nb_addr *from, const uint8_t *buf, size_t len,
-		bool twice)
+static void one(struct run *r, const struct nb_addr *from, const uint8_t *key, const uint8_t *buf,
+		size_t len, bool twice)
 {
 	static struct nb_rendezvous_out out, again;
 	static struct nb_ctrl_msg in, m0, m1;
@@ -164,17 +238,22 @@ static void one(struct run *r, const struct nb_addr *from, const uint8_t *buf, s
 	}
 	decoded = nb_ctrl_decode(&in, buf, len) == (ssize_t)len;
 	nb_rendezvous_get_stats(r->rv, &before);
-	CHECK(nb_rendezvous_handle(r->rv, buf, len, from, r->now, rnd, sizeof(rnd), &out) == 0);
+	CHECK(nb_rendezvous_handle_keyed(r->rv, buf, len, from, key, r->now, rnd, sizeof(rnd), &out) == 0);
 	nb_rendezvous_get_stats(r->rv, &after);
 	CHECK(out.n <= NB_RENDEZVOUS_MAX_OUT);
 	for (size_t i = 0; i < out.n; i++)
 		CHECK(out.d[i].len > 0 && out.d[i].len <= NB_CTRL_MAX_DATAGRAM);
 	if (out.n >= 1) {
 		CHECK(nb_ctrl_decode(&m0, out.d[0].data, out.d[0].len) == (ssize_t)out.d[0].len);
-		if (m0.type == NB_CTRL_PROBE)
+		if (m0.type == NB_CTRL_PROBE) {
 			CHECK(nb_addr_ip_equal(&out.d[0].to, from) && out.d[0].from_alt_port);
-		else
+			CHECK(!out.d[0].sealed && key != NULL);
+		} else {
 			CHECK(nb_addr_equal(&out.d[0].to, from) && !out.d[0].from_alt_port);
+			CHECK(out.d[0].sealed == (key != NULL));
+			if (key != NULL)
+				CHECK(memcmp(out.d[0].key, key, NB_KEY_LEN) == 0);
+		}
 		if (m0.type == NB_CTRL_CHALLENGE || m0.type == NB_CTRL_PEER_LIST || m0.type == NB_CTRL_MATRIX_LIST)
 			CHECK(out.d[0].len <= len);
 	}
@@ -186,6 +265,18 @@ static void one(struct run *r, const struct nb_addr *from, const uint8_t *buf, s
 		}
 	} else if (!is_request(in.type)) {
 		CHECK(out.n == 0 && !out.rnd_used);
+	} else if (key == NULL) {
+		/* unsealed: a 401 at most, no longer than the request; nothing changes */
+		CHECK(out.n <= 1 && !out.rnd_used);
+		if (out.n == 1)
+			CHECK(m0.type == NB_CTRL_ERROR && m0.u.error.code == NB_CTRL_ERR_UNAUTHORIZED &&
+			      out.d[0].len <= len && strcmp(m0.tx, in.tx) == 0);
+		CHECK(after.unsealed == before.unsealed + 1);
+		CHECK(after.peers + (after.expired - before.expired) == before.peers &&
+		      after.sessions == before.sessions &&
+		      after.pairs == before.pairs && after.cached == before.cached &&
+		      after.registers == before.registers && after.results == before.results);
+		transient = true;
 	} else if (out.n == 0) {
 		/* Silence, only where an answer would amplify: a challenge
 		 * longer than its register, a page longer than its query. */
@@ -202,8 +293,8 @@ static void one(struct run *r, const struct nb_addr *from, const uint8_t *buf, s
 			transient = true; /* not cached: answered afresh */
 		if (m0.type == NB_CTRL_ERROR) {
 			uint16_t c = m0.u.error.code;
-			CHECK(c == 400 || c == 401 || c == 404 || c == 409 || c == 429 || c == 500 ||
-			      c == 503);
+			CHECK(c == 400 || c == 401 || c == 403 || c == 404 || c == 409 || c == 429 ||
+			      c == 500 || c == 503);
 			transient = c == 429 || c == 500 || c == 503;
 		}
 		if (out.n == 2) {
@@ -211,8 +302,19 @@ static void one(struct run *r, const struct nb_addr *from, const uint8_t *buf, s
 			CHECK(nb_ctrl_decode(&m1, out.d[1].data, out.d[1].len) == (ssize_t)out.d[1].len);
 			CHECK(m1.type == NB_CTRL_PLAN);
 			CHECK(strcmp(m1.u.plan.session, m0.u.plan.session) == 0);
-			CHECK(strcmp(m1.u.plan.key, m0.u.plan.key) == 0);
 			CHECK(strcmp(m1.u.plan.username, m0.u.plan.username) == 0);
+			/* sealed to the other side's key; each plan names the other's key */
+			CHECK(out.d[1].sealed && is_fixed_key(r, out.d[1].key) && !out.d[1].from_alt_port);
+			check_peer_key(m0.u.plan.peer_key, out.d[1].key);
+			check_peer_key(m1.u.plan.peer_key, key);
+			{
+				const struct held *ha = held_find(r, in.u.connect.id);
+				const struct held *hb = held_find(r, in.u.connect.peer);
+				if (ha != NULL)
+					CHECK(memcmp(ha->key, key, NB_KEY_LEN) == 0);
+				if (hb != NULL)
+					CHECK(memcmp(hb->key, out.d[1].key, NB_KEY_LEN) == 0);
+			}
 			CHECK(strcmp(m1.u.plan.peer, in.u.connect.id) == 0);
 			CHECK(strcmp(m0.u.plan.peer, in.u.connect.peer) == 0);
 			CHECK(strcmp(m1.tx, m0.tx) != 0);
@@ -222,15 +324,37 @@ static void one(struct run *r, const struct nb_addr *from, const uint8_t *buf, s
 		} else if (in.type == NB_CTRL_CONNECT && m0.type == NB_CTRL_PLAN) {
 			CHECK(after.replayed == before.replayed + 1 && !out.rnd_used);
 		}
+		/* names are keys, by the harness's record of the REGISTERED replies */
+		if (after.replayed == before.replayed) {
+			const struct held *hx = NULL;
+			if (in.type == NB_CTRL_KEEPALIVE && m0.type == NB_CTRL_ACK)
+				hx = held_find(r, in.u.keepalive.id);
+			if (in.type == NB_CTRL_BYE && m0.type == NB_CTRL_ACK)
+				hx = held_find(r, in.u.bye.id);
+			if (hx != NULL) {
+				CHECK(memcmp(hx->key, key, NB_KEY_LEN) == 0 && !hx->gone);
+				CHECK(r->now - hx->seen < EXPIRES_MS);
+				((struct held *)hx)->seen = r->now;
+				((struct held *)hx)->gone = in.type == NB_CTRL_BYE;
+			}
+			if (in.type == NB_CTRL_BYE && m0.type == NB_CTRL_ACK)
+				CHECK(after.byes == before.byes + 1 &&
+				      after.peers + 1 + (after.expired - before.expired) == before.peers);
+			if (m0.type == NB_CTRL_REGISTERED)
+				held_set(r, m0.u.registered.id, key);
+			if (m0.type == NB_CTRL_PEER_LIST || m0.type == NB_CTRL_MATRIX_LIST)
+				CHECK(r->cfg.public_list || strcmp(in.u.query.admin, "adm") == 0);
+		}
 	}
 	check_limits(r);
 	if (!twice)
 		return;
-	CHECK(nb_rendezvous_handle(r->rv, buf, len, from, r->now, rnd, sizeof(rnd), &again) == 0);
+	CHECK(nb_rendezvous_handle_keyed(r->rv, buf, len, from, key, r->now, rnd, sizeof(rnd), &again) == 0);
 	if (decoded && is_request(in.type) && !transient) {
 		CHECK(again.n == 1 && !again.rnd_used);
 		CHECK(again.d[0].len == out.d[0].len);
 		CHECK(memcmp(again.d[0].data, out.d[0].data, out.d[0].len) == 0);
+		CHECK(again.d[0].sealed && memcmp(again.d[0].key, key, NB_KEY_LEN) == 0);
 	}
 	check_limits(r);
 }
@@ -260,6 +384,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	if (data[0] & 2)
 		memcpy(r.cfg.token, "tok", 4);
+	r.cfg.public_list = (data[0] & 8) != 0;
+	memcpy(r.cfg.admin_token, "adm", 4);
+	for (int k = 0; k < NKEYS; k++)
+		for (unsigned i = 0; i < NB_KEY_LEN; i++)
+			r.keys[k][i] = (uint8_t)(k * 37 + i * 11 + 1);
 	for (unsigned i = 0; i < sizeof(r.cfg.hash_key); i++)
 		r.cfg.hash_key[i] = (uint8_t)i;
 	CHECK(nb_rendezvous_new(&r.cfg, &r.rv) == 0);
@@ -268,8 +397,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	r.now = 1000;
 	r.seed = 42;
 
-	while (size - off >= 1) {
+	while (size - off >= 2) {
 		uint8_t ctl = data[off++];
+		uint8_t kb = data[off++] & 7;
 		const uint8_t *nl = memchr(data + off, '\n', size - off);
 		size_t len = nl != NULL ? (size_t)(nl - (data + off)) : size - off;
 
@@ -280,7 +410,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			len = sizeof(buf);
 		memcpy(buf, data + off, len);
 		substitute(&r, buf, len);
-		one(&r, &r.src[ctl & 3], buf, len, (ctl & 0x40) != 0);
+		one(&r, &r.src[ctl & 3], kb < NKEYS ? r.keys[kb] : NULL, buf, len, (ctl & 0x40) != 0);
 		off += len;
 		if (size - off >= 1 && data[off] == '\n')
 			off++;

@@ -112,8 +112,8 @@ lab_wait_ms() {
         sleep 0.05
     done
 }
-lab_udp_bound() { ip netns exec "$(lab_ns "$1")" ss -Hlun "sport = :$2" 2>/dev/null | grep -q .; }
-lab_tcp_bound() { ip netns exec "$(lab_ns "$1")" ss -Hltn "sport = :$2" 2>/dev/null | grep -q .; }
+lab_udp_bound() { ip netns exec "$(lab_ns "$1")" env XDG_CONFIG_HOME="$(lab_xdg "$1")" ss -Hlun "sport = :$2" 2>/dev/null | grep -q .; }
+lab_tcp_bound() { ip netns exec "$(lab_ns "$1")" env XDG_CONFIG_HOME="$(lab_xdg "$1")" ss -Hltn "sport = :$2" 2>/dev/null | grep -q .; }
 # lab_wait_udp NODE PORT [SECS]: a UDP socket is bound to PORT in NODE
 lab_wait_udp() { lab_wait "${3:-5}" lab_udp_bound "$1" "$2"; }
 # lab_wait_tcp NODE PORT [SECS]: a TCP socket listens on PORT in NODE
@@ -123,7 +123,15 @@ lab_wait_log() { lab_wait "${3:-5}" grep -qE -- "$2" "$1"; }
 
 # ---------------------------------------------------------------- nodes
 lab_ns() { echo "$NATLAB_PREFIX-$1"; }
-lab_exec() { local n=$1; shift; ip netns exec "$(lab_ns "$n")" "$@"; }
+# lab_xdg NODE: NODE's own config directory. The namespaces share one file
+# system, so every command run in a node gets XDG_CONFIG_HOME=$(lab_xdg
+# NODE): natpeer's key and known peers, and natbroker's key, are per host
+# (docs/security.md: a peer is its key).
+lab_xdg() {
+    local d=${LAB_XDG_ROOT:-${LAB_TMP:-${TMPDIR:-/tmp}/natlab-xdg-$$}/xdg}/$1
+    mkdir -p -m 0700 "$d" && echo "$d"
+}
+lab_exec() { local n=$1; shift; ip netns exec "$(lab_ns "$n")" env XDG_CONFIG_HOME="$(lab_xdg "$n")" "$@"; }
 lab_addr() { "$NATLAB" addr "$1"; }
 lab_public() { "$NATLAB" public "$1"; }
 lab_flush() { "$NATLAB" flush; }
@@ -132,7 +140,7 @@ lab_flush() { "$NATLAB" flush; }
 # its real PID (ip netns exec execs CMD) in LAB_LAST_PID and for teardown.
 lab_start() {
     local node=$1 logf=$2; shift 2
-    ip netns exec "$(lab_ns "$node")" "$@" </dev/null >>"$logf" 2>&1 &
+    ip netns exec "$(lab_ns "$node")" env XDG_CONFIG_HOME="$(lab_xdg "$node")" "$@" </dev/null >>"$logf" 2>&1 &
     LAB_LAST_PID=$!
     LAB_PIDS+=("$LAB_LAST_PID")
 }
@@ -163,7 +171,7 @@ lab_spawn() {
     local node=$1 in=$2 out=$3 err=$4; shift 4
     (
         for f in "${LAB_HELD[@]}"; do eval "exec $f>&-"; done
-        exec ip netns exec "$(lab_ns "$node")" "$@" <"$in" >"$out" 2>"$err"
+        exec ip netns exec "$(lab_ns "$node")" env XDG_CONFIG_HOME="$(lab_xdg "$node")" "$@" <"$in" >"$out" 2>"$err"
     ) &
     LAB_LAST_PID=$!
     LAB_PIDS+=("$LAB_LAST_PID")
@@ -189,7 +197,7 @@ lab_udp_listen() {
 # lab_udp_send NODE DST PORT MSG [SPORT]: one datagram
 lab_udp_send() {
     local node=$1 dst=$2 port=$3 msg=$4 sp=${5:-}
-    printf '%s' "$msg" | timeout 3 ip netns exec "$(lab_ns "$node")" \
+    printf '%s' "$msg" | timeout 3 ip netns exec "$(lab_ns "$node")" env XDG_CONFIG_HOME="$(lab_xdg "$node")" \
         socat -u - "UDP4-SENDTO:$dst:$port${sp:+,sourceport=$sp}" 2>/dev/null
 }
 # lab_tcp_listen NODE PORT FILE: the same for TCP connections (one line per
@@ -203,7 +211,7 @@ lab_tcp_listen() {
 }
 # lab_tcp_send NODE DST PORT MSG: one connection carrying MSG (5 s bound)
 lab_tcp_send() {
-    printf '%s' "$4" | timeout 5 ip netns exec "$(lab_ns "$1")" \
+    printf '%s' "$4" | timeout 5 ip netns exec "$(lab_ns "$1")" env XDG_CONFIG_HOME="$(lab_xdg "$1")" \
         socat -u - "TCP4:$2:$3,connect-timeout=3" 2>/dev/null
 }
 lab_udp_got() { grep -qF -- " $2" "$1" 2>/dev/null; }   # FILE MSG

@@ -157,6 +157,8 @@ OUT=$(cd "$OUT" && pwd)
 LOGS=$OUT/logs
 rm -rf "$LOGS" "$OUT/matrix.json" "$OUT/matrix.html"
 mkdir -p "$LOGS"
+# Each host's own key and known peers (lab_xdg); the broker's key too.
+export LAB_XDG_ROOT=$LOGS/xdg
 
 FINISHED=0
 declare -A RUNNING=()   # connector PID -> pair index
@@ -192,11 +194,11 @@ lab_require_tools
 # (ip netns exec execs CMD) in LAB_LAST_PID and in LAB_PIDS for teardown
 start_in() {
     local node=$1 o=$2 e=$3; shift 3
-    ip netns exec "$(lab_ns "$node")" "$@" </dev/null >"$o" 2>"$e" &
+    ip netns exec "$(lab_ns "$node")" env XDG_CONFIG_HOME="$(lab_xdg "$node")" "$@" </dev/null >"$o" 2>"$e" &
     LAB_LAST_PID=$!
     LAB_PIDS+=("$LAB_LAST_PID")
 }
-np_pub() { timeout 10 ip netns exec "$(lab_ns pub)" "$NP" "$@" --broker "$SRV1" 2>/dev/null; }
+np_pub() { timeout 10 ip netns exec "$(lab_ns pub)" env XDG_CONFIG_HOME="$(lab_xdg pub)" "$NP" "$@" --broker "$SRV1" 2>/dev/null; }
 
 # ---------------------------------------------------------------- the lab
 step "bringing the lab up (prefix $NATLAB_PREFIX)"
@@ -211,7 +213,7 @@ lab_flush >>"$LOGS/natlab.log" 2>&1 || die "natlab.sh flush failed"
 say "    ready in $(secs_since "$T_LAB") s"
 
 step "starting natbroker on srv ($SRV1 and $SRV2, RFC 5780 mode)"
-start_in srv "$LOGS/natbroker.log" "$LOGS/natbroker.log" "$NB" --listen "$SRV1" --listen "$SRV2"
+start_in srv "$LOGS/natbroker.log" "$LOGS/natbroker.log" "$NB" --public-list --listen "$SRV1" --listen "$SRV2"
 NB_PID=$LAB_LAST_PID
 lab_wait 5 eval 'lab_udp_bound srv 3478 && lab_udp_bound srv 3479' ||
     { cat "$LOGS/natbroker.log"; die "natbroker does not listen on srv"; }
@@ -315,7 +317,7 @@ DISAGREE_LIVE=0
 start_pair() {
     local k=$1 a=${PA[$1]} b=${PB[$1]}
     T0[$k]=$(lab_now_ms)
-    ip netns exec "$(lab_ns "$a")" timeout -k 2 "$CONNECT_TIMEOUT" \
+    ip netns exec "$(lab_ns "$a")" env XDG_CONFIG_HOME="$(lab_xdg "$a")" timeout -k 2 "$CONNECT_TIMEOUT" \
         "$NP" connect --id "$a.$b" --broker "$SRV1" --json ${PUNCH:+--timeout "$PUNCH"} "$b" \
         </dev/null >"$LOGS/$a.$b.out" 2>"$LOGS/$a.$b.err" &
     RUNNING[$!]=$k

@@ -837,7 +837,11 @@ main() {
             [ $# -ge 2 ] || die "usage: exec NODE CMD..."
             is_node "$1" || die "unknown node $1"
             local node=$1; shift
-            exec ip netns exec "$(ns "$node")" "$@" ;;
+            # The node's own config directory (natpeer's key and known
+            # peers): the namespaces share one file system.
+            local xdg=${LAB_XDG_ROOT:-$RUN/xdg}/$node
+            mkdir -p -m 0700 "$xdg"
+            exec ip netns exec "$(ns "$node")" env XDG_CONFIG_HOME="$xdg" "$@" ;;
         addr) { [ $# -eq 1 ] && is_node "$1"; } || die "usage: addr NODE"; node_addr "$1" ;;
         public) { [ $# -eq 1 ] && is_node "$1"; } || die "usage: public NODE"; node_public "$1" ;;
         router) { [ $# -eq 1 ] && is_node "$1"; } || die "usage: router HOST"

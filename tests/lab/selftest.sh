@@ -49,10 +49,10 @@ CLASSES=(
 
 classify_host() { # host: both tools, one after the other, each bounded
     local h=$1 d=$LAB_TMP/class
-    timeout 20 ip netns exec "$(lab_ns "$h")" turnutils_natdiscovery -m -f "$SRV" \
+    timeout 20 ip netns exec "$(lab_ns "$h")" env XDG_CONFIG_HOME="$(lab_xdg "$h")" turnutils_natdiscovery -m -f "$SRV" \
         >"$d/nd-$h.txt" 2>&1
     echo $? >"$d/nd-$h.rc"
-    timeout 20 ip netns exec "$(lab_ns "$h")" stun "$SRV" >"$d/stun-$h.txt" 2>&1
+    timeout 20 ip netns exec "$(lab_ns "$h")" env XDG_CONFIG_HOME="$(lab_xdg "$h")" stun "$SRV" >"$d/stun-$h.txt" 2>&1
     echo $? >"$d/stun-$h.rc"   # stun's exit code is its result bits, not an error
 }
 

@@ -25,13 +25,13 @@ BINDING='\x00\x01\x00\x00\x21\x12\xa4\x42\x62\x61\x64\x2d\x69\x6e\x70\x75\x74\x2
 
 udp_answers() { # node ip port: a Binding over UDP gets >= 32 bytes back
     local n
-    n=$(printf "$BINDING" | timeout 3 ip netns exec "$(lab_ns "$1")" \
+    n=$(printf "$BINDING" | timeout 3 ip netns exec "$(lab_ns "$1")" env XDG_CONFIG_HOME="$(lab_xdg "$1")" \
         socat -T 1 - "UDP4:$2:$3" 2>/dev/null | wc -c)
     [ "$n" -ge 32 ]
 }
 tcp_answers() { # node ip port [secs]: a Binding over TCP gets >= 32 bytes back
     local n t=${4:-1}
-    n=$(printf "$BINDING" | timeout $((t + 2)) ip netns exec "$(lab_ns "$1")" \
+    n=$(printf "$BINDING" | timeout $((t + 2)) ip netns exec "$(lab_ns "$1")" env XDG_CONFIG_HOME="$(lab_xdg "$1")" \
         socat -T "$t" -t "$t" - "TCP4:$2:$3" 2>/dev/null | wc -c)
     [ "$n" -ge 32 ]
 }
@@ -54,7 +54,7 @@ lab_up || { lab_fail "lab up"; lab_summary; exit 1; }
 lab_wait 5 eval '! lab_udp_bound srv 3478' || { lab_fail "coturn did not free its ports"; lab_summary; exit 1; }
 
 NBLOG=$LAB_TMP/natbroker.log
-lab_start srv "$NBLOG" "$NB" --listen "$SRV1" --listen "$SRV2" --max-tcp "$MAX_TCP" \
+lab_start srv "$NBLOG" "$NB" --public-list --listen "$SRV1" --listen "$SRV2" --max-tcp "$MAX_TCP" \
     --tcp-idle-timeout "$IDLE" --tcp-max-bytes "$MAX_BYTES"
 NB_PID=$LAB_LAST_PID
 lab_check "natbroker listens" lab_wait 5 eval 'lab_udp_bound srv 3478 && lab_tcp_bound srv 3478'
@@ -103,9 +103,9 @@ lab_check "still serving after random datagrams" still_serving
 
 # ---- TCP: garbage, an oversized frame, a byte flood
 for i in $(seq 10); do
-    head -c 4096 /dev/urandom | timeout 5 ip netns exec "$(lab_ns pub)" socat -u - "TCP4:$SRV1:3478" 2>/dev/null
+    head -c 4096 /dev/urandom | timeout 5 ip netns exec "$(lab_ns pub)" env XDG_CONFIG_HOME="$(lab_xdg pub)" socat -u - "TCP4:$SRV1:3478" 2>/dev/null
 done
-printf '\x00\x01\x07\xd0\x21\x12\xa4\x42tid-hugeframe' | timeout 5 ip netns exec "$(lab_ns pub)" \
+printf '\x00\x01\x07\xd0\x21\x12\xa4\x42tid-hugeframe' | timeout 5 ip netns exec "$(lab_ns pub)" env XDG_CONFIG_HOME="$(lab_xdg pub)" \
     socat -T 2 - "TCP4:$SRV1:3478" >/dev/null 2>&1
 lab_check "garbage TCP connections are closed by natbroker" lab_wait 5 no_tcp_conns
 lab_check "still serving after TCP garbage" still_serving
@@ -115,7 +115,7 @@ lab_check "still serving after TCP garbage" still_serving
 full=$((MAX_BYTES / 20))
 { for i in $(seq "$full"); do printf "$BINDING"; done; head -c $((MAX_BYTES - full * 20)) "$P/binding"; } >"$LAB_TMP/cap"
 t0=$(lab_now_ms)
-n=$(timeout 10 ip netns exec "$(lab_ns pub)" socat -T 5 -t 5 - "TCP4:$SRV1:3478" <"$LAB_TMP/cap" 2>/dev/null | wc -c)
+n=$(timeout 10 ip netns exec "$(lab_ns pub)" env XDG_CONFIG_HOME="$(lab_xdg pub)" socat -T 5 -t 5 - "TCP4:$SRV1:3478" <"$LAB_TMP/cap" 2>/dev/null | wc -c)
 dt=$(($(lab_now_ms) - t0))
 # (RFC 5780 mode: each answer is 68 bytes)
 lab_check "TCP byte cap: $full whole requests in $MAX_BYTES bytes, $full answers (got $n bytes, want $((full * 68)))" \
@@ -123,7 +123,7 @@ lab_check "TCP byte cap: $full whole requests in $MAX_BYTES bytes, $full answers
 lab_check "TCP byte cap: natbroker closed the connection (after $dt ms)" test "$dt" -lt 4000
 # More than the cap: cut off, never more answers than the cap allows.
 for i in $(seq 300); do printf "$BINDING"; done >"$LAB_TMP/flood"
-n=$(timeout 10 ip netns exec "$(lab_ns pub)" socat -T 3 -t 3 - "TCP4:$SRV1:3478" <"$LAB_TMP/flood" 2>/dev/null | wc -c)
+n=$(timeout 10 ip netns exec "$(lab_ns pub)" env XDG_CONFIG_HOME="$(lab_xdg pub)" socat -T 3 -t 3 - "TCP4:$SRV1:3478" <"$LAB_TMP/flood" 2>/dev/null | wc -c)
 lab_check "TCP flood of 6000 bytes: at most $((full * 68)) bytes of answers (got $n)" test "$n" -le $((full * 68))
 lab_check "TCP flood: the connection is closed" lab_wait 5 no_tcp_conns
 

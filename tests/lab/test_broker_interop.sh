@@ -69,13 +69,13 @@ classify() {
 BINDING='\x00\x01\x00\x00\x21\x12\xa4\x42\x62\x72\x6f\x6b\x65\x72\x2d\x69\x6e\x74\x65\x72'
 udp_answers() { # node ip port
     local n
-    n=$(printf "$BINDING" | timeout 3 ip netns exec "$(lab_ns "$1")" \
+    n=$(printf "$BINDING" | timeout 3 ip netns exec "$(lab_ns "$1")" env XDG_CONFIG_HOME="$(lab_xdg "$1")" \
         socat -T 1 - "UDP4:$2:$3" 2>/dev/null | wc -c)
     [ "$n" -ge 32 ]
 }
 tcp_answers() { # node ip port
     local n
-    n=$(printf "$BINDING" | timeout 3 ip netns exec "$(lab_ns "$1")" \
+    n=$(printf "$BINDING" | timeout 3 ip netns exec "$(lab_ns "$1")" env XDG_CONFIG_HOME="$(lab_xdg "$1")" \
         socat -T 1 - "TCP4:$2:$3" 2>/dev/null | wc -c)
     [ "$n" -ge 32 ]
 }
@@ -89,7 +89,7 @@ classify coturn
 "$NATLAB" stop-coturn
 lab_check "coturn stopped: its ports are free" lab_wait 5 eval '! lab_udp_bound srv 3478'
 NBLOG=$LAB_TMP/natbroker.log
-lab_start srv "$NBLOG" "$NB" --listen "$SRV1" --listen "$SRV2" --log-level info
+lab_start srv "$NBLOG" "$NB" --public-list --listen "$SRV1" --listen "$SRV2" --log-level info
 NB_PID=$LAB_LAST_PID
 lab_check "natbroker binds 2 IPs x 2 ports" lab_wait 5 eval \
     'lab_udp_bound srv 3478 && lab_udp_bound srv 3479 && lab_tcp_bound srv 3478 && lab_tcp_bound srv 3479'

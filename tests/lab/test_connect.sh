@@ -38,27 +38,14 @@ lab_up || { lab_fail "lab up"; lab_summary; exit 1; }
 "$NATLAB" stop-coturn
 lab_check "coturn stopped" lab_wait 5 eval '! lab_udp_bound srv 3478'
 NBLOG=$LAB_TMP/natbroker.log
-lab_start srv "$NBLOG" "$NB" --listen "$SRV1" --listen "$SRV2"
+lab_start srv "$NBLOG" "$NB" --public-list --listen "$SRV1" --listen "$SRV2"
 lab_check "natbroker is up" lab_wait 5 eval 'lab_udp_bound srv 3478 && lab_udp_bound srv 3479'
 
-# ---- the broker's views, asked over the wire from pub
-PAD=$(printf '%*s' 1100 '' | tr ' ' .)   # a page is no longer than its query
-query() { # TYPE OFFSET -> one reply datagram on stdout
-    printf '{"v":1,"type":"%s","tx":"%016x","offset":%d,"pad":"%s"}' "$1" "$(( RANDOM * 65536 + $2 ))" "$2" "$PAD" |
-        timeout 3 ip netns exec "$(lab_ns pub)" socat -T 1 - "UDP4:$SRV1:3478" 2>/dev/null
-}
-all_pages() { # TYPE -> every entry of every page, one object per line
-    local off=0 total=1 page entries n
-    while [ "$off" -lt "$total" ]; do
-        page=$(query "$1" "$off")
-        total=$(sed -n 's/.*"total":\([0-9]*\).*/\1/p' <<<"$page")
-        [ -n "$total" ] || return 1
-        entries=$(grep -o '{"\(id\|a\)":[^}]*}' <<<"$page")
-        n=$(grep -c . <<<"$entries")
-        [ "$n" -gt 0 ] || break
-        echo "$entries"
-        off=$((off + n))
-    done
+# ---- the broker's views, asked from pub with natpeer (sealed; the broker
+# runs with --public-list)
+all_pages() { # peers|matrix -> every entry, one object per line
+    timeout 10 ip netns exec "$(lab_ns pub)" env XDG_CONFIG_HOME="$(lab_xdg pub)" \
+        "$NP" "$1" --broker "$SRV1" --json 2>/dev/null | grep -o '{"\(id\|a\)":[^}]*}'
 }
 registered() { all_pages peers | grep -q "\"id\":\"$1\""; }
 
@@ -122,11 +109,11 @@ done
 lab_flush
 rc=0
 out=$LAB_TMP/out-blk
-timeout 20 ip netns exec "$(lab_ns blk)" "$NP" connect --id blk --broker "$SRV1" --json pub \
+timeout 20 ip netns exec "$(lab_ns blk)" env XDG_CONFIG_HOME="$(lab_xdg blk)" "$NP" connect --id blk --broker "$SRV1" --json pub \
     </dev/null >"$out" 2>"$LAB_TMP/err-blk" || rc=$?
 lab_check "blk -> pub fails (exit $rc, not a timeout kill)" eval "[ $rc -ne 0 ] && [ $rc -ne 124 ]"
 rc=0
-timeout 20 ip netns exec "$(lab_ns pub)" "$NP" connect --id pub-to-blk --broker "$SRV1" --json blk \
+timeout 20 ip netns exec "$(lab_ns pub)" env XDG_CONFIG_HOME="$(lab_xdg pub)" "$NP" connect --id pub-to-blk --broker "$SRV1" --json blk \
     </dev/null >"$LAB_TMP/out-pub-blk" 2>"$LAB_TMP/err-pub-blk" || rc=$?
 lab_check "pub -> blk fails: the broker has no peer 'blk' (exit $rc)" \
     eval "[ $rc -ne 0 ] && grep -q \"no peer 'blk'\" '$LAB_TMP/out-pub-blk' '$LAB_TMP/err-pub-blk'"

@@ -63,7 +63,7 @@ lab_up || { lab_fail "lab up"; lab_summary; exit 1; }
 lab_check "coturn stopped" lab_wait 5 eval '! lab_udp_bound srv 3478'
 NBLOG=$LAB_TMP/natbroker.log
 broker_start() {
-    lab_start srv "$NBLOG" "$NB" --listen "$SRV1" --listen "$SRV2"
+    lab_start srv "$NBLOG" "$NB" --public-list --listen "$SRV1" --listen "$SRV2"
     NB_PID=$LAB_LAST_PID
     lab_wait 5 eval 'lab_udp_bound srv 3478 && lab_udp_bound srv 3479'
 }

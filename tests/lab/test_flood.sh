@@ -183,13 +183,13 @@ EOF
 BINDING='\x00\x01\x00\x00\x21\x12\xa4\x42\x66\x6c\x6f\x6f\x64\x2d\x74\x65\x73\x74\x2d\x31'
 udp_answers() { # node ip port: a Binding over UDP gets >= 32 bytes back
     local n
-    n=$(printf "$BINDING" | timeout 3 ip netns exec "$(lab_ns "$1")" \
+    n=$(printf "$BINDING" | timeout 3 ip netns exec "$(lab_ns "$1")" env XDG_CONFIG_HOME="$(lab_xdg "$1")" \
         socat -T 1 - "UDP4:$2:$3" 2>/dev/null | wc -c)
     [ "$n" -ge 32 ]
 }
 tcp_answers() { # node ip port
     local n
-    n=$(printf "$BINDING" | timeout 3 ip netns exec "$(lab_ns "$1")" \
+    n=$(printf "$BINDING" | timeout 3 ip netns exec "$(lab_ns "$1")" env XDG_CONFIG_HOME="$(lab_xdg "$1")" \
         socat -T 1 - "TCP4:$2:$3" 2>/dev/null | wc -c)
     [ "$n" -ge 32 ]
 }
@@ -198,12 +198,12 @@ all_alive() { local p; for p in "$@"; do [ -d "/proc/$p" ] || return 1; done; }
 flood_running() { [ -d "/proc/$FLOOD_PID" ]; }
 # status FILE: the status port's JSON into FILE (and valid JSON)
 status() {
-    printf status | timeout 3 ip netns exec "$(lab_ns srv)" \
+    printf status | timeout 3 ip netns exec "$(lab_ns srv)" env XDG_CONFIG_HOME="$(lab_xdg srv)" \
         socat -T 1 - "UDP4:127.0.0.1:$STATUS_PORT" >"$1" 2>/dev/null && jq -e . "$1" >/dev/null 2>&1
 }
 # peers NODE FILE: `natpeer peers --json` from NODE into FILE
 peers() {
-    timeout 20 ip netns exec "$(lab_ns "$1")" "$NP" peers --broker "$SRV1" --json >"$2" 2>"$2.err"
+    timeout 20 ip netns exec "$(lab_ns "$1")" env XDG_CONFIG_HOME="$(lab_xdg "$1")" "$NP" peers --broker "$SRV1" --json >"$2" 2>"$2.err"
 }
 listed() { grep -q "\"id\":\"$2\"" "$1"; } # FILE ID
 registered_both() { peers pub "$LAB_TMP/peers-pre" && listed "$LAB_TMP/peers-pre" fc-l &&
@@ -217,7 +217,7 @@ lab_up || { lab_fail "lab up"; lab_summary; exit 1; }
 lab_check "coturn stopped" lab_wait 5 eval '! lab_udp_bound srv 3478 && ! lab_udp_bound srv 3479'
 lab_flush
 NBLOG=$LAB_TMP/natbroker.log
-lab_start srv "$NBLOG" "$NB" --listen "$SRV1" --listen "$SRV2" --keepalive "$KEEPALIVE" \
+lab_start srv "$NBLOG" "$NB" --public-list --listen "$SRV1" --listen "$SRV2" --keepalive "$KEEPALIVE" \
     --status-port "$STATUS_PORT"
 NB_PID=$LAB_LAST_PID
 lab_check "natbroker is up" lab_wait 5 eval \
@@ -297,7 +297,7 @@ done
 # answer is out: only the upper bound is exact.)
 for _ in $(seq 600); do printf "$BINDING"; done >"$LAB_TMP/tcp-burst"
 t0=$(lab_now_ms)
-n=$(timeout 15 ip netns exec "$(lab_ns pub)" socat -T 5 -t 5 - "TCP4:$SRV1:3478" \
+n=$(timeout 15 ip netns exec "$(lab_ns pub)" env XDG_CONFIG_HOME="$(lab_xdg pub)" socat -T 5 -t 5 - "TCP4:$SRV1:3478" \
     <"$LAB_TMP/tcp-burst" 2>/dev/null | wc -c)
 dt=$(($(lab_now_ms) - t0))
 n=$((n / 68)) # RFC 5780 mode: 68-byte answers

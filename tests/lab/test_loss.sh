@@ -63,7 +63,7 @@ lab_check "the lab drops 20% per crossing" grep -q "loss=20%" "$LAB_RUN/config"
 "$NATLAB" stop-coturn
 lab_check "coturn stopped" lab_wait 5 eval '! lab_udp_bound srv 3478'
 NBLOG=$LAB_TMP/natbroker.log
-lab_start srv "$NBLOG" "$NB" --listen "$SRV1" --listen "$SRV2"
+lab_start srv "$NBLOG" "$NB" --public-list --listen "$SRV1" --listen "$SRV2"
 lab_check "natbroker is up" lab_wait 5 eval 'lab_udp_bound srv 3478 && lab_udp_bound srv 3479'
 
 dump() { local f; for f in "$@"; do echo "== ${f##*/}"; tail -n 25 "$f"; done; }

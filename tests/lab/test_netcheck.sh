@@ -69,7 +69,7 @@ for h in $HOSTS; do run_host coturn "$h"; done
 "$NATLAB" stop-coturn
 lab_check "coturn stopped" lab_wait 5 eval '! lab_udp_bound srv 3478'
 NBLOG=$LAB_TMP/natbroker.log
-lab_start srv "$NBLOG" "$NB" --listen "$SRV1" --listen "$SRV2"
+lab_start srv "$NBLOG" "$NB" --public-list --listen "$SRV1" --listen "$SRV2"
 NB_PID=$LAB_LAST_PID
 lab_check "natbroker binds 2 IPs x 2 ports" lab_wait 5 eval \
     'lab_udp_bound srv 3478 && lab_udp_bound srv 3479'

@@ -142,12 +142,18 @@ lab_up || { lab_fail "lab up"; lab_summary; exit 1; }
 "$NATLAB" stop-coturn
 lab_check "coturn stopped: its ports are free" lab_wait 5 eval '! lab_udp_bound srv 3478'
 
+# The broker's key, in a directory of its own that nobody may write (the
+# unit's StateDirectory= does this under systemd).
+chmod 0711 "$LAB_TMP" # nobody passes through to state/, reads nothing else
+install -d -m 0700 -o nobody -g nogroup "$LAB_TMP/state"
 cat >"$LAB_TMP/lab.conf" <<EOF
 # test_package.sh: the lab's broker, in place of $CONF
 listen = $SRV1
 listen = $SRV2
 status-port = $STATUS_PORT
 log-level = info
+key = $LAB_TMP/state/key
+public-list
 EOF
 chmod 0644 "$LAB_TMP/lab.conf"
 NBLOG=$LAB_TMP/natbroker.log
@@ -160,6 +166,9 @@ lab_check "natbroker binds 2 IPs x 2 ports" lab_wait 5 eval \
     'lab_udp_bound srv 3478 && lab_udp_bound srv 3479 && lab_tcp_bound srv 3478 && lab_tcp_bound srv 3479'
 lab_check "natbroker binds the status port on 127.0.0.1" lab_wait 5 lab_udp_bound srv "$STATUS_PORT"
 lab_check "natbroker read $CONF (the lab config)" grep -qF "settings from $CONF" "$NBLOG"
+lab_check "natbroker created its key, mode 0600, owned by nobody" lab_wait 5 eval \
+    "[ \"\$(stat -c '%a %U' '$LAB_TMP/state/key' 2>/dev/null)\" = '600 nobody' ]"
+lab_check "natbroker logs its public key" grep -qE "created key .*; public key [A-Za-z0-9_-]{43}" "$NBLOG"
 lab_check "natbroker runs as nobody (uid 65534)" eval \
     "awk '/^Uid:/ { exit !(\$2 == 65534 && \$3 == 65534) }' /proc/$NB_PID/status"
 lab_check "natbroker has no capabilities" eval \
@@ -173,12 +182,12 @@ PEER_ID=pkg-test
 lab_start prc "$LAB_TMP/listen.log" /usr/bin/natpeer listen --id "$PEER_ID" --broker "$SRV1" --json
 LPID=$LAB_LAST_PID
 listed() {
-    timeout 5 ip netns exec "$(lab_ns pub)" /usr/bin/natpeer peers --broker "$SRV1" --json \
+    timeout 5 ip netns exec "$(lab_ns pub)" env XDG_CONFIG_HOME="$(lab_xdg pub)" /usr/bin/natpeer peers --broker "$SRV1" --json \
         >"$LAB_TMP/peers.out" 2>"$LAB_TMP/peers.err" &&
         grep -qF "\"id\":\"$PEER_ID\"" "$LAB_TMP/peers.out"
 }
 status() {
-    printf status | timeout 3 ip netns exec "$(lab_ns srv)" socat -T 1 - "UDP4:127.0.0.1:$STATUS_PORT" 2>/dev/null
+    printf status | timeout 3 ip netns exec "$(lab_ns srv)" env XDG_CONFIG_HOME="$(lab_xdg srv)" socat -T 1 - "UDP4:127.0.0.1:$STATUS_PORT" 2>/dev/null
 }
 if lab_wait 20 listed; then
     lab_pass "natpeer listen on prc registered: natpeer peers from pub lists '$PEER_ID'"

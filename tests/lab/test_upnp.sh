@@ -30,7 +30,7 @@ done
 lab_up || { lab_fail "lab up"; lab_summary; exit 1; }
 "$NATLAB" stop-coturn
 lab_check "coturn stopped" lab_wait 5 eval '! lab_udp_bound srv 3478'
-lab_start srv "$LAB_TMP/natbroker.log" "$NB" --listen "$SRV1" --listen "$SRV2"
+lab_start srv "$LAB_TMP/natbroker.log" "$NB" --public-list --listen "$SRV1" --listen "$SRV2"
 lab_check "natbroker is up" lab_wait 5 eval 'lab_udp_bound srv 3478 && lab_udp_bound srv 3479'
 
 # natpeer's UDP mappings on the upnp router, as upnpc lists them: "PORT->INTERNAL"
@@ -126,7 +126,7 @@ lab_spawn pub "$LAB_TMP/in-pub" "$LAB_TMP/out-pub" "$LAB_TMP/err-pub" "$NP" list
 ppid=$LAB_LAST_PID
 lab_check "pub is listening" lab_wait 15 grep -q "^listening as p" "$LAB_TMP/err-pub"
 rc=0
-timeout 20 ip netns exec "$(lab_ns cgn)" "$NP" connect --id c1 p --broker "$SRV1" --json \
+timeout 20 ip netns exec "$(lab_ns cgn)" env XDG_CONFIG_HOME="$(lab_xdg cgn)" "$NP" connect --id c1 p --broker "$SRV1" --json \
     </dev/null >"$LAB_TMP/out-cgn" 2>"$LAB_TMP/err-cgn" || rc=$?
 lab_check "cgn -> pub connects by punching (path direct), exit $rc" \
     eval "[ $rc -eq 0 ] && grep -q '\"path\":\"direct\"' '$LAB_TMP/out-cgn'"

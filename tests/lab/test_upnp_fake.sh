@@ -50,7 +50,7 @@ lab_up || { lab_fail "lab up"; lab_summary; exit 1; }
 if [ -n "$NB" ]; then
     "$NATLAB" stop-coturn
     lab_check "coturn stopped" lab_wait 5 eval '! lab_udp_bound srv 3478'
-    lab_start srv "$LAB_TMP/natbroker.log" "$NB" --listen "$SRV1" --listen "$SRV2"
+    lab_start srv "$LAB_TMP/natbroker.log" "$NB" --public-list --listen "$SRV1" --listen "$SRV2"
     lab_check "natbroker is up" lab_wait 5 eval 'lab_udp_bound srv 3478 && lab_udp_bound srv 3479'
 fi
 

@@ -435,7 +435,7 @@ static struct nb_ctrl_msg plan_msg(const char *tx, enum nb_role role)
 	p->candidates[0] = A("203.0.113.102:40000");
 	p->n_candidates = 1;
 	snprintf(p->username, sizeof(p->username), "fedcba9876543210:bob");
-	snprintf(p->key, sizeof(p->key), "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff");
+	snprintf(p->peer_key, sizeof(p->peer_key), "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8");
 	p->deadline_ms = 5000;
 	return m;
 }
@@ -701,8 +701,8 @@ static void test_matrix_paging(void **state)
 	assert_int_equal(nb_client_peers(&f.c, f.now), -EBUSY);
 	drain(&f);
 	assert_int_equal(last(&f)->type, NB_CTRL_MATRIX);
-	/* padded to the largest datagram: the broker's page is no longer than the query */
-	assert_int_equal(f.sent_len[f.n_sent - 1], NB_CTRL_MAX_DATAGRAM);
+	/* padded to the largest message a sealed frame carries: the broker's page is no longer than the query */
+	assert_int_equal(f.sent_len[f.n_sent - 1], NB_CLIENT_MAX_MSG);
 	/* a peers page is not a matrix page */
 	m = page(last(&f)->tx, 3, 0, 2);
 	assert_int_equal(reply(&f, &m), -1);

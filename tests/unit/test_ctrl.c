@@ -18,6 +18,10 @@
 #define TX "0123456789abcdef"
 #define HDR(type) "{\"v\":1,\"type\":\"" type "\",\"tx\":\"" TX "\""
 #define KEY64 "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
+/* Public keys as text (common/keys.h): 43 base64url characters. PK43 is
+ * bytes 00..1f; PKDASH uses both '-' and '_'. */
+#define PK43 "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8"
+#define PKDASH "-_-_-_-_-_-_-_-_-_-_-_-_-_-_-_-_-_-_-_-__vA"
 
 static struct nb_addr addr(const char *s)
 {
@@ -159,7 +163,7 @@ static size_t make_samples(struct nb_ctrl_msg *s)
 		m->u.plan.candidates[i] = addr(v4v6[NB_CTRL_MAX_ADDRS - 1 - i]);
 	m->u.plan.n_candidates = NB_CTRL_MAX_ADDRS;
 	SET(m->u.plan.username, "fedcba9876543210:bob:alice");
-	SET(m->u.plan.key, KEY64);
+	SET(m->u.plan.peer_key, PK43);
 	m->u.plan.deadline_ms = NB_CTRL_DEADLINE_MAX_MS;
 	m->u.plan.delay_ms = NB_CTRL_DELAY_MAX_MS;
 
@@ -171,7 +175,7 @@ static size_t make_samples(struct nb_ctrl_msg *s)
 	m->u.plan.role = NB_ROLE_NONE;
 	m->u.plan.path = NB_PATH_NONE;
 	SET(m->u.plan.username, "u");
-	SET(m->u.plan.key, KEY64);
+	SET(m->u.plan.peer_key, PKDASH);
 	m->u.plan.deadline_ms = 1;
 
 	m = &s[n++];
@@ -281,6 +285,21 @@ static size_t make_samples(struct nb_ctrl_msg *s)
 	SET(m->u.reg.id, "cookie-monster");
 	SET(m->u.reg.cookie, "0123456789abcdef0123456789abcdef");
 
+	m = &s[n++]; /* 27: bye */
+	init_msg(m, NB_CTRL_BYE);
+	SET(m->u.bye.id, "alice");
+
+	m = &s[n++]; /* 28: a query with the admin token (printable ASCII, escapes) */
+	init_msg(m, NB_CTRL_PEERS);
+	m->u.query.offset = 3;
+	SET(m->u.query.admin, "adm1n \"t0ken\" ~");
+	m->u.query.pad = 10;
+
+	m = &s[n++]; /* 29: matrix with the admin token only */
+	init_msg(m, NB_CTRL_MATRIX);
+	SET(m->u.query.admin, "x");
+
+	assert_true(n <= MAX_SAMPLES);
 	return n;
 }
 
@@ -447,6 +466,12 @@ static void test_golden(void **state)
 		     "\"path\":\"none\",\"ms\":0}" },
 		{ 3, HDR("registered") ",\"id\":\"alice\",\"reflexive\":\"203.0.113.9:40000\","
 		     "\"keepalive\":25,\"expires\":90}" },
+		{ 7, HDR("plan") ",\"session\":\"0000000000000000\",\"peer\":\"z\",\"role\":\"none\","
+		     "\"path\":\"none\",\"reason\":\"\",\"candidates\":[],\"username\":\"u\","
+		     "\"peer_key\":\"" PKDASH "\",\"deadline_ms\":1}" },
+		{ 27, HDR("bye") ",\"id\":\"alice\"}" },
+		{ 28, HDR("peers") ",\"offset\":3,\"admin\":\"adm1n \\\"t0ken\\\" ~\",\"pad\":\"..........\"}" },
+		{ 29, HDR("matrix") ",\"admin\":\"x\"}" },
 	};
 	struct nb_ctrl_msg s[MAX_SAMPLES];
 	make_samples(s);
@@ -496,15 +521,34 @@ static void test_decode_handwritten(void **state)
 	j = HDR("peers") ",\"offset\":0}";
 	assert_true(nb_ctrl_decode(&m, (const uint8_t *)j, strlen(j)) > 0);
 	j = HDR("plan") ",\"session\":\"0000000000000000\",\"peer\":\"p\",\"role\":\"dial\","
-	    "\"path\":\"relay\",\"reason\":\"\",\"candidates\":[],\"username\":\"u\",\"key\":\"" KEY64
+	    "\"path\":\"relay\",\"reason\":\"\",\"candidates\":[],\"username\":\"u\",\"peer_key\":\"" PK43
 	    "\",\"deadline_ms\":5000,\"delay_ms\":0}";
 	assert_true(nb_ctrl_decode(&m, (const uint8_t *)j, strlen(j)) > 0);
+	assert_string_equal(m.u.plan.peer_key, PK43);
 	assert_int_equal(m.u.plan.delay_ms, 0);
 	assert_int_equal(m.u.plan.deadline_ms, 5000);
 	j = HDR("result") ",\"session\":\"0000000000000000\",\"id\":\"p\",\"outcome\":\"connected\","
 	    "\"path\":\"upnp\",\"ms\":12,\"reason\":\"\"}";
 	assert_true(nb_ctrl_decode(&m, (const uint8_t *)j, strlen(j)) > 0);
 	assert_false(m.u.result.has_remote);
+
+	/* bye; peers with an admin token given with escapes; an unknown "key"
+	 * field beside peer_key is ignored */
+	j = "{\"id\":\"bob\",\"type\":\"bye\",\"v\":1,\"tx\":\"" TX "\"}";
+	assert_int_equal(nb_ctrl_decode(&m, (const uint8_t *)j, strlen(j)), (ssize_t)strlen(j));
+	assert_int_equal(m.type, NB_CTRL_BYE);
+	assert_string_equal(m.u.bye.id, "bob");
+	j = HDR("peers") ",\"admin\":\"\\u0061dm\\/n\"}";
+	assert_int_equal(nb_ctrl_decode(&m, (const uint8_t *)j, strlen(j)), (ssize_t)strlen(j));
+	assert_string_equal(m.u.query.admin, "adm/n");
+	j = HDR("matrix") "}";
+	assert_int_equal(nb_ctrl_decode(&m, (const uint8_t *)j, strlen(j)), (ssize_t)strlen(j));
+	assert_string_equal(m.u.query.admin, ""); /* absent */
+	j = HDR("plan") ",\"session\":\"0000000000000000\",\"peer\":\"p\",\"role\":\"dial\","
+	    "\"path\":\"relay\",\"reason\":\"\",\"candidates\":[],\"username\":\"u\",\"key\":\"" KEY64
+	    "\",\"peer_key\":\"" PKDASH "\",\"deadline_ms\":5000}";
+	assert_int_equal(nb_ctrl_decode(&m, (const uint8_t *)j, strlen(j)), (ssize_t)strlen(j));
+	assert_string_equal(m.u.plan.peer_key, PKDASH);
 
 	/* Depth 4 is allowed (root, then three more). */
 	j = HDR("ack") ",\"x\":[[[1]]],\"y\":{\"a\":{\"b\":{}}}}";
@@ -526,7 +570,12 @@ struct bad {
 #define REGD(rest) HDR("registered") ",\"id\":\"a\",\"reflexive\":\"1.2.3.4:5\"" rest "}"
 #define PLAN(rest)                                                                   \
 	HDR("plan") ",\"session\":\"0000000000000000\",\"peer\":\"p\",\"reason\":\"r\"," \
-		    "\"key\":\"" KEY64 "\"" rest "}"
+		    "\"peer_key\":\"" PK43 "\"" rest "}"
+/* A plan complete but for peer_key, given as pk. */
+#define PLANK(pk)                                                                            \
+	HDR("plan") ",\"session\":\"0000000000000000\",\"peer\":\"p\",\"role\":\"dial\","         \
+		    "\"path\":\"direct\",\"reason\":\"\",\"candidates\":[],\"username\":\"u\"" pk \
+		    ",\"deadline_ms\":1}"
 #define RPU ",\"role\":\"dial\",\"path\":\"direct\",\"username\":\"u\""
 #define CD ",\"candidates\":[],\"deadline_ms\":1"
 #define PLIST(rest) HDR("peer_list") ",\"total\":5,\"offset\":0" rest "}"
@@ -680,13 +729,35 @@ static const struct bad bad_inputs[] = {
 	  0, NB_CTRL_E_LENGTH },
 	{ "username missing", PLAN(",\"role\":\"dial\",\"path\":\"direct\"" CD), 0, NB_CTRL_E_MISSING },
 	{ "candidates missing", PLAN(RPU ",\"deadline_ms\":1"), 0, NB_CTRL_E_MISSING },
-	{ "key upper", HDR("plan") ",\"session\":\"0000000000000000\",\"peer\":\"p\",\"role\":\"dial\","
-		       "\"path\":\"direct\",\"reason\":\"\",\"candidates\":[],\"username\":\"u\",\"key\":"
-		       "\"00112233445566778899AABBCCDDEEFF00112233445566778899aabbccddeeff\","
-		       "\"deadline_ms\":1}", 0, NB_CTRL_E_FORMAT },
-	{ "key 32", HDR("plan") ",\"session\":\"0000000000000000\",\"peer\":\"p\",\"role\":\"dial\","
-		    "\"path\":\"direct\",\"reason\":\"\",\"candidates\":[],\"username\":\"u\",\"key\":"
-		    "\"00112233445566778899aabbccddeeff\",\"deadline_ms\":1}", 0, NB_CTRL_E_LENGTH },
+	{ "peer_key missing", PLANK(""), 0, NB_CTRL_E_MISSING },
+	{ "old hex key instead of peer_key", PLANK(",\"key\":\"" KEY64 "\""), 0, NB_CTRL_E_MISSING },
+	{ "peer_key 42", PLANK(",\"peer_key\":\"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh\""), 0,
+	  NB_CTRL_E_LENGTH },
+	{ "peer_key 44", PLANK(",\"peer_key\":\"" PK43 "A\""), 0, NB_CTRL_E_LENGTH },
+	{ "peer_key empty", PLANK(",\"peer_key\":\"\""), 0, NB_CTRL_E_LENGTH },
+	{ "peer_key 64 hex", PLANK(",\"peer_key\":\"" KEY64 "\""), 0, NB_CTRL_E_LENGTH },
+	{ "peer_key padded", PLANK(",\"peer_key\":\"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh=\""), 0,
+	  NB_CTRL_E_FORMAT },
+	{ "peer_key plus", PLANK(",\"peer_key\":\"+AECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8\""), 0,
+	  NB_CTRL_E_FORMAT },
+	{ "peer_key slash", PLANK(",\"peer_key\":\"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh/\""), 0,
+	  NB_CTRL_E_FORMAT },
+	{ "peer_key space", PLANK(",\"peer_key\":\"AAECAwQFBgcICQoLDA0O xAREhMUFRYXGBkaGxwdHh8\""), 0,
+	  NB_CTRL_E_FORMAT },
+	{ "peer_key dot", PLANK(",\"peer_key\":\"AAECAwQFBgcICQoLDA0O.xAREhMUFRYXGBkaGxwdHh8\""), 0,
+	  NB_CTRL_E_FORMAT },
+	{ "peer_key non-ASCII", PLANK(",\"peer_key\":\"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdH\xc3\xa9\""), 0,
+	  NB_CTRL_E_FORMAT },
+	{ "peer_key number", PLANK(",\"peer_key\":5"), 0, NB_CTRL_E_WRONG_TYPE },
+	{ "peer_key null", PLANK(",\"peer_key\":null"), 0, NB_CTRL_E_WRONG_TYPE },
+	{ "bye no id", HDR("bye") "}", 0, NB_CTRL_E_MISSING },
+	{ "bye id bad", HDR("bye") ",\"id\":\"a b\"}", 0, NB_CTRL_E_FORMAT },
+	{ "bye id 33", HDR("bye") ",\"id\":\"" ID33 "\"}", 0, NB_CTRL_E_LENGTH },
+	{ "admin empty", HDR("peers") ",\"admin\":\"\"}", 0, NB_CTRL_E_LENGTH },
+	{ "admin 65", HDR("matrix") ",\"admin\":\"" ID33 ID33 "\"}", 0, NB_CTRL_E_LENGTH },
+	{ "admin non-ASCII", HDR("peers") ",\"admin\":\"\xc3\xa9\"}", 0, NB_CTRL_E_FORMAT },
+	{ "admin number", HDR("peers") ",\"admin\":1}", 0, NB_CTRL_E_WRONG_TYPE },
+	{ "admin duplicate", HDR("peers") ",\"admin\":\"a\",\"admin\":\"a\"}", 0, NB_CTRL_E_DUPLICATE },
 	{ "session 15", HDR("result") ",\"session\":\"000000000000000\",\"id\":\"a\",\"outcome\":"
 			"\"failed\",\"path\":\"none\",\"ms\":1}", 0, NB_CTRL_E_LENGTH },
 	/* vocabulary */
@@ -981,7 +1052,20 @@ static void mut_reason_long(struct nb_ctrl_msg *m)
 	memset(m->u.plan.reason, 'r', sizeof(m->u.plan.reason));
 }
 static void mut_role(struct nb_ctrl_msg *m) { m->u.plan.role = (enum nb_role)NB_ROLE_COUNT; }
-static void mut_key(struct nb_ctrl_msg *m) { m->u.plan.key[5] = 'G'; }
+static void mut_key(struct nb_ctrl_msg *m) { m->u.plan.peer_key[5] = '+'; }
+static void mut_key_42(struct nb_ctrl_msg *m) { m->u.plan.peer_key[42] = '\0'; }
+static void mut_key_unterminated(struct nb_ctrl_msg *m)
+{
+	memset(m->u.plan.peer_key, 'A', sizeof(m->u.plan.peer_key));
+}
+static void mut_key_empty(struct nb_ctrl_msg *m) { m->u.plan.peer_key[0] = '\0'; }
+static void mut_bye_id(struct nb_ctrl_msg *m) { SET(m->u.bye.id, "a/b"); }
+static void mut_bye_empty(struct nb_ctrl_msg *m) { m->u.bye.id[0] = '\0'; }
+static void mut_admin_ctl(struct nb_ctrl_msg *m) { SET(m->u.query.admin, "a\tb"); }
+static void mut_admin_long(struct nb_ctrl_msg *m)
+{
+	memset(m->u.query.admin, 'a', sizeof(m->u.query.admin));
+}
 static void mut_username(struct nb_ctrl_msg *m) { SET(m->u.plan.username, "a b"); }
 static void mut_deadline(struct nb_ctrl_msg *m) { m->u.plan.deadline_ms = 0; }
 static void mut_delay(struct nb_ctrl_msg *m) { m->u.plan.delay_ms = NB_CTRL_DELAY_MAX_MS + 1; }
@@ -1015,7 +1099,14 @@ static const struct enc_case enc_cases[] = {
 	{ "reason control", mut_reason_ctl, 6, NB_CTRL_E_CONTROL },
 	{ "reason unterminated", mut_reason_long, 6, NB_CTRL_E_LENGTH },
 	{ "role", mut_role, 6, NB_CTRL_E_ENUM },
-	{ "key", mut_key, 6, NB_CTRL_E_FORMAT },
+	{ "peer_key char", mut_key, 6, NB_CTRL_E_FORMAT },
+	{ "peer_key 42", mut_key_42, 7, NB_CTRL_E_LENGTH },
+	{ "peer_key unterminated", mut_key_unterminated, 6, NB_CTRL_E_LENGTH },
+	{ "peer_key empty", mut_key_empty, 6, NB_CTRL_E_LENGTH },
+	{ "bye id", mut_bye_id, 27, NB_CTRL_E_FORMAT },
+	{ "bye id empty", mut_bye_empty, 27, NB_CTRL_E_LENGTH },
+	{ "admin control", mut_admin_ctl, 28, NB_CTRL_E_FORMAT },
+	{ "admin unterminated", mut_admin_long, 29, NB_CTRL_E_LENGTH },
 	{ "username", mut_username, 6, NB_CTRL_E_FORMAT },
 	{ "deadline", mut_deadline, 6, NB_CTRL_E_RANGE },
 	{ "delay", mut_delay, 6, NB_CTRL_E_RANGE },

@@ -253,7 +253,6 @@ static struct nb_ctrl_plan make_plan(enum nb_role role, const struct nb_addr *ca
 		p.candidates[i] = cands[i];
 	p.n_candidates = n;
 	snprintf(p.username, sizeof(p.username), "%s", USER);
-	memcpy(p.key, KEY, sizeof(KEY));
 	p.deadline_ms = 5000;
 	p.delay_ms = delay_ms;
 	return p;
@@ -265,7 +264,7 @@ static void start(struct sim *s, int h, const struct nb_ctrl_plan *plan)
 
 	for (int i = 0; i < NB_STUN_TID_LEN; i++)
 		seed[i] = (uint8_t)(0x10 * (h + 1) + i);
-	assert_int_equal(nb_punch_init(&s->h[h].pu, NULL, plan, seed, s->now), 0);
+	assert_int_equal(nb_punch_init(&s->h[h].pu, NULL, plan, KEY, seed, s->now), 0);
 	s->h[h].has_punch = true;
 }
 
@@ -607,15 +606,17 @@ static void test_role_none(void **state)
 
 	(void)state;
 	snprintf(p.reason, sizeof(p.reason), "symmetric vs port-restricted: needs a relay");
-	assert_int_equal(nb_punch_init(&pu, NULL, &p, seed, 5), 0);
+	assert_int_equal(nb_punch_init(&pu, NULL, &p, KEY, seed, 5), 0);
 	assert_int_equal(nb_punch_state(&pu), NB_PUNCH_FAILED);
 	assert_string_equal(pu.reason, "symmetric vs port-restricted: needs a relay");
 	assert_int_equal(nb_punch_poll(&pu, 5, &tx), 0);
 	assert_int_equal(nb_punch_deadline(&pu), UINT64_MAX);
 	/* Bad keys are refused. */
-	memcpy(p.key, BADKEY, sizeof(BADKEY));
-	p.key[3] = 'X';
-	assert_int_equal(nb_punch_init(&pu, NULL, &p, seed, 5), -22);
+	char bad[sizeof(BADKEY)];
+	memcpy(bad, BADKEY, sizeof(BADKEY));
+	bad[3] = 'X';
+	assert_int_equal(nb_punch_init(&pu, NULL, &p, bad, seed, 5), -22);
+	assert_int_equal(nb_punch_init(&pu, NULL, &p, NULL, seed, 5), -22);
 }
 
 static void test_reason_lists_candidates(void **state)
@@ -633,7 +634,7 @@ static void test_reason_lists_candidates(void **state)
 		c[i] = A(buf);
 	}
 	p = make_plan(NB_ROLE_DIAL, c, 8, 0);
-	assert_int_equal(nb_punch_init(&pu, NULL, &p, seed, 0), 0);
+	assert_int_equal(nb_punch_init(&pu, NULL, &p, KEY, seed, 0), 0);
 	while (nb_punch_poll(&pu, 5000, &tx) == 1)
 		;
 	assert_int_equal(nb_punch_state(&pu), NB_PUNCH_FAILED);
@@ -831,7 +832,7 @@ static void test_retransmission_answered(void **state)
 
 	(void)state;
 	memset(tid, 0x33, sizeof(tid));
-	assert_int_equal(nb_punch_init(&pu, NULL, &p, seed, 0), 0);
+	assert_int_equal(nb_punch_init(&pu, NULL, &p, KEY, seed, 0), 0);
 	n = forge_check(b, tid, USER, KEY, true, true);
 	for (int round = 0; round < 2; round++) {
 		assert_int_equal(nb_punch_input(&pu, b, n, &from, 10), 0);
@@ -882,7 +883,7 @@ static void test_confirm_by_data(void **state)
 	p.candidates[0] = A("198.51.100.7:4000");
 	p.n_candidates = 1;
 	memset(tid, 0x44, sizeof(tid));
-	assert_int_equal(nb_punch_init(&pu, NULL, &p, seed, 0), 0);
+	assert_int_equal(nb_punch_init(&pu, NULL, &p, KEY, seed, 0), 0);
 	/* A plan candidate we only sent to is not enough. */
 	assert_int_equal(nb_punch_confirm(&pu, &p.candidates[0], 1), -1);
 	assert_false(nb_punch_heard(&pu, &peer));
@@ -900,7 +901,7 @@ static void test_confirm_by_data(void **state)
 	assert_int_equal(nb_punch_confirm(&pu, &peer, 30), -1); /* once */
 
 	/* After the deadline: nothing. */
-	assert_int_equal(nb_punch_init(&pu, NULL, &p, seed, 0), 0);
+	assert_int_equal(nb_punch_init(&pu, NULL, &p, KEY, seed, 0), 0);
 	assert_int_equal(nb_punch_input(&pu, b, n, &peer, 10), 0);
 	while (nb_punch_poll(&pu, 5000, &tx) == 1)
 		;

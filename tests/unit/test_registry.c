@@ -1,5 +1,5 @@
-/* tests/unit/test_registry.c - the peer registry and the index helpers under it
- * (SipHash vectors, hash index, rank index, slot list). */
+/* tests/unit/test_registry.c - the peer registry (names bound to keys) and the
+ * index helpers under it (SipHash vectors, hash index, rank index, slot list). */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -39,6 +39,21 @@ static struct nb_registry *reg_new(size_t max)
 	assert_int_equal(nb_registry_new(&cfg, &r), 0);
 	assert_non_null(r);
 	return r;
+}
+
+/* Three holders' static keys: KA, KB, KC (KB differs from KA in one bit). */
+enum { KA = 0, KB, KC, NKEYS };
+static const uint8_t *key(int k)
+{
+	static uint8_t keys[NKEYS][NB_KEY_LEN];
+
+	for (unsigned i = 0; i < NB_KEY_LEN; i++) {
+		keys[KA][i] = (uint8_t)(0x10 + i);
+		keys[KB][i] = keys[KA][i];
+		keys[KC][i] = (uint8_t)(0xC0 ^ i);
+	}
+	keys[KB][NB_KEY_LEN - 1] ^= 0x80;
+	return keys[k];
 }
 
 static struct nb_ctrl_register reg_msg(const char *id, const char *token)
@@ -199,10 +214,12 @@ static void test_config(void **state)
 	nb_registry_free(NULL);
 }
 
-/* One step of a registration table: who registers, from where, with what
- * token, at what time, and what the registry must say. */
+/* One step of a registration table: who registers, with what key, from
+ * where, with what token, at what time, and what the registry must say. */
 struct put_case {
-	const char *id, *from, *token;
+	const char *id;
+	int key;
+	const char *from, *token;
 	uint64_t now;
 	int rc;                         /* 0 or an NB_REGISTRY_E_* */
 	enum nb_registry_change change; /* when rc == 0 */
@@ -211,35 +228,47 @@ struct put_case {
 };
 
 static const struct put_case put_cases[] = {
-	/* new, then the same address again */
-	{ "alice", "203.0.113.1:4000", "", 0, 0, NB_REGISTRY_NEW, NULL, "203.0.113.1:4000" },
-	{ "alice", "203.0.113.1:4000", "", 10, 0, NB_REGISTRY_REFRESHED, NULL, "203.0.113.1:4000" },
-	/* the NAT's mapping changed: same (no) token, new address: moved */
-	{ "alice", "203.0.113.1:4001", "", 20, 0, NB_REGISTRY_MOVED, "203.0.113.1:4000",
+	/* new, then the same key from the same address again */
+	{ "alice", KA, "203.0.113.1:4000", "", 0, 0, NB_REGISTRY_NEW, NULL, "203.0.113.1:4000" },
+	{ "alice", KA, "203.0.113.1:4000", "", 10, 0, NB_REGISTRY_REFRESHED, NULL, "203.0.113.1:4000" },
+	/* the NAT's mapping changed: same key, new address: moved */
+	{ "alice", KA, "203.0.113.1:4001", "", 20, 0, NB_REGISTRY_MOVED, "203.0.113.1:4000",
 	  "203.0.113.1:4001" },
-	/* someone else claims alice with a token: conflict, nothing changes */
-	{ "alice", "198.51.100.9:5000", "t0ken", 30, NB_REGISTRY_E_CONFLICT, 0, NULL,
+	/* another key claims alice: conflict, nothing changes; from elsewhere ... */
+	{ "alice", KB, "198.51.100.9:5000", "", 30, NB_REGISTRY_E_CONFLICT, 0, NULL,
 	  "203.0.113.1:4001" },
-	/* the same address may re-register with a token: refreshed, token kept */
-	{ "alice", "203.0.113.1:4001", "t0ken", 40, 0, NB_REGISTRY_REFRESHED, NULL,
+	/* ... from the very address alice is at (an address proves nothing) ... */
+	{ "alice", KB, "203.0.113.1:4001", "", 35, NB_REGISTRY_E_CONFLICT, 0, NULL,
 	  "203.0.113.1:4001" },
-	/* now a token-less claim from elsewhere conflicts ... */
-	{ "alice", "198.51.100.9:5000", "", 50, NB_REGISTRY_E_CONFLICT, 0, NULL, "203.0.113.1:4001" },
-	/* ... a different token too (prefix of the real one) ... */
-	{ "alice", "198.51.100.9:5000", "t0ke", 55, NB_REGISTRY_E_CONFLICT, 0, NULL,
+	/* the holder shows a token now: refreshed (tokens decide nothing) */
+	{ "alice", KA, "203.0.113.1:4001", "t0ken", 40, 0, NB_REGISTRY_REFRESHED, NULL,
 	  "203.0.113.1:4001" },
-	/* ... and the right token moves it */
-	{ "alice", "198.51.100.9:5000", "t0ken", 60, 0, NB_REGISTRY_MOVED, "203.0.113.1:4001",
+	/* ... so another key with the very same token still conflicts ... */
+	{ "alice", KB, "198.51.100.9:5000", "t0ken", 50, NB_REGISTRY_E_CONFLICT, 0, NULL,
+	  "203.0.113.1:4001" },
+	/* ... as does one with no token, or a third key */
+	{ "alice", KC, "198.51.100.9:5000", "", 55, NB_REGISTRY_E_CONFLICT, 0, NULL,
+	  "203.0.113.1:4001" },
+	/* the holder moves, whatever token it shows */
+	{ "alice", KA, "198.51.100.9:5000", "other", 60, 0, NB_REGISTRY_MOVED, "203.0.113.1:4001",
 	  "198.51.100.9:5000" },
-	/* IPv6, another id */
-	{ "bob", "[2001:db8::7]:9", "", 70, 0, NB_REGISTRY_NEW, NULL, "[2001:db8::7]:9" },
-	/* the registry holds 3: carol fits, dave does not */
-	{ "carol", "203.0.113.3:1", "", 80, 0, NB_REGISTRY_NEW, NULL, "203.0.113.3:1" },
-	{ "dave", "203.0.113.4:1", "", 90, NB_REGISTRY_E_FULL, 0, NULL, NULL },
+	/* IPv6, another id, another key */
+	{ "bob", KB, "[2001:db8::7]:9", "", 70, 0, NB_REGISTRY_NEW, NULL, "[2001:db8::7]:9" },
+	/* one key may hold several names; the registry holds 3: carol fits, dave does not */
+	{ "carol", KA, "203.0.113.3:1", "", 80, 0, NB_REGISTRY_NEW, NULL, "203.0.113.3:1" },
+	{ "dave", KC, "203.0.113.4:1", "", 90, NB_REGISTRY_E_FULL, 0, NULL, NULL },
 	/* a full registry still refreshes and moves existing ids */
-	{ "carol", "203.0.113.3:2", "", 100, 0, NB_REGISTRY_MOVED, "203.0.113.3:1", "203.0.113.3:2" },
-	/* after alice expired (last seen 60), her id is anyone's, even full */
-	{ "alice", "192.0.2.1:1", "other", 60 + E_MS, 0, NB_REGISTRY_NEW, NULL, "192.0.2.1:1" },
+	{ "carol", KA, "203.0.113.3:2", "", 100, 0, NB_REGISTRY_MOVED, "203.0.113.3:1", "203.0.113.3:2" },
+	/* ... and still refuses a taker with another key */
+	{ "carol", KB, "203.0.113.3:2", "", 110, NB_REGISTRY_E_CONFLICT, 0, NULL, "203.0.113.3:2" },
+	/* one ms before alice expires (last seen 60) she is still hers */
+	{ "alice", KC, "192.0.2.1:1", "", 60 + E_MS - 1, NB_REGISTRY_E_CONFLICT, 0, NULL,
+	  "198.51.100.9:5000" },
+	/* after alice expired, her id is anyone's, even full */
+	{ "alice", KC, "192.0.2.1:1", "other", 60 + E_MS, 0, NB_REGISTRY_NEW, NULL, "192.0.2.1:1" },
+	/* ... and from then on the old key is the stranger */
+	{ "alice", KA, "198.51.100.9:5000", "", 60 + E_MS + 1, NB_REGISTRY_E_CONFLICT, 0, NULL,
+	  "192.0.2.1:1" },
 };
 
 static void test_put_table(void **state)
@@ -256,7 +285,7 @@ static void test_put_table(void **state)
 		int rc;
 
 		old = sentinel;
-		rc = nb_registry_put(r, &m, &from, c->now, &change, &old);
+		rc = nb_registry_put(r, &m, key(c->key), &from, c->now, &change, &old);
 		if (rc != c->rc)
 			fail_msg("case %zu (%s from %s): rc %d, want %d", i, c->id, c->from, rc, c->rc);
 		if (rc == 0) {
@@ -279,6 +308,8 @@ static void test_put_table(void **state)
 			assert_non_null(p);
 			assert_true(nb_addr_equal(&p->reflexive, &want));
 			assert_string_equal(p->id, c->id);
+			if (rc == 0) /* the entry holds the key that put it */
+				assert_memory_equal(p->key, key(c->key), NB_KEY_LEN);
 		}
 	}
 	nb_registry_free(r);
@@ -304,7 +335,7 @@ static void test_fields_replaced(void **state)
 	m.has_upnp = true;
 	m.upnp = NB_CTRL_UPNP_MAPPED;
 	m.upnp_external = addr("203.0.113.1:51000");
-	assert_int_equal(nb_registry_put(r, &m, &from, 5, NULL, NULL), 0);
+	assert_int_equal(nb_registry_put(r, &m, key(KA), &from, 5, NULL, NULL), 0);
 	p = nb_registry_get(r, "alice", 5);
 	assert_non_null(p);
 	assert_int_equal(p->n_local, 2);
@@ -320,7 +351,7 @@ static void test_fields_replaced(void **state)
 
 	/* A re-register without nat/upnp resets them: every field replaced. */
 	m = reg_msg("alice", "");
-	assert_int_equal(nb_registry_put(r, &m, &from, 9, NULL, NULL), 0);
+	assert_int_equal(nb_registry_put(r, &m, key(KA), &from, 9, NULL, NULL), 0);
 	p = nb_registry_get(r, "alice", 9);
 	assert_int_equal(p->n_local, 0);
 	assert_int_equal(p->mapping, NB_MAPPING_UNKNOWN);
@@ -345,18 +376,21 @@ static void test_expiry(void **state)
 	(void)state;
 	assert_int_equal(nb_registry_next_expiry(r), UINT64_MAX);
 	assert_int_equal(nb_registry_expire(r, 1000000, &gone), 0);
-	assert_int_equal(nb_registry_put(r, &a, &fa, 0, NULL, NULL), 0);
-	assert_int_equal(nb_registry_put(r, &b, &fb, 10, NULL, NULL), 0);
+	assert_int_equal(nb_registry_put(r, &a, key(KA), &fa, 0, NULL, NULL), 0);
+	assert_int_equal(nb_registry_put(r, &b, key(KB), &fb, 10, NULL, NULL), 0);
 	assert_int_equal(nb_registry_next_expiry(r), E_MS);
-	/* keepalive: from the registered address only */
-	assert_int_equal(nb_registry_touch(r, "a", &other, 20), NB_REGISTRY_E_ADDRESS);
-	assert_int_equal(nb_registry_touch(r, "zz", &fa, 20), NB_REGISTRY_E_NOENT);
-	assert_int_equal(nb_registry_touch(r, "a", &fa, 20), 0);
+	/* keepalive: from the holder's key, at the registered address only */
+	assert_int_equal(nb_registry_touch(r, "a", key(KA), &other, 20), NB_REGISTRY_E_ADDRESS);
+	assert_int_equal(nb_registry_touch(r, "a", key(KB), &fa, 20), NB_REGISTRY_E_KEY);
+	assert_int_equal(nb_registry_touch(r, "a", key(KC), &other, 20), NB_REGISTRY_E_KEY);
+	assert_int_equal(nb_registry_touch(r, "zz", key(KA), &fa, 20), NB_REGISTRY_E_NOENT);
+	assert_int_equal(nb_registry_next_expiry(r), E_MS); /* none of these refreshed a */
+	assert_int_equal(nb_registry_touch(r, "a", key(KA), &fa, 20), 0);
 	/* b is now the oldest */
 	assert_int_equal(nb_registry_next_expiry(r), 10 + E_MS);
 	assert_non_null(nb_registry_get(r, "b", 10 + E_MS - 1));
 	assert_null(nb_registry_get(r, "b", 10 + E_MS));
-	assert_int_equal(nb_registry_touch(r, "b", &fb, 10 + E_MS), NB_REGISTRY_E_NOENT);
+	assert_int_equal(nb_registry_touch(r, "b", key(KB), &fb, 10 + E_MS), NB_REGISTRY_E_NOENT);
 	assert_int_equal(nb_registry_expire(r, 10 + E_MS - 1, &gone), 0);
 	assert_int_equal(nb_registry_count(r), 2); /* still in memory until taken out */
 	assert_int_equal(nb_registry_expire(r, 10 + E_MS, &gone), 1);
@@ -371,6 +405,49 @@ static void test_expiry(void **state)
 	nb_registry_free(r);
 }
 
+/* bye: only the holder's key takes a name out, at once, from any address. */
+static void test_remove(void **state)
+{
+	struct nb_registry *r = reg_new(2);
+	struct nb_ctrl_register a = reg_msg("a", "tok"), b = reg_msg("b", "");
+	struct nb_addr fa = addr("203.0.113.1:1"), fb = addr("203.0.113.2:1");
+	struct nb_registry_peer gone;
+
+	(void)state;
+	assert_int_equal(nb_registry_put(r, &a, key(KA), &fa, 0, NULL, NULL), 0);
+	assert_int_equal(nb_registry_put(r, &b, key(KA), &fb, 0, NULL, NULL), 0); /* two names, one key */
+	memset(&gone, 0x5A, sizeof(gone));
+	/* not the holder: refused, the name stays, *ret untouched */
+	assert_int_equal(nb_registry_remove(r, "a", key(KB), 10, &gone), NB_REGISTRY_E_KEY);
+	assert_int_equal(nb_registry_remove(r, "a", key(KC), 10, &gone), NB_REGISTRY_E_KEY);
+	assert_int_equal(nb_registry_remove(r, "zz", key(KA), 10, &gone), NB_REGISTRY_E_NOENT);
+	assert_int_equal(gone.id[0], 0x5A);
+	assert_non_null(nb_registry_get(r, "a", 10));
+	assert_int_equal(nb_registry_count(r), 2);
+	/* the holder: gone at once (the full registry has room again) */
+	assert_int_equal(nb_registry_remove(r, "a", key(KA), 10, &gone), 0);
+	assert_string_equal(gone.id, "a");
+	assert_memory_equal(gone.key, key(KA), NB_KEY_LEN);
+	assert_true(nb_addr_equal(&gone.reflexive, &fa));
+	assert_null(nb_registry_get(r, "a", 10));
+	assert_int_equal(nb_registry_count(r), 1);
+	assert_non_null(nb_registry_get(r, "b", 10)); /* the key's other name stays */
+	assert_int_equal(nb_registry_remove(r, "a", key(KA), 11, NULL), NB_REGISTRY_E_NOENT);
+	assert_int_equal(nb_registry_touch(r, "a", key(KA), &fa, 11), NB_REGISTRY_E_NOENT);
+	/* the name is free: another key takes it */
+	assert_int_equal(nb_registry_put(r, &a, key(KB), &fa, 20, NULL, NULL), 0);
+	assert_memory_equal(nb_registry_get(r, "a", 20)->key, key(KB), NB_KEY_LEN);
+	assert_int_equal(nb_registry_remove(r, "a", key(KA), 30, NULL), NB_REGISTRY_E_KEY);
+	/* an expired entry cannot be removed (it is gone already) */
+	assert_int_equal(nb_registry_remove(r, "b", key(KA), E_MS, NULL), NB_REGISTRY_E_NOENT);
+	assert_int_equal(nb_registry_expire(r, E_MS, &gone), 1);
+	assert_string_equal(gone.id, "b");
+	assert_int_equal(nb_registry_next_expiry(r), 20 + E_MS);
+	assert_int_equal(nb_registry_remove(r, "a", key(KB), 30, NULL), 0);
+	assert_int_equal(nb_registry_next_expiry(r), UINT64_MAX);
+	nb_registry_free(r);
+}
+
 /* Expired entries count against the limit until taken out. */
 static void test_full_until_expired(void **state)
 {
@@ -379,10 +456,10 @@ static void test_full_until_expired(void **state)
 	struct nb_addr fa = addr("203.0.113.1:1"), fb = addr("203.0.113.2:1");
 
 	(void)state;
-	assert_int_equal(nb_registry_put(r, &a, &fa, 0, NULL, NULL), 0);
-	assert_int_equal(nb_registry_put(r, &b, &fb, E_MS, NULL, NULL), NB_REGISTRY_E_FULL);
+	assert_int_equal(nb_registry_put(r, &a, key(KA), &fa, 0, NULL, NULL), 0);
+	assert_int_equal(nb_registry_put(r, &b, key(KB), &fb, E_MS, NULL, NULL), NB_REGISTRY_E_FULL);
 	assert_int_equal(nb_registry_expire(r, E_MS, NULL), 1);
-	assert_int_equal(nb_registry_put(r, &b, &fb, E_MS, NULL, NULL), 0);
+	assert_int_equal(nb_registry_put(r, &b, key(KB), &fb, E_MS, NULL, NULL), 0);
 	nb_registry_free(r);
 }
 
@@ -402,7 +479,7 @@ static void test_order(void **state)
 		m = reg_msg(id, "");
 		f = addr(as);
 		/* p00..p24 at time 0, the rest at time 1000 */
-		assert_int_equal(nb_registry_put(r, &m, &f, i < 25 ? 0 : 1000, NULL, NULL), 0);
+		assert_int_equal(nb_registry_put(r, &m, key(i % 2 ? KA : KB), &f, i < 25 ? 0 : 1000, NULL, NULL), 0);
 	}
 	for (int i = 0; i < 50; i++) {
 		snprintf(id, sizeof(id), "p%02d", i);
@@ -432,6 +509,7 @@ int main(void)
 		cmocka_unit_test(test_put_table),
 		cmocka_unit_test(test_fields_replaced),
 		cmocka_unit_test(test_expiry),
+		cmocka_unit_test(test_remove),
 		cmocka_unit_test(test_full_until_expired),
 		cmocka_unit_test(test_order),
 	};

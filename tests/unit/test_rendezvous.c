@@ -1,7 +1,16 @@
 /* tests/unit/test_rendezvous.c - the rendezvous engine, message flow by
- * message flow: register, re-register, tokens, expiry, keepalive, connect
- * (both plans for each kind of pair), the pushed plan's retransmission,
- * results and the matrix, paging, the reply cache, limits, and garbage. */
+ * message flow: register, re-register, names held by keys, tokens, expiry,
+ * keepalive, bye, connect (both plans for each kind of pair, each side told
+ * the other's key), the pushed plan's retransmission, results and the
+ * matrix, forged results, unsealed requests, list access, paging, the reply
+ * cache, limits, and garbage.
+ *
+ * Every request is sent as if it came out of a Noise session: with the
+ * sender's static key, by default one derived from the request's "id" (so
+ * "alice" always has alice's key), or for id-less messages the key of the
+ * peer registered at the source; h_as() overrides it for the next send,
+ * h_plain() sends the next one unsealed (key NULL). After every send the
+ * harness checks how each datagram out is to be sealed. */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -14,6 +23,7 @@
 #include <cmocka.h>
 
 #include "broker/rendezvous.h"
+#include "common/keys.h"
 
 /* The number after the 5-character prefix of "peer-NN-xxx..." (NN), fully checked. */
 static int id_index(const char *id)
@@ -44,9 +54,21 @@ struct rec {
 	enum nb_path path;
 	enum nb_ctrl_outcome outcome;
 	uint32_t ms;
+	bool has_key;
+	char key_text[NB_KEY_TEXT_LEN + 1];
+	enum nb_ctrl_type request;
 };
 
 #define MAX_REC 512
+#define MAX_HOLDERS 256
+
+/* Who registered what, as the harness saw it: the key each id was
+ * registered with (the last REGISTERED reply wins). */
+struct holder {
+	char id[NB_CTRL_ID_MAX + 1];
+	uint8_t key[NB_KEY_LEN];
+	struct nb_addr addr;
+};
 
 struct h {
 	struct nb_rendezvous *rv;
@@ -57,7 +79,72 @@ struct h {
 	struct nb_rendezvous_out out;
 	struct nb_ctrl_msg m[2]; /* out.d[] decoded */
 	char tx[NB_CTRL_TX_LEN + 1]; /* of the last request built by the helpers */
+	struct nb_ctrl_msg req;      /* the last datagram sent, decoded */
+	struct holder holders[MAX_HOLDERS];
+	size_t n_holders;
+	bool as_set, plain;          /* one-shot overrides for the next send */
+	uint8_t as_key[NB_KEY_LEN];
+	uint8_t used_key[NB_KEY_LEN]; /* the key the last send carried ... */
+	bool used_plain;              /* ... or none */
 };
+
+/* The static key of `name`: 32 bytes that depend on every byte of name. */
+static void key_of(const char *name, uint8_t out[NB_KEY_LEN])
+{
+	uint64_t x = 1469598103934665603ULL;
+
+	for (size_t i = 0; name[i] != '\0'; i++)
+		x = (x ^ (unsigned char)name[i]) * 1099511628211ULL;
+	for (unsigned i = 0; i < NB_KEY_LEN; i += 8) {
+		uint64_t z = (x += 0x9e3779b97f4a7c15ULL);
+		z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+		z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+		z ^= z >> 31;
+		memcpy(out + i, &z, 8);
+	}
+}
+
+/* The text form of name's key, in a rotating static buffer. */
+static const char *key_text_of(const char *name)
+{
+	static char text[4][NB_KEY_TEXT_LEN + 1];
+	static unsigned k;
+	uint8_t key[NB_KEY_LEN];
+
+	key_of(name, key);
+	k = (k + 1) % 4;
+	nb_key_to_text(key, text[k]);
+	return text[k];
+}
+
+/* The next send carries name's key (an impostor, a second device ...). */
+static void h_as(struct h *h, const char *name)
+{
+	key_of(name, h->as_key);
+	h->as_set = true;
+}
+
+/* The next send arrives unsealed. */
+static void h_plain(struct h *h)
+{
+	h->plain = true;
+}
+
+static const struct holder *holder_by_id(const struct h *h, const char *id)
+{
+	for (size_t i = 0; i < h->n_holders; i++)
+		if (strcmp(h->holders[i].id, id) == 0)
+			return &h->holders[i];
+	return NULL;
+}
+
+static bool holder_key_at(const struct h *h, const struct nb_addr *a, const uint8_t *key)
+{
+	for (size_t i = 0; i < h->n_holders; i++)
+		if (nb_addr_equal(&h->holders[i].addr, a) && memcmp(h->holders[i].key, key, NB_KEY_LEN) == 0)
+			return true;
+	return false;
+}
 
 static void on_event(void *arg, const struct nb_rendezvous_event *ev)
 {
@@ -84,11 +171,25 @@ static void on_event(void *arg, const struct nb_rendezvous_event *ev)
 	r->path = ev->path;
 	r->outcome = ev->outcome;
 	r->ms = ev->ms;
+	assert_non_null(ev->key_text);
+	r->has_key = ev->key != NULL;
+	if (ev->key != NULL) {
+		char t[NB_KEY_TEXT_LEN + 1];
+		nb_key_to_text(ev->key, t);
+		assert_string_equal(ev->key_text, t);
+	} else {
+		assert_string_equal(ev->key_text, "");
+	}
+	snprintf(r->key_text, sizeof(r->key_text), "%s", ev->key_text);
+	r->request = ev->request;
 }
 
 /* Most tests are about what follows a register: they take registers
  * without the challenge round trip (test_register_cookie checks it). */
 static bool h_cookies;
+/* Most tests list freely; test_list_access checks the admin token. */
+static bool h_private;
+#define ADMIN "adm1n t0ken"
 
 static struct h *h_new(const struct nb_rendezvous_config *cfg_in)
 {
@@ -103,6 +204,8 @@ static struct h *h_new(const struct nb_rendezvous_config *cfg_in)
 	for (unsigned i = 0; i < sizeof(cfg.hash_key); i++)
 		cfg.hash_key[i] = (uint8_t)(0xA5 ^ i);
 	cfg.require_cookie = h_cookies;
+	cfg.public_list = !h_private;
+	snprintf(cfg.admin_token, sizeof(cfg.admin_token), "%s", ADMIN);
 	cfg.event_cb = on_event;
 	cfg.event_arg = h;
 	assert_int_equal(nb_rendezvous_new(&cfg, &h->rv), 0);
@@ -138,29 +241,107 @@ static const char *next_tx(struct h *h)
 	return h->tx;
 }
 
-/* Send raw bytes; decode what comes out into h->m[]. Returns out.n. */
+/* The id a request speaks for, or NULL. */
+static const char *req_id(const struct nb_ctrl_msg *m)
+{
+	switch (m->type) {
+	case NB_CTRL_REGISTER:
+		return m->u.reg.id;
+	case NB_CTRL_KEEPALIVE:
+		return m->u.keepalive.id;
+	case NB_CTRL_BYE:
+		return m->u.bye.id;
+	case NB_CTRL_CONNECT:
+		return m->u.connect.id;
+	case NB_CTRL_RESULT:
+		return m->u.result.id;
+	default:
+		return NULL;
+	}
+}
+
+/* Send raw bytes (sealed with the default or overriding key, or plain);
+ * decode what comes out into h->m[] and check how each datagram is to be
+ * sealed. Returns out.n. */
 static size_t send_raw(struct h *h, const char *from, uint64_t now, const uint8_t *buf, size_t len)
 {
 	struct nb_addr f = A(from);
 	uint64_t seed = ++h->ctr * 7919;
+	bool decoded = nb_ctrl_decode(&h->req, buf, len) == (ssize_t)len;
+	const char *id = decoded ? req_id(&h->req) : NULL;
+	const struct holder *at = NULL;
 
 	for (unsigned i = 0; i < NB_RENDEZVOUS_RANDOM_LEN; i += 8) {
 		uint64_t v = splitmix(&seed);
 		memcpy(h->rnd + i, &v, 8);
 	}
+	/* the key: override, the id's, the key registered at the source, the source's */
+	for (size_t i = 0; i < h->n_holders; i++)
+		if (nb_addr_equal(&h->holders[i].addr, &f))
+			at = &h->holders[i];
+	if (h->as_set)
+		memcpy(h->used_key, h->as_key, NB_KEY_LEN);
+	else if (id != NULL)
+		key_of(id, h->used_key);
+	else if (at != NULL)
+		memcpy(h->used_key, at->key, NB_KEY_LEN);
+	else
+		key_of(from, h->used_key);
+	h->used_plain = h->plain;
+	h->as_set = h->plain = false;
+
 	memset(&h->out, 0xEE, sizeof(h->out));
-	assert_int_equal(nb_rendezvous_handle(h->rv, buf, len, &f, now, h->rnd, sizeof(h->rnd),
-					      &h->out), 0);
+	assert_int_equal(nb_rendezvous_handle_keyed(h->rv, buf, len, &f, h->used_plain ? NULL : h->used_key,
+						    now, h->rnd, sizeof(h->rnd), &h->out), 0);
 	assert_true(h->out.n <= NB_RENDEZVOUS_MAX_OUT);
 	for (size_t i = 0; i < h->out.n; i++) {
 		assert_true(h->out.d[i].len > 0 && h->out.d[i].len <= NB_CTRL_MAX_DATAGRAM);
 		assert_int_equal(nb_ctrl_decode(&h->m[i], h->out.d[i].data, h->out.d[i].len),
 				 (ssize_t)h->out.d[i].len);
 	}
-	if (h->out.n >= 1 && h->m[0].type != NB_CTRL_PROBE)
+	if (h->out.n >= 1 && h->m[0].type != NB_CTRL_PROBE) {
 		assert_true(nb_addr_equal(&h->out.d[0].to, &f)); /* d[0] answers the source */
-	if (h->out.n >= 1 && h->m[0].type == NB_CTRL_PROBE) /* ... or probes the source's IP */
+		assert_false(h->out.d[0].from_alt_port);
+		/* ... in the sender's session, or plain to a plain request */
+		assert_int_equal(h->out.d[0].sealed, !h->used_plain);
+		if (!h->used_plain)
+			assert_memory_equal(h->out.d[0].key, h->used_key, NB_KEY_LEN);
+	}
+	if (h->out.n >= 1 && h->m[0].type == NB_CTRL_PROBE) { /* ... or probes the source's IP, plain */
+		static const uint8_t zero[NB_KEY_LEN];
 		assert_true(nb_addr_ip_equal(&h->out.d[0].to, &f) && h->out.d[0].from_alt_port);
+		assert_false(h->out.d[0].sealed);
+		assert_memory_equal(h->out.d[0].key, zero, NB_KEY_LEN);
+	}
+	if (h->used_plain)
+		assert_true(h->out.n == 0 ||
+			    (h->out.n == 1 && h->m[0].type == NB_CTRL_ERROR && h->out.d[0].len <= len));
+	if (h->out.n == 2) {
+		/* a connect's pushed plan: to the other side's address, in its
+		 * session; each plan names the other side's key */
+		const struct holder *b = holder_by_id(h, h->req.u.connect.peer);
+		char t[NB_KEY_TEXT_LEN + 1];
+		assert_int_equal(h->req.type, NB_CTRL_CONNECT);
+		assert_non_null(b);
+		assert_true(h->out.d[1].sealed);
+		assert_false(h->out.d[1].from_alt_port);
+		assert_memory_equal(h->out.d[1].key, b->key, NB_KEY_LEN);
+		assert_true(nb_addr_equal(&h->out.d[1].to, &b->addr));
+		nb_key_to_text(b->key, t);
+		assert_string_equal(h->m[0].u.plan.peer_key, t);
+		nb_key_to_text(h->used_key, t);
+		assert_string_equal(h->m[1].u.plan.peer_key, t);
+	}
+	if (h->out.n >= 1 && h->m[0].type == NB_CTRL_REGISTERED) {
+		struct holder *x = (struct holder *)holder_by_id(h, h->m[0].u.registered.id);
+		if (x == NULL) {
+			assert_true(h->n_holders < MAX_HOLDERS);
+			x = &h->holders[h->n_holders++];
+		}
+		snprintf(x->id, sizeof(x->id), "%s", h->m[0].u.registered.id);
+		memcpy(x->key, h->used_key, NB_KEY_LEN);
+		x->addr = f;
+	}
 	return h->out.n;
 }
 
@@ -279,6 +460,9 @@ static size_t poll_(struct h *h, uint64_t now, struct nb_rendezvous_dgram *out)
 		struct nb_ctrl_msg m;
 		assert_int_equal(nb_ctrl_decode(&m, out[i].data, out[i].len), (ssize_t)out[i].len);
 		assert_int_equal(m.type, NB_CTRL_PLAN);
+		/* a retransmitted plan: sealed to the key registered at its destination */
+		assert_true(out[i].sealed);
+		assert_true(holder_key_at(h, &out[i].to, out[i].key));
 	}
 	return n;
 }
@@ -311,17 +495,25 @@ static void test_register(void **state)
 	assert_int_equal(last_ev(h)->change, NB_REGISTRY_MOVED);
 	assert_true(nb_addr_equal(&last_ev(h)->other_addr, &old));
 
-	/* bob holds his id with a token; another token elsewhere: 409 */
+	assert_true(last_ev(h)->has_key);
+	assert_string_equal(last_ev(h)->key_text, key_text_of("alice"));
+
+	/* bob holds his id (with a token, which decides nothing); another key
+	 * elsewhere, with the same token: 409 */
 	assert_int_equal(reg_full(h, "bob", "198.51.100.2:1", 30, NULL, NULL, NULL, NULL, "x"), 1);
 	assert_int_equal(h->m[0].type, NB_CTRL_REGISTERED);
-	assert_int_equal(reg_full(h, "bob", "198.51.100.3:1", 40, NULL, NULL, NULL, NULL, "y"), 1);
-	expect_error(h, 409, "'bob' is registered from another address with another token");
+	h_as(h, "mallory");
+	assert_int_equal(reg_full(h, "bob", "198.51.100.3:1", 40, NULL, NULL, NULL, NULL, "x"), 1);
+	expect_error(h, 409, "'bob' is held by another key");
 	assert_string_equal(h->m[0].tx, h->tx);
 	assert_int_equal(last_ev(h)->kind, NB_RV_EVENT_REFUSED);
 	assert_int_equal(last_ev(h)->code, 409);
-	/* the same token from there: moved */
-	assert_int_equal(reg_full(h, "bob", "198.51.100.3:1", 50, NULL, NULL, NULL, NULL, "x"), 1);
+	assert_string_equal(last_ev(h)->key_text, key_text_of("mallory"));
+	assert_int_equal(stats(h).key_conflicts, 1);
+	/* bob's key from there, with another token: moved */
+	assert_int_equal(reg_full(h, "bob", "198.51.100.3:1", 50, NULL, NULL, NULL, NULL, "y"), 1);
 	assert_int_equal(h->m[0].type, NB_CTRL_REGISTERED);
+	assert_int_equal(last_ev(h)->change, NB_REGISTRY_MOVED);
 	assert_int_equal(stats(h).peers, 2);
 	h_free(h);
 }
@@ -344,10 +536,19 @@ static void test_token(void **state)
 	assert_int_equal(stats(h).peers, 0);
 	reg_full(h, "alice", "203.0.113.1:1", 0, NULL, NULL, NULL, NULL, "s3cret");
 	assert_int_equal(h->m[0].type, NB_CTRL_REGISTERED);
-	/* with a broker token, everyone holds the same one: a move is allowed */
+	/* the holder's key moves ... */
 	reg_full(h, "alice", "203.0.113.1:2", 1, NULL, NULL, NULL, NULL, "s3cret");
 	assert_int_equal(h->m[0].type, NB_CTRL_REGISTERED);
 	assert_int_equal(last_ev(h)->change, NB_REGISTRY_MOVED);
+	/* ... another key with the broker's token does not take the name */
+	h_as(h, "mallory");
+	reg_full(h, "alice", "203.0.113.1:3", 2, NULL, NULL, NULL, NULL, "s3cret");
+	expect_error(h, 409, "'alice' is held by another key");
+	/* the token is checked first: a wrong one is 401 whoever holds the name */
+	h_as(h, "mallory");
+	reg_full(h, "alice", "203.0.113.1:3", 3, NULL, NULL, NULL, NULL, "nope");
+	expect_error(h, 401, "wrong token");
+	assert_int_equal(stats(h).peers, 1);
 	h_free(h);
 }
 
@@ -365,10 +566,16 @@ static void test_keepalive_expiry(void **state)
 	assert_int_equal(h->m[0].type, NB_CTRL_ACK);
 	assert_string_equal(h->m[0].tx, h->tx);
 	assert_int_equal(nb_rendezvous_next_deadline(h->rv), 1000 + E_MS);
-	/* a keepalive must come from the registered address */
+	/* a keepalive must come from the registered address ... */
 	sendf(h, "203.0.113.1:2", 2000, HDR ",\"id\":\"alice\"}", "keepalive", next_tx(h));
 	expect_error(h, 404, "'alice' is registered from another address");
 	assert_int_equal(nb_rendezvous_next_deadline(h->rv), 1000 + E_MS);
+	/* ... with the holder's key (from her very address too) */
+	h_as(h, "mallory");
+	sendf(h, "203.0.113.1:1", 2000, HDR ",\"id\":\"alice\"}", "keepalive", next_tx(h));
+	expect_error(h, 404, "'alice' is not held by this key");
+	assert_int_equal(nb_rendezvous_next_deadline(h->rv), 1000 + E_MS);
+	assert_int_equal(stats(h).not_holder, 1);
 
 	h->n_ev = 0;
 	assert_int_equal(poll_(h, 1000 + E_MS - 1, out), 0);
@@ -515,7 +722,7 @@ static void test_connect_plans(void **state)
 		const struct plan_case *c = &plan_cases[i];
 		struct h *h = h_new(NULL);
 		const char *m, *f;
-		char session[17], key[65], ptx[17], user[80], req_tx[17];
+		char session[17], ptx[17], user[80], req_tx[17];
 		struct nb_addr aa = A(c->addr_a), ab = A(c->addr_b);
 		const struct nb_ctrl_plan *pa, *pb;
 
@@ -530,7 +737,6 @@ static void test_connect_plans(void **state)
 		snprintf(req_tx, sizeof(req_tx), "%s", h->tx);
 		assert_true(h->out.rnd_used);
 		nb_ctrl_hex(h->rnd, 8, session);
-		nb_ctrl_hex(h->rnd + 8, 32, key);
 		nb_ctrl_hex(h->rnd + 40, 8, ptx);
 		snprintf(user, sizeof(user), "%s:alice", session);
 
@@ -546,7 +752,9 @@ static void test_connect_plans(void **state)
 		assert_int_equal(pa->delay_ms, c->delay_a);
 		assert_int_equal(pa->deadline_ms, 5000);
 		assert_string_equal(pa->username, user);
-		assert_string_equal(pa->key, key);
+		assert_string_equal(pa->peer_key, key_text_of("bob")); /* whom to handshake with */
+		assert_true(h->out.d[0].sealed);
+		assert_string_equal(h->m[0].u.plan.peer_key, key_text_of("bob"));
 		check_cands(pa, c->cand_a);
 		if (c->reason != NULL)
 			assert_string_equal(pa->reason, c->reason);
@@ -562,7 +770,13 @@ static void test_connect_plans(void **state)
 		assert_int_equal(pb->role, c->role_b);
 		assert_int_equal(pb->delay_ms, c->delay_b);
 		assert_string_equal(pb->username, user); /* one username for both sides */
-		assert_string_equal(pb->key, key);
+		assert_string_equal(pb->peer_key, key_text_of("alice"));
+		assert_true(h->out.d[1].sealed); /* in bob's session */
+		{
+			uint8_t kb[NB_KEY_LEN];
+			key_of("bob", kb);
+			assert_memory_equal(h->out.d[1].key, kb, NB_KEY_LEN);
+		}
 		assert_string_equal(pb->reason, pa->reason);
 		check_cands(pb, c->cand_b);
 
@@ -571,6 +785,7 @@ static void test_connect_plans(void **state)
 		assert_string_equal(h->ev[0].session, session);
 		assert_string_equal(h->ev[0].id, "alice");
 		assert_string_equal(h->ev[0].peer, "bob");
+		assert_string_equal(h->ev[0].key_text, key_text_of("alice"));
 		assert_int_equal(stats(h).sessions, 1);
 		assert_int_equal(stats(h).pairs, 1);
 		h_free(h);
@@ -587,6 +802,9 @@ static void test_connect_errors(void **state)
 	expect_error(h, 404, "no peer 'zed'");
 	connect_(h, "203.0.113.1:2", 10, "alice", "bob");
 	expect_error(h, 404, "'alice' is registered from another address");
+	h_as(h, "mallory"); /* from alice's address, under another key */
+	connect_(h, "203.0.113.1:1", 10, "alice", "bob");
+	expect_error(h, 404, "'alice' is not held by this key");
 	connect_(h, "203.0.113.1:1", 10, "alice", "alice");
 	expect_error(h, 400, "cannot connect to oneself");
 	connect_(h, "203.0.113.1:1", 10, "alice", "nobody");
@@ -594,7 +812,7 @@ static void test_connect_errors(void **state)
 	assert_false(h->out.rnd_used);
 	assert_int_equal(stats(h).sessions, 0);
 	assert_int_equal(stats(h).pairs, 0);
-	assert_int_equal(count_ev(h, NB_RV_EVENT_REFUSED), 4);
+	assert_int_equal(count_ev(h, NB_RV_EVENT_REFUSED), 5);
 	h_free(h);
 }
 
@@ -1262,8 +1480,6 @@ static void test_list_rate(void **state)
 	h_free(h);
 }
 
-/* ---- bad input ----------------------------------------------------------------------- */
-
 struct snap {
 	size_t peers, sessions, pairs;
 	uint64_t connects_ok;
@@ -1275,6 +1491,430 @@ static struct snap snap(const struct h *h)
 	struct snap s = { st.peers, st.sessions, st.pairs, st.pushes };
 	return s;
 }
+
+/* ---- names are keys ---------------------------------------------------------------- */
+
+/* A live name stays with its key: another key gets 409 whatever token it
+ * shows and from wherever, and connects keep reaching the holder. Once
+ * the entry has expired, the name is anyone's. */
+static void test_key_takeover(void **state)
+{
+	struct nb_rendezvous_config cfg;
+	struct h *h;
+	static const char *const tokens[] = { NULL, "s3cret", "other" };
+
+	(void)state;
+	nb_rendezvous_config_default(&cfg);
+	snprintf(cfg.token, sizeof(cfg.token), "s3cret");
+	h = h_new(&cfg);
+	assert_int_equal(reg_full(h, "alice", "203.0.113.1:1", 0, NULL, NULL, NULL, NULL, "s3cret"), 1);
+	assert_int_equal(h->m[0].type, NB_CTRL_REGISTERED);
+	assert_int_equal(reg_full(h, "bob", "198.51.100.2:1", 0, NULL, NULL, NULL, NULL, "s3cret"), 1);
+	assert_int_equal(h->m[0].type, NB_CTRL_REGISTERED);
+	/* mallory, with the broker's token, from elsewhere or from alice's own address */
+	h_as(h, "mallory");
+	reg_full(h, "alice", "192.0.2.66:6", 10, NULL, NULL, NULL, NULL, "s3cret");
+	expect_error(h, 409, "'alice' is held by another key");
+	h_as(h, "mallory");
+	reg_full(h, "alice", "203.0.113.1:1", 10, NULL, NULL, NULL, NULL, "s3cret");
+	expect_error(h, 409, "'alice' is held by another key");
+	assert_int_equal(stats(h).key_conflicts, 2);
+	/* bob's connects still reach alice: her address, her key */
+	assert_int_equal(connect_(h, "198.51.100.2:1", 20, "bob", "alice"), 2);
+	assert_string_equal(h->m[0].u.plan.peer_key, key_text_of("alice"));
+	assert_string_equal(h->m[1].u.plan.peer_key, key_text_of("bob"));
+	struct nb_addr aa = A("203.0.113.1:1");
+	assert_true(nb_addr_equal(&h->out.d[1].to, &aa));
+	/* the holder refreshes; mallory still cannot take it right before expiry */
+	sendf(h, "203.0.113.1:1", 1000, HDR ",\"id\":\"alice\"}", "keepalive", next_tx(h));
+	assert_int_equal(h->m[0].type, NB_CTRL_ACK);
+	h_as(h, "mallory");
+	reg_full(h, "alice", "192.0.2.66:6", 1000 + E_MS - 1, NULL, NULL, NULL, NULL, "s3cret");
+	expect_error(h, 409, NULL);
+	/* expired: the name is free for a new key */
+	h_as(h, "mallory");
+	reg_full(h, "alice", "192.0.2.66:6", 1000 + E_MS, NULL, NULL, NULL, NULL, "s3cret");
+	assert_int_equal(h->m[0].type, NB_CTRL_REGISTERED);
+	assert_int_equal(last_ev(h)->change, NB_REGISTRY_NEW);
+	assert_string_equal(last_ev(h)->key_text, key_text_of("mallory"));
+	/* ... and now alice's old key is the stranger, whatever its token */
+	for (size_t i = 0; i < sizeof(tokens) / sizeof(tokens[0]); i++) {
+		reg_full(h, "alice", "203.0.113.1:1", 1000 + E_MS + 1, NULL, NULL, NULL, NULL, tokens[i]);
+		assert_int_equal(h->m[0].type, NB_CTRL_ERROR);
+		assert_true(h->m[0].u.error.code == 409 || h->m[0].u.error.code == 401);
+	}
+	h_as(h, "mallory");
+	sendf(h, "192.0.2.66:6", 1000 + E_MS + 2, HDR ",\"id\":\"alice\"}", "keepalive", next_tx(h));
+	assert_int_equal(h->m[0].type, NB_CTRL_ACK);
+	h_free(h);
+}
+
+/* One key may hold several names; a connect between them is still one key
+ * talking to itself under two names, which the engine allows. */
+static void test_one_key_many_names(void **state)
+{
+	struct h *h = h_new(NULL);
+
+	(void)state;
+	h_as(h, "device");
+	assert_int_equal(reg_full(h, "laptop", "203.0.113.1:1", 0, NULL, NULL, NULL, NULL, NULL), 1);
+	assert_int_equal(h->m[0].type, NB_CTRL_REGISTERED);
+	h_as(h, "device");
+	assert_int_equal(reg_full(h, "lap2", "203.0.113.1:2", 0, NULL, NULL, NULL, NULL, NULL), 1);
+	assert_int_equal(h->m[0].type, NB_CTRL_REGISTERED);
+	assert_int_equal(stats(h).peers, 2);
+	/* laptop's own default key (derived from "laptop") is not the holder */
+	sendf(h, "203.0.113.1:1", 10, HDR ",\"id\":\"laptop\"}", "keepalive", next_tx(h));
+	expect_error(h, 404, "'laptop' is not held by this key");
+	h_as(h, "device");
+	sendf(h, "203.0.113.1:1", 10, HDR ",\"id\":\"laptop\"}", "keepalive", next_tx(h));
+	assert_int_equal(h->m[0].type, NB_CTRL_ACK);
+	h_free(h);
+}
+
+static size_t bye(struct h *h, const char *from, uint64_t now, const char *id)
+{
+	return sendf(h, from, now, HDR ",\"id\":\"%s\"}", "bye", next_tx(h), id);
+}
+
+static void test_bye(void **state)
+{
+	struct h *h = h_new(NULL);
+	char req[256];
+	size_t len;
+
+	(void)state;
+	reg_ok(h, "alice", "203.0.113.1:1", 0, "fc");
+	reg_ok(h, "bob", "198.51.100.2:1", 0, "fc");
+	/* not the holder, even from alice's own address: refused, the name stays */
+	h_as(h, "mallory");
+	bye(h, "203.0.113.1:1", 10, "alice");
+	expect_error(h, 404, "'alice' is not held by this key");
+	assert_int_equal(last_ev(h)->kind, NB_RV_EVENT_REFUSED);
+	assert_int_equal(stats(h).peers, 2);
+	h_as(h, "bob"); /* another registered peer is no holder either */
+	bye(h, "198.51.100.2:1", 10, "alice");
+	expect_error(h, 404, "'alice' is not held by this key");
+	assert_int_equal(stats(h).not_holder, 2);
+	assert_int_equal(connect_(h, "198.51.100.2:1", 20, "bob", "alice"), 2);
+	assert_string_equal(h->m[0].u.plan.peer_key, key_text_of("alice"));
+	bye(h, "203.0.113.9:9", 20, "nobody");
+	expect_error(h, 404, "no peer 'nobody'");
+	assert_int_equal(stats(h).byes, 0);
+
+	/* the holder (from a new address: the key is the proof): ack, and gone */
+	h->n_ev = 0;
+	len = (size_t)snprintf(req, sizeof(req), HDR ",\"id\":\"alice\"}", "bye", next_tx(h));
+	assert_int_equal(send_raw(h, "203.0.113.1:7", 30, (const uint8_t *)req, len), 1);
+	assert_int_equal(h->m[0].type, NB_CTRL_ACK);
+	assert_string_equal(h->m[0].tx, h->tx);
+	assert_int_equal(h->n_ev, 1);
+	assert_int_equal(h->ev[0].kind, NB_RV_EVENT_BYE);
+	assert_string_equal(h->ev[0].id, "alice");
+	assert_string_equal(h->ev[0].key_text, key_text_of("alice"));
+	assert_int_equal(stats(h).byes, 1);
+	assert_int_equal(stats(h).peers, 1);
+	/* its retransmission: the same ack (the reply cache), not a 404 */
+	assert_int_equal(send_raw(h, "203.0.113.1:7", 40, (const uint8_t *)req, len), 1);
+	assert_int_equal(h->m[0].type, NB_CTRL_ACK);
+	assert_int_equal(stats(h).byes, 1);
+	/* a new bye: nobody there */
+	bye(h, "203.0.113.1:7", 50, "alice");
+	expect_error(h, 404, "no peer 'alice'");
+	connect_(h, "198.51.100.2:1", 50, "bob", "alice");
+	expect_error(h, 404, "no peer 'alice'");
+	sendf(h, "203.0.113.1:1", 50, HDR ",\"id\":\"alice\"}", "keepalive", next_tx(h));
+	expect_error(h, 404, "no peer 'alice'");
+	/* the name is free: another key takes it at once (no expiry, no EXPIRED event) */
+	h_as(h, "mallory");
+	assert_int_equal(reg_full(h, "alice", "192.0.2.66:6", 60, NULL, NULL, NULL, NULL, NULL), 1);
+	assert_int_equal(h->m[0].type, NB_CTRL_REGISTERED);
+	assert_int_equal(last_ev(h)->change, NB_REGISTRY_NEW);
+	assert_int_equal(connect_(h, "198.51.100.2:1", 70, "bob", "alice"), 2);
+	assert_string_equal(h->m[0].u.plan.peer_key, key_text_of("mallory"));
+	assert_int_equal(count_ev(h, NB_RV_EVENT_EXPIRED), 0);
+	h_free(h);
+}
+
+/* A request that did not come through a Noise session: 401, plain, no
+ * longer than itself, and nothing changes. */
+static void test_unsealed(void **state)
+{
+	static const char why[] = "control messages must be sealed: Noise handshake first (docs/protocol.md)";
+	struct h *h = h_new(NULL);
+	char msgs[9][1300], sess[17], ptx[17];
+	struct snap before, after;
+	struct nb_rendezvous_dgram out[8];
+	struct nb_rendezvous_stats st;
+
+	(void)state;
+	reg_ok(h, "alice", "203.0.113.1:1", 0, "fc");
+	reg_ok(h, "bob", "198.51.100.2:1", 0, "prc");
+	assert_int_equal(connect_(h, "203.0.113.1:1", 0, "alice", "bob"), 2);
+	snprintf(sess, sizeof(sess), "%s", h->m[0].u.plan.session);
+	snprintf(ptx, sizeof(ptx), "%s", h->m[1].tx);
+	/* each long enough for the whole reason, so that it is not cut */
+#define LONGPAD ",\"x\":\"" D100 "\""
+	snprintf(msgs[0], sizeof(msgs[0]), HDR ",\"id\":\"carol\",\"local\":[]" LONGPAD "}", "register", next_tx(h));
+	snprintf(msgs[1], sizeof(msgs[1]), HDR ",\"id\":\"alice\",\"local\":[]" LONGPAD "}", "register", next_tx(h));
+	snprintf(msgs[2], sizeof(msgs[2]), HDR ",\"id\":\"alice\",\"peer\":\"bob\"" LONGPAD "}", "connect", next_tx(h));
+	snprintf(msgs[3], sizeof(msgs[3]), HDR ",\"session\":\"%s\",\"id\":\"alice\",\"outcome\":"
+		 "\"connected\",\"path\":\"direct\",\"ms\":3" LONGPAD "}", "result", next_tx(h), sess);
+	snprintf(msgs[4], sizeof(msgs[4]), HDR ",\"id\":\"alice\"" LONGPAD "}", "keepalive", next_tx(h));
+	snprintf(msgs[5], sizeof(msgs[5]), HDR ",\"id\":\"alice\"" LONGPAD "}", "bye", next_tx(h));
+	snprintf(msgs[6], sizeof(msgs[6]), HDR PAD "}", "peers", next_tx(h));
+	snprintf(msgs[7], sizeof(msgs[7]), HDR ",\"admin\":\"" ADMIN "\"" PAD "}", "matrix", next_tx(h));
+	snprintf(msgs[8], sizeof(msgs[8]), HDR ",\"external\":\"203.0.113.1:5\"" LONGPAD "}", "verify", next_tx(h));
+	before = snap(h);
+	st = stats(h);
+	for (size_t m = 0; m < 9; m++) {
+		size_t len = strlen(msgs[m]);
+		h->n_ev = 0;
+		h_plain(h);
+		assert_int_equal(send_raw(h, "203.0.113.1:1", 10, (const uint8_t *)msgs[m], len), 1);
+		expect_error(h, 401, why);
+		assert_false(h->out.d[0].sealed);
+		assert_false(h->out.rnd_used);
+		assert_true(h->out.d[0].len <= len);
+		assert_int_equal(h->n_ev, 1);
+		assert_int_equal(h->ev[0].kind, NB_RV_EVENT_REFUSED);
+		assert_int_equal(h->ev[0].code, 401);
+		assert_false(h->ev[0].has_key);
+		assert_int_equal(h->ev[0].request, h->req.type);
+		/* again: answered afresh (not cached), still 401 */
+		h_plain(h);
+		assert_int_equal(send_raw(h, "203.0.113.1:1", 10, (const uint8_t *)msgs[m], len), 1);
+		expect_error(h, 401, why);
+	}
+	after = snap(h);
+	assert_memory_equal(&after, &before, sizeof(before));
+	assert_int_equal(stats(h).unsealed, 18);
+	assert_int_equal(stats(h).registers, st.registers);
+	assert_int_equal(stats(h).results, st.results);
+	assert_int_equal(stats(h).lists, st.lists);
+	assert_int_equal(stats(h).verifies, st.verifies);
+	assert_int_equal(stats(h).replayed, st.replayed);
+	assert_int_equal(stats(h).cached, st.cached);
+	assert_int_equal(matrix_pair(h, 10, "alice", "bob").has_measured, false);
+	/* alice's entry was not refreshed by the plain keepalive nor freed by the plain bye */
+	assert_int_equal(nb_rendezvous_next_deadline(h->rv), 250); /* bob's push */
+	/* a plain ack for bob's push is ignored: it is retransmitted */
+	h_plain(h);
+	assert_int_equal(sendf(h, "198.51.100.2:1", 20, HDR "}", "ack", ptx), 0);
+	assert_int_equal(stats(h).push_acked, 0);
+	assert_int_equal(poll_(h, 250, out), 1);
+	/* ... and so is alice's ack for it: only the key it was sealed to acks it */
+	h_as(h, "alice");
+	assert_int_equal(sendf(h, "198.51.100.2:1", 260, HDR "}", "ack", ptx), 0);
+	assert_int_equal(stats(h).push_acked, 0);
+	assert_int_equal(sendf(h, "198.51.100.2:1", 270, HDR "}", "ack", ptx), 0); /* bob's key */
+	assert_int_equal(stats(h).push_acked, 1);
+	/* the 401's reason is cut to keep it no longer than a short request */
+	{
+		char req[128];
+		size_t len = (size_t)snprintf(req, sizeof(req), HDR ",\"id\":\"alice\",\"local\":[]}", "register", next_tx(h));
+		h_plain(h);
+		assert_int_equal(send_raw(h, "203.0.113.1:1", 300, (const uint8_t *)req, len), 1);
+		assert_int_equal(h->m[0].u.error.code, 401);
+		assert_true(h->out.d[0].len <= len);
+		assert_true(strlen(h->m[0].u.error.reason) < strlen(why));
+		assert_memory_equal(h->m[0].u.error.reason, why, strlen(h->m[0].u.error.reason));
+		/* the shortest: not even an empty reason fits: silence */
+		len = (size_t)snprintf(req, sizeof(req), HDR ",\"id\":\"a\"}", "bye", next_tx(h));
+		h_plain(h);
+		assert_int_equal(send_raw(h, "203.0.113.1:1", 300, (const uint8_t *)req, len), 0);
+	}
+	assert_int_equal(stats(h).peers, 2);
+	h_free(h);
+}
+
+/* Only the side a result names, by its key, may report it. */
+static void test_forged_result(void **state)
+{
+	struct h *h = h_new(NULL);
+	char sess[17];
+	struct nb_ctrl_pair p;
+
+	(void)state;
+	reg_ok(h, "alice", "203.0.113.1:1", 0, "fc");
+	reg_ok(h, "bob", "198.51.100.2:1", 0, "prc");
+	reg_ok(h, "carol", "198.51.100.3:1", 0, "sym");
+	connect_(h, "203.0.113.1:1", 0, "alice", "bob");
+	snprintf(sess, sizeof(sess), "%s", h->m[0].u.plan.session);
+	/* carol's key (a registered peer) reports for alice, from alice's address */
+	h_as(h, "carol");
+	result(h, "203.0.113.1:1", 10, sess, "alice", "connected", "direct", 7);
+	expect_error(h, 404, "'alice' is not held by this key");
+	assert_int_equal(last_ev(h)->kind, NB_RV_EVENT_REFUSED);
+	/* alice's key reports for bob */
+	h_as(h, "alice");
+	result(h, "198.51.100.2:1", 10, sess, "bob", "failed", "none", 7);
+	expect_error(h, 404, "'bob' is not held by this key");
+	/* a stranger's key for either */
+	h_as(h, "mallory");
+	result(h, "192.0.2.66:6", 10, sess, "bob", "connected", "direct", 7);
+	expect_error(h, 404, "'bob' is not held by this key");
+	/* carol speaking for herself: not in the session */
+	result(h, "198.51.100.3:1", 10, sess, "carol", "connected", "direct", 7);
+	expect_error(h, 400, NULL);
+	assert_int_equal(stats(h).forged_results, 3);
+	p = matrix_pair(h, 20, "alice", "bob");
+	assert_false(p.has_measured);
+	/* the real one counts */
+	result(h, "203.0.113.1:1", 30, sess, "alice", "connected", "direct", 9);
+	assert_int_equal(h->m[0].type, NB_CTRL_ACK);
+	assert_string_equal(last_ev(h)->key_text, key_text_of("alice"));
+	p = matrix_pair(h, 30, "alice", "bob");
+	assert_true(p.has_measured);
+	assert_int_equal(p.ms, 9);
+	/* a later holder of a name is not the session's side: alice says bye,
+	 * mallory takes the name, and cannot report for the old session */
+	bye(h, "203.0.113.1:1", 40, "alice");
+	assert_int_equal(h->m[0].type, NB_CTRL_ACK);
+	h_as(h, "mallory");
+	reg_full(h, "alice", "192.0.2.66:6", 50, NULL, NULL, NULL, NULL, NULL);
+	assert_int_equal(h->m[0].type, NB_CTRL_REGISTERED);
+	h_as(h, "mallory");
+	result(h, "192.0.2.66:6", 60, sess, "alice", "failed", "none", 1);
+	expect_error(h, 404, "'alice' is not held by this key");
+	p = matrix_pair(h, 60, "alice", "bob");
+	assert_int_equal(p.measured, NB_PATH_DIRECT);
+	assert_int_equal(p.ms, 9);
+	assert_int_equal(stats(h).forged_results, 4);
+	h_free(h);
+}
+
+/* peers and matrix: the admin token, or a public broker. */
+static void test_list_access(void **state)
+{
+	static const char *const types[] = { "peers", "matrix" };
+	struct nb_rendezvous_config cfg;
+	struct h *h;
+
+	(void)state;
+	h_private = true;
+	h = h_new(NULL);
+	h_private = false;
+	reg_ok(h, "alice", "203.0.113.1:1", 0, "fc");
+	for (size_t t = 0; t < 2; t++) {
+		sendf(h, "203.0.113.1:1", 10, HDR PAD "}", types[t], next_tx(h));
+		expect_error(h, 403, "listing needs the broker's admin token");
+		assert_int_equal(last_ev(h)->kind, NB_RV_EVENT_REFUSED);
+		assert_int_equal(last_ev(h)->code, 403);
+		/* wrong, a prefix, longer, other case */
+		sendf(h, "203.0.113.1:1", 10, HDR ",\"admin\":\"nope\"" PAD "}", types[t], next_tx(h));
+		expect_error(h, 403, NULL);
+		sendf(h, "203.0.113.1:1", 10, HDR ",\"admin\":\"adm1n t0ke\"" PAD "}", types[t], next_tx(h));
+		expect_error(h, 403, NULL);
+		sendf(h, "203.0.113.1:1", 10, HDR ",\"admin\":\"adm1n t0ken!\"" PAD "}", types[t], next_tx(h));
+		expect_error(h, 403, NULL);
+		sendf(h, "203.0.113.1:1", 10, HDR ",\"admin\":\"ADM1N T0KEN\"" PAD "}", types[t], next_tx(h));
+		expect_error(h, 403, NULL);
+		/* the right one */
+		sendf(h, "203.0.113.1:1", 10, HDR ",\"admin\":\"" ADMIN "\"" PAD "}", types[t], next_tx(h));
+		assert_int_equal(h->m[0].type, t == 0 ? NB_CTRL_PEER_LIST : NB_CTRL_MATRIX_LIST);
+	}
+	assert_int_equal(h->m[0].u.matrix_list.total, 0);
+	sendf(h, "203.0.113.1:1", 10, HDR ",\"admin\":\"" ADMIN "\"" PAD "}", "peers", next_tx(h));
+	assert_int_equal(h->m[0].u.peer_list.total, 1);
+	assert_string_equal(h->m[0].u.peer_list.peers[0].id, "alice");
+	assert_int_equal(stats(h).list_refused, 10);
+	h_free(h);
+
+	/* no admin token configured: nobody lists, not even with an empty "admin" */
+	nb_rendezvous_config_default(&cfg);
+	h_private = true;
+	h = h_new(&cfg);
+	h_private = false;
+	nb_rendezvous_free(h->rv);
+	for (unsigned i = 0; i < sizeof(cfg.hash_key); i++)
+		cfg.hash_key[i] = (uint8_t)i;
+	cfg.event_cb = on_event;
+	cfg.event_arg = h;
+	assert_int_equal(nb_rendezvous_new(&cfg, &h->rv), 0);
+	sendf(h, "203.0.113.1:1", 10, HDR PAD "}", "peers", next_tx(h));
+	expect_error(h, 403, NULL);
+	sendf(h, "203.0.113.1:1", 10, HDR ",\"admin\":\"" ADMIN "\"" PAD "}", "matrix", next_tx(h));
+	expect_error(h, 403, NULL);
+	h_free(h);
+
+	/* public_list: anyone with a session lists, admin or not */
+	h = h_new(NULL);
+	sendf(h, "203.0.113.1:1", 10, HDR PAD "}", "peers", next_tx(h));
+	assert_int_equal(h->m[0].type, NB_CTRL_PEER_LIST);
+	sendf(h, "203.0.113.1:1", 10, HDR ",\"admin\":\"wrong\"" PAD "}", "matrix", next_tx(h));
+	assert_int_equal(h->m[0].type, NB_CTRL_MATRIX_LIST);
+	assert_int_equal(stats(h).list_refused, 0);
+	h_free(h);
+}
+
+/* How each datagram out is to be sealed, case by case (send_raw() and
+ * poll_() check the general rule on every send as well). */
+static void test_out_keys(void **state)
+{
+	struct h *h = h_new(NULL);
+	struct nb_rendezvous_dgram out[8];
+	uint8_t ka[NB_KEY_LEN], kb[NB_KEY_LEN], km[NB_KEY_LEN];
+	char req[256], bad[600];
+	size_t len;
+
+	(void)state;
+	key_of("alice", ka);
+	key_of("bob", kb);
+	key_of("mallory", km);
+	reg_ok(h, "alice", "203.0.113.1:1", 0, "fc");
+	assert_true(h->out.d[0].sealed);
+	assert_memory_equal(h->out.d[0].key, ka, NB_KEY_LEN);
+	reg_ok(h, "bob", "198.51.100.2:1", 0, "prc");
+	assert_memory_equal(h->out.d[0].key, kb, NB_KEY_LEN);
+	/* connect: the reply to alice's key, the push to bob's */
+	len = (size_t)snprintf(req, sizeof(req), HDR ",\"id\":\"alice\",\"peer\":\"bob\"}", "connect", next_tx(h));
+	assert_int_equal(send_raw(h, "203.0.113.1:1", 10, (const uint8_t *)req, len), 2);
+	assert_true(h->out.d[0].sealed && h->out.d[1].sealed);
+	assert_memory_equal(h->out.d[0].key, ka, NB_KEY_LEN);
+	assert_memory_equal(h->out.d[1].key, kb, NB_KEY_LEN);
+	/* its retransmission from the cache: to alice's key again */
+	assert_int_equal(send_raw(h, "203.0.113.1:1", 20, (const uint8_t *)req, len), 1);
+	assert_int_equal(stats(h).replayed, 1);
+	assert_true(h->out.d[0].sealed);
+	assert_memory_equal(h->out.d[0].key, ka, NB_KEY_LEN);
+	/* the same bytes from the same source under another key are not a
+	 * retransmission: mallory does not get alice's plan */
+	h_as(h, "mallory");
+	assert_int_equal(send_raw(h, "203.0.113.1:1", 30, (const uint8_t *)req, len), 1);
+	expect_error(h, 404, "'alice' is not held by this key");
+	assert_memory_equal(h->out.d[0].key, km, NB_KEY_LEN);
+	assert_int_equal(stats(h).replayed, 1);
+	/* the push's retransmission: to bob's key */
+	assert_int_equal(poll_(h, 260, out), 1);
+	assert_true(out[0].sealed);
+	assert_memory_equal(out[0].key, kb, NB_KEY_LEN);
+	/* errors to sealed requests are sealed; a 400 to an undecodable sealed
+	 * datagram too, one to a plain datagram is plain */
+	len = (size_t)snprintf(bad, sizeof(bad), HDR ",\"id\":\"%s\",\"pad\":\"%0300d\"}", "keepalive",
+			       "0123456789abcdef", "this-id-is-far-too-long-for-the-protocol", 0);
+	assert_int_equal(send_raw(h, "203.0.113.1:1", 300, (const uint8_t *)bad, len), 1);
+	assert_int_equal(h->m[0].u.error.code, 400);
+	assert_true(h->out.d[0].sealed);
+	h_plain(h);
+	assert_int_equal(send_raw(h, "203.0.113.1:1", 300, (const uint8_t *)bad, len), 1);
+	assert_int_equal(h->m[0].u.error.code, 400);
+	assert_false(h->out.d[0].sealed);
+	/* a verify's probe goes plain to the mapping, from the alternate port */
+	assert_int_equal(sendf(h, "198.51.100.2:1", 400, HDR ",\"external\":\"198.51.100.2:51000\"}", "verify",
+			       next_tx(h)), 1);
+	assert_int_equal(h->m[0].type, NB_CTRL_PROBE);
+	assert_false(h->out.d[0].sealed);
+	/* ... and its refusal is a sealed reply */
+	assert_int_equal(sendf(h, "198.51.100.2:1", 400, HDR ",\"external\":\"192.0.2.9:51000\"}", "verify",
+			       next_tx(h)), 1);
+	assert_int_equal(h->m[0].type, NB_CTRL_ERROR);
+	assert_true(h->out.d[0].sealed);
+	assert_memory_equal(h->out.d[0].key, kb, NB_KEY_LEN);
+	h_free(h);
+}
+
+/* ---- bad input ----------------------------------------------------------------------- */
 
 static void test_garbage_changes_nothing(void **state)
 {
@@ -1375,7 +2015,7 @@ static void test_ignored(void **state)
 		"\"203.0.113.9:4\",\"keepalive\":25,\"expires\":90}",
 		"{\"v\":1,\"type\":\"plan\",\"tx\":\"0123456789abcdef\",\"session\":\"fedcba9876543210\","
 		"\"peer\":\"bob\",\"role\":\"dial\",\"path\":\"direct\",\"reason\":\"\",\"candidates\":[],"
-		"\"username\":\"u\",\"key\":\"00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\","
+		"\"username\":\"u\",\"peer_key\":\"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8\","
 		"\"deadline_ms\":5000}",
 		"{\"v\":1,\"type\":\"peer_list\",\"tx\":\"0123456789abcdef\",\"total\":0,\"offset\":0,"
 		"\"peers\":[]}",
@@ -1383,14 +2023,24 @@ static void test_ignored(void **state)
 		"\"pairs\":[]}",
 		"{\"v\":1,\"type\":\"ack\",\"tx\":\"0123456789abcdef\"}",
 		"{\"v\":1,\"type\":\"error\",\"tx\":\"0123456789abcdef\",\"code\":500,\"reason\":\"x\"}",
+		"{\"v\":1,\"type\":\"challenge\",\"tx\":\"0123456789abcdef\",\"cookie\":"
+		"\"00112233445566778899aabbccddeeff\"}",
+		"{\"v\":1,\"type\":\"probe\",\"tx\":\"0123456789abcdef\",\"proof\":"
+		"\"00112233445566778899aabbccddeeff\"}",
 	};
 	struct h *h = h_new(NULL);
 	struct nb_addr zero;
 
 	(void)state;
-	for (size_t i = 0; i < sizeof(replies) / sizeof(replies[0]); i++)
+	for (size_t i = 0; i < sizeof(replies) / sizeof(replies[0]); i++) {
+		size_t n = strlen(replies[i]);
+		assert_int_equal(nb_ctrl_decode(&h->req, (const uint8_t *)replies[i], n), (ssize_t)n);
 		assert_int_equal(send_json(h, "203.0.113.1:1", 0, replies[i]), 0);
-	assert_int_equal(stats(h).ignored, 6);
+		h_plain(h); /* sealed or not: never answered */
+		assert_int_equal(send_json(h, "203.0.113.1:1", 0, replies[i]), 0);
+	}
+	assert_int_equal(stats(h).ignored, 16);
+	assert_int_equal(stats(h).unsealed, 0);
 	assert_int_equal(h->n_ev, 0);
 	/* a source that cannot be answered */
 	memset(&zero, 0, sizeof(zero));
@@ -1422,6 +2072,12 @@ static void test_bad_args(void **state)
 	assert_int_equal(nb_rendezvous_handle(h->rv, b, 2, &f, 0, h->rnd, 47, &h->out), -EINVAL);
 	assert_int_equal(nb_rendezvous_handle(h->rv, b, 2, &f, 0, NULL, 48, &h->out), -EINVAL);
 	assert_int_equal(nb_rendezvous_handle(h->rv, b, 2, &f, 0, h->rnd, 48, NULL), -EINVAL);
+	assert_int_equal(nb_rendezvous_handle_keyed(NULL, b, 2, &f, h->rnd, 0, h->rnd, 48, &h->out), -EINVAL);
+	assert_int_equal(nb_rendezvous_handle_keyed(h->rv, NULL, 2, &f, h->rnd, 0, h->rnd, 48, &h->out), -EINVAL);
+	assert_int_equal(nb_rendezvous_handle_keyed(h->rv, b, 2, NULL, h->rnd, 0, h->rnd, 48, &h->out), -EINVAL);
+	assert_int_equal(nb_rendezvous_handle_keyed(h->rv, b, 2, &f, h->rnd, 0, h->rnd, 47, &h->out), -EINVAL);
+	assert_int_equal(nb_rendezvous_handle_keyed(h->rv, b, 2, &f, h->rnd, 0, NULL, 48, &h->out), -EINVAL);
+	assert_int_equal(nb_rendezvous_handle_keyed(h->rv, b, 2, &f, h->rnd, 0, h->rnd, 48, NULL), -EINVAL);
 	assert_int_equal(h->out.n, 77); /* untouched */
 	assert_int_equal(nb_rendezvous_poll(h->rv, 0, NULL, 1, &n), -EINVAL);
 	assert_int_equal(nb_rendezvous_poll(h->rv, 0, NULL, 0, NULL), -EINVAL);
@@ -1441,6 +2097,18 @@ static void test_bad_args(void **state)
 	assert_int_equal(nb_rendezvous_new(&cfg, &rv), -EINVAL);
 	nb_rendezvous_config_default(&cfg);
 	memset(cfg.token, 'x', sizeof(cfg.token)); /* not terminated */
+	assert_int_equal(nb_rendezvous_new(&cfg, &rv), -EINVAL);
+	nb_rendezvous_config_default(&cfg);
+	assert_false(cfg.require_cookie); /* sealed registers have shown they receive */
+	assert_false(cfg.public_list);
+	assert_string_equal(cfg.admin_token, "");
+	cfg.admin_token[0] = '\n';
+	assert_int_equal(nb_rendezvous_new(&cfg, &rv), -EINVAL);
+	nb_rendezvous_config_default(&cfg);
+	memset(cfg.admin_token, 'x', sizeof(cfg.admin_token)); /* not terminated */
+	assert_int_equal(nb_rendezvous_new(&cfg, &rv), -EINVAL);
+	nb_rendezvous_config_default(&cfg);
+	cfg.admin_token[0] = (char)0x7F;
 	assert_int_equal(nb_rendezvous_new(&cfg, &rv), -EINVAL);
 	assert_ptr_equal(rv, (struct nb_rendezvous *)(uintptr_t)0x1); /* untouched */
 	nb_rendezvous_free(NULL);
@@ -1472,6 +2140,13 @@ int main(void)
 		cmocka_unit_test(test_sessions_full),
 		cmocka_unit_test(test_sessions_time_out),
 		cmocka_unit_test(test_list_rate),
+		cmocka_unit_test(test_key_takeover),
+		cmocka_unit_test(test_one_key_many_names),
+		cmocka_unit_test(test_bye),
+		cmocka_unit_test(test_unsealed),
+		cmocka_unit_test(test_forged_result),
+		cmocka_unit_test(test_list_access),
+		cmocka_unit_test(test_out_keys),
 		cmocka_unit_test(test_garbage_changes_nothing),
 		cmocka_unit_test(test_bad_request_replies),
 		cmocka_unit_test(test_ignored),
