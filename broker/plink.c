@@ -121,15 +121,27 @@ static uint32_t find_index(const struct nb_plink *pl, uint32_t index, uint64_t h
 	return NB_SLOT_NONE;
 }
 
-static uint32_t find_key(const struct nb_plink *pl, const uint8_t key[NB_KEY_LEN])
+/* The session to reach the holder of `key` at `to`: one process per
+ * socket, and one key may run several (a listener and a connector on one
+ * host), so the session whose peer sends from `to`; else the key's most
+ * recently heard one. NULL `to`: the latter. */
+static uint32_t find_key(const struct nb_plink *pl, const uint8_t key[NB_KEY_LEN], const struct nb_addr *to)
 {
 	uint64_t h = h64(pl, 'k', key, NB_KEY_LEN);
+	uint32_t best = NB_SLOT_NONE, best_at = NB_SLOT_NONE;
 
 	for (uint32_t s = nb_hidx_first(&pl->by_key, h); s != NB_SLOT_NONE;
-	     s = nb_hidx_next(&pl->by_key, s))
-		if (pl->s[s].linked && nb_key_equal(pl->s[s].key, key))
-			return s;
-	return NB_SLOT_NONE;
+	     s = nb_hidx_next(&pl->by_key, s)) {
+		const struct sess *x = &pl->s[s];
+		if (!x->linked || !nb_key_equal(x->key, key))
+			continue;
+		if (best == NB_SLOT_NONE || x->last_rx > pl->s[best].last_rx)
+			best = s;
+		if (to != NULL && nb_addr_equal(&x->addr, to) &&
+		    (best_at == NB_SLOT_NONE || x->last_rx > pl->s[best_at].last_rx))
+			best_at = s;
+	}
+	return best_at != NB_SLOT_NONE ? best_at : best;
 }
 
 /* A fresh receiver index: unpredictable to outsiders and unused here. */
@@ -270,9 +282,11 @@ ssize_t nb_plink_open(struct nb_plink *pl, const uint8_t *frame, size_t len,
 	x->addr = *from; /* roaming: the peer's NAT may have moved it */
 	if (!x->confirmed) {
 		/* Key confirmation: only the holder of the initiation's secrets
-		 * could seal this. The session now speaks for its key. */
-		uint32_t old = find_key(pl, x->key);
-		if (old != NB_SLOT_NONE) {
+		 * could seal this. The session now speaks for its key at this
+		 * address (a rekey replaces the one before it). */
+		uint32_t old;
+		while ((old = find_key(pl, x->key, from)) != NB_SLOT_NONE &&
+		       nb_addr_equal(&pl->s[old].addr, from)) {
 			pl->s[old].linked = false;
 			nb_hidx_del(&pl->by_key, pl->s[old].key_hash, old);
 			pl->st.live_keys--;
@@ -292,15 +306,15 @@ ssize_t nb_plink_open(struct nb_plink *pl, const uint8_t *frame, size_t len,
 	return n;
 }
 
-ssize_t nb_plink_seal(struct nb_plink *pl, const uint8_t key[NB_KEY_LEN], const uint8_t *pt,
-		      size_t n, uint8_t *out, size_t cap, uint64_t now)
+ssize_t nb_plink_seal(struct nb_plink *pl, const uint8_t key[NB_KEY_LEN], const struct nb_addr *to,
+		      const uint8_t *pt, size_t n, uint8_t *out, size_t cap, uint64_t now)
 {
 	uint32_t slot;
 	ssize_t r;
 
 	if (pl == NULL || key == NULL || (pt == NULL && n > 0) || out == NULL)
 		return NB_PLINK_E_INVAL;
-	slot = find_key(pl, key);
+	slot = find_key(pl, key, to);
 	if (slot == NB_SLOT_NONE) {
 		pl->st.seal_nokey++;
 		return NB_PLINK_E_NOKEY;

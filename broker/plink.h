@@ -11,8 +11,9 @@
  *                                       <-   0xD2 resp (e, ee, se)
  *   0xD3 sealed control message        ->    nb_plink_open(): the first frame
  *                                            that opens confirms the session:
- *                                            it is now THE session of the
- *                                            peer's key (replacing an older one)
+ *                                            it now speaks for the peer's key
+ *                                            at its address (replacing an
+ *                                            older one there: a rekey)
  *                                       <-   0xD3 sealed reply: nb_plink_seal()
  *                                            to the peer's key
  *
@@ -99,10 +100,13 @@ ssize_t nb_plink_open(struct nb_plink *pl, const uint8_t *frame, size_t len,
 		      const struct nb_addr *from, uint64_t now, uint8_t *out, size_t cap,
 		      const uint8_t **ret_key);
 
-/* Seal n bytes to the peer whose static key is `key`, in its confirmed
- * session. Returns the frame length, or NB_PLINK_E_NOKEY / a seal error. */
-ssize_t nb_plink_seal(struct nb_plink *pl, const uint8_t key[NB_KEY_LEN], const uint8_t *pt,
-		      size_t n, uint8_t *out, size_t cap, uint64_t now);
+/* Seal n bytes to the peer whose static key is `key`, at `to`: in the
+ * confirmed session of that key whose peer sends from `to` (one key may
+ * run several processes, each with its own socket and session), else the
+ * key's most recently heard one. Returns the frame length, or
+ * NB_PLINK_E_NOKEY / a seal error. */
+ssize_t nb_plink_seal(struct nb_plink *pl, const uint8_t key[NB_KEY_LEN], const struct nb_addr *to,
+		      const uint8_t *pt, size_t n, uint8_t *out, size_t cap, uint64_t now);
 
 /* The hint for a frame whose index is unknown: 0xD4 || the frame's
  * receiver index (5 bytes, shorter than any sealed frame: no

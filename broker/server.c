@@ -380,7 +380,7 @@ static const uint8_t *rv_wire(struct nb_server *srv, const struct nb_rendezvous_
 		*ret_len = d->len;
 		return d->data;
 	}
-	n = nb_plink_seal(srv->pl, d->key, d->data, d->len, srv->sealbuf, sizeof(srv->sealbuf),
+	n = nb_plink_seal(srv->pl, d->key, &d->to, d->data, d->len, srv->sealbuf, sizeof(srv->sealbuf),
 			  uv_now(srv->loop));
 	if (n <= 0) {
 		if (nb_log_get_level() >= NB_LOG_DEBUG) {

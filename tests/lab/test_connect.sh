@@ -47,6 +47,7 @@ all_pages() { # peers|matrix -> every entry, one object per line
     timeout 10 ip netns exec "$(lab_ns pub)" env XDG_CONFIG_HOME="$(lab_xdg pub)" \
         "$NP" "$1" --broker "$SRV1" --json 2>/dev/null | grep -o '{"\(id\|a\)":[^}]*}'
 }
+b64() { printf '%s' "$1" | base64 -w0; }
 registered() { all_pages peers | grep -q "\"id\":\"$1\""; }
 
 
@@ -89,10 +90,13 @@ for p in "${PAIRS[@]}"; do
         ms=$(sed -n 's/.*"event":"connected".*"ms":\([0-9]*\).*/\1/p' "$out" | head -n 1)
         lab_check "$a -> $b connected, path $path (want $want), $ms ms" test "$path" = "$want"
         echo "hello-from-$id" >&"$cfd"
-        lab_check "$a -> $b: data reaches the listener" \
-            lab_wait 5 grep -q "hello-from-$id" "$LAB_TMP/out-$lid"
+        lab_check "$a -> $b: data reaches the listener, labelled with the connector's name" \
+            lab_wait 5 grep -qF "\"peer\":\"$id\",\"key\":" "$LAB_TMP/out-$lid"
+        lab_check "$a -> $b: ... and its payload, base64 (--json)" \
+            grep -qF "\"data\":\"$(b64 "hello-from-$id")\"" "$LAB_TMP/out-$lid"
         echo "reply-from-$lid" >&"$lfd"
-        lab_check "$b -> $a: data reaches the connector" lab_wait 5 grep -q "reply-from-$lid" "$out"
+        lab_check "$b -> $a: data reaches the connector" \
+            lab_wait 5 grep -qF "\"data\":\"$(b64 "reply-from-$lid")\"" "$out"
         exec {cfd}>&-   # EOF: the connector exits 0
         if lab_wait 5 _lab_all_gone "$cpid"; then
             rc=0; wait "$cpid" || rc=$?
