@@ -168,6 +168,12 @@ void nb_server_rendezvous_stats(const struct nb_server *srv, struct nb_rendezvou
 	nb_rendezvous_get_stats(srv->rv, ret);
 }
 
+void nb_server_plink_stats(const struct nb_server *srv, struct nb_plink_stats *ret)
+{
+	memset(ret, 0, sizeof(*ret));
+	nb_plink_get_stats(srv->pl, ret);
+}
+
 void nb_server_ratelimit_stats(const struct nb_server *srv, struct nb_ratelimit_stats *ret)
 {
 	if (srv->rl != NULL)

@@ -115,6 +115,10 @@ const struct nb_server_stats *nb_server_stats(const struct nb_server *srv);
 /* The rendezvous engine's counters (see broker/rendezvous.h). */
 void nb_server_rendezvous_stats(const struct nb_server *srv, struct nb_rendezvous_stats *ret);
 
+/* The sealed sessions' counters (broker/plink.h). */
+struct nb_plink_stats;
+void nb_server_plink_stats(const struct nb_server *srv, struct nb_plink_stats *ret);
+
 /* The per-source limiter's counters (all zero when it is off). */
 void nb_server_ratelimit_stats(const struct nb_server *srv, struct nb_ratelimit_stats *ret);
 

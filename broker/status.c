@@ -151,6 +151,14 @@ ssize_t nb_status_format(const struct nb_status_snapshot *s, char *buf, size_t l
 	ver[i] = '\0';
 
 	put(&w, "{\"version\":\"%s\"", ver);
+	if (s->key != NULL) {
+		char k[64];
+		for (i = 0; s->key[i] != '\0' && i < sizeof(k) - 1; i++)
+			k[i] = version_char(s->key[i]) && s->key[i] != '.' && s->key[i] != '+' &&
+					       s->key[i] != '~' ? s->key[i] : '?';
+		k[i] = '\0';
+		put(&w, ",\"key\":\"%s\"", k);
+	}
 	put_u64(&w, "uptime_s", s->uptime_s, true);
 	put_u64(&w, "peers", s->peers, true);
 	put_u64(&w, "sessions", s->sessions, true);
@@ -188,6 +196,12 @@ ssize_t nb_status_format(const struct nb_status_snapshot *s, char *buf, size_t l
 	put_u64(&w, "connects", s->ctl_connects, true);
 	put_u64(&w, "results", s->ctl_results, true);
 	put_u64(&w, "expired", s->ctl_expired, true);
+	put(&w, "},\"links\":{");
+	put_u64(&w, "sessions", s->links, false);
+	put_u64(&w, "handshakes", s->handshakes, true);
+	put_u64(&w, "handshake_failures", s->handshake_failures, true);
+	put_u64(&w, "unsealed", s->unsealed, true);
+	put_u64(&w, "key_conflicts", s->key_conflicts, true);
 	put(&w, "}}");
 	if (w.full) {
 		buf[0] = '\0';

@@ -90,6 +90,7 @@ uint64_t nb_status_rate_milli(const struct nb_status_rate *r, uint64_t now, uint
  * counters. */
 struct nb_status_snapshot {
 	const char *version; /* printed with anything but [0-9A-Za-z.+~-] as '?' */
+	const char *key;     /* the broker's public key (base64url); NULL: not shown */
 	uint64_t uptime_s;
 	uint64_t answers_milli_per_s;
 	size_t peers, sessions, pairs, max_peers, max_sessions;
@@ -102,11 +103,15 @@ struct nb_status_snapshot {
 	/* control messages (broker/rendezvous.h nb_rendezvous_stats) */
 	uint64_t ctl_received, ctl_replies, ctl_errors, ctl_undecodable;
 	uint64_t ctl_registers, ctl_keepalives, ctl_connects, ctl_results, ctl_expired;
+	/* sealed sessions (broker/plink.h nb_plink_stats) and refusals of the
+	 * unsealed (rendezvous) */
+	size_t links;
+	uint64_t handshakes, handshake_failures, unsealed, key_conflicts;
 };
 
 /* Largest report nb_status_format() writes (every counter at UINT64_MAX),
  * with room to spare. */
-#define NB_STATUS_MAX_LEN 2048
+#define NB_STATUS_MAX_LEN 4096
 
 /* Write the report into buf (NUL-terminated). Returns its length without
  * the NUL, or -ENOSPC if it does not fit in len (buf then holds no

@@ -1,6 +1,8 @@
 /* broker/status_run.c - the status port: "status" in, one JSON object out, from 127.0.0.1 only. */
 #include "broker/status_run.h"
 
+#include "broker/plink.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -53,6 +55,16 @@ static void snapshot(struct nb_status_server *s, struct nb_status_snapshot *out)
 	nb_server_rendezvous_stats(s->srv, &rv);
 	memset(out, 0, sizeof(*out));
 	out->version = NB_VERSION;
+	out->key = s->cfg->pubkey_text[0] != '\0' ? s->cfg->pubkey_text : NULL;
+	{
+		struct nb_plink_stats ps;
+		nb_server_plink_stats(s->srv, &ps);
+		out->links = ps.sessions;
+		out->handshakes = ps.handshakes;
+		out->handshake_failures = ps.handshake_fail;
+		out->unsealed = rv.unsealed;
+		out->key_conflicts = rv.key_conflicts;
+	}
 	out->uptime_s = (now - s->start_ms) / 1000;
 	out->answers_milli_per_s = nb_status_rate_milli(&s->rate, now, answers_total(st, &rv));
 	out->peers = rv.peers;

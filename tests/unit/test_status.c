@@ -114,7 +114,9 @@ static const char zero_report[] =
 	"\"socket\":0,\"nospace\":0,\"too-big\":0},"
 	"\"tcp_accepted\":0,\"tcp_requests\":0,\"tcp_waits_at_limit\":0},"
 	"\"control\":{\"received\":0,\"replies\":0,\"errors\":0,\"undecodable\":0,\"registers\":0,"
-	"\"keepalives\":0,\"connects\":0,\"results\":0,\"expired\":0}}";
+	"\"keepalives\":0,\"connects\":0,\"results\":0,\"expired\":0},"
+	"\"links\":{\"sessions\":0,\"handshakes\":0,\"handshake_failures\":0,\"unsealed\":0,"
+	"\"key_conflicts\":0}}";
 
 static void test_format_zero(void **state)
 {
@@ -150,6 +152,7 @@ static void test_format_full(void **state)
 	(void)state;
 	memset(&s, 0xFF, sizeof(s));
 	s.version = "1.2.3~rc1+\"evil\\\n";
+	s.key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8";
 	s.answers_milli_per_s = 12345;
 	s.peers = 7;
 	s.refusals.n[NB_STATUS_REFUSED_SESSIONS_FULL] = 3;
@@ -178,6 +181,14 @@ static void test_format_full(void **state)
 	s.version = NULL;
 	assert_true(nb_status_format(&s, buf, sizeof(buf)) > 0);
 	assert_non_null(strstr(buf, "{\"version\":\"\","));
+	/* The broker's key, when given, follows the version; a character a
+	 * JSON string would need escaped is shown as '?'. */
+	s.key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8";
+	assert_true(nb_status_format(&s, buf, sizeof(buf)) > 0);
+	assert_non_null(strstr(buf, "{\"version\":\"\",\"key\":\"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8\","));
+	s.key = "ab\"c\\d";
+	assert_true(nb_status_format(&s, buf, sizeof(buf)) > 0);
+	assert_non_null(strstr(buf, "\"key\":\"ab?c?d\","));
 }
 
 static void test_request(void **state)
