@@ -537,7 +537,7 @@ static void on_sealed(struct udp_sock *s, const uint8_t *data, size_t len,
 			uint64_t sup;
 			if (n == NB_PLINK_E_FULL && log_allow(srv, LL_PLINK_FULL, 1, WARN_INTERVAL_MS, &sup))
 				nb_log_warn(LOG_RV, "sealed sessions: all %zu in use and confirmed "
-						    "(--max-sessions): handshake refused%s",
+						    "(--max-links): handshake refused%s",
 					    srv->cfg.max_links, more_text(sup, (char[64]){ 0 }, 64));
 			else if (nb_log_get_level() >= NB_LOG_DEBUG) {
 				char a[NB_ADDR_STRLEN];

@@ -50,19 +50,15 @@
  * refusal (an error reply) still fails at once. */
 #define AGENT_CONNECT_REGISTER_TRIES 2
 /* The peers' own handshake (Noise IK, the connector initiates) over the
- * punched path: the initiation again at 250, 750, ... ms, given up this long
- * after the path was found. */
-#define AGENT_HS_RTO_MS 250
-#define AGENT_HS_TIMEOUT_MS 5000
+ * punched path: the initiation again at 200, 600, 1400, 2400, ... ms (every
+ * second from then), given up this long after the path was found. 10 tries
+ * in 8 s: at 20% loss each way all round trips fail with 0.36^10 = 3.7e-5. */
+#define AGENT_HS_RTO_MS 200
+#define AGENT_HS_RTO_MAX_MS 1000
+#define AGENT_HS_TIMEOUT_MS 8000
 /* Mixed into every peer-to-peer handshake with the session id: a handshake
  * for one session (or with a broker) never passes for another. */
 #define AGENT_PEER_PROLOGUE "natbroker v2 peer "
-/* The broker's key, when it is not pinned yet: asked for with a padded
- * 0xD5 request, answered by 0xD6 || key (docs/protocol.md "Broker key"). */
-#define AGENT_KEYQ_TYPE 0xD5
-#define AGENT_KEYR_TYPE 0xD6
-#define AGENT_KEYQ_LEN 64
-#define AGENT_KEYQ_TRIES 6
 
 enum phase {
 	PH_NETCHECK = 0, /* NAT behaviour tests on the shared socket + a temporary one */
@@ -191,9 +187,7 @@ struct agent {
 	bool bl_on;
 	uint8_t broker_key[NB_KEY_LEN];
 	char broker_name[NB_KNOWN_NAME_MAX + 1]; /* "@ip:port": its known-peers entry */
-	bool keyq_on;                  /* asking the broker for its key (first use) */
-	unsigned keyq_tries;
-	uint64_t keyq_next;
+	bool no_key_told;              /* the broker never told its key: said so */
 	uint8_t idx_seed[16];
 	uint64_t idx_ctr;
 	struct nb_known known; /* the known-peers file as read at start */
@@ -201,7 +195,7 @@ struct agent {
 
 static void pump(struct agent *a);
 static void shutdown_agent(struct agent *a, int code);
-static void blink_up(struct agent *a, uint64_t now);
+static void blink_up(struct agent *a, bool key_known, uint64_t now);
 
 /* ---- Known peers ---------------------------------------------------------- */
 
@@ -942,7 +936,7 @@ static void session_pump(struct agent *a, struct session *s, uint64_t now)
 	if (s->hs_busy && now >= s->hs_next) {
 		send_to(a, s->hs_init, s->hs_init_len, &s->pu.remote);
 		s->hs_next = now + s->hs_rto;
-		s->hs_rto = s->hs_rto >= 2000 ? 2000 : s->hs_rto * 2;
+		s->hs_rto = s->hs_rto >= AGENT_HS_RTO_MAX_MS / 2 ? AGENT_HS_RTO_MAX_MS : s->hs_rto * 2;
 	}
 	if (s->connected) {
 		/* The first keepalive goes out at once: it tells the peer its
@@ -1370,38 +1364,36 @@ static void broker_flush(struct agent *a, uint64_t now)
 
 	while (a->bl_on && nb_blink_poll(&a->bl, now, &tx) == 1)
 		send_to(a, tx.bytes, tx.len, &a->o->broker);
-	if (a->keyq_on && now >= a->keyq_next) {
-		uint8_t q[AGENT_KEYQ_LEN];
-		if (a->keyq_tries >= AGENT_KEYQ_TRIES && a->o->cmd != NB_AGENT_LISTEN) {
-			char why[256];
-			a->keyq_on = false;
-			snprintf(why, sizeof(why), "no answer from the broker at %s (asked for its key); "
-				 "is natbroker running there?", a->broker_str);
-			if (a->o->cmd == NB_AGENT_CONNECT) {
-				connect_failed(a, why);
-			} else {
-				fprintf(stderr, "natpeer: %s\n", why);
-				shutdown_agent(a, 1);
-			}
-			return;
+	if (a->bl_on && nb_blink_state(&a->bl) == NB_BLINK_NO_KEY && a->o->cmd == NB_AGENT_LISTEN) {
+		(void)nb_blink_start(&a->bl, now); /* a listener keeps asking, as it keeps registering */
+		broker_flush(a, now);
+		return;
+	}
+	if (a->bl_on && nb_blink_state(&a->bl) == NB_BLINK_NO_KEY && !a->no_key_told) {
+		char why[256];
+		a->no_key_told = true;
+		snprintf(why, sizeof(why), "no answer from the broker at %s (asked for its key); "
+			 "is natbroker running there?", a->broker_str);
+		if (a->o->cmd == NB_AGENT_CONNECT) {
+			connect_failed(a, why);
+		} else {
+			fprintf(stderr, "natpeer: %s\n", why);
+			shutdown_agent(a, 1);
 		}
-		/* Padded: the answer (33 bytes) is never longer than the question. */
-		memset(q, 0, sizeof(q));
-		q[0] = AGENT_KEYQ_TYPE;
-		send_to(a, q, sizeof(q), &a->o->broker);
-		a->keyq_next = now + (NB_BLINK_RTO_MS << (a->keyq_tries < 4 ? a->keyq_tries : 4));
-		a->keyq_tries++;
 	}
 }
 
-static void blink_up(struct agent *a, uint64_t now)
+/* The broker's channel; key_known: a->broker_key holds its pinned key (else
+ * the channel asks for it first). */
+static void blink_up(struct agent *a, bool key_known, uint64_t now)
 {
 	uint8_t seed[16];
 	int rc;
 
 	if (getrandom(seed, sizeof(seed), 0) != (ssize_t)sizeof(seed))
 		memcpy(seed, a->idx_seed, sizeof(seed));
-	nb_blink_init(&a->bl, a->o->priv, a->o->pub, a->broker_key, &a->o->broker, seed);
+	nb_blink_init(&a->bl, a->o->priv, a->o->pub, key_known ? a->broker_key : NULL, &a->o->broker,
+		      seed);
 	a->bl_on = true;
 	rc = nb_blink_start(&a->bl, now);
 	if (rc != 0)
@@ -1482,8 +1474,6 @@ static void pump(struct agent *a)
 		next = nb_client_deadline(&a->client);
 	if (a->bl_on && nb_blink_deadline(&a->bl) < next)
 		next = nb_blink_deadline(&a->bl);
-	if (a->keyq_on && a->keyq_next < next)
-		next = a->keyq_next;
 	for (int i = 0; i < AGENT_MAX_SESSIONS; i++)
 		if (a->s[i].used) {
 			uint64_t d = session_deadline(&a->s[i]);
@@ -1672,29 +1662,21 @@ static void on_peer_data(struct agent *a, const uint8_t *data, size_t len, const
 	}
 }
 
-/* The broker's key, answered to our first-use request (0xD6 || key). */
-static void on_broker_key(struct agent *a, const uint8_t *data, size_t len, const struct nb_addr *from,
-			  uint64_t now)
-{
-	char text[NB_KEY_TEXT_LEN + 1];
-
-	if (!a->keyq_on || len != 1 + NB_KEY_LEN || !nb_addr_equal(from, &a->o->broker))
-		return;
-	a->keyq_on = false;
-	memcpy(a->broker_key, data + 1, NB_KEY_LEN);
-	nb_key_to_text(a->broker_key, text);
-	known_record(a, a->broker_name, a->broker_key);
-	fprintf(stderr, "broker %s: key %s, first use: pinned in %s\n", a->broker_str, text,
-		a->o->known_path);
-	blink_up(a, now);
-}
-
 /* The broker's channel: a control message inside a sealed frame. */
 static void on_broker_frame(struct agent *a, const uint8_t *data, size_t len, const struct nb_addr *from,
 			    uint64_t now)
 {
 	ssize_t n = nb_blink_input(&a->bl, data, len, from, now, a->plain, sizeof(a->plain));
+	uint8_t key[NB_KEY_LEN];
 
+	if (nb_blink_learned(&a->bl, key) == 1) { /* first use: pin it */
+		char text[NB_KEY_TEXT_LEN + 1];
+		memcpy(a->broker_key, key, NB_KEY_LEN);
+		nb_key_to_text(key, text);
+		known_record(a, a->broker_name, key);
+		fprintf(stderr, "broker %s: key %s, first use: pinned in %s\n", a->broker_str, text,
+			a->o->known_path);
+	}
 	if (n > 0 && a->plain[0] == NB_CTRL_FIRST_BYTE)
 		nb_client_input(&a->client, a->plain, (size_t)n, &a->o->broker, now);
 	else if (n < 0 && nb_log_get_level() >= NB_LOG_DEBUG)
@@ -1771,8 +1753,9 @@ static void on_recv(struct nb_udp *u, const uint8_t *data, size_t len, const str
 			if (a->bl_on)
 				on_broker_frame(a, data, len, from, now);
 			break;
-		case AGENT_KEYR_TYPE:
-			on_broker_key(a, data, len, from, now);
+		case NB_BLINK_KEYR_TYPE:
+			if (a->bl_on)
+				on_broker_frame(a, data, len, from, now);
 			break;
 		default:
 			break;
@@ -1935,14 +1918,13 @@ int nb_agent_run(const struct nb_agent_opts *o)
 				goto run;
 			}
 			memcpy(a->broker_key, pinned, NB_KEY_LEN);
-			blink_up(a, now);
+			blink_up(a, true, now);
 		} else if (o->has_broker_key) {
 			memcpy(a->broker_key, o->broker_key, NB_KEY_LEN);
 			known_record(a, a->broker_name, a->broker_key);
-			blink_up(a, now);
+			blink_up(a, true, now);
 		} else {
-			a->keyq_on = true;
-			a->keyq_next = now;
+			blink_up(a, false, now); /* first use: ask, then pin */
 		}
 	}
 	if (o->cmd == NB_AGENT_PEERS || o->cmd == NB_AGENT_MATRIX) {

@@ -9,13 +9,15 @@
 #include "common/bytes.h"
 
 void nb_blink_init(struct nb_blink *bl, const uint8_t priv[NB_KEY_LEN],
-		   const uint8_t pub[NB_KEY_LEN], const uint8_t broker_key[NB_KEY_LEN],
+		   const uint8_t pub[NB_KEY_LEN], const uint8_t *broker_key,
 		   const struct nb_addr *broker, const uint8_t seed[16])
 {
 	memset(bl, 0, sizeof(*bl));
 	memcpy(bl->priv, priv, NB_KEY_LEN);
 	memcpy(bl->pub, pub, NB_KEY_LEN);
-	memcpy(bl->broker_key, broker_key, NB_KEY_LEN);
+	bl->have_key = broker_key != NULL;
+	if (broker_key != NULL)
+		memcpy(bl->broker_key, broker_key, NB_KEY_LEN);
 	bl->broker = *broker;
 	memcpy(bl->index_seed, seed, sizeof(bl->index_seed));
 }
@@ -42,8 +44,15 @@ int nb_blink_start(struct nb_blink *bl, uint64_t now)
 	ssize_t n;
 	int rc;
 
-	if (bl->state == NB_BLINK_HANDSHAKE)
+	if (bl->state == NB_BLINK_HANDSHAKE || bl->state == NB_BLINK_ASKING)
 		return 0; /* one at a time: the one under way goes on */
+	if (!bl->have_key) { /* (again, after NO_KEY: the caller decides) */
+		bl->state = NB_BLINK_ASKING;
+		bl->keyq_tries = 0;
+		bl->rto = NB_BLINK_RTO_MS;
+		bl->next_send = now;
+		return 0;
+	}
 	rc = nb_noise_init_initiator(&bl->hs, bl->priv, bl->broker_key,
 				     (const uint8_t *)NB_BLINK_PROLOGUE, sizeof(NB_BLINK_PROLOGUE) - 1);
 	if (rc != 0)
@@ -137,6 +146,14 @@ ssize_t nb_blink_input(struct nb_blink *bl, const uint8_t *buf, size_t len,
 		else
 			bl->st.opened++;
 		return n;
+	case NB_BLINK_KEYR_TYPE:
+		if (bl->state != NB_BLINK_ASKING || len != 1 + NB_KEY_LEN)
+			return NB_SEAL_E_INVAL;
+		memcpy(bl->broker_key, buf + 1, NB_KEY_LEN);
+		bl->have_key = true;
+		bl->learned = true;
+		bl->state = NB_BLINK_DOWN;
+		return nb_blink_start(bl, now);
 	case NB_BLINK_HINT_TYPE:
 		/* "I have no session with that index": we restarted it, or the
 		 * broker did. Only the current index counts, and not too often. */
@@ -152,8 +169,32 @@ ssize_t nb_blink_input(struct nb_blink *bl, const uint8_t *buf, size_t len,
 	}
 }
 
+int nb_blink_learned(struct nb_blink *bl, uint8_t ret[NB_KEY_LEN])
+{
+	if (!bl->learned)
+		return 0;
+	bl->learned = false;
+	memcpy(ret, bl->broker_key, NB_KEY_LEN);
+	return 1;
+}
+
 int nb_blink_poll(struct nb_blink *bl, uint64_t now, struct nb_blink_tx *tx)
 {
+	if (bl->state == NB_BLINK_ASKING && now >= bl->next_send) {
+		if (bl->keyq_tries >= NB_BLINK_KEYQ_TRIES) {
+			bl->state = NB_BLINK_NO_KEY;
+			return 0;
+		}
+		memset(bl->out, 0, NB_BLINK_KEYQ_LEN);
+		bl->out[0] = NB_BLINK_KEYQ_TYPE;
+		bl->keyq_tries++;
+		bl->st.key_requests++;
+		bl->next_send = now + bl->rto;
+		bl->rto *= 2;
+		tx->bytes = bl->out;
+		tx->len = NB_BLINK_KEYQ_LEN;
+		return 1;
+	}
 	if (bl->state == NB_BLINK_UP && nb_seal_wants_rekey(&bl->seal, now))
 		(void)nb_blink_start(bl, now);
 	if (bl->state == NB_BLINK_HANDSHAKE && now >= bl->next_send) {
@@ -183,7 +224,7 @@ uint64_t nb_blink_deadline(const struct nb_blink *bl)
 {
 	uint64_t d = UINT64_MAX;
 
-	if (bl->state == NB_BLINK_HANDSHAKE)
+	if (bl->state == NB_BLINK_HANDSHAKE || bl->state == NB_BLINK_ASKING)
 		d = bl->next_send;
 	if (bl->have_seal && bl->q_n > 0)
 		d = 0;

@@ -17,6 +17,11 @@
  * Only frames from the broker's address are read. A hint (0xD4) is an
  * unauthenticated suggestion: it can only make us shake hands again, at
  * most once per NB_BLINK_HINT_MIN_MS.
+ *
+ * Without a pinned key for the broker, start() first asks it for its key
+ * (ASKING; 0xD5 -> 0xD6 || key) and trusts the first answer from the
+ * broker's address, as ssh trusts a host key on first use; the shell pins
+ * it (nb_blink_learned()) so that every later run demands the same key.
  */
 #ifndef NB_PEER_BLINK_H
 #define NB_PEER_BLINK_H
@@ -38,16 +43,33 @@
 #define NB_BLINK_HINT_MIN_MS 1000  /* hints are heeded at most this often */
 #define NB_BLINK_HINT_TYPE 0xD4
 #define NB_BLINK_HINT_LEN 5
+/* The broker's key, when none is pinned (first use): a request of
+ * NB_BLINK_KEYQ_LEN bytes (0xD5 and zeros: no shorter one is answered, so
+ * the 33-byte answer 0xD6 || key is never the larger), sent at 0, 250,
+ * 750, ... ms, NB_BLINK_KEYQ_TRIES times. */
+#define NB_BLINK_KEYQ_TYPE 0xD5
+#define NB_BLINK_KEYR_TYPE 0xD6
+#define NB_BLINK_KEYQ_LEN 64
+#define NB_BLINK_KEYQ_TRIES 6
 
-enum nb_blink_state { NB_BLINK_DOWN = 0, NB_BLINK_HANDSHAKE, NB_BLINK_UP };
+enum nb_blink_state {
+	NB_BLINK_DOWN = 0, /* not started */
+	NB_BLINK_ASKING,   /* asking the broker for its key (first use) */
+	NB_BLINK_HANDSHAKE,
+	NB_BLINK_UP,
+	NB_BLINK_NO_KEY,   /* the broker never told its key: final */
+};
 
 struct nb_blink_stats {
-	uint64_t handshakes, inits_sent, hints, sealed, opened, open_fail, queue_dropped;
+	uint64_t handshakes, inits_sent, hints, sealed, opened, open_fail, queue_dropped, key_requests;
 };
 
 struct nb_blink {
 	enum nb_blink_state state;
 	bool have_seal;     /* keys from a completed handshake (UP, or rekeying) */
+	bool have_key;      /* broker_key is known (pinned, given, or learned) */
+	bool learned;       /* the broker's key came from its answer: the shell pins it */
+	unsigned keyq_tries;
 	uint8_t priv[NB_KEY_LEN], pub[NB_KEY_LEN], broker_key[NB_KEY_LEN];
 	struct nb_addr broker;
 	struct nb_noise_hs hs;
@@ -74,22 +96,32 @@ struct nb_blink_tx {
 	size_t len;
 };
 
-/* Set up with our key pair, the broker's pinned key and address. seed: 16
- * random bytes (our handshake indices derive from it). Starts DOWN. */
+/* Set up with our key pair, the broker's pinned key (NULL: not known; start()
+ * asks for it) and address. seed: 16 random bytes (our handshake indices
+ * derive from it). Starts DOWN. */
 void nb_blink_init(struct nb_blink *bl, const uint8_t priv[NB_KEY_LEN],
-		   const uint8_t pub[NB_KEY_LEN], const uint8_t broker_key[NB_KEY_LEN],
+		   const uint8_t pub[NB_KEY_LEN], const uint8_t *broker_key,
 		   const struct nb_addr *broker, const uint8_t seed[16]);
 
-/* Start a handshake now (DOWN: the first; UP: a rekey, the old keys stay in
- * use until it completes). 0, or a negative noise error. */
+/* Start a handshake now (DOWN: the first, after asking for the broker's key
+ * if it is not known; UP: a rekey, the old keys stay in use until it
+ * completes). 0, or a negative noise error. */
 int nb_blink_start(struct nb_blink *bl, uint64_t now);
+
+/* The broker's key learned from its answer, once: 1 and *ret (pin it), or 0. */
+int nb_blink_learned(struct nb_blink *bl, uint8_t ret[NB_KEY_LEN]);
+
+static inline enum nb_blink_state nb_blink_state(const struct nb_blink *bl)
+{
+	return bl->state;
+}
 
 /* A control message (plaintext JSON) for the broker: sealed at once when
  * keys exist, else queued (the oldest is dropped when the queue is full).
  * The frame comes out of nb_blink_poll(). 0, or NB_SEAL_E_TOO_BIG. */
 int nb_blink_send(struct nb_blink *bl, const uint8_t *msg, size_t len, uint64_t now);
 
-/* A datagram from `from` whose first byte is 0xD2, 0xD3 or 0xD4. Returns
+/* A datagram from `from` whose first byte is 0xD2, 0xD3, 0xD4 or 0xD6. Returns
  * the plaintext length (> 0: a control message for the client, in out), 0
  * when it was taken with nothing to deliver (a handshake response, a
  * hint), or a negative error when it is not ours / does not verify

@@ -356,6 +356,16 @@ int main(int argc, char **argv)
 			fprintf(stderr, "natpeer: netcheck needs --broker IP[:PORT]\n");
 			return 2;
 		}
+		/* The key pair, for the broker's probe of a UPnP mapping (asked
+		 * over the sealed channel); netcheck runs without it too. */
+		if (o.upnp && identity("netcheck", key_path, known_path, &ao) < 0) {
+			o.has_identity = true;
+			memcpy(o.priv, ao.priv, sizeof(o.priv));
+			memcpy(o.pub, ao.pub, sizeof(o.pub));
+			o.has_broker_key = ao.has_broker_key;
+			memcpy(o.broker_key, ao.broker_key, sizeof(o.broker_key));
+			memcpy(o.known_path, ao.known_path, sizeof(o.known_path));
+		}
 		return nb_netcheck_run(&o);
 	}
 	if (strcmp(cmd, "key") == 0 || strcmp(cmd, "forget") == 0 || strcmp(cmd, "listen") == 0 ||

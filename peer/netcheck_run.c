@@ -13,7 +13,9 @@
 
 #include "common/time.h"
 #include "common/udp.h"
+#include "peer/blink.h"
 #include "peer/client.h"
+#include "peer/known.h"
 #include "peer/netcheck.h"
 #include "peer/portmap.h"
 #include "proto/ctrl.h"
@@ -30,6 +32,9 @@ struct run {
 	uv_timer_t timer;
 	struct nb_netcheck nc;
 	struct nb_client client; /* for the broker's probe of a UPnP mapping */
+	struct nb_blink bl;      /* ... asked for over the sealed channel */
+	bool bl_on;
+	uint8_t plain[NB_SEAL_MAX_DATAGRAM];
 	struct nb_portmap *pm;
 	bool reflexive_given;
 	bool reported;
@@ -147,8 +152,12 @@ static void pump(struct run *r)
 		nb_portmap_set_reflexive(r->pm, NULL, now);
 	}
 	struct nb_client_tx ctx;
+	struct nb_blink_tx btx;
 	while (nb_client_poll(&r->client, now, &ctx) == 1)
-		nb_udp_send(&r->sock[0], ctx.bytes, ctx.len, &ctx.to);
+		if (r->bl_on)
+			(void)nb_blink_send(&r->bl, ctx.bytes, ctx.len, now);
+	while (r->bl_on && nb_blink_poll(&r->bl, now, &btx) == 1)
+		nb_udp_send(&r->sock[0], btx.bytes, btx.len, &r->o->server);
 	client_events(r, now);
 	if (nb_netcheck_done(&r->nc) && nb_portmap_settled(r->pm, now, NETCHECK_UPNP_GRACE_MS)) {
 		finish(r);
@@ -157,6 +166,8 @@ static void pump(struct run *r)
 	uint64_t next = nb_netcheck_done(&r->nc) ? UINT64_MAX : nb_netcheck_deadline(&r->nc);
 	if (nb_client_deadline(&r->client) < next)
 		next = nb_client_deadline(&r->client);
+	if (r->bl_on && nb_blink_deadline(&r->bl) < next)
+		next = nb_blink_deadline(&r->bl);
 	if (nb_netcheck_done(&r->nc) && next > now + 50)
 		next = now + 50; /* waiting for UPnP: look at the grace window again */
 	if (next > r->hard_deadline)
@@ -174,7 +185,17 @@ static void on_recv(struct nb_udp *u, const uint8_t *data, size_t len, const str
 	if (r->finished)
 		return;
 	if (sock == NB_NC_MAP && nb_wire_classify(data, len) == NB_WIRE_CTRL) {
-		nb_client_input(&r->client, data, len, from, now); /* the broker's probe */
+		/* Unsealed: only the broker's probe of the mapping is taken. */
+		struct nb_ctrl_msg m;
+		if (nb_ctrl_decode(&m, data, len) == (ssize_t)len && m.type == NB_CTRL_PROBE)
+			nb_client_input(&r->client, data, len, from, now);
+		client_events(r, now);
+	} else if (sock == NB_NC_MAP && nb_wire_classify(data, len) == NB_WIRE_DATA) {
+		ssize_t n = r->bl_on ? nb_blink_input(&r->bl, data, len, from, now, r->plain,
+						      sizeof(r->plain))
+				     : -1;
+		if (n > 0 && r->plain[0] == NB_CTRL_FIRST_BYTE)
+			nb_client_input(&r->client, r->plain, (size_t)n, &r->o->server, now);
 		client_events(r, now);
 	} else {
 		nb_netcheck_input(&r->nc, sock, data, len, from, now);
@@ -351,6 +372,32 @@ int nb_netcheck_run(const struct nb_netcheck_opts *o)
 	if (getrandom(cseed, sizeof(cseed), 0) != (ssize_t)sizeof(cseed))
 		memset(cseed, 0, sizeof(cseed)); /* cannot happen after the first getrandom */
 	nb_client_init(&r.client, NULL, &o->server, cseed, now);
+	if (o->upnp && o->has_identity) {
+		/* The broker's key: as pinned by listen/connect, or given; else
+		 * asked for, and trusted for this run only (netcheck pins
+		 * nothing). */
+		struct nb_known known;
+		char name[NB_KNOWN_NAME_MAX + 1], err[256];
+		const uint8_t *pinned = NULL;
+		uint8_t bk[NB_KEY_LEN];
+		nb_known_init(&known);
+		if (nb_known_broker_name(&o->server, name) == 0 &&
+		    nb_known_load(&known, o->known_path, err, sizeof(err)) == 0 &&
+		    (pinned = nb_known_lookup(&known, name)) != NULL)
+			memcpy(bk, pinned, NB_KEY_LEN);
+		if (pinned != NULL && o->has_broker_key && !nb_key_equal(bk, o->broker_key))
+			fprintf(stderr, "natpeer: --broker-key is not the key pinned for %s in %s: the "
+					"broker will not be asked to probe the mapping\n", srv, o->known_path);
+		else {
+			if (pinned == NULL && o->has_broker_key) {
+				memcpy(bk, o->broker_key, NB_KEY_LEN);
+				pinned = bk;
+			}
+			nb_blink_init(&r.bl, o->priv, o->pub, pinned != NULL ? bk : NULL, &o->server, cseed);
+			r.bl_on = nb_blink_start(&r.bl, now) == 0;
+		}
+		nb_known_free(&known);
+	}
 	if (o->upnp) {
 		struct nb_portmap_opts po = {
 			.internal_port = local.port, .ssdp_flags = o->upnp_flags, .quiet = o->json,
@@ -362,6 +409,8 @@ int nb_netcheck_run(const struct nb_netcheck_opts *o)
 	pump(&r);
 	uv_run(&r.loop, UV_RUN_DEFAULT);
 	uv_loop_close(&r.loop);
+	if (r.bl_on)
+		nb_blink_wipe(&r.bl);
 	if (r.timed_out) {
 		fprintf(stderr, "natpeer: netcheck did not finish within the timeout (raise --timeout)\n");
 		return 1;

@@ -15,6 +15,14 @@ struct nb_netcheck_opts {
 	uint32_t timeout_ms;   /* hard cap on the whole run */
 	bool upnp;             /* also ask the router for a mapping, and have the broker probe it */
 	unsigned upnp_flags;   /* NB_SSDP_ANY_HOST: tests only */
+	/* The broker's probe of a mapping is asked for over the sealed channel
+	 * (peer/blink.h): our key pair, and the broker's key when pinned
+	 * (known_path) or given. Without an identity there is no probe. */
+	bool has_identity;
+	uint8_t priv[32], pub[32];
+	bool has_broker_key;
+	uint8_t broker_key[32];
+	char known_path[4096];
 };
 
 /* Runs to completion on its own loop; prints the report on stdout and

@@ -133,6 +133,13 @@ lab_xdg() {
 }
 lab_exec() { local n=$1; shift; ip netns exec "$(lab_ns "$n")" env XDG_CONFIG_HOME="$(lab_xdg "$n")" "$@"; }
 lab_addr() { "$NATLAB" addr "$1"; }
+# lab_data FILE: the payloads of natpeer --json data events in FILE, decoded
+# (base64), one per line. lab_data_has FILE STRING: one of them contains STRING.
+lab_data() {
+    sed -n 's/.*"event":"data".*"data":"\([A-Za-z0-9+\/=]*\)".*/\1/p' "$1" 2>/dev/null |
+        while read -r b; do printf '%s' "$b" | base64 -d 2>/dev/null; echo; done
+}
+lab_data_has() { lab_data "$1" | grep -qF -- "$2"; }
 lab_public() { "$NATLAB" public "$1"; }
 lab_flush() { "$NATLAB" flush; }
 

@@ -72,9 +72,26 @@ printf '\x00\x11\x00\x00\x21\x12\xa4\x42tid-indicatn' >"$P/indication"          
 printf '\x00\x03\x00\x00\x21\x12\xa4\x42tid-allocate' >"$P/allocate"                   # TURN Allocate
 printf '\x00\x01\x00\x08\x21\x12\xa4\x42tid-badfprnt\x80\x28\x00\x04\xde\xad\xbe\xef' >"$P/badfp"
 printf 'GET / HTTP/1.1\r\n\r\n' >"$P/http"
+printf '{"v":1,"type":"register","tx":"0123456789abcdef","id":"plain","local":[],"nat":{"mapping":"none","filtering":"endpoint-independent"}}' >"$P/plain-register"
 head -c 65000 /dev/urandom >"$P/huge"
 { printf '\x00\x01\x04\xb4\x21\x12\xa4\x42tid-oversize'; head -c 1204 /dev/zero; } >"$P/big-stun"
 for i in $(seq 500); do head -c $((RANDOM % 1400 + 1)) /dev/urandom >"$P/rnd/$i"; done
+# The first bytes the broker does answer from strangers, each by design and
+# no longer than the question (docs/protocol.md): 0xD3 (a sealed frame for
+# an unknown session: the 5-byte hint) and 0xD5 (the key request: 33
+# bytes). The random datagrams avoid them; the cases below test them.
+for f in "$P"/rnd/*; do
+    case $(head -c 1 "$f" | od -An -tx1 | tr -d ' ') in
+        d3|d5) { printf '\x00'; tail -c +2 "$f"; } >"$f.x" && mv "$f.x" "$f" ;;
+    esac
+done
+mkdir -p "$P/d1" "$P/d3"
+for i in $(seq 20); do
+    { printf '\xd1'; head -c $((100 + RANDOM % 300)) /dev/urandom; } >"$P/d1/$i"   # a forged initiation
+    { printf '\xd3'; head -c $((28 + RANDOM % 1100)) /dev/urandom; } >"$P/d3/$i"   # unknown session
+done
+{ printf '\xd5'; head -c 63 /dev/zero; } >"$P/keyq"
+{ printf '\xd5'; head -c 62 /dev/zero; } >"$P/keyq-short"
 for i in $(seq 300); do
     len=$(((RANDOM % 64) * 4))
     { printf "\x00\x01\x$(printf %02x $((len >> 8)))\x$(printf %02x $((len & 255)))\x21\x12\xa4\x42"
@@ -92,6 +109,21 @@ lab_check "still serving after truncated datagrams" still_serving
 n=$(udp_replies pub "$(send "$P/huge $P/big-stun")")
 lab_check "oversized datagrams: no reply (got ${n:-?} bytes)" test "${n:-1}" -eq 0
 lab_check "still serving after oversized datagrams" still_serving
+
+# ---- UDP: the sealed channel's surfaces (docs/protocol.md "Sealed control channel")
+n=$(udp_replies pub "$(send "$P/d1/*")")
+lab_check "20 forged handshake initiations: no reply (got ${n:-?} bytes)" test "${n:-1}" -eq 0
+n=$(udp_replies pub "$(send "$P/d3/*")")
+lab_check "20 sealed frames for unknown sessions: one 5-byte hint each (got ${n:-?} of 100 bytes)" \
+    test "${n:-1}" -eq 100
+n=$(udp_replies pub "$(send "$P/keyq")")
+lab_check "key request (64 bytes): the 33-byte key (got ${n:-?} bytes)" test "${n:-1}" -eq 33
+n=$(udp_replies pub "$(send "$P/keyq-short")")
+lab_check "key request of 63 bytes: no reply (got ${n:-?} bytes)" test "${n:-1}" -eq 0
+n=$(udp_replies pub "$(send "$P/plain-register")")
+lab_check "an unsealed register: at most a 401 no longer than itself (got ${n:-?} of $(stat -c %s "$P/plain-register") bytes)" \
+    eval "[ ${n:-9999} -le $(stat -c %s "$P/plain-register") ] && [ ${n:-0} -gt 0 ]"
+lab_check "still serving after the sealed-channel cases" still_serving
 
 # ---- UDP: 500 random datagrams (1..1400 bytes), none answered
 n=$(udp_replies pub "$(send "$P/rnd/*")")

@@ -289,7 +289,7 @@ for c in "prc fc $CPRC" "sym rc $CSYM"; do
             "$(cat "$out" "$LAB_TMP/err-$a")"
     fi
     lab_check "during the flood: $a's line reached the listener on $b" \
-        lab_wait 5 grep -q "hello-from-$a" "$LAB_TMP/listen-$b.log"
+        lab_wait 5 lab_data_has "$LAB_TMP/listen-$b.log" "hello-from-$a"
 done
 
 # ---- TCP: its own budget; a burst beyond it is cut off. (natbroker closes

@@ -37,7 +37,11 @@
 #    frame of each side repeats at 0, 0.1, 0.3, ... s (up to every 5 s): 9 in
 #    the 20 s the test waits, all lost with 0.2^9 = 5e-7 per direction; then
 #    10 lines, all lost with 0.2^10 = 1e-7.
-#  Total: about 3e-4 per run, 2.6e-4 of it the plan push; the rest < 1e-4.
+#  - handshakes: the peer's with the broker repeats its initiation at 0.25,
+#    0.75, 1.75, 3.75 s and then every 4 s until answered (the register
+#    transaction waits for it); the peers' own one (after the punch) 10 times
+#    in 8 s, all round trips lost with 0.36^10 = 3.7e-5 per connect.
+#  Total: about 4e-4 per run, 2.6e-4 of it the plan push; the rest < 2e-4.
 # Needs root (exit 77 otherwise).
 set -u
 export NATLAB_PREFIX=${NATLAB_PREFIX:-nbl}
@@ -121,13 +125,13 @@ for p in "${PAIRS[@]}"; do
             test "$path" = "$want"
         for i in $(seq $LINES); do echo "c2l-$id-$i" >&"$cfd"; done
         for i in $(seq $LINES); do echo "l2c-$id-$i" >&"$lfd"; done
-        if lab_wait 20 grep -q "c2l-$id-" "$LAB_TMP/out-$lid"; then
-            lab_pass "$a -> $b: data reaches the listener ($(grep -c "c2l-$id-" "$lout") of $LINES lines so far)"
+        if lab_wait 20 lab_data_has "$LAB_TMP/out-$lid" "c2l-$id-"; then
+            lab_pass "$a -> $b: data reaches the listener ($(lab_data "$lout" | grep -c "c2l-$id-") of $LINES lines so far)"
         else
             lab_fail "$a -> $b: none of $LINES lines reached the listener in 20 s" "$(dump "$err" "$lerr")"
         fi
-        if lab_wait 20 grep -q "l2c-$id-" "$out"; then
-            lab_pass "$b -> $a: data reaches the connector ($(grep -c "l2c-$id-" "$out") of $LINES lines so far)"
+        if lab_wait 20 lab_data_has "$out" "l2c-$id-"; then
+            lab_pass "$b -> $a: data reaches the connector ($(lab_data "$out" | grep -c "l2c-$id-") of $LINES lines so far)"
         else
             lab_fail "$b -> $a: none of $LINES lines reached the connector in 20 s" "$(dump "$err" "$lerr")"
         fi

@@ -87,9 +87,11 @@ if lab_wait 15 grep -q "verified by the broker" "$LAB_TMP/err-up" &&
        grep -q '"event":"connected","peer":"up","path":"upnp"' "$LAB_TMP/out-sym"; then
         lab_pass "sym -> upnp connected through the verified mapping: $(head -n 1 "$LAB_TMP/out-sym")"
         echo "hello-from-sym" >&"$cfd"
-        lab_check "sym -> upnp: data reaches the listener" lab_wait 5 grep -q hello-from-sym "$LAB_TMP/out-up"
+        lab_check "sym -> upnp: data reaches the listener (base64 in --json)" \
+            lab_wait 5 grep -qF "\"data\":\"$(printf hello-from-sym | base64 -w0)\"" "$LAB_TMP/out-up"
         echo "hello-from-upnp" >&"$lfd"
-        lab_check "upnp -> sym: data reaches the connector" lab_wait 5 grep -q hello-from-upnp "$LAB_TMP/out-sym"
+        lab_check "upnp -> sym: data reaches the connector (base64 in --json)" \
+            lab_wait 5 grep -qF "\"data\":\"$(printf hello-from-upnp | base64 -w0)\"" "$LAB_TMP/out-sym"
     else
         lab_fail "sym -> upnp: want path upnp" "$(cat "$LAB_TMP/out-sym" "$LAB_TMP/err-sym" "$LAB_TMP/err-up")"
     fi
