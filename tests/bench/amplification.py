@@ -1,5 +1,7 @@
 #!/usr/bin/env python3
-"""tests/bench/amplification.py - the helper of amplification.sh (python3 stdlib only).
+"""tests/bench/amplification.py - the helper of amplification.sh (python3
+stdlib; the natbroker cases also need Debian's python3-dissononce, so run it
+with /usr/bin/python3).
 
   amplification.py sniff IFACE OUT
       Record every IPv4 packet leaving IFACE (run it in the server's
@@ -13,14 +15,18 @@
       each unauthenticated request type to IP1:3478 from fresh sockets, one
       case at a time, and append one JSON line per case to OUT (request
       bytes, the datagrams that came back and where to, the case's time
-      window). --third-ip is a bystander named in RESPONSE-ADDRESS and
-      `verify`; --spoof-ip also sends control datagrams with that forged
-      source (raw socket) to show what the server sends to a third party.
-      Control cases register the way natpeer does (docs/protocol.md
-      "register"): a register, the broker's challenge, the same register
-      with its cookie, from the same socket. --burst-ip (a second address
-      of the client, used by nothing else) sends 600 Binding requests at
-      once from a source whose rate-limit bucket is full.
+      window). --third-ip is a bystander named in RESPONSE-ADDRESS.
+      --control (natbroker only): plain control messages (refused unless
+      sealed: a 401/400 no longer than the request, or nothing), the key
+      request 0xD5, Noise initiations 0xD1 (real ones made with dissononce
+      to the key the 0xD5 answer gave, and ones that do not verify), 0xD3
+      frames (unknown index, bad tag, one real sealed register and its
+      replay), and the broker's own answer types sent back to it.
+      --spoof-ip also sends some of those with that forged source (raw
+      socket) to show what the server sends to a third party. --burst-ip
+      (a second address of the client, used by nothing else) sends 600
+      Binding requests at once from a source whose rate-limit bucket is
+      full.
 
   amplification.py ping IP
       Exit 0 if a plain Binding to IP:3478 is answered within 0.5 s.
@@ -190,7 +196,54 @@ def summary(b):
         return ctrl_summary(b)
     if b[:1] in (b"\0", b"\1"):
         return stun_summary(b)
+    names = {0xD2: "0xD2 Noise response", 0xD3: "0xD3 sealed frame",
+             0xD4: "0xD4 unknown-session hint", 0xD6: "0xD6 broker key"}
+    if b and b[0] in names:
+        return "%s (%d B)" % (names[b[0]], len(b))
     return "%d bytes" % len(b)
+
+# ---------------------------------------------------------------- Noise (python3-dissononce)
+
+PROLOGUE = b"natbroker v2 broker"  # broker/plink.h NB_PLINK_PROLOGUE
+
+
+def noise_init(responder_key, payload=b""):
+    """A real 0xD1 initiation (Noise_IK_25519_ChaChaPoly_SHA256, prologue
+    PROLOGUE) from a fresh static key to responder_key (32 raw bytes):
+    0xD1 || sender_index || msg1. Returns (frame, handshake state)."""
+    from dissononce.cipher.chachapoly import ChaChaPolyCipher
+    from dissononce.dh.x25519.public import PublicKey
+    from dissononce.dh.x25519.x25519 import X25519DH
+    from dissononce.hash.sha256 import SHA256Hash
+    from dissononce.processing.handshakepatterns.interactive.IK import IKHandshakePattern
+    from dissononce.processing.impl.cipherstate import CipherState
+    from dissononce.processing.impl.handshakestate import HandshakeState
+    from dissononce.processing.impl.symmetricstate import SymmetricState
+    dh = X25519DH()
+    hs = HandshakeState(SymmetricState(CipherState(ChaChaPolyCipher()), SHA256Hash()), dh)
+    hs.initialize(IKHandshakePattern(), True, PROLOGUE, s=dh.generate_keypair(),
+                  rs=PublicKey(bytes(responder_key)))
+    buf = bytearray()
+    hs.write_message(payload, buf)
+    return b"\xd1" + os.urandom(4) + bytes(buf), hs
+
+
+def noise_read_resp(hs, resp, init_frame):
+    """Read the broker's 0xD2 response (it must echo our index and verify:
+    the broker holds the key it gave). Returns our sending CipherState."""
+    if resp[5:9] != init_frame[1:5]:
+        sys.exit("amplification: the 0xD2 response does not echo our sender index")
+    pair = hs.read_message(resp[9:], bytearray())
+    if pair is None:
+        sys.exit("amplification: the handshake did not complete")
+    return pair[0]  # the initiator sends with the first
+
+
+def seal_frame(cs, receiver_index, counter, pt):
+    """A 0xD3 frame (common/seal.h): header = AD, nonce = 0^32 || LE64(counter)."""
+    from dissononce.cipher.chachapoly import ChaChaPolyCipher
+    hdr = b"\xd3" + receiver_index + struct.pack("!Q", counter)
+    return hdr + ChaChaPolyCipher().encrypt(cs._key, counter, hdr, pt)
 
 
 def ipv4_udp(src, sport, dst, dport, payload):
@@ -208,7 +261,8 @@ class Client:
         self.a = args
         self.out = open(args.cases, "a", buffering=1)
         self.raw = None
-        self.keep = []  # sockets that outlive a case (registered peers)
+        self.keep = []  # sockets that outlive a case
+        self.broker_key = None  # from the 0xD6 answer
 
     def udp(self):
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -363,225 +417,155 @@ class Client:
                    True, transport="tcp", sports=sports)
         time.sleep(0.05)
 
-    # ------------------------------------------------------------ control cases
+    # ------------------------------------------------------------ natbroker's own surfaces
     @staticmethod
-    def reply_of(got, typ):
-        """The first control message of type typ among (socket, bytes) pairs."""
-        for _, data in got:
-            if data[:1] != b"{":
-                continue
-            try:
-                m = json.loads(data)
-            except ValueError:
-                continue
-            if m.get("type") == typ:
-                return m
-        return None
-
-    @staticmethod
-    def acker(asker):
-        """An answer() for connects: ack a plan pushed to any socket but the asker's."""
-        def ack(s, data, src):
-            if s is asker or data[:1] != b"{":
-                return
-            try:
-                m = json.loads(data)
-            except ValueError:
-                return
-            if m.get("type") == "plan":
-                s.sendto(ctrl("ack", tx=m["tx"]), src)
-        return ack
-
-    def enroll(self, s, pid, **fields):
-        """Register pid from socket s as natpeer does (docs/protocol.md
-        "register", "Cookie"): register, the challenge, the same register
-        again (new tx) with its cookie. Unmeasured setup; exits if the
-        broker does not play along."""
-        dst = (self.a.ip1, PORT1)
-        got = self.case("setup: register %s" % pid, "setup",
-                        [(s, ctrl("register", id=pid, **fields), dst)],
-                        window=2.0, measured=False, until=bool)
-        ch = self.reply_of(got, "challenge")
-        if ch is None:
-            sys.exit("amplification: no challenge for the register of %s: %r" % (pid, got))
-        got = self.case("setup: register %s with the cookie" % pid, "setup",
-                        [(s, ctrl("register", id=pid, cookie=ch["cookie"], **fields), dst)],
-                        window=2.0, measured=False, until=bool)
-        if self.reply_of(got, "registered") is None:
-            sys.exit("amplification: %s not registered with its cookie: %r" % (pid, got))
-        return ch["cookie"]
+    def facts(ip, port):
+        """A register's facts as natpeer on a host without NAT sends them."""
+        return {"local": ["%s:%d" % (ip, port)],
+                "nat": {"mapping": "none", "filtering": "endpoint-independent"},
+                "upnp": {"status": "none"}}
 
     def control_cases(self):
+        """Control messages are refused unless sealed: a plain one gets a
+        401 (or a 400 when it does not decode) no longer than itself, or
+        nothing. The unauthenticated surfaces of the sealed channel
+        (docs/protocol.md "Sizes: no amplification"): the key request 0xD5
+        (>= 64 B -> 33 B), the Noise initiation 0xD1 (a real one, 101 B ->
+        the 57-B 0xD2 response; anything that does not verify -> nothing),
+        the sealed frame 0xD3 (unknown index -> the 5-B 0xD4 hint; a frame
+        that does not open -> nothing)."""
         dst = (self.a.ip1, PORT1)
         me = self.a.client_ip
 
-        def one(name, msg, **kw):
+        def expect(name, msg, got, n, size):
+            """n datagrams of size bytes came back (n None: at most one, no
+            longer than the request); else the bench stops: the table in
+            docs/protocol.md "Sizes: no amplification" no longer holds."""
+            lens = [len(d) for _, d in got]
+            ok = (len(lens) <= 1 and all(x <= len(msg) for x in lens) if n is None
+                  else len(lens) == n and all(x == size for x in lens))
+            if not ok:
+                sys.exit("amplification: %s: got %r B, expected %s" % (
+                    name, lens, "at most one answer <= %d B" % len(msg) if n is None
+                    else "%d x %s B" % (n, size)))
+
+        def one(name, msg, want=(0, None), **kw):
             s = self.udp()
             got = self.case(name, "control", [(s, msg, dst)], **kw)
             s.close()
+            expect(name, msg, got, *want)
             return got
 
-        padded = Client.padded_query
+        # -- plain control messages: 400/401 no longer than the request, or nothing
+        def plain(name, msg, **kw):
+            return one("plain control: " + name, msg, want=(None, None), **kw)
 
-        one("control: '{' alone (1 B)", b"{")
-        one("control: JSON syntax error (cut), 160 B",
-            (ctrl("register", id="a", local=[]) + b" " * 160)[:160])
-        # Valid JSON that fails validation: a 400 if its tx can be read and
-        # the answer is no longer than the datagram.
-        one("control: unknown type (400 would not fit)", ctrl("hello"))
-        one("control: register without 'local' (400 would not fit)", ctrl("register", id="a"))
-        one("control: register, id of 40 chars (400)", ctrl("register", id="a" * 40, local=[]))
-        one("control: unknown type, 200 B (400)", ctrl("hello", pad="x" * 140))
-        one("control: keepalive, unknown id (404)", ctrl("keepalive", id="x"))
-        one("control: connect, unknown id (404)", ctrl("connect", id="x", peer="y"))
-        one("control: result, unknown session (404)",
-            ctrl("result", session="0123456789abcdef", id="x", outcome="failed", path="none", ms=0))
-
-        # register without a cookie: a challenge, only if it is no longer
-        # than the register. The shortest registers that get one or not:
-        chal = len(ctrl("challenge", cookie="0" * 32))
-        k = chal - len(ctrl("register", id="", local=[]))
-        assert 2 <= k <= 32, k
-        one("control: register, no cookie, 1 B shorter than a challenge (silence)",
-            ctrl("register", id="s" * (k - 1), local=[]))
-        one("control: register, no cookie, as long as a challenge",
-            ctrl("register", id="s" * k, local=[]))
-
-        # 'a' and 'b' register as natpeer on pub would (no NAT, its own
-        # address as the local one): challenge, then the cookie.
-        a, b, c = self.udp(), self.udp(), self.udp()
-        self.keep += [a, b]
-
-        def facts(s):
-            return {"local": ["%s:%d" % (me, s.getsockname()[1])],
-                    "nat": {"mapping": "none", "filtering": "endpoint-independent"},
-                    "upnp": {"status": "none"}}
-
-        got = self.case("control: register like natpeer's, no cookie (new id)", "control",
-                        [(a, ctrl("register", id="a", **facts(a)), dst)],
-                        note="the challenge; nothing registered")
-        ch = self.reply_of(got, "challenge")
-        if ch is None:
-            sys.exit("amplification: no challenge for 'a': %r" % got)
-        cookie = ch["cookie"]
-        got = self.case("control: register with the cookie (new id)", "control",
-                        [(a, ctrl("register", id="a", cookie=cookie, **facts(a)), dst)])
-        if self.reply_of(got, "registered") is None:
-            sys.exit("amplification: 'a' not registered with its cookie: %r" % got)
-        self.case("control: register with the cookie again (same id)", "control",
-                  [(a, ctrl("register", id="a", cookie=cookie, **facts(a)), dst)])
-        self.case("control: register with a wrong cookie (registered id)", "control",
-                  [(a, ctrl("register", id="a", cookie="0" * 32, **facts(a)), dst)],
-                  note="challenged again; the registration stays as it was")
-        self.case("control: register with a's cookie from another port", "control",
-                  [(c, ctrl("register", id="a", cookie=cookie, **facts(c)), dst)],
-                  note="the cookie holds for one source address and id only")
-        c.close()
-        self.case("control: keepalive (registered)", "control", [(a, ctrl("keepalive", id="a"), dst)])
-        self.enroll(b, "b", **facts(b))
-
-        self.case("control: connect (peer acks the pushed plan)", "control",
-                  [(a, ctrl("connect", id="a", peer="b"), dst)], watch=[b], answer=self.acker(a),
-                  note="reply to the asker + the plan pushed to the other peer (here on the same IP)")
-
-        # verify: the probe goes to `external`, which must be on the source IP.
-        m = self.udp()
-        self.case("control: verify (probe to own IP)", "control",
-                  [(a, ctrl("verify", external="%s:%d" % (me, m.getsockname()[1])), dst)], watch=[m])
-        m.close()
-        self.case("control: verify, external on another IP (400)", "control",
-                  [(a, ctrl("verify", external="%s:40000" % self.a.third_ip), dst)])
-
-        # Fill the registry (50 peers more: 52) and the matrix (25 pairs
-        # more: 26), each peer with its challenge and cookie, then list.
-        peers = []
-        for i in range(50):
-            s = self.udp()
-            peers.append(s)
-            self.keep.append(s)
-        for i, s in enumerate(peers):
-            self.enroll(s, "peer-%02d" % i, local=["192.168.%d.2:%d" % (i, 40000 + i)],
-                        nat={"mapping": "endpoint-independent",
-                             "filtering": ["endpoint-independent", "address-dependent",
-                                           "address-and-port-dependent"][i % 3]})
-
-        def plans_in(asker, other):
-            def done(got):
-                return (any(s is asker for s, _ in got) and
-                        any(s is other and d[:1] == b"{" and b'"plan"' in d for s, d in got))
-            return done
-
-        for i in range(0, 50, 2):
-            self.case("setup: connect peer-%02d -> peer-%02d" % (i, i + 1), "setup",
-                      [(peers[i], ctrl("connect", id="peer-%02d" % i, peer="peer-%02d" % (i + 1)),
-                        dst)], watch=[peers[i + 1]], answer=self.acker(peers[i]), window=2.0,
-                      measured=False, until=plans_in(peers[i], peers[i + 1]))
-        time.sleep(0.3)
-        # A page is never longer than its query: unpadded queries get
-        # silence; natpeer pads its queries to 1200 B.
-        one("control: peers, unpadded (52 registered)", ctrl("peers"))
-        one("control: peers, padded to 200 B", padded("peers", 200))
-        one("control: peers, padded to 1200 B (as natpeer), page 1", padded("peers", 1200))
-        one("control: matrix, unpadded (26 pairs)", ctrl("matrix"))
-        one("control: matrix, padded to 1200 B (as natpeer), page 1", padded("matrix", 1200))
-        # The list rate (100 pages a second in all, burst 100) spent by
-        # unpadded queries, which are answered by silence but still count:
-        # what do the ones beyond get?
+        plain("'{' alone (1 B)", b"{")
+        plain("JSON syntax error (cut), 160 B",
+              (ctrl("register", id="a", local=[]) + b" " * 160)[:160])
+        plain("unknown type (400 would not fit)", ctrl("hello"))
+        plain("unknown type, 200 B (400)", ctrl("hello", pad="x" * 140))
+        plain("register, id of 40 chars (400)", ctrl("register", id="a" * 40, local=[]))
+        plain("register, shortest (401 with an empty reason)", ctrl("register", id="a", local=[]))
         s = self.udp()
-        self.case("control: peers, unpadded, 110 at once (list rate spent: 429)", "control",
-                  [(s, ctrl("peers"), dst) for _ in range(110)],
-                  note="the first 100 spend the list rate (silence); the 429s beyond are longer "
-                       "than their query")
+        msg = ctrl("register", id="a", **self.facts(me, s.getsockname()[1]))
+        expect("register", msg, self.case("plain control: register like natpeer's (401)", "control",
+                                          [(s, msg, dst)],
+                                          note="refused: control messages must be sealed"),
+               None, None)
         s.close()
-        time.sleep(1.1)  # the list rate refills
+        plain("keepalive (401 would not fit)", ctrl("keepalive", id="x"))
+        plain("connect (401 would not fit)", ctrl("connect", id="x", peer="y"))
+        plain("verify, padded to 200 B (401)",
+              ctrl("verify", external="%s:40000" % me, pad="." * 120))
+        plain("peers, padded to 1200 B (401, no list)", Client.padded_query("peers", 1200))
+        plain("matrix, padded to 1200 B (401, no list)", Client.padded_query("matrix", 1200))
+
+        # -- the key request
+        one("0xD5 key request, 1 B", b"\xd5")
+        one("0xD5 key request, 63 B", b"\xd5" + os.urandom(62), note="shorter than 64: nothing")
+        got = one("0xD5 key request, 64 B", b"\xd5" + bytes(63), want=(1, 33), until=bool)
+        key = next((d[1:] for _, d in got if len(d) == 33 and d[0] == 0xD6), None)
+        if key is None:
+            sys.exit("amplification: no 0xD6 answer to a 64-byte key request: %r" % got)
+        self.broker_key = key
+        one("0xD5 key request, 1200 B", b"\xd5" + os.urandom(1199), want=(1, 33))
+
+        # -- the Noise initiation
+        s = self.udp()
+        frame, hs = noise_init(key)
+        got = self.case("0xD1 initiation, real (101 B)", "control", [(s, frame, dst)],
+                        note="an unconfirmed session; the response is to the source")
+        resp = [d for _, d in got if d[:1] == b"\xd2"]
+        if len(resp) != 1 or len(resp[0]) != 57:
+            sys.exit("amplification: a real initiation got %r, not one 57-byte 0xD2" % got)
+        cs = noise_read_resp(hs, resp[0], frame)
+        got = self.case("0xD1 the same initiation again (retransmission)", "control",
+                        [(s, frame, dst)], note="the same response again, no DH, no second session")
+        if [d for _, d in got] != resp:
+            sys.exit("amplification: a retransmitted initiation got %r, not the same "
+                     "response" % got)
+        # A sealed frame to that session's index that does not open; then
+        # the first real frame (it confirms the session: authenticated),
+        # then that frame replayed.
+        bidx = resp[0][1:5]
+        bad = b"\xd3" + bidx + bytes(8) + os.urandom(1187)
+        got = self.case("0xD3 to a live session's index, bad tag, 1200 B", "control",
+                        [(s, bad, dst)], note="does not open")
+        expect("bad tag", bad, got, 0, None)
+        reg = ctrl("register", id="amp-sealed", **self.facts(me, s.getsockname()[1]))
+        sealed = seal_frame(cs, bidx, 0, reg)
+        got = self.case("0xD3 sealed register (authenticated, for the record)", "sealed",
+                        [(s, sealed, dst)], until=bool, window=1.0,
+                        note="a confirmed session: the sealed 'registered' answer")
+        if not any(d[:1] == b"\xd3" for _, d in got):
+            sys.exit("amplification: no sealed answer to a sealed register: %r" % got)
+        expect("replay", sealed, self.case("0xD3 the sealed register replayed", "control",
+                                           [(s, sealed, dst)], note="the replay window refuses it"),
+               0, None)
+        s.close()
+        frame2, _ = noise_init(key, payload=os.urandom(256))
+        one("0xD1 initiation, real, 256-B payload (357 B)", frame2, want=(1, 57))
+        one("0xD1 real initiation cut to 100 B", noise_init(key)[0][:100])
+        one("0xD1 initiation to another responder key (101 B)", noise_init(os.urandom(32))[0],
+            note="the static key does not decrypt: nothing")
+        one("0xD1 random bytes, 101 B", b"\xd1" + os.urandom(100))
+        one("0xD1 random bytes, 1200 B", b"\xd1" + os.urandom(1199))
+
+        # -- sealed frames with an unknown index
+        one("0xD3 unknown index, 28 B (too short)", b"\xd3" + os.urandom(27))
+        one("0xD3 unknown index, 29 B", b"\xd3" + os.urandom(28), want=(1, 5))
+        one("0xD3 unknown index, 1200 B", b"\xd3" + os.urandom(1199), want=(1, 5))
+
+        # -- answers sent to the broker: silence (no loops)
+        one("0xD2 response sent to the broker, 57 B", b"\xd2" + os.urandom(56))
+        one("0xD4 hint sent to the broker, 5 B", b"\xd4" + os.urandom(4))
+        one("0xD6 key answer sent to the broker, 33 B", b"\xd6" + os.urandom(32))
+        one("0xD0 (retired data frame), 1200 B", b"\xd0" + os.urandom(1199))
 
         if self.a.spoof_ip:
-            self.spoof_cases(a, b)
+            self.spoof_cases()
 
-    def spoof_cases(self, a, b):
-        """Forged sources. A register from the third party's address gets a
-        challenge (to that address, no longer than the register) and
-        registers nothing, so a connect to that id is a 404 and nothing is
-        pushed to the third party. Forging a registered peer's own address
-        still works: the plan goes to that peer, the pushed plan to the
-        other (both proved they receive)."""
-        dst = (self.a.ip1, PORT1)
+    def spoof_cases(self):
+        """Forged sources (raw socket): what the broker sends to a third
+        party whose address a request names as its source. Each answer goes
+        to the forged source and is smaller than the request."""
         v_ip, v_port = self.a.spoof_ip, 40000
-        me = self.a.client_ip
         self.raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
-        v_facts = {"local": ["%s:%d" % (v_ip, v_port)],
-                   "nat": {"mapping": "none", "filtering": "endpoint-independent"},
-                   "upnp": {"status": "none"}}
-        self.case("control: register, forged source (3rd party), no cookie", "control",
-                  [(None, ctrl("register", id="v", **v_facts), (v_ip, v_port, self.a.ip1, PORT1))],
-                  allow=[v_ip], note="the challenge goes to the forged source: the victim")
-        self.case("control: register, forged source, a guessed cookie", "control",
-                  [(None, ctrl("register", id="v", cookie=os.urandom(16).hex(), **v_facts),
-                    (v_ip, v_port, self.a.ip1, PORT1))],
-                  allow=[v_ip], note="challenged again: not registered")
-        self.case("control: connect to the id registered with a forged source", "control",
-                  [(a, ctrl("connect", id="a", peer="v"), dst)], window=2.0,
-                  note="404: 'v' was never registered; nothing to the third party")
-        # All forged: two ids registered from two ports of the victim, then a
-        # connect from one to the other.
-        self.case("setup: register w1, w2 with forged sources", "setup",
-                  [(None, ctrl("register", id="w1", **v_facts), (v_ip, v_port + 1, self.a.ip1, PORT1)),
-                   (None, ctrl("register", id="w2", **v_facts), (v_ip, v_port + 2, self.a.ip1, PORT1))],
-                  allow=[v_ip], measured=False)
-        self.case("control: connect, forged source, both ids forged", "control",
-                  [(None, ctrl("connect", id="w1", peer="w2"), (v_ip, v_port + 1, self.a.ip1, PORT1))],
-                  window=2.0, allow=[v_ip], note="404 to the forged source; nothing pushed")
-        # The source of a registered peer (a) forged: the broker cannot tell.
-        self.case("control: connect, forged source = a registered peer's address", "control",
-                  [(None, ctrl("connect", id="a", peer="b"), (me, a.getsockname()[1], self.a.ip1, PORT1))],
-                  watch=[a, b], answer=self.acker(a), window=1.0,
-                  note="the plan to the registered peer whose address was forged + the pushed "
-                       "plan to the other (acked)")
-        s = self.udp()
-        self.case("control: peers, padded to 1200 B, after the forged registers", "control",
-                  [(s, Client.padded_query("peers", 1200), dst)],
-                  note="total still 52: no forged id was registered")
-        s.close()
+
+        def forged(name, msg, port, note):
+            self.case(name, "control", [(None, msg, (v_ip, port, self.a.ip1, PORT1))],
+                      allow=[v_ip], note=note)
+
+        forged("forged source: plain register like natpeer's (401)",
+               ctrl("register", id="v", **self.facts(v_ip, v_port)), v_port,
+               "the 401 goes to the forged source: the victim")
+        forged("forged source: 0xD5 key request, 64 B", b"\xd5" + bytes(63), v_port + 1,
+               "the key goes to the victim")
+        forged("forged source: 0xD1 initiation, real (101 B)", noise_init(self.broker_key)[0],
+               v_port + 2, "the response goes to the victim; an unconfirmed session")
+        forged("forged source: 0xD3 unknown index, 29 B", b"\xd3" + os.urandom(28), v_port + 3,
+               "the hint goes to the victim")
 
     @staticmethod
     def padded_query(typ, size):

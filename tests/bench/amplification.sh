@@ -13,29 +13,39 @@
 # From `pub` (203.0.113.20, no NAT) tests/bench/amplification.py sends each
 # request type from fresh sockets and collects what comes back; a sniffer in
 # `srv` records every packet the server sends, so the table counts all
-# response datagrams and shows where they went. Control messages (natbroker
-# only) register as natpeer does (register, challenge, register with the
-# cookie), fill a registry of 52 peers and 26 matrix pairs for the list
-# queries (unpadded and padded to 1200 B), and send datagrams with a forged
-# source (203.0.113.111, r-isp) to show what the broker sends to a third
-# party. natbroker runs with its defaults, rate limiter included: pub sends
-# it fewer UDP requests than the limiter's burst (500), and the script stops
-# if natbroker logs pub as over the limit; one last case sends 600 Binding
-# requests at once from a second address of pub (203.0.113.21, used for
-# nothing else) to show the limiter cutting a burst. Without -b it builds
-# natbroker into build/bench. Not a test: it prints the tables and exits 0,
-# or 1 if natbroker sent something to an address a case does not allow, or
-# if something broke. It tears its lab down (LAB_KEEP=1 keeps it).
+# response datagrams and shows where they went. natbroker only: control
+# messages are refused unless sealed, so plain ones (a register as natpeer
+# would send it, list queries padded to 1200 B, malformed ones) get at most
+# a 401/400 no longer than themselves; then the sealed channel's
+# unauthenticated surfaces (docs/protocol.md "Sizes: no amplification"): the
+# key request 0xD5 (short and long), real Noise initiations 0xD1 made with
+# python3-dissononce to the key the 0xD5 answer gave (one 57-byte response
+# each), a retransmitted one, initiations that do not verify (random, cut,
+# for another key), 0xD3 frames with an unknown index (the 5-byte hint),
+# with a bad tag, one real sealed register (authenticated, for the record)
+# and its replay, and the broker's own answer types sent back to it; and
+# some of these with a forged source (203.0.113.111, r-isp) to show what
+# the broker sends to a third party. natbroker runs with its defaults, rate
+# limiter included: pub sends it fewer UDP requests than the limiter's
+# burst (500), and the script stops if natbroker logs pub as over the
+# limit; one last case sends 600 Binding requests at once from a second
+# address of pub (203.0.113.21, used for nothing else) to show the limiter
+# cutting a burst. Needs Debian's python3-dissononce (run with
+# /usr/bin/python3). Without -b it builds natbroker into build/bench. Not a
+# test: it prints the tables and exits 0, or 1 if natbroker sent something
+# to an address a case does not allow, or if something broke. It tears its
+# lab down (LAB_KEEP=1 keeps it).
 set -u
 export LC_ALL=C
 export NATLAB_PREFIX=${NATLAB_PREFIX:-nba}
 top=$(cd "$(dirname "$0")/../.." && pwd)
 HELPER=$top/tests/bench/amplification.py
+PY=/usr/bin/python3 # Debian's: the natbroker cases need python3-dissononce
 build=
 while getopts "b:h" o; do
     case $o in
         b) build=$OPTARG ;;
-        *) sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+        *) sed -n '2,37p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
     esac
 done
 [ "$(id -u)" = 0 ] || { echo "amplification: needs root (network namespaces)" >&2; exit 1; }
@@ -45,6 +55,8 @@ if [ -z "$build" ]; then
     cmake -S "$top" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DNB_SANITIZE=OFF >/dev/null &&
         cmake --build "$build" -j2 --target natbroker >/dev/null || exit 1
 fi
+$PY -c 'import dissononce' 2>/dev/null ||
+    { echo "amplification: needs Debian's python3-dissononce (apt-get install python3-dissononce)" >&2; exit 1; }
 NB=$build/broker/natbroker
 [ -x "$NB" ] || { echo "amplification: missing $NB" >&2; exit 1; }
 
@@ -60,13 +72,13 @@ EGRESS=$LAB_TMP/egress.jsonl
 
 die() { echo "amplification: $*" >&2; exit 1; }
 # shellcheck disable=SC2317 # called through lab_wait
-answers() { lab_exec pub python3 "$HELPER" ping "$SRV1"; }
+answers() { lab_exec pub "$PY" "$HELPER" ping "$SRV1"; }
 # shellcheck disable=SC2317
 port_free() { ! lab_udp_bound srv 3478 && ! lab_udp_bound srv 3479; }
 run() { # NAME ARGS...: the client's cases against what listens on srv now
     local name=$1; shift
     echo "# $name"
-    lab_exec pub python3 "$HELPER" run --server "$name" --ip1 "$SRV1" --client-ip "$PUB" \
+    lab_exec pub "$PY" "$HELPER" run --server "$name" --ip1 "$SRV1" --client-ip "$PUB" \
         --third-ip "$THIRD" --cases "$CASES" "$@" || die "the client failed against $name"
 }
 
@@ -74,7 +86,7 @@ lab_up >/dev/null || die "lab up failed"
 lab_exec pub ip addr add "$BURST/24" dev eth0 || die "cannot add $BURST to pub"
 # niced: it stamps packets with the kernel's time, so lagging costs nothing,
 # while taking a core from natbroker would (the rate limiter's case)
-lab_start srv "$LAB_TMP/sniff.log" nice -n 10 python3 "$HELPER" sniff eth0 "$EGRESS"
+lab_start srv "$LAB_TMP/sniff.log" nice -n 10 "$PY" "$HELPER" sniff eth0 "$EGRESS"
 SNIFF_PID=$LAB_LAST_PID
 lab_wait 10 test -e "$EGRESS.ready" || die "the sniffer in srv did not start: $(cat "$LAB_TMP/sniff.log")"
 
@@ -114,7 +126,7 @@ done
 sleep 0.3
 lab_stop "$SNIFF_PID"
 echo "# natbroker $("$NB" --version | cut -d' ' -f2), $(turnserver --version 2>/dev/null | head -1 | sed 's/^/coturn /'); client $PUB, third party $THIRD"
-python3 "$HELPER" report --strict natbroker "$CASES" "$EGRESS" "$PUB,$BURST"
+"$PY" "$HELPER" report --strict natbroker "$CASES" "$EGRESS" "$PUB,$BURST"
 rc=$?
 LAB_SUMMARY_DONE=1
 exit $rc
