@@ -1,5 +1,6 @@
 /* common/noise.c - Noise_IK_25519_ChaChaPoly_SHA256 (Noise spec rev 34) and its 0xD1/0xD2 frames, over OpenSSL. */
 #include "common/noise.h"
+#include "common/mutant.h"
 
 #include <limits.h>
 #include <pthread.h>
@@ -174,7 +175,7 @@ static int aead_open(EVP_CIPHER_CTX *c, const uint8_t key[32], uint64_t n, const
 	if (EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_AEAD_SET_TAG, 16, tag) != 1)
 		goto out;
 	/* The tag check happens here; its failure is the one MAC error. */
-	if (EVP_DecryptFinal_ex(c, out + outl, &fin) != 1) {
+	if (!NB_MUTANT_TAG_OK(EVP_DecryptFinal_ex(c, out + outl, &fin) == 1)) {
 		rc = NB_NOISE_E_MAC;
 		goto out;
 	}
