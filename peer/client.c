@@ -560,7 +560,11 @@ static int on_reply(struct nb_client *c, struct nb_client_txn *t, const struct n
 			break;
 		t->kind = NB_CLIENT_TXN_NONE;
 		push_event(c, NB_CLIENT_EV_REGISTER_FAILED, code, reason);
-		if (code == NB_CTRL_ERR_BAD_REQUEST || code == NB_CTRL_ERR_UNAUTHORIZED)
+		/* 400, 401: retrying would not help. 409: the name is held by
+		 * another key; waiting to grab it the moment its holder leaves
+		 * would be the takeover the binding prevents. */
+		if (code == NB_CTRL_ERR_BAD_REQUEST || code == NB_CTRL_ERR_UNAUTHORIZED ||
+		    code == NB_CTRL_ERR_CONFLICT)
 			set_state(c, NB_CLIENT_REFUSED, now);
 		else
 			set_state(c, NB_CLIENT_BACKOFF, now);

@@ -18,8 +18,9 @@
  *                              restarted): register again at once; keepalive
  *                              unanswered (broker silent): register again, and
  *                              keep trying with backoff
- *   REGISTERING --error 400 or 401--> REFUSED (final: the token or the request
- *                                     is wrong; retrying would not help)
+ *   REGISTERING --error 400, 401 or 409--> REFUSED (final: the token or the
+ *                                     request is wrong, or the name is held by
+ *                                     another key; retrying would not help)
  *
  * Every request is a transaction (docs/protocol.md "Transactions"): sent
  * byte for byte again at 250, 750, 1750, 3750, 7750 ms, failed at 11750 ms

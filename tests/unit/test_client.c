@@ -407,7 +407,8 @@ static void test_register_refused(void **state)
 	assert_int_equal(f.n_sent, before); /* nothing more */
 	assert_int_equal(nb_client_deadline(&f.c), UINT64_MAX);
 
-	/* 503 (full) and 409 (conflict) are worth retrying. */
+	/* 503 (full) is worth retrying; 409 (the name is held by another key)
+	 * is final: waiting for the holder to leave would be a takeover. */
 	setup(&f);
 	assert_int_equal(nb_client_register(&f.c, &r, f.now), 0);
 	drain(&f);
@@ -416,10 +417,18 @@ static void test_register_refused(void **state)
 	assert_int_equal(nb_client_state(&f.c), NB_CLIENT_BACKOFF);
 	advance_to(&f, f.now + 1000);
 	assert_int_equal(last(&f)->type, NB_CTRL_REGISTER);
-	err = error_for(last(&f)->tx, 409, "taken");
+	err = error_for(last(&f)->tx, 503, "broker full");
 	assert_int_equal(reply(&f, &err), 0);
 	assert_int_equal(nb_client_state(&f.c), NB_CLIENT_BACKOFF);
 	assert_int_equal(f.c.retry_at, f.now + 2000);
+	advance_to(&f, f.now + 2000);
+	assert_int_equal(last(&f)->type, NB_CTRL_REGISTER);
+	err = error_for(last(&f)->tx, 409, "'alice' is held by another key");
+	assert_int_equal(reply(&f, &err), 0);
+	assert_int_equal(nb_client_state(&f.c), NB_CLIENT_REFUSED);
+	before = f.n_sent;
+	advance_to(&f, f.now + 120000);
+	assert_int_equal(f.n_sent, before); /* it does not wait to take the name */
 }
 
 static struct nb_ctrl_msg plan_msg(const char *tx, enum nb_role role)
