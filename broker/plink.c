@@ -228,7 +228,7 @@ ssize_t nb_plink_handshake(struct nb_plink *pl, const uint8_t *frame, size_t len
 	memcpy(sk.recv, keys.recv, sizeof(sk.recv));
 	sk.local_index = keys.local_index;
 	sk.remote_index = keys.remote_index;
-	if (nb_seal_init(&x->seal, &sk, now) != 0 || cap < (size_t)n) {
+	if (cap < (size_t)n || nb_seal_init(&x->seal, &sk, now) != 0) { /* cap first: nothing to free */
 		OPENSSL_cleanse(&sk, sizeof(sk));
 		OPENSSL_cleanse(&keys, sizeof(keys));
 		OPENSSL_cleanse(x, sizeof(*x));
@@ -377,8 +377,12 @@ uint64_t nb_plink_next_deadline(const struct nb_plink *pl)
 		return d;
 	u = pl->unconfirmed.head;
 	c = pl->confirmed.head;
-	if (u != NB_SLOT_NONE)
+	if (u != NB_SLOT_NONE) { /* unconfirmed keys die too (sess_done) */
+		uint64_t k = pl->s[u].created + NB_SEAL_REJECT_AFTER_TIME_MS;
 		d = pl->s[u].last_rx + pl->cfg.idle_ms;
+		if (k < d)
+			d = k;
+	}
 	if (c != NB_SLOT_NONE) {
 		uint64_t e = pl->s[c].last_rx + pl->cfg.idle_ms;
 		uint64_t k = pl->s[c].created + NB_SEAL_REJECT_AFTER_TIME_MS;
