@@ -1666,9 +1666,15 @@ static void on_peer_data(struct agent *a, const uint8_t *data, size_t len, const
 static void on_broker_frame(struct agent *a, const uint8_t *data, size_t len, const struct nb_addr *from,
 			    uint64_t now)
 {
+	uint64_t shaken = a->bl.st.handshakes;
 	ssize_t n = nb_blink_input(&a->bl, data, len, from, now, a->plain, sizeof(a->plain));
 	uint8_t key[NB_KEY_LEN];
 
+	/* A new session counts at the broker once a sealed frame confirms it:
+	 * with nothing queued, an empty one (as WireGuard's keepalive after a
+	 * handshake), so that the broker's replies move to the new keys now. */
+	if (a->bl.st.handshakes != shaken && a->bl.q_n == 0)
+		(void)nb_blink_send(&a->bl, a->plain, 0, now);
 	if (nb_blink_learned(&a->bl, key) == 1) { /* first use: pin it */
 		char text[NB_KEY_TEXT_LEN + 1];
 		memcpy(a->broker_key, key, NB_KEY_LEN);
