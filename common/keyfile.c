@@ -52,6 +52,39 @@ static bool is_blank(char c)
 
 /* ---- pure ---------------------------------------------------------------------- */
 
+int nb_keyfile_next_line(const char *buf, size_t len, size_t *off, unsigned *line, size_t max,
+			 const char **ret_p, size_t *ret_n, char *err, size_t errlen)
+{
+	while (*off < len) {
+		const char *p = buf + *off;
+		const char *nl = memchr(p, '\n', len - *off);
+		size_t n = nl != NULL ? (size_t)(nl - p) : len - *off;
+
+		*off += n + (nl != NULL ? 1u : 0u);
+		(*line)++;
+		if (memchr(p, '\0', n) != NULL) {
+			set_err(err, errlen, "line %u: a NUL byte", *line);
+			return NB_KEYFILE_E_PARSE;
+		}
+		if (n > max) {
+			set_err(err, errlen, "line %u: longer than %zu bytes", *line, max);
+			return NB_KEYFILE_E_PARSE;
+		}
+		if (n > 0 && p[n - 1] == '\r')
+			n--;
+		while (n > 0 && is_blank(p[0]))
+			p++, n--;
+		while (n > 0 && is_blank(p[n - 1]))
+			n--;
+		if (n == 0 || p[0] == '#')
+			continue;
+		*ret_p = p;
+		*ret_n = n;
+		return 1;
+	}
+	return 0;
+}
+
 int nb_keyfile_parse(const char *buf, size_t len, uint8_t ret_priv[NB_KEY_LEN], char *err, size_t errlen)
 {
 	uint8_t key[NB_KEY_LEN];
@@ -67,29 +100,15 @@ int nb_keyfile_parse(const char *buf, size_t len, uint8_t ret_priv[NB_KEY_LEN], 
 		set_err(err, errlen, "the key file is larger than %d bytes", NB_KEYFILE_MAX);
 		return NB_KEYFILE_E_TOO_BIG;
 	}
-	while (off < len) {
-		const char *p = buf + off;
-		const char *nl = memchr(p, '\n', len - off);
-		size_t n = nl != NULL ? (size_t)(nl - p) : len - off;
+	for (;;) {
+		const char *p;
+		size_t n;
+		int more = nb_keyfile_next_line(buf, len, &off, &line, NB_KEYFILE_LINE_MAX, &p, &n, err, errlen);
 
-		off += n + (nl != NULL ? 1u : 0u);
-		line++;
-		if (memchr(p, '\0', n) != NULL) {
-			set_err(err, errlen, "line %u: a NUL byte", line);
+		if (more < 0)
 			goto fail;
-		}
-		if (n > NB_KEYFILE_LINE_MAX) {
-			set_err(err, errlen, "line %u: longer than %d bytes", line, NB_KEYFILE_LINE_MAX);
-			goto fail;
-		}
-		if (n > 0 && p[n - 1] == '\r')
-			n--;
-		while (n > 0 && is_blank(p[0]))
-			p++, n--;
-		while (n > 0 && is_blank(p[n - 1]))
-			n--;
-		if (n == 0 || p[0] == '#')
-			continue;
+		if (more == 0)
+			break;
 		/* Never echo the line: it may be a mistyped key. */
 		if (n < KEY_WORD_LEN || memcmp(p, KEY_WORD, KEY_WORD_LEN) != 0) {
 			set_err(err, errlen, "line %u: expected \"private-key: <key>\", a # comment or a blank line",

@@ -55,6 +55,15 @@ const char *nb_keyfile_strerror(int err);
 
 /* ---- pure --------------------------------------------------------------------- */
 
+/* The next line of a text file of ours (the key file, the known-peers
+ * file) that is not blank or a # comment: from *off in buf[0..len), without
+ * its end of line (LF or CRLF) and the spaces and tabs around it, as a view
+ * (*ret_p, *ret_n) into buf; *off and *line (1-based) advance. 1, 0 at the
+ * end, or NB_KEYFILE_E_PARSE for a NUL byte or a line longer than max bytes
+ * (err: "line N: ..."). */
+int nb_keyfile_next_line(const char *buf, size_t len, size_t *off, unsigned *line, size_t max,
+			 const char **ret_p, size_t *ret_n, char *err, size_t errlen);
+
 /* Parse a key file's contents (buf need not be NUL-terminated). 0, or
  * NB_KEYFILE_E_PARSE / NB_KEYFILE_E_TOO_BIG with a sentence in err ("line 3:
  * ..."); ret_priv untouched on failure. */

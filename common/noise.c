@@ -450,6 +450,49 @@ static int make_ephemeral(const struct nb_noise_hs *hs, uint8_t e_priv[32], uint
 	return nb_key_generate(e_priv, e_pub) == 0 ? 0 : NB_NOISE_E_CRYPTO;
 }
 
+/* What both readers set up once the frame passed the cheap checks: room
+ * for its payload (n bytes), the digest contexts, and stack copies of h and
+ * ck. 0, or the error to fail with. */
+static int read_begin(const struct nb_noise_hs *hs, size_t n, const uint8_t *payload_out, size_t cap,
+		      struct kit *kt, struct sym *st)
+{
+	int rc;
+
+	if (n && (!payload_out || cap < n))
+		return payload_out ? NB_NOISE_E_NOSPACE : NB_NOISE_E_INVAL;
+	rc = kit_open(kt);
+	if (rc)
+		return rc;
+	memcpy(st->h, hs->h, 32);
+	memcpy(st->ck, hs->ck, 32);
+	return 0;
+}
+
+/* What both writers check and set up first: the state they need, the
+ * payload and output sizes (fixed: the frame's length without payload), the
+ * digest contexts, and stack copies of h and ck (a step writes into hs only
+ * once it has succeeded). 0, or the error to fail with. */
+static int write_begin(const struct nb_noise_hs *hs, enum nb_noise_hs_state want, const uint8_t *payload,
+		       size_t n, const uint8_t *out, size_t cap, size_t fixed, struct kit *kt, struct sym *st)
+{
+	int rc;
+
+	if (!out || (n && !payload))
+		return NB_NOISE_E_INVAL;
+	if (hs->state != want)
+		return NB_NOISE_E_STATE;
+	if (n > NB_NOISE_MAX_PAYLOAD)
+		return NB_NOISE_E_TOO_BIG;
+	if (cap < fixed + n)
+		return NB_NOISE_E_NOSPACE;
+	rc = kit_open(kt);
+	if (rc)
+		return rc;
+	memcpy(st->h, hs->h, 32);
+	memcpy(st->ck, hs->ck, 32);
+	return 0;
+}
+
 ssize_t nb_noise_write_init(struct nb_noise_hs *hs, uint32_t local_index, const uint8_t *payload, size_t n,
 			    uint8_t *out, size_t cap)
 {
@@ -464,27 +507,9 @@ ssize_t nb_noise_write_init(struct nb_noise_hs *hs, uint32_t local_index, const 
 	memset(&st, 0, sizeof(st));
 	if (!hs)
 		return NB_NOISE_E_INVAL;
-	if (!out || (n && !payload)) {
-		rc = NB_NOISE_E_INVAL;
-		goto out;
-	}
-	if (hs->state != NB_NOISE_HS_INITIATOR_READY) {
-		rc = NB_NOISE_E_STATE;
-		goto out;
-	}
-	if (n > NB_NOISE_MAX_PAYLOAD) {
-		rc = NB_NOISE_E_TOO_BIG;
-		goto out;
-	}
-	if (cap < NB_NOISE_INIT_LEN(n)) {
-		rc = NB_NOISE_E_NOSPACE;
-		goto out;
-	}
-	rc = kit_open(&kt);
+	rc = write_begin(hs, NB_NOISE_HS_INITIATOR_READY, payload, n, out, cap, NB_NOISE_INIT_LEN(0), &kt, &st);
 	if (rc)
 		goto out;
-	memcpy(st.h, hs->h, 32);
-	memcpy(st.ck, hs->ck, 32);
 
 	frame[0] = NB_NOISE_TYPE_INIT;
 	nb_put_u32be(frame + 1, local_index);
@@ -609,15 +634,9 @@ ssize_t nb_noise_read_init(struct nb_noise_hs *hs, const uint8_t *frame, size_t 
 		goto out;
 	}
 	n = len - NB_NOISE_INIT_MIN;
-	if (n && (!payload_out || cap < n)) {
-		rc = payload_out ? NB_NOISE_E_NOSPACE : NB_NOISE_E_INVAL;
-		goto out;
-	}
-	rc = kit_open(&kt);
+	rc = read_begin(hs, n, payload_out, cap, &kt, &st);
 	if (rc)
 		goto out;
-	memcpy(st.h, hs->h, 32);
-	memcpy(st.ck, hs->ck, 32);
 	msg = frame + NB_NOISE_INIT_HDR_LEN;
 
 	/* -> e: re = the first 32 bytes; MixHash(re) */
@@ -676,27 +695,9 @@ ssize_t nb_noise_write_resp(struct nb_noise_hs *hs, uint32_t local_index, const 
 	memset(&st, 0, sizeof(st));
 	if (!hs)
 		return NB_NOISE_E_INVAL;
-	if (!out || (n && !payload)) {
-		rc = NB_NOISE_E_INVAL;
-		goto out;
-	}
-	if (hs->state != NB_NOISE_HS_CONSUMED_INITIATION) {
-		rc = NB_NOISE_E_STATE;
-		goto out;
-	}
-	if (n > NB_NOISE_MAX_PAYLOAD) {
-		rc = NB_NOISE_E_TOO_BIG;
-		goto out;
-	}
-	if (cap < NB_NOISE_RESP_LEN(n)) {
-		rc = NB_NOISE_E_NOSPACE;
-		goto out;
-	}
-	rc = kit_open(&kt);
+	rc = write_begin(hs, NB_NOISE_HS_CONSUMED_INITIATION, payload, n, out, cap, NB_NOISE_RESP_LEN(0), &kt, &st);
 	if (rc)
 		goto out;
-	memcpy(st.h, hs->h, 32);
-	memcpy(st.ck, hs->ck, 32);
 
 	frame[0] = NB_NOISE_TYPE_RESP;
 	nb_put_u32be(frame + 1, local_index);
@@ -770,15 +771,9 @@ ssize_t nb_noise_read_resp(struct nb_noise_hs *hs, const uint8_t *frame, size_t 
 		goto out;
 	}
 	n = len - NB_NOISE_RESP_MIN;
-	if (n && (!payload_out || cap < n)) {
-		rc = payload_out ? NB_NOISE_E_NOSPACE : NB_NOISE_E_INVAL;
-		goto out;
-	}
-	rc = kit_open(&kt);
+	rc = read_begin(hs, n, payload_out, cap, &kt, &st);
 	if (rc)
 		goto out;
-	memcpy(st.h, hs->h, 32);
-	memcpy(st.ck, hs->ck, 32);
 	msg = frame + NB_NOISE_RESP_HDR_LEN;
 
 	/* <- e: re = the first 32 bytes; MixHash(re) */

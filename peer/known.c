@@ -222,29 +222,15 @@ int nb_known_parse(struct nb_known *k, const char *buf, size_t len, char *err, s
 		set_err(err, errlen, "larger than %u bytes", NB_KNOWN_FILE_MAX);
 		return NB_KNOWN_E_TOO_BIG;
 	}
-	while (off < len) {
-		const char *p = buf + off, *name, *key;
-		const char *nl = memchr(p, '\n', len - off);
-		size_t n = nl != NULL ? (size_t)(nl - p) : len - off, name_len;
+	for (;;) {
+		const char *p, *name, *key;
+		size_t n, name_len;
+		int more = nb_keyfile_next_line(buf, len, &off, &line, NB_KNOWN_LINE_MAX, &p, &n, err, errlen);
 
-		off += n + (nl != NULL ? 1u : 0u);
-		line++;
-		if (memchr(p, '\0', n) != NULL) {
-			set_err(err, errlen, "line %u: a NUL byte", line);
+		if (more < 0)
 			goto fail;
-		}
-		if (n > NB_KNOWN_LINE_MAX) {
-			set_err(err, errlen, "line %u: longer than %d bytes", line, NB_KNOWN_LINE_MAX);
-			goto fail;
-		}
-		if (n > 0 && p[n - 1] == '\r')
-			n--;
-		while (n > 0 && is_blank(p[0]))
-			p++, n--;
-		while (n > 0 && is_blank(p[n - 1]))
-			n--;
-		if (n == 0 || p[0] == '#')
-			continue;
+		if (more == 0)
+			break;
 		name = p;
 		for (name_len = 0; name_len < n && !is_blank(p[name_len]); name_len++)
 			;
