@@ -36,6 +36,9 @@
 #define AGENT_SHUTDOWN_MS 2000     /* give up on a stdout nobody reads */
 #define AGENT_MAX_LISTED 100000    /* peers listing: entries kept */
 #define AGENT_IN_BUF 65536
+/* A stdin line: one payload (NB_DC_MAX_PAYLOAD), or with --json one
+ * {"peer":..,"data":BASE64} object carrying one (4/3 of it, and room). */
+#define AGENT_LINE_MAX 2048
 #define AGENT_FAILED_KEEP_MS 1000  /* a failed attempt stays this long (late checks) */
 /* Checks that arrive before their plan (the peer got its plan first) are
  * kept this long, this many, and handed to the session when it starts. */
@@ -163,7 +166,7 @@ struct agent {
 	bool in_handle_init, in_eof, in_fs_busy;
 	uv_fs_t in_req;
 	char in_buf[AGENT_IN_BUF];
-	uint8_t line[NB_DC_MAX_PAYLOAD];
+	uint8_t line[AGENT_LINE_MAX];
 	size_t line_len;
 	bool line_overlong;
 	uint64_t lines_dropped;
@@ -472,14 +475,76 @@ static void send_frame(struct agent *a, struct session *s, const uint8_t *payloa
 
 /* ---- stdin ------------------------------------------------------------------ */
 
+/* --json: a stdin line that is a JSON object is {"data":BASE64}, with
+ * "peer":NAME to send to that peer alone; payload and target in *ret_*.
+ * 1 when it is such an object, 0 when the line is to be sent as it is, -1
+ * when it is an object but a bad one (said on stderr; nothing is sent). */
+static int in_json(const uint8_t *line, size_t len, uint8_t *ret_payload, size_t *ret_n,
+		   char ret_peer[NB_CTRL_ID_MAX + 1])
+{
+	cJSON *j, *d, *p;
+	size_t dl, pad = 0;
+	int n, rc = -1;
+
+	if (len == 0 || line[0] != '{')
+		return 0;
+	j = cJSON_ParseWithLength((const char *)line, len);
+	if (j == NULL || !cJSON_IsObject(j))
+		goto out_raw;
+	d = cJSON_GetObjectItemCaseSensitive(j, "data");
+	p = cJSON_GetObjectItemCaseSensitive(j, "peer");
+	if (d == NULL) /* not ours: sent as it is */
+		goto out_raw;
+	if (!cJSON_IsString(d) || (p != NULL && (!cJSON_IsString(p) ||
+						 strlen(p->valuestring) > NB_CTRL_ID_MAX))) {
+		fprintf(stderr, "natpeer: stdin: {\"data\":BASE64[,\"peer\":NAME]} expected; line dropped\n");
+		goto out;
+	}
+	dl = strlen(d->valuestring);
+	if (dl % 4 != 0 || dl / 4 * 3 > NB_DC_MAX_PAYLOAD + 2) {
+		fprintf(stderr, "natpeer: stdin: \"data\" is not base64 of at most %u bytes; line dropped\n",
+			(unsigned)NB_DC_MAX_PAYLOAD);
+		goto out;
+	}
+	if (dl > 0 && d->valuestring[dl - 1] == '=')
+		pad = dl > 1 && d->valuestring[dl - 2] == '=' ? 2 : 1;
+	n = dl > 0 ? EVP_DecodeBlock(ret_payload, (const unsigned char *)d->valuestring, (int)dl) : 0;
+	if (n < 0 || (size_t)n < pad || (size_t)n - pad > NB_DC_MAX_PAYLOAD) {
+		fprintf(stderr, "natpeer: stdin: \"data\" is not base64 of at most %u bytes; line dropped\n",
+			(unsigned)NB_DC_MAX_PAYLOAD);
+		goto out;
+	}
+	*ret_n = (size_t)n - pad;
+	snprintf(ret_peer, NB_CTRL_ID_MAX + 1, "%s", p != NULL ? p->valuestring : "");
+	rc = 1;
+	goto out;
+out_raw:
+	rc = 0;
+out:
+	cJSON_Delete(j);
+	return rc;
+}
+
+/* One stdin line: to every confirmed peer (or, --json {"peer":..}, to one). */
 static void in_line(struct agent *a, const uint8_t *line, size_t len)
 {
+	uint8_t payload[NB_DC_MAX_PAYLOAD + 3];
+	char peer[NB_CTRL_ID_MAX + 1] = "";
 	uint64_t now = nb_now_ms();
-	int sent = 0;
+	int sent = 0, kind = a->o->json ? in_json(line, len, payload, &len, peer) : 0;
 
+	if (kind < 0)
+		return;
+	if (kind == 1)
+		line = payload;
+	if (len > NB_DC_MAX_PAYLOAD) {
+		fprintf(stderr, "natpeer: stdin: a line longer than %u bytes was dropped\n",
+			(unsigned)NB_DC_MAX_PAYLOAD);
+		return;
+	}
 	for (int i = 0; i < AGENT_MAX_SESSIONS; i++) {
 		struct session *s = &a->s[i];
-		if (s->used && s->confirmed) {
+		if (s->used && s->confirmed && (peer[0] == '\0' || strcmp(peer, s->plan.peer) == 0)) {
 			send_frame(a, s, line, len, now);
 			sent++;
 		}
@@ -497,7 +562,7 @@ static void in_feed(struct agent *a, const char *data, size_t len)
 		if (c == '\n') {
 			if (a->line_overlong)
 				fprintf(stderr, "natpeer: stdin: a line longer than %u bytes was dropped\n",
-					(unsigned)NB_DC_MAX_PAYLOAD);
+					(unsigned)AGENT_LINE_MAX);
 			else
 				in_line(a, a->line, a->line_len);
 			a->line_len = 0;
@@ -517,7 +582,7 @@ static void in_eof(struct agent *a)
 	a->in_eof = true;
 	if (a->line_overlong)
 		fprintf(stderr, "natpeer: stdin: a line longer than %u bytes was dropped\n",
-			(unsigned)NB_DC_MAX_PAYLOAD);
+			(unsigned)AGENT_LINE_MAX);
 	else if (a->line_len > 0)
 		in_line(a, a->line, a->line_len); /* a last line without its newline */
 	a->line_len = 0;

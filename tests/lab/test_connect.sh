@@ -94,6 +94,11 @@ for p in "${PAIRS[@]}"; do
             lab_wait 5 grep -qF "\"peer\":\"$id\",\"key\":" "$LAB_TMP/out-$lid"
         lab_check "$a -> $b: ... and its payload, base64 (--json)" \
             grep -qF "\"data\":\"$(b64 "hello-from-$id")\"" "$LAB_TMP/out-$lid"
+        # binary-safe: a payload with a newline and a NUL, as --json input
+        bin=$(printf 'bin\n\000-%s' "$id" | base64 -w0)
+        echo "{\"data\":\"$bin\"}" >&"$cfd"
+        lab_check "$a -> $b: a binary payload ({\"data\":BASE64} in, the same bytes out)" \
+            lab_wait 5 grep -qF "\"data\":\"$bin\"" "$LAB_TMP/out-$lid"
         echo "reply-from-$lid" >&"$lfd"
         lab_check "$b -> $a: data reaches the connector" \
             lab_wait 5 grep -qF "\"data\":\"$(b64 "reply-from-$lid")\"" "$out"
