@@ -67,12 +67,21 @@ void nb_connectivity_plan(const struct nb_peer_nat *a, const struct nb_peer_nat 
 {
 	char why[NB_PLAN_REASON_MAX];
 
+	/* The side that cannot send UDP allocates (over TCP); else the asker. */
+	ret->relay_by_a = !b->udp_blocked;
+	if (a->udp_blocked && b->udp_blocked) {
+		set(ret, NB_PATH_NONE, NB_ROLE_NONE, NB_ROLE_NONE,
+		    "both networks block UDP: a relay needs one side that can send UDP");
+		return;
+	}
 	if (a->udp_blocked || b->udp_blocked) {
-		snprintf(why, sizeof(why), "%s: only a relay could connect them",
-			 a->udp_blocked && b->udp_blocked ? "both networks block UDP"
-			 : a->udp_blocked		  ? "A's network blocks UDP"
-							  : "B's network blocks UDP");
-		set(ret, NB_PATH_NONE, NB_ROLE_NONE, NB_ROLE_NONE, why);
+		snprintf(why, sizeof(why), "%s: %s allocates on the relay over TCP, %s sends to it",
+			 a->udp_blocked ? "A's network blocks UDP" : "B's network blocks UDP",
+			 a->udp_blocked ? "A" : "B", a->udp_blocked ? "B" : "A");
+		if (a->udp_blocked)
+			set(ret, NB_PATH_RELAY, NB_ROLE_RELAY, NB_ROLE_DIAL, why);
+		else
+			set(ret, NB_PATH_RELAY, NB_ROLE_DIAL, NB_ROLE_RELAY, why);
 		return;
 	}
 	if (a->reflexive.family != NB_AF_NONE && nb_addr_ip_equal(&a->reflexive, &b->reflexive)) {
@@ -123,7 +132,8 @@ void nb_connectivity_plan(const struct nb_peer_nat *a, const struct nb_peer_nat 
 		set(ret, NB_PATH_DIRECT, NB_ROLE_PRIME, NB_ROLE_DIAL, why);
 		return;
 	}
-	snprintf(why, sizeof(why), "%s vs %s: no direct path without port prediction; needs a relay",
+	snprintf(why, sizeof(why), "%s vs %s: no direct path without port prediction; "
+				   "A allocates on the relay, B sends to it",
 		 kind(a), kind(b));
-	set(ret, NB_PATH_NONE, NB_ROLE_NONE, NB_ROLE_NONE, why);
+	set(ret, NB_PATH_RELAY, NB_ROLE_RELAY, NB_ROLE_DIAL, why);
 }

@@ -11,6 +11,12 @@
  *   2. A accepts B's reply: B maps endpoint-independently, or A's filter
  *      admits B's IP (endpoint-independent or address-dependent filtering).
  * Both directions are tried; a simultaneous punch does both.
+ *
+ * Where no direct path works, the plan is a relay (RFC 8656 TURN): one side
+ * allocates (role relay), the other sends to its relayed address (role
+ * dial). Relaying needs one side that can send UDP: two UDP-blocked hosts
+ * would need two allocations relaying to each other, which the relay
+ * refuses (its own addresses are forbidden peers), so that pair is none.
  */
 #ifndef NB_BROKER_CONNECTIVITY_H
 #define NB_BROKER_CONNECTIVITY_H
@@ -33,8 +39,12 @@ struct nb_peer_nat {
 #define NB_PLAN_REASON_MAX 160
 
 struct nb_plan {
-	enum nb_path path;          /* NB_PATH_NONE: no direct connection expected */
-	enum nb_role role_a, role_b;
+	enum nb_path path;          /* NB_PATH_RELAY: only through a relay; NB_PATH_NONE: no way */
+	enum nb_role role_a, role_b; /* relay: the allocating side "relay", the other "dial" */
+	/* Which side allocates on the relay: for a relay plan, and for the
+	 * fallback when a direct plan has not worked by its deadline. The side
+	 * that cannot send UDP, else A. Meaningless for NB_PATH_NONE. */
+	bool relay_by_a;
 	char reason[NB_PLAN_REASON_MAX]; /* in words, for people and the matrix */
 };
 

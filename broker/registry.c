@@ -186,6 +186,19 @@ int nb_registry_remove(struct nb_registry *r, const char *id, const uint8_t *key
 	return 0;
 }
 
+int nb_registry_set_udp_blocked(struct nb_registry *r, const char *id, const uint8_t *key,
+				bool udp_blocked, uint64_t now)
+{
+	uint32_t s = find(r, id, id_hash(r, id));
+
+	if (s == NB_SLOT_NONE || expired(r, &r->peers[s], now))
+		return NB_REGISTRY_E_NOENT;
+	if (!nb_key_equal(r->peers[s].key, key))
+		return NB_REGISTRY_E_KEY;
+	r->peers[s].udp_blocked = udp_blocked;
+	return 0;
+}
+
 const struct nb_registry_peer *nb_registry_get(const struct nb_registry *r, const char *id,
 					       uint64_t now)
 {

@@ -68,10 +68,8 @@ struct nb_registry_peer {
 	bool has_hairpin, hairpin;
 	enum nb_ctrl_upnp_status upnp; /* NB_CTRL_UPNP_NONE when "upnp" was absent */
 	struct nb_addr upnp_external;  /* when upnp == NB_CTRL_UPNP_MAPPED */
-	/* Always false for an entry made by register: a host whose network
-	 * blocks UDP cannot reach the broker over UDP at all, and register has
-	 * no field for it. Kept so that the connectivity table sees the same
-	 * struct either way (a later transport may register such hosts). */
+	/* The entry was registered over TCP (nb_registry_set_udp_blocked()):
+	 * its network does not let UDP reach the broker. put() clears it. */
 	bool udp_blocked;
 	uint64_t registered_ms; /* first registration of this entry */
 	uint64_t last_seen_ms;  /* last register or keepalive */
@@ -111,6 +109,11 @@ int nb_registry_touch(struct nb_registry *r, const char *id, const uint8_t *key,
  * changed and *ret untouched. */
 int nb_registry_remove(struct nb_registry *r, const char *id, const uint8_t *key, uint64_t now,
 		       struct nb_registry_peer *ret);
+
+/* Mark the live entry id (held by key) as registered over TCP, or not.
+ * 0 or NB_REGISTRY_E_NOENT / NB_REGISTRY_E_KEY. */
+int nb_registry_set_udp_blocked(struct nb_registry *r, const char *id, const uint8_t *key,
+				bool udp_blocked, uint64_t now);
 
 /* The live entry for id, or NULL. The pointer is valid until the next call
  * that changes the registry. */

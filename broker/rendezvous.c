@@ -12,6 +12,7 @@
 
 #include "broker/connectivity.h"
 #include "proto/nat.h"
+#include "proto/turn.h"
 
 /* ---- State ------------------------------------------------------------------ */
 
@@ -56,6 +57,13 @@ struct rv_session {
 	char push_tx[NB_CTRL_TX_LEN + 1];
 	struct nb_ctrl_plan plan_b; /* re-encoded for each retransmission: same bytes */
 	uint32_t pair;              /* its matrix entry (check pair's session before use) */
+	/* The push in flight: b's plan first; later, perhaps, the relayed
+	 * address of the side that allocated, to the other side. */
+	enum nb_ctrl_type push_type; /* NB_CTRL_PLAN or NB_CTRL_RELAYED */
+	bool push_to_a;              /* the push goes to a (else b) */
+	bool relay_by_a;             /* a allocates on the relay (else b) */
+	bool relayed_queued;         /* relayed waits for the plan's push to end */
+	struct nb_ctrl_relayed relayed;
 };
 
 /* One matrix entry: an unordered pair, as its latest session left it. */
@@ -112,6 +120,8 @@ struct nb_rendezvous {
 	uint64_t verify_tat_us; /* ... and of the next probe */
 
 	struct nb_rendezvous_stats st;
+	uint64_t unix_s; /* nb_rendezvous_set_context() */
+	bool via_tcp;
 	struct nb_ctrl_msg in, rep, push; /* large: kept off the stack */
 	char key_text[NB_KEY_TEXT_LEN + 1]; /* emit()'s scratch */
 };
@@ -133,6 +143,8 @@ void nb_rendezvous_config_default(struct nb_rendezvous_config *cfg)
 	cfg->verify_rate = NB_RENDEZVOUS_DEFAULT_VERIFY_RATE;
 	cfg->require_cookie = false;
 	cfg->public_list = false;
+	cfg->relay_cred_s = NB_RENDEZVOUS_DEFAULT_RELAY_CRED_S;
+	cfg->relay_extra_ms = NB_RENDEZVOUS_DEFAULT_RELAY_EXTRA_MS;
 }
 
 /* "" or 1..NB_CTRL_TOKEN_MAX printable ASCII, NUL-terminated in its buffer. */
@@ -151,6 +163,12 @@ static bool token_ok(const char *t)
 static bool config_ok(const struct nb_rendezvous_config *c)
 {
 	if (!token_ok(c->token) || !token_ok(c->admin_token))
+		return false;
+	if (c->n_relays > NB_RENDEZVOUS_MAX_RELAYS ||
+	    (c->n_relays > 0 && (c->relay_secret_len < 1 ||
+				 c->relay_secret_len > NB_RENDEZVOUS_MAX_SECRET ||
+				 c->relay_cred_s < 60 || c->relay_cred_s > 86400 ||
+				 c->relay_extra_ms > NB_CTRL_DEADLINE_MAX_MS)))
 		return false;
 	return c->max_peers >= 1 && c->max_peers <= NB_REGISTRY_MAX_MAX && c->max_sessions >= 1 &&
 	       c->max_sessions <= NB_RENDEZVOUS_MAX_SESSIONS_MAX && c->max_pairs >= 1 &&
@@ -412,7 +430,9 @@ static uint32_t session_by_tx(const struct nb_rendezvous *rv, const char *tx)
 static void push_set_state(struct nb_rendezvous *rv, uint32_t s, enum rv_push state, uint16_t code)
 {
 	struct rv_session *x = &rv->sess[s];
-	struct nb_rendezvous_event ev = { .session = x->id, .peer = x->b, .code = code };
+	struct nb_rendezvous_event ev = {
+		.session = x->id, .peer = x->push_to_a ? x->a : x->b, .code = code,
+	};
 
 	if (x->push == state)
 		return;
@@ -662,21 +682,49 @@ static void plan_fill(struct nb_ctrl_plan *pl, const char *session, const char *
 	pl->delay_ms = delay_ms;
 }
 
+/* The plan's "relay" for the side holding `key`: with alloc, a relay
+ * server (chosen by the session id, so a pair's retries spread) and
+ * credentials for it; else only the word that the other side allocates. */
+static void relay_fill(const struct nb_rendezvous *rv, struct nb_ctrl_relay *r, bool alloc,
+		       const char *session, const uint8_t *key)
+{
+	char kt[NB_KEY_TEXT_LEN + 1];
+
+	memset(r, 0, sizeof(*r));
+	if (rv->cfg.n_relays == 0)
+		return;
+	r->has_relay = true;
+	if (!alloc)
+		return;
+	nb_key_to_text(key, kt);
+	if (nb_turn_rest_username(rv->unix_s + rv->cfg.relay_cred_s, kt, r->user, sizeof(r->user)) < 0 ||
+	    nb_turn_rest_password(rv->cfg.relay_secret, rv->cfg.relay_secret_len,
+				  (const uint8_t *)r->user, strlen(r->user), r->pass) < 0) {
+		memset(r, 0, sizeof(*r)); /* cannot happen: the user fits; no relay then */
+		return;
+	}
+	r->alloc = true;
+	r->server = rv->cfg.relays[(unsigned char)session[0] % rv->cfg.n_relays];
+}
+
 static ssize_t push_encode(struct nb_rendezvous *rv, const struct rv_session *x,
 			   struct nb_rendezvous_dgram *d)
 {
 	struct nb_ctrl_msg *m = &rv->push;
 	ssize_t n;
 
-	set_header(m, NB_CTRL_PLAN, x->push_tx);
-	m->u.plan = x->plan_b;
+	set_header(m, x->push_type, x->push_tx);
+	if (x->push_type == NB_CTRL_RELAYED)
+		m->u.relayed = x->relayed;
+	else
+		m->u.plan = x->plan_b;
 	n = nb_ctrl_encode(m, d->data, sizeof(d->data));
 	if (n > 0) {
 		d->len = (size_t)n;
 		d->to = x->push_to;
 		d->from_alt_port = false;
-		d->sealed = true; /* to b, in b's session */
-		memcpy(d->key, x->key_b, NB_KEY_LEN);
+		d->sealed = true; /* to its recipient, in its session */
+		memcpy(d->key, x->push_to_a ? x->key_a : x->key_b, NB_KEY_LEN);
 	}
 	return n;
 }
@@ -803,6 +851,7 @@ static void on_register(struct nb_rendezvous *rv, struct reply_ctx *c)
 		refuse(rv, c, NB_CTRL_ERR_CONFLICT, r->id);
 		return;
 	}
+	(void)nb_registry_set_udp_blocked(rv->reg, r->id, c->key, rv->via_tcp, c->now);
 	set_header(&rv->rep, NB_CTRL_REGISTERED, tx);
 	COPY(rv->rep.u.registered.id, r->id);
 	rv->rep.u.registered.reflexive = *c->from;
@@ -928,6 +977,10 @@ static void on_connect(struct nb_rendezvous *rv, struct reply_ctx *c)
 	x->created = c->now;
 	x->out.deadline_ms = rv->cfg.deadline_ms;
 	x->out.ends_at = c->now + NB_RENDEZVOUS_PUSH_WINDOW_MS + rv->cfg.deadline_ms;
+	if (rv->cfg.n_relays > 0) /* a relay may follow the direct attempt */
+		x->out.ends_at += rv->cfg.relay_extra_ms;
+	x->relay_by_a = plan.relay_by_a;
+	x->push_type = NB_CTRL_PLAN;
 	x->push_to = pb->reflexive;
 	COPY(x->push_tx, push_tx);
 	x->tx_hash = str_hash(rv, push_tx);
@@ -935,6 +988,10 @@ static void on_connect(struct nb_rendezvous *rv, struct reply_ctx *c)
 		  username, rv->cfg.deadline_ms,
 		  plan.role_b == NB_ROLE_DIAL && plan.role_a == NB_ROLE_PRIME ? rv->cfg.prime_delay_ms
 									      : 0);
+	if (plan.path != NB_PATH_NONE)
+		relay_fill(rv, &x->plan_b.relay, !plan.relay_by_a, session, pb->key);
+	if (plan.path == NB_PATH_RELAY)
+		rv->st.relay_plans++;
 
 	/* The asker's plan is the reply. */
 	set_header(&rv->rep, NB_CTRL_PLAN, tx);
@@ -942,6 +999,8 @@ static void on_connect(struct nb_rendezvous *rv, struct reply_ctx *c)
 		  username, rv->cfg.deadline_ms,
 		  plan.role_a == NB_ROLE_DIAL && plan.role_b == NB_ROLE_PRIME ? rv->cfg.prime_delay_ms
 									      : 0);
+	if (plan.path != NB_PATH_NONE)
+		relay_fill(rv, &rv->rep.u.plan.relay, plan.relay_by_a, session, pa->key);
 	/* The other side's plan is a request of the broker's own (d[1]). */
 	if (push_encode(rv, x, &c->out->d[1]) <= 0) {
 		/* Cannot happen: every field comes from decoded messages. */
@@ -1019,6 +1078,56 @@ static void on_result(struct nb_rendezvous *rv, struct reply_ctx *c)
 		.path = side->path, .ms = r->ms, .reason = r->reason, .key = c->key,
 	};
 	emit(rv, &ev);
+}
+
+static void relayed_push_start(struct nb_rendezvous *rv, uint32_t s, uint64_t now);
+
+/* relayed: the side that allocated on the relay gives its relayed address;
+ * the broker forwards it to the other side (docs/protocol.md "Relay"). */
+static void on_relayed(struct nb_rendezvous *rv, struct reply_ctx *c)
+{
+	const struct nb_ctrl_relayed *r = &rv->in.u.relayed;
+	const char *tx = rv->in.tx;
+	uint32_t s = session_find(rv, r->session);
+	struct rv_session *x;
+	int k;
+
+	if (s == NB_SLOT_NONE) {
+		set_error(&rv->rep, tx, NB_CTRL_ERR_UNKNOWN_PEER, "no session '%s'", r->session);
+		refuse(rv, c, NB_CTRL_ERR_UNKNOWN_PEER, r->id);
+		return;
+	}
+	x = &rv->sess[s];
+	k = strcmp(r->id, x->a) == 0 ? 0 : strcmp(r->id, x->b) == 0 ? 1 : -1;
+	if (k < 0) {
+		set_error(&rv->rep, tx, NB_CTRL_ERR_BAD_REQUEST, "'%s' is not in session '%s'", r->id,
+			  r->session);
+		refuse(rv, c, NB_CTRL_ERR_BAD_REQUEST, r->id);
+		return;
+	}
+	if (!nb_key_equal(k == 0 ? x->key_a : x->key_b, c->key)) {
+		rv->st.forged_results++;
+		set_error(&rv->rep, tx, NB_CTRL_ERR_UNKNOWN_PEER, "'%s' is not held by this key", r->id);
+		refuse(rv, c, NB_CTRL_ERR_UNKNOWN_PEER, r->id);
+		return;
+	}
+	if ((k == 0) != x->relay_by_a || rv->cfg.n_relays == 0 || x->predicted == NB_PATH_NONE) {
+		set_error(&rv->rep, tx, NB_CTRL_ERR_BAD_REQUEST,
+			  "'%s' does not relay in session '%s'", r->id, r->session);
+		refuse(rv, c, NB_CTRL_ERR_BAD_REQUEST, r->id);
+		return;
+	}
+	set_header(&rv->rep, NB_CTRL_ACK, tx);
+	if (x->push_type == NB_CTRL_RELAYED && (x->push == PUSH_PENDING || x->push == PUSH_ACKED) &&
+	    nb_addr_equal(&x->relayed.relayed, &r->relayed))
+		return; /* already forwarded, or being forwarded */
+	rv->st.relayed++;
+	x->relayed = *r;
+	if (x->push_type == NB_CTRL_PLAN && x->push == PUSH_PENDING) {
+		x->relayed_queued = true; /* after the plan: the other side needs it first */
+		return;
+	}
+	relayed_push_start(rv, s, c->now);
 }
 
 /* bye: the holder frees its name at once (instead of letting it expire). */
@@ -1196,11 +1305,50 @@ static void on_list(struct nb_rendezvous *rv, struct reply_ctx *c)
 }
 
 /* An ack or error answering a pushed plan: from the key it was sealed to. */
-static void on_push_reply(struct nb_rendezvous *rv, const uint8_t *key)
+/* Start pushing x->relayed to the side that does not allocate (polled out
+ * at once: nb_rendezvous_poll() sends it). Its tx is derived from the
+ * session id under the secret hash key: fresh, and the same if it starts
+ * again. */
+static void relayed_push_start(struct nb_rendezvous *rv, uint32_t s, uint64_t now)
+{
+	struct rv_session *x = &rv->sess[s];
+	const struct nb_registry_peer *p;
+	uint8_t h[8];
+	uint64_t v;
+
+	x->relayed_queued = false;
+	push_set_state(rv, s, PUSH_IDLE, 0);
+	x->push_type = NB_CTRL_RELAYED;
+	x->push_to_a = !x->relay_by_a;
+	p = nb_registry_get(rv->reg, x->push_to_a ? x->a : x->b, now);
+	if (p == NULL || !nb_key_equal(p->key, x->push_to_a ? x->key_a : x->key_b))
+		return; /* gone, or the name changed hands: nobody to tell */
+	x->push_to = p->reflexive;
+	{
+		/* The session and the address: a new address is a new push. */
+		uint8_t in[NB_CTRL_SESSION_LEN + 2 + 16];
+		size_t n = strlen(x->id);
+		memcpy(in, x->id, n);
+		in[n] = (uint8_t)(x->relayed.relayed.port >> 8);
+		in[n + 1] = (uint8_t)x->relayed.relayed.port;
+		memcpy(in + n + 2, x->relayed.relayed.ip, 16);
+		v = nb_siphash(rv->cfg.hash_key, in, n + 2 + 16) ^ 0x72656c61796564ull;
+	}
+	for (size_t i = 0; i < 8; i++)
+		h[i] = (uint8_t)(v >> (8 * i));
+	nb_ctrl_hex(h, 8, x->push_tx);
+	x->tx_hash = str_hash(rv, x->push_tx);
+	x->tries = 0;
+	x->next_at = now;
+	push_set_state(rv, s, PUSH_PENDING, 0);
+}
+
+static void on_push_reply(struct nb_rendezvous *rv, const uint8_t *key, uint64_t now)
 {
 	uint32_t s = session_by_tx(rv, rv->in.tx);
 
-	if (s == NB_SLOT_NONE || key == NULL || !nb_key_equal(rv->sess[s].key_b, key)) {
+	if (s == NB_SLOT_NONE || key == NULL ||
+	    !nb_key_equal(rv->sess[s].push_to_a ? rv->sess[s].key_a : rv->sess[s].key_b, key)) {
 		rv->st.ignored++;
 		return;
 	}
@@ -1208,6 +1356,8 @@ static void on_push_reply(struct nb_rendezvous *rv, const uint8_t *key)
 		push_set_state(rv, s, PUSH_ACKED, 0);
 	else
 		push_set_state(rv, s, PUSH_REFUSED, rv->in.u.error.code);
+	if (rv->sess[s].relayed_queued)
+		relayed_push_start(rv, s, now);
 }
 
 /* Encode an error (code, reason why) answering a request of len bytes into
@@ -1344,6 +1494,12 @@ int nb_rendezvous_handle(struct nb_rendezvous *rv, const uint8_t *buf, size_t le
 	return nb_rendezvous_handle_keyed(rv, buf, len, from, NULL, now, rnd, rnd_len, ret);
 }
 
+void nb_rendezvous_set_context(struct nb_rendezvous *rv, uint64_t unix_s, bool via_tcp)
+{
+	rv->unix_s = unix_s;
+	rv->via_tcp = via_tcp;
+}
+
 int nb_rendezvous_handle_keyed(struct nb_rendezvous *rv, const uint8_t *buf, size_t len,
 			       const struct nb_addr *from, const uint8_t *key, uint64_t now,
 			       const uint8_t *rnd, size_t rnd_len, struct nb_rendezvous_out *ret)
@@ -1378,7 +1534,7 @@ int nb_rendezvous_handle_keyed(struct nb_rendezvous *rv, const uint8_t *buf, siz
 	switch (rv->in.type) {
 	case NB_CTRL_ACK:
 	case NB_CTRL_ERROR:
-		on_push_reply(rv, key);
+		on_push_reply(rv, key, now);
 		return 0;
 	case NB_CTRL_REGISTERED:
 	case NB_CTRL_PLAN:
@@ -1434,6 +1590,9 @@ int nb_rendezvous_handle_keyed(struct nb_rendezvous *rv, const uint8_t *buf, siz
 		break;
 	case NB_CTRL_BYE:
 		on_bye(rv, &c);
+		break;
+	case NB_CTRL_RELAYED:
+		on_relayed(rv, &c);
 		break;
 	case NB_CTRL_VERIFY:
 		on_verify(rv, &c);
@@ -1511,6 +1670,8 @@ int nb_rendezvous_poll(struct nb_rendezvous *rv, uint64_t now, struct nb_rendezv
 			continue;
 		if (x->tries >= NB_CTRL_MAX_TRIES) {
 			push_set_state(rv, s, PUSH_GAVE_UP, 0);
+			if (x->relayed_queued) /* as after a refusal: try the relayed one */
+				relayed_push_start(rv, s, now);
 			continue;
 		}
 		if (n == cap) {

@@ -110,6 +110,11 @@
  * key; the length is kept so that shells need not change. */
 #define NB_RENDEZVOUS_RANDOM_LEN 48
 
+#define NB_RENDEZVOUS_MAX_RELAYS 8
+#define NB_RENDEZVOUS_MAX_SECRET 256
+#define NB_RENDEZVOUS_DEFAULT_RELAY_CRED_S 3600
+#define NB_RENDEZVOUS_DEFAULT_RELAY_EXTRA_MS 10000
+
 /* Datagrams out of one nb_rendezvous_handle(): the reply, and a pushed plan. */
 #define NB_RENDEZVOUS_MAX_OUT 2
 
@@ -193,6 +198,18 @@ struct nb_rendezvous_config {
 	uint8_t probe_key[NB_RENDEZVOUS_PROBE_KEY_LEN]; /* secret random key of the mapping proofs */
 	nb_rendezvous_event_fn event_cb;      /* may be NULL */
 	void *event_arg;
+	/* Relay (TURN, RFC 8656; docs/protocol.md "Relay"). n_relays 0: no
+	 * relay, plans carry no "relay". Else each plan names one side to
+	 * allocate on relays[k] (k from the session id) with TURN REST
+	 * credentials: user "<unix expiry>:<its key>", password
+	 * base64(HMAC-SHA1(relay_secret, user)), good for relay_cred_s. */
+	struct nb_addr relays[NB_RENDEZVOUS_MAX_RELAYS];
+	size_t n_relays;
+	uint8_t relay_secret[NB_RENDEZVOUS_MAX_SECRET];
+	size_t relay_secret_len;              /* 1.. when n_relays > 0 */
+	uint32_t relay_cred_s;                /* default 3600 */
+	uint32_t relay_extra_ms;              /* a session's time for the relay after the
+					       * direct deadline (default 10000) */
 };
 
 void nb_rendezvous_config_default(struct nb_rendezvous_config *cfg);
@@ -240,6 +257,12 @@ int nb_rendezvous_handle_keyed(struct nb_rendezvous *rv, const uint8_t *buf, siz
 			       const struct nb_addr *from, const uint8_t *key, uint64_t now,
 			       const uint8_t *rnd, size_t rnd_len, struct nb_rendezvous_out *ret);
 
+/* What the next nb_rendezvous_handle_keyed() call should know besides its
+ * arguments: the wall clock (unix seconds, for the relay credentials'
+ * expiry) and whether the message came over TCP (a register over TCP marks
+ * the peer as UDP-blocked). Stays in force until changed. */
+void nb_rendezvous_set_context(struct nb_rendezvous *rv, uint64_t unix_s, bool via_tcp);
+
 /* nb_rendezvous_handle_keyed(..., key = NULL, ...): a plain datagram. */
 int nb_rendezvous_handle(struct nb_rendezvous *rv, const uint8_t *buf, size_t len,
 			 const struct nb_addr *from, uint64_t now, const uint8_t *rnd,
@@ -278,6 +301,8 @@ struct nb_rendezvous_stats {
 	uint64_t forged_results; /* result refused: the named side's key is not the sender's */
 	uint64_t list_refused;   /* peers/matrix refused with 403: no admin token */
 	uint64_t byes;           /* names freed by bye */
+	uint64_t relayed;        /* relayed messages accepted and forwarded */
+	uint64_t relay_plans;    /* plans whose path is relay */
 	/* gauges */
 	size_t peers, sessions, pairs, cached;
 };

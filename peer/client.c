@@ -283,6 +283,23 @@ int nb_client_result(struct nb_client *c, const struct nb_ctrl_result *r, uint64
 	return rc;
 }
 
+int nb_client_relayed(struct nb_client *c, const struct nb_ctrl_relayed *r, uint64_t now)
+{
+	struct nb_client_txn *t;
+	struct nb_ctrl_msg m;
+	int rc;
+
+	if (free_txns(c) <= 1)
+		return -ENOBUFS;
+	memset(&m, 0, sizeof(m));
+	m.type = NB_CTRL_RELAYED;
+	m.u.relayed = *r;
+	rc = txn_start(c, NB_CLIENT_TXN_RELAYED, &m, now, &t);
+	if (rc == 0)
+		snprintf(t->what, sizeof(t->what), "%s", r->session);
+	return rc;
+}
+
 static int start_list(struct nb_client *c, enum nb_client_txn_kind kind, uint32_t offset, uint64_t now)
 {
 	struct nb_client_txn *t;
@@ -389,7 +406,10 @@ static void txn_failed(struct nb_client *c, struct nb_client_txn *t, uint64_t no
 		break;
 	}
 	case NB_CLIENT_TXN_RESULT:
-		e = push_event(c, NB_CLIENT_EV_RESULT_DONE, -1, why);
+	case NB_CLIENT_TXN_RELAYED:
+		e = push_event(c, kind == NB_CLIENT_TXN_RESULT ? NB_CLIENT_EV_RESULT_DONE
+							      : NB_CLIENT_EV_RELAYED_DONE,
+			       -1, why);
 		if (e != NULL)
 			scopy(e->session, sizeof(e->session), t->what);
 		break;
@@ -520,6 +540,27 @@ static void on_pushed_plan(struct nb_client *c, const struct nb_ctrl_msg *m)
 	}
 }
 
+/* The other side's relayed address, pushed by the broker: acked every time,
+ * reported once (the plans' tx memory serves for both). */
+static void on_pushed_relayed(struct nb_client *c, const struct nb_ctrl_msg *m)
+{
+	struct nb_client_event *e;
+
+	if (c->n_reply < NB_CLIENT_MAX_REPLIES) {
+		memcpy(c->reply[c->n_reply].tx, m->tx, sizeof(m->tx));
+		c->n_reply++;
+	}
+	if (plan_seen(c, m->tx))
+		return;
+	memcpy(c->plan_tx[c->plan_tx_next], m->tx, sizeof(m->tx));
+	c->plan_tx_next = (c->plan_tx_next + 1) % NB_CLIENT_PLAN_MEMORY;
+	e = push_event(c, NB_CLIENT_EV_RELAYED, 0, NULL);
+	if (e != NULL) {
+		e->pushed = true;
+		e->u.relayed = m->u.relayed;
+	}
+}
+
 static int on_reply(struct nb_client *c, struct nb_client_txn *t, const struct nb_ctrl_msg *m,
 		    uint64_t now)
 {
@@ -599,10 +640,13 @@ static int on_reply(struct nb_client *c, struct nb_client_txn *t, const struct n
 			scopy(e->peer, sizeof(e->peer), t->what);
 		return 0;
 	case NB_CLIENT_TXN_RESULT:
+	case NB_CLIENT_TXN_RELAYED:
 		if (m->type != NB_CTRL_ACK && m->type != NB_CTRL_ERROR)
 			break;
 		t->kind = NB_CLIENT_TXN_NONE;
-		e = push_event(c, NB_CLIENT_EV_RESULT_DONE, code, reason);
+		e = push_event(c, kind == NB_CLIENT_TXN_RESULT ? NB_CLIENT_EV_RESULT_DONE
+							       : NB_CLIENT_EV_RELAYED_DONE,
+			       code, reason);
 		if (e != NULL)
 			scopy(e->session, sizeof(e->session), t->what);
 		return 0;
@@ -686,6 +730,9 @@ int nb_client_input(struct nb_client *c, const uint8_t *buf, size_t len, const s
 		if (t != NULL && t->kind == NB_CLIENT_TXN_CONNECT)
 			return on_reply(c, t, &m, now);
 		on_pushed_plan(c, &m);
+		return 0;
+	case NB_CTRL_RELAYED:
+		on_pushed_relayed(c, &m);
 		return 0;
 	case NB_CTRL_REGISTERED:
 	case NB_CTRL_ACK:

@@ -77,6 +77,8 @@ enum nb_client_event_type {
 	NB_CLIENT_EV_MATRIX_PAGE,    /* u.matrix: one page of the matrix listing */
 	NB_CLIENT_EV_VERIFIED,       /* the broker's probe of the mapping arrived: proof */
 	NB_CLIENT_EV_VERIFY_FAILED,  /* code (0: no probe arrived), reason */
+	NB_CLIENT_EV_RELAYED,        /* u.relayed: the other side's relayed address (pushed, acked) */
+	NB_CLIENT_EV_RELAYED_DONE,   /* our relayed message: code 0 acked, else the error, -1 no answer; session */
 };
 
 struct nb_client_event {
@@ -93,6 +95,7 @@ struct nb_client_event {
 		struct nb_ctrl_plan plan;
 		struct nb_ctrl_peer_list page;
 		struct nb_ctrl_matrix_list matrix;
+		struct nb_ctrl_relayed relayed;
 	} u;
 };
 
@@ -119,6 +122,7 @@ enum nb_client_txn_kind {
 	NB_CLIENT_TXN_PEERS,
 	NB_CLIENT_TXN_MATRIX,
 	NB_CLIENT_TXN_VERIFY,
+	NB_CLIENT_TXN_RELAYED,
 };
 
 /* A register answered by this many challenges in a row is a failure. */
@@ -200,6 +204,10 @@ int nb_client_result(struct nb_client *c, const struct nb_ctrl_result *r, uint64
  * PEERS_DONE or PEERS_FAILED). Needs no registration. 0, or -EBUSY (a
  * listing is running) / -ENOBUFS. */
 int nb_client_peers(struct nb_client *c, uint64_t now);
+
+/* Tell the broker our relayed address for a session (docs/protocol.md
+ * "Relay"); the outcome comes as NB_CLIENT_EV_RELAYED_DONE. 0, -ENOBUFS. */
+int nb_client_relayed(struct nb_client *c, const struct nb_ctrl_relayed *r, uint64_t now);
 
 /* The same for the broker's who-can-reach-whom matrix: MATRIX_PAGE events,
  * then PEERS_DONE or PEERS_FAILED. One listing (peers or matrix) at a time. */

@@ -60,6 +60,7 @@ static const char *const type_words[NB_CTRL_TYPE_MAX + 1] = {
 	[NB_CTRL_MATRIX] = "matrix",       [NB_CTRL_MATRIX_LIST] = "matrix_list",
 	[NB_CTRL_VERIFY] = "verify",       [NB_CTRL_PROBE] = "probe",
 	[NB_CTRL_CHALLENGE] = "challenge", [NB_CTRL_BYE] = "bye",
+	[NB_CTRL_RELAYED] = "relayed",
 };
 static const char *const verified_words[] = { "unverified", "verified" };
 
@@ -999,6 +1000,51 @@ static int dec_registered(struct ctx *c, const cJSON *o, struct nb_ctrl_register
 	return 0;
 }
 
+/* "relay":{"alloc":bool[,"server":addr,"user":str,"pass":str]}: the last
+ * three are required with alloc true and refused without. */
+static int check_relay_str(struct ctx *c, const char *name, const char *s, size_t max)
+{
+	size_t n = strlen(s);
+
+	if (n < 1 || n > max)
+		return ffail(c, NB_CTRL_E_LENGTH, name, "1 to %zu bytes", max);
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)s[i] < 0x21 || (unsigned char)s[i] > 0x7E)
+			return ffail(c, NB_CTRL_E_FORMAT, name, "printable ASCII without spaces only");
+	return 0;
+}
+
+static int dec_relay(struct ctx *c, const cJSON *o, struct nb_ctrl_relay *r)
+{
+	const cJSON *ro = NULL;
+	const char *s = NULL;
+	int rc = get_obj(c, o, "relay", false, &ro);
+
+	if (rc != 0)
+		return rc < 0 ? rc : 0;
+	r->has_relay = true;
+	if ((rc = get_bool(c, ro, "alloc", &r->alloc)) < 0)
+		return rc;
+	if (rc > 0)
+		return ffail(c, NB_CTRL_E_MISSING, "relay.alloc", "missing");
+	if (!r->alloc) {
+		if (get(ro, "server") != NULL || get(ro, "user") != NULL || get(ro, "pass") != NULL)
+			return ffail(c, NB_CTRL_E_FORMAT, "relay", "server and credentials only with alloc");
+		return 0;
+	}
+	if ((rc = get_addr(c, ro, "server", true, &r->server)) < 0)
+		return rc;
+	if ((rc = get_str(c, ro, "user", true, &s)) < 0 ||
+	    (rc = check_relay_str(c, "relay.user", s, NB_CTRL_RELAY_USER_MAX)) < 0)
+		return rc;
+	copy_str(r->user, s);
+	if ((rc = get_str(c, ro, "pass", true, &s)) < 0 ||
+	    (rc = check_relay_str(c, "relay.pass", s, NB_CTRL_RELAY_PASS_MAX)) < 0)
+		return rc;
+	copy_str(r->pass, s);
+	return 0;
+}
+
 static int dec_plan(struct ctx *c, const cJSON *o, struct nb_ctrl_plan *p)
 {
 	const char *s = NULL;
@@ -1027,7 +1073,7 @@ static int dec_plan(struct ctx *c, const cJSON *o, struct nb_ctrl_plan *p)
 			  NB_CTRL_DEADLINE_MAX_MS, &p->deadline_ms)) < 0 ||
 	    (rc = get_u32(c, o, "delay_ms", false, 0, NB_CTRL_DELAY_MAX_MS, &p->delay_ms)) < 0)
 		return rc;
-	return 0;
+	return dec_relay(c, o, &p->relay);
 }
 
 static int dec_result(struct ctx *c, const cJSON *o, struct nb_ctrl_result *r)
@@ -1175,6 +1221,11 @@ static int dec_body(struct ctx *c, const cJSON *o, struct nb_ctrl_msg *m)
 		return get_id(c, o, "id", m->u.keepalive.id);
 	case NB_CTRL_BYE:
 		return get_id(c, o, "id", m->u.bye.id);
+	case NB_CTRL_RELAYED:
+		if ((rc = get_hex(c, o, "session", NB_CTRL_SESSION_LEN, m->u.relayed.session)) < 0 ||
+		    (rc = get_id(c, o, "id", m->u.relayed.id)) < 0)
+			return rc;
+		return get_addr(c, o, "relayed", true, &m->u.relayed.relayed);
 	case NB_CTRL_CONNECT:
 		if ((rc = get_id(c, o, "id", m->u.connect.id)) < 0)
 			return rc;
@@ -1505,6 +1556,27 @@ static int enc_registered(struct ctx *c, cJSON *o, const struct nb_ctrl_register
 	return 0;
 }
 
+static int enc_relay(struct ctx *c, cJSON *o, const struct nb_ctrl_relay *r)
+{
+	cJSON *ro;
+	int rc;
+
+	if (!r->has_relay)
+		return 0;
+	ro = cJSON_AddObjectToObject(o, "relay");
+	if (ro == NULL)
+		return NB_CTRL_E_NOMEM;
+	if ((rc = put_bool(ro, "alloc", r->alloc)) < 0 || !r->alloc)
+		return rc;
+	if ((rc = put_addr(c, ro, "server", &r->server)) < 0 ||
+	    (rc = check_relay_str(c, "relay.user", r->user, NB_CTRL_RELAY_USER_MAX)) < 0 ||
+	    (rc = put_str(ro, "user", r->user)) < 0 ||
+	    (rc = check_relay_str(c, "relay.pass", r->pass, NB_CTRL_RELAY_PASS_MAX)) < 0 ||
+	    (rc = put_str(ro, "pass", r->pass)) < 0)
+		return rc;
+	return 0;
+}
+
 static int enc_plan(struct ctx *c, cJSON *o, const struct nb_ctrl_plan *p)
 {
 	int rc;
@@ -1525,7 +1597,7 @@ static int enc_plan(struct ctx *c, cJSON *o, const struct nb_ctrl_plan *p)
 	if (p->delay_ms != 0 &&
 	    (rc = put_range(c, o, "delay_ms", p->delay_ms, 0, NB_CTRL_DELAY_MAX_MS)) < 0)
 		return rc;
-	return 0;
+	return enc_relay(c, o, &p->relay);
 }
 
 static int enc_result(struct ctx *c, cJSON *o, const struct nb_ctrl_result *r)
@@ -1699,6 +1771,13 @@ static ssize_t encode(const struct nb_ctrl_msg *m, uint8_t *buf, size_t cap, siz
 	case NB_CTRL_BYE:
 		rc = put_id(&c, root, "id", m->u.bye.id);
 		break;
+	case NB_CTRL_RELAYED:
+		rc = put_hex(&c, root, "session", m->u.relayed.session, NB_CTRL_SESSION_LEN);
+		if (rc == 0)
+			rc = put_id(&c, root, "id", m->u.relayed.id);
+		if (rc == 0)
+			rc = put_addr(&c, root, "relayed", &m->u.relayed.relayed);
+		break;
 	case NB_CTRL_CONNECT:
 		rc = put_id(&c, root, "id", m->u.connect.id);
 		if (rc == 0)
@@ -1834,7 +1913,11 @@ static bool plan_equal(const struct nb_ctrl_plan *a, const struct nb_ctrl_plan *
 	       a->path == b->path && STREQ(a->reason, b->reason) &&
 	       addrs_equal(a->candidates, a->n_candidates, b->candidates, b->n_candidates) &&
 	       STREQ(a->username, b->username) && STREQ(a->peer_key, b->peer_key) &&
-	       a->deadline_ms == b->deadline_ms && a->delay_ms == b->delay_ms;
+	       a->deadline_ms == b->deadline_ms && a->delay_ms == b->delay_ms &&
+	       a->relay.has_relay == b->relay.has_relay && a->relay.alloc == b->relay.alloc &&
+	       (!a->relay.alloc || (nb_addr_equal(&a->relay.server, &b->relay.server) &&
+				    STREQ(a->relay.user, b->relay.user) &&
+				    STREQ(a->relay.pass, b->relay.pass)));
 }
 
 static bool result_equal(const struct nb_ctrl_result *a, const struct nb_ctrl_result *b)
@@ -1919,6 +2002,10 @@ bool nb_ctrl_msg_equal(const struct nb_ctrl_msg *a, const struct nb_ctrl_msg *b)
 		return STREQ(a->u.probe.proof, b->u.probe.proof);
 	case NB_CTRL_CHALLENGE:
 		return STREQ(a->u.challenge.cookie, b->u.challenge.cookie);
+	case NB_CTRL_RELAYED:
+		return STREQ(a->u.relayed.session, b->u.relayed.session) &&
+		       STREQ(a->u.relayed.id, b->u.relayed.id) &&
+		       nb_addr_equal(&a->u.relayed.relayed, &b->u.relayed.relayed);
 	}
 	return false;
 }

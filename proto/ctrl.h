@@ -192,8 +192,9 @@ enum nb_ctrl_type {
 	NB_CTRL_PROBE,        /* broker -> the mapping being verified (not a reply) */
 	NB_CTRL_CHALLENGE,    /* broker -> peer: reply to a register without a good cookie */
 	NB_CTRL_BYE,          /* peer -> broker: free my name; reply ack | error */
+	NB_CTRL_RELAYED,      /* peer -> broker -> the other peer: my relayed address; ack */
 };
-#define NB_CTRL_TYPE_MAX NB_CTRL_BYE
+#define NB_CTRL_TYPE_MAX NB_CTRL_RELAYED
 
 /* Hex digits of a register cookie (docs/protocol.md "challenge"). */
 #define NB_CTRL_COOKIE_LEN 32
@@ -260,6 +261,29 @@ struct nb_ctrl_connect {
 	char peer[NB_CTRL_ID_MAX + 1]; /* whom to reach */
 };
 
+/* The relay part of a plan ("relay":{...}; docs/protocol.md "Relay"). One
+ * side of a pair allocates on a TURN server (alloc: it gets the server and
+ * REST credentials) and tells the other its relayed address with a
+ * `relayed` message; the other side (alloc false, no server) sends to that
+ * address. has_relay false: the broker has no relay (field absent). */
+#define NB_CTRL_RELAY_USER_MAX 128 /* TURN username: printable ASCII, no space */
+#define NB_CTRL_RELAY_PASS_MAX 64
+struct nb_ctrl_relay {
+	bool has_relay;
+	bool alloc;                 /* this side allocates */
+	struct nb_addr server;      /* with alloc: the TURN server */
+	char user[NB_CTRL_RELAY_USER_MAX + 1]; /* with alloc: TURN REST username */
+	char pass[NB_CTRL_RELAY_PASS_MAX + 1]; /* with alloc: its password */
+};
+
+/* relayed: the allocating side's relayed transport address, forwarded by the
+ * broker to the other side of the session. */
+struct nb_ctrl_relayed {
+	char session[NB_CTRL_SESSION_LEN + 1];
+	char id[NB_CTRL_ID_MAX + 1]; /* the side that allocated */
+	struct nb_addr relayed;
+};
+
 struct nb_ctrl_plan {
 	char session[NB_CTRL_SESSION_LEN + 1];
 	char peer[NB_CTRL_ID_MAX + 1]; /* the other side */
@@ -272,6 +296,7 @@ struct nb_ctrl_plan {
 	char peer_key[NB_CTRL_PUBKEY_LEN + 1]; /* the other side's public key (its Noise static) */
 	uint32_t deadline_ms;          /* give up this long after receiving the plan */
 	uint32_t delay_ms;             /* wait this long before the first check (0 = absent) */
+	struct nb_ctrl_relay relay;    /* "relay": what to do when no direct path works */
 };
 
 struct nb_ctrl_result {
@@ -352,6 +377,7 @@ struct nb_ctrl_msg {
 		struct nb_ctrl_verify verify;
 		struct nb_ctrl_probe probe;
 		struct nb_ctrl_challenge challenge;
+		struct nb_ctrl_relayed relayed;
 		/* NB_CTRL_ACK has no fields */
 	} u;
 };

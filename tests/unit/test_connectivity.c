@@ -67,6 +67,7 @@ static struct nb_peer_nat of_kind(enum kind k, uint8_t ip)
 #define P NB_ROLE_PUNCH
 #define R NB_ROLE_PRIME
 #define N NB_ROLE_NONE
+#define Y NB_ROLE_RELAY
 
 static const struct {
 	enum kind a, b;
@@ -84,13 +85,13 @@ static const struct {
 	{ PRC, PRC, NB_PATH_DIRECT, P, P },   { PRC, RC, NB_PATH_DIRECT, P, P },
 	/* restricted cone vs symmetric: the restricted side primes first */
 	{ SYM, RC, NB_PATH_DIRECT, D, R },    { RC, SYM, NB_PATH_DIRECT, R, D },
-	/* no direct path */
-	{ SYM, PRC, NB_PATH_NONE, N, N },     { PRC, SYM, NB_PATH_NONE, N, N },
-	{ SYM, SYM, NB_PATH_NONE, N, N },     { BLK, OPEN, NB_PATH_NONE, N, N },
-	{ FC, BLK, NB_PATH_NONE, N, N },      { BLK, BLK, NB_PATH_NONE, N, N },
+	/* no direct path: relay; the UDP-blocked side allocates, else the asker */
+	{ SYM, PRC, NB_PATH_RELAY, Y, D },    { PRC, SYM, NB_PATH_RELAY, Y, D },
+	{ SYM, SYM, NB_PATH_RELAY, Y, D },    { BLK, OPEN, NB_PATH_RELAY, Y, D },
+	{ FC, BLK, NB_PATH_RELAY, D, Y },     { BLK, BLK, NB_PATH_NONE, N, N },
 	/* a verified UPnP mapping listens */
 	{ SYM, UPNP, NB_PATH_UPNP, D, L },    { UPNP, SYM, NB_PATH_UPNP, L, D },
-	{ UPNP, PRC, NB_PATH_UPNP, L, D },    { BLK, UPNP, NB_PATH_NONE, N, N },
+	{ UPNP, PRC, NB_PATH_UPNP, L, D },    { BLK, UPNP, NB_PATH_RELAY, Y, D },
 };
 
 static void test_lab_kinds(void **state)
@@ -296,9 +297,17 @@ static void test_every_combination_against_simulator(void **state)
 				if (!sim_run(&a, &b, p.role_a, p.role_b))
 					fail_msg("case %zu/%zu: plan %s/%s (%s) fails in the simulator", i, j,
 						 nb_role_to_string(p.role_a), nb_role_to_string(p.role_b), p.reason);
-			} else {
+			} else if (a.udp_blocked && b.udp_blocked) {
 				assert_int_equal(p.path, NB_PATH_NONE);
 				assert_int_equal(p.role_a, NB_ROLE_NONE);
+				assert_int_equal(p.role_b, NB_ROLE_NONE);
+			} else {
+				/* A relay: the allocating side is the UDP-blocked one
+				 * if there is one, and the other side can send UDP. */
+				assert_int_equal(p.path, NB_PATH_RELAY);
+				assert_int_equal(p.role_a, p.relay_by_a ? NB_ROLE_RELAY : NB_ROLE_DIAL);
+				assert_int_equal(p.role_b, p.relay_by_a ? NB_ROLE_DIAL : NB_ROLE_RELAY);
+				assert_false(p.relay_by_a ? b.udp_blocked : a.udp_blocked);
 				refused++;
 				/* Not pessimistic: even both punching (with priming) fails,
 				 * unless the refusal was for unknown behaviour. */

@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include "proto/ctrl.h"
+#include "common/seal.h"
 
 #define TX "0123456789abcdef"
 #define HDR(type) "{\"v\":1,\"type\":\"" type "\",\"tx\":\"" TX "\""
@@ -92,7 +93,7 @@ static void fill_pair(struct nb_ctrl_pair *p, size_t i)
 		snprintf(p->reason, sizeof(p->reason), "plan %zu: both sides punch", i);
 }
 
-#define MAX_SAMPLES 32
+#define MAX_SAMPLES 40
 
 static size_t make_samples(struct nb_ctrl_msg *s)
 {
@@ -299,6 +300,28 @@ static size_t make_samples(struct nb_ctrl_msg *s)
 	init_msg(m, NB_CTRL_MATRIX);
 	SET(m->u.query.admin, "x");
 
+	m = &s[n++]; /* 30: relayed */
+	init_msg(m, NB_CTRL_RELAYED);
+	SET(m->u.relayed.session, "fedcba9876543210");
+	SET(m->u.relayed.id, "alice");
+	m->u.relayed.relayed = addr("203.0.113.10:49152");
+
+	m = &s[n++]; /* 31: the fullest plan there is: every field at its longest, and a relay */
+	*m = s[6];
+	m->u.plan.relay.has_relay = true;
+	m->u.plan.relay.alloc = true;
+	m->u.plan.relay.server = addr("[2001:db8:ffff:ffff:ffff:ffff:ffff:ffff]:65535");
+	memset(m->u.plan.relay.user, 'u', NB_CTRL_RELAY_USER_MAX);
+	m->u.plan.relay.user[NB_CTRL_RELAY_USER_MAX] = '\0';
+	memset(m->u.plan.relay.pass, '~', NB_CTRL_RELAY_PASS_MAX);
+	m->u.plan.relay.pass[NB_CTRL_RELAY_PASS_MAX] = '\0';
+
+	m = &s[n++]; /* 32: a plan whose relay the other side allocates */
+	*m = s[7];
+	m->u.plan.path = NB_PATH_RELAY;
+	m->u.plan.role = NB_ROLE_DIAL;
+	m->u.plan.relay.has_relay = true;
+
 	assert_true(n <= MAX_SAMPLES);
 	return n;
 }
@@ -443,6 +466,9 @@ static void test_roundtrip_all(void **state)
 		assert_int_equal(encode_ok(&d, buf2), len);
 		assert_memory_equal(buf, buf2, len);
 		seen[s[i].type] = true;
+		/* Every control message travels sealed (common/seal.h): even
+		 * the fullest plan, sample 31, must fit a sealed frame. */
+		assert_true(len <= NB_SEAL_MAX_PAYLOAD);
 	}
 	for (int t = NB_CTRL_REGISTER; t <= NB_CTRL_TYPE_MAX; t++)
 		if (!seen[t])
@@ -1361,6 +1387,191 @@ static void test_peek_tx(void **state)
 	assert_int_equal(nb_ctrl_peek_tx((const uint8_t *)j, strlen(j), NULL), NB_CTRL_E_INVAL);
 }
 
+/* ---- The plan's "relay" and the relayed message ------------------------------- */
+
+#define RPLAN(relay) PLAN(RPU CD ",\"relay\":" relay)
+#define RSRV ",\"server\":\"203.0.113.10:3478\""
+#define RUSER ",\"user\":\"1700003600:" PK43 "\""
+#define RPASS ",\"pass\":\"Ym9ndXMgcGFzc3dvcmQgaGVyZSE=\""
+#define U128 S10 S10 S10 S10 S10 S10 S10 S10 S10 S10 S10 S10 "01234567"
+#define P64 S10 S10 S10 S10 S10 S10 "0123"
+#define RELAYED(rest) HDR("relayed") rest "}"
+#define RSESS ",\"session\":\"fedcba9876543210\""
+
+static const struct bad bad_relay[] = {
+	/* relay itself */
+	{ "relay not object", RPLAN("true"), 0, NB_CTRL_E_WRONG_TYPE },
+	{ "relay array", RPLAN("[]"), 0, NB_CTRL_E_WRONG_TYPE },
+	{ "relay alloc missing", RPLAN("{}"), 0, NB_CTRL_E_MISSING },
+	{ "relay alloc missing, rest there", RPLAN("{\"x\":1" RSRV RUSER RPASS "}"), 0, NB_CTRL_E_MISSING },
+	{ "relay alloc not bool", RPLAN("{\"alloc\":1}"), 0, NB_CTRL_E_WRONG_TYPE },
+	{ "relay alloc string", RPLAN("{\"alloc\":\"true\"" RSRV RUSER RPASS "}"), 0, NB_CTRL_E_WRONG_TYPE },
+	/* alloc false: nothing else */
+	{ "relay alloc false with server", RPLAN("{\"alloc\":false" RSRV "}"), 0, NB_CTRL_E_FORMAT },
+	{ "relay alloc false with user", RPLAN("{\"alloc\":false" RUSER "}"), 0, NB_CTRL_E_FORMAT },
+	{ "relay alloc false with pass", RPLAN("{\"alloc\":false" RPASS "}"), 0, NB_CTRL_E_FORMAT },
+	{ "relay alloc false with all", RPLAN("{\"alloc\":false" RSRV RUSER RPASS "}"), 0, NB_CTRL_E_FORMAT },
+	/* alloc true: all three */
+	{ "relay alloc true alone", RPLAN("{\"alloc\":true}"), 0, NB_CTRL_E_MISSING },
+	{ "relay no server", RPLAN("{\"alloc\":true" RUSER RPASS "}"), 0, NB_CTRL_E_MISSING },
+	{ "relay no user", RPLAN("{\"alloc\":true" RSRV RPASS "}"), 0, NB_CTRL_E_MISSING },
+	{ "relay no pass", RPLAN("{\"alloc\":true" RSRV RUSER "}"), 0, NB_CTRL_E_MISSING },
+	/* server */
+	{ "relay server word", RPLAN("{\"alloc\":true,\"server\":\"x\"" RUSER RPASS "}"), 0, NB_CTRL_E_FORMAT },
+	{ "relay server name", RPLAN("{\"alloc\":true,\"server\":\"turn.example:3478\"" RUSER RPASS "}"), 0,
+	  NB_CTRL_E_FORMAT },
+	{ "relay server no port", RPLAN("{\"alloc\":true,\"server\":\"203.0.113.10\"" RUSER RPASS "}"), 0,
+	  NB_CTRL_E_FORMAT },
+	{ "relay server turn uri", RPLAN("{\"alloc\":true,\"server\":\"turn:203.0.113.10:3478\"" RUSER RPASS "}"),
+	  0, NB_CTRL_E_FORMAT },
+	{ "relay server port 0", RPLAN("{\"alloc\":true,\"server\":\"203.0.113.10:0\"" RUSER RPASS "}"), 0,
+	  NB_CTRL_E_FORMAT },
+	{ "relay server empty", RPLAN("{\"alloc\":true,\"server\":\"\"" RUSER RPASS "}"), 0, NB_CTRL_E_LENGTH },
+	{ "relay server number", RPLAN("{\"alloc\":true,\"server\":3478" RUSER RPASS "}"), 0,
+	  NB_CTRL_E_WRONG_TYPE },
+	/* user */
+	{ "relay user space", RPLAN("{\"alloc\":true" RSRV ",\"user\":\"1700003600:a b\"" RPASS "}"), 0,
+	  NB_CTRL_E_FORMAT },
+	{ "relay user tab", RPLAN("{\"alloc\":true" RSRV ",\"user\":\"1:a\\tb\"" RPASS "}"), 0,
+	  NB_CTRL_E_CONTROL }, /* the JSON layer refuses control characters in any string */
+	{ "relay user DEL", RPLAN("{\"alloc\":true" RSRV ",\"user\":\"1:a\x7f\"" RPASS "}"), 0,
+	  NB_CTRL_E_CONTROL },
+	{ "relay user non-ASCII", RPLAN("{\"alloc\":true" RSRV ",\"user\":\"1:caf\xc3\xa9\"" RPASS "}"), 0,
+	  NB_CTRL_E_FORMAT },
+	{ "relay user empty", RPLAN("{\"alloc\":true" RSRV ",\"user\":\"\"" RPASS "}"), 0, NB_CTRL_E_LENGTH },
+	{ "relay user 129", RPLAN("{\"alloc\":true" RSRV ",\"user\":\"" U128 "x\"" RPASS "}"), 0,
+	  NB_CTRL_E_LENGTH },
+	{ "relay user number", RPLAN("{\"alloc\":true" RSRV ",\"user\":1" RPASS "}"), 0, NB_CTRL_E_WRONG_TYPE },
+	/* pass */
+	{ "relay pass 65", RPLAN("{\"alloc\":true" RSRV RUSER ",\"pass\":\"" P64 "x\"}"), 0, NB_CTRL_E_LENGTH },
+	{ "relay pass empty", RPLAN("{\"alloc\":true" RSRV RUSER ",\"pass\":\"\"}"), 0, NB_CTRL_E_LENGTH },
+	{ "relay pass space", RPLAN("{\"alloc\":true" RSRV RUSER ",\"pass\":\"ab cd\"}"), 0, NB_CTRL_E_FORMAT },
+	{ "relay pass null", RPLAN("{\"alloc\":true" RSRV RUSER ",\"pass\":null}"), 0, NB_CTRL_E_WRONG_TYPE },
+	/* relayed */
+	{ "relayed no address", RELAYED(RSESS ",\"id\":\"alice\""), 0, NB_CTRL_E_MISSING },
+	{ "relayed word", RELAYED(RSESS ",\"id\":\"alice\",\"relayed\":\"x\""), 0, NB_CTRL_E_FORMAT },
+	{ "relayed name", RELAYED(RSESS ",\"id\":\"alice\",\"relayed\":\"relay.example:50000\""), 0,
+	  NB_CTRL_E_FORMAT },
+	{ "relayed no port", RELAYED(RSESS ",\"id\":\"alice\",\"relayed\":\"203.0.113.10\""), 0, NB_CTRL_E_FORMAT },
+	{ "relayed port 0", RELAYED(RSESS ",\"id\":\"alice\",\"relayed\":\"203.0.113.10:0\""), 0,
+	  NB_CTRL_E_FORMAT },
+	{ "relayed port 65536", RELAYED(RSESS ",\"id\":\"alice\",\"relayed\":\"203.0.113.10:65536\""), 0,
+	  NB_CTRL_E_FORMAT },
+	{ "relayed bare v6", RELAYED(RSESS ",\"id\":\"alice\",\"relayed\":\"2001:db8::1:5\""), 0,
+	  NB_CTRL_E_FORMAT },
+	{ "relayed v6 upper", RELAYED(RSESS ",\"id\":\"alice\",\"relayed\":\"[2001:DB8::1]:5\""), 0,
+	  NB_CTRL_E_FORMAT },
+	{ "relayed empty", RELAYED(RSESS ",\"id\":\"alice\",\"relayed\":\"\""), 0, NB_CTRL_E_LENGTH },
+	{ "relayed number", RELAYED(RSESS ",\"id\":\"alice\",\"relayed\":5"), 0, NB_CTRL_E_WRONG_TYPE },
+	{ "relayed array", RELAYED(RSESS ",\"id\":\"alice\",\"relayed\":[\"203.0.113.10:5\"]"), 0,
+	  NB_CTRL_E_WRONG_TYPE },
+	{ "relayed no session", RELAYED(",\"id\":\"alice\",\"relayed\":\"203.0.113.10:5\""), 0, NB_CTRL_E_MISSING },
+	{ "relayed short session", RELAYED(",\"session\":\"fedcba987654321\",\"id\":\"alice\","
+					   "\"relayed\":\"203.0.113.10:5\""), 0, NB_CTRL_E_LENGTH },
+	{ "relayed no id", RELAYED(RSESS ",\"relayed\":\"203.0.113.10:5\""), 0, NB_CTRL_E_MISSING },
+	{ "relayed bad id", RELAYED(RSESS ",\"id\":\"a b\",\"relayed\":\"203.0.113.10:5\""), 0, NB_CTRL_E_FORMAT },
+};
+
+static void test_relay_decode(void **state)
+{
+	struct nb_ctrl_msg m;
+	const char *j;
+	struct nb_addr srv = addr("203.0.113.10:3478"), rel = addr("[2001:db8::7]:50000");
+
+	(void)state;
+	/* the good forms first (so that each refusal below is of one change) */
+	j = RPLAN("{\"alloc\":true" RSRV RUSER RPASS "}");
+	assert_int_equal(nb_ctrl_decode(&m, (const uint8_t *)j, strlen(j)), (ssize_t)strlen(j));
+	assert_true(m.u.plan.relay.has_relay && m.u.plan.relay.alloc);
+	assert_true(nb_addr_equal(&m.u.plan.relay.server, &srv));
+	assert_string_equal(m.u.plan.relay.user, "1700003600:" PK43);
+	assert_string_equal(m.u.plan.relay.pass, "Ym9ndXMgcGFzc3dvcmQgaGVyZSE=");
+	j = RPLAN("{\"alloc\":true" RSRV ",\"user\":\"" U128 "\",\"pass\":\"" P64 "\"}"); /* at the limits */
+	assert_int_equal(nb_ctrl_decode(&m, (const uint8_t *)j, strlen(j)), (ssize_t)strlen(j));
+	assert_int_equal(strlen(m.u.plan.relay.user), NB_CTRL_RELAY_USER_MAX);
+	assert_int_equal(strlen(m.u.plan.relay.pass), NB_CTRL_RELAY_PASS_MAX);
+	j = RPLAN("{\"alloc\":false}");
+	assert_int_equal(nb_ctrl_decode(&m, (const uint8_t *)j, strlen(j)), (ssize_t)strlen(j));
+	assert_true(m.u.plan.relay.has_relay);
+	assert_false(m.u.plan.relay.alloc);
+	j = RPLAN("{\"alloc\":false,\"future\":1}"); /* unknown fields ignored, as elsewhere */
+	assert_int_equal(nb_ctrl_decode(&m, (const uint8_t *)j, strlen(j)), (ssize_t)strlen(j));
+	j = PLAN(RPU CD);
+	assert_int_equal(nb_ctrl_decode(&m, (const uint8_t *)j, strlen(j)), (ssize_t)strlen(j));
+	assert_false(m.u.plan.relay.has_relay);
+	j = RELAYED(RSESS ",\"id\":\"alice\",\"relayed\":\"[2001:db8::7]:50000\"");
+	assert_int_equal(nb_ctrl_decode(&m, (const uint8_t *)j, strlen(j)), (ssize_t)strlen(j));
+	assert_int_equal(m.type, NB_CTRL_RELAYED);
+	assert_string_equal(m.u.relayed.session, "fedcba9876543210");
+	assert_string_equal(m.u.relayed.id, "alice");
+	assert_true(nb_addr_equal(&m.u.relayed.relayed, &rel));
+
+	for (size_t i = 0; i < sizeof(bad_relay) / sizeof(bad_relay[0]); i++)
+		check_bad(&bad_relay[i]);
+}
+
+/* The encoder refuses a relay the decoder would refuse. */
+static void test_relay_encode_invalid(void **state)
+{
+	struct nb_ctrl_msg s[MAX_SAMPLES], m;
+	uint8_t buf[NB_CTRL_MAX_DATAGRAM + 1];
+	ssize_t len;
+	size_t n;
+
+	(void)state;
+	n = make_samples(s);
+	assert_true(n > 32);
+	assert_int_equal(s[31].type, NB_CTRL_PLAN);
+	assert_true(s[31].u.plan.relay.alloc);
+	assert_true(nb_ctrl_encode(&s[31], buf, sizeof(buf)) > 0);
+
+	m = s[31];
+	SET(m.u.plan.relay.user, "1:a b");
+	assert_int_equal(nb_ctrl_encode(&m, buf, sizeof(buf)), NB_CTRL_E_FORMAT);
+	m = s[31];
+	m.u.plan.relay.user[0] = '\0';
+	assert_int_equal(nb_ctrl_encode(&m, buf, sizeof(buf)), NB_CTRL_E_LENGTH);
+	m = s[31];
+	memset(m.u.plan.relay.user, 'u', sizeof(m.u.plan.relay.user)); /* unterminated */
+	assert_int_equal(nb_ctrl_encode(&m, buf, sizeof(buf)), NB_CTRL_E_LENGTH);
+	m = s[31];
+	memset(m.u.plan.relay.pass, 'p', sizeof(m.u.plan.relay.pass)); /* unterminated */
+	assert_int_equal(nb_ctrl_encode(&m, buf, sizeof(buf)), NB_CTRL_E_LENGTH);
+	m = s[31];
+	SET(m.u.plan.relay.pass, "a\tb");
+	assert_int_equal(nb_ctrl_encode(&m, buf, sizeof(buf)), NB_CTRL_E_FORMAT);
+	m = s[31];
+	m.u.plan.relay.server.port = 0;
+	assert_int_equal(nb_ctrl_encode(&m, buf, sizeof(buf)), NB_CTRL_E_FORMAT);
+	m = s[31];
+	m.u.plan.relay.server.family = NB_AF_NONE;
+	assert_int_equal(nb_ctrl_encode(&m, buf, sizeof(buf)), NB_CTRL_E_FORMAT);
+	/* alloc false: server and credentials are not written, whatever they hold */
+	m = s[31];
+	m.u.plan.relay.alloc = false;
+	SET(m.u.plan.relay.user, "1:a b");
+	len = nb_ctrl_encode(&m, buf, sizeof(buf) - 1);
+	assert_true(len > 0);
+	buf[len] = '\0';
+	assert_null(strstr((const char *)buf, "\"user\""));
+	assert_null(strstr((const char *)buf, "\"server\""));
+	assert_non_null(strstr((const char *)buf, "\"relay\":{\"alloc\":false}"));
+	/* relayed: an address without a family or port */
+	for (size_t i = 0; i < n; i++) {
+		if (s[i].type != NB_CTRL_RELAYED)
+			continue;
+		m = s[i];
+		m.u.relayed.relayed.port = 0;
+		assert_int_equal(nb_ctrl_encode(&m, buf, sizeof(buf)), NB_CTRL_E_FORMAT);
+		m = s[i];
+		m.u.relayed.relayed.family = NB_AF_NONE;
+		assert_int_equal(nb_ctrl_encode(&m, buf, sizeof(buf)), NB_CTRL_E_FORMAT);
+		m = s[i];
+		SET(m.u.relayed.session, "fedcba98765432");
+		assert_int_equal(nb_ctrl_encode(&m, buf, sizeof(buf)), NB_CTRL_E_LENGTH);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1380,6 +1591,8 @@ int main(void)
 		cmocka_unit_test(test_pagination_walk),
 		cmocka_unit_test(test_explain),
 		cmocka_unit_test(test_peek_tx),
+		cmocka_unit_test(test_relay_decode),
+		cmocka_unit_test(test_relay_encode_invalid),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

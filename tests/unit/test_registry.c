@@ -498,6 +498,63 @@ static void test_order(void **state)
 	nb_registry_free(r);
 }
 
+/* Registered over TCP: only the live holder's key marks an entry
+ * UDP-blocked; the connectivity view sees it; a new put() clears it. */
+static void test_udp_blocked(void **state)
+{
+	struct nb_registry *r = reg_new(4);
+	struct nb_ctrl_register a = reg_msg("a", "");
+	struct nb_addr fa = addr("203.0.113.1:1"), fa2 = addr("203.0.113.1:2");
+	struct nb_peer_nat nat;
+
+	(void)state;
+	/* no such entry */
+	assert_int_equal(nb_registry_set_udp_blocked(r, "a", key(KA), true, 0), NB_REGISTRY_E_NOENT);
+	assert_int_equal(nb_registry_put(r, &a, key(KA), &fa, 0, NULL, NULL), 0);
+	assert_false(nb_registry_get(r, "a", 0)->udp_blocked); /* a put starts unblocked */
+	assert_int_equal(nb_registry_set_udp_blocked(r, "zz", key(KA), true, 0), NB_REGISTRY_E_NOENT);
+	/* another key (KB differs from KA in one bit), or an unrelated one: refused, unchanged */
+	assert_int_equal(nb_registry_set_udp_blocked(r, "a", key(KB), true, 1), NB_REGISTRY_E_KEY);
+	assert_int_equal(nb_registry_set_udp_blocked(r, "a", key(KC), true, 1), NB_REGISTRY_E_KEY);
+	assert_false(nb_registry_get(r, "a", 1)->udp_blocked);
+	/* the holder: set, and seen by the connectivity table */
+	assert_int_equal(nb_registry_set_udp_blocked(r, "a", key(KA), true, 2), 0);
+	assert_true(nb_registry_get(r, "a", 2)->udp_blocked);
+	nb_registry_peer_nat(nb_registry_get(r, "a", 2), &nat);
+	assert_true(nat.udp_blocked);
+	/* a key that is not the holder's cannot clear it either */
+	assert_int_equal(nb_registry_set_udp_blocked(r, "a", key(KC), false, 3), NB_REGISTRY_E_KEY);
+	assert_true(nb_registry_get(r, "a", 3)->udp_blocked);
+	/* it does not refresh the entry: the expiry is the put's */
+	assert_int_equal(nb_registry_next_expiry(r), E_MS);
+	/* the holder clears it, and sets it again */
+	assert_int_equal(nb_registry_set_udp_blocked(r, "a", key(KA), false, 4), 0);
+	assert_false(nb_registry_get(r, "a", 4)->udp_blocked);
+	assert_int_equal(nb_registry_set_udp_blocked(r, "a", key(KA), true, 5), 0);
+	/* a re-register (same address: refreshed) clears it ... */
+	assert_int_equal(nb_registry_put(r, &a, key(KA), &fa, 6, NULL, NULL), 0);
+	assert_false(nb_registry_get(r, "a", 6)->udp_blocked);
+	nb_registry_peer_nat(nb_registry_get(r, "a", 6), &nat);
+	assert_false(nat.udp_blocked);
+	/* ... as does a move */
+	assert_int_equal(nb_registry_set_udp_blocked(r, "a", key(KA), true, 7), 0);
+	assert_int_equal(nb_registry_put(r, &a, key(KA), &fa2, 8, NULL, NULL), 0);
+	assert_false(nb_registry_get(r, "a", 8)->udp_blocked);
+	/* a refused put (another key: conflict) leaves it as it was */
+	assert_int_equal(nb_registry_set_udp_blocked(r, "a", key(KA), true, 9), 0);
+	assert_int_equal(nb_registry_put(r, &a, key(KC), &fa, 10, NULL, NULL), NB_REGISTRY_E_CONFLICT);
+	assert_true(nb_registry_get(r, "a", 10)->udp_blocked);
+	/* an expired entry cannot be marked (even before it is taken out) */
+	assert_int_equal(nb_registry_set_udp_blocked(r, "a", key(KA), false, 8 + E_MS), NB_REGISTRY_E_NOENT);
+	assert_int_equal(nb_registry_count(r), 1);
+	assert_int_equal(nb_registry_expire(r, 8 + E_MS, NULL), 1);
+	assert_int_equal(nb_registry_set_udp_blocked(r, "a", key(KA), true, 8 + E_MS), NB_REGISTRY_E_NOENT);
+	/* a new entry under the freed name starts unblocked */
+	assert_int_equal(nb_registry_put(r, &a, key(KC), &fa, 9 + E_MS, NULL, NULL), 0);
+	assert_false(nb_registry_get(r, "a", 9 + E_MS)->udp_blocked);
+	nb_registry_free(r);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -512,6 +569,7 @@ int main(void)
 		cmocka_unit_test(test_remove),
 		cmocka_unit_test(test_full_until_expired),
 		cmocka_unit_test(test_order),
+		cmocka_unit_test(test_udp_blocked),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

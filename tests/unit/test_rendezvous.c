@@ -25,6 +25,9 @@
 #include "broker/rendezvous.h"
 #include "common/keys.h"
 
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
 /* The number after the 5-character prefix of "peer-NN-xxx..." (NN), fully checked. */
 static int id_index(const char *id)
 {
@@ -676,9 +679,11 @@ static const struct plan_case plan_cases[] = {
 	  "\"10.0.0.5:1000\"", "\"10.0.0.6:2000\"", NULL, NB_PATH_DIRECT, P, P, 0, 0,
 	  { "198.51.100.2:2000" }, { "203.0.113.1:1000" }, /* different public IPs: no LAN */
 	  "both map endpoint-independently: simultaneous punch" },
-	{ "sym vs sym: none, both still told", "sym", "sym", "203.0.113.1:1000", "198.51.100.2:2000",
-	  NULL, NULL, NULL, NB_PATH_NONE, N, N, 0, 0, { "198.51.100.2:2000" }, { "203.0.113.1:1000" },
-	  "symmetric vs symmetric: no direct path without port prediction; needs a relay" },
+	{ "sym vs sym: a relay, the asker allocates", "sym", "sym", "203.0.113.1:1000", "198.51.100.2:2000",
+	  NULL, NULL, NULL, NB_PATH_RELAY, NB_ROLE_RELAY, D, 0, 0, { "198.51.100.2:2000" },
+	  { "203.0.113.1:1000" },
+	  "symmetric vs symmetric: no direct path without port prediction; alice allocates on the "
+	  "relay, bob sends to it" },
 	{ "same public IP: LAN addresses first", "sym", "sym", "203.0.113.1:1000", "203.0.113.1:2000",
 	  "\"192.168.1.10:1000\",\"0.0.0.0:5\",\"[fe80::1]:1000\"", "\"192.168.1.20:2000\"", NULL,
 	  NB_PATH_LAN, P, P, 0, 0, { "192.168.1.20:2000", "203.0.113.1:2000" },
@@ -1025,7 +1030,7 @@ static void test_upnp_verify(void **state)
 	}
 	reg_ok(h, "alice", "203.0.113.1:1000", 10, "sym");
 	connect_(h, "203.0.113.1:1000", 20, "alice", "bob");
-	assert_int_equal(h->m[0].u.plan.path, NB_PATH_NONE); /* sym vs prc */
+	assert_int_equal(h->m[0].u.plan.path, NB_PATH_RELAY); /* sym vs prc */
 
 	/* the right proof from the verified address: verified, and bob listens on it */
 	assert_int_equal(sendf(h, "198.51.100.2:2000", 30, HDR ",\"id\":\"bob\",\"local\":[],\"nat\":{\"mapping\":"
@@ -1160,8 +1165,8 @@ static void test_results_matrix(void **state)
 	assert_false(p.has_measured);
 	assert_non_null(strstr(p.reason, "bob dials, alice listens"));
 	p = matrix_pair(h, 10, "erin", "carol");
-	assert_int_equal(p.predicted, NB_PATH_NONE);
-	assert_int_equal(p.role_a, NB_ROLE_NONE);
+	assert_int_equal(p.predicted, NB_PATH_RELAY);
+	assert_int_equal(p.role_a, NB_ROLE_RELAY);
 	assert_non_null(strstr(p.reason, "symmetric"));
 
 	/* one side connected: measured at once */
@@ -2115,6 +2120,578 @@ static void test_bad_args(void **state)
 	h_free(h);
 }
 
+/* ---- Relay (TURN): credentials in the plans, relayed forwarded ------------------------ */
+
+#define UNIX_S 1700000000ull
+#define RELAY_SECRET "turn-s3cret"
+#define CRED_S 600
+
+/* A broker with n relays (203.0.113.10:3478, [2001:db8::10]:3478, ...),
+ * credentials good for CRED_S, the wall clock at UNIX_S. */
+static struct h *h_relay(size_t n)
+{
+	struct nb_rendezvous_config cfg;
+	static const char *const srv[] = { "203.0.113.10:3478", "[2001:db8::10]:3478", "192.0.2.30:3479" };
+	struct h *h;
+
+	nb_rendezvous_config_default(&cfg);
+	assert_int_equal(cfg.n_relays, 0); /* no relay unless configured */
+	assert_true(n <= sizeof(srv) / sizeof(srv[0]));
+	for (size_t i = 0; i < n; i++)
+		cfg.relays[i] = A(srv[i]);
+	cfg.n_relays = n;
+	memcpy(cfg.relay_secret, RELAY_SECRET, strlen(RELAY_SECRET));
+	cfg.relay_secret_len = strlen(RELAY_SECRET);
+	cfg.relay_cred_s = CRED_S;
+	h = h_new(&cfg);
+	nb_rendezvous_set_context(h->rv, UNIX_S, false);
+	return h;
+}
+
+/* The TURN REST password of user, computed here with OpenSSL's one-shot
+ * HMAC() and EVP_EncodeBlock() (not with proto/turn.c). */
+static void rest_pass(const char *user, char out[NB_CTRL_RELAY_PASS_MAX + 1])
+{
+	unsigned char mac[EVP_MAX_MD_SIZE];
+	unsigned int n = 0;
+
+	assert_non_null(HMAC(EVP_sha1(), RELAY_SECRET, (int)strlen(RELAY_SECRET), (const unsigned char *)user,
+			     strlen(user), mac, &n));
+	assert_int_equal(n, 20);
+	assert_int_equal(EVP_EncodeBlock((unsigned char *)out, mac, (int)n), 28);
+}
+
+/* The relay object of a plan that allocates: server, user, pass. */
+static void check_alloc(const struct nb_ctrl_plan *p, const char *session, size_t n_relays,
+			uint64_t expiry, const char *holder)
+{
+	static const char *const srv[] = { "203.0.113.10:3478", "[2001:db8::10]:3478", "192.0.2.30:3479" };
+	char user[NB_CTRL_RELAY_USER_MAX + 1], pass[NB_CTRL_RELAY_PASS_MAX + 1];
+	struct nb_addr want = A(srv[(unsigned char)session[0] % n_relays]);
+
+	assert_true(p->relay.has_relay);
+	assert_true(p->relay.alloc);
+	assert_true(nb_addr_equal(&p->relay.server, &want));
+	snprintf(user, sizeof(user), "%llu:%s", (unsigned long long)expiry, key_text_of(holder));
+	assert_string_equal(p->relay.user, user);
+	rest_pass(user, pass);
+	assert_string_equal(p->relay.pass, pass);
+}
+
+static void check_no_alloc(const struct nb_ctrl_plan *p)
+{
+	static const struct nb_addr none;
+
+	assert_true(p->relay.has_relay);
+	assert_false(p->relay.alloc);
+	assert_true(nb_addr_equal(&p->relay.server, &none));
+	assert_string_equal(p->relay.user, "");
+	assert_string_equal(p->relay.pass, "");
+}
+
+/* Does the datagram carry a "relay" object? */
+static bool has_relay_field(const struct nb_rendezvous_dgram *d)
+{
+	char text[NB_CTRL_MAX_DATAGRAM + 1];
+
+	memcpy(text, d->data, d->len);
+	text[d->len] = '\0';
+	return strstr(text, "\"relay\":{") != NULL;
+}
+
+static void test_relay_plans(void **state)
+{
+	char pass[NB_CTRL_RELAY_PASS_MAX + 1], session[17];
+	struct h *h;
+
+	(void)state;
+	/* the independent computation agrees with
+	 * `printf %s 1700000600:alice | openssl dgst -sha1 -hmac turn-s3cret -binary | base64` */
+	rest_pass("1700000600:alice", pass);
+	assert_string_equal(pass, "+neZNB2azV9ctVCtpoYv0LewyFU=");
+
+	/* with relays, sym asks sym: a relay plan, the asker allocates */
+	h = h_relay(2);
+	reg_ok(h, "alice", "203.0.113.1:1000", 0, "sym");
+	reg_ok(h, "bob", "198.51.100.2:2000", 0, "sym");
+	assert_int_equal(connect_(h, "203.0.113.1:1000", 100, "alice", "bob"), 2);
+	snprintf(session, sizeof(session), "%s", h->m[0].u.plan.session);
+	assert_int_equal(h->m[0].u.plan.path, NB_PATH_RELAY);
+	assert_int_equal(h->m[0].u.plan.role, NB_ROLE_RELAY);
+	assert_int_equal(h->m[1].u.plan.path, NB_PATH_RELAY);
+	assert_int_equal(h->m[1].u.plan.role, NB_ROLE_DIAL);
+	check_alloc(&h->m[0].u.plan, session, 2, UNIX_S + CRED_S, "alice");
+	check_no_alloc(&h->m[1].u.plan);
+	assert_true(has_relay_field(&h->out.d[0]) && has_relay_field(&h->out.d[1]));
+	assert_int_equal(stats(h).relay_plans, 1);
+	/* the pushed plan's retransmission carries the same relay object */
+	{
+		struct nb_rendezvous_dgram out[8], first = h->out.d[1];
+		assert_int_equal(poll_(h, 350, out), 1);
+		assert_int_equal(out[0].len, first.len);
+		assert_memory_equal(out[0].data, first.data, first.len);
+	}
+
+	/* the clock moves: so does the expiry (the password with it) */
+	nb_rendezvous_set_context(h->rv, UNIX_S + 1234, false);
+	assert_int_equal(connect_(h, "203.0.113.1:1000", 400, "alice", "bob"), 2);
+	snprintf(session, sizeof(session), "%s", h->m[0].u.plan.session);
+	check_alloc(&h->m[0].u.plan, session, 2, UNIX_S + 1234 + CRED_S, "alice");
+	check_no_alloc(&h->m[1].u.plan);
+	/* bob asks: bob allocates, his key in the user */
+	assert_int_equal(connect_(h, "198.51.100.2:2000", 500, "bob", "alice"), 2);
+	snprintf(session, sizeof(session), "%s", h->m[0].u.plan.session);
+	check_alloc(&h->m[0].u.plan, session, 2, UNIX_S + 1234 + CRED_S, "bob");
+	check_no_alloc(&h->m[1].u.plan);
+	/* a direct plan carries the relay too (the fallback): the asker allocates */
+	reg_ok(h, "carol", "192.0.2.3:3000", 600, "fc");
+	assert_int_equal(connect_(h, "203.0.113.1:1000", 700, "alice", "carol"), 2);
+	snprintf(session, sizeof(session), "%s", h->m[0].u.plan.session);
+	assert_int_equal(h->m[0].u.plan.path, NB_PATH_DIRECT);
+	check_alloc(&h->m[0].u.plan, session, 2, UNIX_S + 1234 + CRED_S, "alice");
+	check_no_alloc(&h->m[1].u.plan);
+	assert_int_equal(stats(h).relay_plans, 3);
+	h_free(h);
+
+	/* relay_cred_s defaults to an hour; one relay: always it */
+	{
+		struct nb_rendezvous_config cfg;
+		nb_rendezvous_config_default(&cfg);
+		assert_int_equal(cfg.relay_cred_s, 3600);
+		cfg.relays[0] = A("203.0.113.10:3478");
+		cfg.n_relays = 1;
+		memcpy(cfg.relay_secret, RELAY_SECRET, strlen(RELAY_SECRET));
+		cfg.relay_secret_len = strlen(RELAY_SECRET);
+		h = h_new(&cfg);
+		nb_rendezvous_set_context(h->rv, UNIX_S, false);
+		reg_ok(h, "alice", "203.0.113.1:1000", 0, "sym");
+		reg_ok(h, "bob", "198.51.100.2:2000", 0, "sym");
+		assert_int_equal(connect_(h, "203.0.113.1:1000", 100, "alice", "bob"), 2);
+		assert_true(h->m[0].u.plan.relay.alloc);
+		{
+			char user[NB_CTRL_RELAY_USER_MAX + 1];
+			snprintf(user, sizeof(user), "%llu:%s", (unsigned long long)(UNIX_S + 3600),
+				 key_text_of("alice"));
+			assert_string_equal(h->m[0].u.plan.relay.user, user);
+			rest_pass(user, pass);
+			assert_string_equal(h->m[0].u.plan.relay.pass, pass);
+		}
+		h_free(h);
+	}
+
+	/* without relays: the same pair gets the relay path, but no "relay" */
+	h = h_new(NULL);
+	reg_ok(h, "alice", "203.0.113.1:1000", 0, "sym");
+	reg_ok(h, "bob", "198.51.100.2:2000", 0, "sym");
+	assert_int_equal(connect_(h, "203.0.113.1:1000", 100, "alice", "bob"), 2);
+	assert_int_equal(h->m[0].u.plan.path, NB_PATH_RELAY);
+	assert_false(h->m[0].u.plan.relay.has_relay);
+	assert_false(h->m[1].u.plan.relay.has_relay);
+	assert_false(has_relay_field(&h->out.d[0]) || has_relay_field(&h->out.d[1]));
+	h_free(h);
+}
+
+/* Relay settings out of range: nb_rendezvous_new() refuses them. */
+static void test_relay_config(void **state)
+{
+	struct nb_rendezvous_config cfg, good;
+	struct nb_rendezvous *rv = (struct nb_rendezvous *)&cfg; /* untouched on failure */
+
+	(void)state;
+	nb_rendezvous_config_default(&good);
+	good.relays[0] = A("203.0.113.10:3478");
+	good.n_relays = 1;
+	good.relay_secret[0] = 'x';
+	good.relay_secret_len = 1;
+	cfg = good;
+	assert_int_equal(nb_rendezvous_new(&cfg, &rv), 0);
+	nb_rendezvous_free(rv);
+	rv = (struct nb_rendezvous *)&cfg;
+#define BAD(field, value)                                                       \
+	do {                                                                    \
+		cfg = good;                                                     \
+		cfg.field = value;                                              \
+		assert_int_equal(nb_rendezvous_new(&cfg, &rv), -EINVAL);        \
+		assert_ptr_equal(rv, (struct nb_rendezvous *)&cfg);             \
+	} while (0)
+	BAD(n_relays, NB_RENDEZVOUS_MAX_RELAYS + 1);
+	BAD(relay_secret_len, 0);
+	BAD(relay_secret_len, NB_RENDEZVOUS_MAX_SECRET + 1);
+	BAD(relay_cred_s, 59);
+	BAD(relay_cred_s, 86401);
+	BAD(relay_extra_ms, NB_CTRL_DEADLINE_MAX_MS + 1);
+#undef BAD
+	/* without relays the relay settings are not looked at */
+	cfg = good;
+	cfg.n_relays = 0;
+	cfg.relay_secret_len = 0;
+	assert_int_equal(nb_rendezvous_new(&cfg, &rv), 0);
+	nb_rendezvous_free(rv);
+}
+
+/* Poll at now for pushes of any type; decode them into m[]. */
+static size_t poll_any(struct h *h, uint64_t now, struct nb_rendezvous_dgram *out, struct nb_ctrl_msg *m)
+{
+	size_t n = 99;
+
+	assert_int_equal(nb_rendezvous_poll(h->rv, now, out, 8, &n), 0);
+	assert_true(n <= 8);
+	for (size_t i = 0; i < n; i++) {
+		assert_int_equal(nb_ctrl_decode(&m[i], out[i].data, out[i].len), (ssize_t)out[i].len);
+		assert_true(out[i].sealed);
+		assert_false(out[i].from_alt_port);
+		assert_true(holder_key_at(h, &out[i].to, out[i].key));
+	}
+	return n;
+}
+
+static size_t relayed(struct h *h, const char *from, uint64_t now, const char *as, const char *session,
+		      const char *id, const char *addr)
+{
+	h_as(h, as);
+	return sendf(h, from, now, HDR ",\"session\":\"%s\",\"id\":\"%s\",\"relayed\":\"%s\"}", "relayed",
+		     next_tx(h), session, id, addr);
+}
+
+/* A relayed push: type, recipient, key, fields. */
+static void check_relayed_push(const struct nb_rendezvous_dgram *d, const struct nb_ctrl_msg *m,
+			       const char *to, const char *to_name, const char *session, const char *id,
+			       const char *addr)
+{
+	struct nb_addr want_to = A(to), want_rel = A(addr);
+	uint8_t k[NB_KEY_LEN];
+
+	assert_int_equal(m->type, NB_CTRL_RELAYED);
+	assert_true(nb_addr_equal(&d->to, &want_to));
+	assert_true(d->sealed);
+	key_of(to_name, k);
+	assert_memory_equal(d->key, k, NB_KEY_LEN);
+	assert_string_equal(m->u.relayed.session, session);
+	assert_string_equal(m->u.relayed.id, id);
+	assert_true(nb_addr_equal(&m->u.relayed.relayed, &want_rel));
+}
+
+/* Two sym peers with relays; alice asks. Gives the session and the plan push's tx. */
+static struct h *relay_pair(char *session, char *ptx)
+{
+	struct h *h = h_relay(1);
+
+	reg_ok(h, "alice", "203.0.113.1:1000", 0, "sym");
+	reg_ok(h, "bob", "198.51.100.2:2000", 0, "sym");
+	reg_ok(h, "carol", "192.0.2.3:3000", 0, "sym");
+	assert_int_equal(connect_(h, "203.0.113.1:1000", 0, "alice", "bob"), 2);
+	snprintf(session, NB_CTRL_SESSION_LEN + 1, "%s", h->m[0].u.plan.session);
+	snprintf(ptx, NB_CTRL_TX_LEN + 1, "%s", h->m[1].tx);
+	assert_true(h->m[0].u.plan.relay.alloc);
+	return h;
+}
+
+/* relayed after bob has his plan: acked, then pushed to bob until he acks. */
+static void test_relayed_forward(void **state)
+{
+	static const uint64_t at[] = { 1000, 1250, 1750, 2750, 4750, 8750 };
+	char session[17], ptx[17], rtx[17];
+	struct nb_rendezvous_dgram out[8], first;
+	struct nb_ctrl_msg m[8];
+	struct h *h;
+
+	(void)state;
+	h = relay_pair(session, ptx);
+	assert_int_equal(sendf(h, "198.51.100.2:2000", 500, HDR "}", "ack", ptx), 0);
+	assert_int_equal(stats(h).push_acked, 1);
+	assert_int_equal(poll_any(h, 999, out, m), 0);
+
+	/* alice's relayed address: acked (same tx); nothing pushed in the reply */
+	h->n_ev = 0;
+	assert_int_equal(relayed(h, "203.0.113.1:1000", 1000, "alice", session, "alice",
+				 "203.0.113.10:50000"), 1);
+	assert_int_equal(h->m[0].type, NB_CTRL_ACK);
+	assert_string_equal(h->m[0].tx, h->tx);
+	assert_int_equal(stats(h).relayed, 1);
+	assert_int_equal(nb_rendezvous_next_deadline(h->rv), 1000);
+	/* poll: the push, sealed to bob at his address, a tx of its own */
+	assert_int_equal(poll_any(h, 1000, out, m), 1);
+	check_relayed_push(&out[0], &m[0], "198.51.100.2:2000", "bob", session, "alice", "203.0.113.10:50000");
+	snprintf(rtx, sizeof(rtx), "%s", m[0].tx);
+	assert_string_not_equal(rtx, ptx);
+	first = out[0];
+	/* retransmitted on the push schedule, byte for byte */
+	for (size_t i = 1; i < 4; i++) {
+		assert_int_equal(nb_rendezvous_next_deadline(h->rv), at[i]);
+		assert_int_equal(poll_any(h, at[i] - 1, out, m), 0);
+		assert_int_equal(poll_any(h, at[i], out, m), 1);
+		assert_int_equal(out[0].len, first.len);
+		assert_memory_equal(out[0].data, first.data, first.len);
+		assert_true(nb_addr_equal(&out[0].to, &first.to));
+	}
+	/* an ack under another key (alice's, carol's), or unsealed: ignored, the push goes on */
+	h_as(h, "alice");
+	assert_int_equal(sendf(h, "198.51.100.2:2000", 2800, HDR "}", "ack", rtx), 0);
+	h_as(h, "carol");
+	assert_int_equal(sendf(h, "198.51.100.2:2000", 2800, HDR "}", "ack", rtx), 0);
+	h_plain(h);
+	assert_int_equal(sendf(h, "198.51.100.2:2000", 2800, HDR "}", "ack", rtx), 0);
+	/* the old plan's tx is no longer in flight */
+	assert_int_equal(sendf(h, "198.51.100.2:2000", 2800, HDR "}", "ack", ptx), 0);
+	assert_int_equal(stats(h).push_acked, 1);
+	assert_int_equal(nb_rendezvous_next_deadline(h->rv), at[4]);
+	/* bob acks: no more sends */
+	h_as(h, "bob");
+	assert_int_equal(sendf(h, "198.51.100.2:2000", 2900, HDR "}", "ack", rtx), 0);
+	assert_int_equal(stats(h).push_acked, 2);
+	assert_int_equal(count_ev(h, NB_RV_EVENT_PUSH_ACKED), 1);
+	assert_int_equal(poll_any(h, at[4], out, m), 0);
+	assert_int_equal(poll_any(h, 20000, out, m), 0);
+	assert_true(nb_rendezvous_next_deadline(h->rv) >= E_MS);
+
+	/* the same address again (alice did not see her ack): acked, not pushed again */
+	{
+		char req[256];
+		uint64_t replayed = stats(h).replayed;
+		snprintf(req, sizeof(req), HDR ",\"session\":\"%s\",\"id\":\"alice\",\"relayed\":"
+					       "\"203.0.113.10:50000\"}", "relayed", next_tx(h), session);
+		h_as(h, "alice");
+		assert_int_equal(send_json(h, "203.0.113.1:1000", 21000, req), 1);
+		assert_int_equal(h->m[0].type, NB_CTRL_ACK);
+		assert_int_equal(poll_any(h, 21000, out, m), 0);
+		assert_int_equal(stats(h).relayed, 1);
+		/* the very datagram again: the cached ack */
+		h_as(h, "alice");
+		assert_int_equal(send_json(h, "203.0.113.1:1000", 21001, req), 1);
+		assert_int_equal(h->m[0].type, NB_CTRL_ACK);
+		assert_int_equal(stats(h).replayed, replayed + 1);
+		assert_int_equal(poll_any(h, 21001, out, m), 0);
+	}
+	/* a new relayed address (a new allocation): pushed again, to bob's current address */
+	reg_ok(h, "bob", "198.51.100.2:2001", 21500, "sym");
+	assert_int_equal(relayed(h, "203.0.113.1:1000", 22000, "alice", session, "alice",
+				 "[2001:db8::10]:50002"), 1);
+	assert_int_equal(h->m[0].type, NB_CTRL_ACK);
+	assert_int_equal(poll_any(h, 22000, out, m), 1);
+	check_relayed_push(&out[0], &m[0], "198.51.100.2:2001", "bob", session, "alice", "[2001:db8::10]:50002");
+	assert_int_equal(stats(h).relayed, 2);
+	h_free(h);
+}
+
+/* Nobody acks the relayed push: six sends, then given up. */
+static void test_relayed_gives_up(void **state)
+{
+	static const uint64_t at[] = { 1000, 1250, 1750, 2750, 4750, 8750 };
+	char session[17], ptx[17];
+	struct nb_rendezvous_dgram out[8];
+	struct nb_ctrl_msg m[8];
+	struct h *h;
+
+	(void)state;
+	h = relay_pair(session, ptx);
+	assert_int_equal(sendf(h, "198.51.100.2:2000", 500, HDR "}", "ack", ptx), 0);
+	assert_int_equal(relayed(h, "203.0.113.1:1000", 1000, "alice", session, "alice", "203.0.113.10:50000"), 1);
+	for (size_t i = 0; i < sizeof(at) / sizeof(at[0]); i++) {
+		assert_int_equal(nb_rendezvous_next_deadline(h->rv), at[i]);
+		assert_int_equal(poll_any(h, at[i], out, m), 1);
+		assert_int_equal(m[0].type, NB_CTRL_RELAYED);
+	}
+	assert_int_equal(nb_rendezvous_next_deadline(h->rv), 12750);
+	h->n_ev = 0;
+	assert_int_equal(poll_any(h, 12749, out, m), 0);
+	assert_int_equal(count_ev(h, NB_RV_EVENT_PUSH_FAILED), 0);
+	assert_int_equal(poll_any(h, 12750, out, m), 0);
+	assert_int_equal(count_ev(h, NB_RV_EVENT_PUSH_FAILED), 1);
+	assert_int_equal(poll_any(h, 30000, out, m), 0);
+	h_free(h);
+}
+
+/* relayed before bob has acked his plan: queued behind it. */
+static void test_relayed_queued(void **state)
+{
+	char session[17], ptx[17], rtx[17];
+	struct nb_rendezvous_dgram out[8];
+	struct nb_ctrl_msg m[8];
+	struct h *h;
+
+	(void)state;
+	h = relay_pair(session, ptx);
+	assert_int_equal(relayed(h, "203.0.113.1:1000", 100, "alice", session, "alice", "203.0.113.10:50000"), 1);
+	assert_int_equal(h->m[0].type, NB_CTRL_ACK);
+	/* nothing new now; the plan's retransmission is still the plan */
+	assert_int_equal(nb_rendezvous_next_deadline(h->rv), 250);
+	assert_int_equal(poll_any(h, 100, out, m), 0);
+	assert_int_equal(poll_any(h, 250, out, m), 1);
+	assert_int_equal(m[0].type, NB_CTRL_PLAN);
+	assert_string_equal(m[0].tx, ptx);
+	assert_false(m[0].u.plan.relay.alloc);
+	/* alice repeats it meanwhile: still one queued push */
+	assert_int_equal(relayed(h, "203.0.113.1:1000", 300, "alice", session, "alice", "203.0.113.10:50000"), 1);
+	assert_int_equal(h->m[0].type, NB_CTRL_ACK);
+	assert_int_equal(poll_any(h, 300, out, m), 0);
+	/* bob acks the plan: the relayed push starts */
+	assert_int_equal(sendf(h, "198.51.100.2:2000", 400, HDR "}", "ack", ptx), 0);
+	assert_int_equal(nb_rendezvous_next_deadline(h->rv), 400);
+	assert_int_equal(poll_any(h, 400, out, m), 1);
+	check_relayed_push(&out[0], &m[0], "198.51.100.2:2000", "bob", session, "alice", "203.0.113.10:50000");
+	snprintf(rtx, sizeof(rtx), "%s", m[0].tx);
+	assert_string_not_equal(rtx, ptx);
+	assert_int_equal(poll_any(h, 649, out, m), 0);
+	assert_int_equal(poll_any(h, 650, out, m), 1);
+	assert_int_equal(m[0].type, NB_CTRL_RELAYED);
+	assert_string_equal(m[0].tx, rtx);
+	/* bob acks it */
+	assert_int_equal(sendf(h, "198.51.100.2:2000", 700, HDR "}", "ack", rtx), 0);
+	assert_int_equal(stats(h).push_acked, 2);
+	assert_int_equal(poll_any(h, 1150, out, m), 0);
+	assert_int_equal(poll_any(h, 20000, out, m), 0);
+	h_free(h);
+}
+
+static void test_relayed_refused(void **state)
+{
+	char session[17], ptx[17], why[160];
+	struct nb_rendezvous_dgram out[8];
+	struct nb_ctrl_msg m[8];
+	struct h *h;
+
+	(void)state;
+	h = relay_pair(session, ptx);
+	assert_int_equal(sendf(h, "198.51.100.2:2000", 10, HDR "}", "ack", ptx), 0);
+	h->n_ev = 0;
+	/* unknown session */
+	relayed(h, "203.0.113.1:1000", 20, "alice", "0123456789abcdef", "alice", "203.0.113.10:50000");
+	expect_error(h, 404, "no session '0123456789abcdef'");
+	assert_int_equal(last_ev(h)->kind, NB_RV_EVENT_REFUSED);
+	/* a stranger's id (registered, in another session or none) */
+	relayed(h, "192.0.2.3:3000", 20, "carol", session, "carol", "203.0.113.10:50000");
+	snprintf(why, sizeof(why), "'carol' is not in session '%s'", session);
+	expect_error(h, 400, why);
+	/* a forged key: carol (registered) sends alice's relayed, from alice's address too */
+	relayed(h, "192.0.2.3:3000", 20, "carol", session, "alice", "203.0.113.10:50000");
+	expect_error(h, 404, "'alice' is not held by this key");
+	relayed(h, "203.0.113.1:1000", 20, "carol", session, "alice", "203.0.113.10:50000");
+	expect_error(h, 404, "'alice' is not held by this key");
+	relayed(h, "203.0.113.1:1000", 20, "bob", session, "alice", "203.0.113.10:50000");
+	expect_error(h, 404, "'alice' is not held by this key");
+	assert_int_equal(stats(h).forged_results, 3);
+	/* bob (the side that does not allocate), with his own key */
+	relayed(h, "198.51.100.2:2000", 20, "bob", session, "bob", "198.51.100.99:50000");
+	snprintf(why, sizeof(why), "'bob' does not relay in session '%s'", session);
+	expect_error(h, 400, why);
+	/* unsealed: refused before anything is looked at */
+	h_plain(h);
+	sendf(h, "203.0.113.1:1000", 20, HDR ",\"session\":\"%s\",\"id\":\"alice\",\"relayed\":\"203.0.113.10:50000\"}",
+	      "relayed", next_tx(h), session);
+	assert_true(h->out.n == 0 || h->m[0].type == NB_CTRL_ERROR);
+	/* none of these forwarded anything */
+	assert_int_equal(stats(h).relayed, 0);
+	assert_int_equal(poll_any(h, 30000, out, m), 0);
+	assert_int_equal(count_ev(h, NB_RV_EVENT_REFUSED), 7); /* the unsealed one too */
+	/* the real one still goes through */
+	assert_int_equal(relayed(h, "203.0.113.1:1000", 30000, "alice", session, "alice", "203.0.113.10:50000"), 1);
+	assert_int_equal(h->m[0].type, NB_CTRL_ACK);
+	assert_int_equal(poll_any(h, 30000, out, m), 1);
+	check_relayed_push(&out[0], &m[0], "198.51.100.2:2000", "bob", session, "alice", "203.0.113.10:50000");
+	h_free(h);
+
+	/* a broker without relays: nobody relays */
+	h = h_new(NULL);
+	reg_ok(h, "alice", "203.0.113.1:1000", 0, "sym");
+	reg_ok(h, "bob", "198.51.100.2:2000", 0, "sym");
+	assert_int_equal(connect_(h, "203.0.113.1:1000", 0, "alice", "bob"), 2);
+	snprintf(session, sizeof(session), "%s", h->m[0].u.plan.session);
+	relayed(h, "203.0.113.1:1000", 10, "alice", session, "alice", "203.0.113.10:50000");
+	snprintf(why, sizeof(why), "'alice' does not relay in session '%s'", session);
+	expect_error(h, 400, why);
+	assert_int_equal(stats(h).relayed, 0);
+	h_free(h);
+}
+
+/* The nat type the peer list shows for id. */
+static enum nb_nat_type listed_nat(struct h *h, uint64_t now, const char *id)
+{
+	sendf(h, "192.0.2.200:1", now, HDR PAD "}", "peers", next_tx(h));
+	assert_int_equal(h->m[0].type, NB_CTRL_PEER_LIST);
+	for (size_t i = 0; i < h->m[0].u.peer_list.n_peers; i++)
+		if (strcmp(h->m[0].u.peer_list.peers[i].id, id) == 0)
+			return h->m[0].u.peer_list.peers[i].nat;
+	fail_msg("%s not listed", id);
+	return NB_NAT_UNKNOWN;
+}
+
+/* A register over TCP marks the peer UDP-blocked: a relay plan, that side allocating. */
+static void test_relay_via_tcp(void **state)
+{
+	char session[17], ptx[17];
+	struct nb_rendezvous_dgram out[8];
+	struct nb_ctrl_msg m[8];
+	struct h *h = h_relay(1);
+
+	(void)state;
+	nb_rendezvous_set_context(h->rv, UNIX_S, true);
+	reg_ok(h, "blk", "198.51.100.7:40000", 0, "fc"); /* over TCP: whatever it says of its NAT */
+	nb_rendezvous_set_context(h->rv, UNIX_S, false);
+	reg_ok(h, "fc", "203.0.113.1:1000", 0, "fc");
+	assert_int_equal(listed_nat(h, 1, "blk"), NB_NAT_UDP_BLOCKED);
+	assert_int_equal(listed_nat(h, 1, "fc"), NB_NAT_FULL_CONE);
+
+	/* fc asks blk: relay_by_a false, blk (b) allocates, fc dials */
+	assert_int_equal(connect_(h, "203.0.113.1:1000", 10, "fc", "blk"), 2);
+	snprintf(session, sizeof(session), "%s", h->m[0].u.plan.session);
+	snprintf(ptx, sizeof(ptx), "%s", h->m[1].tx);
+	assert_int_equal(h->m[0].u.plan.path, NB_PATH_RELAY);
+	assert_int_equal(h->m[0].u.plan.role, NB_ROLE_DIAL);
+	assert_int_equal(h->m[1].u.plan.role, NB_ROLE_RELAY);
+	check_no_alloc(&h->m[0].u.plan);
+	check_alloc(&h->m[1].u.plan, session, 1, UNIX_S + CRED_S, "blk");
+	assert_non_null(strstr(h->m[0].u.plan.reason, "blk allocates"));
+	/* ... so fc may not send relayed, blk may: pushed to fc, sealed to fc's key */
+	relayed(h, "203.0.113.1:1000", 20, "fc", session, "fc", "203.0.113.10:50000");
+	expect_error(h, 400, NULL);
+	assert_int_equal(sendf(h, "198.51.100.7:40000", 30, HDR "}", "ack", ptx), 0);
+	assert_int_equal(relayed(h, "198.51.100.7:40000", 40, "blk", session, "blk", "203.0.113.10:50001"), 1);
+	assert_int_equal(h->m[0].type, NB_CTRL_ACK);
+	assert_int_equal(poll_any(h, 40, out, m), 1);
+	check_relayed_push(&out[0], &m[0], "203.0.113.1:1000", "fc", session, "blk", "203.0.113.10:50001");
+	/* blk's key cannot ack the push to fc; fc's can */
+	h_as(h, "blk");
+	assert_int_equal(sendf(h, "203.0.113.1:1000", 50, HDR "}", "ack", m[0].tx), 0);
+	assert_int_equal(poll_any(h, 290, out, m), 1);
+	h_as(h, "fc");
+	assert_int_equal(sendf(h, "203.0.113.1:1000", 300, HDR "}", "ack", m[0].tx), 0);
+	assert_int_equal(poll_any(h, 20000, out, m), 0);
+
+	/* blk asks fc: relay_by_a true, blk (a) allocates */
+	assert_int_equal(connect_(h, "198.51.100.7:40000", 20000, "blk", "fc"), 2);
+	snprintf(session, sizeof(session), "%s", h->m[0].u.plan.session);
+	assert_int_equal(h->m[0].u.plan.path, NB_PATH_RELAY);
+	assert_int_equal(h->m[0].u.plan.role, NB_ROLE_RELAY);
+	assert_int_equal(h->m[1].u.plan.role, NB_ROLE_DIAL);
+	check_alloc(&h->m[0].u.plan, session, 1, UNIX_S + CRED_S, "blk");
+	check_no_alloc(&h->m[1].u.plan);
+
+	/* a second UDP-blocked host: no way between the two */
+	nb_rendezvous_set_context(h->rv, UNIX_S, true);
+	reg_ok(h, "blk2", "198.51.100.8:40000", 20000, "fc");
+	nb_rendezvous_set_context(h->rv, UNIX_S, false);
+	assert_int_equal(connect_(h, "198.51.100.7:40000", 20010, "blk", "blk2"), 2);
+	assert_int_equal(h->m[0].u.plan.path, NB_PATH_NONE);
+	assert_int_equal(h->m[0].u.plan.role, NB_ROLE_NONE);
+	assert_int_equal(h->m[1].u.plan.role, NB_ROLE_NONE);
+
+	/* blk registers over UDP again: no longer blocked, a direct plan */
+	reg_ok(h, "blk", "198.51.100.7:40000", 20100, "fc");
+	assert_int_equal(listed_nat(h, 20101, "blk"), NB_NAT_FULL_CONE);
+	assert_int_equal(connect_(h, "203.0.113.1:1000", 20200, "fc", "blk"), 2);
+	assert_int_equal(h->m[0].u.plan.path, NB_PATH_DIRECT);
+	check_alloc(&h->m[0].u.plan, h->m[0].u.plan.session, 1, UNIX_S + CRED_S, "fc");
+	check_no_alloc(&h->m[1].u.plan);
+	/* a TCP register of another key under a held name changes nothing */
+	nb_rendezvous_set_context(h->rv, UNIX_S, true);
+	h_as(h, "mallory");
+	reg_full(h, "fc", "192.0.2.66:6", 20300, NULL, NULL, NULL, NULL, NULL);
+	expect_error(h, 409, NULL);
+	nb_rendezvous_set_context(h->rv, UNIX_S, false);
+	assert_int_equal(listed_nat(h, 20301, "fc"), NB_NAT_FULL_CONE);
+	h_free(h);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -2151,6 +2728,13 @@ int main(void)
 		cmocka_unit_test(test_bad_request_replies),
 		cmocka_unit_test(test_ignored),
 		cmocka_unit_test(test_bad_args),
+		cmocka_unit_test(test_relay_plans),
+		cmocka_unit_test(test_relay_config),
+		cmocka_unit_test(test_relayed_forward),
+		cmocka_unit_test(test_relayed_gives_up),
+		cmocka_unit_test(test_relayed_queued),
+		cmocka_unit_test(test_relayed_refused),
+		cmocka_unit_test(test_relay_via_tcp),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
