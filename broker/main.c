@@ -6,8 +6,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netdb.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <openssl/crypto.h>
 
 #include "broker/binding.h"
 #include "broker/ratelimit.h"
@@ -74,6 +78,31 @@ static const char usage[] =
 	"                           seen is forgotten (default 25000)\n"
 	"  --rate-penalty S         refuse a source for S seconds once it goes over\n"
 	"                           the limit (default 0: off)\n"
+	"\n"
+	"Relay (TURN, RFC 8656, on the STUN ports; on by default):\n"
+	"  --turn-secret S          the TURN REST shared secret (coturn's\n"
+	"                           static-auth-secret); default: drawn at start, so\n"
+	"                           only this broker's peers get credentials\n"
+	"  --turn-secret-file FILE  read the secret from FILE (its first line)\n"
+	"  --no-relay               serve no TURN and put no relay in plans\n"
+	"  --relay turn:HOST:PORT[,turn:HOST:PORT...]\n"
+	"                           point peers at these TURN servers (e.g. coturn with\n"
+	"                           use-auth-secret and the same secret) instead of\n"
+	"                           relaying here; the broker only issues credentials\n"
+	"  --relay-ip IP            the address relayed traffic uses (default: the\n"
+	"                           first --listen; needed with a wildcard --listen)\n"
+	"  --relay-ports LO-HI      relay port range (default 49152-65535)\n"
+	"  --realm R                TURN realm (default natbroker)\n"
+	"  --relay-allow-private    relay to private addresses (10/8, 172.16/12,\n"
+	"                           192.168/16, 100.64/10, fc00::/7); default: refused\n"
+	"  --max-allocations N      allocations at once (default 1024)\n"
+	"  --max-allocations-per-user N\n"
+	"                           allocations of one TURN user, i.e. one peer key\n"
+	"                           (default 8)\n"
+	"  --relay-bandwidth B      bytes per second per allocation, both ways\n"
+	"                           together (default 0: unlimited)\n"
+	"  --relay-lifetime-max S   longest allocation lifetime granted (default 3600)\n"
+	"\n"
 	"  --log-level L            error, warn, info (default) or debug\n"
 	"  -h, --help               this text\n"
 	"  -V, --version            the version\n"
@@ -91,6 +120,9 @@ enum opt_id {
 	OPT_TCP_MAX_BYTES, OPT_SOFTWARE, OPT_MAX_PEERS, OPT_MAX_SESSIONS, OPT_TOKEN,
 	OPT_KEEPALIVE, OPT_STATUS_PORT, OPT_RATE_LIMIT, OPT_RATE_BURST, OPT_RATE_TABLE,
 	OPT_RATE_PENALTY, OPT_LOG_LEVEL, OPT_KEY, OPT_ADMIN_TOKEN, OPT_PUBLIC_LIST, OPT_MAX_LINKS,
+	OPT_TURN_SECRET, OPT_TURN_SECRET_FILE, OPT_NO_RELAY, OPT_RELAY, OPT_RELAY_IP, OPT_RELAY_PORTS,
+	OPT_REALM, OPT_RELAY_ALLOW_PRIVATE, OPT_MAX_ALLOCS, OPT_MAX_ALLOCS_USER, OPT_RELAY_BANDWIDTH,
+	OPT_RELAY_LIFETIME_MAX,
 	OPT_N_SETTINGS,
 	OPT_CONFIG = OPT_N_SETTINGS, OPT_CHECK_CONFIG,
 	OPT_N_LONG,
@@ -120,6 +152,18 @@ static const struct nb_config_key settings[OPT_N_SETTINGS] = {
 	[OPT_ADMIN_TOKEN] = { "admin-token", NB_CONFIG_VALUE, 1 },
 	[OPT_PUBLIC_LIST] = { "public-list", NB_CONFIG_FLAG, 1 },
 	[OPT_MAX_LINKS] = { "max-links", NB_CONFIG_VALUE, 1 },
+	[OPT_TURN_SECRET] = { "turn-secret", NB_CONFIG_VALUE, 1 },
+	[OPT_TURN_SECRET_FILE] = { "turn-secret-file", NB_CONFIG_VALUE, 1 },
+	[OPT_NO_RELAY] = { "no-relay", NB_CONFIG_FLAG, 1 },
+	[OPT_RELAY] = { "relay", NB_CONFIG_VALUE, 1 },
+	[OPT_RELAY_IP] = { "relay-ip", NB_CONFIG_VALUE, 1 },
+	[OPT_RELAY_PORTS] = { "relay-ports", NB_CONFIG_VALUE, 1 },
+	[OPT_REALM] = { "realm", NB_CONFIG_VALUE, 1 },
+	[OPT_RELAY_ALLOW_PRIVATE] = { "relay-allow-private", NB_CONFIG_FLAG, 1 },
+	[OPT_MAX_ALLOCS] = { "max-allocations", NB_CONFIG_VALUE, 1 },
+	[OPT_MAX_ALLOCS_USER] = { "max-allocations-per-user", NB_CONFIG_VALUE, 1 },
+	[OPT_RELAY_BANDWIDTH] = { "relay-bandwidth", NB_CONFIG_VALUE, 1 },
+	[OPT_RELAY_LIFETIME_MAX] = { "relay-lifetime-max", NB_CONFIG_VALUE, 1 },
 };
 
 /* One option from the command line, applied after the config file. */
@@ -142,6 +186,9 @@ struct settings {
 	char token[NB_CTRL_TOKEN_MAX + 1];
 	char admin_token[NB_CTRL_TOKEN_MAX + 1];
 	char key_path[4096]; /* "" = the default */
+	bool secret_given;   /* --turn-secret or --turn-secret-file */
+	bool no_relay;
+	char relay_spec[1024]; /* --relay as given, for --check-config */
 };
 
 /* The program's state; static, so the loop's callbacks can reach it. */
@@ -218,6 +265,8 @@ static void settings_default(struct settings *s, const char *file)
 {
 	memset(s, 0, sizeof(*s));
 	nb_server_config_default(&s->cfg);
+	nb_turn_config_default(&s->cfg.turn_cfg);
+	s->cfg.turn = true;
 	s->level = NB_LOG_INFO;
 	s->file = file;
 }
@@ -230,6 +279,98 @@ static const char *where_of(const struct settings *s, enum opt_id id, char *buf,
 	else
 		snprintf(buf, len, "--%s", settings[id].name);
 	return buf;
+}
+
+/* --turn-secret-file: the file's first line (without its newline). */
+static int secret_file(struct settings *s, const char *path, const char *where, char *err,
+		       size_t errlen)
+{
+	uint8_t buf[NB_TURN_MAX_SECRET + 2];
+	ssize_t n;
+	size_t len;
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+
+	if (fd < 0) {
+		snprintf(err, errlen, "%s: %s: cannot open: %s", where, path, strerror(errno));
+		return -EINVAL;
+	}
+	n = read(fd, buf, sizeof(buf));
+	close(fd);
+	if (n < 0) {
+		snprintf(err, errlen, "%s: %s: cannot read: %s", where, path, strerror(errno));
+		return -EINVAL;
+	}
+	len = (size_t)n;
+	for (size_t i = 0; i < len; i++)
+		if (buf[i] == '\n' || buf[i] == '\r') {
+			len = i;
+			break;
+		}
+	if (len < 1 || len > NB_TURN_MAX_SECRET) {
+		OPENSSL_cleanse(buf, sizeof(buf));
+		snprintf(err, errlen, "%s: %s: expected a first line of 1 to 256 bytes", where, path);
+		return -EINVAL;
+	}
+	memcpy(s->cfg.turn_cfg.secret, buf, len);
+	s->cfg.turn_cfg.secret_len = len;
+	s->secret_given = true;
+	OPENSSL_cleanse(buf, sizeof(buf));
+	return 0;
+}
+
+/* --relay turn:HOST:PORT[,...]: each HOST resolved now (IPv4 first). */
+static int parse_relays(struct settings *s, const char *val, const char *where, char *err,
+			size_t errlen)
+{
+	const char *p = val;
+
+	if (strlen(val) >= sizeof(s->relay_spec))
+		return bad(err, errlen, where, NULL, "too long");
+	memcpy(s->relay_spec, val, strlen(val) + 1);
+	s->cfg.n_relays = 0;
+	while (*p != '\0') {
+		const char *end = strchr(p, ','), *colon;
+		char host[256], port[8];
+		size_t n = end != NULL ? (size_t)(end - p) : strlen(p);
+		struct addrinfo hints = { .ai_socktype = SOCK_DGRAM }, *res = NULL;
+		unsigned long long pv;
+
+		if (n < 5 || strncmp(p, "turn:", 5) != 0)
+			return bad(err, errlen, where, val, "turn:HOST:PORT[,turn:HOST:PORT...]");
+		colon = p + n;
+		while (colon > p + 5 && colon[-1] != ':')
+			colon--;
+		if (colon <= p + 6 || (size_t)(colon - 1 - (p + 5)) >= sizeof(host) ||
+		    (size_t)(p + n - colon) >= sizeof(port) || p + n == colon)
+			return bad(err, errlen, where, val, "turn:HOST:PORT[,turn:HOST:PORT...]");
+		memcpy(host, p + 5, (size_t)(colon - 1 - (p + 5)));
+		host[colon - 1 - (p + 5)] = '\0';
+		if (host[0] == '[' && host[strlen(host) - 1] == ']') { /* [v6] */
+			memmove(host, host + 1, strlen(host));
+			host[strlen(host) - 1] = '\0';
+		}
+		memcpy(port, colon, (size_t)(p + n - colon));
+		port[p + n - colon] = '\0';
+		if (parse_u64(port, 1, 65535, &pv) != 0)
+			return bad(err, errlen, where, val, "turn:HOST:PORT with a port from 1 to 65535");
+		if (s->cfg.n_relays == NB_RENDEZVOUS_MAX_RELAYS)
+			return bad(err, errlen, where, NULL, "more than 8 relays");
+		if (getaddrinfo(host, port, &hints, &res) != 0 || res == NULL ||
+		    nb_addr_from_sockaddr(res->ai_addr, &s->cfg.relays[s->cfg.n_relays]) != 0) {
+			if (res != NULL)
+				freeaddrinfo(res);
+			snprintf(err, errlen, "%s: cannot resolve '%s'", where, host);
+			return -EINVAL;
+		}
+		freeaddrinfo(res);
+		s->cfg.n_relays++;
+		p += n;
+		if (*p == ',')
+			p++;
+	}
+	if (s->cfg.n_relays == 0)
+		return bad(err, errlen, where, val, "turn:HOST:PORT[,turn:HOST:PORT...]");
+	return 0;
 }
 
 /* Apply one setting, from the file (line > 0) or the command line (line 0):
@@ -365,6 +506,77 @@ static int apply(struct settings *s, enum opt_id id, const char *val, bool flag,
 			return bad(err, errlen, where, val, "a number from 1 to 10000000");
 		s->cfg.max_links = (size_t)v;
 		return 0;
+	case OPT_TURN_SECRET: {
+		size_t n = strlen(val);
+		if (n < 1 || n > NB_TURN_MAX_SECRET)
+			return bad(err, errlen, where, NULL, "expected 1 to 256 bytes");
+		memcpy(s->cfg.turn_cfg.secret, val, n);
+		s->cfg.turn_cfg.secret_len = n;
+		s->secret_given = true;
+		return 0;
+	}
+	case OPT_TURN_SECRET_FILE:
+		return secret_file(s, val, where, err, errlen);
+	case OPT_NO_RELAY:
+		s->no_relay = flag;
+		return 0;
+	case OPT_RELAY:
+		return parse_relays(s, val, where, err, errlen);
+	case OPT_RELAY_IP: {
+		struct nb_addr a;
+		if (nb_addr_parse(val, true, &a) != 0 || a.port != 0 || nb_addr_is_unspecified(&a))
+			return bad(err, errlen, where, val, "a specific IPv4 or IPv6 address without a port");
+		s->cfg.relay_ip = a;
+		return 0;
+	}
+	case OPT_RELAY_PORTS: {
+		unsigned long long lo, hi;
+		const char *dash = strchr(val, '-');
+		char a[8];
+		if (dash == NULL || dash == val || (size_t)(dash - val) >= sizeof(a))
+			return bad(err, errlen, where, val, "LO-HI, two ports from 1024 to 65535");
+		memcpy(a, val, (size_t)(dash - val));
+		a[dash - val] = '\0';
+		if (parse_u64(a, 1024, 65535, &lo) != 0 || parse_u64(dash + 1, 1024, 65535, &hi) != 0 ||
+		    lo > hi)
+			return bad(err, errlen, where, val, "LO-HI, two ports from 1024 to 65535");
+		s->cfg.turn_cfg.port_lo = (uint16_t)lo;
+		s->cfg.turn_cfg.port_hi = (uint16_t)hi;
+		return 0;
+	}
+	case OPT_REALM: {
+		size_t n = strlen(val);
+		bool ok = n >= 1 && n <= NB_TURN_MAX_REALM_LEN;
+		for (size_t i = 0; ok && i < n; i++)
+			ok = (unsigned char)val[i] >= 0x21 && (unsigned char)val[i] <= 0x7E && val[i] != '"';
+		if (!ok)
+			return bad(err, errlen, where, val, "1 to 127 printable ASCII characters, no spaces");
+		memcpy(s->cfg.turn_cfg.realm, val, n + 1);
+		return 0;
+	}
+	case OPT_RELAY_ALLOW_PRIVATE:
+		s->cfg.turn_cfg.allow_private = flag;
+		return 0;
+	case OPT_MAX_ALLOCS:
+		if (parse_u64(val, 1, NB_TURN_ALLOCS_LIMIT, &v) != 0)
+			return bad(err, errlen, where, val, "a number from 1 to 65535");
+		s->cfg.turn_cfg.max_allocs = (uint32_t)v;
+		return 0;
+	case OPT_MAX_ALLOCS_USER:
+		if (parse_u64(val, 1, NB_TURN_ALLOCS_LIMIT, &v) != 0)
+			return bad(err, errlen, where, val, "a number from 1 to 65535");
+		s->cfg.turn_cfg.max_allocs_per_user = (uint32_t)v;
+		return 0;
+	case OPT_RELAY_BANDWIDTH:
+		if (parse_u64(val, 0, 100000000000ull, &v) != 0)
+			return bad(err, errlen, where, val, "bytes per second (0: unlimited)");
+		s->cfg.turn_cfg.bandwidth_Bps = v;
+		return 0;
+	case OPT_RELAY_LIFETIME_MAX:
+		if (parse_u64(val, 60, 86400, &v) != 0)
+			return bad(err, errlen, where, val, "seconds, from 60 to 86400");
+		s->cfg.turn_cfg.max_lifetime_s = (uint32_t)v;
+		return 0;
 	default:
 		return bad(err, errlen, where, NULL, "not a setting");
 	}
@@ -400,6 +612,18 @@ static int finish(struct settings *s, char *err, size_t errlen)
 	    (cfg->status_port == cfg->port || (s->n_listen == 2 && cfg->status_port == cfg->alt_port)))
 		return bad(err, errlen, where_of(s, OPT_STATUS_PORT, w, sizeof(w)), NULL,
 			   "must differ from --port and --alt-port");
+	if (cfg->n_relays > 0 && !s->secret_given)
+		return bad(err, errlen, where_of(s, OPT_RELAY, w, sizeof(w)), NULL,
+			   "external relays need their shared secret (--turn-secret or --turn-secret-file)");
+	if (s->no_relay) {
+		cfg->turn = false;
+		cfg->n_relays = 0;
+	}
+	if (cfg->turn_cfg.max_lifetime_s < cfg->turn_cfg.default_lifetime_s)
+		cfg->turn_cfg.default_lifetime_s = cfg->turn_cfg.max_lifetime_s;
+	if (cfg->turn && cfg->turn_cfg.port_lo <= cfg->port && cfg->port <= cfg->turn_cfg.port_hi)
+		return bad(err, errlen, where_of(s, OPT_RELAY_PORTS, w, sizeof(w)), NULL,
+			   "must not include --port");
 	return 0;
 }
 
@@ -521,6 +745,20 @@ static void print_settings(FILE *f, const struct settings *s)
 	fprintf(f, "# admin-token: %s\n", c->admin_token != NULL ? "set (not shown)" : "none");
 	fprintf(f, "public-list = %s\n", c->public_list ? "yes" : "no");
 	fprintf(f, "max-links = %zu\n", c->max_links);
+	fprintf(f, "# turn-secret: %s\n", s->secret_given ? "set (not shown)" : "drawn at start");
+	fprintf(f, "no-relay = %s\n", s->no_relay ? "yes" : "no");
+	if (c->n_relays > 0)
+		fprintf(f, "relay = %s\n", s->relay_spec);
+	if (c->relay_ip.family != NB_AF_NONE)
+		fprintf(f, "relay-ip = %s\n", nb_addr_format_ip(&c->relay_ip, ip, sizeof(ip)));
+	fprintf(f, "relay-ports = %u-%u\n", c->turn_cfg.port_lo, c->turn_cfg.port_hi);
+	fprintf(f, "realm = %s\n", c->turn_cfg.realm);
+	fprintf(f, "relay-allow-private = %s\n", c->turn_cfg.allow_private ? "yes" : "no");
+	fprintf(f, "max-allocations = %u\n", c->turn_cfg.max_allocs);
+	fprintf(f, "max-allocations-per-user = %u\n", c->turn_cfg.max_allocs_per_user);
+	fprintf(f, "relay-bandwidth = %llu%s\n", (unsigned long long)c->turn_cfg.bandwidth_Bps,
+		c->turn_cfg.bandwidth_Bps == 0 ? "    # unlimited" : "");
+	fprintf(f, "relay-lifetime-max = %u\n", c->turn_cfg.max_lifetime_s);
 	fprintf(f, "status-port = %u%s\n", c->status_port, c->status_port == 0 ? "    # off" : "");
 	fprintf(f, "rate-limit = %u%s\n", c->rate_limit, c->rate_limit == 0 ? "    # off" : "");
 	fprintf(f, "rate-burst = %u\n", c->rate_burst);
@@ -571,6 +809,21 @@ static bool setting_differs(const struct settings *a, const struct settings *b, 
 	case OPT_ADMIN_TOKEN: return str_differs(x->admin_token, y->admin_token);
 	case OPT_PUBLIC_LIST: return x->public_list != y->public_list;
 	case OPT_MAX_LINKS: return x->max_links != y->max_links;
+	case OPT_TURN_SECRET:
+	case OPT_TURN_SECRET_FILE:
+		return x->turn_cfg.secret_len != y->turn_cfg.secret_len ||
+		       CRYPTO_memcmp(x->turn_cfg.secret, y->turn_cfg.secret, x->turn_cfg.secret_len) != 0;
+	case OPT_NO_RELAY: return a->no_relay != b->no_relay;
+	case OPT_RELAY: return strcmp(a->relay_spec, b->relay_spec) != 0;
+	case OPT_RELAY_IP: return !nb_addr_equal(&x->relay_ip, &y->relay_ip);
+	case OPT_RELAY_PORTS:
+		return x->turn_cfg.port_lo != y->turn_cfg.port_lo || x->turn_cfg.port_hi != y->turn_cfg.port_hi;
+	case OPT_REALM: return strcmp(x->turn_cfg.realm, y->turn_cfg.realm) != 0;
+	case OPT_RELAY_ALLOW_PRIVATE: return x->turn_cfg.allow_private != y->turn_cfg.allow_private;
+	case OPT_MAX_ALLOCS: return x->turn_cfg.max_allocs != y->turn_cfg.max_allocs;
+	case OPT_MAX_ALLOCS_USER: return x->turn_cfg.max_allocs_per_user != y->turn_cfg.max_allocs_per_user;
+	case OPT_RELAY_BANDWIDTH: return x->turn_cfg.bandwidth_Bps != y->turn_cfg.bandwidth_Bps;
+	case OPT_RELAY_LIFETIME_MAX: return x->turn_cfg.max_lifetime_s != y->turn_cfg.max_lifetime_s;
 	default: return false;
 	}
 }
@@ -702,6 +955,21 @@ int main(int argc, char **argv)
 	nb_log_set_level(p.running.level);
 	if (key_load(&p.running) != 0)
 		return 1;
+	if (p.running.cfg.turn && !p.running.secret_given) {
+		/* A secret of our own: credentials only our plans hand out. */
+		uint8_t r[24];
+		if (getrandom(r, sizeof(r), 0) != (ssize_t)sizeof(r)) {
+			fprintf(stderr, "natbroker: getrandom: %s\n", strerror(errno));
+			return 1;
+		}
+		for (size_t i = 0; i < sizeof(r); i++) {
+			static const char hx[] = "0123456789abcdef";
+			p.running.cfg.turn_cfg.secret[2 * i] = (uint8_t)hx[r[i] >> 4];
+			p.running.cfg.turn_cfg.secret[2 * i + 1] = (uint8_t)hx[r[i] & 15];
+		}
+		p.running.cfg.turn_cfg.secret_len = 2 * sizeof(r);
+		OPENSSL_cleanse(r, sizeof(r));
+	}
 	if (p.config_path != NULL) {
 		nb_log_info(LOG, "settings from %s, then the command line", p.config_path);
 		p.running.cfg.reload_cb = on_reload;

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <time.h>
 
 #include <openssl/crypto.h>
 
@@ -19,6 +20,8 @@
 #include "proto/ctrl.h"
 #include "proto/nat.h"
 #include "proto/stun.h"
+#include "proto/tcpframe.h"
+#include "proto/turn.h"
 
 #define LOG "broker"
 #define LOG_RV "rendezvous"
@@ -52,6 +55,7 @@ enum {
 	LL_REGISTER, LL_EXPIRE, LL_CONNECT, LL_PUSH, LL_RESULT, LL_REFUSED, LL_RANDOM,
 	LL_LIMIT_PEERS, LL_LIMIT_SESSIONS, LL_LIMIT_CACHE, LL_LIMIT_RATE,
 	LL_SRC_RATE, LL_SRC_TABLE, LL_TCP_BYTES, LL_PLINK_FULL,
+	LL_TURN_REFUSED, LL_TURN_ALLOC, LL_TURN_BIND,
 	LL_COUNT,
 };
 
@@ -70,27 +74,54 @@ struct tcp_listener {
 	bool paused; /* a connection waits in libuv: accept it when a slot frees */
 };
 
+/* A TCP frame (proto/tcpframe.h) is at most this long; a longer one closes
+ * the connection. Room for a TURN Send indication of NB_TURN_MAX_DATA. */
+#define TCP_FRAME_MAX 2048
+/* Bytes queued for one connection that the kernel has not taken. Relayed
+ * data over it is dropped (and counted); anything else closes it. */
+#define TCP_WQ_MAX (256 * 1024)
+/* Idle limit of a connection that carries a sealed control session or a
+ * TURN allocation (it is a host's way in, not a one-off request). */
+#define TCP_LONG_IDLE_MS (600 * 1000)
+
 /*
- * One TCP connection. rbuf holds at most one whole message (a longer frame
- * closes the connection); wbuf holds the one response that uv_try_write
- * could not send at once, reading pauses until it has gone.
+ * One TCP connection. rbuf holds at most one whole frame (a longer frame
+ * closes the connection). What uv_try_write does not take at once goes
+ * into a uv_write of its own (struct conn_write), TCP_WQ_MAX at most.
  */
 struct tcp_conn {
 	uv_tcp_t handle;
 	uv_timer_t timer;
-	uv_write_t wreq;
 	struct nb_server *srv;
 	struct tcp_conn *prev, *next;
 	struct nb_addr peer;
+	uint64_t id;          /* for TURN's 5-tuple; never 0 */
 	uint8_t ip, port;
 	uint8_t open_handles; /* handles not yet closed: freed at 0 */
 	bool closing;
-	bool writing;
-	size_t have;    /* bytes in rbuf */
-	uint64_t total; /* bytes read since accept */
-	uint8_t rbuf[NB_STUN_MAX_MSG];
-	uint8_t wbuf[NB_BINDING_MAX_RESPONSE];
+	bool ctrl;            /* a sealed control session runs over it */
+	bool turn_on;         /* a TURN allocation lives on it */
+	size_t wq_bytes;      /* queued in uv_write requests */
+	size_t have;          /* bytes in rbuf */
+	uint64_t total;       /* bytes read since accept */
+	uint8_t rbuf[TCP_FRAME_MAX];
 };
+
+struct conn_write {
+	uv_write_t req; /* first */
+	struct tcp_conn *c;
+	size_t len;
+	uint8_t data[];
+};
+
+/* One allocation's relay socket (TURN), found by its handle. */
+struct relay_sock {
+	uv_udp_t h; /* first */
+	struct nb_server *srv;
+	uint32_t alloc;
+	struct relay_sock *next; /* hash chain */
+};
+#define RELAY_BUCKETS 4096
 
 struct nb_server {
 	uv_loop_t *loop;
@@ -128,10 +159,26 @@ struct nb_server {
 	/* Per-source rate limit; NULL: off. */
 	struct nb_ratelimit *rl;
 	uint64_t rl_active_seen; /* recycled_active at the last check */
+
+	/* TURN relay; NULL: off. */
+	struct nb_turn *turn;
+	uv_timer_t turn_timer;
+	bool turn_timer_open;
+	struct relay_sock *relay[RELAY_BUCKETS];
+	uint8_t relay_rbuf[NB_UDP_SLOT];
+	bool relay_rbuf_busy;
+	uint64_t conn_ids;
+	uint8_t framebuf[NB_TCPF_HDR + NB_SEAL_MAX_DATAGRAM];
 };
 
 static void conn_close(struct tcp_conn *c);
 static void conn_process(struct tcp_conn *c);
+static void conn_send(struct tcp_conn *c, const uint8_t *data, size_t len, bool droppable);
+static void conn_send_dgram(struct tcp_conn *c, const uint8_t *data, size_t len);
+static void turn_do(struct nb_server *srv, struct nb_turn_out *out);
+static struct tcp_conn *conn_of_control(struct nb_server *srv, const struct nb_addr *to);
+static int turn_from_client(struct nb_server *srv, const struct nb_turn_client *tc,
+			    const uint8_t *data, size_t len);
 static void on_conn_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 static void listener_accept(struct tcp_listener *l);
 static void server_pending_done(struct nb_server *srv);
@@ -403,11 +450,16 @@ static const uint8_t *rv_wire(struct nb_server *srv, const struct nb_rendezvous_
 static void rv_send(struct nb_server *srv, const struct nb_rendezvous_dgram *d)
 {
 	struct udp_sock *p = &srv->udp[0][0];
+	struct tcp_conn *c = d->sealed ? conn_of_control(srv, &d->to) : NULL;
 	const uint8_t *b;
 	size_t len;
 
-	if (p->open && (b = rv_wire(srv, d, &len)) != NULL)
-		nb_udp_queue(&p->udp, b, len, &d->to);
+	if ((c != NULL || p->open) && (b = rv_wire(srv, d, &len)) != NULL) {
+		if (c != NULL)
+			conn_send_dgram(c, b, len); /* a host that came over TCP */
+		else
+			nb_udp_queue(&p->udp, b, len, &d->to);
+	}
 }
 
 static void on_rv_timer(uv_timer_t *t)
@@ -473,10 +525,29 @@ static int rnd_refill(struct nb_server *srv)
 	return 0;
 }
 
-static void on_control(struct udp_sock *s, const uint8_t *data, size_t len,
-		       const struct nb_addr *from, const uint8_t *key)
+/* A control message from a UDP socket s, or over the TCP connection conn
+ * (then s is NULL and the replies go back over it, framed). */
+/* Wire bytes b of d, sent as rv_send() would (TCP control connection first). */
+static void rv_send_raw(struct nb_server *srv, const struct nb_rendezvous_dgram *d, const uint8_t *b,
+			size_t blen)
 {
-	struct nb_server *srv = s->srv;
+	struct tcp_conn *c = d->sealed ? conn_of_control(srv, &d->to) : NULL;
+	struct udp_sock *tx = &srv->udp[0][0];
+
+	if (c != NULL) {
+		conn_send_dgram(c, b, blen);
+		return;
+	}
+	if (d->from_alt_port)
+		tx = srv->udp[0][1].open ? &srv->udp[0][1] : srv->udp[1][1].open ? &srv->udp[1][1]
+			: srv->udp[1][0].open ? &srv->udp[1][0] : tx;
+	if (tx->open)
+		nb_udp_send(&tx->udp, b, blen, &d->to);
+}
+
+static void on_control(struct nb_server *srv, struct udp_sock *s, struct tcp_conn *conn,
+		       const uint8_t *data, size_t len, const struct nb_addr *from, const uint8_t *key)
+{
 	struct nb_rendezvous_out *out = &srv->rv_out;
 	int rc;
 
@@ -488,6 +559,7 @@ static void on_control(struct udp_sock *s, const uint8_t *data, size_t len,
 				     strerror(-rc), (unsigned long long)sup);
 		return;
 	}
+	nb_rendezvous_set_context(srv->rv, (uint64_t)time(NULL), conn != NULL);
 	rc = nb_rendezvous_handle_keyed(srv->rv, data, len, from, key, uv_now(srv->loop),
 					srv->rnd + srv->rnd_pos, RND_POOL - srv->rnd_pos, out);
 	if (rc < 0)
@@ -507,6 +579,14 @@ static void on_control(struct udp_sock *s, const uint8_t *data, size_t len,
 		size_t blen;
 		if ((b = rv_wire(srv, d, &blen)) == NULL)
 			continue;
+		if (conn != NULL && i == 0 && !d->from_alt_port) {
+			conn_send_dgram(conn, b, blen); /* the reply, over TCP */
+			continue;
+		}
+		if (conn != NULL || s == NULL || (i > 0 && conn_of_control(srv, &d->to) != NULL)) {
+			rv_send_raw(srv, d, b, blen); /* a push (perhaps over TCP), or a probe */
+			continue;
+		}
 		if (d->from_alt_port)
 			tx = srv->udp[0][1].open ? &srv->udp[0][1] : srv->udp[1][1].open ? &srv->udp[1][1]
 				: srv->udp[1][0].open ? &srv->udp[1][0] : s;
@@ -520,10 +600,9 @@ static void on_control(struct udp_sock *s, const uint8_t *data, size_t len,
 
 /* A handshake initiation or a sealed control message, on the primary UDP
  * socket (docs/protocol.md "Sealed control channel"). */
-static void on_sealed(struct udp_sock *s, const uint8_t *data, size_t len,
-		      const struct nb_addr *from)
+static void on_sealed(struct nb_server *srv, struct udp_sock *s, struct tcp_conn *conn,
+		      const uint8_t *data, size_t len, const struct nb_addr *from)
 {
-	struct nb_server *srv = s->srv;
 	uint64_t now = uv_now(srv->loop);
 	const uint8_t *key = NULL;
 	ssize_t n;
@@ -531,7 +610,10 @@ static void on_sealed(struct udp_sock *s, const uint8_t *data, size_t len,
 	if (data[0] == NB_NOISE_TYPE_INIT) {
 		n = nb_plink_handshake(srv->pl, data, len, from, now, srv->sealbuf, sizeof(srv->sealbuf));
 		if (n > 0) {
-			nb_udp_queue(&s->udp, srv->sealbuf, (size_t)n, from);
+			if (conn != NULL)
+				conn_send_dgram(conn, srv->sealbuf, (size_t)n);
+			else
+				nb_udp_queue(&s->udp, srv->sealbuf, (size_t)n, from);
 			rv_timer_arm(srv);
 		} else {
 			uint64_t sup;
@@ -553,13 +635,22 @@ static void on_sealed(struct udp_sock *s, const uint8_t *data, size_t len,
 		 * expired) so it makes a new one now, not after a timeout.
 		 * 5 bytes for at least 29: no amplification. */
 		uint8_t hint[NB_PLINK_UNKNOWN_LEN];
-		if (nb_plink_unknown_hint(data, len, hint) == NB_PLINK_UNKNOWN_LEN)
-			nb_udp_queue(&s->udp, hint, sizeof(hint), from);
+		if (nb_plink_unknown_hint(data, len, hint) == NB_PLINK_UNKNOWN_LEN) {
+			if (conn != NULL)
+				conn_send_dgram(conn, hint, sizeof(hint));
+			else
+				nb_udp_queue(&s->udp, hint, sizeof(hint), from);
+		}
 		return;
 	}
 	if (n <= 0 || srv->plainbuf[0] != NB_CTRL_FIRST_BYTE)
 		return;
-	on_control(s, srv->plainbuf, (size_t)n, from, key);
+	if (conn != NULL && !conn->ctrl) {
+		/* A sealed session runs here: the host's way in, kept open. */
+		conn->ctrl = true;
+		srv->stats.tcp_control++;
+	}
+	on_control(srv, s, conn, srv->plainbuf, (size_t)n, from, key);
 }
 
 /* ---- Per-source rate limit ------------------------------------------------ */
@@ -654,6 +745,21 @@ static int ratelimit_open(struct nb_server *srv)
 
 /* ---- UDP ---------------------------------------------------------------- */
 
+/* A STUN message of a TURN method (RFC 8656 §18): Allocate, Refresh, Send,
+ * CreatePermission, ChannelBind. Binding and the rest go to broker/binding. */
+static bool turn_method(const uint8_t *data, size_t len)
+{
+	uint16_t t, m;
+
+	if (len < NB_STUN_HDR_LEN || data[0] > 0x03)
+		return false;
+	t = (uint16_t)((data[0] << 8) | data[1]);
+	m = (uint16_t)(((t & 0x3E00) >> 2) | ((t & 0x00E0) >> 1) | (t & 0x000F));
+	return m == NB_TURN_METHOD_ALLOCATE || m == NB_TURN_METHOD_REFRESH ||
+	       m == NB_TURN_METHOD_SEND || m == NB_TURN_METHOD_CREATE_PERMISSION ||
+	       m == NB_TURN_METHOD_CHANNEL_BIND;
+}
+
 static void on_udp(struct nb_udp *u, const uint8_t *data, size_t len, const struct nb_addr *from,
 		   void *arg)
 {
@@ -673,8 +779,28 @@ static void on_udp(struct nb_udp *u, const uint8_t *data, size_t len, const stru
 	 * or drop. One compare on the STUN path. Both draw on the source's
 	 * UDP rate-limit budget before any other work. */
 	if (len > 0 && data[0] == NB_CTRL_FIRST_BYTE && s == &srv->udp[0][0]) {
+		/* 0x7B is also ChannelData of channel 0x7Bxx (RFC 5766's range,
+		 * which coturn's clients use): an allocation on this 5-tuple
+		 * with that channel bound takes it; else it is a control
+		 * message, unsealed, refused (401). */
+		struct nb_turn_client tc = {
+			.addr = *from, .transport = NB_TURN_CLIENT_UDP, .sock = 0,
+		};
+		if (srv->turn != NULL && turn_from_client(srv, &tc, data, len) == 0)
+			return;
 		if (rate_ok(srv, from, RL_UDP, &srv->stats.rate_limited_control))
-			on_control(s, data, len, from, NULL); /* unsealed: refused (401) */
+			on_control(srv, s, NULL, data, len, from, NULL);
+		return;
+	}
+	if (srv->turn != NULL && len >= 4 && (nb_turn_is_chandata(data, len) || turn_method(data, len))) {
+		struct nb_turn_client tc = {
+			.addr = *from, .transport = NB_TURN_CLIENT_UDP, .sock = (uint8_t)(s->ip * 2 + s->port),
+		};
+		/* ChannelData skips the per-source limit: without an
+		 * allocation it is dropped unanswered, and with one it is the
+		 * relayed traffic the bandwidth cap governs. */
+		if (data[0] >= 0x40 || rate_ok(srv, from, RL_UDP, &srv->stats.rate_limited_udp))
+			turn_from_client(srv, &tc, data, len);
 		return;
 	}
 	if (len >= KEYQ_MIN_LEN && data[0] == KEYQ_TYPE && s == &srv->udp[0][0]) {
@@ -691,7 +817,7 @@ static void on_udp(struct nb_udp *u, const uint8_t *data, size_t len, const stru
 	if (len > 0 && (data[0] == NB_NOISE_TYPE_INIT || data[0] == NB_SEAL_TYPE) &&
 	    s == &srv->udp[0][0]) {
 		if (rate_ok(srv, from, RL_UDP, &srv->stats.rate_limited_control))
-			on_sealed(s, data, len, from);
+			on_sealed(srv, s, NULL, data, len, from);
 		return;
 	}
 	srv->stats.udp_rx++;
@@ -758,6 +884,19 @@ static void conn_close(struct tcp_conn *c)
 	if (c->closing)
 		return;
 	c->closing = true;
+	if (c->ctrl)
+		c->srv->stats.tcp_control--;
+	if (c->turn_on) {
+		struct nb_turn_client tc = {
+			.addr = c->peer, .transport = NB_TURN_CLIENT_TCP,
+			.sock = (uint8_t)(c->ip * 2 + c->port), .conn = c->id,
+		};
+		struct nb_turn_out out;
+		c->srv->stats.tcp_turn--;
+		if (c->srv->turn != NULL &&
+		    nb_turn_client_closed(c->srv->turn, &tc, uv_now(c->srv->loop), &out) == 0)
+			turn_do(c->srv, &out);
+	}
 	uv_read_stop((uv_stream_t *)&c->handle);
 	uv_close((uv_handle_t *)&c->handle, on_conn_handle_closed);
 	if (c->open_handles == 2)
@@ -797,100 +936,184 @@ static void on_conn_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 
 	(void)suggested;
 	/* Never read past the per-connection byte cap: a zero-length buffer
-	 * makes libuv report UV_ENOBUFS, and the connection is closed. */
-	if (allowance < room)
+	 * makes libuv report UV_ENOBUFS, and the connection is closed. A
+	 * connection that carries a host's control session or relayed
+	 * traffic has no byte cap. */
+	if (!c->ctrl && !c->turn_on && allowance < room)
 		room = (size_t)allowance;
 	*buf = uv_buf_init((char *)c->rbuf + c->have, (unsigned)room);
 }
 
 static void on_conn_write(uv_write_t *w, int status)
 {
-	struct tcp_conn *c = w->data;
+	struct conn_write *cw = (struct conn_write *)w;
+	struct tcp_conn *c = cw->c;
 
-	c->writing = false;
-	if (c->closing)
-		return;
-	if (status < 0) {
+	c->wq_bytes -= cw->len;
+	free(cw);
+	if (status < 0 && !c->closing)
 		conn_close(c);
-		return;
-	}
-	/* Answer what came in meanwhile, then read again. */
-	conn_process(c);
-	if (!c->closing && !c->writing)
-		uv_read_start((uv_stream_t *)&c->handle, on_conn_alloc, on_conn_read);
 }
 
-/* Send one response: at once if the socket takes it, else from wbuf with
- * reading paused until it has gone. */
-static void conn_send(struct tcp_conn *c, const uint8_t *data, size_t len)
+/* Send one frame: as much as the socket takes at once, the rest in a
+ * uv_write of its own, TCP_WQ_MAX bytes queued at most. Beyond that a
+ * droppable frame (relayed data: UDP semantics) is dropped whole; any
+ * other closes the connection (its client does not read). */
+static void conn_send(struct tcp_conn *c, const uint8_t *data, size_t len, bool droppable)
 {
 	uv_buf_t b = uv_buf_init((char *)(uintptr_t)data, (unsigned)len);
-	int n = uv_try_write((uv_stream_t *)&c->handle, &b, 1);
+	struct conn_write *cw;
+	size_t off = 0;
 
-	if (n == UV_EAGAIN)
-		n = 0;
-	if (n < 0) {
+	if (c->closing)
+		return;
+	if (c->wq_bytes == 0) {
+		int n = uv_try_write((uv_stream_t *)&c->handle, &b, 1);
+		if (n == UV_EAGAIN)
+			n = 0;
+		if (n < 0) {
+			conn_close(c);
+			return;
+		}
+		off = (size_t)n;
+		if (off == len)
+			return;
+	}
+	if (c->wq_bytes + (len - off) > TCP_WQ_MAX) {
+		if (droppable && off == 0) {
+			c->srv->stats.tcp_write_dropped++;
+			return;
+		}
 		conn_close(c);
 		return;
 	}
-	if ((size_t)n == len)
-		return;
-	memcpy(c->wbuf, data + n, len - (size_t)n);
-	b = uv_buf_init((char *)c->wbuf, (unsigned)(len - (size_t)n));
-	c->wreq.data = c;
-	if (uv_write(&c->wreq, (uv_stream_t *)&c->handle, &b, 1, on_conn_write) != 0) {
+	cw = malloc(sizeof(*cw) + (len - off));
+	if (cw == NULL) {
 		conn_close(c);
 		return;
 	}
-	c->writing = true;
-	uv_read_stop((uv_stream_t *)&c->handle);
+	cw->c = c;
+	cw->len = len - off;
+	memcpy(cw->data, data + off, cw->len);
+	b = uv_buf_init((char *)cw->data, (unsigned)cw->len);
+	if (uv_write(&cw->req, (uv_stream_t *)&c->handle, &b, 1, on_conn_write) != 0) {
+		free(cw);
+		conn_close(c);
+		return;
+	}
+	c->wq_bytes += cw->len;
 }
 
-/* Answer every whole message in rbuf, unless a response is in flight. */
+/* A natbroker datagram over TCP: behind its 0xDF header. */
+static void conn_send_dgram(struct tcp_conn *c, const uint8_t *data, size_t len)
+{
+	ssize_t n = nb_tcpf_encode(c->srv->framebuf, sizeof(c->srv->framebuf), data, len);
+
+	if (n > 0)
+		conn_send(c, c->srv->framebuf, (size_t)n, false);
+}
+
+/* The TCP connection that carries the sealed control session of the host at
+ * `to` (its source address), or NULL. */
+static struct tcp_conn *conn_of_control(struct nb_server *srv, const struct nb_addr *to)
+{
+	if (srv->stats.tcp_control == 0)
+		return NULL;
+	for (struct tcp_conn *c = srv->conns; c != NULL; c = c->next)
+		if (c->ctrl && !c->closing && nb_addr_equal(&c->peer, to))
+			return c;
+	return NULL;
+}
+
+static struct tcp_conn *conn_by_id(struct nb_server *srv, uint64_t id)
+{
+	for (struct tcp_conn *c = srv->conns; c != NULL; c = c->next)
+		if (c->id == id)
+			return c->closing ? NULL : c;
+	return NULL;
+}
+
+/* A natbroker datagram that came over TCP (docs/protocol.md "Over TCP"):
+ * what the primary UDP socket would do with it, the answers framed back. */
+static void conn_datagram(struct tcp_conn *c, const uint8_t *data, size_t len)
+{
+	struct nb_server *srv = c->srv;
+
+	if (data[0] == NB_CTRL_FIRST_BYTE) {
+		on_control(srv, NULL, c, data, len, &c->peer, NULL); /* unsealed: 401 */
+	} else if (len >= KEYQ_MIN_LEN && data[0] == KEYQ_TYPE) {
+		uint8_t r[1 + NB_KEY_LEN];
+		r[0] = KEYR_TYPE;
+		nb_plink_public_key(srv->pl, r + 1);
+		conn_send_dgram(c, r, sizeof(r));
+	} else if (data[0] == NB_NOISE_TYPE_INIT || data[0] == NB_SEAL_TYPE) {
+		on_sealed(srv, NULL, c, data, len, &c->peer);
+	}
+}
+
+/* Handle every whole frame in rbuf. */
 static void conn_process(struct tcp_conn *c)
 {
 	struct nb_server *srv = c->srv;
 
-	while (!c->closing && !c->writing) {
-		ssize_t fl = nb_stun_frame_len(c->rbuf, c->have);
+	while (!c->closing) {
+		enum nb_tcpf_kind kind = NB_TCPF_STUN;
+		ssize_t fl = nb_tcpf_frame_len(c->rbuf, c->have, &kind);
 		struct nb_binding_request req;
 		struct nb_binding_reply rep;
 		uint8_t out[NB_BINDING_MAX_RESPONSE];
 		int rc;
 
-		if (fl == 0 && c->have < sizeof(c->rbuf))
+		if (fl == 0)
 			break; /* fewer than 4 bytes so far */
-		if (fl < NB_STUN_HDR_LEN || (size_t)fl > sizeof(c->rbuf)) {
-			/* Not STUN, or longer than any message we accept:
-			 * there is no way to find the next frame. */
+		if (fl < 0 || (size_t)fl > sizeof(c->rbuf) ||
+		    (kind == NB_TCPF_STUN && fl < NB_STUN_HDR_LEN)) {
+			/* Not a frame we know, or longer than any we accept:
+			 * there is no way to find the next one. */
 			srv->stats.tcp_closed_garbage++;
 			conn_close(c);
 			return;
 		}
 		if ((size_t)fl > c->have)
 			break;
-		req = (struct nb_binding_request){
-			.data = c->rbuf, .len = (size_t)fl, .from = c->peer,
-			.ip_idx = c->ip, .port_idx = c->port, .transport = NB_BINDING_TCP,
-		};
-		srv->stats.tcp_requests++;
-		if (!rate_ok(srv, &c->peer, RL_TCP, &srv->stats.rate_limited_tcp)) {
-			/* No answer; the connection goes too (it holds a slot). */
-			conn_close(c);
-			return;
+		if (kind != NB_TCPF_CHANDATA) {
+			srv->stats.tcp_requests++;
+			if (!rate_ok(srv, &c->peer, RL_TCP, &srv->stats.rate_limited_tcp)) {
+				/* No answer; the connection goes too (it holds a slot). */
+				conn_close(c);
+				return;
+			}
 		}
-		rc = nb_binding_handle(&srv->bind, &req, out, sizeof(out), &rep);
-		if (rc < 0)
-			srv->stats.drops[nb_binding_drop_index(rc)]++;
+		if (kind == NB_TCPF_DATAGRAM) {
+			conn_datagram(c, c->rbuf + NB_TCPF_HDR, (size_t)fl - NB_TCPF_HDR);
+		} else if (srv->turn != NULL &&
+			   (kind == NB_TCPF_CHANDATA || turn_method(c->rbuf, (size_t)fl))) {
+			struct nb_turn_client tc = {
+				.addr = c->peer, .transport = NB_TURN_CLIENT_TCP,
+				.sock = (uint8_t)(c->ip * 2 + c->port), .conn = c->id,
+			};
+			turn_from_client(srv, &tc, c->rbuf, (size_t)fl);
+		} else if (kind == NB_TCPF_STUN) {
+			req = (struct nb_binding_request){
+				.data = c->rbuf, .len = (size_t)fl, .from = c->peer,
+				.ip_idx = c->ip, .port_idx = c->port, .transport = NB_BINDING_TCP,
+			};
+			rc = nb_binding_handle(&srv->bind, &req, out, sizeof(out), &rep);
+			if (rc < 0)
+				srv->stats.drops[nb_binding_drop_index(rc)]++;
+			else
+				conn_send(c, out, rep.len, false);
+		}
+		if (c->closing)
+			return;
 		memmove(c->rbuf, c->rbuf + fl, c->have - (size_t)fl);
 		c->have -= (size_t)fl;
-		/* The idle clock restarts with each whole message, never with
-		 * a byte: a trickle does not hold a slot. */
-		uv_timer_start(&c->timer, on_conn_idle, srv->cfg.tcp_idle_timeout_ms, 0);
-		if (rc == 0)
-			conn_send(c, out, rep.len);
+		/* The idle clock restarts with each whole frame, never with a
+		 * byte: a trickle does not hold a slot. */
+		uv_timer_start(&c->timer, on_conn_idle,
+			       c->ctrl || c->turn_on ? TCP_LONG_IDLE_MS : srv->cfg.tcp_idle_timeout_ms, 0);
 	}
-	if (!c->closing && !c->writing && c->total >= srv->cfg.tcp_max_bytes)
+	if (!c->closing && !c->ctrl && !c->turn_on && c->total >= srv->cfg.tcp_max_bytes)
 		conn_close_bytes(c);
 }
 
@@ -925,6 +1148,7 @@ static void listener_accept(struct tcp_listener *l)
 		return;
 	}
 	c->srv = srv;
+	c->id = ++srv->conn_ids;
 	c->ip = l->ip;
 	c->port = l->port;
 	c->handle.data = c;
@@ -997,6 +1221,311 @@ static void on_tcp_connection(uv_stream_t *server, int status)
 	listener_accept(l);
 }
 
+/* ---- TURN relay ----------------------------------------------------------- */
+
+static struct relay_sock **relay_slot(struct nb_server *srv, uint32_t alloc)
+{
+	struct relay_sock **pp = &srv->relay[(alloc * 2654435761u) % RELAY_BUCKETS];
+
+	while (*pp != NULL && (*pp)->alloc != alloc)
+		pp = &(*pp)->next;
+	return pp;
+}
+
+static void on_relay_closed(uv_handle_t *h)
+{
+	struct relay_sock *r = (struct relay_sock *)h;
+	struct nb_server *srv = r->srv;
+
+	free(r);
+	if (srv->closing)
+		server_pending_done(srv);
+}
+
+static void on_relay_failed_closed(uv_handle_t *h)
+{
+	free(h); /* the handle is the struct's first member */
+}
+
+static void relay_close(struct nb_server *srv, uint32_t alloc)
+{
+	struct relay_sock **pp = relay_slot(srv, alloc), *r = *pp;
+
+	if (r == NULL)
+		return;
+	*pp = r->next;
+	srv->stats.relay_sockets--;
+	uv_close((uv_handle_t *)&r->h, on_relay_closed);
+}
+
+static void on_relay_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+	struct relay_sock *r = (struct relay_sock *)h;
+	struct nb_server *srv = r->srv;
+
+	(void)suggested;
+	if (srv->relay_rbuf_busy) {
+		*buf = uv_buf_init(NULL, 0); /* libuv then reports UV_ENOBUFS: skipped */
+		return;
+	}
+	srv->relay_rbuf_busy = true;
+	*buf = uv_buf_init((char *)srv->relay_rbuf, sizeof(srv->relay_rbuf));
+}
+
+/* A datagram from a peer on an allocation's relay socket. */
+static void on_relay_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struct sockaddr *addr,
+			  unsigned flags)
+{
+	struct relay_sock *r = (struct relay_sock *)h;
+	struct nb_server *srv = r->srv;
+	struct nb_turn_out out;
+	struct nb_addr from;
+
+	if (buf->base == (char *)srv->relay_rbuf)
+		srv->relay_rbuf_busy = false;
+	if (nread <= 0 || addr == NULL || (flags & UV_UDP_PARTIAL) ||
+	    nb_addr_from_sockaddr(addr, &from) != 0)
+		return;
+	if (nb_turn_handle_peer(srv->turn, r->alloc, &from, srv->relay_rbuf, (size_t)nread,
+				uv_now(srv->loop), &out) == 0) {
+		turn_do(srv, &out);
+		/* Outside a receive batch of the client's socket: send now. */
+		for (unsigned i = 0; i < 2; i++)
+			for (unsigned p = 0; p < 2; p++)
+				if (srv->udp[i][p].open)
+					nb_udp_flush(&srv->udp[i][p].udp);
+	}
+}
+
+/* Bind a relay socket for alloc on relay_ip:port. 0 or a libuv -errno. */
+static int relay_open(struct nb_server *srv, uint32_t alloc, uint16_t port)
+{
+	struct relay_sock *r = calloc(1, sizeof(*r));
+	struct nb_addr a = srv->cfg.turn_cfg.relay_ip;
+	struct sockaddr_storage ss;
+	int rc;
+
+	if (r == NULL)
+		return UV_ENOMEM;
+	a.port = port;
+	if (nb_addr_to_sockaddr(&a, &ss) < 0) {
+		free(r);
+		return UV_EINVAL;
+	}
+	rc = uv_udp_init(srv->loop, &r->h);
+	if (rc != 0) {
+		free(r);
+		return rc;
+	}
+	r->srv = srv;
+	r->alloc = alloc;
+	rc = uv_udp_bind(&r->h, (const struct sockaddr *)&ss, 0);
+	if (rc == 0)
+		rc = uv_udp_recv_start(&r->h, on_relay_alloc, on_relay_recv);
+	if (rc != 0) {
+		uv_close((uv_handle_t *)&r->h, on_relay_failed_closed);
+		return rc;
+	}
+	r->next = *relay_slot(srv, alloc);
+	*relay_slot(srv, alloc) = r;
+	srv->stats.relay_sockets++;
+	return 0;
+}
+
+static void turn_timer_arm(struct nb_server *srv);
+
+/* Carry out what the TURN core asks for, until it asks for nothing more. */
+static void turn_do(struct nb_server *srv, struct nb_turn_out *out)
+{
+	for (unsigned guard = 0; guard < NB_TURN_OPEN_TRIES + 2; guard++) {
+		switch (out->kind) {
+		case NB_TURN_OUT_CLIENT:
+			if (out->client.transport == NB_TURN_CLIENT_TCP) {
+				struct tcp_conn *c = conn_by_id(srv, out->client.conn);
+				if (c != NULL)
+					conn_send(c, out->data, out->len, true);
+			} else {
+				struct udp_sock *u = &srv->udp[(out->client.sock >> 1) & 1][out->client.sock & 1];
+				if (u->open)
+					nb_udp_queue(&u->udp, out->data, out->len, &out->client.addr);
+			}
+			break;
+		case NB_TURN_OUT_PEER: {
+			struct relay_sock *r = *relay_slot(srv, out->alloc);
+			struct sockaddr_storage ss;
+			uv_buf_t b = uv_buf_init((char *)(uintptr_t)out->data, (unsigned)out->len);
+			int n = UV_EINVAL;
+			if (r != NULL && nb_addr_to_sockaddr(&out->to, &ss) > 0)
+				n = uv_udp_try_send(&r->h, &b, 1, (const struct sockaddr *)&ss);
+			if (n < 0 && nb_log_get_level() >= NB_LOG_DEBUG)
+				nb_log_debug(LOG, "relay: send from allocation %u: %s", out->alloc,
+					     r == NULL ? "no socket" : uv_strerror(n));
+			break;
+		}
+		case NB_TURN_OUT_OPEN: {
+			uint32_t alloc = out->alloc;
+			int st = relay_open(srv, alloc, out->port);
+			uint64_t sup;
+			if (st != 0 && log_allow(srv, LL_TURN_BIND, 1, WARN_INTERVAL_MS, &sup))
+				nb_log_warn(LOG, "relay: cannot bind port %u: %s%s", out->port, uv_strerror(st),
+					    more_text(sup, (char[64]){ 0 }, 64));
+			if (out->client.transport == NB_TURN_CLIENT_TCP) {
+				struct tcp_conn *c = conn_by_id(srv, out->client.conn);
+				if (c != NULL && !c->turn_on && st == 0) {
+					c->turn_on = true; /* relayed traffic: no byte cap */
+					srv->stats.tcp_turn++;
+				}
+			}
+			if (nb_turn_opened(srv->turn, alloc, st, uv_now(srv->loop), out) != 0)
+				out->kind = NB_TURN_OUT_NONE;
+			continue; /* the core's answer to the bind */
+		}
+		case NB_TURN_OUT_CLOSE:
+			relay_close(srv, out->alloc);
+			break;
+		default:
+			break;
+		}
+		break;
+	}
+	turn_timer_arm(srv);
+}
+
+/* 0 when the core took it (it may have answered nothing), else its drop. */
+static int turn_from_client(struct nb_server *srv, const struct nb_turn_client *tc,
+			    const uint8_t *data, size_t len)
+{
+	struct nb_turn_out out;
+	int rc = nb_turn_handle_client(srv->turn, tc, data, len, uv_now(srv->loop),
+				       (uint64_t)time(NULL), &out);
+
+	if (rc == 0)
+		turn_do(srv, &out);
+	else if (nb_log_get_level() >= NB_LOG_DEBUG) {
+		char f[NB_ADDR_STRLEN];
+		nb_log_debug(LOG, "relay: %zu bytes from %s dropped: %s", len,
+			     nb_addr_format(&tc->addr, f, sizeof(f)), nb_turn_drop_name(rc));
+	}
+	return rc;
+}
+
+static void on_turn_timer(uv_timer_t *t)
+{
+	struct nb_server *srv = t->data;
+	uint64_t now = uv_now(srv->loop);
+	struct nb_turn_out out;
+
+	for (unsigned i = 0; i < 1024 && nb_turn_poll(srv->turn, now, &out) == 1; i++)
+		turn_do(srv, &out);
+	turn_timer_arm(srv);
+}
+
+static void turn_timer_arm(struct nb_server *srv)
+{
+	uint64_t next, now;
+
+	if (srv->closing || !srv->turn_timer_open)
+		return;
+	next = nb_turn_next_deadline(srv->turn);
+	now = uv_now(srv->loop);
+	if (next == UINT64_MAX)
+		uv_timer_stop(&srv->turn_timer);
+	else
+		uv_timer_start(&srv->turn_timer, on_turn_timer, next > now ? next - now : 0, 0);
+}
+
+static void on_turn_event(void *arg, const struct nb_turn_event *ev)
+{
+	struct nb_server *srv = arg;
+	char a[NB_ADDR_STRLEN], more[64];
+	uint64_t sup;
+
+	if (ev->client != NULL)
+		nb_addr_format(&ev->client->addr, a, sizeof(a));
+	else
+		snprintf(a, sizeof(a), "?");
+	switch (ev->kind) {
+	case NB_TURN_EV_REFUSED:
+		if (ev->reason == NB_TURN_REFUSE_CHALLENGE || ev->reason == NB_TURN_REFUSE_STALE_NONCE)
+			return; /* the normal first round trip */
+		if (log_allow(srv, LL_TURN_REFUSED, INFO_BURST, INFO_WINDOW_MS, &sup))
+			nb_log_warn(LOG, "relay: refused %s from %s%s%.*s: %u %s%s", ev->client != NULL &&
+				    ev->client->transport == NB_TURN_CLIENT_TCP ? "(tcp)" : "(udp)", a,
+				    ev->username != NULL ? " user " : "",
+				    ev->username != NULL ? (int)ev->username_len : 0,
+				    ev->username != NULL ? (const char *)ev->username : "", ev->code,
+				    nb_turn_refusal_name(ev->reason), more_text(sup, more, sizeof(more)));
+		break;
+	case NB_TURN_EV_ALLOC_CREATED:
+		if (log_allow(srv, LL_TURN_ALLOC, INFO_BURST, INFO_WINDOW_MS, &sup))
+			nb_log_info(LOG, "relay: allocation for %s (%s) on port %u, %u s, user %.*s%s", a,
+				    ev->client != NULL && ev->client->transport == NB_TURN_CLIENT_TCP ? "tcp"
+													 : "udp",
+				    ev->port, ev->lifetime_s, ev->username != NULL ? (int)ev->username_len : 0,
+				    ev->username != NULL ? (const char *)ev->username : "",
+				    more_text(sup, more, sizeof(more)));
+		break;
+	case NB_TURN_EV_ALLOC_DELETED:
+		if (log_allow(srv, LL_TURN_ALLOC, INFO_BURST, INFO_WINDOW_MS, &sup))
+			nb_log_info(LOG, "relay: allocation for %s on port %u %s%s", a, ev->port,
+				    ev->expired ? "expired" : "deleted", more_text(sup, more, sizeof(more)));
+		break;
+	default:
+		break;
+	}
+}
+
+/* The relay core and its timer; nothing when cfg.turn is off. */
+static int turn_open(struct nb_server *srv)
+{
+	struct nb_turn_config tc = srv->cfg.turn_cfg;
+	char a[NB_ADDR_STRLEN];
+	int err;
+
+	if (!srv->cfg.turn)
+		return 0;
+	tc.relay_ip = srv->cfg.relay_ip.family != NB_AF_NONE ? srv->cfg.relay_ip : srv->cfg.listen[0];
+	tc.relay_ip.port = 0;
+	if (nb_addr_is_unspecified(&tc.relay_ip)) {
+		nb_log_warn(LOG, "relay: off: the broker listens on the wildcard address; name the "
+				 "address peers reach with --listen or --relay-ip");
+		srv->cfg.turn = false;
+		return 0;
+	}
+	tc.n_own = 0;
+	for (unsigned i = 0; i < srv->cfg.n_listen && tc.n_own < NB_TURN_MAX_OWN; i++)
+		if (!nb_addr_is_unspecified(&srv->cfg.listen[i]))
+			tc.own[tc.n_own++] = srv->cfg.listen[i];
+	if (tc.n_own < NB_TURN_MAX_OWN)
+		tc.own[tc.n_own++] = tc.relay_ip;
+	if (getrandom(tc.nonce_key, sizeof(tc.nonce_key), 0) != (ssize_t)sizeof(tc.nonce_key)) {
+		nb_log_error(LOG, "getrandom: %s", strerror(errno));
+		return -EIO;
+	}
+	tc.cb = on_turn_event;
+	tc.cb_arg = srv;
+	srv->cfg.turn_cfg.relay_ip = tc.relay_ip;
+	err = nb_turn_new(&tc, &srv->turn);
+	OPENSSL_cleanse(&tc, sizeof(tc));
+	if (err < 0) {
+		nb_log_error(LOG, "relay: %s", err == -ENOMEM ? "out of memory for the allocation table"
+							   : "invalid relay configuration");
+		return err;
+	}
+	nb_log_info(LOG, "relay: TURN (RFC 8656) on the STUN ports, relaying from %s ports %u-%u, "
+			 "realm \"%s\", %u allocations (%u per user), lifetime up to %u s%s",
+		    nb_addr_format(&srv->cfg.turn_cfg.relay_ip, a, sizeof(a)), srv->cfg.turn_cfg.port_lo,
+		    srv->cfg.turn_cfg.port_hi, srv->cfg.turn_cfg.realm, srv->cfg.turn_cfg.max_allocs,
+		    srv->cfg.turn_cfg.max_allocs_per_user, srv->cfg.turn_cfg.max_lifetime_s,
+		    srv->cfg.turn_cfg.allow_private ? "; private peers allowed" : "");
+	return 0;
+}
+
+const struct nb_turn_stats *nb_server_turn_stats(const struct nb_server *srv)
+{
+	return srv->turn != NULL ? nb_turn_get_stats(srv->turn) : NULL;
+}
+
 /* ---- Open and close ----------------------------------------------------- */
 
 static void server_pending_done(struct nb_server *srv)
@@ -1009,6 +1538,7 @@ static void server_pending_done(struct nb_server *srv)
 	nb_plink_free(srv->pl);
 	srv->pl = NULL;
 	nb_ratelimit_free(srv->rl);
+	nb_turn_free(srv->turn);
 	free(srv);
 }
 
@@ -1063,6 +1593,19 @@ void nb_server_close(struct nb_server *srv, void (*done_cb)(void *arg), void *ar
 		srv->rv_timer_open = false;
 		srv->pending++;
 		uv_close((uv_handle_t *)&srv->rv_timer, on_rv_timer_closed);
+	}
+	if (srv->turn_timer_open) {
+		srv->turn_timer_open = false;
+		srv->pending++;
+		uv_close((uv_handle_t *)&srv->turn_timer, on_rv_timer_closed);
+	}
+	for (size_t b = 0; b < RELAY_BUCKETS; b++) {
+		while (srv->relay[b] != NULL) {
+			struct relay_sock *r = srv->relay[b];
+			srv->relay[b] = r->next;
+			srv->pending++;
+			uv_close((uv_handle_t *)&r->h, on_relay_closed);
+		}
 	}
 	server_pending_done(srv);
 }
@@ -1158,8 +1701,22 @@ static int rendezvous_open(struct nb_server *srv)
 	if (cfg->admin_token != NULL)
 		snprintf(rc.admin_token, sizeof(rc.admin_token), "%s", cfg->admin_token);
 	rc.public_list = cfg->public_list;
+	/* Relays for the plans: the external ones, else our own TURN. */
+	if (cfg->n_relays > 0) {
+		rc.n_relays = cfg->n_relays;
+		memcpy(rc.relays, cfg->relays, cfg->n_relays * sizeof(cfg->relays[0]));
+	} else if (cfg->turn) {
+		rc.n_relays = 1;
+		rc.relays[0] = cfg->turn_cfg.relay_ip;
+		rc.relays[0].port = cfg->port;
+	}
+	if (rc.n_relays > 0) {
+		memcpy(rc.relay_secret, cfg->turn_cfg.secret, cfg->turn_cfg.secret_len);
+		rc.relay_secret_len = cfg->turn_cfg.secret_len;
+	}
 	err = nb_rendezvous_new(&rc, &srv->rv);
 	OPENSSL_cleanse(rc.admin_token, sizeof(rc.admin_token));
+	OPENSSL_cleanse(rc.relay_secret, sizeof(rc.relay_secret));
 	memset(rc.token, 0, sizeof(rc.token));
 	memset(rc.probe_key, 0, sizeof(rc.probe_key));
 	if (err < 0) {
@@ -1241,13 +1798,32 @@ int nb_server_open(uv_loop_t *loop, const struct nb_server_config *cfg, struct n
 		free(srv);
 		return rc;
 	}
+	if (srv->cfg.n_relays > 0)
+		srv->cfg.turn = false; /* external relays: credentials only */
+	rc = turn_open(srv);
+	if (rc < 0) {
+		nb_ratelimit_free(srv->rl);
+		free(srv);
+		return rc;
+	}
 	rc = rendezvous_open(srv);
 	if (rc < 0) {
 		nb_rendezvous_free(srv->rv);
 		nb_plink_free(srv->pl);
 		nb_ratelimit_free(srv->rl);
+		nb_turn_free(srv->turn);
 		free(srv);
 		return rc;
+	}
+	if (srv->turn != NULL) {
+		rc = uv_timer_init(srv->loop, &srv->turn_timer);
+		if (rc != 0) {
+			nb_log_error(LOG, "uv_timer_init: %s", uv_strerror(rc));
+			nb_server_close(srv, NULL, NULL);
+			return rc;
+		}
+		srv->turn_timer.data = srv;
+		srv->turn_timer_open = true;
 	}
 
 	if (srv->bind.rfc5780)

@@ -43,6 +43,7 @@
 #include "broker/ratelimit.h"
 #include "broker/rendezvous.h"
 #include "broker/status.h"
+#include "broker/turn.h"
 #include "common/addr.h"
 
 #define NB_SERVER_DEFAULT_PORT 3478
@@ -76,6 +77,18 @@ struct nb_server_config {
 	uint32_t rate_burst;     /* 1..NB_RATELIMIT_BURST_MAX */
 	size_t rate_table;       /* sources remembered, 1..NB_RATELIMIT_ENTRIES_MAX */
 	uint32_t rate_penalty_s; /* refuse a source this long after it goes over; 0: off */
+	/* Relay (TURN, RFC 8656; broker/turn.h, docs/broker.md "Relay").
+	 * turn: serve TURN on the STUN ports, relaying from relay_ip (default:
+	 * the first --listen IP; a wildcard listen needs relay_ip). turn_cfg:
+	 * secret, realm, limits (relay_ip, own and nonce_key are filled in by
+	 * nb_server_open). relays: external TURN servers (--relay) the plans
+	 * point at instead; the broker then serves no TURN of its own but
+	 * issues credentials under turn_cfg.secret. */
+	bool turn;
+	struct nb_turn_config turn_cfg;
+	struct nb_addr relay_ip;         /* NB_AF_NONE: the first --listen IP */
+	struct nb_addr relays[NB_RENDEZVOUS_MAX_RELAYS];
+	size_t n_relays;
 	/* ---- nb_server_run() only (operations: docs/operations.md) ---- */
 	uint16_t status_port;             /* 0: off; else 127.0.0.1:status_port answers "status" */
 	void (*reload_cb)(void *arg);     /* SIGHUP; NULL: nothing to reload */
@@ -92,6 +105,11 @@ struct nb_server_stats {
 	/* Dropped by the per-source rate limit (also counted in
 	 * refusals.n[NB_STATUS_REFUSED_RATE_LIMITED]; udp_rx counts the UDP ones). */
 	uint64_t rate_limited_udp, rate_limited_tcp, rate_limited_control;
+	/* TCP connections that carry a sealed control session / a TURN
+	 * allocation now; frames of relayed data dropped because a TCP
+	 * client did not read fast enough. */
+	uint64_t tcp_control, tcp_turn, tcp_write_dropped;
+	uint64_t relay_sockets; /* relay sockets open now */
 };
 
 struct nb_server;
@@ -114,6 +132,9 @@ const struct nb_server_stats *nb_server_stats(const struct nb_server *srv);
 
 /* The rendezvous engine's counters (see broker/rendezvous.h). */
 void nb_server_rendezvous_stats(const struct nb_server *srv, struct nb_rendezvous_stats *ret);
+
+/* The relay's counters (broker/turn.h); NULL when the broker relays nothing itself. */
+const struct nb_turn_stats *nb_server_turn_stats(const struct nb_server *srv);
 
 /* The sealed sessions' counters (broker/plink.h). */
 struct nb_plink_stats;

@@ -28,7 +28,10 @@
 #include "peer/netcheck_run.h"
 #include "peer/portmap.h"
 #include "peer/punch.h"
+#include "peer/tcpconn.h"
+#include "peer/turnc.h"
 #include "proto/nat.h"
+#include "proto/tcpframe.h"
 
 #define AGENT_MAX_SESSIONS 16      /* attempts and connections at once (listen) */
 #define AGENT_OUT_MAX (1u << 20)   /* stdout bytes queued before lines are dropped */
@@ -62,6 +65,9 @@
 /* Mixed into every peer-to-peer handshake with the session id: a handshake
  * for one session (or with a broker) never passes for another. */
 #define AGENT_PEER_PROLOGUE "natbroker v2 peer "
+/* A relay attempt's own deadline, from when it starts (after the direct
+ * attempt's, for a fallback): allocate, tell the other side, check. */
+#define AGENT_RELAY_MS 10000
 
 enum phase {
 	PH_NETCHECK = 0, /* NAT behaviour tests on the shared socket + a temporary one */
@@ -94,6 +100,17 @@ struct session {
 	uint32_t hs_ctr;
 	bool dc_set;
 	struct nb_dc dc;
+	/* The relay (docs/protocol.md "Relay"). */
+	enum {
+		REL_NONE = 0,     /* direct (or no relay in the plan) */
+		REL_WAIT_ALLOC,   /* we allocate: waiting for the allocation */
+		REL_WAIT_RELAYED, /* the other side allocates: waiting for its address */
+		REL_RUN,          /* checks over the relay */
+	} relay;
+	bool have_relayed;        /* the other side's relayed address arrived */
+	struct nb_addr relayed;   /* that address, or ours once allocated */
+	uint64_t relay_give_up;
+	char pkey[NB_PUNCH_KEY_LEN + 1]; /* the checks' key, for the relay's checks */
 	uint64_t plan_at; /* when the plan arrived */
 	uint64_t t0;      /* "ms" in the event line counts from here */
 	uint64_t free_at; /* failed: forget it then */
@@ -194,10 +211,28 @@ struct agent {
 	uint8_t idx_seed[16];
 	uint64_t idx_ctr;
 	struct nb_known known; /* the known-peers file as read at start */
+	bool broker_key_known;  /* a->broker_key was pinned or given at start */
+
+	/* The broker over TCP: UDP got no answer (docs/protocol.md "Over TCP"). */
+	bool broker_tcp;
+	struct nb_tcpconn bconn;
+
+	/* Our TURN allocation (RFC 8656), shared by the sessions that relay
+	 * through it; over UDP on the main socket, or over TCP. */
+	bool turn_on;
+	struct nb_turnc turn;
+	struct nb_ctrl_relay turn_cfg; /* from the plan that started it */
+	bool turn_tcp;
+	struct nb_tcpconn tconn;
+	bool tconn_open;
+	bool turn_said;                 /* "relay: allocated ..." printed */
+	uint8_t turn_buf[NB_TURNC_OUT_MAX + 64];
 };
 
 static void pump(struct agent *a);
 static void shutdown_agent(struct agent *a, int code);
+static void dispatch(struct agent *a, const uint8_t *data, size_t len, const struct nb_addr *from,
+		     uint64_t now);
 static void blink_up(struct agent *a, bool key_known, uint64_t now);
 
 /* ---- Known peers ---------------------------------------------------------- */
@@ -373,6 +408,8 @@ static enum nb_path path_of(const struct session *s)
 {
 	const struct nb_addr *r = &s->pu.remote;
 
+	if (s->relay == REL_RUN)
+		return NB_PATH_RELAY;
 	if (nb_addr_is_private(r) || nb_addr_is_link_local(r) || nb_addr_is_loopback(r))
 		return NB_PATH_LAN;
 	if (s->plan.path == NB_PATH_LAN || s->plan.path == NB_PATH_NONE || s->plan.path == NB_PATH_RELAY)
@@ -392,13 +429,21 @@ static void event_connected(struct agent *a, const struct session *s, uint64_t m
 		cJSON_AddStringToObject(j, "peer", s->plan.peer);
 		cJSON_AddStringToObject(j, "path", path);
 		cJSON_AddStringToObject(j, "remote", remote);
+		if (s->relay == REL_RUN) {
+			char rel[NB_ADDR_STRLEN];
+			cJSON_AddStringToObject(j, "relay", nb_addr_format(&s->relayed, rel, sizeof(rel)));
+		}
 		cJSON_AddNumberToObject(j, "ms", (double)ms);
 		cJSON_AddStringToObject(j, "key", s->peer_key_text);
 		out_json(a, j);
 	} else {
-		char line[256];
-		snprintf(line, sizeof(line), "connected to %s (%s) at %s in %llu ms, key %s", s->plan.peer,
-			 path, remote, (unsigned long long)ms, s->peer_key_text);
+		char line[320], rel[NB_ADDR_STRLEN + 16] = "";
+		if (s->relay == REL_RUN) {
+			char r[NB_ADDR_STRLEN];
+			snprintf(rel, sizeof(rel), " via relay %s", nb_addr_format(&s->relayed, r, sizeof(r)));
+		}
+		snprintf(line, sizeof(line), "connected to %s (%s) at %s%s in %llu ms, key %s", s->plan.peer,
+			 path, remote, rel, (unsigned long long)ms, s->peer_key_text);
 		out_text(a, line);
 	}
 }
@@ -454,9 +499,209 @@ static void connect_failed(struct agent *a, const char *reason)
 
 /* ---- Sending -------------------------------------------------------------- */
 
+/* ---- The relay: our TURN allocation ------------------------------------------ */
+
+/* One message for the TURN server, over the main socket or the TCP link. */
+static void turn_out(struct agent *a, const uint8_t *b, size_t len)
+{
+	if (a->turn_tcp)
+		(void)nb_tcpconn_send(&a->tconn, b, len);
+	else
+		(void)nb_udp_send(&a->sock, b, len, &a->turn.cfg.server);
+}
+
+/* Does traffic to `to` go through our allocation? Yes for every address
+ * whose IP we asked a permission for (the peers we relay with). */
+static bool relay_routes(const struct agent *a, const struct nb_addr *to)
+{
+	if (!a->turn_on || nb_turnc_state(&a->turn) != NB_TURNC_ALLOCATED)
+		return false;
+	for (size_t i = 0; i < a->turn.n_peers; i++)
+		if (nb_addr_ip_equal(&a->turn.peers[i].addr, to))
+			return true;
+	return false;
+}
+
+/* A datagram for a peer, through the relay: ChannelData or a Send
+ * indication. Until its permission is granted it is dropped (the checks
+ * and the handshake retransmit). */
+static void relay_send(struct agent *a, const uint8_t *b, size_t len, const struct nb_addr *to)
+{
+	ssize_t n = nb_turnc_send(&a->turn, to, b, len, a->turn_buf, sizeof(a->turn_buf));
+
+	if (n == -ENOENT) {
+		(void)nb_turnc_permit(&a->turn, to, nb_now_ms());
+		return;
+	}
+	if (n > 0)
+		turn_out(a, a->turn_buf, (size_t)n);
+}
+
+/* One message from the TURN server: a response, or relayed data from a peer
+ * (handled as if it came from that peer). */
+static void turn_input(struct agent *a, const uint8_t *data, size_t len, uint64_t now)
+{
+	struct nb_turnc_rx rx;
+	int rc = nb_turnc_input(&a->turn, data, len, now, &rx);
+
+	if (rc == 0 && rx.kind == NB_TURNC_RX_DATA && rx.len > 0)
+		dispatch(a, rx.data, rx.len, &rx.from, now);
+	else if (rc < 0 && nb_log_get_level() >= NB_LOG_DEBUG)
+		nb_log_debug("agent", "from the relay: dropped: %s", nb_turnc_drop_name(rc));
+}
+
+static void on_tconn_frame(struct nb_tcpconn *t, enum nb_tcpf_kind kind, const uint8_t *bytes,
+			   size_t len, void *arg)
+{
+	struct agent *a = arg;
+
+	(void)t;
+	if (kind != NB_TCPF_DATAGRAM && !a->stopping) {
+		turn_input(a, bytes, len, nb_now_ms());
+		pump(a);
+	}
+}
+
+static void on_tconn_state(struct nb_tcpconn *t, int status, void *arg)
+{
+	struct agent *a = arg;
+	char s[NB_ADDR_STRLEN];
+
+	if (status != 0 && !a->stopping)
+		fprintf(stderr, "relay: the TCP connection to %s failed: %s\n",
+			nb_addr_format(&t->peer, s, sizeof(s)), uv_strerror(status));
+}
+
+/* Allocate on the plan's relay (once: later sessions share it). Over TCP
+ * when our network blocks UDP; over UDP otherwise, moving to TCP if UDP
+ * gets no answer. */
+static void turn_begin(struct agent *a, bool tcp, uint64_t now)
+{
+	struct nb_turnc_config tc;
+	uint8_t seed[16];
+	char srv[NB_ADDR_STRLEN];
+
+	memset(&tc, 0, sizeof(tc));
+	tc.server = a->turn_cfg.server;
+	snprintf(tc.username, sizeof(tc.username), "%s", a->turn_cfg.user);
+	snprintf(tc.password, sizeof(tc.password), "%s", a->turn_cfg.pass);
+	tc.lifetime_s = 600;
+	tc.tcp = tcp;
+	tc.timeout_ms = tcp ? 6000 : 3000;
+	if (getrandom(seed, sizeof(seed), 0) != (ssize_t)sizeof(seed))
+		memcpy(seed, a->idx_seed, sizeof(seed));
+	if (a->tconn_open) {
+		nb_tcpconn_close(&a->tconn);
+		a->tconn_open = false;
+	}
+	nb_turnc_init(&a->turn, &tc, seed, now);
+	OPENSSL_cleanse(&tc, sizeof(tc));
+	a->turn_on = true;
+	a->turn_tcp = tcp;
+	if (tcp) {
+		int rc = nb_tcpconn_open(&a->tconn, &a->loop, &a->turn_cfg.server, on_tconn_frame,
+					 on_tconn_state, a);
+		a->tconn_open = rc == 0;
+		if (rc != 0)
+			fprintf(stderr, "relay: cannot connect over TCP: %s\n", uv_strerror(rc));
+	}
+	fprintf(stderr, "relay: allocating on %s over %s...\n",
+		nb_addr_format(&a->turn_cfg.server, srv, sizeof(srv)), tcp ? "TCP" : "UDP");
+}
+
+static void turn_start(struct agent *a, const struct nb_ctrl_relay *r, uint64_t now)
+{
+	if (a->turn_on && nb_turnc_state(&a->turn) != NB_TURNC_FAILED &&
+	    nb_turnc_state(&a->turn) != NB_TURNC_CLOSED)
+		return; /* one allocation serves every session */
+	a->turn_cfg = *r;
+	a->turn_said = false;
+	turn_begin(a, a->nat.udp_blocked, now);
+}
+
+/* The allocation's requests and refreshes; UDP without an answer: TCP. */
+static void turn_pump(struct agent *a, uint64_t now)
+{
+	struct nb_turnc_tx tx;
+
+	if (!a->turn_on)
+		return;
+	while (nb_turnc_poll(&a->turn, now, &tx) == 1)
+		turn_out(a, tx.bytes, tx.len);
+	if (nb_turnc_state(&a->turn) == NB_TURNC_FAILED && !a->turn_tcp &&
+	    strstr(nb_turnc_reason(&a->turn), "no answer") != NULL) {
+		fprintf(stderr, "relay: no answer over UDP; trying TCP\n");
+		turn_begin(a, true, now);
+		while (nb_turnc_poll(&a->turn, now, &tx) == 1)
+			turn_out(a, tx.bytes, tx.len);
+	}
+	if (!a->turn_said && nb_turnc_state(&a->turn) == NB_TURNC_ALLOCATED) {
+		char r[NB_ADDR_STRLEN], m[NB_ADDR_STRLEN] = "?";
+		a->turn_said = true;
+		if (nb_turnc_mapped(&a->turn) != NULL)
+			nb_addr_format(nb_turnc_mapped(&a->turn), m, sizeof(m));
+		fprintf(stderr, "relay: allocated %s (%s, %u s; the relay sees us at %s)\n",
+			nb_addr_format(nb_turnc_relayed(&a->turn), r, sizeof(r)), a->turn_tcp ? "TCP" : "UDP",
+			nb_turnc_lifetime(&a->turn), m);
+	}
+	if (nb_turnc_state(&a->turn) == NB_TURNC_FAILED && !a->turn_said) {
+		a->turn_said = true;
+		fprintf(stderr, "relay: %s\n", nb_turnc_reason(&a->turn));
+	}
+}
+
+/* ---- The broker over TCP -------------------------------------------------------- */
+
+static void on_bconn_frame(struct nb_tcpconn *t, enum nb_tcpf_kind kind, const uint8_t *bytes,
+			   size_t len, void *arg)
+{
+	struct agent *a = arg;
+
+	(void)t;
+	if (kind == NB_TCPF_DATAGRAM && !a->stopping) {
+		dispatch(a, bytes + NB_TCPF_HDR, len - NB_TCPF_HDR, &a->o->broker, nb_now_ms());
+		pump(a);
+	}
+}
+
+static void connect_failed(struct agent *a, const char *reason);
+
+static void on_bconn_state(struct nb_tcpconn *t, int status, void *arg)
+{
+	struct agent *a = arg;
+	char why[256];
+
+	(void)t;
+	if (a->stopping)
+		return;
+	if (status == 0) {
+		fprintf(stderr, "broker: connected over TCP to %s\n", a->broker_str);
+		return;
+	}
+	snprintf(why, sizeof(why), "the TCP connection to the broker at %s failed: %s", a->broker_str,
+		 uv_strerror(status));
+	if (a->o->cmd == NB_AGENT_CONNECT) {
+		connect_failed(a, why);
+		pump(a);
+	} else {
+		fprintf(stderr, "natpeer: %s\n", why);
+		shutdown_agent(a, 1);
+	}
+}
+
 static void send_to(struct agent *a, const uint8_t *b, size_t len, const struct nb_addr *to)
 {
-	int rc = nb_udp_send(&a->sock, b, len, to);
+	int rc;
+
+	if (a->broker_tcp && nb_addr_equal(to, &a->o->broker)) {
+		(void)nb_tcpconn_send_dgram(&a->bconn, b, len);
+		return;
+	}
+	if (relay_routes(a, to)) {
+		relay_send(a, b, len, to);
+		return;
+	}
+	rc = nb_udp_send(&a->sock, b, len, to);
 
 	if (rc != 0) {
 		char s[NB_ADDR_STRLEN];
@@ -704,6 +949,8 @@ static void in_start(struct agent *a)
 /* ---- Sessions --------------------------------------------------------------- */
 
 static void session_free(struct session *s);
+static void session_fail(struct agent *a, struct session *s, const char *reason, uint64_t now);
+static void relay_begin(struct agent *a, struct session *s, uint64_t now);
 
 static struct session *session_new(struct agent *a, const char *peer)
 {
@@ -845,8 +1092,18 @@ static void session_start(struct agent *a, const struct nb_ctrl_plan *plan, uint
 		session_free(s);
 		return;
 	}
+	memcpy(s->pkey, pkey, sizeof(s->pkey));
 	OPENSSL_cleanse(pkey, sizeof(pkey));
 	s->used = true;
+	if (s->plan.path == NB_PATH_RELAY) {
+		if (a->o->no_relay || !s->plan.relay.has_relay)
+			session_fail(a, s, a->o->no_relay ? "only a relay can connect us, and --no-relay is set"
+							  : "only a relay can connect us, and the broker has none",
+				     now);
+		else
+			relay_begin(a, s, now);
+		return;
+	}
 	/* Checks that came before this plan: no need to wait for their
 	 * retransmission. The session authenticates them as any other. */
 	for (int i = 0; i < AGENT_EARLY_MAX; i++) {
@@ -966,6 +1223,95 @@ static void session_secured(struct agent *a, struct session *s, uint64_t now)
 	report_result(a, s, true, "", now);
 }
 
+/* Checks over the relay: a fresh punch machine with the session's key, as
+ * `role`, toward `cands`, with the relay's own deadline. */
+static void relay_punch(struct agent *a, struct session *s, enum nb_role role,
+			const struct nb_addr *cands, size_t n, uint64_t now)
+{
+	struct nb_ctrl_plan p = s->plan;
+	uint8_t seed[NB_STUN_TID_LEN];
+
+	(void)a;
+	if (getrandom(seed, sizeof(seed), 0) != (ssize_t)sizeof(seed))
+		memcpy(seed, s->plan.session, sizeof(seed));
+	p.role = role;
+	p.path = NB_PATH_RELAY;
+	p.n_candidates = n;
+	memcpy(p.candidates, cands, n * sizeof(cands[0]));
+	p.deadline_ms = AGENT_RELAY_MS;
+	p.delay_ms = 0;
+	if (nb_punch_init(&s->pu, NULL, &p, s->pkey, seed, now) != 0) {
+		session_fail(a, s, "relay: cannot start the checks", now);
+		return;
+	}
+	s->relay = REL_RUN;
+	s->hs_give_up = 0;
+}
+
+/* The other side allocated: check toward its relayed address. */
+static void relay_dial(struct agent *a, struct session *s, uint64_t now)
+{
+	char r[NB_ADDR_STRLEN];
+
+	fprintf(stderr, "%s: relaying through its relayed address %s\n", s->plan.peer,
+		nb_addr_format(&s->relayed, r, sizeof(r)));
+	relay_punch(a, s, NB_ROLE_DIAL, &s->relayed, 1, now);
+}
+
+/* Our allocation is up: permissions for the peer's public candidates, our
+ * relayed address to the peer (through the broker), and checks that answer
+ * what comes through the relay. */
+static void relay_allocated(struct agent *a, struct session *s, uint64_t now)
+{
+	struct nb_ctrl_relayed r;
+	struct nb_addr pub[NB_CTRL_MAX_ADDRS];
+	size_t n = 0;
+	int rc;
+
+	for (size_t i = 0; i < s->plan.n_candidates; i++) {
+		const struct nb_addr *c = &s->plan.candidates[i];
+		if (nb_addr_is_private(c) || nb_addr_is_link_local(c) || nb_addr_is_loopback(c) ||
+		    c->family != nb_turnc_relayed(&a->turn)->family)
+			continue; /* the relay sends to public addresses only */
+		(void)nb_turnc_permit(&a->turn, c, now);
+		pub[n++] = *c;
+	}
+	s->relayed = *nb_turnc_relayed(&a->turn);
+	memset(&r, 0, sizeof(r));
+	memcpy(r.session, s->plan.session, sizeof(r.session));
+	memcpy(r.id, a->o->id, sizeof(r.id));
+	r.relayed = s->relayed;
+	rc = nb_client_relayed(&a->client, &r, now);
+	if (rc != 0) {
+		session_fail(a, s, "relay: cannot tell the broker our relayed address", now);
+		return;
+	}
+	if (n == 0) {
+		session_fail(a, s, "relay: the peer has no public address to permit", now);
+		return;
+	}
+	relay_punch(a, s, NB_ROLE_LISTEN, pub, n, now);
+}
+
+/* Start the relay for s: allocate (if the plan says we do), else wait for
+ * the other side's relayed address. */
+static void relay_begin(struct agent *a, struct session *s, uint64_t now)
+{
+	s->relay_give_up = now + AGENT_RELAY_MS;
+	if (s->plan.relay.alloc) {
+		s->relay = REL_WAIT_ALLOC;
+		turn_start(a, &s->plan.relay, now);
+		if (a->turn_on && nb_turnc_state(&a->turn) == NB_TURNC_ALLOCATED)
+			relay_allocated(a, s, now);
+		return;
+	}
+	s->relay = REL_WAIT_RELAYED;
+	if (s->have_relayed)
+		relay_dial(a, s, now);
+	else
+		fprintf(stderr, "%s: waiting for its relayed address\n", s->plan.peer);
+}
+
 /* Drive one session: its punch machine's datagrams, its outcome, its data
  * channel's keepalive and expiry. */
 static void session_pump(struct agent *a, struct session *s, uint64_t now)
@@ -992,8 +1338,34 @@ static void session_pump(struct agent *a, struct session *s, uint64_t now)
 			session_fail(a, s, why, now);
 			return;
 		}
-	} else if (!s->reported && nb_punch_state(&s->pu) == NB_PUNCH_FAILED) {
-		session_fail(a, s, s->pu.reason, now);
+	} else if (!s->reported && nb_punch_state(&s->pu) == NB_PUNCH_FAILED && s->relay == REL_NONE &&
+		   s->plan.relay.has_relay && !a->o->no_relay) {
+		/* The direct path did not work by its deadline: the relay. */
+		fprintf(stderr, "%s: no direct path (%s); trying the relay\n", s->plan.peer, s->pu.reason);
+		relay_begin(a, s, now);
+	} else if (!s->reported && nb_punch_state(&s->pu) == NB_PUNCH_FAILED &&
+		   (s->relay == REL_NONE || s->relay == REL_RUN)) {
+		char why[NB_CTRL_REASON_MAX + 1];
+		snprintf(why, sizeof(why), "%s%s", s->relay == REL_RUN ? "over the relay: " : "", s->pu.reason);
+		session_fail(a, s, why, now);
+		return;
+	}
+	if (!s->reported && s->relay == REL_WAIT_ALLOC) {
+		enum nb_turnc_state st = nb_turnc_state(&a->turn);
+		if (st == NB_TURNC_ALLOCATED) {
+			relay_allocated(a, s, now);
+		} else if (st == NB_TURNC_FAILED || st == NB_TURNC_CLOSED) {
+			char why[NB_CTRL_REASON_MAX + 1];
+			snprintf(why, sizeof(why), "relay: %s", nb_turnc_reason(&a->turn));
+			session_fail(a, s, why, now);
+			return;
+		}
+	}
+	if (!s->reported && (s->relay == REL_WAIT_ALLOC || s->relay == REL_WAIT_RELAYED) &&
+	    now >= s->relay_give_up) {
+		session_fail(a, s, s->relay == REL_WAIT_ALLOC ? "relay: no allocation in time"
+							     : "relay: the other side's relayed address never came",
+			     now);
 		return;
 	}
 	if (s->initiator && s->connected && !s->hs_busy && nb_dc_wants_rekey(&s->dc, now))
@@ -1033,6 +1405,8 @@ static uint64_t session_deadline(const struct session *s)
 {
 	uint64_t d = nb_punch_deadline(&s->pu);
 
+	if (!s->reported && (s->relay == REL_WAIT_ALLOC || s->relay == REL_WAIT_RELAYED))
+		d = s->relay_give_up; /* the punch machine is idle meanwhile */
 	if (s->hs_busy && s->hs_next < d)
 		d = s->hs_next;
 	if (!s->reported && s->hs_give_up != 0 && s->hs_give_up < d)
@@ -1077,6 +1451,26 @@ static void on_registered(struct agent *a, const struct nb_ctrl_registered *r, u
 		a->phase = PH_RUN;
 		fprintf(stderr, "listening as %s\n", a->o->id);
 	}
+}
+
+/* The other side of a session allocated on the relay: its relayed address.
+ * Whatever we are doing for that session, checks toward it start now. */
+static void on_relayed(struct agent *a, const struct nb_ctrl_relayed *r, uint64_t now)
+{
+	for (int i = 0; i < AGENT_MAX_SESSIONS; i++) {
+		struct session *s = &a->s[i];
+		if (!s->used || strcmp(s->plan.session, r->session) != 0 || strcmp(s->plan.peer, r->id) != 0)
+			continue;
+		s->relayed = r->relayed;
+		s->have_relayed = true;
+		if (s->reported || s->plan.relay.alloc || a->o->no_relay || s->relay == REL_RUN)
+			return;
+		if (s->relay == REL_NONE)
+			s->relay_give_up = now + AGENT_RELAY_MS;
+		relay_dial(a, s, now);
+		return;
+	}
+	nb_log_debug("agent", "relayed address for unknown session %s", r->session);
 }
 
 static void client_events(struct agent *a, uint64_t now)
@@ -1139,6 +1533,14 @@ static void client_events(struct agent *a, uint64_t now)
 		case NB_CLIENT_EV_RESULT_DONE:
 			if (e.code != 0)
 				nb_log_debug("agent", "result for %s: %d %s", e.session, e.code, e.reason);
+			break;
+		case NB_CLIENT_EV_RELAYED_DONE:
+			if (e.code != 0)
+				nb_log_warn("agent", "relayed address for %s: %d %s", e.session, e.code,
+					    e.code > 0 ? e.reason : "no answer");
+			break;
+		case NB_CLIENT_EV_RELAYED:
+			on_relayed(a, &e.u.relayed, now);
 			break;
 		case NB_CLIENT_EV_PEERS_PAGE:
 		case NB_CLIENT_EV_MATRIX_PAGE: {
@@ -1296,11 +1698,29 @@ static void netcheck_done(struct agent *a, uint64_t now)
 		a->filt_open = false;
 	}
 	nat_line(a);
-	if (a->nat.udp_blocked && a->o->cmd == NB_AGENT_CONNECT) {
-		char why[128];
-		snprintf(why, sizeof(why), "no answer from the broker at %s over UDP", a->broker_str);
-		connect_failed(a, why);
-		return;
+	if (a->nat.udp_blocked && !a->broker_tcp) {
+		/* docs/protocol.md "Over TCP": the same port, framed. The
+		 * sealed channel starts again there. */
+		int rc = nb_tcpconn_open(&a->bconn, &a->loop, &a->o->broker, on_bconn_frame,
+					 on_bconn_state, a);
+		if (rc != 0) {
+			char why[256];
+			snprintf(why, sizeof(why), "no answer from the broker at %s over UDP, and no TCP: %s",
+				 a->broker_str, uv_strerror(rc));
+			if (a->o->cmd == NB_AGENT_CONNECT) {
+				connect_failed(a, why);
+			} else {
+				fprintf(stderr, "natpeer: %s\n", why);
+				shutdown_agent(a, 1);
+			}
+			return;
+		}
+		a->broker_tcp = true;
+		fprintf(stderr, "broker: no answer over UDP; reaching %s over TCP (relayed connections "
+				"only)\n", a->broker_str);
+		if (a->bl_on)
+			nb_blink_wipe(&a->bl);
+		blink_up(a, a->broker_key_known, now);
 	}
 	memset(&reg, 0, sizeof(reg));
 	memcpy(reg.id, a->o->id, sizeof(reg.id));
@@ -1527,6 +1947,7 @@ static void pump(struct agent *a)
 			if (a->bl_on)
 				(void)nb_blink_send(&a->bl, ctx.bytes, ctx.len, now);
 		broker_flush(a, now);
+		turn_pump(a, now);
 		client_events(a, now);
 		if (a->stopping)
 			return;
@@ -1539,6 +1960,8 @@ static void pump(struct agent *a)
 		next = nb_client_deadline(&a->client);
 	if (a->bl_on && nb_blink_deadline(&a->bl) < next)
 		next = nb_blink_deadline(&a->bl);
+	if (a->turn_on && nb_turnc_deadline(&a->turn) < next)
+		next = nb_turnc_deadline(&a->turn);
 	for (int i = 0; i < AGENT_MAX_SESSIONS; i++)
 		if (a->s[i].used) {
 			uint64_t d = session_deadline(&a->s[i]);
@@ -1743,6 +2166,7 @@ static void on_broker_frame(struct agent *a, const uint8_t *data, size_t len, co
 	if (nb_blink_learned(&a->bl, key) == 1) { /* first use: pin it */
 		char text[NB_KEY_TEXT_LEN + 1];
 		memcpy(a->broker_key, key, NB_KEY_LEN);
+		a->broker_key_known = true;
 		nb_key_to_text(key, text);
 		known_record(a, a->broker_name, key);
 		fprintf(stderr, "broker %s: key %s, first use: pinned in %s\n", a->broker_str, text,
@@ -1768,6 +2192,25 @@ static void on_recv(struct nb_udp *u, const uint8_t *data, size_t len, const str
 		pump(a);
 		return;
 	}
+	/* From our TURN server: its responses (STUN) and relayed data
+	 * (ChannelData 0x40-0x7F, Data indications). The rest of what that
+	 * address sends (it may be the broker too) goes on as usual. */
+	if (a->turn_on && !a->turn_tcp && len > 0 && (data[0] <= 0x03 || (data[0] >= 0x40 && data[0] <= 0x7F)) &&
+	    data[0] != NB_CTRL_FIRST_BYTE && nb_addr_equal(from, &a->turn.cfg.server) &&
+	    a->phase != PH_NETCHECK) {
+		turn_input(a, data, len, now);
+		pump(a);
+		return;
+	}
+	dispatch(a, data, len, from, now);
+	pump(a);
+}
+
+/* One datagram from `from`: over UDP, or relayed to us by the TURN server
+ * (then `from` is the peer), or over the broker's TCP link. */
+static void dispatch(struct agent *a, const uint8_t *data, size_t len, const struct nb_addr *from,
+		     uint64_t now)
+{
 	switch (nb_wire_classify(data, len)) {
 	case NB_WIRE_STUN: {
 		bool taken = false;
@@ -1840,7 +2283,6 @@ static void on_recv(struct nb_udp *u, const uint8_t *data, size_t len, const str
 		}
 		break;
 	}
-	pump(a);
 }
 
 /* ---- Start and stop ------------------------------------------------------------------ */
@@ -1882,6 +2324,16 @@ static void shutdown_agent(struct agent *a, int code)
 	uv_close((uv_handle_t *)&a->timer, NULL);
 	uv_close((uv_handle_t *)&a->sigint, NULL);
 	uv_close((uv_handle_t *)&a->sigterm, NULL);
+	if (a->turn_on) { /* free the allocation at once (best effort) */
+		struct nb_turnc_tx tx;
+		if (nb_turnc_close(&a->turn, nb_now_ms(), &tx) == 1)
+			turn_out(a, tx.bytes, tx.len);
+	}
+	if (a->tconn_open)
+		nb_tcpconn_close(&a->tconn);
+	if (a->broker_tcp)
+		nb_tcpconn_close(&a->bconn);
+	a->tconn_open = false;
 	if (a->sock_open)
 		nb_udp_close(&a->sock, on_udp_closed);
 	if (a->filt_open)
@@ -1989,9 +2441,11 @@ int nb_agent_run(const struct nb_agent_opts *o)
 				goto run;
 			}
 			memcpy(a->broker_key, pinned, NB_KEY_LEN);
+			a->broker_key_known = true;
 			blink_up(a, true, now);
 		} else if (o->has_broker_key) {
 			memcpy(a->broker_key, o->broker_key, NB_KEY_LEN);
+			a->broker_key_known = true;
 			known_record(a, a->broker_name, a->broker_key);
 			blink_up(a, true, now);
 		} else {

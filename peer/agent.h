@@ -42,6 +42,7 @@ struct nb_agent_opts {
 	bool json;
 	uint32_t timeout_ms; /* punch deadline; 0 = the plan's (the broker's default is 5 s) */
 	bool upnp;           /* listen, connect: ask the router for a mapping (peer/portmap.h) */
+	bool no_relay;       /* --no-relay: never relay (a relay plan fails) */
 	unsigned upnp_flags; /* NB_SSDP_ANY_HOST: tests only */
 	uint32_t upnp_check_s; /* look for the mapping this often; 0 = the default (60 s) */
 	/* Identity (docs/security.md): our key pair, loaded by main from --key. */

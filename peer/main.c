@@ -76,6 +76,10 @@ static void usage(FILE *f)
 	      "  --no-upnp           netcheck, listen, connect: do not ask the router for a\n"
 	      "                      UPnP port mapping (by default they do, and have the\n"
 	      "                      broker probe it; it is removed on exit)\n"
+	      "  --no-relay          listen, connect: never relay through a TURN server; a\n"
+	      "                      pair only a relay can connect then fails (by default a\n"
+	      "                      pair relays when the plan says so, or when the direct\n"
+	      "                      path has not worked by its deadline)\n"
 	      "  --upnp-check S      listen, connect: look for the UPnP mapping on the router\n"
 	      "                      every S seconds and add it again if it is gone, e.g.\n"
 	      "                      after a router restart (default 60; 1..3600)\n"
@@ -218,11 +222,12 @@ int main(int argc, char **argv)
 		{ "key", required_argument, NULL, 'K' },    { "known-peers", required_argument, NULL, 'N' },
 		{ "broker-key", required_argument, NULL, 'B' }, { "peer-key", required_argument, NULL, 'P' },
 		{ "allow", required_argument, NULL, 'W' },  { "admin-token", required_argument, NULL, 'T' },
+		{ "no-relay", no_argument, NULL, 'R' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct nb_netcheck_opts o;
 	struct nb_agent_opts ao;
-	bool have_broker = false, have_timeout = false;
+	bool have_broker = false, have_timeout = false, no_relay = false;
 	uint32_t upnp_check_s = 0; /* 0: the UPnP client's default (60 s) */
 	const char *cmd = NULL, *id = NULL, *token = NULL, *peer = NULL;
 	const char *key_path = NULL, *known_path = NULL, *admin = NULL;
@@ -296,6 +301,9 @@ int main(int argc, char **argv)
 			break;
 		case 'U':
 			o.upnp = false;
+			break;
+		case 'R':
+			no_relay = true;
 			break;
 		case 'A':
 			o.upnp_flags |= NB_SSDP_ANY_HOST;
@@ -406,6 +414,7 @@ int main(int argc, char **argv)
 	ao.json = o.json;
 	ao.timeout_ms = have_timeout ? o.timeout_ms : 0;
 	ao.upnp = o.upnp;
+	ao.no_relay = no_relay;
 	ao.upnp_flags = o.upnp_flags;
 	ao.upnp_check_s = upnp_check_s;
 	if (ao.cmd != NB_AGENT_PEERS && ao.cmd != NB_AGENT_MATRIX) {
