@@ -126,6 +126,17 @@ static __attribute__((format(printf, 2, 3))) void put(struct writer *w, const ch
 	w->off += (size_t)n;
 }
 
+/* "stale-nonce" -> "stale_nonce": the report's keys use underscores. */
+static const char *json_name(const char *in, char *out, size_t cap)
+{
+	size_t i = 0;
+
+	for (; in != NULL && in[i] != '\0' && i + 1 < cap; i++)
+		out[i] = in[i] == '-' ? '_' : in[i];
+	out[i] = '\0';
+	return out;
+}
+
 static void put_u64(struct writer *w, const char *name, uint64_t v, bool comma)
 {
 	put(w, "%s\"%s\":%llu", comma ? "," : "", name, (unsigned long long)v);
@@ -140,7 +151,7 @@ static bool version_char(char c)
 ssize_t nb_status_format(const struct nb_status_snapshot *s, char *buf, size_t len)
 {
 	struct writer w = { .buf = buf, .len = len };
-	char ver[32];
+	char ver[32], name[48];
 	size_t i;
 
 	if (buf == NULL || len == 0)
@@ -202,7 +213,32 @@ ssize_t nb_status_format(const struct nb_status_snapshot *s, char *buf, size_t l
 	put_u64(&w, "handshake_failures", s->handshake_failures, true);
 	put_u64(&w, "unsealed", s->unsealed, true);
 	put_u64(&w, "key_conflicts", s->key_conflicts, true);
-	put(&w, "}}");
+	put(&w, "},\"relay\":{\"mode\":\"%s\"",
+	    s->relay_mode == NB_STATUS_RELAY_OFF	? "off"
+	    : s->relay_mode == NB_STATUS_RELAY_TURN	? "turn"
+	    : s->relay_mode == NB_STATUS_RELAY_EXTERNAL ? "external"
+							: "?");
+	put_u64(&w, "allocations", s->turn.allocs_now, true);
+	put_u64(&w, "max_allocations", s->relay_max_allocations, true);
+	put_u64(&w, "created", s->turn.allocs_created, true);
+	put_u64(&w, "expired", s->turn.allocs_expired, true);
+	put_u64(&w, "deleted", s->turn.allocs_deleted, true);
+	put_u64(&w, "sockets", s->relay_sockets, true);
+	put_u64(&w, "bytes_to_peer", s->turn.bytes_to_peer, true);
+	put_u64(&w, "packets_to_peer", s->turn.pkts_to_peer, true);
+	put_u64(&w, "bytes_from_peer", s->turn.bytes_from_peer, true);
+	put_u64(&w, "packets_from_peer", s->turn.pkts_from_peer, true);
+	put_u64(&w, "tcp_control", s->tcp_control, true);
+	put_u64(&w, "tcp_turn", s->tcp_turn, true);
+	put_u64(&w, "tcp_write_dropped", s->tcp_write_dropped, true);
+	put(&w, ",\"refused\":{");
+	for (unsigned k = 0; k < NB_TURN_REFUSE_COUNT; k++)
+		put_u64(&w, json_name(nb_turn_refusal_name(k), name, sizeof(name)), s->turn.refused[k], k > 0);
+	put(&w, "},\"dropped\":{");
+	for (unsigned k = 0; k < NB_TURN_DROP_COUNT; k++)
+		put_u64(&w, json_name(nb_turn_drop_name(NB_TURN_DROP_MALFORMED - (int)k), name, sizeof(name)),
+			s->turn.drops[k], k > 0);
+	put(&w, "}}}");
 	if (w.full) {
 		buf[0] = '\0';
 		return -ENOSPC;

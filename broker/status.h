@@ -32,6 +32,7 @@
 
 #include "broker/binding.h"
 #include "broker/rendezvous.h"
+#include "broker/turn.h"
 
 /* ---- Refusals by reason ----------------------------------------------------- */
 
@@ -107,11 +108,17 @@ struct nb_status_snapshot {
 	 * unsealed (rendezvous) */
 	size_t links;
 	uint64_t handshakes, handshake_failures, unsealed, key_conflicts;
+	/* relay (broker/turn.h nb_turn_stats; docs/operations.md "relay") */
+	unsigned relay_mode; /* NB_STATUS_RELAY_*; another value prints "?" */
+	uint64_t relay_max_allocations;
+	struct nb_turn_stats turn;
+	uint64_t relay_sockets, tcp_control, tcp_turn, tcp_write_dropped;
 };
+enum { NB_STATUS_RELAY_OFF = 0, NB_STATUS_RELAY_TURN, NB_STATUS_RELAY_EXTERNAL };
 
 /* Largest report nb_status_format() writes (every counter at UINT64_MAX),
  * with room to spare. */
-#define NB_STATUS_MAX_LEN 4096
+#define NB_STATUS_MAX_LEN 8192
 
 /* Write the report into buf (NUL-terminated). Returns its length without
  * the NUL, or -ENOSPC if it does not fit in len (buf then holds no

@@ -65,6 +65,19 @@ static void snapshot(struct nb_status_server *s, struct nb_status_snapshot *out)
 		out->unsealed = rv.unsealed;
 		out->key_conflicts = rv.key_conflicts;
 	}
+	{
+		const struct nb_turn_stats *ts = nb_server_turn_stats(s->srv);
+		out->relay_mode = ts != NULL ? NB_STATUS_RELAY_TURN
+				  : s->cfg->n_relays > 0 ? NB_STATUS_RELAY_EXTERNAL : NB_STATUS_RELAY_OFF;
+		if (ts != NULL) {
+			out->turn = *ts;
+			out->relay_max_allocations = s->cfg->turn_cfg.max_allocs;
+		}
+		out->relay_sockets = st->relay_sockets;
+		out->tcp_control = st->tcp_control;
+		out->tcp_turn = st->tcp_turn;
+		out->tcp_write_dropped = st->tcp_write_dropped;
+	}
 	out->uptime_s = (now - s->start_ms) / 1000;
 	out->answers_milli_per_s = nb_status_rate_milli(&s->rate, now, answers_total(st, &rv));
 	out->peers = rv.peers;

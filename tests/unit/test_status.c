@@ -116,7 +116,17 @@ static const char zero_report[] =
 	"\"control\":{\"received\":0,\"replies\":0,\"errors\":0,\"undecodable\":0,\"registers\":0,"
 	"\"keepalives\":0,\"connects\":0,\"results\":0,\"expired\":0},"
 	"\"links\":{\"sessions\":0,\"handshakes\":0,\"handshake_failures\":0,\"unsealed\":0,"
-	"\"key_conflicts\":0}}";
+	"\"key_conflicts\":0},"
+	"\"relay\":{\"mode\":\"off\",\"allocations\":0,\"max_allocations\":0,\"created\":0,"
+	"\"expired\":0,\"deleted\":0,\"sockets\":0,\"bytes_to_peer\":0,\"packets_to_peer\":0,"
+	"\"bytes_from_peer\":0,\"packets_from_peer\":0,\"tcp_control\":0,\"tcp_turn\":0,"
+	"\"tcp_write_dropped\":0,\"refused\":{\"challenge\":0,\"unauthorized\":0,"
+	"\"expired_credentials\":0,\"stale_nonce\":0,\"wrong_credentials\":0,\"mismatch\":0,"
+	"\"quota_user\":0,\"quota_total\":0,\"capacity\":0,\"forbidden_peer\":0,\"perms_full\":0,"
+	"\"channels_full\":0,\"bad_request\":0,\"unknown_attribute\":0,\"transport\":0,\"family\":0,"
+	"\"peer_family\":0},\"dropped\":{\"malformed\":0,\"not_request\":0,\"method\":0,"
+	"\"no_allocation\":0,\"no_permission\":0,\"no_channel\":0,\"forbidden\":0,\"bandwidth\":0,"
+	"\"too_big\":0,\"bad_send\":0,\"source\":0,\"inval\":0,\"nospace\":0,\"retransmit\":0}}}";
 
 static void test_format_zero(void **state)
 {
@@ -157,6 +167,9 @@ static void test_format_full(void **state)
 	s.peers = 7;
 	s.refusals.n[NB_STATUS_REFUSED_SESSIONS_FULL] = 3;
 	s.dropped[1] = 9;
+	s.relay_mode = NB_STATUS_RELAY_EXTERNAL;
+	s.turn.refused[NB_TURN_REFUSE_QUOTA_USER] = 5;
+	s.turn.drops[nb_turn_drop_index(NB_TURN_DROP_BANDWIDTH)] = 6;
 	n = nb_status_format(&s, buf, sizeof(buf));
 	assert_true(n > 0 && (size_t)n < sizeof(buf));
 	assert_int_equal(strlen(buf), (size_t)n);
@@ -176,6 +189,16 @@ static void test_format_full(void **state)
 	assert_int_equal(cJSON_GetObjectItemCaseSensitive(x, "malformed")->valueint, 9);
 	assert_int_equal(cJSON_GetArraySize(x), NB_BINDING_DROP_COUNT);
 	assert_non_null(strstr(buf, "\"uptime_s\":18446744073709551615,"));
+	x = cJSON_GetObjectItemCaseSensitive(j, "relay");
+	assert_string_equal(cJSON_GetObjectItemCaseSensitive(x, "mode")->valuestring, "external");
+	assert_int_equal(cJSON_GetObjectItemCaseSensitive(
+				 cJSON_GetObjectItemCaseSensitive(x, "refused"), "quota_user")->valueint, 5);
+	assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(x, "refused")),
+			 NB_TURN_REFUSE_COUNT);
+	assert_int_equal(cJSON_GetObjectItemCaseSensitive(
+				 cJSON_GetObjectItemCaseSensitive(x, "dropped"), "bandwidth")->valueint, 6);
+	assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(x, "dropped")),
+			 NB_TURN_DROP_COUNT);
 	cJSON_Delete(j);
 
 	s.version = NULL;

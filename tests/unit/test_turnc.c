@@ -557,6 +557,23 @@ static void test_permission_channel(void **state)
 	assert_int_equal(ta.data_len, sizeof(payload));
 	assert_memory_equal(ta.data, payload, sizeof(payload));
 	assert_int_equal(nb_turnc_send(&c, &PEER, payload, sizeof(payload), out, 20), -ENOSPC);
+	/* Another port of the permitted IP (a peer-reflexive address, as a
+	 * symmetric NAT gives): a Send indication to it under the IP's
+	 * permission. Another IP: never permitted. */
+	{
+		struct nb_addr other_port = PEER, other_ip = PEER;
+		other_port.port = (uint16_t)(PEER.port + 7);
+		other_ip.ip[15] ^= 1;
+		other_ip.ip[3] ^= 1;
+		n = nb_turnc_send(&c, &other_port, payload, sizeof(payload), out, sizeof(out));
+		assert_true(n > 0);
+		assert_int_equal(nb_stun_decode(&m, out, (size_t)n), n);
+		assert_int_equal(m.method, NB_TURN_METHOD_SEND);
+		assert_int_equal(nb_turn_attrs_parse(&m, out, (size_t)n, &ta), 0);
+		assert_true(nb_addr_equal(&ta.peers[0], &other_port));
+		assert_int_equal(nb_turnc_send(&c, &other_ip, payload, sizeof(payload), out, sizeof(out)),
+				 -ENOENT);
+	}
 
 	/* Channel bound: ChannelData, unpadded over UDP. */
 	ok.method = NB_TURN_METHOD_CHANNEL_BIND;
