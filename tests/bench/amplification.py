@@ -375,6 +375,22 @@ class Client:
         one("Binding indication", stun(method_class=0x0011))
         one("TURN Allocate (no auth)", stun(method_class=0x0003,
                                              attrs=[attr(0x0019, b"\x11\0\0\0")]))
+        one("TURN Allocate + FINGERPRINT (no auth)",
+            stun(method_class=0x0003, attrs=[attr(0x0019, b"\x11\0\0\0")], fingerprint=True))
+        one("TURN Allocate + bogus credentials",
+            stun(method_class=0x0003, attrs=[attr(0x0019, b"\x11\0\0\0"), attr(0x0006, b"1:x"),
+                                             attr(0x0014, b"natbroker"), attr(0x0015, b"n" * 32),
+                                             attr(0x0008, os.urandom(20))]))
+        peer = attr(0x0012, struct.pack("!BBH4s", 0, 1, 3480 ^ 0x2112,
+                                        bytes(a ^ b for a, b in zip(socket.inet_aton(third),
+                                                                    b"\x21\x12\xa4\x42"))))
+        one("TURN Refresh (no auth)", stun(method_class=0x0004))
+        one("TURN CreatePermission (no auth)", stun(method_class=0x0008, attrs=[peer]))
+        one("TURN ChannelBind (no auth)",
+            stun(method_class=0x0009, attrs=[attr(0x000C, b"\x40\x00\0\0"), peer]))
+        one("TURN Send indication (no allocation)",
+            stun(method_class=0x0016, attrs=[peer, attr(0x0013, b"x" * 100)]))
+        one("TURN ChannelData (no allocation)", b"\x40\x00\x00\x64" + b"x" * 100)
         one("malformed: length 4, no attribute", stun(length=4))
         # length 4 = one attribute header; it claims 4 bytes of value that are not there
         one("malformed: attribute overruns", stun(attrs=[attr(0x8022, b"abcd")], length=4)[:24])

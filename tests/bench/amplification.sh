@@ -97,9 +97,11 @@ run "coturn 5780" --stun --tcp
 "$NATLAB" stop-coturn
 lab_wait 10 port_free || die "coturn did not free its ports"
 
-# 2. coturn on one address (no RFC 5780: it needs two)
-lab_start srv "$LAB_TMP/coturn1.log" turnserver -n --no-cli --no-tls --no-dtls --stun-only \
-    --no-auth --listening-ip "$SRV1" --listening-port 3478 --log-file stdout --simple-log \
+# 2. coturn on one address (no RFC 5780: it needs two), as a TURN server with
+# REST credentials, as natbroker's relay runs: its 401s are the ones to match
+lab_start srv "$LAB_TMP/coturn1.log" turnserver -n --no-cli --no-tls --no-dtls \
+    --use-auth-secret --static-auth-secret "amp-$$" --realm natbroker \
+    --listening-ip "$SRV1" --listening-port 3478 --log-file stdout --simple-log \
     --pidfile "$LAB_TMP/turnserver1.pid" --userdb "$LAB_TMP/turndb1"
 pid=$LAB_LAST_PID
 lab_wait 10 answers || die "coturn (one address) does not answer: $(tail -5 "$LAB_TMP/coturn1.log")"
