@@ -14,9 +14,11 @@
 #
 # Who connects to whom: for each pair a fresh `natpeer connect` process (id
 # "A.B", a new random port, its own NAT check) on host A asks the broker to
-# connect it to B's listener. A is the host listed first, except that a host
-# whose NAT check found UDP blocked is always B: it cannot ask the broker
-# anything. The prediction is the broker's own (`natpeer matrix --json`).
+# connect it to B's listener; A is the host listed first. A host whose UDP is
+# blocked (blk) reaches the broker over TCP and is relayed, as connector and
+# as listener. The prediction is the broker's own (`natpeer matrix --json`):
+# direct, lan, upnp or relay (its TURN server); a direct plan that fails at
+# its deadline falls back to the relay, which shows as a disagreement.
 #
 # Parallelism: a host takes part in at most one pair at a time (as connector
 # or as listener), so at most 6 pairs run at once. conntrack is flushed once,
@@ -220,7 +222,7 @@ lab_wait 5 eval 'lab_udp_bound srv 3478 && lab_udp_bound srv 3479' ||
 
 # ---------------------------------------------------------------- listeners
 step "starting natpeer listen on ${#HOSTS[@]} hosts; each checks its NAT first"
-declare -A LPID=() VERDICT=() BLOCKED=()
+declare -A LPID=() VERDICT=()
 for h in "${HOSTS[@]}"; do
     start_in "$h" "$LOGS/listen-$h.out" "$LOGS/listen-$h.err" "$NP" listen --id "$h" --broker "$SRV1" --json
     LPID[$h]=$LAB_LAST_PID
@@ -257,7 +259,6 @@ while [ ${#VERDICT[@]} -lt ${#HOSTS[@]} ] && [ "$(lab_now_ms)" -lt "$end" ]; do
         v=$(parse_nat "$h") || continue
         VERDICT[$h]=${v%%|*}
         read -r m f n <<<"${VERDICT[$h]}"
-        [ "$n" = udp-blocked ] && BLOCKED[$h]=1
         mark="${C_G}ok${C_0}" ok=1
         if [ "${VERDICT[$h]}" != "${LAB_EXPECT[$h]:-}" ]; then
             mark="${C_R}the lab was built as: ${LAB_EXPECT[$h]:-?}${C_0}" ok=0
@@ -277,27 +278,35 @@ for h in "${HOSTS[@]}"; do
     fi
 done
 
-# every listener that can reach the broker is registered before any pair starts
+# every listener is registered before any pair starts; one whose UDP is
+# blocked registers over TCP once its NAT check has given up on UDP
 all_registered() {
     local list h
     list=$(np_pub peers --json) || return 1
     for h in "${HOSTS[@]}"; do
-        [ -n "${BLOCKED[$h]:-}" ] && continue
         grep -q "\"id\":\"$h\"" <<<"$list" || return 1
     done
 }
-lab_wait 15 all_registered || die "not every listener registered with the broker within 15 s (logs: $LOGS)"
-n_reg=$((${#HOSTS[@]} - ${#BLOCKED[@]}))
-say "    $n_reg hosts registered with the broker${BLOCKED[*]:+; ${!BLOCKED[*]} cannot (UDP blocked)}"
+if ! lab_wait 30 all_registered; then
+    for h in "${HOSTS[@]}"; do
+        np_pub peers --json | grep -q "\"id\":\"$h\"" ||
+            { say "${C_R}    $h is not registered; its listener's stderr:${C_0}"; tail -n 5 "$LOGS/listen-$h.err" | sed 's/^/      /'; }
+    done
+    die "not every listener registered with the broker within 30 s (logs: $LOGS)"
+fi
+tcp_hosts=()
+for h in "${HOSTS[@]}"; do
+    grep -q '^broker: connected over TCP' "$LOGS/listen-$h.err" 2>/dev/null && tcp_hosts+=("$h")
+done
+say "    ${#HOSTS[@]} hosts registered with the broker${tcp_hosts[*]:+; ${tcp_hosts[*]} over TCP (UDP blocked)}"
 
 # ---------------------------------------------------------------- pairs
-# PA[k] connects to PB[k]: the host listed first, unless it is UDP-blocked
+# PA[k] connects to PB[k]: the host listed first (blk, 7th, is listener for
+# the six before it and connector for the six after it)
 PA=() PB=()
 for ((i = 0; i < ${#HOSTS[@]}; i++)); do
     for ((j = i + 1; j < ${#HOSTS[@]}; j++)); do
-        a=${HOSTS[i]} b=${HOSTS[j]}
-        if [ -n "${BLOCKED[$a]:-}" ] && [ -z "${BLOCKED[$b]:-}" ]; then t=$a a=$b b=$t; fi
-        PA+=("$a") PB+=("$b")
+        PA+=("${HOSTS[i]}") PB+=("${HOSTS[j]}")
     done
 done
 NPAIRS=${#PA[@]}
@@ -306,12 +315,15 @@ for h in "${HOSTS[@]}"; do REM[$h]=0; done
 for ((k = 0; k < NPAIRS; k++)); do
     REM[${PA[k]}]=$((REM[${PA[k]}] + 1)) REM[${PB[k]}]=$((REM[${PB[k]}] + 1))
 done
-CONNECT_TIMEOUT=$((${PUNCH:-5} + 25))   # netcheck (<= 10 s) + register + punch, with room
+# netcheck (<= 10 s; a blocked host then reaches the broker over TCP) + register
+# + punch + the relay fallback after a failed punch, with room for a busy machine
+CONNECT_TIMEOUT=$((${PUNCH:-5} + 40))
 declare -A T0=()
 PENDING=()
 for ((k = 0; k < NPAIRS; k++)); do PENDING+=("$k"); done
 DONE=0
 DISAGREE_LIVE=0
+declare -A NPATH=()   # measured path -> pairs
 : >"$LOGS/runs.tsv"
 
 start_pair() {
@@ -337,7 +349,7 @@ next_pair() {
     NEXT=$best
 }
 finish_pair() { # PID STATUS
-    local k=${RUNNING[$1]} rc=$2 a b ms wall ev path reason pred out err line
+    local k=${RUNNING[$1]} rc=$2 a b ms wall ev path reason pred out err line relay
     unset "RUNNING[$1]"
     a=${PA[k]} b=${PB[k]}
     unset "BUSY[$a]" "BUSY[$b]"
@@ -346,14 +358,19 @@ finish_pair() { # PID STATUS
     DONE=$((DONE + 1))
     out=$LOGS/$a.$b.out err=$LOGS/$a.$b.err
     printf '%s\t%s\t%s\t%s\t%s\n' "$a" "$b" "$rc" "$wall" "$a.$b" >>"$LOGS/runs.tsv"
-    # the broker's plan as natpeer printed it: "plan: ROLE PEER (PATH path), ..."
-    pred=$(sed -n 's/^plan: [a-z]* [^ ]* (\([a-z]*\) path).*/\1/p' "$err" | head -n 1)
+    # the broker's plan as natpeer printed it: "plan: ROLE PEER (PATH path, key K), ..."
+    pred=$(sed -n 's/^plan: [a-z]* [^ ]* (\([a-z]*\) path[,)].*/\1/p' "$err" | head -n 1)
     line=$(grep -m1 '"event":' "$out")
     ev=$(sed -n 's/.*"event":"\([a-z]*\)".*/\1/p' <<<"$line")
     if [ "$ev" = connected ]; then
         path=$(sed -n 's/.*"path":"\([a-z]*\)".*/\1/p' <<<"$line")
         ms=$(sed -n 's/.*"ms":\([0-9]*\).*/\1/p' <<<"$line")
         what="connected $path in $ms ms"
+        if [ "$path" = relay ]; then
+            relay=$(sed -n 's/.*"relay":"\([^"]*\)".*/\1/p' <<<"$line")
+            what="connected relay (${relay:-?}) in $ms ms"
+            grep -q ': no direct path (.*); trying the relay$' "$err" && what="$what, after the direct plan failed"
+        fi
     else
         path=none
         reason=$(sed -n 's/.*"reason":"\(.*\)"}.*/\1/p' <<<"$line")
@@ -363,6 +380,7 @@ finish_pair() { # PID STATUS
             pred=none what="no connection: $reason"
         fi
     fi
+    NPATH[$path]=$((${NPATH[$path]:-0} + 1))
     if [ "$pred" = "$path" ]; then
         printf '[%2d/%d] %-4s -> %-4s: %s %s(predicted %s)%s\n' "$DONE" "$NPAIRS" "$a" "$b" "$what" "$C_D" "${pred:-?}" "$C_0"
     else
@@ -387,7 +405,10 @@ while [ ${#PENDING[@]} -gt 0 ] || [ ${#RUNNING[@]} -gt 0 ]; do
     fi
 done
 T_PAIRS_S=$(secs_since "$T_PAIRS")
-say "    $NPAIRS pairs in $T_PAIRS_S s"
+n_conn=$((NPAIRS - ${NPATH[none]:-0}))
+split=
+for p in direct lan upnp relay; do split+="${split:+, }${NPATH[$p]:-0} $p"; done
+say "    $NPAIRS pairs in $T_PAIRS_S s: $n_conn connected ($split)"
 kill -0 "$NB_PID" 2>/dev/null || say "${C_R}    natbroker is no longer running (log: $LOGS/natbroker.log)${C_0}"
 for h in "${HOSTS[@]}"; do
     kill -0 "${LPID[$h]}" 2>/dev/null || say "${C_R}    the listener on $h exited (log: $LOGS/listen-$h.err)${C_0}"

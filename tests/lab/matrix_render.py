@@ -33,7 +33,7 @@ WORDS = {
     "direct": "direct: straight between the public addresses",
     "lan": "lan: on the shared LAN, private addresses",
     "upnp": "upnp: through a UPnP port mapping",
-    "relay": "relay: through a relay",
+    "relay": "relay: through the broker's TURN relay",
     "none": "none: no connection",
 }
 SHORT_KIND = {
@@ -83,6 +83,19 @@ def first_event(path):
                         return json.loads(line)
                     except ValueError:
                         continue
+    except OSError:
+        pass
+    return None
+
+
+def relay_fallback(path):
+    """Why the direct plan failed, when natpeer fell back to the relay (its stderr), or None."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                m = re.match(r"\S+: no direct path \((.*)\); trying the relay$", line.rstrip("\n"))
+                if m:
+                    return m.group(1)
     except OSError:
         pass
     return None
@@ -166,6 +179,11 @@ def build(args):
         reason = None
         if ev is not None and ev.get("event") == "connected":
             measured, ms = ev.get("path", "unknown"), ev.get("ms")
+            if measured == "relay":
+                pair["relay"] = ev.get("relay")
+                why = relay_fallback(os.path.join(args.logs, cid + ".err"))
+                if why is not None:
+                    pair["fallback"] = why
         else:
             measured, ms = "none", None
             reason = (ev or {}).get("reason") or "no event (exit status %s after %s ms)" % (rc, wall)
@@ -180,7 +198,7 @@ def build(args):
             predicted, roles, bm = "none", {a: "none", b: "none"}, None
             plan = "the broker refused to plan: %s" % reason[len("broker: "):]
             if kinds.get(b) == "udp-blocked":
-                plan += " (%s could not register: UDP is blocked)" % b
+                plan += " (%s is UDP-blocked: did its registration over TCP fail?)" % b
         else:
             predicted, roles, bm = "unknown", {}, None
             plan = "the broker has no record of this pair"
@@ -212,6 +230,7 @@ def counts(pairs):
     dis = [p for p in pairs if not p["agree"]]
     return {
         "pairs": len(pairs),
+        "connected": sum(1 for p in pairs if p["measured"] != "none"),
         "predicted": count("predicted"),
         "measured": count("measured"),
         "agree": len(pairs) - len(dis),
@@ -245,6 +264,10 @@ def pair_words(p):
         got = "no connection" + (": " + p["reason"] if p.get("reason") else "")
     else:
         got = "connected, %s, %s ms" % (m, p["ms"])
+        if m == "relay" and p.get("relay"):
+            got = "connected, relay %s, %s ms" % (p["relay"], p["ms"])
+        if p.get("fallback"):
+            got += ", after the direct plan failed (%s)" % p["fallback"]
     return got
 
 
@@ -262,12 +285,18 @@ def cross_checks(doc):
     return notes
 
 
+def headline(c):
+    """"78 of 78 pairs connected: 52 direct, 2 lan, 12 upnp, 12 relay" (measured)."""
+    m = c["measured"]
+    connected = c.get("connected", c["pairs"] - m.get("none", 0))
+    return "%d of %d pairs connected: %s" % (
+        connected, c["pairs"], ", ".join("%d %s" % (m.get(k, 0), k) for k in PATHS if k != "none"))
+
+
 def counts_line(c):
     def brk(d):
         return ", ".join("%d %s" % (d[k], k) for k in PATHS if d.get(k)) or "-"
-    return ("pairs %d   predicted direct %d   measured direct %d   disagreements %d"
-            % (c["pairs"], c["predicted"].get("direct", 0), c["measured"].get("direct", 0),
-               c["disagreements"]),
+    return (headline(c) + "; %d disagreement%s" % (c["disagreements"], "" if c["disagreements"] == 1 else "s"),
             "predicted: %s;  measured: %s" % (brk(c["predicted"]), brk(c["measured"])))
 
 
@@ -366,7 +395,7 @@ td.self{background:repeating-linear-gradient(45deg,#fafafa,#fafafa 4px,#ececec 4
 .legend div{display:flex;align-items:center;gap:8px;margin:5px 0}
 .sw{display:inline-block;flex:none;min-width:30px;padding:0 3px;box-sizing:border-box;height:22px;border-radius:4px;color:#fff;font-weight:bold;
  text-align:center;line-height:22px;font-size:13px}
-.counts td{padding:2px 10px 2px 0} .counts td.n{text-align:right;font-weight:bold}
+.counts td{padding:2px 10px 2px 0} .counts td.n{text-align:right;font-weight:bold} .counts td.in{padding-left:14px;color:#555}
 .ok{color:#1e7a3a;font-weight:bold} .bad{color:%(disagree)s;font-weight:bold}
 ul.dis{padding-left:18px;margin:4px 0} ul.dis li{margin-bottom:6px}
 .note{color:#777;font-size:12px;margin-top:14px}
@@ -375,7 +404,7 @@ ul.dis{padding-left:18px;margin:4px 0} ul.dis li{margin-bottom:6px}
            "<title>natbroker: who can reach whom</title>",
            "<style>%s</style></head><body>" % css,
            "<h1>natbroker: who can reach whom</h1>"]
-    sub = "%d hosts in the NAT lab, %d pairs" % (len(hosts), c["pairs"])
+    sub = "%d hosts in the NAT lab; %s" % (len(hosts), headline(c))
     if doc.get("pairs_seconds"):
         sub += ", connected in %.1f s" % doc["pairs_seconds"]
     if doc.get("generated"):
@@ -437,11 +466,12 @@ ul.dis{padding-left:18px;margin:4px 0} ul.dis li{margin-bottom:6px}
     out.append('<div style="color:#666;font-size:12px">A coloured cell: predicted and measured agree. '
                'The small number: time to connect.</div></div>')
     out.append('<h2>Counts</h2><table class="counts">')
-    for label, n in (("pairs", c["pairs"]),
-                     ("predicted direct", c["predicted"].get("direct", 0)),
-                     ("measured direct", c["measured"].get("direct", 0)),
-                     ("disagreements", c["disagreements"])):
-        out.append('<tr><td>%s</td><td class="n">%d</td></tr>' % (esc(label), n))
+    rows = [("pairs", c["pairs"], ""),
+            ("connected", c.get("connected", c["pairs"] - c["measured"].get("none", 0)), "")]
+    rows += [(k, c["measured"].get(k, 0), " class=\"in\"") for k in PATHS if k != "none"]
+    rows += [("not connected", c["measured"].get("none", 0), ""), ("disagreements", c["disagreements"], "")]
+    for label, n, cls in rows:
+        out.append('<tr><td%s>%s</td><td class="n">%d</td></tr>' % (cls, esc(label), n))
     out.append("</table>")
     c1, c2 = counts_line(c)
     out.append('<div style="font-size:12px;color:#555;margin-top:6px">%s</div>' % esc(c2))
@@ -457,9 +487,9 @@ ul.dis{padding-left:18px;margin:4px 0} ul.dis li{margin-bottom:6px}
     else:
         out.append('<div class="ok">none: every pair did what the broker predicted</div>')
     out.append('<div class="note">Made by tests/lab/matrix.sh (docs/demo.md). In each pair the '
-               'host higher in the list connects to the other, except that a host with UDP '
-               'blocked is always the one asked for. Predictions: the broker\'s '
-               '(<code>natpeer matrix</code>).</div>')
+               'host higher in the list connects to the other. Predictions: the broker\'s '
+               '(<code>natpeer matrix</code>); relayed pairs go through natbroker\'s own TURN '
+               'server.</div>')
     out.append("</div></div></body></html>")
     return "\n".join(out) + "\n"
 

@@ -5,6 +5,9 @@
 # matrix_render.py, opens the page in headless Chromium (Debian's chromium)
 # and checks the screenshot: a PNG of the window's size, not blank, with the
 # matrix's colours in about the area the sample's cells should cover.
+# The sample must show relayed pairs: R cells in the relay colour (class
+# "relay"), the legend's relay entry, and the relay count in the headline.
+# MATRIX_SAMPLE=FILE renders another matrix.json (e.g. a fresh matrix.sh run).
 #
 # Chromium runs in a new network namespace with no interfaces (unshare -n),
 # so neither the page nor the browser can reach any network; the page must
@@ -13,7 +16,7 @@
 # not root or without apt-get.
 set -uo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
-SAMPLE=$HERE/data/matrix-sample.json
+SAMPLE=${MATRIX_SAMPLE:-$HERE/data/matrix-sample.json}
 RENDER=$HERE/matrix_render.py
 OUT=${1:-}
 W=1400 H=1000
@@ -65,6 +68,40 @@ n_title=$(grep -o '<td class="c [a-z]*" title="' "$OUT/matrix.html" | wc -l)
 n_pairs=$(python3 -c 'import json,sys; print(len(json.load(open(sys.argv[1]))["pairs"]))' "$SAMPLE")
 if [ "$n_title" -eq $((2 * n_pairs)) ]; then ok "every cell has a title ($n_title cells, $n_pairs pairs)"
 else bad "cells with a title: $n_title, want $((2 * n_pairs))"; fi
+
+# every path's cells carry its class (its colour), relay included; the sample has R cells
+cprc=0
+python3 - "$OUT/matrix.html" "$SAMPLE" "$HERE" <<'EOF' || cprc=$?
+import json, re, sys
+page, sample, here = open(sys.argv[1], encoding="utf-8").read(), sys.argv[2], sys.argv[3]
+sys.dont_write_bytecode = True   # no __pycache__ in the source tree
+sys.path.insert(0, here)
+from matrix_render import COLOR, PATHS, SYMBOL
+doc = json.load(open(sample))
+fails = 0
+def check(ok, msg):
+    global fails
+    print(("#   ok   " if ok else "#   FAIL ") + msg)
+    fails += 0 if ok else 1
+for k in PATHS + ("disagree",):
+    want = 2 * sum(1 for p in doc["pairs"]
+                   if (k == "disagree" and not p["agree"]) or (p["agree"] and p["measured"] == k))
+    got = len(re.findall(r'<td class="c %s" title="' % k, page))
+    check(got == want, "%d cells of class %s, want %d" % (got, k, want))
+relay = re.findall(r'<td class="c relay" title="[^"]*">([^<]*)', page)
+check(len(relay) > 0, "the sample has relayed pairs (%d R cells)" % len(relay))
+check(all(t == SYMBOL["relay"] for t in relay), "every relay cell reads %s" % SYMBOL["relay"])
+check(re.search(r"td\.relay\{background:%s\}" % COLOR["relay"], page) is not None,
+      "td.relay has the relay colour %s" % COLOR["relay"])
+check(re.search(r'<span class="sw" style="background:%s;color:#fff">R</span>relay: ' % COLOR["relay"], page)
+      is not None, "the legend has the relay entry (R on %s)" % COLOR["relay"])
+n = sum(1 for p in doc["pairs"] if p["measured"] == "relay")
+check(re.search(r"pairs connected: [^<]*\b%d relay\b" % n, page) is not None,
+      "the headline counts %d relayed pairs" % n)
+sys.exit(1 if fails else 0)
+EOF
+if [ "$cprc" -eq 0 ]; then ok "each path's cells have its class, and relay is shown (R cells, legend, count)"
+else bad "cell classes and the relay entry (checks above)"; fi
 
 # ---- screenshot in headless Chromium, without network
 PNG=$OUT/matrix.png
