@@ -67,8 +67,16 @@ void nb_connectivity_plan(const struct nb_peer_nat *a, const struct nb_peer_nat 
 {
 	char why[NB_PLAN_REASON_MAX];
 
-	/* The side that cannot send UDP allocates (over TCP); else the asker. */
-	ret->relay_by_a = !b->udp_blocked;
+	/* Who allocates: the side that cannot send UDP (over TCP); else the
+	 * side whose mapping is not endpoint-independent (the one that needs a
+	 * relay with many peers, and allocates in advance: docs/protocol.md
+	 * "Relay"); else the asker. */
+	if (a->udp_blocked != b->udp_blocked)
+		ret->relay_by_a = a->udp_blocked;
+	else if (maps_ei(a) != maps_ei(b))
+		ret->relay_by_a = !maps_ei(a);
+	else
+		ret->relay_by_a = true;
 	if (a->udp_blocked && b->udp_blocked) {
 		set(ret, NB_PATH_NONE, NB_ROLE_NONE, NB_ROLE_NONE,
 		    "both networks block UDP: a relay needs one side that can send UDP");
@@ -133,7 +141,10 @@ void nb_connectivity_plan(const struct nb_peer_nat *a, const struct nb_peer_nat 
 		return;
 	}
 	snprintf(why, sizeof(why), "%s vs %s: no direct path without port prediction; "
-				   "A allocates on the relay, B sends to it",
-		 kind(a), kind(b));
-	set(ret, NB_PATH_RELAY, NB_ROLE_RELAY, NB_ROLE_DIAL, why);
+				   "%s allocates on the relay, %s sends to it",
+		 kind(a), kind(b), ret->relay_by_a ? "A" : "B", ret->relay_by_a ? "B" : "A");
+	if (ret->relay_by_a)
+		set(ret, NB_PATH_RELAY, NB_ROLE_RELAY, NB_ROLE_DIAL, why);
+	else
+		set(ret, NB_PATH_RELAY, NB_ROLE_DIAL, NB_ROLE_RELAY, why);
 }

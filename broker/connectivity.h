@@ -43,7 +43,8 @@ struct nb_plan {
 	enum nb_role role_a, role_b; /* relay: the allocating side "relay", the other "dial" */
 	/* Which side allocates on the relay: for a relay plan, and for the
 	 * fallback when a direct plan has not worked by its deadline. The side
-	 * that cannot send UDP, else A. Meaningless for NB_PATH_NONE. */
+	 * that cannot send UDP, else the side whose mapping is not
+	 * endpoint-independent, else A. Meaningless for NB_PATH_NONE. */
 	bool relay_by_a;
 	char reason[NB_PLAN_REASON_MAX]; /* in words, for people and the matrix */
 };

@@ -94,6 +94,11 @@ static void fill(struct nb_registry_peer *p, const struct nb_ctrl_register *reg,
 	else
 		memset(&p->upnp_external, 0, sizeof(p->upnp_external));
 	p->udp_blocked = false;
+	p->has_relayed = reg->has_relayed;
+	if (p->has_relayed)
+		p->relayed = reg->relayed;
+	else
+		memset(&p->relayed, 0, sizeof(p->relayed));
 	p->last_seen_ms = now;
 }
 

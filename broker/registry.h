@@ -71,6 +71,8 @@ struct nb_registry_peer {
 	/* The entry was registered over TCP (nb_registry_set_udp_blocked()):
 	 * its network does not let UDP reach the broker. put() clears it. */
 	bool udp_blocked;
+	bool has_relayed;          /* the register's "relayed": its allocation in advance */
+	struct nb_addr relayed;
 	uint64_t registered_ms; /* first registration of this entry */
 	uint64_t last_seen_ms;  /* last register or keepalive */
 };

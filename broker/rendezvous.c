@@ -682,11 +682,13 @@ static void plan_fill(struct nb_ctrl_plan *pl, const char *session, const char *
 	pl->delay_ms = delay_ms;
 }
 
-/* The plan's "relay" for the side holding `key`: with alloc, a relay
- * server (chosen by the session id, so a pair's retries spread) and
- * credentials for it; else only the word that the other side allocates. */
+/* The "relay" of a plan (or of a registered) for the side holding `key`:
+ * with alloc, a relay server (chosen by the key, so that a host's
+ * allocation in advance and its plans name the same one) and credentials
+ * for it, good for cred_s; else only the word that the other side
+ * allocates, and its relayed address if it registered one (`other`). */
 static void relay_fill(const struct nb_rendezvous *rv, struct nb_ctrl_relay *r, bool alloc,
-		       const char *session, const uint8_t *key)
+		       const uint8_t *key, uint32_t cred_s, const struct nb_registry_peer *other)
 {
 	char kt[NB_KEY_TEXT_LEN + 1];
 
@@ -694,17 +696,22 @@ static void relay_fill(const struct nb_rendezvous *rv, struct nb_ctrl_relay *r, 
 	if (rv->cfg.n_relays == 0)
 		return;
 	r->has_relay = true;
-	if (!alloc)
+	if (!alloc) {
+		if (other != NULL && other->has_relayed) {
+			r->has_relayed = true;
+			r->relayed = other->relayed;
+		}
 		return;
+	}
 	nb_key_to_text(key, kt);
-	if (nb_turn_rest_username(rv->unix_s + rv->cfg.relay_cred_s, kt, r->user, sizeof(r->user)) < 0 ||
+	if (nb_turn_rest_username(rv->unix_s + cred_s, kt, r->user, sizeof(r->user)) < 0 ||
 	    nb_turn_rest_password(rv->cfg.relay_secret, rv->cfg.relay_secret_len,
 				  (const uint8_t *)r->user, strlen(r->user), r->pass) < 0) {
 		memset(r, 0, sizeof(*r)); /* cannot happen: the user fits; no relay then */
 		return;
 	}
 	r->alloc = true;
-	r->server = rv->cfg.relays[(unsigned char)session[0] % rv->cfg.n_relays];
+	r->server = rv->cfg.relays[key[0] % rv->cfg.n_relays];
 }
 
 static ssize_t push_encode(struct nb_rendezvous *rv, const struct rv_session *x,
@@ -859,6 +866,13 @@ static void on_register(struct nb_rendezvous *rv, struct reply_ctx *c)
 	rv->rep.u.registered.expires_s = rv->cfg.keepalive_s * NB_RENDEZVOUS_EXPIRES_FACTOR;
 	rv->rep.u.registered.has_upnp = upnp_claimed;
 	rv->rep.u.registered.upnp_verified = upnp_ok;
+	/* A host that will need the relay (UDP blocked, or a mapping that is
+	 * not endpoint-independent) gets credentials to allocate in advance,
+	 * as ICE gathers its relayed candidate before it is needed: its plans
+	 * then carry its relayed address to the other side. */
+	if (rv->via_tcp || (r->has_nat && r->mapping != NB_MAPPING_NONE &&
+			    r->mapping != NB_MAPPING_ENDPOINT_INDEPENDENT))
+		relay_fill(rv, &rv->rep.u.registered.relay, true, c->key, NB_RENDEZVOUS_REG_CRED_S, NULL);
 	ev.change = change;
 	ev.other_addr = old;
 	ev.entry = nb_registry_get(rv->reg, r->id, c->now);
@@ -987,9 +1001,11 @@ static void on_connect(struct nb_rendezvous *rv, struct reply_ctx *c)
 	plan_fill(&x->plan_b, session, pa->id, plan.role_b, plan.path, reason, pa, same_ip,
 		  username, rv->cfg.deadline_ms,
 		  plan.role_b == NB_ROLE_DIAL && plan.role_a == NB_ROLE_PRIME ? rv->cfg.prime_delay_ms
-									      : 0);
+		  : plan.path == NB_PATH_RELAY && plan.relay_by_a && pa->has_relayed
+			  ? NB_RENDEZVOUS_RELAY_DIAL_DELAY_MS
+			  : 0);
 	if (plan.path != NB_PATH_NONE)
-		relay_fill(rv, &x->plan_b.relay, !plan.relay_by_a, session, pb->key);
+		relay_fill(rv, &x->plan_b.relay, !plan.relay_by_a, pb->key, rv->cfg.relay_cred_s, pa);
 	if (plan.path == NB_PATH_RELAY)
 		rv->st.relay_plans++;
 
@@ -998,9 +1014,11 @@ static void on_connect(struct nb_rendezvous *rv, struct reply_ctx *c)
 	plan_fill(&rv->rep.u.plan, session, pb->id, plan.role_a, plan.path, reason, pb, same_ip,
 		  username, rv->cfg.deadline_ms,
 		  plan.role_a == NB_ROLE_DIAL && plan.role_b == NB_ROLE_PRIME ? rv->cfg.prime_delay_ms
-									      : 0);
+		  : plan.path == NB_PATH_RELAY && !plan.relay_by_a && pb->has_relayed
+			  ? NB_RENDEZVOUS_RELAY_DIAL_DELAY_MS
+			  : 0);
 	if (plan.path != NB_PATH_NONE)
-		relay_fill(rv, &rv->rep.u.plan.relay, plan.relay_by_a, session, pa->key);
+		relay_fill(rv, &rv->rep.u.plan.relay, plan.relay_by_a, pa->key, rv->cfg.relay_cred_s, pb);
 	/* The other side's plan is a request of the broker's own (d[1]). */
 	if (push_encode(rv, x, &c->out->d[1]) <= 0) {
 		/* Cannot happen: every field comes from decoded messages. */

@@ -114,6 +114,15 @@
 #define NB_RENDEZVOUS_MAX_SECRET 256
 #define NB_RENDEZVOUS_DEFAULT_RELAY_CRED_S 3600
 #define NB_RENDEZVOUS_DEFAULT_RELAY_EXTRA_MS 10000
+/* Credentials in `registered` (for an allocation in advance, refreshed for
+ * as long as the host runs): a day, less a margin; the relay accepts REST
+ * expiries up to a day ahead (broker/turn.h max_credential_s). */
+#define NB_RENDEZVOUS_REG_CRED_S 86000
+/* A relay plan whose allocating side registered its relayed address: the
+ * dialing side waits this long, so that the permission the allocating side
+ * asks for on getting its plan reaches the relay first (its first resend
+ * would cost more). */
+#define NB_RENDEZVOUS_RELAY_DIAL_DELAY_MS 10
 
 /* Datagrams out of one nb_rendezvous_handle(): the reply, and a pushed plan. */
 #define NB_RENDEZVOUS_MAX_OUT 2

@@ -68,6 +68,10 @@
 /* A relay attempt's own deadline, from when it starts (after the direct
  * attempt's, for a fallback): allocate, tell the other side, check. */
 #define AGENT_RELAY_MS 10000
+/* Through the relay the first handshake initiation may beat the allocating
+ * side's permission or its hearing our first check: the first resend comes
+ * sooner than on a punched path. */
+#define AGENT_HS_RELAY_RTO_MS 50
 
 enum phase {
 	PH_NETCHECK = 0, /* NAT behaviour tests on the shared socket + a temporary one */
@@ -108,6 +112,7 @@ struct session {
 		REL_RUN,          /* checks over the relay */
 	} relay;
 	bool have_relayed;        /* the other side's relayed address arrived */
+	uint64_t relay_dial_at;   /* waiting: dial the relayed address then (plan delay) */
 	struct nb_addr relayed;   /* that address, or ours once allocated */
 	uint64_t relay_give_up;
 	char pkey[NB_PUNCH_KEY_LEN + 1]; /* the checks' key, for the relay's checks */
@@ -226,6 +231,8 @@ struct agent {
 	struct nb_tcpconn tconn;
 	bool tconn_open;
 	bool turn_said;                 /* "relay: allocated ..." printed */
+	bool turn_advance;              /* allocated in advance (registered's credentials) */
+	bool turn_told;                 /* our relayed address is registered */
 	uint8_t turn_buf[NB_TURNC_OUT_MAX + 64];
 };
 
@@ -233,6 +240,7 @@ static void pump(struct agent *a);
 static void shutdown_agent(struct agent *a, int code);
 static void dispatch(struct agent *a, const uint8_t *data, size_t len, const struct nb_addr *from,
 		     uint64_t now);
+static void send_register(struct agent *a, uint64_t now);
 static void blink_up(struct agent *a, bool key_known, uint64_t now);
 
 /* ---- Known peers ---------------------------------------------------------- */
@@ -634,6 +642,14 @@ static void turn_pump(struct agent *a, uint64_t now)
 		turn_begin(a, true, now);
 		while (nb_turnc_poll(&a->turn, now, &tx) == 1)
 			turn_out(a, tx.bytes, tx.len);
+	}
+	if (a->turn_advance && !a->turn_told && a->reg_sent && nb_turnc_state(&a->turn) == NB_TURNC_ALLOCATED) {
+		/* The broker puts it in the other side's plans: their checks
+		 * and handshake start as soon as they have the plan. */
+		a->turn_told = true;
+		a->reg.has_relayed = true;
+		a->reg.relayed = *nb_turnc_relayed(&a->turn);
+		send_register(a, now);
 	}
 	if (!a->turn_said && nb_turnc_state(&a->turn) == NB_TURNC_ALLOCATED) {
 		char r[NB_ADDR_STRLEN], m[NB_ADDR_STRLEN] = "?";
@@ -1095,6 +1111,10 @@ static void session_start(struct agent *a, const struct nb_ctrl_plan *plan, uint
 	memcpy(s->pkey, pkey, sizeof(s->pkey));
 	OPENSSL_cleanse(pkey, sizeof(pkey));
 	s->used = true;
+	if (s->plan.relay.has_relay && !s->plan.relay.alloc && s->plan.relay.has_relayed) {
+		s->relayed = s->plan.relay.relayed; /* allocated in advance */
+		s->have_relayed = true;
+	}
 	if (s->plan.path == NB_PATH_RELAY) {
 		if (a->o->no_relay || !s->plan.relay.has_relay)
 			session_fail(a, s, a->o->no_relay ? "only a relay can connect us, and --no-relay is set"
@@ -1246,6 +1266,17 @@ static void relay_punch(struct agent *a, struct session *s, enum nb_role role,
 	}
 	s->relay = REL_RUN;
 	s->hs_give_up = 0;
+	s->hs_busy = false;
+	/* Over the relay the side that sends to the relayed address starts the
+	 * peers' handshake, at once, right behind its first check: the
+	 * allocating side cannot reach it before it has heard from it (its NAT
+	 * mapping toward the relay is new), and the checks' answers would cost
+	 * a round trip through the relay for nothing the handshake does not
+	 * prove itself. The allocating side answers it once it has heard an
+	 * authenticated check from that address (on_peer_init()). */
+	s->initiator = !s->plan.relay.alloc;
+	if (s->initiator)
+		s->pu.remote = s->relayed;
 }
 
 /* The other side allocated: check toward its relayed address. */
@@ -1306,10 +1337,14 @@ static void relay_begin(struct agent *a, struct session *s, uint64_t now)
 		return;
 	}
 	s->relay = REL_WAIT_RELAYED;
-	if (s->have_relayed)
+	if (s->have_relayed && s->plan.path == NB_PATH_RELAY && s->plan.delay_ms > 0) {
+		/* Its permission for us is on its way to the relay: after it. */
+		s->relay_dial_at = now + s->plan.delay_ms;
+	} else if (s->have_relayed) {
 		relay_dial(a, s, now);
-	else
+	} else {
 		fprintf(stderr, "%s: waiting for its relayed address\n", s->plan.peer);
+	}
 }
 
 /* Drive one session: its punch machine's datagrams, its outcome, its data
@@ -1321,14 +1356,21 @@ static void session_pump(struct agent *a, struct session *s, uint64_t now)
 	while (nb_punch_poll(&s->pu, now, &tx) == 1)
 		send_to(a, tx.bytes, tx.len, &tx.to);
 
-	if (!s->reported && nb_punch_state(&s->pu) == NB_PUNCH_CONNECTED) {
+	/* Through the relay the dialing side's handshake goes with its first
+	 * checks (relay_punch()). */
+	bool through = s->relay == REL_RUN && s->initiator && nb_punch_state(&s->pu) != NB_PUNCH_FAILED;
+	if (!s->reported && (nb_punch_state(&s->pu) == NB_PUNCH_CONNECTED || through)) {
 		/* The path works both ways: now the peers' own handshake over
 		 * it. Nothing counts as connected until it has verified. */
 		if (s->hs_give_up == 0)
 			s->hs_give_up = now + AGENT_HS_TIMEOUT_MS;
-		if (s->initiator && !s->hs_busy && !s->dc_set && hs_start(a, s, now) != 0) {
-			session_fail(a, s, "cannot start the handshake", now);
-			return;
+		if (s->initiator && !s->hs_busy && !s->dc_set) {
+			if (hs_start(a, s, now) != 0) {
+				session_fail(a, s, "cannot start the handshake", now);
+				return;
+			}
+			if (through)
+				s->hs_rto = AGENT_HS_RELAY_RTO_MS;
 		}
 		if (!s->dc_set && now >= s->hs_give_up) {
 			char why[NB_CTRL_REASON_MAX + 1], r[NB_ADDR_STRLEN];
@@ -1360,6 +1402,11 @@ static void session_pump(struct agent *a, struct session *s, uint64_t now)
 			session_fail(a, s, why, now);
 			return;
 		}
+	}
+	if (!s->reported && s->relay == REL_WAIT_RELAYED && s->have_relayed && s->relay_dial_at != 0 &&
+	    now >= s->relay_dial_at) {
+		s->relay_dial_at = 0;
+		relay_dial(a, s, now);
 	}
 	if (!s->reported && (s->relay == REL_WAIT_ALLOC || s->relay == REL_WAIT_RELAYED) &&
 	    now >= s->relay_give_up) {
@@ -1407,6 +1454,8 @@ static uint64_t session_deadline(const struct session *s)
 
 	if (!s->reported && (s->relay == REL_WAIT_ALLOC || s->relay == REL_WAIT_RELAYED))
 		d = s->relay_give_up; /* the punch machine is idle meanwhile */
+	if (!s->reported && s->relay == REL_WAIT_RELAYED && s->relay_dial_at != 0 && s->relay_dial_at < d)
+		d = s->relay_dial_at;
 	if (s->hs_busy && s->hs_next < d)
 		d = s->hs_next;
 	if (!s->reported && s->hs_give_up != 0 && s->hs_give_up < d)
@@ -1431,6 +1480,16 @@ static void on_registered(struct agent *a, const struct nb_ctrl_registered *r, u
 	char refl[NB_ADDR_STRLEN];
 
 	nb_addr_format(&r->reflexive, refl, sizeof(refl));
+	/* Credentials to allocate in advance (our NAT or network will need
+	 * the relay with most peers): allocate now, as ICE gathers its relayed
+	 * candidate, and register the relayed address once we have it. */
+	if (r->relay.has_relay && r->relay.alloc && !a->o->no_relay &&
+	    (!a->turn_on || nb_turnc_state(&a->turn) == NB_TURNC_FAILED ||
+	     nb_turnc_state(&a->turn) == NB_TURNC_CLOSED)) {
+		a->turn_advance = true;
+		a->turn_told = false;
+		turn_start(a, &r->relay, now);
+	}
 	if (a->ever_registered) {
 		fprintf(stderr, "registered again as %s (reflexive %s)\n", r->id, refl);
 		return;

@@ -978,8 +978,14 @@ static int dec_register(struct ctx *c, const cJSON *o, struct nb_ctrl_register *
 		}
 		set_prefix(c, NULL, 0, false);
 	}
+	rc = get_addr(c, o, "relayed", false, &r->relayed);
+	if (rc < 0)
+		return rc;
+	r->has_relayed = rc == 0;
 	return 0;
 }
+
+static int dec_relay(struct ctx *c, const cJSON *o, struct nb_ctrl_relay *r);
 
 static int dec_registered(struct ctx *c, const cJSON *o, struct nb_ctrl_registered *r)
 {
@@ -997,6 +1003,10 @@ static int dec_registered(struct ctx *c, const cJSON *o, struct nb_ctrl_register
 		return rc;
 	r->has_upnp = rc == 0;
 	r->upnp_verified = r->has_upnp && w == 1;
+	if ((rc = dec_relay(c, o, &r->relay)) < 0)
+		return rc;
+	if (r->relay.has_relay && !r->relay.alloc)
+		return ffail(c, NB_CTRL_E_FORMAT, "relay", "registered carries credentials (alloc)");
 	return 0;
 }
 
@@ -1030,8 +1040,14 @@ static int dec_relay(struct ctx *c, const cJSON *o, struct nb_ctrl_relay *r)
 	if (!r->alloc) {
 		if (get(ro, "server") != NULL || get(ro, "user") != NULL || get(ro, "pass") != NULL)
 			return ffail(c, NB_CTRL_E_FORMAT, "relay", "server and credentials only with alloc");
+		rc = get_addr(c, ro, "relayed", false, &r->relayed);
+		if (rc < 0)
+			return rc;
+		r->has_relayed = rc == 0;
 		return 0;
 	}
+	if (get(ro, "relayed") != NULL)
+		return ffail(c, NB_CTRL_E_FORMAT, "relay", "relayed only without alloc");
 	if ((rc = get_addr(c, ro, "server", true, &r->server)) < 0)
 		return rc;
 	if ((rc = get_str(c, ro, "user", true, &s)) < 0 ||
@@ -1537,8 +1553,12 @@ static int enc_register(struct ctx *c, cJSON *o, const struct nb_ctrl_register *
 				return rc;
 		}
 	}
+	if (r->has_relayed && (rc = put_addr(c, o, "relayed", &r->relayed)) < 0)
+		return rc;
 	return 0;
 }
+
+static int enc_relay(struct ctx *c, cJSON *o, const struct nb_ctrl_relay *r);
 
 static int enc_registered(struct ctx *c, cJSON *o, const struct nb_ctrl_registered *r)
 {
@@ -1553,7 +1573,9 @@ static int enc_registered(struct ctx *c, cJSON *o, const struct nb_ctrl_register
 		return rc;
 	if (r->has_upnp && (rc = put_word(c, o, "upnp", &v_verified, r->upnp_verified ? 1 : 0)) < 0)
 		return rc;
-	return 0;
+	if (r->relay.has_relay && !r->relay.alloc)
+		return ffail(c, NB_CTRL_E_FORMAT, "relay", "registered carries credentials (alloc)");
+	return enc_relay(c, o, &r->relay);
 }
 
 static int enc_relay(struct ctx *c, cJSON *o, const struct nb_ctrl_relay *r)
@@ -1566,8 +1588,10 @@ static int enc_relay(struct ctx *c, cJSON *o, const struct nb_ctrl_relay *r)
 	ro = cJSON_AddObjectToObject(o, "relay");
 	if (ro == NULL)
 		return NB_CTRL_E_NOMEM;
-	if ((rc = put_bool(ro, "alloc", r->alloc)) < 0 || !r->alloc)
+	if ((rc = put_bool(ro, "alloc", r->alloc)) < 0)
 		return rc;
+	if (!r->alloc)
+		return r->has_relayed ? put_addr(c, ro, "relayed", &r->relayed) : 0;
 	if ((rc = put_addr(c, ro, "server", &r->server)) < 0 ||
 	    (rc = check_relay_str(c, "relay.user", r->user, NB_CTRL_RELAY_USER_MAX)) < 0 ||
 	    (rc = put_str(ro, "user", r->user)) < 0 ||
@@ -1894,7 +1918,8 @@ static bool register_equal(const struct nb_ctrl_register *a, const struct nb_ctr
 {
 	if (!STREQ(a->id, b->id) || !STREQ(a->token, b->token) || !STREQ(a->cookie, b->cookie) ||
 	    !addrs_equal(a->local, a->n_local, b->local, b->n_local) || a->has_nat != b->has_nat ||
-	    a->has_upnp != b->has_upnp)
+	    a->has_upnp != b->has_upnp || a->has_relayed != b->has_relayed ||
+	    (a->has_relayed && !nb_addr_equal(&a->relayed, &b->relayed)))
 		return false;
 	if (a->has_nat && (a->mapping != b->mapping || a->filtering != b->filtering ||
 			   a->has_hairpin != b->has_hairpin ||
@@ -1907,6 +1932,15 @@ static bool register_equal(const struct nb_ctrl_register *a, const struct nb_ctr
 	return true;
 }
 
+static bool relay_equal(const struct nb_ctrl_relay *a, const struct nb_ctrl_relay *b)
+{
+	return a->has_relay == b->has_relay && a->alloc == b->alloc &&
+	       a->has_relayed == b->has_relayed &&
+	       (!a->has_relayed || nb_addr_equal(&a->relayed, &b->relayed)) &&
+	       (!a->alloc || (nb_addr_equal(&a->server, &b->server) && STREQ(a->user, b->user) &&
+			      STREQ(a->pass, b->pass)));
+}
+
 static bool plan_equal(const struct nb_ctrl_plan *a, const struct nb_ctrl_plan *b)
 {
 	return STREQ(a->session, b->session) && STREQ(a->peer, b->peer) && a->role == b->role &&
@@ -1914,10 +1948,7 @@ static bool plan_equal(const struct nb_ctrl_plan *a, const struct nb_ctrl_plan *
 	       addrs_equal(a->candidates, a->n_candidates, b->candidates, b->n_candidates) &&
 	       STREQ(a->username, b->username) && STREQ(a->peer_key, b->peer_key) &&
 	       a->deadline_ms == b->deadline_ms && a->delay_ms == b->delay_ms &&
-	       a->relay.has_relay == b->relay.has_relay && a->relay.alloc == b->relay.alloc &&
-	       (!a->relay.alloc || (nb_addr_equal(&a->relay.server, &b->relay.server) &&
-				    STREQ(a->relay.user, b->relay.user) &&
-				    STREQ(a->relay.pass, b->relay.pass)));
+	       relay_equal(&a->relay, &b->relay);
 }
 
 static bool result_equal(const struct nb_ctrl_result *a, const struct nb_ctrl_result *b)
@@ -1972,7 +2003,8 @@ bool nb_ctrl_msg_equal(const struct nb_ctrl_msg *a, const struct nb_ctrl_msg *b)
 		       a->u.registered.keepalive_s == b->u.registered.keepalive_s &&
 		       a->u.registered.expires_s == b->u.registered.expires_s &&
 		       a->u.registered.has_upnp == b->u.registered.has_upnp &&
-		       a->u.registered.upnp_verified == b->u.registered.upnp_verified;
+		       a->u.registered.upnp_verified == b->u.registered.upnp_verified &&
+		       relay_equal(&a->u.registered.relay, &b->u.registered.relay);
 	case NB_CTRL_KEEPALIVE:
 	case NB_CTRL_BYE:
 		return STREQ(a->u.keepalive.id, b->u.keepalive.id);

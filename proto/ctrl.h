@@ -218,6 +218,23 @@ enum nb_ctrl_outcome {
 	NB_CTRL_OUTCOME_FAILED,        /* "failed" */
 };
 
+/* The relay part of a plan ("relay":{...}; docs/protocol.md "Relay"). One
+ * side of a pair allocates on a TURN server (alloc: it gets the server and
+ * REST credentials) and tells the other its relayed address with a
+ * `relayed` message; the other side (alloc false, no server) sends to that
+ * address. has_relay false: the broker has no relay (field absent). */
+#define NB_CTRL_RELAY_USER_MAX 128 /* TURN username: printable ASCII, no space */
+#define NB_CTRL_RELAY_PASS_MAX 64
+struct nb_ctrl_relay {
+	bool has_relay;
+	bool alloc;                 /* this side allocates */
+	bool has_relayed;           /* without alloc: the other side's relayed address is known */
+	struct nb_addr relayed;     /* ... here ("relayed"): send to it at once */
+	struct nb_addr server;      /* with alloc: the TURN server */
+	char user[NB_CTRL_RELAY_USER_MAX + 1]; /* with alloc: TURN REST username */
+	char pass[NB_CTRL_RELAY_PASS_MAX + 1]; /* with alloc: its password */
+};
+
 struct nb_ctrl_register {
 	char id[NB_CTRL_ID_MAX + 1];
 	char token[NB_CTRL_TOKEN_MAX + 1]; /* "" = no token (field absent) */
@@ -233,6 +250,8 @@ struct nb_ctrl_register {
 	struct nb_addr upnp_external;  /* "upnp":{"external"}: iff upnp == MAPPED */
 	char upnp_proof[NB_CTRL_PROOF_LEN + 1]; /* "upnp":{"proof"}: only with MAPPED; "" = absent */
 	char cookie[NB_CTRL_COOKIE_LEN + 1];    /* from the broker's challenge; "" = absent */
+	bool has_relayed;       /* "relayed": our allocation on the relay the broker named */
+	struct nb_addr relayed;
 };
 
 struct nb_ctrl_registered {
@@ -242,6 +261,9 @@ struct nb_ctrl_registered {
 	uint32_t expires_s;       /* registration dropped after this long without one */
 	bool has_upnp;            /* "upnp" present: the register said "mapped" */
 	bool upnp_verified;       /* "upnp":"verified" (else "unverified") */
+	/* "relay": credentials to allocate in advance (alloc is true), for a
+	 * host that will need the relay (symmetric NAT, UDP blocked) */
+	struct nb_ctrl_relay relay;
 };
 
 struct nb_ctrl_verify {
@@ -259,21 +281,6 @@ struct nb_ctrl_keepalive {
 struct nb_ctrl_connect {
 	char id[NB_CTRL_ID_MAX + 1];   /* who asks */
 	char peer[NB_CTRL_ID_MAX + 1]; /* whom to reach */
-};
-
-/* The relay part of a plan ("relay":{...}; docs/protocol.md "Relay"). One
- * side of a pair allocates on a TURN server (alloc: it gets the server and
- * REST credentials) and tells the other its relayed address with a
- * `relayed` message; the other side (alloc false, no server) sends to that
- * address. has_relay false: the broker has no relay (field absent). */
-#define NB_CTRL_RELAY_USER_MAX 128 /* TURN username: printable ASCII, no space */
-#define NB_CTRL_RELAY_PASS_MAX 64
-struct nb_ctrl_relay {
-	bool has_relay;
-	bool alloc;                 /* this side allocates */
-	struct nb_addr server;      /* with alloc: the TURN server */
-	char user[NB_CTRL_RELAY_USER_MAX + 1]; /* with alloc: TURN REST username */
-	char pass[NB_CTRL_RELAY_PASS_MAX + 1]; /* with alloc: its password */
 };
 
 /* relayed: the allocating side's relayed transport address, forwarded by the

@@ -86,7 +86,7 @@ static const struct {
 	/* restricted cone vs symmetric: the restricted side primes first */
 	{ SYM, RC, NB_PATH_DIRECT, D, R },    { RC, SYM, NB_PATH_DIRECT, R, D },
 	/* no direct path: relay; the UDP-blocked side allocates, else the asker */
-	{ SYM, PRC, NB_PATH_RELAY, Y, D },    { PRC, SYM, NB_PATH_RELAY, Y, D },
+	{ SYM, PRC, NB_PATH_RELAY, Y, D },    { PRC, SYM, NB_PATH_RELAY, D, Y }, /* sym allocates */
 	{ SYM, SYM, NB_PATH_RELAY, Y, D },    { BLK, OPEN, NB_PATH_RELAY, Y, D },
 	{ FC, BLK, NB_PATH_RELAY, D, Y },     { BLK, BLK, NB_PATH_NONE, N, N },
 	/* a verified UPnP mapping listens */
@@ -308,6 +308,14 @@ static void test_every_combination_against_simulator(void **state)
 				assert_int_equal(p.role_a, p.relay_by_a ? NB_ROLE_RELAY : NB_ROLE_DIAL);
 				assert_int_equal(p.role_b, p.relay_by_a ? NB_ROLE_DIAL : NB_ROLE_RELAY);
 				assert_false(p.relay_by_a ? b.udp_blocked : a.udp_blocked);
+				/* Between two that send UDP, the one whose mapping is
+				 * not endpoint-independent allocates, if only one is. */
+				if (a.udp_blocked == b.udp_blocked && !a.upnp_verified && !b.upnp_verified) {
+					bool ea = a.mapping == NOMAP || a.mapping == EIM;
+					bool eb = b.mapping == NOMAP || b.mapping == EIM;
+					if (ea != eb)
+						assert_true(p.relay_by_a == !ea);
+				}
 				refused++;
 				/* Not pessimistic: even both punching (with priming) fails,
 				 * unless the refusal was for unknown behaviour. */

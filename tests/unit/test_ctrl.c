@@ -322,6 +322,29 @@ static size_t make_samples(struct nb_ctrl_msg *s)
 	m->u.plan.role = NB_ROLE_DIAL;
 	m->u.plan.relay.has_relay = true;
 
+	m = &s[n++]; /* 33: ... whose relayed address is known already */
+	*m = s[32];
+	m->u.plan.relay.has_relayed = true;
+	m->u.plan.relay.relayed = addr("203.0.113.10:49999");
+
+	m = &s[n++]; /* 34: registered with credentials to allocate in advance */
+	init_msg(m, NB_CTRL_REGISTERED);
+	SET(m->u.registered.id, "sym");
+	m->u.registered.reflexive = addr("203.0.113.104:4000");
+	m->u.registered.keepalive_s = 15;
+	m->u.registered.expires_s = 45;
+	m->u.registered.relay.has_relay = true;
+	m->u.registered.relay.alloc = true;
+	m->u.registered.relay.server = addr("203.0.113.10:3478");
+	SET(m->u.registered.relay.user, "1796000000:AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA");
+	SET(m->u.registered.relay.pass, "+neZNB2azV9ctVCtpoYv0LewyFU=");
+
+	m = &s[n++]; /* 35: register with the relayed address of its allocation */
+	init_msg(m, NB_CTRL_REGISTER);
+	SET(m->u.reg.id, "sym");
+	m->u.reg.has_relayed = true;
+	m->u.reg.relayed = addr("203.0.113.10:50000");
+
 	assert_true(n <= MAX_SAMPLES);
 	return n;
 }
@@ -1496,6 +1519,15 @@ static void test_relay_decode(void **state)
 	assert_false(m.u.plan.relay.alloc);
 	j = RPLAN("{\"alloc\":false,\"future\":1}"); /* unknown fields ignored, as elsewhere */
 	assert_int_equal(nb_ctrl_decode(&m, (const uint8_t *)j, strlen(j)), (ssize_t)strlen(j));
+	/* the other side's relayed address rides only with alloc false */
+	j = RPLAN("{\"alloc\":false,\"relayed\":\"203.0.113.10:3478\"}");
+	assert_int_equal(nb_ctrl_decode(&m, (const uint8_t *)j, strlen(j)), (ssize_t)strlen(j));
+	assert_true(m.u.plan.relay.has_relayed);
+	assert_true(nb_addr_equal(&m.u.plan.relay.relayed, &srv));
+	j = RPLAN("{\"alloc\":true" RSRV RUSER RPASS ",\"relayed\":\"203.0.113.10:3478\"}");
+	assert_int_equal(nb_ctrl_decode(&m, (const uint8_t *)j, strlen(j)), NB_CTRL_E_FORMAT);
+	j = RPLAN("{\"alloc\":false,\"relayed\":\"nowhere\"}");
+	assert_true(nb_ctrl_decode(&m, (const uint8_t *)j, strlen(j)) < 0);
 	j = PLAN(RPU CD);
 	assert_int_equal(nb_ctrl_decode(&m, (const uint8_t *)j, strlen(j)), (ssize_t)strlen(j));
 	assert_false(m.u.plan.relay.has_relay);

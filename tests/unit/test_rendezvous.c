@@ -2167,7 +2167,14 @@ static void check_alloc(const struct nb_ctrl_plan *p, const char *session, size_
 {
 	static const char *const srv[] = { "203.0.113.10:3478", "[2001:db8::10]:3478", "192.0.2.30:3479" };
 	char user[NB_CTRL_RELAY_USER_MAX + 1], pass[NB_CTRL_RELAY_PASS_MAX + 1];
-	struct nb_addr want = A(srv[(unsigned char)session[0] % n_relays]);
+	uint8_t k[NB_KEY_LEN];
+	struct nb_addr want;
+
+	(void)session;
+	/* The server is chosen by the allocating side's key (its allocation in
+	 * advance and its plans name the same one). */
+	assert_int_equal(nb_key_from_text(key_text_of(holder), NB_KEY_TEXT_LEN, k), 0);
+	want = A(srv[k[0] % n_relays]);
 
 	assert_true(p->relay.has_relay);
 	assert_true(p->relay.alloc);
@@ -2197,6 +2204,63 @@ static bool has_relay_field(const struct nb_rendezvous_dgram *d)
 	memcpy(text, d->data, d->len);
 	text[d->len] = '\0';
 	return strstr(text, "\"relay\":{") != NULL;
+}
+
+/* Allocation in advance: a host that will need the relay gets credentials
+ * in `registered`; once it registers its relayed address, the other side's
+ * plans carry it, so checks start at once. */
+static void test_relay_in_advance(void **state)
+{
+	struct h *h;
+	char user[NB_CTRL_RELAY_USER_MAX + 1], pass[NB_CTRL_RELAY_PASS_MAX + 1];
+	struct nb_addr rel = A("203.0.113.10:50123"), srv = A("203.0.113.10:3478");
+
+	(void)state;
+	h = h_relay(1);
+	/* a cone gets none; a symmetric NAT gets credentials for a day */
+	reg_ok(h, "bob", "198.51.100.2:2000", 0, "prc");
+	assert_false(h->m[0].u.registered.relay.has_relay);
+	reg_ok(h, "alice", "203.0.113.1:1000", 0, "sym");
+	assert_true(h->m[0].u.registered.relay.has_relay);
+	assert_true(h->m[0].u.registered.relay.alloc);
+	assert_true(nb_addr_equal(&h->m[0].u.registered.relay.server, &srv));
+	snprintf(user, sizeof(user), "%llu:%s", (unsigned long long)(UNIX_S + NB_RENDEZVOUS_REG_CRED_S),
+		 key_text_of("alice"));
+	assert_string_equal(h->m[0].u.registered.relay.user, user);
+	rest_pass(user, pass);
+	assert_string_equal(h->m[0].u.registered.relay.pass, pass);
+	/* no relayed address yet: bob's plan (alice allocates) has none */
+	assert_int_equal(connect_(h, "198.51.100.2:2000", 10, "bob", "alice"), 2);
+	assert_int_equal(h->m[0].u.plan.path, NB_PATH_RELAY);
+	assert_int_equal(h->m[0].u.plan.role, NB_ROLE_DIAL); /* the symmetric side allocates */
+	assert_int_equal(h->m[1].u.plan.role, NB_ROLE_RELAY);
+	assert_false(h->m[0].u.plan.relay.has_relayed);
+	/* alice registers her relayed address: now bob's plans carry it, both
+	 * when bob asks and when alice does */
+	assert_int_equal(sendf(h, "203.0.113.1:1000", 20,
+			       HDR ",\"id\":\"alice\",\"local\":[],\"nat\":{\"mapping\":"
+			       "\"address-and-port-dependent\",\"filtering\":\"address-and-port-dependent\"},"
+			       "\"relayed\":\"203.0.113.10:50123\"}",
+			       "register", next_tx(h)),
+			 1);
+	assert_int_equal(h->m[0].type, NB_CTRL_REGISTERED);
+	assert_int_equal(connect_(h, "198.51.100.2:2000", 30, "bob", "alice"), 2);
+	assert_true(h->m[0].u.plan.relay.has_relayed);
+	assert_true(nb_addr_equal(&h->m[0].u.plan.relay.relayed, &rel));
+	assert_true(h->m[1].u.plan.relay.alloc);
+	assert_false(h->m[1].u.plan.relay.has_relayed);
+	assert_int_equal(connect_(h, "203.0.113.1:1000", 40, "alice", "bob"), 2);
+	assert_int_equal(h->m[0].u.plan.role, NB_ROLE_RELAY);
+	assert_true(h->m[1].u.plan.relay.has_relayed);
+	assert_true(nb_addr_equal(&h->m[1].u.plan.relay.relayed, &rel));
+	/* the relay object's server is the one of the credentials in advance */
+	assert_true(nb_addr_equal(&h->m[0].u.plan.relay.server, &srv));
+	h_free(h);
+	/* without relays, no credentials */
+	h = h_new(NULL);
+	reg_ok(h, "alice", "203.0.113.1:1000", 0, "sym");
+	assert_false(h->m[0].u.registered.relay.has_relay);
+	h_free(h);
 }
 
 static void test_relay_plans(void **state)
@@ -2729,6 +2793,7 @@ int main(void)
 		cmocka_unit_test(test_ignored),
 		cmocka_unit_test(test_bad_args),
 		cmocka_unit_test(test_relay_plans),
+		cmocka_unit_test(test_relay_in_advance),
 		cmocka_unit_test(test_relay_config),
 		cmocka_unit_test(test_relayed_forward),
 		cmocka_unit_test(test_relayed_gives_up),
