@@ -1044,38 +1044,55 @@ static void on_connect(struct nb_rendezvous *rv, struct reply_ctx *c)
 	emit(rv, &ev);
 }
 
+/* A session member's request (result, relayed) about `session`, on behalf
+ * of `id`: the session must exist, id be one of its two sides, and the
+ * sender's key the one that held id when the session began (a later holder
+ * of the name took no part). Returns the side (0: a, 1: b) with *ret_s the
+ * slot, or -1 with the refusal set and counted. */
+static int session_side(struct nb_rendezvous *rv, struct reply_ctx *c, const char *session,
+			const char *id, uint32_t *ret_s)
+{
+	const char *tx = rv->in.tx;
+	uint32_t s = session_find(rv, session);
+	struct rv_session *x;
+	int k;
+
+	if (s == NB_SLOT_NONE) {
+		set_error(&rv->rep, tx, NB_CTRL_ERR_UNKNOWN_PEER, "no session '%s'", session);
+		refuse(rv, c, NB_CTRL_ERR_UNKNOWN_PEER, id);
+		return -1;
+	}
+	x = &rv->sess[s];
+	k = strcmp(id, x->a) == 0 ? 0 : strcmp(id, x->b) == 0 ? 1 : -1;
+	if (k < 0) {
+		set_error(&rv->rep, tx, NB_CTRL_ERR_BAD_REQUEST, "'%s' is not in session '%s'", id, session);
+		refuse(rv, c, NB_CTRL_ERR_BAD_REQUEST, id);
+		return -1;
+	}
+	if (!nb_key_equal(k == 0 ? x->key_a : x->key_b, c->key)) {
+		rv->st.forged_results++;
+		set_error(&rv->rep, tx, NB_CTRL_ERR_UNKNOWN_PEER, "'%s' is not held by this key", id);
+		refuse(rv, c, NB_CTRL_ERR_UNKNOWN_PEER, id);
+		return -1;
+	}
+	*ret_s = s;
+	return k;
+}
+
 static void on_result(struct nb_rendezvous *rv, struct reply_ctx *c)
 {
 	const struct nb_ctrl_result *r = &rv->in.u.result;
 	const char *tx = rv->in.tx;
-	uint32_t s = session_find(rv, r->session);
+	uint32_t s = NB_SLOT_NONE;
 	struct rv_session *x;
 	struct rv_side *side;
 	int k;
 
 	rv->st.results++;
-	if (s == NB_SLOT_NONE) {
-		set_error(&rv->rep, tx, NB_CTRL_ERR_UNKNOWN_PEER, "no session '%s'", r->session);
-		refuse(rv, c, NB_CTRL_ERR_UNKNOWN_PEER, r->id);
+	k = session_side(rv, c, r->session, r->id, &s);
+	if (k < 0)
 		return;
-	}
 	x = &rv->sess[s];
-	k = strcmp(r->id, x->a) == 0 ? 0 : strcmp(r->id, x->b) == 0 ? 1 : -1;
-	if (k < 0) {
-		set_error(&rv->rep, tx, NB_CTRL_ERR_BAD_REQUEST, "'%s' is not in session '%s'", r->id,
-			  r->session);
-		refuse(rv, c, NB_CTRL_ERR_BAD_REQUEST, r->id);
-		return;
-	}
-	/* Only the side a result names may report it: the key that held the
-	 * name when the session began (a later holder of the name did not
-	 * take part). */
-	if (!nb_key_equal(k == 0 ? x->key_a : x->key_b, c->key)) {
-		rv->st.forged_results++;
-		set_error(&rv->rep, tx, NB_CTRL_ERR_UNKNOWN_PEER, "'%s' is not held by this key", r->id);
-		refuse(rv, c, NB_CTRL_ERR_UNKNOWN_PEER, r->id);
-		return;
-	}
 	if (r->outcome == NB_CTRL_OUTCOME_CONNECTED && r->path == NB_PATH_NONE) {
 		set_error(&rv->rep, tx, NB_CTRL_ERR_BAD_REQUEST, "outcome 'connected' needs a path");
 		refuse(rv, c, NB_CTRL_ERR_BAD_REQUEST, r->id);
@@ -1106,29 +1123,13 @@ static void on_relayed(struct nb_rendezvous *rv, struct reply_ctx *c)
 {
 	const struct nb_ctrl_relayed *r = &rv->in.u.relayed;
 	const char *tx = rv->in.tx;
-	uint32_t s = session_find(rv, r->session);
+	uint32_t s = NB_SLOT_NONE;
 	struct rv_session *x;
-	int k;
+	int k = session_side(rv, c, r->session, r->id, &s);
 
-	if (s == NB_SLOT_NONE) {
-		set_error(&rv->rep, tx, NB_CTRL_ERR_UNKNOWN_PEER, "no session '%s'", r->session);
-		refuse(rv, c, NB_CTRL_ERR_UNKNOWN_PEER, r->id);
+	if (k < 0)
 		return;
-	}
 	x = &rv->sess[s];
-	k = strcmp(r->id, x->a) == 0 ? 0 : strcmp(r->id, x->b) == 0 ? 1 : -1;
-	if (k < 0) {
-		set_error(&rv->rep, tx, NB_CTRL_ERR_BAD_REQUEST, "'%s' is not in session '%s'", r->id,
-			  r->session);
-		refuse(rv, c, NB_CTRL_ERR_BAD_REQUEST, r->id);
-		return;
-	}
-	if (!nb_key_equal(k == 0 ? x->key_a : x->key_b, c->key)) {
-		rv->st.forged_results++;
-		set_error(&rv->rep, tx, NB_CTRL_ERR_UNKNOWN_PEER, "'%s' is not held by this key", r->id);
-		refuse(rv, c, NB_CTRL_ERR_UNKNOWN_PEER, r->id);
-		return;
-	}
 	if ((k == 0) != x->relay_by_a || rv->cfg.n_relays == 0 || x->predicted == NB_PATH_NONE) {
 		set_error(&rv->rep, tx, NB_CTRL_ERR_BAD_REQUEST,
 			  "'%s' does not relay in session '%s'", r->id, r->session);

@@ -233,6 +233,7 @@ struct agent {
 	bool turn_said;                 /* "relay: allocated ..." printed */
 	bool turn_advance;              /* allocated in advance (registered's credentials) */
 	bool turn_told;                 /* our relayed address is registered */
+	bool relayed_update;            /* the register in flight tells it (an update, not a loss) */
 	uint8_t turn_buf[NB_TURNC_OUT_MAX + 64];
 };
 
@@ -647,6 +648,7 @@ static void turn_pump(struct agent *a, uint64_t now)
 		/* The broker puts it in the other side's plans: their checks
 		 * and handshake start as soon as they have the plan. */
 		a->turn_told = true;
+		a->relayed_update = true;
 		a->reg.has_relayed = true;
 		a->reg.relayed = *nb_turnc_relayed(&a->turn);
 		send_register(a, now);
@@ -1489,6 +1491,13 @@ static void on_registered(struct agent *a, const struct nb_ctrl_registered *r, u
 		a->turn_advance = true;
 		a->turn_told = false;
 		turn_start(a, &r->relay, now);
+	}
+	if (a->ever_registered && a->relayed_update) {
+		char rel[NB_ADDR_STRLEN];
+		a->relayed_update = false;
+		fprintf(stderr, "relay: registered our relayed address %s with the broker\n",
+			nb_addr_format(&a->reg.relayed, rel, sizeof(rel)));
+		return;
 	}
 	if (a->ever_registered) {
 		fprintf(stderr, "registered again as %s (reflexive %s)\n", r->id, refl);

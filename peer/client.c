@@ -520,45 +520,43 @@ static bool plan_seen(struct nb_client *c, const char *tx)
 	return false;
 }
 
-static void on_pushed_plan(struct nb_client *c, const struct nb_ctrl_msg *m)
+/* A request the broker pushed (a plan, a relayed address): acknowledged
+ * every time (our ack may have been lost), reported once (by its tx).
+ * Returns the event to fill, or NULL for a copy already reported. */
+static struct nb_client_event *on_pushed(struct nb_client *c, const struct nb_ctrl_msg *m,
+					 enum nb_client_event_type type)
 {
 	struct nb_client_event *e;
 
-	/* Acknowledge every copy: our ack may have been lost. */
 	if (c->n_reply < NB_CLIENT_MAX_REPLIES) {
 		memcpy(c->reply[c->n_reply].tx, m->tx, sizeof(m->tx));
 		c->n_reply++;
 	}
 	if (plan_seen(c, m->tx))
-		return;
+		return NULL;
 	memcpy(c->plan_tx[c->plan_tx_next], m->tx, sizeof(m->tx));
 	c->plan_tx_next = (c->plan_tx_next + 1) % NB_CLIENT_PLAN_MEMORY;
-	e = push_event(c, NB_CLIENT_EV_PLAN, 0, NULL);
-	if (e != NULL) {
+	e = push_event(c, type, 0, NULL);
+	if (e != NULL)
 		e->pushed = true;
-		e->u.plan = m->u.plan;
-	}
+	return e;
 }
 
-/* The other side's relayed address, pushed by the broker: acked every time,
- * reported once (the plans' tx memory serves for both). */
+static void on_pushed_plan(struct nb_client *c, const struct nb_ctrl_msg *m)
+{
+	struct nb_client_event *e = on_pushed(c, m, NB_CLIENT_EV_PLAN);
+
+	if (e != NULL)
+		e->u.plan = m->u.plan;
+}
+
+/* The other side's relayed address (the plans' tx memory serves for both). */
 static void on_pushed_relayed(struct nb_client *c, const struct nb_ctrl_msg *m)
 {
-	struct nb_client_event *e;
+	struct nb_client_event *e = on_pushed(c, m, NB_CLIENT_EV_RELAYED);
 
-	if (c->n_reply < NB_CLIENT_MAX_REPLIES) {
-		memcpy(c->reply[c->n_reply].tx, m->tx, sizeof(m->tx));
-		c->n_reply++;
-	}
-	if (plan_seen(c, m->tx))
-		return;
-	memcpy(c->plan_tx[c->plan_tx_next], m->tx, sizeof(m->tx));
-	c->plan_tx_next = (c->plan_tx_next + 1) % NB_CLIENT_PLAN_MEMORY;
-	e = push_event(c, NB_CLIENT_EV_RELAYED, 0, NULL);
-	if (e != NULL) {
-		e->pushed = true;
+	if (e != NULL)
 		e->u.relayed = m->u.relayed;
-	}
 }
 
 static int on_reply(struct nb_client *c, struct nb_client_txn *t, const struct nb_ctrl_msg *m,

@@ -70,6 +70,7 @@ printf '\x01\x01\x00\x00\x21\x12\xa4\x42tid-response' >"$P/response"            
 printf '\x01\x11\x00\x00\x21\x12\xa4\x42tid-errorrsp' >"$P/error"                      # error response
 printf '\x00\x11\x00\x00\x21\x12\xa4\x42tid-indicatn' >"$P/indication"                 # indication
 printf '\x00\x03\x00\x00\x21\x12\xa4\x42tid-allocate' >"$P/allocate"                   # TURN Allocate
+printf '\x00\x02\x00\x00\x21\x12\xa4\x42tid-sharedsc' >"$P/othermethod"                # method 0x002 (RFC 3489 Shared Secret)
 printf '\x00\x01\x00\x08\x21\x12\xa4\x42tid-badfprnt\x80\x28\x00\x04\xde\xad\xbe\xef' >"$P/badfp"
 printf 'GET / HTTP/1.1\r\n\r\n' >"$P/http"
 printf '{"v":1,"type":"register","tx":"0123456789abcdef","id":"plain","local":[],"nat":{"mapping":"none","filtering":"endpoint-independent"}}' >"$P/plain-register"
@@ -101,8 +102,14 @@ send() { echo "for f in $*; do dd if=\$f bs=70000 count=1 status=none >&3; done"
 
 # ---- UDP: truncated requests, non-requests, other methods: no reply at all
 n=$(udp_replies pub "for i in \$(seq 19); do head -c \$i $P/binding >&3; done
-    $(send "$P/short $P/badlen $P/response $P/error $P/indication $P/allocate $P/badfp $P/http")")
+    $(send "$P/short $P/badlen $P/response $P/error $P/indication $P/othermethod $P/badfp $P/http")")
 lab_check "truncated / non-request / bad-fingerprint datagrams: no reply (got ${n:-?} bytes)" test "${n:-1}" -eq 0
+# A TURN Allocate without credentials: the relay's 401 challenge (REALM,
+# NONCE, ERROR-CODE), one datagram of at most 100 bytes (docs/security.md
+# "Amplification": no larger than coturn's)
+n=$(udp_replies pub "$(send "$P/allocate")")
+lab_check "TURN Allocate without credentials: one 401 of at most 100 bytes (got ${n:-?} bytes)" \
+    eval '[ "${n:-0}" -gt 0 ] && [ "${n:-0}" -le 100 ]'
 lab_check "still serving after truncated datagrams" still_serving
 
 # ---- UDP: oversized datagrams (65000 random bytes; 1224 bytes of valid STUN)

@@ -41,6 +41,7 @@ export NATLAB_PREFIX=${NATLAB_PREFIX:-nbrl}
 NP=${1:?usage: test_relay.sh PATH/TO/natpeer PATH/TO/natbroker}
 NB=${2:?usage: test_relay.sh PATH/TO/natpeer PATH/TO/natbroker}
 SRV1=203.0.113.10
+PUB_IP=203.0.113.20
 SRV2=203.0.113.11
 
 # DIALER LISTENER
@@ -78,6 +79,13 @@ bound_at() { lab_exec srv ss -Hln"${1:0:1}" "src $2:$3" 2>/dev/null | grep -q .;
 # data_count FILE STR N: at least N data events of FILE carry STR
 data_count() { [ "$(lab_data "$1" | grep -cF -- "$2")" -ge "$3" ]; }
 nlines() { wc -l <"$1" 2>/dev/null || echo 0; }
+# relayed_packets: datagrams natbroker's relay carried so far, both ways (its status port)
+relayed_packets() {
+    lab_exec srv timeout 5 bash -c "exec 3<>/dev/udp/127.0.0.1/$STATUS_PORT; printf status >&3; timeout 1 cat <&3" |
+        sed -n 's/.*"packets_to_peer":\([0-9]*\),"bytes_from_peer":[0-9]*,"packets_from_peer":\([0-9]*\).*/\1 \2/p' |
+        awk '{ print $1 + $2 }'
+}
+STATUS_PORT=9999
 # allocs_from LOGLINES IP: natbroker's "relay: allocation for IP:PORT (udp|tcp) on port N" lines
 allocs_from() { grep -E "relay: allocation for ${2//./\\.}:[0-9]+ \((udp|tcp)\) on port" <<<"$1"; }
 
@@ -89,6 +97,7 @@ run_pair() {
     local lfd cfd lpid cpid out lout cev lev p0 n0 rc path lpath rel lrel port i bin
     PAIR_RELAY=
     n0=$(nlines "$NBLOG")
+    relayed0=$(relayed_packets)
     lab_flush
     lab_fifo "in-$lid"; lfd=$LAB_FIFO_FD
     lout=$LAB_TMP/out-$lid
@@ -169,8 +178,15 @@ run_pair() {
     lines=$(new_lines "$NBLOG" "$n0")
     pa=$(lab_public "$a") pb=$(lab_public "$b")
     if [ "$want" = direct ]; then
-        lab_check "$name: natbroker logged no allocation from $pa or $pb" \
-            eval '! allocs_from "$lines" "$pa" && ! allocs_from "$lines" "$pb"'
+        # A symmetric host allocates in advance (docs/protocol.md "Relay"):
+        # what matters is that nothing of this pair crossed the relay.
+        relayed1=$(relayed_packets)
+        lab_check "$name: the relay carried nothing during the pair ($relayed0 -> $relayed1 datagrams)" \
+            eval '[ -n "$relayed0" ] && [ "$relayed1" = "$relayed0" ]'
+        case " $a $b " in *" sym "*) ;; *)
+            lab_check "$name: natbroker logged no allocation from $pa or $pb (no symmetric side)" \
+                eval '! allocs_from "$lines" "$pa" && ! allocs_from "$lines" "$pb"' ;;
+        esac
     elif [ -n "$PAIR_RELAY" ] && [ "$rip" = "$SRV1" ]; then
         lab_check "$name: natbroker logged the allocation of port ${PAIR_RELAY##*:} for $pa or $pb" \
             eval '{ allocs_from "$lines" "$pa"; allocs_from "$lines" "$pb"; } |
@@ -201,7 +217,7 @@ lab_check "the lab's coturn stopped" lab_wait 10 eval '! lab_udp_bound srv 3478 
 
 # ================================================================ part 1: natbroker's own relay
 NBLOG=$LAB_TMP/natbroker.log
-lab_start srv "$NBLOG" "$NB" --public-list --listen "$SRV1" --listen "$SRV2"
+lab_start srv "$NBLOG" "$NB" --public-list --listen "$SRV1" --listen "$SRV2" --status-port "$STATUS_PORT"
 NB_PID=$LAB_LAST_PID
 lab_check "natbroker is up (STUN/TURN on udp+tcp 3478, 3479)" \
     lab_wait 15 eval 'lab_udp_bound srv 3478 && lab_udp_bound srv 3479 && lab_tcp_bound srv 3478'
@@ -248,6 +264,39 @@ done
 
 check_matrix nb- relay "${RELAY_PAIRS[@]}"
 check_matrix nb- direct "${DIRECT_PAIRS[@]}"
+
+# ---- the fallback: fc -> pub is planned direct, but r-fc now drops what fc
+# and pub send each other (not what goes to the broker and relay, .10): the
+# direct attempt fails at its deadline, both sides move to the relay (fc
+# allocates: both map endpoint-independently, so the asker), and the matrix
+# records the disagreement, predicted direct, measured relay.
+# (a table of its own, before the lab's forward chain; "fwd" is an nft keyword)
+printf 'table inet nbrfb {\n chain block {\n  type filter hook forward priority -10; policy accept;\n  ip daddr %s drop\n  ip saddr %s drop\n }\n}\n' \
+    "$PUB_IP" "$PUB_IP" >"$LAB_TMP/block.nft"
+lab_check "fallback: r-fc drops what fc and pub send each other" lab_exec r-fc nft -f "$LAB_TMP/block.nft"
+run_pair fb- fc pub relay "$SRV1" 49152 65535
+lab_check "fallback: fc said it tried the relay after the direct path failed" \
+    grep -q "no direct path (.*); trying the relay" "$LAB_TMP/err-fb-fc-to-pub"
+entry=$(all_pages matrix | grep '"a":"fb-fc-to-pub","b":"fb-pub-for-fc"' | head -n 1)
+lab_check "fallback: the matrix shows predicted direct, measured relay (a disagreement)" \
+    eval '[ "$(field predicted "$entry")" = direct ] && [ "$(field measured "$entry")" = relay ]'
+lab_exec r-fc nft delete table inet nbrfb
+
+# ---- --no-relay: a pair only the relay connects fails, and says why
+lab_flush
+lab_fifo "in-nr-l"; nrl=$LAB_FIFO_FD
+lab_spawn prc "$LAB_TMP/in-nr-l" "$LAB_TMP/out-nr-l" "$LAB_TMP/err-nr-l" \
+    timeout 60 "$NP" listen --id nr-prc --broker "$SRV1" --json
+nrpid=$LAB_LAST_PID
+lab_wait 30 registered nr-prc || lab_fail "--no-relay: the listener did not register"
+rc=0
+timeout 30 ip netns exec "$(lab_ns sym)" env XDG_CONFIG_HOME="$(lab_xdg sym)" "$NP" connect \
+    --no-relay --id nr-sym --broker "$SRV1" --json nr-prc </dev/null >"$LAB_TMP/out-nr" \
+    2>"$LAB_TMP/err-nr" || rc=$?
+lab_check "--no-relay: sym -> prc fails (exit $rc) saying only a relay could connect them" \
+    eval '[ "$rc" -eq 1 ] && grep -q "only a relay can connect us, and --no-relay is set" "$LAB_TMP/out-nr"'
+lab_stop "$nrpid"
+exec {nrl}>&-
 [ "$LAB_FAIL" -eq 0 ] || { echo "# natbroker log:"; tail -n 40 "$NBLOG" | sed 's/^/#   /'; }
 
 lab_stop "$NB_PID"
