@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #include <openssl/crypto.h>
@@ -123,6 +124,21 @@ struct relay_sock {
 };
 #define RELAY_BUCKETS 4096
 
+/* Datagrams for peers produced while a receive batch is handled: sent at
+ * its end, one sendmmsg per relay socket (grouped, each socket's order
+ * kept), instead of one sendmsg each. */
+#define RELAY_TXQ 64
+struct relay_txq {
+	unsigned n;
+	struct {
+		struct relay_sock *r;
+		struct sockaddr_storage to;
+		socklen_t tolen;
+		size_t len;
+		uint8_t data[NB_TURN_MAX_RESPONSE];
+	} e[RELAY_TXQ];
+};
+
 struct nb_server {
 	uv_loop_t *loop;
 	struct nb_server_config cfg;
@@ -169,6 +185,8 @@ struct nb_server {
 	bool relay_rbuf_busy;
 	uint64_t conn_ids;
 	uint8_t framebuf[NB_TCPF_HDR + NB_SEAL_MAX_DATAGRAM];
+	struct relay_txq *rtxq; /* NULL: send each at once */
+	bool in_batch;          /* a UDP receive batch is being handled */
 };
 
 static void conn_close(struct tcp_conn *c);
@@ -793,6 +811,7 @@ static void on_udp(struct nb_udp *u, const uint8_t *data, size_t len, const stru
 		return;
 	}
 	if (srv->turn != NULL && len >= 4 && (nb_turn_is_chandata(data, len) || turn_method(data, len))) {
+		srv->in_batch = true; /* until on_udp_batch_end() */
 		struct nb_turn_client tc = {
 			.addr = *from, .transport = NB_TURN_CLIENT_UDP, .sock = (uint8_t)(s->ip * 2 + s->port),
 		};
@@ -1334,6 +1353,65 @@ static int relay_open(struct nb_server *srv, uint32_t alloc, uint16_t port)
 
 static void turn_timer_arm(struct nb_server *srv);
 
+/* Send what the batch queued for peers: for each relay socket in turn, its
+ * datagrams in one sendmmsg (what the kernel does not take is dropped, as
+ * everywhere in this server). */
+static void relay_txq_flush(struct nb_server *srv)
+{
+	struct relay_txq *q = srv->rtxq;
+	struct mmsghdr mm[RELAY_TXQ];
+	struct iovec iov[RELAY_TXQ];
+	bool done[RELAY_TXQ];
+
+	if (q == NULL || q->n == 0)
+		return;
+	memset(done, 0, sizeof(done));
+	for (unsigned i = 0; i < q->n; i++) {
+		struct relay_sock *r = q->e[i].r;
+		unsigned k = 0;
+		uv_os_fd_t fd;
+
+		if (done[i])
+			continue;
+		for (unsigned j = i; j < q->n; j++) {
+			if (done[j] || q->e[j].r != r)
+				continue;
+			done[j] = true;
+			iov[k] = (struct iovec){ q->e[j].data, q->e[j].len };
+			memset(&mm[k], 0, sizeof(mm[k]));
+			mm[k].msg_hdr.msg_name = &q->e[j].to;
+			mm[k].msg_hdr.msg_namelen = q->e[j].tolen;
+			mm[k].msg_hdr.msg_iov = &iov[k];
+			mm[k].msg_hdr.msg_iovlen = 1;
+			k++;
+		}
+		if (uv_is_closing((uv_handle_t *)&r->h) || uv_fileno((uv_handle_t *)&r->h, &fd) != 0)
+			continue; /* its allocation ended within the batch */
+		for (unsigned sent = 0; sent < k;) {
+			int m = sendmmsg(fd, mm + sent, k - sent, MSG_DONTWAIT);
+			if (m > 0)
+				sent += (unsigned)m;
+			else if (m < 0 && errno == EINTR)
+				continue;
+			else if (m < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != ENOBUFS)
+				sent++; /* this one failed: the rest may not */
+			else
+				break; /* full: the rest is dropped */
+		}
+	}
+	q->n = 0;
+}
+
+/* nb_udp's end of a receive batch on a client socket. */
+static void on_udp_batch_end(struct nb_udp *u, void *arg)
+{
+	struct udp_sock *s = arg;
+
+	(void)u;
+	relay_txq_flush(s->srv);
+	s->srv->in_batch = false;
+}
+
 /* Carry out what the TURN core asks for, until it asks for nothing more. */
 static void turn_do(struct nb_server *srv, struct nb_turn_out *out)
 {
@@ -1354,8 +1432,20 @@ static void turn_do(struct nb_server *srv, struct nb_turn_out *out)
 			struct relay_sock *r = *relay_slot(srv, out->alloc);
 			struct sockaddr_storage ss;
 			uv_buf_t b = uv_buf_init((char *)(uintptr_t)out->data, (unsigned)out->len);
-			int n = UV_EINVAL;
-			if (r != NULL && nb_addr_to_sockaddr(&out->to, &ss) > 0)
+			int n = UV_EINVAL, sl = r != NULL ? nb_addr_to_sockaddr(&out->to, &ss) : -1;
+			if (sl > 0 && srv->in_batch && srv->rtxq != NULL && out->len <= NB_TURN_MAX_RESPONSE) {
+				struct relay_txq *q = srv->rtxq;
+				if (q->n == RELAY_TXQ)
+					relay_txq_flush(srv);
+				q->e[q->n].r = r;
+				q->e[q->n].to = ss;
+				q->e[q->n].tolen = (socklen_t)sl;
+				q->e[q->n].len = out->len;
+				memcpy(q->e[q->n].data, out->data, out->len);
+				q->n++;
+				break;
+			}
+			if (sl > 0)
 				n = uv_udp_try_send(&r->h, &b, 1, (const struct sockaddr *)&ss);
 			if (n < 0 && nb_log_get_level() >= NB_LOG_DEBUG)
 				nb_log_debug(LOG, "relay: send from allocation %u: %s", out->alloc,
@@ -1539,6 +1629,7 @@ static void server_pending_done(struct nb_server *srv)
 	srv->pl = NULL;
 	nb_ratelimit_free(srv->rl);
 	nb_turn_free(srv->turn);
+	free(srv->rtxq);
 	free(srv);
 }
 
@@ -1627,6 +1718,7 @@ static int open_udp(struct nb_server *srv, unsigned i, unsigned p)
 		return rc;
 	}
 	s->open = true;
+	s->udp.batch_cb = on_udp_batch_end;
 	nb_log_info(LOG, "listening on udp %s", as);
 	return 0;
 }
@@ -1824,6 +1916,7 @@ int nb_server_open(uv_loop_t *loop, const struct nb_server_config *cfg, struct n
 		}
 		srv->turn_timer.data = srv;
 		srv->turn_timer_open = true;
+		srv->rtxq = calloc(1, sizeof(*srv->rtxq)); /* NULL: each datagram at once */
 	}
 
 	if (srv->bind.rfc5780)

@@ -55,6 +55,8 @@ static void on_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struc
 	 * handling the batch go out now, in one sendmmsg. */
 	if (!(flags & UV_UDP_MMSG_CHUNK)) {
 		u->rbuf_busy = 0;
+		if (u->batch_cb != NULL)
+			u->batch_cb(u, u->arg);
 		nb_udp_flush(u);
 	}
 }
@@ -91,6 +93,8 @@ int nb_udp_drain(struct nb_udp *u, int max)
 			break; /* the callback closed us: the fd is gone */
 	}
 	u->rbuf_busy = 0;
+	if (u->batch_cb != NULL)
+		u->batch_cb(u, u->arg);
 	if (!uv_is_closing((uv_handle_t *)&u->handle))
 		nb_udp_flush(u);
 	return n;

@@ -53,6 +53,10 @@ struct nb_udp {
 	struct nb_addr local;
 	nb_udp_recv_fn recv_cb;
 	nb_udp_close_fn close_cb;
+	/* Optional (set after open): called at the end of every receive
+	 * batch, before the endpoint's own flush: for an owner that queues
+	 * datagrams of its own elsewhere while it handles a batch. */
+	void (*batch_cb)(struct nb_udp *u, void *arg);
 	void *arg;
 	uint8_t *rbuf; /* NB_UDP_BATCH * NB_UDP_SLOT bytes, owned */
 	int rbuf_busy;
