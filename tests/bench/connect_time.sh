@@ -109,7 +109,7 @@ for pair in "${pairs[@]}"; do
     done
     if [ -s "$tmp/ms" ]; then
         m=$(median <"$tmp/ms"); p=$(p95 <"$tmp/ms")
-        met=-; case $plan in dial/prime) ;; *) [ "$m" -le "$goal" ] && met=met || met=MISSED ;; esac
+        met=-; case $plan in dial/prime) ;; *) met=$(awk -v m="$m" -v g="$goal" 'BEGIN { print (m <= g) ? "met" : "MISSED" }') ;; esac
         printf '%-10s %-26s %8s %8s %12s %6s %6s\n' "$a->$b" "$plan" "$m" "$p" \
             "$(awk -v m="$m" -v f="$floor" 'BEGIN { printf "%.2fx", m / f }')" "$fails" "$met"
     else

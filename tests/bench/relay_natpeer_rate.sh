@@ -113,5 +113,5 @@ for r in $(seq "$rounds"); do
     printf '%-8s %-18s %12s %8s\n' "$r" "prc->sym ($(cat "$tmp/path-relay"))" "$rate" "$lost"
 done
 md=$(median <"$tmp/direct") mr=$(median <"$tmp/relay")
-echo "# median: direct $md/s, relay $mr/s; relay/direct = $(awk -v a="$mr" -v b="$md" 'BEGIN { printf "%.2f", b > 0 ? a / b : 0 }')"
+echo "# median: direct $md/s, relay $mr/s; relay/direct = $(awk -v a="$mr" -v b="$md" 'BEGIN { printf "%.2f", (b > 0) ? a / b : 0 }')"
 echo "# $lines lines of $bytes bytes per run, one sealed datagram each; natpeer $("$NP" --version 2>/dev/null | cut -d' ' -f2)"
