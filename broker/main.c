@@ -102,6 +102,11 @@ static const char usage[] =
 	"  --relay-bandwidth B      bytes per second per allocation, both ways\n"
 	"                           together (default 0: unlimited)\n"
 	"  --relay-lifetime-max S   longest allocation lifetime granted (default 3600)\n"
+	"  --relay-lifetime S       lifetime of an allocation that asks for none or\n"
+	"                           less (default 600)\n"
+	"  --relay-max-permissions N, --relay-max-channels N\n"
+	"                           permissions, channels per allocation (default 16\n"
+	"                           each, at most 256); beyond: 508\n"
 	"\n"
 	"  --log-level L            error, warn, info (default) or debug\n"
 	"  -h, --help               this text\n"
@@ -122,7 +127,7 @@ enum opt_id {
 	OPT_RATE_PENALTY, OPT_LOG_LEVEL, OPT_KEY, OPT_ADMIN_TOKEN, OPT_PUBLIC_LIST, OPT_MAX_LINKS,
 	OPT_TURN_SECRET, OPT_TURN_SECRET_FILE, OPT_NO_RELAY, OPT_RELAY, OPT_RELAY_IP, OPT_RELAY_PORTS,
 	OPT_REALM, OPT_RELAY_ALLOW_PRIVATE, OPT_MAX_ALLOCS, OPT_MAX_ALLOCS_USER, OPT_RELAY_BANDWIDTH,
-	OPT_RELAY_LIFETIME_MAX,
+	OPT_RELAY_LIFETIME_MAX, OPT_RELAY_LIFETIME, OPT_RELAY_MAX_PERMS, OPT_RELAY_MAX_CHANNELS,
 	OPT_N_SETTINGS,
 	OPT_CONFIG = OPT_N_SETTINGS, OPT_CHECK_CONFIG,
 	OPT_N_LONG,
@@ -164,6 +169,9 @@ static const struct nb_config_key settings[OPT_N_SETTINGS] = {
 	[OPT_MAX_ALLOCS_USER] = { "max-allocations-per-user", NB_CONFIG_VALUE, 1 },
 	[OPT_RELAY_BANDWIDTH] = { "relay-bandwidth", NB_CONFIG_VALUE, 1 },
 	[OPT_RELAY_LIFETIME_MAX] = { "relay-lifetime-max", NB_CONFIG_VALUE, 1 },
+	[OPT_RELAY_LIFETIME] = { "relay-lifetime", NB_CONFIG_VALUE, 1 },
+	[OPT_RELAY_MAX_PERMS] = { "relay-max-permissions", NB_CONFIG_VALUE, 1 },
+	[OPT_RELAY_MAX_CHANNELS] = { "relay-max-channels", NB_CONFIG_VALUE, 1 },
 };
 
 /* One option from the command line, applied after the config file. */
@@ -187,6 +195,7 @@ struct settings {
 	char admin_token[NB_CTRL_TOKEN_MAX + 1];
 	char key_path[4096]; /* "" = the default */
 	bool secret_given;   /* --turn-secret or --turn-secret-file */
+	bool lifetime_given; /* --relay-lifetime */
 	bool no_relay;
 	char relay_spec[1024]; /* --relay as given, for --check-config */
 };
@@ -577,6 +586,22 @@ static int apply(struct settings *s, enum opt_id id, const char *val, bool flag,
 			return bad(err, errlen, where, val, "seconds, from 60 to 86400");
 		s->cfg.turn_cfg.max_lifetime_s = (uint32_t)v;
 		return 0;
+	case OPT_RELAY_LIFETIME:
+		if (parse_u64(val, 60, 86400, &v) != 0)
+			return bad(err, errlen, where, val, "seconds, from 60 to 86400");
+		s->cfg.turn_cfg.default_lifetime_s = (uint32_t)v;
+		s->lifetime_given = true;
+		return 0;
+	case OPT_RELAY_MAX_PERMS:
+		if (parse_u64(val, 1, NB_TURN_PERMS_LIMIT, &v) != 0)
+			return bad(err, errlen, where, val, "a number from 1 to 256");
+		s->cfg.turn_cfg.max_perms = (uint32_t)v;
+		return 0;
+	case OPT_RELAY_MAX_CHANNELS:
+		if (parse_u64(val, 1, NB_TURN_CHANNELS_LIMIT, &v) != 0)
+			return bad(err, errlen, where, val, "a number from 1 to 256");
+		s->cfg.turn_cfg.max_channels = (uint32_t)v;
+		return 0;
 	default:
 		return bad(err, errlen, where, NULL, "not a setting");
 	}
@@ -619,8 +644,12 @@ static int finish(struct settings *s, char *err, size_t errlen)
 		cfg->turn = false;
 		cfg->n_relays = 0;
 	}
-	if (cfg->turn_cfg.max_lifetime_s < cfg->turn_cfg.default_lifetime_s)
+	if (cfg->turn_cfg.max_lifetime_s < cfg->turn_cfg.default_lifetime_s) {
+		if (s->lifetime_given)
+			return bad(err, errlen, where_of(s, OPT_RELAY_LIFETIME, w, sizeof(w)), NULL,
+				   "must not exceed --relay-lifetime-max");
 		cfg->turn_cfg.default_lifetime_s = cfg->turn_cfg.max_lifetime_s;
+	}
 	if (cfg->turn && cfg->turn_cfg.port_lo <= cfg->port && cfg->port <= cfg->turn_cfg.port_hi)
 		return bad(err, errlen, where_of(s, OPT_RELAY_PORTS, w, sizeof(w)), NULL,
 			   "must not include --port");
@@ -759,6 +788,9 @@ static void print_settings(FILE *f, const struct settings *s)
 	fprintf(f, "relay-bandwidth = %llu%s\n", (unsigned long long)c->turn_cfg.bandwidth_Bps,
 		c->turn_cfg.bandwidth_Bps == 0 ? "    # unlimited" : "");
 	fprintf(f, "relay-lifetime-max = %u\n", c->turn_cfg.max_lifetime_s);
+	fprintf(f, "relay-lifetime = %u\n", c->turn_cfg.default_lifetime_s);
+	fprintf(f, "relay-max-permissions = %u\n", c->turn_cfg.max_perms);
+	fprintf(f, "relay-max-channels = %u\n", c->turn_cfg.max_channels);
 	fprintf(f, "status-port = %u%s\n", c->status_port, c->status_port == 0 ? "    # off" : "");
 	fprintf(f, "rate-limit = %u%s\n", c->rate_limit, c->rate_limit == 0 ? "    # off" : "");
 	fprintf(f, "rate-burst = %u\n", c->rate_burst);
@@ -824,6 +856,9 @@ static bool setting_differs(const struct settings *a, const struct settings *b, 
 	case OPT_MAX_ALLOCS_USER: return x->turn_cfg.max_allocs_per_user != y->turn_cfg.max_allocs_per_user;
 	case OPT_RELAY_BANDWIDTH: return x->turn_cfg.bandwidth_Bps != y->turn_cfg.bandwidth_Bps;
 	case OPT_RELAY_LIFETIME_MAX: return x->turn_cfg.max_lifetime_s != y->turn_cfg.max_lifetime_s;
+	case OPT_RELAY_LIFETIME: return x->turn_cfg.default_lifetime_s != y->turn_cfg.default_lifetime_s;
+	case OPT_RELAY_MAX_PERMS: return x->turn_cfg.max_perms != y->turn_cfg.max_perms;
+	case OPT_RELAY_MAX_CHANNELS: return x->turn_cfg.max_channels != y->turn_cfg.max_channels;
 	default: return false;
 	}
 }

@@ -2005,6 +2005,9 @@ static void pump(struct agent *a)
 	/* Two rounds: the client's events of the first (a plan, say) may
 	 * start a session or a request that must go out now. */
 	for (int round = 0; round < 2; round++) {
+		/* The allocation first: a UDP attempt that got no answer moves
+		 * to TCP here, before a session waiting for it sees it failed. */
+		turn_pump(a, now);
 		for (int i = 0; i < AGENT_MAX_SESSIONS; i++)
 			if (a->s[i].used)
 				session_pump(a, &a->s[i], now);

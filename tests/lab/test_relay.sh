@@ -338,6 +338,18 @@ for p in "${COTURN_PAIRS[@]}"; do
     fi
 done
 check_matrix co- relay "${COTURN_PAIRS[@]}"
+
+# ---- TURN over TCP when UDP to the relay gets no answer: r-sym drops sym's
+# UDP to coturn (not to the broker), so sym's Allocate over UDP times out
+# and it allocates over TCP on the same port; the pair still connects.
+printf 'table inet nbrtcp {\n chain block {\n  type filter hook forward priority -10; policy accept;\n  ip daddr %s udp dport %s drop\n }\n}\n' \
+    "$SRV2" "$CO_PORT" >"$LAB_TMP/block-turn-udp.nft"
+lab_check "tcp fallback: r-sym drops UDP to $SRV2:$CO_PORT" lab_exec r-sym nft -f "$LAB_TMP/block-turn-udp.nft"
+run_pair ct- sym prc relay "$SRV2" 49152 49999
+lab_check "tcp fallback: sym gave up on UDP and allocated over TCP" \
+    eval 'grep -q "relay: no answer over UDP; trying TCP" "$LAB_TMP/err-ct-sym-to-prc" &&
+          grep -q "relay: allocated .* (TCP" "$LAB_TMP/err-ct-sym-to-prc"'
+lab_exec r-sym nft delete table inet nbrtcp
 # natbroker (${NB2_LISTEN[*]}) classified the peers as the lab built them
 for p in "${COTURN_PAIRS[@]}"; do
     read -r a b <<<"$p"
