@@ -266,38 +266,40 @@ int nb_client_connect(struct nb_client *c, const char *peer, uint64_t now)
 	return connect_start(c, peer, 0, now);
 }
 
-int nb_client_result(struct nb_client *c, const struct nb_ctrl_result *r, uint64_t now)
+/* A request about a session (result, relayed): m filled but for its tx;
+ * the transaction remembers the session for its outcome event. */
+static int session_request(struct nb_client *c, enum nb_client_txn_kind kind, struct nb_ctrl_msg *m,
+			   const char *session, uint64_t now)
 {
 	struct nb_client_txn *t;
-	struct nb_ctrl_msg m;
 	int rc;
 
 	if (free_txns(c) <= 1)
-		return -ENOBUFS;
+		return -ENOBUFS; /* one slot stays free for register/keepalive */
+	rc = txn_start(c, kind, m, now, &t);
+	if (rc == 0)
+		snprintf(t->what, sizeof(t->what), "%s", session);
+	return rc;
+}
+
+int nb_client_result(struct nb_client *c, const struct nb_ctrl_result *r, uint64_t now)
+{
+	struct nb_ctrl_msg m;
+
 	memset(&m, 0, sizeof(m));
 	m.type = NB_CTRL_RESULT;
 	m.u.result = *r;
-	rc = txn_start(c, NB_CLIENT_TXN_RESULT, &m, now, &t);
-	if (rc == 0)
-		snprintf(t->what, sizeof(t->what), "%s", r->session);
-	return rc;
+	return session_request(c, NB_CLIENT_TXN_RESULT, &m, r->session, now);
 }
 
 int nb_client_relayed(struct nb_client *c, const struct nb_ctrl_relayed *r, uint64_t now)
 {
-	struct nb_client_txn *t;
 	struct nb_ctrl_msg m;
-	int rc;
 
-	if (free_txns(c) <= 1)
-		return -ENOBUFS;
 	memset(&m, 0, sizeof(m));
 	m.type = NB_CTRL_RELAYED;
 	m.u.relayed = *r;
-	rc = txn_start(c, NB_CLIENT_TXN_RELAYED, &m, now, &t);
-	if (rc == 0)
-		snprintf(t->what, sizeof(t->what), "%s", r->session);
-	return rc;
+	return session_request(c, NB_CLIENT_TXN_RELAYED, &m, r->session, now);
 }
 
 static int start_list(struct nb_client *c, enum nb_client_txn_kind kind, uint32_t offset, uint64_t now)
