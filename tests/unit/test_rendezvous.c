@@ -2562,6 +2562,10 @@ static void test_relayed_gives_up(void **state)
 	assert_int_equal(poll_any(h, 12750, out, m), 0);
 	assert_int_equal(count_ev(h, NB_RV_EVENT_PUSH_FAILED), 1);
 	assert_int_equal(poll_any(h, 30000, out, m), 0);
+	/* the same address again after the give-up: pushed again */
+	assert_int_equal(relayed(h, "203.0.113.1:1000", 30001, "alice", session, "alice", "203.0.113.10:50000"), 1);
+	assert_int_equal(poll_any(h, 30001, out, m), 1);
+	assert_int_equal(m[0].type, NB_CTRL_RELAYED);
 	h_free(h);
 }
 
@@ -2738,6 +2742,9 @@ static void test_relay_via_tcp(void **state)
 	assert_int_equal(h->m[0].u.plan.path, NB_PATH_NONE);
 	assert_int_equal(h->m[0].u.plan.role, NB_ROLE_NONE);
 	assert_int_equal(h->m[1].u.plan.role, NB_ROLE_NONE);
+	/* ... and no credentials in either plan */
+	assert_false(h->m[0].u.plan.relay.has_relay);
+	assert_false(h->m[1].u.plan.relay.has_relay);
 
 	/* blk registers over UDP again: no longer blocked, a direct plan */
 	reg_ok(h, "blk", "198.51.100.7:40000", 20100, "fc");
