@@ -762,6 +762,7 @@ struct reply_ctx {
 	bool cacheable; /* false for transient refusals: 429, 500, 503 */
 	bool is_list;
 	bool is_probe; /* rep is a probe, for probe_to */
+	bool tcp_probe; /* ... of a TCP mapping: the shell connects */
 	struct nb_addr probe_to;
 	bool no_longer; /* send rep only if it is no longer than the request */
 	size_t req_len;
@@ -1257,6 +1258,7 @@ static void on_verify(struct nb_rendezvous *rv, struct reply_ctx *c)
 	set_header(&rv->rep, NB_CTRL_PROBE, tx);
 	upnp_proof(rv, c->from, ext, rv->rep.u.probe.proof);
 	c->is_probe = true;
+	c->tcp_probe = rv->in.u.verify.tcp;
 	c->probe_to = *ext;
 	rv->st.probes++;
 }
@@ -1535,6 +1537,7 @@ int nb_rendezvous_handle_keyed(struct nb_rendezvous *rv, const uint8_t *buf, siz
 		return -EINVAL;
 	ret->n = 0;
 	ret->rnd_used = false;
+	ret->tcp_probe = false;
 	for (size_t i = 0; i < NB_RENDEZVOUS_MAX_OUT; i++) {
 		ret->d[i].from_alt_port = false;
 		ret->d[i].sealed = false;
@@ -1654,6 +1657,29 @@ int nb_rendezvous_handle_keyed(struct nb_rendezvous *rv, const uint8_t *buf, siz
 		return 0;
 	}
 	ret->n = 1;
+	if (c.tcp_probe) {
+		/* d[0], the probe, goes to the requester in its session once the
+		 * shell's connection to the mapping worked; d[1] if it did not. */
+		struct nb_rendezvous_dgram *f = &ret->d[1];
+		char a[NB_ADDR_STRLEN];
+
+		snprintf(ret->greeting, sizeof(ret->greeting), "NATBROKER-PROBE %s %s\r\n", rv->in.tx,
+			 rv->rep.u.probe.proof);
+		set_error(&rv->rep, rv->in.tx, NB_CTRL_ERR_UNREACHABLE, "the broker's TCP connection to %s failed",
+			  nb_addr_format(&c.probe_to, a, sizeof(a)));
+		n = nb_ctrl_encode(&rv->rep, f->data, sizeof(f->data));
+		if (n <= 0)
+			return 0;
+		f->len = (size_t)n;
+		f->to = *from;
+		f->from_alt_port = false;
+		f->sealed = true;
+		memcpy(f->key, key, NB_KEY_LEN);
+		ret->tcp_probe = true;
+		ret->tcp_to = c.probe_to;
+		ret->n = 2;
+		return 0;
+	}
 	if (c.is_probe) { /* not a reply: to the mapping, from the alternate port, plain */
 		d->to = c.probe_to;
 		d->from_alt_port = true;

@@ -250,6 +250,13 @@ struct nb_rendezvous_out {
 	size_t n;      /* datagrams in d[]: 0 (dropped), 1 or 2 */
 	bool rnd_used; /* the random bytes were used: give fresh ones next time */
 	struct nb_rendezvous_dgram d[NB_RENDEZVOUS_MAX_OUT];
+	/* A TCP verify (docs/protocol.md "verify"): the shell connects to
+	 * tcp_to (bounded in time and number), writes `greeting`, waits briefly
+	 * for the far end to close, then sends d[0] (the probe, sealed to the
+	 * requester) if the connection was made, else d[1] (a sealed 504). */
+	bool tcp_probe;
+	struct nb_addr tcp_to;
+	char greeting[96];
 };
 
 /* Handle one control message (its first byte should be '{') of len bytes

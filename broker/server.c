@@ -13,6 +13,7 @@
 
 #include "broker/plink.h"
 #include "broker/status_run.h"
+#include "broker/tcpprobe_run.h"
 #include "common/keys.h"
 #include "common/noise.h"
 #include "common/seal.h"
@@ -166,6 +167,9 @@ struct nb_server {
 	struct nb_rendezvous_out rv_out;
 	struct nb_rendezvous_dgram rv_poll[POLL_BATCH];
 	struct log_limit ll[LL_COUNT];
+
+	/* TCP mapping probes (a verify with "tcp"). */
+	struct nb_tcpprobes *probes;
 
 	/* Sealed control sessions (Noise IK, the broker as responder). */
 	struct nb_plink *pl;
@@ -563,6 +567,39 @@ static void rv_send_raw(struct nb_server *srv, const struct nb_rendezvous_dgram 
 		nb_udp_send(&tx->udp, b, blen, &d->to);
 }
 
+/* A TCP probe ended: the probe (d[0]) or the 504 (d[1]) to the requester,
+ * in its session. */
+static void on_tcp_probe(void *ctx, const void *payload, size_t len, bool ok, const char *why)
+{
+	struct nb_server *srv = ctx;
+	const struct nb_rendezvous_dgram *d = payload;
+	char a[NB_ADDR_STRLEN];
+
+	if (len != 2 * sizeof(*d) || srv->closing)
+		return;
+	if (!ok)
+		nb_log_info(LOG_RV, "TCP probe for %s failed: %s", nb_addr_format(&d[0].to, a, sizeof(a)),
+			    why != NULL ? why : "?");
+	rv_send(srv, &d[ok ? 0 : 1]);
+	if (srv->udp[0][0].open)
+		nb_udp_flush(&srv->udp[0][0].udp);
+}
+
+static void tcp_probe(struct nb_server *srv, const struct nb_rendezvous_out *out)
+{
+	char a[NB_ADDR_STRLEN];
+	int rc = -ENOBUFS;
+
+	if (srv->probes != NULL)
+		rc = nb_tcpprobe_start(srv->probes, &out->tcp_to, out->greeting, out->d, 2 * sizeof(out->d[0]),
+				       on_tcp_probe, srv);
+	if (rc == 0)
+		return;
+	nb_log_warn(LOG_RV, "TCP probe of %s not started: %s", nb_addr_format(&out->tcp_to, a, sizeof(a)),
+		    rc == -ENOBUFS ? "too many in flight" : uv_strerror(rc));
+	rv_send(srv, &out->d[1]);
+}
+
 static void on_control(struct nb_server *srv, struct udp_sock *s, struct tcp_conn *conn,
 		       const uint8_t *data, size_t len, const struct nb_addr *from, const uint8_t *key)
 {
@@ -586,6 +623,11 @@ static void on_control(struct nb_server *srv, struct udp_sock *s, struct tcp_con
 		/* Used bytes never serve twice. */
 		memset(srv->rnd + srv->rnd_pos, 0, NB_RENDEZVOUS_RANDOM_LEN);
 		srv->rnd_pos += NB_RENDEZVOUS_RANDOM_LEN;
+	}
+	if (out->tcp_probe) {
+		tcp_probe(srv, out);
+		rv_timer_arm(srv);
+		return;
 	}
 	/* Replies join the receive batch's sendmmsg. A UPnP probe leaves from
 	 * the primary IP's alternate port, a source the peer has not sent to;
@@ -1654,6 +1696,11 @@ static void on_rv_timer_closed(uv_handle_t *h)
 	server_pending_done(srv);
 }
 
+static void probes_closed(void *arg)
+{
+	server_pending_done(arg);
+}
+
 void nb_server_close(struct nb_server *srv, void (*done_cb)(void *arg), void *arg)
 {
 	if (srv == NULL || srv->closing)
@@ -1684,6 +1731,11 @@ void nb_server_close(struct nb_server *srv, void (*done_cb)(void *arg), void *ar
 		srv->rv_timer_open = false;
 		srv->pending++;
 		uv_close((uv_handle_t *)&srv->rv_timer, on_rv_timer_closed);
+	}
+	if (srv->probes != NULL) {
+		srv->pending++;
+		nb_tcpprobes_close(srv->probes, probes_closed, srv);
+		srv->probes = NULL;
 	}
 	if (srv->turn_timer_open) {
 		srv->turn_timer_open = false;
@@ -1840,6 +1892,11 @@ static int rendezvous_open(struct nb_server *srv)
 	}
 	srv->rv_timer.data = srv;
 	srv->rv_timer_open = true;
+	err = nb_tcpprobes_new(srv->loop, &srv->probes);
+	if (err != 0) {
+		nb_log_error(LOG, "TCP probes: %s", strerror(-err));
+		return err;
+	}
 	return 0;
 }
 

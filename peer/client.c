@@ -350,7 +350,7 @@ int nb_client_matrix(struct nb_client *c, uint64_t now)
 	return list_begin(c, NB_CLIENT_TXN_MATRIX, now);
 }
 
-int nb_client_verify(struct nb_client *c, const struct nb_addr *external, uint64_t now)
+int nb_client_verify(struct nb_client *c, const struct nb_addr *external, bool tcp, uint64_t now)
 {
 	struct nb_client_txn *t;
 	struct nb_ctrl_msg m;
@@ -363,9 +363,19 @@ int nb_client_verify(struct nb_client *c, const struct nb_addr *external, uint64
 	memset(&m, 0, sizeof(m));
 	m.type = NB_CTRL_VERIFY;
 	m.u.verify.external = *external;
+	m.u.verify.tcp = tcp;
 	rc = txn_start(c, NB_CLIENT_TXN_VERIFY, &m, now, &t);
 	if (rc == 0)
 		t->give_up = now + NB_CLIENT_VERIFY_TIMEOUT_MS;
+	return rc;
+}
+
+int nb_client_verify_hook(void *arg, const struct nb_addr *external, uint64_t now, char *why, size_t why_len)
+{
+	int rc = nb_client_verify(arg, external, false, now);
+
+	if (rc != 0 && rc != -EBUSY)
+		snprintf(why, why_len, "could not ask the broker to probe the mapping");
 	return rc;
 }
 

@@ -215,9 +215,15 @@ int nb_client_matrix(struct nb_client *c, uint64_t now);
 
 /* Ask the broker to probe our port mapping `external` (docs/protocol.md
  * "verify"). The probe may come from any address: it is matched by tx.
- * VERIFIED (with the proof for register) or VERIFY_FAILED follows. One at a
- * time: -EBUSY; else 0, -EINVAL or -ENOBUFS. Needs no registration. */
-int nb_client_verify(struct nb_client *c, const struct nb_addr *external, uint64_t now);
+ * UDP: the probe is sent to the mapping. TCP: the broker connects to it,
+ * writes its greeting, and sends the probe to us in our session (a 504
+ * if it could not connect). VERIFIED (with the proof for register) or
+ * VERIFY_FAILED follows. One at a time: -EBUSY; else 0, -EINVAL or
+ * -ENOBUFS. Needs no registration. */
+int nb_client_verify(struct nb_client *c, const struct nb_addr *external, bool tcp, uint64_t now);
+/* nb_client_verify() as a portmap verify hook (peer/portmap/portmap_run.h):
+ * arg is the struct nb_client; UDP. */
+int nb_client_verify_hook(void *arg, const struct nb_addr *external, uint64_t now, char *why, size_t why_len);
 
 /* A control datagram from `from`. 0 when it was the broker's and was taken,
  * -1 when dropped (nothing changed). Events may follow. */

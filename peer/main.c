@@ -11,9 +11,10 @@
 #include "common/keyfile.h"
 #include "common/keys.h"
 #include "common/log.h"
-#include "peer/agent.h"
+#include "peer/agent_run.h"
 #include "peer/known.h"
-#include "peer/ssdp.h"
+#include "peer/portmap/portmap_run.h"
+#include "peer/portmap/ssdp.h"
 #include "peer/netcheck_run.h"
 
 #define DEFAULT_BROKER_PORT 3478
@@ -42,6 +43,10 @@ static void usage(FILE *f)
 	      "  forget NAME         remove NAME (a peer id, or @IP:PORT for a broker)\n"
 	      "                      from the known-peers file, after a key change\n"
 	      "  peers               list the peers registered with the broker\n"
+	      "  map udp|tcp PORT    map local PORT on the home router (PCP, NAT-PMP or\n"
+	      "                      UPnP, whichever answers best), have the broker verify\n"
+	      "                      it from outside, print the external address, keep it\n"
+	      "                      renewed until SIGINT/SIGTERM, then delete it\n"
 	      "  matrix              the broker's who-can-reach-whom matrix: for every pair\n"
 	      "                      that was tried, the predicted path, the plan, and the\n"
 	      "                      measured outcome (--json: one array of objects with\n"
@@ -73,16 +78,25 @@ static void usage(FILE *f)
 	      "  --timeout S         netcheck: give up after S seconds (default 10);\n"
 	      "                      listen, connect: the deadline of each punch attempt\n"
 	      "                      (default: the broker's plan, 5 s)\n"
-	      "  --no-upnp           netcheck, listen, connect: do not ask the router for a\n"
-	      "                      UPnP port mapping (by default they do, and have the\n"
-	      "                      broker probe it; it is removed on exit)\n"
+	      "  --no-portmap        netcheck, listen, connect: do not ask the router for a\n"
+	      "                      port mapping (by default they do, over PCP, NAT-PMP\n"
+	      "                      and UPnP at once, and have the broker probe it; it is\n"
+	      "                      removed on exit). --no-upnp is the old name\n"
+	      "  --portmap LIST      the protocols to ask, a comma list of pcp, nat-pmp,\n"
+	      "                      upnp (default all three; PCP > NAT-PMP > UPnP when\n"
+	      "                      several answer)\n"
+	      "  --external N        map: ask for external port N (default: PORT)\n"
+	      "  --lease S           map: ask for a lease of S seconds (default: 7200 with\n"
+	      "                      PCP and NAT-PMP, 3600 with UPnP); renewed at half\n"
 	      "  --no-relay          listen, connect: never relay through a TURN server; a\n"
 	      "                      pair only a relay can connect then fails (by default a\n"
 	      "                      pair relays when the plan says so, or when the direct\n"
 	      "                      path has not worked by its deadline)\n"
-	      "  --upnp-check S      listen, connect: look for the UPnP mapping on the router\n"
-	      "                      every S seconds and add it again if it is gone, e.g.\n"
-	      "                      after a router restart (default 60; 1..3600)\n"
+	      "  --portmap-check S   listen, connect, map: look for the mapping on the router\n"
+	      "                      every S seconds (UPnP: the entry; PCP, NAT-PMP: the\n"
+	      "                      epoch) and map again if it is gone, e.g. after a\n"
+	      "                      router restart (default 60; 1..3600). --upnp-check is\n"
+	      "                      the old name\n"
 	      "  --upnp-any-location tests only: accept an SSDP LOCATION on another host\n"
 	      "                      than the one that answered\n"
 	      "  --log-level L       error, warn, info (default) or debug\n"
@@ -99,6 +113,32 @@ static void usage(FILE *f)
 	      "exit status: 0 when the command did its job (connect: connected), 1 when\n"
 	      "it failed, 2 on bad usage\n",
 	      f);
+}
+
+/* "pcp,nat-pmp,upnp" -> NB_PM_* bits */
+static int parse_protocols(const char *s, unsigned *ret)
+{
+	unsigned bits = 0;
+
+	while (*s != '\0') {
+		size_t n = strcspn(s, ",");
+
+		if (n == 3 && strncmp(s, "pcp", 3) == 0)
+			bits |= NB_PM_PCP;
+		else if (n == 7 && strncmp(s, "nat-pmp", 7) == 0)
+			bits |= NB_PM_NATPMP;
+		else if (n == 4 && strncmp(s, "upnp", 4) == 0)
+			bits |= NB_PM_UPNP;
+		else
+			return -EINVAL;
+		s += n;
+		if (*s == ',')
+			s++;
+	}
+	if (bits == 0)
+		return -EINVAL;
+	*ret = bits;
+	return 0;
 }
 
 static int parse_uint(const char *s, unsigned long max, unsigned long *ret)
@@ -222,7 +262,9 @@ int main(int argc, char **argv)
 		{ "key", required_argument, NULL, 'K' },    { "known-peers", required_argument, NULL, 'N' },
 		{ "broker-key", required_argument, NULL, 'B' }, { "peer-key", required_argument, NULL, 'P' },
 		{ "allow", required_argument, NULL, 'W' },  { "admin-token", required_argument, NULL, 'T' },
-		{ "no-relay", no_argument, NULL, 'R' },
+		{ "no-relay", no_argument, NULL, 'R' },     { "no-portmap", no_argument, NULL, 'U' },
+		{ "portmap", required_argument, NULL, 'M' }, { "portmap-check", required_argument, NULL, 'C' },
+		{ "external", required_argument, NULL, 'E' }, { "lease", required_argument, NULL, 'L' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct nb_netcheck_opts o;
@@ -231,6 +273,8 @@ int main(int argc, char **argv)
 	uint32_t upnp_check_s = 0; /* 0: the UPnP client's default (60 s) */
 	const char *cmd = NULL, *id = NULL, *token = NULL, *peer = NULL;
 	const char *key_path = NULL, *known_path = NULL, *admin = NULL;
+	const char *map_proto = NULL, *map_port = NULL;
+	unsigned portmap_protocols = 0;
 	unsigned long v;
 	int c;
 
@@ -244,6 +288,10 @@ int main(int argc, char **argv)
 				cmd = argv[optind++];
 			} else if ((strcmp(cmd, "connect") == 0 || strcmp(cmd, "forget") == 0) && peer == NULL) {
 				peer = argv[optind++];
+			} else if (strcmp(cmd, "map") == 0 && map_proto == NULL) {
+				map_proto = argv[optind++];
+			} else if (strcmp(cmd, "map") == 0 && map_port == NULL) {
+				map_port = argv[optind++];
 			} else {
 				fprintf(stderr, "natpeer: unexpected argument '%s' (see --help)\n", argv[optind]);
 				return 2;
@@ -348,10 +396,31 @@ int main(int argc, char **argv)
 			break;
 		case 'C':
 			if (parse_uint(optarg, 3600, &v) != 0 || v == 0) {
-				fprintf(stderr, "natpeer: --upnp-check '%s': expected 1..3600 seconds\n", optarg);
+				fprintf(stderr, "natpeer: --portmap-check '%s': expected 1..3600 seconds\n", optarg);
 				return 2;
 			}
 			upnp_check_s = (uint32_t)v;
+			break;
+		case 'M':
+			if (parse_protocols(optarg, &portmap_protocols) != 0) {
+				fprintf(stderr, "natpeer: --portmap '%s': expected a comma list of pcp, nat-pmp, "
+						"upnp\n", optarg);
+				return 2;
+			}
+			break;
+		case 'E':
+			if (parse_uint(optarg, 65535, &v) != 0 || v == 0) {
+				fprintf(stderr, "natpeer: --external '%s': expected 1..65535\n", optarg);
+				return 2;
+			}
+			o.map.external = (uint16_t)v;
+			break;
+		case 'L':
+			if (parse_uint(optarg, 86400 * 7, &v) != 0 || v < 60) {
+				fprintf(stderr, "natpeer: --lease '%s': expected 60..604800 seconds\n", optarg);
+				return 2;
+			}
+			o.map.lease_s = (uint32_t)v;
 			break;
 		default:
 			fprintf(stderr, "natpeer: see 'natpeer --help'\n");
@@ -361,6 +430,44 @@ int main(int argc, char **argv)
 	if (cmd == NULL) {
 		usage(stderr);
 		return 2;
+	}
+	o.portmap_protocols = portmap_protocols;
+	if ((o.map.external != 0 || o.map.lease_s != 0) && strcmp(cmd, "map") != 0) {
+		fprintf(stderr, "natpeer: --external and --lease are for map\n");
+		return 2;
+	}
+	if (strcmp(cmd, "map") == 0) {
+		if (map_proto == NULL || (strcmp(map_proto, "udp") != 0 && strcmp(map_proto, "tcp") != 0) ||
+		    map_port == NULL || parse_uint(map_port, 65535, &v) != 0 || v == 0) {
+			fprintf(stderr, "natpeer: usage: natpeer map udp|tcp PORT --broker IP[:PORT] "
+					"[--external N] [--lease S] [--json]\n");
+			return 2;
+		}
+		if (!have_broker) {
+			fprintf(stderr, "natpeer: map needs --broker IP[:PORT] (the broker verifies the mapping "
+					"from outside)\n");
+			return 2;
+		}
+		if (!o.upnp) {
+			fprintf(stderr, "natpeer: map: --no-portmap leaves nothing to do\n");
+			return 2;
+		}
+		o.map.on = true;
+		o.map.tcp = strcmp(map_proto, "tcp") == 0;
+		o.map.port = (uint16_t)v;
+		o.map.check_s = upnp_check_s;
+		if (!have_timeout)
+			o.timeout_ms = 15000; /* to a mapping, or a failure; then it runs until a signal */
+		if (identity("map", key_path, known_path, &ao) >= 0)
+			return 1;
+		o.has_identity = true;
+		memcpy(o.priv, ao.priv, sizeof(o.priv));
+		memcpy(o.pub, ao.pub, sizeof(o.pub));
+		o.has_broker_key = ao.has_broker_key;
+		memcpy(o.broker_key, ao.broker_key, sizeof(o.broker_key));
+		memcpy(o.known_path, ao.known_path, sizeof(o.known_path));
+		signal(SIGPIPE, SIG_IGN);
+		return nb_netcheck_run(&o);
 	}
 	if (strcmp(cmd, "netcheck") == 0) {
 		if (!have_broker) {
@@ -417,6 +524,7 @@ int main(int argc, char **argv)
 	ao.no_relay = no_relay;
 	ao.upnp_flags = o.upnp_flags;
 	ao.upnp_check_s = upnp_check_s;
+	ao.portmap_protocols = portmap_protocols;
 	if (ao.cmd != NB_AGENT_PEERS && ao.cmd != NB_AGENT_MATRIX) {
 		if (id == NULL || !valid_id(id)) {
 			fprintf(stderr, "natpeer: %s needs --id NAME: 1-32 of A-Z a-z 0-9 . _ -\n", cmd);

@@ -5,24 +5,31 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/random.h>
+#include <signal.h>
+#include <stdlib.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <uv.h>
 
 #include <cjson/cJSON.h>
 
+#include "common/log.h"
 #include "common/time.h"
 #include "common/udp.h"
 #include "peer/blink.h"
 #include "peer/client.h"
 #include "peer/known.h"
 #include "peer/netcheck.h"
-#include "peer/portmap.h"
+#include "peer/portmap/portmap_run.h"
 #include "proto/ctrl.h"
 
 /* A netcheck waits this long for a UPnP gateway to answer SSDP before it
  * reports "unavailable" (a gateway that has answered is waited for). */
 #define NETCHECK_UPNP_GRACE_MS 500
+/* natpeer map tcp: connections our listener serves at once (the broker's
+ * probes: one per verify try). */
+#define MAP_GREET_CONNS 4
+#define MAP_GREETING "NATBROKER-PROBE "
 
 struct run {
 	const struct nb_netcheck_opts *o;
@@ -41,6 +48,25 @@ struct run {
 	uint64_t hard_deadline;
 	bool timed_out;
 	int open_handles;
+	/* natpeer map */
+	uv_signal_t sig[2];
+	bool sig_on;
+	uv_tcp_t lst;                 /* TCP: our listener on the mapped port */
+	bool lst_on;
+	struct greet {                /* ... and the connections it accepted */
+		uv_tcp_t h;
+		bool used;
+		size_t n;
+		char buf[160];
+	} greet[MAP_GREET_CONNS];
+	char greet_proof[MAP_GREET_CONNS][NB_CTRL_PROOF_LEN + 1]; /* the last greetings' proofs */
+	unsigned n_greet;
+	bool udp_busy;                /* UDP: the port is another program's */
+	bool tcp_connect_only;        /* TCP: the port is another program's listener */
+	bool map_printed;
+	struct nb_addr map_printed_ext;
+	enum nb_portmap_state map_printed_state;
+	int exit_code;
 };
 
 static void report(const struct nb_netcheck_opts *o, const struct nb_netcheck_result *res,
@@ -102,6 +128,23 @@ static void close_all(void *arg)
 	for (int i = 0; i < 2; i++)
 		nb_udp_close(&r->sock[i], on_udp_closed);
 	uv_close((uv_handle_t *)&r->timer, on_closed);
+	if (r->sig_on) {
+		for (int i = 0; i < 2; i++)
+			uv_close((uv_handle_t *)&r->sig[i], on_closed);
+	}
+	if (r->lst_on)
+		uv_close((uv_handle_t *)&r->lst, on_closed);
+	for (int i = 0; i < MAP_GREET_CONNS; i++) {
+		if (r->greet[i].used && !uv_is_closing((uv_handle_t *)&r->greet[i].h))
+			uv_close((uv_handle_t *)&r->greet[i].h, on_closed);
+	}
+	if (r->o->map.on && r->map_printed) {
+		if (r->o->json)
+			printf("{\"event\":\"removed\"}\n");
+		else
+			printf("removed the mapping\n");
+		fflush(stdout);
+	}
 }
 
 /* Report, then take the mapping down (bounded), then close. */
@@ -111,7 +154,7 @@ static void finish(struct run *r)
 
 	r->finished = true;
 	uv_timer_stop(&r->timer);
-	if (!r->timed_out && !r->reported) {
+	if (!r->timed_out && !r->reported && !r->o->map.on) {
 		report(r->o, nb_netcheck_result(&r->nc), pm);
 		fflush(stdout);
 		r->reported = true;
@@ -123,12 +166,265 @@ static void finish(struct run *r)
 		close_all(r);
 }
 
+/* ---- natpeer map ----------------------------------------------------------- */
+
+/* Did our listener get the broker's greeting with this proof? */
+static bool greeted(const struct run *r, const char *proof)
+{
+	for (unsigned i = 0; i < r->n_greet && i < MAP_GREET_CONNS; i++)
+		if (proof[0] != '\0' && strcmp(r->greet_proof[i], proof) == 0)
+			return true;
+	return false;
+}
+
+static void greet_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+{
+	struct run *r = h->data;
+
+	(void)hint;
+	for (int i = 0; i < MAP_GREET_CONNS; i++) {
+		struct greet *g = &r->greet[i];
+		if ((uv_handle_t *)&g->h == h) {
+			*buf = uv_buf_init(g->buf + g->n, (unsigned)(sizeof(g->buf) - 1 - g->n));
+			return;
+		}
+	}
+	*buf = uv_buf_init(NULL, 0);
+}
+
+static void greet_close(struct run *r, struct greet *g)
+{
+	(void)r;
+	if (!uv_is_closing((uv_handle_t *)&g->h))
+		uv_close((uv_handle_t *)&g->h, NULL);
+	g->used = false;
+	r->open_handles--; /* accounted when accepted */
+}
+
+static void greet_write_done(uv_write_t *w, int status)
+{
+	(void)status;
+	free(w);
+}
+
+/* A line from the broker: "NATBROKER-PROBE <tx> <proof>\r\n". Anything
+ * else, or more than the buffer, closes the connection. */
+static void greet_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
+{
+	struct run *r = st->data;
+	struct greet *g = NULL;
+	char *eol, *sp;
+
+	(void)buf;
+	for (int i = 0; i < MAP_GREET_CONNS; i++)
+		if ((uv_stream_t *)&r->greet[i].h == st)
+			g = &r->greet[i];
+	if (g == NULL)
+		return;
+	if (n < 0) {
+		greet_close(r, g);
+		return;
+	}
+	g->n += (size_t)n;
+	g->buf[g->n] = '\0';
+	eol = strstr(g->buf, "\r\n");
+	if (eol == NULL) {
+		if (g->n >= sizeof(g->buf) - 1)
+			greet_close(r, g);
+		return;
+	}
+	*eol = '\0';
+	sp = strrchr(g->buf, ' ');
+	if (strncmp(g->buf, MAP_GREETING, strlen(MAP_GREETING)) == 0 && sp != NULL &&
+	    strlen(sp + 1) == NB_CTRL_PROOF_LEN) {
+		static const char ok[] = "NATPEER-OK\r\n";
+		uv_write_t *w = malloc(sizeof(*w));
+		uv_buf_t b = uv_buf_init((char *)ok, sizeof(ok) - 1);
+
+		snprintf(r->greet_proof[r->n_greet % MAP_GREET_CONNS], sizeof(r->greet_proof[0]), "%s", sp + 1);
+		r->n_greet++;
+		nb_log_debug("map", "the broker's greeting arrived on TCP %u", (unsigned)r->o->map.port);
+		if (w != NULL && uv_write(w, st, &b, 1, greet_write_done) != 0)
+			free(w);
+	}
+	greet_close(r, g); /* the broker sends its probe once we have closed */
+}
+
+static void greet_accept(uv_stream_t *lst, int status)
+{
+	struct run *r = lst->data;
+	struct greet *g = NULL;
+	uv_tcp_t spare;
+
+	if (status < 0)
+		return;
+	for (int i = 0; i < MAP_GREET_CONNS; i++)
+		if (!r->greet[i].used)
+			g = &r->greet[i];
+	if (g == NULL) { /* all busy: take it and drop it */
+		uv_tcp_init(lst->loop, &spare);
+		if (uv_accept(lst, (uv_stream_t *)&spare) == 0)
+			uv_close((uv_handle_t *)&spare, NULL);
+		uv_run(lst->loop, UV_RUN_NOWAIT);
+		return;
+	}
+	memset(g, 0, sizeof(*g));
+	uv_tcp_init(lst->loop, &g->h);
+	g->h.data = r;
+	g->used = true;
+	r->open_handles++;
+	if (uv_accept(lst, (uv_stream_t *)&g->h) != 0 ||
+	    uv_read_start((uv_stream_t *)&g->h, greet_alloc, greet_read) != 0)
+		greet_close(r, g);
+}
+
+/* Our TCP listener on the port; taken by another program: connect-only. */
+static int map_listen(struct run *r)
+{
+	struct sockaddr_in sa;
+	int rc;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sin_family = AF_INET;
+	sa.sin_port = htons(r->o->map.port);
+	uv_tcp_init(&r->loop, &r->lst);
+	r->lst.data = r;
+	r->lst_on = true;
+	r->open_handles++;
+	rc = uv_tcp_bind(&r->lst, (const struct sockaddr *)&sa, 0);
+	if (rc == 0)
+		rc = uv_listen((uv_stream_t *)&r->lst, MAP_GREET_CONNS, greet_accept);
+	if (rc == UV_EADDRINUSE) {
+		r->tcp_connect_only = true;
+		uv_close((uv_handle_t *)&r->lst, on_closed);
+		r->lst_on = false;
+		if (!r->o->json)
+			fprintf(stderr, "map: TCP %u is in use by another program: the broker will only "
+					"check that it can connect\n", (unsigned)r->o->map.port);
+		return 0;
+	}
+	return rc;
+}
+
+/* The portmap's verify hook in map mode. */
+static int map_verify(void *arg, const struct nb_addr *external, uint64_t now, char *why, size_t why_len)
+{
+	struct run *r = arg;
+	int rc;
+
+	if (r->udp_busy) {
+		snprintf(why, why_len, "UDP %u is in use by another program, which gets the broker's probe: "
+				       "it cannot be verified here", (unsigned)r->o->map.port);
+		return -EPERM;
+	}
+	if (!r->bl_on) {
+		snprintf(why, why_len, "no sealed channel to the broker (no key, or its key is not the pinned one)");
+		return -EPERM;
+	}
+	rc = nb_client_verify(&r->client, external, r->o->map.tcp, now);
+	if (rc != 0 && rc != -EBUSY)
+		snprintf(why, why_len, "could not ask the broker to probe the mapping");
+	return rc;
+}
+
+static void finish(struct run *r);
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+	struct run *r = h->data;
+
+	(void)signum;
+	if (!r->finished)
+		finish(r);
+}
+
+/* Print what the mapping came to, each time it changes; a failure ends the run. */
+static void map_report(struct run *r)
+{
+	struct nb_portmap_report p;
+	char ext[NB_ADDR_STRLEN], gw[NB_ADDR_STRLEN];
+	bool final, verified;
+
+	nb_portmap_get_report(r->pm, &p);
+	final = p.state == NB_PM_UNAVAILABLE || p.state == NB_PM_REFUSED || p.state == NB_PM_UNUSABLE ||
+		p.state == NB_PM_DISABLED;
+	if (final) {
+		if (r->o->json) {
+			cJSON *j = cJSON_CreateObject();
+			char *text;
+			cJSON_AddStringToObject(j, "event", "failed");
+			cJSON_AddStringToObject(j, "status", nb_portmap_status_word(p.state));
+			cJSON_AddStringToObject(j, "reason", p.reason);
+			text = cJSON_PrintUnformatted(j);
+			if (text != NULL)
+				printf("%s\n", text);
+			cJSON_free(text);
+			cJSON_Delete(j);
+		}
+		fprintf(stderr, "natpeer: map: %s: %s\n", nb_portmap_status_word(p.state),
+			p.reason[0] ? p.reason : "no port-mapping protocol answered");
+		r->exit_code = 1;
+		finish(r);
+		return;
+	}
+	if (p.state != NB_PM_VERIFIED && p.state != NB_PM_UNVERIFIED)
+		return;
+	if (r->map_printed && r->map_printed_state == p.state && nb_addr_equal(&r->map_printed_ext, &p.external))
+		return;
+	r->map_printed = true;
+	r->map_printed_state = p.state;
+	r->map_printed_ext = p.external;
+	verified = p.state == NB_PM_VERIFIED;
+	nb_addr_format(&p.external, ext, sizeof(ext));
+	nb_addr_format_ip(&p.gateway, gw, sizeof(gw));
+	if (r->o->json) {
+		cJSON *j = cJSON_CreateObject();
+		char *text;
+		cJSON_AddStringToObject(j, "event", "mapped");
+		cJSON_AddStringToObject(j, "protocol", p.protocol);
+		cJSON_AddStringToObject(j, "transport", p.tcp ? "tcp" : "udp");
+		cJSON_AddNumberToObject(j, "internal", p.internal_port);
+		cJSON_AddStringToObject(j, "external", ext);
+		cJSON_AddNumberToObject(j, "lease", p.lease_s);
+		cJSON_AddStringToObject(j, "gateway", gw);
+		cJSON_AddBoolToObject(j, "verified", verified);
+		if (!verified)
+			cJSON_AddStringToObject(j, "reason", p.reason);
+		cJSON_AddNumberToObject(j, "ms", (double)p.ms);
+		text = cJSON_PrintUnformatted(j);
+		if (text != NULL)
+			printf("%s\n", text);
+		cJSON_free(text);
+		cJSON_Delete(j);
+	} else if (verified) {
+		printf("mapped %s %u -> %s via %s (lease %u s), verified by the broker\n", p.tcp ? "TCP" : "UDP",
+		       (unsigned)p.internal_port, ext, p.protocol, (unsigned)p.lease_s);
+	} else {
+		printf("mapped %s %u -> %s via %s (lease %u s); verified: no (%s)\n", p.tcp ? "TCP" : "UDP",
+		       (unsigned)p.internal_port, ext, p.protocol, (unsigned)p.lease_s, p.reason);
+	}
+	fflush(stdout);
+}
+
 static void client_events(struct run *r, uint64_t now)
 {
 	struct nb_client_event e;
 
-	while (nb_client_next_event(&r->client, &e) == 1)
-		nb_portmap_client_event(r->pm, &e, now);
+	while (nb_client_next_event(&r->client, &e) == 1) {
+		bool ok = e.type == NB_CLIENT_EV_VERIFIED;
+
+		if (e.type != NB_CLIENT_EV_VERIFIED && e.type != NB_CLIENT_EV_VERIFY_FAILED)
+			continue;
+		if (ok && r->o->map.on && r->o->map.tcp && !r->tcp_connect_only && !greeted(r, e.proof)) {
+			/* The broker connected to the mapping, but not to us. */
+			nb_portmap_verify_result(r->pm, false, "", 0,
+						 "the broker connected, but natpeer's listener got no greeting: "
+						 "the external port leads elsewhere",
+						 now);
+			continue;
+		}
+		nb_portmap_verify_result(r->pm, ok, e.proof, e.code, e.reason, now);
+	}
 }
 
 static void pump(struct run *r)
@@ -136,8 +432,9 @@ static void pump(struct run *r)
 	struct nb_netcheck_tx tx;
 	uint64_t now = nb_now_ms();
 
-	if (now >= r->hard_deadline) {
+	if (now >= r->hard_deadline && !(r->o->map.on && r->map_printed)) {
 		r->timed_out = true;
+		r->exit_code = 1;
 		finish(r);
 		return;
 	}
@@ -159,7 +456,11 @@ static void pump(struct run *r)
 	while (r->bl_on && nb_blink_poll(&r->bl, now, &btx) == 1)
 		nb_udp_send(&r->sock[0], btx.bytes, btx.len, &r->o->server);
 	client_events(r, now);
-	if (nb_netcheck_done(&r->nc) && nb_portmap_settled(r->pm, now, NETCHECK_UPNP_GRACE_MS)) {
+	if (r->o->map.on) {
+		map_report(r);
+		if (r->finished)
+			return;
+	} else if (nb_netcheck_done(&r->nc) && nb_portmap_settled(r->pm, now, NETCHECK_UPNP_GRACE_MS)) {
 		finish(r);
 		return;
 	}
@@ -168,6 +469,13 @@ static void pump(struct run *r)
 		next = nb_client_deadline(&r->client);
 	if (r->bl_on && nb_blink_deadline(&r->bl) < next)
 		next = nb_blink_deadline(&r->bl);
+	if (r->o->map.on && r->map_printed) { /* the mapping lives on: only the client's timers */
+		if (next == UINT64_MAX)
+			uv_timer_stop(&r->timer);
+		else
+			uv_timer_start(&r->timer, on_timer, next > now ? next - now : 0, 0);
+		return;
+	}
 	if (nb_netcheck_done(&r->nc) && next > now + 50)
 		next = now + 50; /* waiting for UPnP: look at the grace window again */
 	if (next > r->hard_deadline)
@@ -218,29 +526,35 @@ static void on_portmap(struct nb_portmap *pm, bool changed, void *arg)
 		uv_timer_start(&r->timer, on_timer, 0, 0);
 }
 
-static void upnp_json(cJSON *up, const struct nb_portmap *pm)
+/* netcheck --json's "portmap" object (and its alias "upnp", kept for one
+ * release: docs/upnp.md). */
+static void portmap_json(cJSON *up, const struct nb_portmap *pm)
 {
-	enum nb_portmap_state s = nb_portmap_state(pm);
-	const struct nb_upnp_info *in = nb_portmap_info(pm);
+	struct nb_portmap_report r;
 	char b[NB_ADDR_STRLEN];
+	enum nb_portmap_state s;
 
+	nb_portmap_get_report(pm, &r);
+	s = r.state;
 	if (s == NB_PM_WORKING) /* no gateway answered in the grace window */
 		s = NB_PM_UNAVAILABLE;
+	if (r.protocol[0] != '\0')
+		cJSON_AddStringToObject(up, "protocol", r.protocol);
 	cJSON_AddStringToObject(up, "status", nb_portmap_status_word(s));
-	if (in != NULL && (s == NB_PM_VERIFIED || s == NB_PM_UNVERIFIED) && in->status == NB_UPNP_MAPPED) {
-		cJSON_AddStringToObject(up, "external", nb_addr_format(&in->external, b, sizeof(b)));
-		cJSON_AddNumberToObject(up, "lease", in->lease_s);
+	if ((s == NB_PM_VERIFIED || s == NB_PM_UNVERIFIED) && r.external.family != NB_AF_NONE) {
+		cJSON_AddStringToObject(up, "external", nb_addr_format(&r.external, b, sizeof(b)));
+		cJSON_AddNumberToObject(up, "lease", r.lease_s);
 	}
-	if (in != NULL && in->gateway.family != NB_AF_NONE)
-		cJSON_AddStringToObject(up, "gateway", nb_addr_format(&in->gateway, b, sizeof(b)));
-	if (nb_portmap_ms(pm) >= 0)
-		cJSON_AddNumberToObject(up, "ms", (double)nb_portmap_ms(pm));
+	if (r.gateway.family != NB_AF_NONE)
+		cJSON_AddStringToObject(up, "gateway", nb_addr_format_ip(&r.gateway, b, sizeof(b)));
+	if (r.ms >= 0)
+		cJSON_AddNumberToObject(up, "ms", (double)r.ms);
 	if (s == NB_PM_DISABLED)
-		cJSON_AddStringToObject(up, "reason", "disabled with --no-upnp");
-	else if (s == NB_PM_UNAVAILABLE && nb_portmap_reason(pm)[0] == '\0')
-		cJSON_AddStringToObject(up, "reason", "no UPnP gateway answered SSDP within 0.5 s");
+		cJSON_AddStringToObject(up, "reason", "disabled with --no-portmap");
+	else if (s == NB_PM_UNAVAILABLE && r.reason[0] == '\0')
+		cJSON_AddStringToObject(up, "reason", "no gateway answered PCP, NAT-PMP or UPnP within 0.5 s");
 	else if (s != NB_PM_VERIFIED)
-		cJSON_AddStringToObject(up, "reason", nb_portmap_reason(pm));
+		cJSON_AddStringToObject(up, "reason", r.reason);
 }
 
 static void report(const struct nb_netcheck_opts *o, const struct nb_netcheck_result *res,
@@ -278,8 +592,9 @@ static void report(const struct nb_netcheck_opts *o, const struct nb_netcheck_re
 		else
 			cJSON_AddBoolToObject(j, "hairpin", res->hairpin);
 		cJSON_AddBoolToObject(j, "rfc5780", res->rfc5780);
-		upnp_json(up, pm);
-		cJSON_AddItemToObject(j, "upnp", up);
+		portmap_json(up, pm);
+		cJSON_AddItemToObject(j, "portmap", up);
+		cJSON_AddItemToObject(j, "upnp", cJSON_Duplicate(up, 1));
 		cJSON_AddNumberToObject(j, "ms", (double)res->ms);
 		if (res->note[0])
 			cJSON_AddStringToObject(j, "note", res->note);
@@ -301,15 +616,17 @@ static void report(const struct nb_netcheck_opts *o, const struct nb_netcheck_re
 	printf("  RFC 5780:   %s\n", res->rfc5780 ? "yes (server has two addresses)" : "no");
 	{
 		cJSON *up = cJSON_CreateObject();
-		const cJSON *st, *ex, *le, *re;
-		upnp_json(up, pm);
+		const cJSON *st, *ex, *le, *re, *pr;
+		portmap_json(up, pm);
 		st = cJSON_GetObjectItem(up, "status");
 		ex = cJSON_GetObjectItem(up, "external");
 		le = cJSON_GetObjectItem(up, "lease");
 		re = cJSON_GetObjectItem(up, "reason");
-		printf("  UPnP:       %s", st->valuestring);
+		pr = cJSON_GetObjectItem(up, "protocol");
+		printf("  port map:   %s", st->valuestring);
 		if (ex != NULL)
-			printf(" %s (lease %.0f s)", ex->valuestring, le != NULL ? le->valuedouble : 0.0);
+			printf(" %s via %s (lease %.0f s)", ex->valuestring, pr != NULL ? pr->valuestring : "?",
+			       le != NULL ? le->valuedouble : 0.0);
 		if (re != NULL && re->valuestring[0] != '\0')
 			printf(": %s", re->valuestring);
 		printf("\n");
@@ -345,8 +662,17 @@ int nb_netcheck_run(const struct nb_netcheck_opts *o)
 	memset(&any, 0, sizeof(any));
 	any.family = o->server.family;
 	for (int i = 0; i < 2; i++) {
-		any.port = i == 0 ? o->port : 0;
+		any.port = i == 0 ? (o->map.on ? (o->map.tcp ? 0 : o->map.port) : o->port) : 0;
 		rc = nb_udp_open(&r.sock[i], &r.loop, &any, 0, on_recv, &r);
+		if (rc == UV_EADDRINUSE && i == 0 && o->map.on) {
+			/* map udp: the port is another program's; map it anyway */
+			r.udp_busy = true;
+			if (!o->json)
+				fprintf(stderr, "map: UDP %u is in use by another program: mapping it, but the "
+						"broker's probe goes to that program\n", (unsigned)o->map.port);
+			any.port = 0;
+			rc = nb_udp_open(&r.sock[i], &r.loop, &any, 0, on_recv, &r);
+		}
 		if (rc != 0) {
 			char a[NB_ADDR_STRLEN];
 			fprintf(stderr, "natpeer: cannot bind UDP %s: %s%s\n", nb_addr_format(&any, a, sizeof(a)),
@@ -363,8 +689,26 @@ int nb_netcheck_run(const struct nb_netcheck_opts *o)
 	uv_timer_init(&r.loop, &r.timer);
 	r.timer.data = &r;
 	r.open_handles++;
-	if (!o->json)
+	if (o->map.on) {
+		if (o->map.tcp && (rc = map_listen(&r)) != 0) {
+			fprintf(stderr, "natpeer: map: cannot listen on TCP %u: %s\n", (unsigned)o->map.port,
+				uv_strerror(rc));
+			r.exit_code = 1;
+			close_all(&r);
+			uv_run(&r.loop, UV_RUN_DEFAULT);
+			uv_loop_close(&r.loop);
+			return 1;
+		}
+		for (int i = 0; i < 2; i++) {
+			uv_signal_init(&r.loop, &r.sig[i]);
+			r.sig[i].data = &r;
+			uv_signal_start(&r.sig[i], on_signal, i == 0 ? SIGINT : SIGTERM);
+			r.open_handles++;
+		}
+		r.sig_on = true;
+	} else if (!o->json) {
 		fprintf(stderr, "netcheck: testing mapping and filtering against %s...\n", srv);
+	}
 	uint64_t now = nb_now_ms();
 	r.hard_deadline = now + (o->timeout_ms ? o->timeout_ms : 10000);
 	nb_netcheck_init(&r.nc, NULL, &o->server, &local, seed, now);
@@ -401,10 +745,29 @@ int nb_netcheck_run(const struct nb_netcheck_opts *o)
 	if (o->upnp) {
 		struct nb_portmap_opts po = {
 			.internal_port = local.port, .ssdp_flags = o->upnp_flags, .quiet = o->json,
+			.protocols = o->portmap_protocols, .verify = nb_client_verify_hook, .verify_arg = &r.client,
 		};
-		rc = nb_portmap_open(&r.pm, &r.loop, &po, &r.client, on_portmap, &r);
+		if (o->map.on) {
+			po.internal_port = o->map.port;
+			po.tcp = o->map.tcp;
+			po.external_port = o->map.external;
+			po.lease_s = o->map.lease_s;
+			po.check_s = o->map.check_s;
+			po.verify = map_verify;
+			po.verify_arg = &r;
+		}
+		rc = nb_portmap_open(&r.pm, &r.loop, &po, on_portmap, &r);
 		if (rc != 0)
-			fprintf(stderr, "natpeer: UPnP: cannot start: %s (going on without it)\n", uv_strerror(rc));
+			fprintf(stderr, "natpeer: port mapping: cannot start: %s%s\n", uv_strerror(rc),
+				o->map.on ? "" : " (going on without it)");
+		if (rc != 0 && o->map.on)
+			r.exit_code = 1;
+	}
+	if (o->map.on && r.pm == NULL) {
+		finish(&r);
+		uv_run(&r.loop, UV_RUN_DEFAULT);
+		uv_loop_close(&r.loop);
+		return 1;
 	}
 	pump(&r);
 	uv_run(&r.loop, UV_RUN_DEFAULT);
@@ -412,8 +775,9 @@ int nb_netcheck_run(const struct nb_netcheck_opts *o)
 	if (r.bl_on)
 		nb_blink_wipe(&r.bl);
 	if (r.timed_out) {
-		fprintf(stderr, "natpeer: netcheck did not finish within the timeout (raise --timeout)\n");
+		fprintf(stderr, "natpeer: %s did not finish within the timeout (raise --timeout)\n",
+			o->map.on ? "map" : "netcheck");
 		return 1;
 	}
-	return 0;
+	return r.exit_code;
 }

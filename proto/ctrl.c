@@ -1285,8 +1285,13 @@ static int dec_body(struct ctx *c, const cJSON *o, struct nb_ctrl_msg *m)
 		return dec_list(c, o, "peers", &m->u.peer_list.total, &m->u.peer_list.offset,
 				&m->u.peer_list.n_peers, m->u.peer_list.peers,
 				sizeof(m->u.peer_list.peers[0]), dec_peer_entry);
-	case NB_CTRL_VERIFY:
-		return get_addr(c, o, "external", true, &m->u.verify.external);
+	case NB_CTRL_VERIFY: {
+		int vr = get_addr(c, o, "external", true, &m->u.verify.external);
+
+		if (vr < 0 || (vr = get_bool(c, o, "tcp", &m->u.verify.tcp)) < 0)
+			return vr;
+		return 0;
+	}
 	case NB_CTRL_PROBE:
 		return get_hex(c, o, "proof", NB_CTRL_PROOF_LEN, m->u.probe.proof);
 	case NB_CTRL_MATRIX_LIST:
@@ -1851,6 +1856,8 @@ static ssize_t encode(const struct nb_ctrl_msg *m, uint8_t *buf, size_t cap, siz
 		break;
 	case NB_CTRL_VERIFY:
 		rc = put_addr(&c, root, "external", &m->u.verify.external);
+		if (rc == 0 && m->u.verify.tcp)
+			rc = put_bool(root, "tcp", true);
 		break;
 	case NB_CTRL_PROBE:
 		rc = check_hex(&c, "proof", m->u.probe.proof, NB_CTRL_PROOF_LEN);
@@ -2029,7 +2036,7 @@ bool nb_ctrl_msg_equal(const struct nb_ctrl_msg *a, const struct nb_ctrl_msg *b)
 	case NB_CTRL_MATRIX_LIST:
 		return matrix_list_equal(&a->u.matrix_list, &b->u.matrix_list);
 	case NB_CTRL_VERIFY:
-		return nb_addr_equal(&a->u.verify.external, &b->u.verify.external);
+		return nb_addr_equal(&a->u.verify.external, &b->u.verify.external) && a->u.verify.tcp == b->u.verify.tcp;
 	case NB_CTRL_PROBE:
 		return STREQ(a->u.probe.proof, b->u.probe.proof);
 	case NB_CTRL_CHALLENGE:

@@ -83,6 +83,7 @@
 #define NB_CTRL_ERR_RATE_LIMITED 429
 #define NB_CTRL_ERR_SERVER 500
 #define NB_CTRL_ERR_FULL 503
+#define NB_CTRL_ERR_UNREACHABLE 504 /* a TCP verify: the broker could not connect to the mapping */
 
 /* ---- Demultiplexing one shared UDP socket ------------------------------ */
 
@@ -268,6 +269,7 @@ struct nb_ctrl_registered {
 
 struct nb_ctrl_verify {
 	struct nb_addr external; /* the mapping to probe; its IP must be the source's */
+	bool tcp;                /* a TCP mapping: the broker connects (default false: UDP) */
 };
 
 struct nb_ctrl_probe {

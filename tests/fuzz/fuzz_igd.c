@@ -13,7 +13,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "peer/igd.h"
+#include "peer/portmap/igd.h"
 
 #define CHECK(x)                          \
 	do {                              \

@@ -17,7 +17,7 @@
 
 #include <expat.h>
 
-#include "peer/soap.h"
+#include "peer/portmap/soap.h"
 
 #define CHECK(x)                          \
 	do {                              \

@@ -14,8 +14,8 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "peer/ssdp.h"
-#include "peer/url.h"
+#include "peer/portmap/ssdp.h"
+#include "peer/portmap/url.h"
 
 #define CHECK(x)                          \
 	do {                              \

@@ -752,8 +752,8 @@ static void test_verify(void **state)
 
 	(void)state;
 	setup(&f);
-	assert_int_equal(nb_client_verify(&f.c, &ext, f.now), 0);
-	assert_int_equal(nb_client_verify(&f.c, &ext, f.now), -EBUSY);
+	assert_int_equal(nb_client_verify(&f.c, &ext, false, f.now), 0);
+	assert_int_equal(nb_client_verify(&f.c, &ext, false, f.now), -EBUSY);
 	drain(&f);
 	assert_int_equal(last(&f)->type, NB_CTRL_VERIFY);
 	assert_true(nb_addr_equal(&last(&f)->u.verify.external, &ext));
@@ -779,7 +779,7 @@ static void test_verify(void **state)
 	/* no probe: VERIFY_FAILED at 1750 ms */
 	setup(&f);
 	uint64_t t0 = f.now;
-	assert_int_equal(nb_client_verify(&f.c, &ext, f.now), 0);
+	assert_int_equal(nb_client_verify(&f.c, &ext, false, f.now), 0);
 	advance_to(&f, t0 + 1749);
 	assert_int_equal(f.n_ev, 0);
 	advance_to(&f, t0 + 1750);
@@ -788,7 +788,7 @@ static void test_verify(void **state)
 
 	/* refused by the broker: VERIFY_FAILED with the code */
 	setup(&f);
-	assert_int_equal(nb_client_verify(&f.c, &ext, f.now), 0);
+	assert_int_equal(nb_client_verify(&f.c, &ext, false, f.now), 0);
 	drain(&f);
 	m = error_for(last(&f)->tx, 400, "external is not on your address");
 	assert_int_equal(reply(&f, &m), 0);
@@ -796,7 +796,7 @@ static void test_verify(void **state)
 	assert_int_equal(f.ev[f.n_ev - 1].code, 400);
 	/* ... and an error for it from anywhere else is not taken */
 	setup(&f);
-	assert_int_equal(nb_client_verify(&f.c, &ext, f.now), 0);
+	assert_int_equal(nb_client_verify(&f.c, &ext, false, f.now), 0);
 	drain(&f);
 	m = error_for(last(&f)->tx, 400, "forged");
 	assert_int_equal(reply_from(&f, &alt, &m), -1);

@@ -1,4 +1,4 @@
-/* tests/unit/test_http.c - peer/http.c against the strict fake IGD
+/* tests/unit/test_http.c - peer/portmap/http_run.c against the strict fake IGD
  * (tests/lab/fake_igd.py) on 127.0.0.1: a GET and its local address, SOAP
  * POSTs with the exact headers soap.h describes (and an unquoted SOAPAction
  * the strict server refuses), a server that never answers, endless and huge
@@ -31,8 +31,8 @@
 #include <uv.h>
 
 #include "common/addr.h"
-#include "peer/http.h"
-#include "peer/soap.h"
+#include "peer/portmap/http_run.h"
+#include "peer/portmap/soap.h"
 
 #ifndef NB_FAKE_IGD
 #error "NB_FAKE_IGD (the path of tests/lab/fake_igd.py) must be defined"
@@ -366,7 +366,7 @@ static struct nb_http_request get_req(uint32_t id, const char *u, size_t max, ui
 	return q;
 }
 
-/* ---- SOAP by hand, with the exact headers of peer/soap.h -------------------- */
+/* ---- SOAP by hand, with the exact headers of peer/portmap/soap.h -------------------- */
 
 #define SVC "urn:schemas-upnp-org:service:WANIPConnection:2"
 
@@ -521,7 +521,7 @@ static void test_soap_unquoted_refused(void **state)
 	assert_true(log_has(&igds[IGD_NORMAL], "is not in double quotes", NULL));
 }
 
-/* One call built by peer/soap.c, sent, answered and parsed. */
+/* One call built by peer/portmap/soap.c, sent, answered and parsed. */
 static void soap_call(struct fx *f, enum nb_soap_action a, const struct nb_soap_args *args,
 		      struct nb_soap_response *resp)
 {
@@ -547,7 +547,7 @@ static void soap_call(struct fx *f, enum nb_soap_action a, const struct nb_soap_
 			 why ? why : "?", r->body ? (char *)r->body : "");
 }
 
-/* What peer/soap.c builds passes every strict check of the fake IGD, through
+/* What peer/portmap/soap.c builds passes every strict check of the fake IGD, through
  * this client: the four calls of a mapping's life, the description escaped. */
 static void test_soap_build_passes_strict(void **state)
 {

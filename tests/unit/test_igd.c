@@ -16,7 +16,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "peer/igd.h"
+#include "peer/portmap/igd.h"
 #include "upnp_test_util.h"
 
 static struct nb_url url(const char *s)

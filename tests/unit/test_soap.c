@@ -18,7 +18,7 @@
 
 #include <expat.h>
 
-#include "peer/soap.h"
+#include "peer/portmap/soap.h"
 #include "upnp_test_util.h"
 
 #define WANIP2 "urn:schemas-upnp-org:service:WANIPConnection:2"

@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "peer/ssdp.h"
+#include "peer/portmap/ssdp.h"
 #include "upnp_test_util.h"
 
 static struct nb_addr addr(const char *s)

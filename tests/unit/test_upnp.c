@@ -23,7 +23,7 @@
 #include <string.h>
 
 #include "common/log.h"
-#include "peer/upnp.h"
+#include "peer/portmap/upnp.h"
 
 #define GW_IP "192.168.6.1"
 #define LOCAL_IP "192.168.6.2"

@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "peer/url.h"
+#include "peer/portmap/url.h"
 #include "upnp_test_util.h"
 
 /* Formats, parses back, and comes out the same. */

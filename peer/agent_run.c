@@ -1,0 +1,2577 @@
+/* peer/agent_run.c - the peer agent's libuv shell (see agent.h). */
+#include "peer/agent_run.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include <cjson/cJSON.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+
+#include "common/bytes.h"
+#include "common/keys.h"
+#include "common/log.h"
+#include "common/noise.h"
+#include "common/seal.h"
+#include "common/time.h"
+#include "common/udp.h"
+#include "peer/blink.h"
+#include "peer/client.h"
+#include "peer/known.h"
+#include "peer/datachan.h"
+#include "peer/netcheck.h"
+#include "peer/netcheck_run.h"
+#include "peer/portmap/portmap_run.h"
+#include "peer/punch.h"
+#include "peer/tcpconn_run.h"
+#include "peer/turnc.h"
+#include "proto/nat.h"
+#include "proto/tcpframe.h"
+
+#define AGENT_MAX_SESSIONS 16      /* attempts and connections at once (listen) */
+#define AGENT_OUT_MAX (1u << 20)   /* stdout bytes queued before lines are dropped */
+#define AGENT_LINGER_MS 2000       /* connect: wait this long for the result's ack */
+#define AGENT_SHUTDOWN_MS 2000     /* give up on a stdout nobody reads */
+#define AGENT_MAX_LISTED 100000    /* peers listing: entries kept */
+#define AGENT_IN_BUF 65536
+/* A stdin line: one payload (NB_DC_MAX_PAYLOAD), or with --json one
+ * {"peer":..,"data":BASE64} object carrying one (4/3 of it, and room). */
+#define AGENT_LINE_MAX 2048
+#define AGENT_FAILED_KEEP_MS 1000  /* a failed attempt stays this long (late checks) */
+/* Checks that arrive before their plan (the peer got its plan first) are
+ * kept this long, this many, and handed to the session when it starts. */
+#define AGENT_EARLY_MAX 8
+#define AGENT_EARLY_MS 500
+/* connect: wait this long for a UPnP gateway to answer before registering
+ * without one (a gateway that answered is waited for). */
+#define AGENT_UPNP_GRACE_MS 250
+/* connect: register transactions without any reply before giving up (the
+ * client retries after its backoff). One is lost whole with 2.2e-3 at 20%
+ * loss each way, two with 4.7e-6 (as connect_tries in peer/client.h). A
+ * refusal (an error reply) still fails at once. */
+#define AGENT_CONNECT_REGISTER_TRIES 2
+/* The peers' own handshake (Noise IK, the connector initiates) over the
+ * punched path: the initiation again at 200, 600, 1400, 2400, ... ms (every
+ * second from then), given up this long after the path was found. 10 tries
+ * in 8 s: at 20% loss each way all round trips fail with 0.36^10 = 3.7e-5. */
+#define AGENT_HS_RTO_MS 200
+#define AGENT_HS_RTO_MAX_MS 1000
+#define AGENT_HS_TIMEOUT_MS 8000
+/* Mixed into every peer-to-peer handshake with the session id: a handshake
+ * for one session (or with a broker) never passes for another. */
+#define AGENT_PEER_PROLOGUE "natbroker v2 peer "
+/* A relay attempt's own deadline, from when it starts (after the direct
+ * attempt's, for a fallback): allocate, tell the other side, check. */
+#define AGENT_RELAY_MS 10000
+/* Through the relay the first handshake initiation may beat the allocating
+ * side's permission or its hearing our first check: the first resend comes
+ * sooner than on a punched path. */
+#define AGENT_HS_RELAY_RTO_MS 50
+
+enum phase {
+	PH_NETCHECK = 0, /* NAT behaviour tests on the shared socket + a temporary one */
+	PH_REGISTER,     /* waiting for the first `registered` */
+	PH_CONNECT,      /* connect: waiting for the plan */
+	PH_RUN,          /* listen: registered; connect: punching or connected */
+	PH_PEERS,        /* peers: listing */
+};
+
+struct session {
+	bool used;
+	struct nb_ctrl_plan plan;
+	uint8_t peer_key[NB_KEY_LEN];   /* the plan's peer_key: who must answer */
+	char peer_key_text[NB_KEY_TEXT_LEN + 1];
+	struct nb_punch pu;
+	bool reported;   /* the outcome was printed and sent to the broker */
+	bool connected;  /* punched and shaken hands: dc is set up */
+	bool confirmed;  /* an authenticated frame came from the peer */
+	/* The peers' Noise IK handshake over the punched path. */
+	bool initiator;  /* we connect: we initiate */
+	struct nb_noise_hs hs;
+	bool hs_busy;    /* an initiation of ours is out, not yet answered */
+	uint8_t hs_init[NB_NOISE_INIT_MIN];
+	size_t hs_init_len;
+	uint32_t hs_rto;
+	uint64_t hs_next, hs_give_up;
+	uint8_t hs_eph[32];             /* responder: the initiation we answered last */
+	uint8_t hs_resp[NB_NOISE_RESP_MIN];
+	size_t hs_resp_len;
+	uint32_t hs_ctr;
+	bool dc_set;
+	struct nb_dc dc;
+	/* The relay (docs/protocol.md "Relay"). */
+	enum {
+		REL_NONE = 0,     /* direct (or no relay in the plan) */
+		REL_WAIT_ALLOC,   /* we allocate: waiting for the allocation */
+		REL_WAIT_RELAYED, /* the other side allocates: waiting for its address */
+		REL_RUN,          /* checks over the relay */
+	} relay;
+	bool have_relayed;        /* the other side's relayed address arrived */
+	uint64_t relay_dial_at;   /* waiting: dial the relayed address then (plan delay) */
+	struct nb_addr relayed;   /* that address, or ours once allocated */
+	uint64_t relay_give_up;
+	char pkey[NB_PUNCH_KEY_LEN + 1]; /* the checks' key, for the relay's checks */
+	uint64_t plan_at; /* when the plan arrived */
+	uint64_t t0;      /* "ms" in the event line counts from here */
+	uint64_t free_at; /* failed: forget it then */
+};
+
+struct out_chunk {
+	struct out_chunk *next;
+	size_t len, off;
+	char data[];
+};
+
+/* One row of a listing: a peer (peers) or a pair (matrix). */
+struct peer_row {
+	union {
+		struct nb_ctrl_peer_info info;
+		struct nb_ctrl_pair pair;
+	};
+};
+
+struct agent {
+	const struct nb_agent_opts *o;
+	uv_loop_t loop;
+	struct nb_udp sock, filt;
+	bool sock_open, filt_open;
+	uv_timer_t timer, watchdog;
+	uv_signal_t sigint, sigterm;
+	enum phase phase;
+	struct nb_addr local; /* the local candidate: IP toward the broker, socket port */
+	char broker_str[NB_ADDR_STRLEN];
+
+	struct nb_netcheck nc;
+	struct nb_netcheck_result nat;
+	struct nb_client client;
+	struct session s[AGENT_MAX_SESSIONS];
+	struct {
+		uint64_t at; /* 0: empty */
+		struct nb_addr from;
+		size_t len;
+		uint8_t b[NB_STUN_MAX_MSG];
+	} early[AGENT_EARLY_MAX];
+	size_t early_next;
+	uint64_t connect_sent_at;
+	bool event_printed; /* connect: the one event line is out */
+	bool ever_registered;
+	unsigned register_unanswered; /* connect: register transactions that got no reply */
+
+	/* The UPnP port mapping (NULL: --no-upnp, or it could not start). */
+	struct nb_portmap *pm;
+	bool reg_sent;                 /* the first register is out */
+	bool reflexive_given;          /* the portmap has the reflexive address */
+	struct nb_ctrl_register reg;   /* what was last registered */
+
+	/* Ending: exit with end_code once results are acknowledged (or at
+	 * end_by), and, for a connected `connect`, once the peer confirmed. */
+	bool ending;
+	int end_code;
+	uint64_t end_by;
+	bool stopping;
+	int exit_code;
+
+	/* stdin */
+	int in_kind; /* 0 not started, 1 stream, 2 file, 3 none */
+	union {
+		uv_handle_t h;
+		uv_stream_t s;
+		uv_tty_t tty;
+		uv_pipe_t pipe;
+		uv_tcp_t tcp;
+	} in_h;
+	bool in_handle_init, in_eof, in_fs_busy;
+	uv_fs_t in_req;
+	char in_buf[AGENT_IN_BUF];
+	uint8_t line[AGENT_LINE_MAX];
+	size_t line_len;
+	bool line_overlong;
+	uint64_t lines_dropped;
+
+	/* stdout: a chain of uv_fs_write, one at a time, in order */
+	struct out_chunk *out_head, *out_tail;
+	size_t out_pending;
+	bool out_busy, out_broken;
+	uint64_t out_dropped;
+	uv_fs_t out_req;
+
+	/* peers listing */
+	struct peer_row *rows;
+	size_t n_rows, cap_rows;
+
+	uint8_t frame[NB_DC_MAX_DATAGRAM];
+	uint8_t plain[NB_DC_MAX_DATAGRAM];
+
+	/* The sealed channel to the broker, once its key is known. */
+	struct nb_blink bl;
+	bool bl_on;
+	uint8_t broker_key[NB_KEY_LEN];
+	char broker_name[NB_KNOWN_NAME_MAX + 1]; /* "@ip:port": its known-peers entry */
+	bool no_key_told;              /* the broker never told its key: said so */
+	uint8_t idx_seed[16];
+	uint64_t idx_ctr;
+	struct nb_known known; /* the known-peers file as read at start */
+	bool broker_key_known;  /* a->broker_key was pinned or given at start */
+
+	/* The broker over TCP: UDP got no answer (docs/protocol.md "Over TCP"). */
+	bool broker_tcp;
+	struct nb_tcpconn bconn;
+
+	/* Our TURN allocation (RFC 8656), shared by the sessions that relay
+	 * through it; over UDP on the main socket, or over TCP. */
+	bool turn_on;
+	struct nb_turnc turn;
+	struct nb_ctrl_relay turn_cfg; /* from the plan that started it */
+	bool turn_tcp;
+	struct nb_tcpconn tconn;
+	bool tconn_open;
+	bool turn_said;                 /* "relay: allocated ..." printed */
+	bool turn_advance;              /* allocated in advance (registered's credentials) */
+	bool turn_told;                 /* our relayed address is registered */
+	bool relayed_update;            /* the register in flight tells it (an update, not a loss) */
+	uint8_t turn_buf[NB_TURNC_OUT_MAX + 64];
+};
+
+static void pump(struct agent *a);
+static void shutdown_agent(struct agent *a, int code);
+static void dispatch(struct agent *a, const uint8_t *data, size_t len, const struct nb_addr *from,
+		     uint64_t now);
+static void send_register(struct agent *a, uint64_t now);
+static void blink_up(struct agent *a, bool key_known, uint64_t now);
+
+/* ---- Known peers ---------------------------------------------------------- */
+
+/* The key known for name: 1 and *ret, or 0 when unknown. */
+static int known_get(const struct agent *a, const char *name, uint8_t ret[NB_KEY_LEN])
+{
+	const uint8_t *k = nb_known_lookup(&a->known, name);
+
+	if (k == NULL)
+		return 0;
+	memcpy(ret, k, NB_KEY_LEN);
+	return 1;
+}
+
+/* Recording a name's key in the file happens in the thread pool (a locked
+ * read-modify-write with fsync), never on the loop thread. */
+struct known_job {
+	uv_work_t w;
+	char path[4096];
+	char name[NB_KNOWN_NAME_MAX + 1];
+	uint8_t key[NB_KEY_LEN];
+	int rc;
+	char err[256];
+};
+
+static void known_job_run(uv_work_t *w)
+{
+	struct known_job *j = w->data;
+
+	j->rc = nb_known_update(j->path, j->name, j->key, NULL, j->err, sizeof(j->err));
+}
+
+static void known_job_done(uv_work_t *w, int status)
+{
+	struct known_job *j = w->data;
+
+	if (status == 0 && j->rc != 0)
+		fprintf(stderr, "natpeer: known peers: %s\n", j->err);
+	OPENSSL_cleanse(j->key, sizeof(j->key));
+	free(j);
+}
+
+/* name = key in memory at once, and in the file soon. */
+static void known_record(struct agent *a, const char *name, const uint8_t key[NB_KEY_LEN])
+{
+	struct known_job *j;
+
+	if (nb_known_set(&a->known, name, key) != 0)
+		nb_log_warn("agent", "known peers: cannot add %s (full?)", name);
+	if (a->o->known_path[0] == '\0' || (j = calloc(1, sizeof(*j))) == NULL)
+		return;
+	snprintf(j->path, sizeof(j->path), "%s", a->o->known_path);
+	snprintf(j->name, sizeof(j->name), "%s", name);
+	memcpy(j->key, key, NB_KEY_LEN);
+	j->w.data = j;
+	if (uv_queue_work(&a->loop, &j->w, known_job_run, known_job_done) != 0)
+		free(j);
+}
+static void print_matrix(struct agent *a);
+static void on_timer(uv_timer_t *t);
+
+/* ---- stdout --------------------------------------------------------------- */
+
+static void out_kick(struct agent *a);
+
+static void on_out_written(uv_fs_t *req)
+{
+	struct agent *a = req->data;
+	struct out_chunk *c = a->out_head;
+	ssize_t r = req->result;
+
+	uv_fs_req_cleanup(req);
+	a->out_busy = false;
+	if (r < 0) {
+		if (!a->out_broken)
+			fprintf(stderr, "natpeer: stdout: %s; dropping output\n", uv_strerror((int)r));
+		a->out_broken = true;
+	}
+	if (c != NULL) {
+		if (r > 0)
+			c->off += (size_t)r;
+		if (r <= 0 || c->off >= c->len) {
+			a->out_head = c->next;
+			if (a->out_head == NULL)
+				a->out_tail = NULL;
+			a->out_pending -= c->len;
+			free(c);
+		}
+	}
+	out_kick(a);
+}
+
+static void out_kick(struct agent *a)
+{
+	struct out_chunk *c = a->out_head;
+	uv_buf_t b;
+
+	if (a->out_busy || c == NULL)
+		return;
+	if (a->out_broken) {
+		while ((c = a->out_head) != NULL) {
+			a->out_head = c->next;
+			a->out_pending -= c->len;
+			free(c);
+		}
+		a->out_tail = NULL;
+		return;
+	}
+	b = uv_buf_init(c->data + c->off, (unsigned)(c->len - c->off));
+	a->out_req.data = a;
+	if (uv_fs_write(&a->loop, &a->out_req, 1, &b, 1, -1, on_out_written) == 0)
+		a->out_busy = true;
+	else
+		a->out_broken = true;
+}
+
+/* Queue bytes for stdout. Written by the thread pool, so a slow reader never
+ * blocks the loop; beyond AGENT_OUT_MAX queued bytes, lines are dropped. */
+static void out_write(struct agent *a, const void *data, size_t len)
+{
+	struct out_chunk *c;
+
+	if (a->out_broken || len == 0)
+		return;
+	if (a->out_pending + len > AGENT_OUT_MAX) {
+		if (a->out_dropped++ == 0)
+			fprintf(stderr, "natpeer: stdout is not keeping up; dropping lines\n");
+		return;
+	}
+	c = malloc(sizeof(*c) + len);
+	if (c == NULL) {
+		a->out_dropped++;
+		return;
+	}
+	c->next = NULL;
+	c->len = len;
+	c->off = 0;
+	memcpy(c->data, data, len);
+	if (a->out_tail != NULL)
+		a->out_tail->next = c;
+	else
+		a->out_head = c;
+	a->out_tail = c;
+	a->out_pending += len;
+	out_kick(a);
+}
+
+static void out_json(struct agent *a, cJSON *j)
+{
+	char *text = cJSON_PrintUnformatted(j);
+
+	if (text != NULL) {
+		out_write(a, text, strlen(text));
+		out_write(a, "\n", 1);
+	}
+	cJSON_free(text);
+	cJSON_Delete(j);
+}
+
+static void out_text(struct agent *a, const char *text)
+{
+	out_write(a, text, strlen(text));
+	out_write(a, "\n", 1);
+}
+
+/* ---- Event lines -------------------------------------------------------- */
+
+/* What worked: a private, link-local or loopback remote is the LAN; a
+ * public one is the plan's path (a "lan" plan that worked over public
+ * addresses went direct, through a hairpinning NAT). */
+static enum nb_path path_of(const struct session *s)
+{
+	const struct nb_addr *r = &s->pu.remote;
+
+	if (s->relay == REL_RUN)
+		return NB_PATH_RELAY;
+	if (nb_addr_is_private(r) || nb_addr_is_link_local(r) || nb_addr_is_loopback(r))
+		return NB_PATH_LAN;
+	if (s->plan.path == NB_PATH_LAN || s->plan.path == NB_PATH_NONE || s->plan.path == NB_PATH_RELAY)
+		return NB_PATH_DIRECT;
+	return s->plan.path;
+}
+
+static void event_connected(struct agent *a, const struct session *s, uint64_t ms)
+{
+	char remote[NB_ADDR_STRLEN];
+	const char *path = nb_path_to_string(path_of(s));
+
+	nb_addr_format(&s->pu.remote, remote, sizeof(remote));
+	if (a->o->json) {
+		cJSON *j = cJSON_CreateObject();
+		cJSON_AddStringToObject(j, "event", "connected");
+		cJSON_AddStringToObject(j, "peer", s->plan.peer);
+		cJSON_AddStringToObject(j, "path", path);
+		cJSON_AddStringToObject(j, "remote", remote);
+		if (s->relay == REL_RUN) {
+			char rel[NB_ADDR_STRLEN];
+			cJSON_AddStringToObject(j, "relay", nb_addr_format(&s->relayed, rel, sizeof(rel)));
+		}
+		cJSON_AddNumberToObject(j, "ms", (double)ms);
+		cJSON_AddStringToObject(j, "key", s->peer_key_text);
+		out_json(a, j);
+	} else {
+		char line[320], rel[NB_ADDR_STRLEN + 16] = "";
+		if (s->relay == REL_RUN) {
+			char r[NB_ADDR_STRLEN];
+			snprintf(rel, sizeof(rel), " via relay %s", nb_addr_format(&s->relayed, r, sizeof(r)));
+		}
+		snprintf(line, sizeof(line), "connected to %s (%s) at %s%s in %llu ms, key %s", s->plan.peer,
+			 path, remote, rel, (unsigned long long)ms, s->peer_key_text);
+		out_text(a, line);
+	}
+}
+
+static void event_failed(struct agent *a, const char *peer, const char *reason)
+{
+	if (a->o->json) {
+		cJSON *j = cJSON_CreateObject();
+		cJSON_AddStringToObject(j, "event", "failed");
+		cJSON_AddStringToObject(j, "peer", peer);
+		cJSON_AddStringToObject(j, "reason", reason);
+		out_json(a, j);
+	} else {
+		char line[512];
+		snprintf(line, sizeof(line), "failed to connect to %s: %s", peer, reason);
+		out_text(a, line);
+	}
+}
+
+static void event_lost(struct agent *a, const struct session *s)
+{
+	char remote[NB_ADDR_STRLEN];
+
+	nb_addr_format(&s->pu.remote, remote, sizeof(remote));
+	if (a->o->json) {
+		cJSON *j = cJSON_CreateObject();
+		cJSON_AddStringToObject(j, "event", "lost");
+		cJSON_AddStringToObject(j, "peer", s->plan.peer);
+		cJSON_AddStringToObject(j, "remote", remote);
+		cJSON_AddStringToObject(j, "reason", "nothing from the peer for 30 s");
+		out_json(a, j);
+	} else {
+		char line[256];
+		snprintf(line, sizeof(line), "lost %s at %s: nothing from it for %u s", s->plan.peer, remote,
+			 NB_DC_EXPIRE_MS / 1000);
+		out_text(a, line);
+	}
+}
+
+/* connect: the one event line, for a failure before or during the attempt. */
+static void connect_failed(struct agent *a, const char *reason)
+{
+	if (!a->event_printed) {
+		event_failed(a, a->o->peer, reason);
+		a->event_printed = true;
+	}
+	if (!a->ending) {
+		a->ending = true;
+		a->end_code = 1;
+		a->end_by = nb_now_ms() + AGENT_LINGER_MS;
+	}
+}
+
+/* ---- Sending -------------------------------------------------------------- */
+
+/* ---- The relay: our TURN allocation ------------------------------------------ */
+
+/* One message for the TURN server, over the main socket or the TCP link. */
+static void turn_out(struct agent *a, const uint8_t *b, size_t len)
+{
+	if (a->turn_tcp)
+		(void)nb_tcpconn_send(&a->tconn, b, len);
+	else
+		(void)nb_udp_send(&a->sock, b, len, &a->turn.cfg.server);
+}
+
+/* Does traffic to `to` go through our allocation? Yes for every address
+ * whose IP we asked a permission for (the peers we relay with). */
+static bool relay_routes(const struct agent *a, const struct nb_addr *to)
+{
+	if (!a->turn_on || nb_turnc_state(&a->turn) != NB_TURNC_ALLOCATED)
+		return false;
+	for (size_t i = 0; i < a->turn.n_peers; i++)
+		if (nb_addr_ip_equal(&a->turn.peers[i].addr, to))
+			return true;
+	return false;
+}
+
+/* A datagram for a peer, through the relay: ChannelData or a Send
+ * indication. Until its permission is granted it is dropped (the checks
+ * and the handshake retransmit). */
+static void relay_send(struct agent *a, const uint8_t *b, size_t len, const struct nb_addr *to)
+{
+	ssize_t n = nb_turnc_send(&a->turn, to, b, len, a->turn_buf, sizeof(a->turn_buf));
+
+	if (n == -ENOENT) {
+		(void)nb_turnc_permit(&a->turn, to, nb_now_ms());
+		return;
+	}
+	if (n > 0)
+		turn_out(a, a->turn_buf, (size_t)n);
+}
+
+/* One message from the TURN server: a response, or relayed data from a peer
+ * (handled as if it came from that peer). */
+static void turn_input(struct agent *a, const uint8_t *data, size_t len, uint64_t now)
+{
+	struct nb_turnc_rx rx;
+	int rc = nb_turnc_input(&a->turn, data, len, now, &rx);
+
+	if (rc == 0 && rx.kind == NB_TURNC_RX_DATA && rx.len > 0)
+		dispatch(a, rx.data, rx.len, &rx.from, now);
+	else if (rc < 0 && nb_log_get_level() >= NB_LOG_DEBUG)
+		nb_log_debug("agent", "from the relay: dropped: %s", nb_turnc_drop_name(rc));
+}
+
+static void on_tconn_frame(struct nb_tcpconn *t, enum nb_tcpf_kind kind, const uint8_t *bytes,
+			   size_t len, void *arg)
+{
+	struct agent *a = arg;
+
+	(void)t;
+	if (kind != NB_TCPF_DATAGRAM && !a->stopping) {
+		turn_input(a, bytes, len, nb_now_ms());
+		pump(a);
+	}
+}
+
+static void on_tconn_state(struct nb_tcpconn *t, int status, void *arg)
+{
+	struct agent *a = arg;
+	char s[NB_ADDR_STRLEN];
+
+	if (status != 0 && !a->stopping)
+		fprintf(stderr, "relay: the TCP connection to %s failed: %s\n",
+			nb_addr_format(&t->peer, s, sizeof(s)), uv_strerror(status));
+}
+
+/* Allocate on the plan's relay (once: later sessions share it). Over TCP
+ * when our network blocks UDP; over UDP otherwise, moving to TCP if UDP
+ * gets no answer. */
+static void turn_begin(struct agent *a, bool tcp, uint64_t now)
+{
+	struct nb_turnc_config tc;
+	uint8_t seed[16];
+	char srv[NB_ADDR_STRLEN];
+
+	memset(&tc, 0, sizeof(tc));
+	tc.server = a->turn_cfg.server;
+	snprintf(tc.username, sizeof(tc.username), "%s", a->turn_cfg.user);
+	snprintf(tc.password, sizeof(tc.password), "%s", a->turn_cfg.pass);
+	tc.lifetime_s = 600;
+	tc.tcp = tcp;
+	tc.timeout_ms = tcp ? 6000 : 3000;
+	if (getrandom(seed, sizeof(seed), 0) != (ssize_t)sizeof(seed))
+		memcpy(seed, a->idx_seed, sizeof(seed));
+	if (a->tconn_open) {
+		nb_tcpconn_close(&a->tconn);
+		a->tconn_open = false;
+	}
+	nb_turnc_init(&a->turn, &tc, seed, now);
+	OPENSSL_cleanse(&tc, sizeof(tc));
+	a->turn_on = true;
+	a->turn_tcp = tcp;
+	if (tcp) {
+		int rc = nb_tcpconn_open(&a->tconn, &a->loop, &a->turn_cfg.server, on_tconn_frame,
+					 on_tconn_state, a);
+		a->tconn_open = rc == 0;
+		if (rc != 0)
+			fprintf(stderr, "relay: cannot connect over TCP: %s\n", uv_strerror(rc));
+	}
+	fprintf(stderr, "relay: allocating on %s over %s...\n",
+		nb_addr_format(&a->turn_cfg.server, srv, sizeof(srv)), tcp ? "TCP" : "UDP");
+}
+
+static void turn_start(struct agent *a, const struct nb_ctrl_relay *r, uint64_t now)
+{
+	if (a->turn_on && nb_turnc_state(&a->turn) != NB_TURNC_FAILED &&
+	    nb_turnc_state(&a->turn) != NB_TURNC_CLOSED)
+		return; /* one allocation serves every session */
+	a->turn_cfg = *r;
+	a->turn_said = false;
+	turn_begin(a, a->nat.udp_blocked, now);
+}
+
+/* The allocation's requests and refreshes; UDP without an answer: TCP. */
+static void turn_pump(struct agent *a, uint64_t now)
+{
+	struct nb_turnc_tx tx;
+
+	if (!a->turn_on)
+		return;
+	while (nb_turnc_poll(&a->turn, now, &tx) == 1)
+		turn_out(a, tx.bytes, tx.len);
+	if (nb_turnc_state(&a->turn) == NB_TURNC_FAILED && !a->turn_tcp &&
+	    strstr(nb_turnc_reason(&a->turn), "no answer") != NULL) {
+		fprintf(stderr, "relay: no answer over UDP; trying TCP\n");
+		turn_begin(a, true, now);
+		while (nb_turnc_poll(&a->turn, now, &tx) == 1)
+			turn_out(a, tx.bytes, tx.len);
+	}
+	if (a->turn_advance && !a->turn_told && a->reg_sent && nb_turnc_state(&a->turn) == NB_TURNC_ALLOCATED) {
+		/* The broker puts it in the other side's plans: their checks
+		 * and handshake start as soon as they have the plan. */
+		a->turn_told = true;
+		a->relayed_update = true;
+		a->reg.has_relayed = true;
+		a->reg.relayed = *nb_turnc_relayed(&a->turn);
+		send_register(a, now);
+	}
+	if (!a->turn_said && nb_turnc_state(&a->turn) == NB_TURNC_ALLOCATED) {
+		char r[NB_ADDR_STRLEN], m[NB_ADDR_STRLEN] = "?";
+		a->turn_said = true;
+		if (nb_turnc_mapped(&a->turn) != NULL)
+			nb_addr_format(nb_turnc_mapped(&a->turn), m, sizeof(m));
+		fprintf(stderr, "relay: allocated %s (%s, %u s; the relay sees us at %s)\n",
+			nb_addr_format(nb_turnc_relayed(&a->turn), r, sizeof(r)), a->turn_tcp ? "TCP" : "UDP",
+			nb_turnc_lifetime(&a->turn), m);
+	}
+	if (nb_turnc_state(&a->turn) == NB_TURNC_FAILED && !a->turn_said) {
+		a->turn_said = true;
+		fprintf(stderr, "relay: %s\n", nb_turnc_reason(&a->turn));
+	}
+}
+
+/* ---- The broker over TCP -------------------------------------------------------- */
+
+static void on_bconn_frame(struct nb_tcpconn *t, enum nb_tcpf_kind kind, const uint8_t *bytes,
+			   size_t len, void *arg)
+{
+	struct agent *a = arg;
+
+	(void)t;
+	if (kind == NB_TCPF_DATAGRAM && !a->stopping) {
+		dispatch(a, bytes + NB_TCPF_HDR, len - NB_TCPF_HDR, &a->o->broker, nb_now_ms());
+		pump(a);
+	}
+}
+
+static void connect_failed(struct agent *a, const char *reason);
+
+static void on_bconn_state(struct nb_tcpconn *t, int status, void *arg)
+{
+	struct agent *a = arg;
+	char why[256];
+
+	(void)t;
+	if (a->stopping)
+		return;
+	if (status == 0) {
+		fprintf(stderr, "broker: connected over TCP to %s\n", a->broker_str);
+		return;
+	}
+	snprintf(why, sizeof(why), "the TCP connection to the broker at %s failed: %s", a->broker_str,
+		 uv_strerror(status));
+	if (a->o->cmd == NB_AGENT_CONNECT) {
+		connect_failed(a, why);
+		pump(a);
+	} else {
+		fprintf(stderr, "natpeer: %s\n", why);
+		shutdown_agent(a, 1);
+	}
+}
+
+static void send_to(struct agent *a, const uint8_t *b, size_t len, const struct nb_addr *to)
+{
+	int rc;
+
+	if (a->broker_tcp && nb_addr_equal(to, &a->o->broker)) {
+		(void)nb_tcpconn_send_dgram(&a->bconn, b, len);
+		return;
+	}
+	if (relay_routes(a, to)) {
+		relay_send(a, b, len, to);
+		return;
+	}
+	rc = nb_udp_send(&a->sock, b, len, to);
+
+	if (rc != 0) {
+		char s[NB_ADDR_STRLEN];
+		nb_log_debug("agent", "send to %s: %s", nb_addr_format(to, s, sizeof(s)), uv_strerror(rc));
+	}
+}
+
+static void send_frame(struct agent *a, struct session *s, const uint8_t *payload, size_t n,
+		       uint64_t now)
+{
+	ssize_t len = nb_dc_seal(&s->dc, payload, n, a->frame, sizeof(a->frame), now);
+
+	if (len > 0)
+		send_to(a, a->frame, (size_t)len, &s->pu.remote);
+}
+
+/* ---- stdin ------------------------------------------------------------------ */
+
+/* --json: a stdin line that is a JSON object is {"data":BASE64}, with
+ * "peer":NAME to send to that peer alone; payload and target in *ret_*.
+ * 1 when it is such an object, 0 when the line is to be sent as it is, -1
+ * when it is an object but a bad one (said on stderr; nothing is sent). */
+static int in_json(const uint8_t *line, size_t len, uint8_t *ret_payload, size_t *ret_n,
+		   char ret_peer[NB_CTRL_ID_MAX + 1])
+{
+	cJSON *j, *d, *p;
+	size_t dl, pad = 0;
+	int n, rc = -1;
+
+	if (len == 0 || line[0] != '{')
+		return 0;
+	j = cJSON_ParseWithLength((const char *)line, len);
+	if (j == NULL || !cJSON_IsObject(j))
+		goto out_raw;
+	d = cJSON_GetObjectItemCaseSensitive(j, "data");
+	p = cJSON_GetObjectItemCaseSensitive(j, "peer");
+	if (d == NULL) /* not ours: sent as it is */
+		goto out_raw;
+	if (!cJSON_IsString(d) || (p != NULL && (!cJSON_IsString(p) ||
+						 strlen(p->valuestring) > NB_CTRL_ID_MAX))) {
+		fprintf(stderr, "natpeer: stdin: {\"data\":BASE64[,\"peer\":NAME]} expected; line dropped\n");
+		goto out;
+	}
+	dl = strlen(d->valuestring);
+	if (dl % 4 != 0 || dl / 4 * 3 > NB_DC_MAX_PAYLOAD + 2) {
+		fprintf(stderr, "natpeer: stdin: \"data\" is not base64 of at most %u bytes; line dropped\n",
+			(unsigned)NB_DC_MAX_PAYLOAD);
+		goto out;
+	}
+	if (dl > 0 && d->valuestring[dl - 1] == '=')
+		pad = dl > 1 && d->valuestring[dl - 2] == '=' ? 2 : 1;
+	n = dl > 0 ? EVP_DecodeBlock(ret_payload, (const unsigned char *)d->valuestring, (int)dl) : 0;
+	if (n < 0 || (size_t)n < pad || (size_t)n - pad > NB_DC_MAX_PAYLOAD) {
+		fprintf(stderr, "natpeer: stdin: \"data\" is not base64 of at most %u bytes; line dropped\n",
+			(unsigned)NB_DC_MAX_PAYLOAD);
+		goto out;
+	}
+	*ret_n = (size_t)n - pad;
+	snprintf(ret_peer, NB_CTRL_ID_MAX + 1, "%s", p != NULL ? p->valuestring : "");
+	rc = 1;
+	goto out;
+out_raw:
+	rc = 0;
+out:
+	cJSON_Delete(j);
+	return rc;
+}
+
+/* One stdin line: to every confirmed peer (or, --json {"peer":..}, to one). */
+static void in_line(struct agent *a, const uint8_t *line, size_t len)
+{
+	uint8_t payload[NB_DC_MAX_PAYLOAD + 3];
+	char peer[NB_CTRL_ID_MAX + 1] = "";
+	uint64_t now = nb_now_ms();
+	int sent = 0, kind = a->o->json ? in_json(line, len, payload, &len, peer) : 0;
+
+	if (kind < 0)
+		return;
+	if (kind == 1)
+		line = payload;
+	if (len > NB_DC_MAX_PAYLOAD) {
+		fprintf(stderr, "natpeer: stdin: a line longer than %u bytes was dropped\n",
+			(unsigned)NB_DC_MAX_PAYLOAD);
+		return;
+	}
+	for (int i = 0; i < AGENT_MAX_SESSIONS; i++) {
+		struct session *s = &a->s[i];
+		if (s->used && s->confirmed && (peer[0] == '\0' || strcmp(peer, s->plan.peer) == 0)) {
+			send_frame(a, s, line, len, now);
+			sent++;
+		}
+	}
+	if (sent == 0)
+		a->lines_dropped++;
+}
+
+/* Split into lines; a line longer than one datagram's payload is dropped
+ * whole (with a warning), never cut. */
+static void in_feed(struct agent *a, const char *data, size_t len)
+{
+	for (size_t i = 0; i < len; i++) {
+		char c = data[i];
+		if (c == '\n') {
+			if (a->line_overlong)
+				fprintf(stderr, "natpeer: stdin: a line longer than %u bytes was dropped\n",
+					(unsigned)AGENT_LINE_MAX);
+			else
+				in_line(a, a->line, a->line_len);
+			a->line_len = 0;
+			a->line_overlong = false;
+		} else if (a->line_len < sizeof(a->line)) {
+			a->line[a->line_len++] = (uint8_t)c;
+		} else {
+			a->line_overlong = true;
+		}
+	}
+}
+
+static void in_eof(struct agent *a)
+{
+	if (a->in_eof)
+		return;
+	a->in_eof = true;
+	if (a->line_overlong)
+		fprintf(stderr, "natpeer: stdin: a line longer than %u bytes was dropped\n",
+			(unsigned)AGENT_LINE_MAX);
+	else if (a->line_len > 0)
+		in_line(a, a->line, a->line_len); /* a last line without its newline */
+	a->line_len = 0;
+	if (a->in_kind == 1 && a->in_handle_init)
+		uv_read_stop(&a->in_h.s);
+	nb_log_debug("agent", "stdin: end of input");
+	if (a->o->cmd == NB_AGENT_CONNECT && !a->ending) {
+		a->ending = true;
+		a->end_code = 0;
+		a->end_by = nb_now_ms() + AGENT_LINGER_MS;
+	}
+	pump(a);
+}
+
+static void in_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+	struct agent *a = h->data;
+
+	(void)suggested;
+	*buf = uv_buf_init(a->in_buf, sizeof(a->in_buf));
+}
+
+static void in_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
+{
+	struct agent *a = st->data;
+
+	if (nread > 0) {
+		in_feed(a, buf->base, (size_t)nread);
+		pump(a);
+	} else if (nread < 0) {
+		if (nread != UV_EOF)
+			fprintf(stderr, "natpeer: stdin: %s\n", uv_strerror((int)nread));
+		in_eof(a);
+	}
+}
+
+static void in_fs_next(struct agent *a);
+
+static void on_in_fs(uv_fs_t *req)
+{
+	struct agent *a = req->data;
+	ssize_t r = req->result;
+
+	uv_fs_req_cleanup(req);
+	a->in_fs_busy = false;
+	if (a->stopping)
+		return;
+	if (r > 0) {
+		in_feed(a, a->in_buf, (size_t)r);
+		in_fs_next(a);
+		pump(a);
+		return;
+	}
+	if (r < 0)
+		fprintf(stderr, "natpeer: stdin: %s\n", uv_strerror((int)r));
+	in_eof(a);
+}
+
+static void in_fs_next(struct agent *a)
+{
+	uv_buf_t b = uv_buf_init(a->in_buf, sizeof(a->in_buf));
+
+	if (a->in_eof || a->stopping)
+		return;
+	a->in_req.data = a;
+	if (uv_fs_read(&a->loop, &a->in_req, 0, &b, 1, -1, on_in_fs) == 0)
+		a->in_fs_busy = true;
+	else
+		in_eof(a);
+}
+
+/* Start reading stdin: a terminal, a pipe or socket (libuv streams), or a
+ * file such as /dev/null (read through the thread pool: regular files do
+ * not work with epoll). */
+static void in_start(struct agent *a)
+{
+	uv_handle_type t;
+	int rc = 0;
+
+	if (a->in_kind != 0)
+		return;
+	t = uv_guess_handle(0);
+	switch (t) {
+	case UV_TTY:
+		rc = uv_tty_init(&a->loop, &a->in_h.tty, 0, 1);
+		a->in_handle_init = rc == 0;
+		break;
+	case UV_NAMED_PIPE:
+		uv_pipe_init(&a->loop, &a->in_h.pipe, 0);
+		a->in_handle_init = true;
+		rc = uv_pipe_open(&a->in_h.pipe, 0);
+		break;
+	case UV_TCP:
+		uv_tcp_init(&a->loop, &a->in_h.tcp);
+		a->in_handle_init = true;
+		rc = uv_tcp_open(&a->in_h.tcp, 0);
+		break;
+	case UV_FILE:
+		a->in_kind = 2;
+		in_fs_next(a);
+		return;
+	default:
+		a->in_kind = 3;
+		nb_log_debug("agent", "stdin: not a terminal, pipe, socket or file; nothing to read");
+		in_eof(a);
+		return;
+	}
+	a->in_kind = 1;
+	if (a->in_handle_init)
+		a->in_h.h.data = a;
+	if (rc == 0)
+		rc = uv_read_start(&a->in_h.s, in_alloc, in_read);
+	if (rc != 0) {
+		fprintf(stderr, "natpeer: stdin: %s; not reading it\n", uv_strerror(rc));
+		in_eof(a);
+	}
+}
+
+/* ---- Sessions --------------------------------------------------------------- */
+
+static void session_free(struct session *s);
+static void session_fail(struct agent *a, struct session *s, const char *reason, uint64_t now);
+static void relay_begin(struct agent *a, struct session *s, uint64_t now);
+
+static struct session *session_new(struct agent *a, const char *peer)
+{
+	struct session *free_slot = NULL;
+
+	/* The same peer again: an attempt of it not yet connected gives way
+	 * to the new plan; a connected one stays (see session_secured()). */
+	for (int i = 0; i < AGENT_MAX_SESSIONS; i++)
+		if (a->s[i].used && !a->s[i].connected && strcmp(a->s[i].plan.peer, peer) == 0)
+			return &a->s[i];
+	for (int i = 0; i < AGENT_MAX_SESSIONS && free_slot == NULL; i++)
+		if (!a->s[i].used)
+			free_slot = &a->s[i];
+	return free_slot;
+}
+
+static void report_result(struct agent *a, struct session *s, bool ok, const char *reason,
+			  uint64_t now)
+{
+	struct nb_ctrl_result r;
+	int rc;
+
+	memset(&r, 0, sizeof(r));
+	memcpy(r.session, s->plan.session, sizeof(r.session));
+	memcpy(r.id, a->o->id, sizeof(r.id));
+	r.outcome = ok ? NB_CTRL_OUTCOME_CONNECTED : NB_CTRL_OUTCOME_FAILED;
+	r.path = ok ? path_of(s) : NB_PATH_NONE;
+	r.has_remote = ok;
+	if (ok)
+		r.remote = s->pu.remote;
+	r.ms = (uint32_t)(now - s->plan_at);
+	snprintf(r.reason, sizeof(r.reason), "%s", reason);
+	rc = nb_client_result(&a->client, &r, now);
+	if (rc != 0)
+		nb_log_warn("agent", "result for session %s not sent: %s", s->plan.session, strerror(-rc));
+}
+
+/* May we talk to this peer? connect: --peer-key, else the known-peers file
+ * (trust on first use, as ssh does); listen: --allow. NULL if so, else why
+ * not (in buf). */
+static const char *peer_refused(struct agent *a, const char *name, const uint8_t key[NB_KEY_LEN],
+				const char *key_text, char *buf, size_t len)
+{
+	if (a->o->cmd == NB_AGENT_CONNECT) {
+		char want[NB_KEY_TEXT_LEN + 1];
+		uint8_t known[NB_KEY_LEN];
+		if (a->o->has_peer_key) {
+			if (nb_key_equal(a->o->peer_key, key))
+				return NULL;
+			nb_key_to_text(a->o->peer_key, want);
+			snprintf(buf, len, "key for %s is not the one demanded: expected %s, got %s", name,
+				 want, key_text);
+			return buf;
+		}
+		if (known_get(a, name, known) == 1 && !nb_key_equal(known, key)) {
+			nb_key_to_text(known, want);
+			snprintf(buf, len, "key for %s changed: expected %s, got %s; `natpeer forget %s` if "
+				 "this is expected", name, want, key_text, name);
+			OPENSSL_cleanse(known, sizeof(known));
+			return buf;
+		}
+		return NULL;
+	}
+	if (a->o->n_allow == 0)
+		return NULL;
+	for (size_t i = 0; i < a->o->n_allow; i++)
+		if (strcmp(a->o->allow[i], name) == 0 || strcmp(a->o->allow[i], key_text) == 0)
+			return NULL;
+	snprintf(buf, len, "%s (key %s) is not on --allow", name, key_text);
+	return buf;
+}
+
+static void session_start(struct agent *a, const struct nb_ctrl_plan *plan, uint64_t now)
+{
+	struct session *s;
+	uint8_t seed[NB_STUN_TID_LEN], key[NB_KEY_LEN], dh[NB_KEY_LEN];
+	char cands[NB_CTRL_MAX_ADDRS * NB_ADDR_STRLEN] = "", why[NB_CTRL_REASON_MAX + 256];
+	char pkey[NB_PUNCH_KEY_LEN + 1];
+	const char *refused;
+	size_t off = 0;
+
+	for (size_t i = 0; i < plan->n_candidates; i++) {
+		char c[NB_ADDR_STRLEN];
+		int n = snprintf(cands + off, sizeof(cands) - off, "%s%s", i ? " " : "",
+				 nb_addr_format(&plan->candidates[i], c, sizeof(c)));
+		if (n > 0)
+			off += (size_t)n;
+	}
+	fprintf(stderr, "plan: %s %s (%s path, key %s), candidates %s%s%s\n",
+		nb_role_to_string(plan->role), plan->peer, nb_path_to_string(plan->path), plan->peer_key,
+		cands[0] ? cands : "none", plan->reason[0] ? "; " : "", plan->reason);
+	if (nb_key_from_text(plan->peer_key, strlen(plan->peer_key), key) != 0) {
+		nb_log_warn("agent", "plan for %s: its key is not valid: ignored", plan->peer);
+		return;
+	}
+	refused = peer_refused(a, plan->peer, key, plan->peer_key, why, sizeof(why));
+	if (refused != NULL) {
+		if (a->o->cmd == NB_AGENT_CONNECT) {
+			fprintf(stderr, "natpeer: %s\n", refused);
+			connect_failed(a, refused);
+		} else {
+			fprintf(stderr, "natpeer: refused %s\n", refused);
+		}
+		return;
+	}
+	/* The same peer again (it restarted, or tries again): the new plan
+	 * gets a slot of its own. A live, authenticated session with that
+	 * name is left alone until the new one has shaken hands too. */
+	s = session_new(a, plan->peer);
+	if (s == NULL) {
+		nb_log_warn("agent", "too many sessions (%d): plan for %s ignored", AGENT_MAX_SESSIONS,
+			    plan->peer);
+		return;
+	}
+	if (getrandom(seed, sizeof(seed), 0) != (ssize_t)sizeof(seed)) {
+		nb_log_error("agent", "getrandom: %s", strerror(errno));
+		return;
+	}
+	/* The punch checks' key: from a DH of the two static keys, so only
+	 * the two peers know it (never the broker). */
+	if (nb_key_dh(a->o->priv, key, dh) != 0 || nb_punch_derive_key(dh, plan->session, pkey) != 0) {
+		OPENSSL_cleanse(dh, sizeof(dh));
+		nb_log_warn("agent", "plan for %s: no shared key with its key: ignored", plan->peer);
+		return;
+	}
+	OPENSSL_cleanse(dh, sizeof(dh));
+	session_free(s);
+	s->plan = *plan;
+	memcpy(s->peer_key, key, sizeof(key));
+	memcpy(s->peer_key_text, plan->peer_key, sizeof(s->peer_key_text));
+	s->initiator = a->o->cmd == NB_AGENT_CONNECT;
+	if (a->o->timeout_ms != 0)
+		s->plan.deadline_ms = a->o->timeout_ms;
+	s->plan_at = now;
+	s->t0 = a->o->cmd == NB_AGENT_CONNECT ? a->connect_sent_at : now;
+	if (nb_punch_init(&s->pu, NULL, &s->plan, pkey, seed, now) != 0) {
+		OPENSSL_cleanse(pkey, sizeof(pkey));
+		nb_log_warn("agent", "plan for %s has a bad username: ignored", plan->peer);
+		session_free(s);
+		return;
+	}
+	memcpy(s->pkey, pkey, sizeof(s->pkey));
+	OPENSSL_cleanse(pkey, sizeof(pkey));
+	s->used = true;
+	if (s->plan.relay.has_relay && !s->plan.relay.alloc && s->plan.relay.has_relayed) {
+		s->relayed = s->plan.relay.relayed; /* allocated in advance */
+		s->have_relayed = true;
+	}
+	if (s->plan.path == NB_PATH_RELAY) {
+		if (a->o->no_relay || !s->plan.relay.has_relay)
+			session_fail(a, s, a->o->no_relay ? "only a relay can connect us, and --no-relay is set"
+							  : "only a relay can connect us, and the broker has none",
+				     now);
+		else
+			relay_begin(a, s, now);
+		return;
+	}
+	/* Checks that came before this plan: no need to wait for their
+	 * retransmission. The session authenticates them as any other. */
+	for (int i = 0; i < AGENT_EARLY_MAX; i++) {
+		if (a->early[i].at == 0 || now - a->early[i].at > AGENT_EARLY_MS)
+			continue;
+		if (nb_punch_input(&s->pu, a->early[i].b, a->early[i].len, &a->early[i].from, now) == 0)
+			a->early[i].at = 0;
+	}
+}
+
+/* A Binding request no session took: keep it a moment (see AGENT_EARLY_MS). */
+static void keep_early(struct agent *a, const uint8_t *data, size_t len, const struct nb_addr *from,
+		       uint64_t now)
+{
+	size_t i = a->early_next;
+
+	if (len < NB_STUN_HDR_LEN || len > NB_STUN_MAX_MSG || data[0] != 0x00 || data[1] != 0x01)
+		return;
+	a->early[i].at = now ? now : 1;
+	a->early[i].from = *from;
+	a->early[i].len = len;
+	memcpy(a->early[i].b, data, len);
+	a->early_next = (i + 1) % AGENT_EARLY_MAX;
+}
+
+static void session_free(struct session *s)
+{
+	if (s->dc_set)
+		nb_dc_wipe(&s->dc);
+	nb_noise_wipe(&s->hs);
+	OPENSSL_cleanse(s, sizeof(*s));
+}
+
+/* The Noise prologue of a peer-to-peer session: the label and the session
+ * id, which both sides have from their plans. */
+static size_t peer_prologue(const struct session *s, uint8_t *out)
+{
+	size_t l = sizeof(AGENT_PEER_PROLOGUE) - 1, n = strnlen(s->plan.session, NB_CTRL_SESSION_LEN);
+
+	memcpy(out, AGENT_PEER_PROLOGUE, l);
+	memcpy(out + l, s->plan.session, n);
+	return l + n;
+}
+
+/* A fresh handshake index of ours. */
+static uint32_t new_index(struct agent *a)
+{
+	uint8_t in[24], md[32];
+	unsigned int mdlen = 0;
+
+	memcpy(in, a->idx_seed, 16);
+	memcpy(in + 16, &a->idx_ctr, 8);
+	a->idx_ctr++;
+	EVP_Digest(in, sizeof(in), md, &mdlen, EVP_sha256(), NULL);
+	return nb_get_u32be(md);
+}
+
+/* Initiator: a new handshake with the peer (the first, or a rekey). */
+static int hs_start(struct agent *a, struct session *s, uint64_t now)
+{
+	uint8_t pro[64];
+	size_t pl = peer_prologue(s, pro);
+	ssize_t n;
+	int rc;
+
+	rc = nb_noise_init_initiator(&s->hs, a->o->priv, s->peer_key, pro, pl);
+	if (rc != 0)
+		return rc;
+	n = nb_noise_write_init(&s->hs, new_index(a), NULL, 0, s->hs_init, sizeof(s->hs_init));
+	if (n < 0) {
+		nb_noise_wipe(&s->hs);
+		return (int)n;
+	}
+	s->hs_init_len = (size_t)n;
+	s->hs_busy = true;
+	s->hs_rto = AGENT_HS_RTO_MS;
+	s->hs_next = now;
+	return 0;
+}
+
+static void session_fail(struct agent *a, struct session *s, const char *reason, uint64_t now)
+{
+	s->reported = true;
+	s->hs_busy = false;
+	if (a->o->cmd == NB_AGENT_CONNECT)
+		connect_failed(a, reason);
+	else
+		event_failed(a, s->plan.peer, reason);
+	report_result(a, s, false, reason, now);
+	s->free_at = now + AGENT_FAILED_KEEP_MS;
+}
+
+/* The handshake verified: the session is up. */
+static void session_secured(struct agent *a, struct session *s, uint64_t now)
+{
+	s->connected = true;
+	s->reported = true;
+	s->dc.last_rx = now; /* the path was just proven: expiry counts from here */
+	/* An older session with the same name gives way only now. */
+	for (int i = 0; i < AGENT_MAX_SESSIONS; i++) {
+		struct session *x = &a->s[i];
+		if (x != s && x->used && x->connected && strcmp(x->plan.peer, s->plan.peer) == 0) {
+			nb_log_info("agent", "%s: a new session replaces the old one", s->plan.peer);
+			session_free(x);
+		}
+	}
+	event_connected(a, s, now - s->t0);
+	if (a->o->cmd == NB_AGENT_CONNECT) {
+		uint8_t k[NB_KEY_LEN];
+		a->event_printed = true;
+		if (known_get(a, s->plan.peer, k) == 0) { /* first use: remember it */
+			known_record(a, s->plan.peer, s->peer_key);
+			fprintf(stderr, "%s: key %s, first use: recorded in %s\n", s->plan.peer,
+				s->peer_key_text, a->o->known_path);
+		}
+	}
+	report_result(a, s, true, "", now);
+}
+
+/* Checks over the relay: a fresh punch machine with the session's key, as
+ * `role`, toward `cands`, with the relay's own deadline. */
+static void relay_punch(struct agent *a, struct session *s, enum nb_role role,
+			const struct nb_addr *cands, size_t n, uint64_t now)
+{
+	struct nb_ctrl_plan p = s->plan;
+	uint8_t seed[NB_STUN_TID_LEN];
+
+	(void)a;
+	if (getrandom(seed, sizeof(seed), 0) != (ssize_t)sizeof(seed))
+		memcpy(seed, s->plan.session, sizeof(seed));
+	p.role = role;
+	p.path = NB_PATH_RELAY;
+	p.n_candidates = n;
+	memcpy(p.candidates, cands, n * sizeof(cands[0]));
+	p.deadline_ms = AGENT_RELAY_MS;
+	p.delay_ms = 0;
+	if (nb_punch_init(&s->pu, NULL, &p, s->pkey, seed, now) != 0) {
+		session_fail(a, s, "relay: cannot start the checks", now);
+		return;
+	}
+	s->relay = REL_RUN;
+	s->hs_give_up = 0;
+	s->hs_busy = false;
+	/* Over the relay the side that sends to the relayed address starts the
+	 * peers' handshake, at once, right behind its first check: the
+	 * allocating side cannot reach it before it has heard from it (its NAT
+	 * mapping toward the relay is new), and the checks' answers would cost
+	 * a round trip through the relay for nothing the handshake does not
+	 * prove itself. The allocating side answers it once it has heard an
+	 * authenticated check from that address (on_peer_init()). */
+	s->initiator = !s->plan.relay.alloc;
+	if (s->initiator)
+		s->pu.remote = s->relayed;
+}
+
+/* The other side allocated: check toward its relayed address. */
+static void relay_dial(struct agent *a, struct session *s, uint64_t now)
+{
+	char r[NB_ADDR_STRLEN];
+
+	fprintf(stderr, "%s: relaying through its relayed address %s\n", s->plan.peer,
+		nb_addr_format(&s->relayed, r, sizeof(r)));
+	relay_punch(a, s, NB_ROLE_DIAL, &s->relayed, 1, now);
+}
+
+/* Our allocation is up: permissions for the peer's public candidates, our
+ * relayed address to the peer (through the broker), and checks that answer
+ * what comes through the relay. */
+static void relay_allocated(struct agent *a, struct session *s, uint64_t now)
+{
+	struct nb_ctrl_relayed r;
+	struct nb_addr pub[NB_CTRL_MAX_ADDRS];
+	size_t n = 0;
+	int rc;
+
+	for (size_t i = 0; i < s->plan.n_candidates; i++) {
+		const struct nb_addr *c = &s->plan.candidates[i];
+		if (nb_addr_is_private(c) || nb_addr_is_link_local(c) || nb_addr_is_loopback(c) ||
+		    c->family != nb_turnc_relayed(&a->turn)->family)
+			continue; /* the relay sends to public addresses only */
+		(void)nb_turnc_permit(&a->turn, c, now);
+		pub[n++] = *c;
+	}
+	s->relayed = *nb_turnc_relayed(&a->turn);
+	memset(&r, 0, sizeof(r));
+	memcpy(r.session, s->plan.session, sizeof(r.session));
+	memcpy(r.id, a->o->id, sizeof(r.id));
+	r.relayed = s->relayed;
+	rc = nb_client_relayed(&a->client, &r, now);
+	if (rc != 0) {
+		session_fail(a, s, "relay: cannot tell the broker our relayed address", now);
+		return;
+	}
+	if (n == 0) {
+		session_fail(a, s, "relay: the peer has no public address to permit", now);
+		return;
+	}
+	relay_punch(a, s, NB_ROLE_LISTEN, pub, n, now);
+}
+
+/* Start the relay for s: allocate (if the plan says we do), else wait for
+ * the other side's relayed address. */
+static void relay_begin(struct agent *a, struct session *s, uint64_t now)
+{
+	s->relay_give_up = now + AGENT_RELAY_MS;
+	if (s->plan.relay.alloc) {
+		s->relay = REL_WAIT_ALLOC;
+		turn_start(a, &s->plan.relay, now);
+		if (a->turn_on && nb_turnc_state(&a->turn) == NB_TURNC_ALLOCATED)
+			relay_allocated(a, s, now);
+		return;
+	}
+	s->relay = REL_WAIT_RELAYED;
+	if (s->have_relayed && s->plan.path == NB_PATH_RELAY && s->plan.delay_ms > 0) {
+		/* Its permission for us is on its way to the relay: after it. */
+		s->relay_dial_at = now + s->plan.delay_ms;
+	} else if (s->have_relayed) {
+		relay_dial(a, s, now);
+	} else {
+		fprintf(stderr, "%s: waiting for its relayed address\n", s->plan.peer);
+	}
+}
+
+/* Drive one session: its punch machine's datagrams, its outcome, its data
+ * channel's keepalive and expiry. */
+static void session_pump(struct agent *a, struct session *s, uint64_t now)
+{
+	struct nb_punch_tx tx;
+
+	while (nb_punch_poll(&s->pu, now, &tx) == 1)
+		send_to(a, tx.bytes, tx.len, &tx.to);
+
+	/* Through the relay the dialing side's handshake goes with its first
+	 * checks (relay_punch()). */
+	bool through = s->relay == REL_RUN && s->initiator && nb_punch_state(&s->pu) != NB_PUNCH_FAILED;
+	if (!s->reported && (nb_punch_state(&s->pu) == NB_PUNCH_CONNECTED || through)) {
+		/* The path works both ways: now the peers' own handshake over
+		 * it. Nothing counts as connected until it has verified. */
+		if (s->hs_give_up == 0)
+			s->hs_give_up = now + AGENT_HS_TIMEOUT_MS;
+		if (s->initiator && !s->hs_busy && !s->dc_set) {
+			if (hs_start(a, s, now) != 0) {
+				session_fail(a, s, "cannot start the handshake", now);
+				return;
+			}
+			if (through)
+				s->hs_rto = AGENT_HS_RELAY_RTO_MS;
+		}
+		if (!s->dc_set && now >= s->hs_give_up) {
+			char why[NB_CTRL_REASON_MAX + 1], r[NB_ADDR_STRLEN];
+			snprintf(why, sizeof(why), "the path to %s works, but no handshake with key %.12s... "
+				 "within %u ms", nb_addr_format(&s->pu.remote, r, sizeof(r)),
+				 s->peer_key_text, AGENT_HS_TIMEOUT_MS);
+			session_fail(a, s, why, now);
+			return;
+		}
+	} else if (!s->reported && nb_punch_state(&s->pu) == NB_PUNCH_FAILED && s->relay == REL_NONE &&
+		   s->plan.relay.has_relay && !a->o->no_relay) {
+		/* The direct path did not work by its deadline: the relay. */
+		fprintf(stderr, "%s: no direct path (%s); trying the relay\n", s->plan.peer, s->pu.reason);
+		relay_begin(a, s, now);
+	} else if (!s->reported && nb_punch_state(&s->pu) == NB_PUNCH_FAILED &&
+		   (s->relay == REL_NONE || s->relay == REL_RUN)) {
+		char why[NB_CTRL_REASON_MAX + 1];
+		snprintf(why, sizeof(why), "%s%s", s->relay == REL_RUN ? "over the relay: " : "", s->pu.reason);
+		session_fail(a, s, why, now);
+		return;
+	}
+	if (!s->reported && s->relay == REL_WAIT_ALLOC) {
+		enum nb_turnc_state st = nb_turnc_state(&a->turn);
+		if (st == NB_TURNC_ALLOCATED) {
+			relay_allocated(a, s, now);
+		} else if (st == NB_TURNC_FAILED || st == NB_TURNC_CLOSED) {
+			char why[NB_CTRL_REASON_MAX + 1];
+			snprintf(why, sizeof(why), "relay: %s", nb_turnc_reason(&a->turn));
+			session_fail(a, s, why, now);
+			return;
+		}
+	}
+	if (!s->reported && s->relay == REL_WAIT_RELAYED && s->have_relayed && s->relay_dial_at != 0 &&
+	    now >= s->relay_dial_at) {
+		s->relay_dial_at = 0;
+		relay_dial(a, s, now);
+	}
+	if (!s->reported && (s->relay == REL_WAIT_ALLOC || s->relay == REL_WAIT_RELAYED) &&
+	    now >= s->relay_give_up) {
+		session_fail(a, s, s->relay == REL_WAIT_ALLOC ? "relay: no allocation in time"
+							     : "relay: the other side's relayed address never came",
+			     now);
+		return;
+	}
+	if (s->initiator && s->connected && !s->hs_busy && nb_dc_wants_rekey(&s->dc, now))
+		(void)hs_start(a, s, now); /* new keys before the old ones run out */
+	if (s->hs_busy && now >= s->hs_next) {
+		send_to(a, s->hs_init, s->hs_init_len, &s->pu.remote);
+		s->hs_next = now + s->hs_rto;
+		s->hs_rto = s->hs_rto >= AGENT_HS_RTO_MAX_MS / 2 ? AGENT_HS_RTO_MAX_MS : s->hs_rto * 2;
+	}
+	if (s->connected) {
+		/* The first keepalive goes out at once: it tells the peer its
+		 * answer arrived (it may still be waiting for ours). */
+		if (now >= nb_dc_deadline(&s->dc))
+			send_frame(a, s, NULL, 0, now);
+		if (nb_dc_expired(&s->dc, now)) {
+			if (a->o->cmd == NB_AGENT_CONNECT) {
+				fprintf(stderr, "natpeer: lost %s: nothing from it for %u s\n", s->plan.peer,
+					NB_DC_EXPIRE_MS / 1000);
+				s->connected = false;
+				if (!a->ending || a->end_code == 0) {
+					a->ending = true;
+					a->end_code = 1;
+					a->end_by = now;
+				}
+			} else {
+				event_lost(a, s);
+				session_free(s);
+			}
+			return;
+		}
+	}
+	if (s->reported && !s->connected && a->o->cmd == NB_AGENT_LISTEN && now >= s->free_at)
+		session_free(s);
+}
+
+static uint64_t session_deadline(const struct session *s)
+{
+	uint64_t d = nb_punch_deadline(&s->pu);
+
+	if (!s->reported && (s->relay == REL_WAIT_ALLOC || s->relay == REL_WAIT_RELAYED))
+		d = s->relay_give_up; /* the punch machine is idle meanwhile */
+	if (!s->reported && s->relay == REL_WAIT_RELAYED && s->relay_dial_at != 0 && s->relay_dial_at < d)
+		d = s->relay_dial_at;
+	if (s->hs_busy && s->hs_next < d)
+		d = s->hs_next;
+	if (!s->reported && s->hs_give_up != 0 && s->hs_give_up < d)
+		d = s->hs_give_up;
+
+	if (s->connected) {
+		uint64_t k = nb_dc_deadline(&s->dc), e = s->dc.last_rx + NB_DC_EXPIRE_MS;
+		if (k < d)
+			d = k;
+		if (e < d)
+			d = e;
+	}
+	if (s->reported && !s->connected && s->free_at < d)
+		d = s->free_at;
+	return d;
+}
+
+/* ---- The broker client's events ------------------------------------------------ */
+
+static void on_registered(struct agent *a, const struct nb_ctrl_registered *r, uint64_t now)
+{
+	char refl[NB_ADDR_STRLEN];
+
+	nb_addr_format(&r->reflexive, refl, sizeof(refl));
+	/* Credentials to allocate in advance (our NAT or network will need
+	 * the relay with most peers): allocate now, as ICE gathers its relayed
+	 * candidate, and register the relayed address once we have it. */
+	if (r->relay.has_relay && r->relay.alloc && !a->o->no_relay &&
+	    (!a->turn_on || nb_turnc_state(&a->turn) == NB_TURNC_FAILED ||
+	     nb_turnc_state(&a->turn) == NB_TURNC_CLOSED)) {
+		a->turn_advance = true;
+		a->turn_told = false;
+		turn_start(a, &r->relay, now);
+	}
+	if (a->ever_registered && a->relayed_update) {
+		char rel[NB_ADDR_STRLEN];
+		a->relayed_update = false;
+		fprintf(stderr, "relay: registered our relayed address %s with the broker\n",
+			nb_addr_format(&a->reg.relayed, rel, sizeof(rel)));
+		return;
+	}
+	if (a->ever_registered) {
+		fprintf(stderr, "registered again as %s (reflexive %s)\n", r->id, refl);
+		return;
+	}
+	a->ever_registered = true;
+	fprintf(stderr, "registered as %s with %s; reflexive %s, keepalive every %u s\n", r->id,
+		a->broker_str, refl, (unsigned)r->keepalive_s);
+	if (a->o->cmd == NB_AGENT_CONNECT) {
+		int rc = nb_client_connect(&a->client, a->o->peer, now);
+		if (rc != 0) {
+			connect_failed(a, "could not send connect");
+			return;
+		}
+		a->connect_sent_at = now;
+		a->phase = PH_CONNECT;
+		fprintf(stderr, "connecting to %s...\n", a->o->peer);
+	} else {
+		a->phase = PH_RUN;
+		fprintf(stderr, "listening as %s\n", a->o->id);
+	}
+}
+
+/* The other side of a session allocated on the relay: its relayed address.
+ * Whatever we are doing for that session, checks toward it start now. */
+static void on_relayed(struct agent *a, const struct nb_ctrl_relayed *r, uint64_t now)
+{
+	for (int i = 0; i < AGENT_MAX_SESSIONS; i++) {
+		struct session *s = &a->s[i];
+		if (!s->used || strcmp(s->plan.session, r->session) != 0 || strcmp(s->plan.peer, r->id) != 0)
+			continue;
+		s->relayed = r->relayed;
+		s->have_relayed = true;
+		if (s->reported || s->plan.relay.alloc || a->o->no_relay || s->relay == REL_RUN)
+			return;
+		if (s->relay == REL_NONE)
+			s->relay_give_up = now + AGENT_RELAY_MS;
+		relay_dial(a, s, now);
+		return;
+	}
+	nb_log_debug("agent", "relayed address for unknown session %s", r->session);
+}
+
+static void client_events(struct agent *a, uint64_t now)
+{
+	struct nb_client_event e;
+	char why[NB_CTRL_REASON_MAX + 64];
+
+	while (nb_client_next_event(&a->client, &e) == 1) {
+		switch (e.type) {
+		case NB_CLIENT_EV_REGISTERED:
+			on_registered(a, &e.u.registered, now);
+			break;
+		case NB_CLIENT_EV_REGISTER_FAILED:
+			if (e.code != 0)
+				snprintf(why, sizeof(why), "the broker refused the registration: %d %s", e.code,
+					 e.reason);
+			else
+				snprintf(why, sizeof(why), "no answer from the broker at %s (register)",
+					 a->broker_str);
+			if (a->o->cmd == NB_AGENT_CONNECT && !a->ever_registered &&
+			    (e.code != 0 || ++a->register_unanswered >= AGENT_CONNECT_REGISTER_TRIES)) {
+				connect_failed(a, why);
+			} else if (nb_client_state(&a->client) == NB_CLIENT_REFUSED) {
+				fprintf(stderr, "natpeer: %s\n", why);
+				shutdown_agent(a, 1);
+				return;
+			} else {
+				fprintf(stderr, "natpeer: %s; trying again\n", why);
+			}
+			break;
+		case NB_CLIENT_EV_LOST:
+			if (a->bl_on) /* the broker may have lost our session too */
+				(void)nb_blink_start(&a->bl, now);
+			if (e.code != 0)
+				fprintf(stderr, "natpeer: registration lost (%d %s); registering again\n", e.code,
+					e.reason);
+			else
+				fprintf(stderr, "natpeer: registration lost (%s); registering again\n", e.reason);
+			break;
+		case NB_CLIENT_EV_PLAN:
+			if (a->o->cmd == NB_AGENT_CONNECT && e.pushed) {
+				nb_log_info("agent", "%s wants to connect; natpeer connect does not accept: ignored",
+					    e.u.plan.peer);
+				break;
+			}
+			if (a->o->cmd == NB_AGENT_CONNECT && a->phase != PH_CONNECT)
+				break;
+			if (a->o->cmd == NB_AGENT_CONNECT)
+				a->phase = PH_RUN;
+			session_start(a, &e.u.plan, now);
+			break;
+		case NB_CLIENT_EV_CONNECT_FAILED:
+			if (e.code != 0)
+				snprintf(why, sizeof(why), "broker: %d %s", e.code, e.reason);
+			else
+				snprintf(why, sizeof(why), "no answer from the broker at %s (connect)",
+					 a->broker_str);
+			connect_failed(a, why);
+			break;
+		case NB_CLIENT_EV_RESULT_DONE:
+			if (e.code != 0)
+				nb_log_debug("agent", "result for %s: %d %s", e.session, e.code, e.reason);
+			break;
+		case NB_CLIENT_EV_RELAYED_DONE:
+			if (e.code != 0)
+				nb_log_warn("agent", "relayed address for %s: %d %s", e.session, e.code,
+					    e.code > 0 ? e.reason : "no answer");
+			break;
+		case NB_CLIENT_EV_RELAYED:
+			on_relayed(a, &e.u.relayed, now);
+			break;
+		case NB_CLIENT_EV_PEERS_PAGE:
+		case NB_CLIENT_EV_MATRIX_PAGE: {
+			bool matrix = e.type == NB_CLIENT_EV_MATRIX_PAGE;
+			size_t n = matrix ? e.u.matrix.n_pairs : e.u.page.n_peers;
+			for (size_t i = 0; i < n && a->n_rows < AGENT_MAX_LISTED; i++) {
+				if (a->n_rows == a->cap_rows) {
+					size_t cap = a->cap_rows ? a->cap_rows * 2 : 64;
+					struct peer_row *r = realloc(a->rows, cap * sizeof(*r));
+					if (r == NULL)
+						break;
+					a->rows = r;
+					a->cap_rows = cap;
+				}
+				if (matrix)
+					a->rows[a->n_rows++].pair = e.u.matrix.pairs[i];
+				else
+					a->rows[a->n_rows++].info = e.u.page.peers[i];
+			}
+			break;
+		}
+		case NB_CLIENT_EV_PEERS_DONE: {
+			if (a->o->cmd == NB_AGENT_MATRIX) {
+				print_matrix(a);
+			} else if (a->o->json) {
+				cJSON *arr = cJSON_CreateArray();
+				for (size_t i = 0; i < a->n_rows; i++) {
+					const struct nb_ctrl_peer_info *p = &a->rows[i].info;
+					char refl[NB_ADDR_STRLEN];
+					cJSON *j = cJSON_CreateObject();
+					cJSON_AddStringToObject(j, "id", p->id);
+					cJSON_AddStringToObject(j, "nat", nb_nat_type_to_string(p->nat));
+					cJSON_AddStringToObject(j, "mapping", nb_mapping_to_string(p->mapping));
+					cJSON_AddStringToObject(j, "filtering", nb_filtering_to_string(p->filtering));
+					cJSON_AddStringToObject(j, "reflexive",
+								nb_addr_format(&p->reflexive, refl, sizeof(refl)));
+					cJSON_AddItemToArray(arr, j);
+				}
+				out_json(a, arr);
+			} else {
+				char line[256];
+				snprintf(line, sizeof(line), "%-20s %-21s %-27s %-27s %s", "ID", "NAT", "MAPPING",
+					 "FILTERING", "REFLEXIVE");
+				out_text(a, line);
+				for (size_t i = 0; i < a->n_rows; i++) {
+					const struct nb_ctrl_peer_info *p = &a->rows[i].info;
+					char refl[NB_ADDR_STRLEN];
+					snprintf(line, sizeof(line), "%-20s %-21s %-27s %-27s %s", p->id,
+						 nb_nat_type_to_string(p->nat), nb_mapping_to_string(p->mapping),
+						 nb_filtering_to_string(p->filtering),
+						 nb_addr_format(&p->reflexive, refl, sizeof(refl)));
+					out_text(a, line);
+				}
+			}
+			shutdown_agent(a, 0);
+			return;
+		}
+		case NB_CLIENT_EV_VERIFIED:
+		case NB_CLIENT_EV_VERIFY_FAILED:
+			nb_portmap_verify_result(a->pm, e.type == NB_CLIENT_EV_VERIFIED, e.proof, e.code, e.reason, now);
+			break;
+		case NB_CLIENT_EV_PEERS_FAILED: {
+			const char *what = a->o->cmd == NB_AGENT_MATRIX ? "matrix" : "peers";
+			if (e.code != 0)
+				fprintf(stderr, "natpeer: %s: the broker refused: %d %s\n", what, e.code, e.reason);
+			else
+				fprintf(stderr, "natpeer: %s: %s (is natbroker running at %s?)\n", what, e.reason,
+					a->broker_str);
+		}
+			shutdown_agent(a, 1);
+			return;
+		}
+	}
+}
+
+/* The matrix listing: one JSON array, or a table. */
+static void print_matrix(struct agent *a)
+{
+	if (a->o->json) {
+		cJSON *arr = cJSON_CreateArray();
+		for (size_t i = 0; i < a->n_rows; i++) {
+			const struct nb_ctrl_pair *p = &a->rows[i].pair;
+			cJSON *j = cJSON_CreateObject();
+			cJSON_AddStringToObject(j, "a", p->a);
+			cJSON_AddStringToObject(j, "b", p->b);
+			cJSON_AddStringToObject(j, "predicted", nb_path_to_string(p->predicted));
+			cJSON_AddStringToObject(j, "role_a", nb_role_to_string(p->role_a));
+			cJSON_AddStringToObject(j, "role_b", nb_role_to_string(p->role_b));
+			cJSON_AddStringToObject(j, "plan", p->reason);
+			if (p->has_measured) {
+				cJSON_AddStringToObject(j, "measured", nb_path_to_string(p->measured));
+				cJSON_AddNumberToObject(j, "ms", p->ms);
+			} else {
+				cJSON_AddNullToObject(j, "measured");
+				cJSON_AddNullToObject(j, "ms");
+			}
+			cJSON_AddItemToArray(arr, j);
+		}
+		out_json(a, arr);
+		return;
+	}
+	char line[512];
+	snprintf(line, sizeof(line), "%-16s %-16s %-9s %-9s %7s  %s", "A", "B", "PREDICTED", "MEASURED", "MS",
+		 "PLAN");
+	out_text(a, line);
+	for (size_t i = 0; i < a->n_rows; i++) {
+		const struct nb_ctrl_pair *p = &a->rows[i].pair;
+		char ms[16] = "-";
+		if (p->has_measured)
+			snprintf(ms, sizeof(ms), "%u", p->ms);
+		snprintf(line, sizeof(line), "%-16s %-16s %-9s %-9s %7s  %s", p->a, p->b,
+			 nb_path_to_string(p->predicted), p->has_measured ? nb_path_to_string(p->measured) : "-",
+			 ms, p->reason[0] ? p->reason : "-");
+		out_text(a, line);
+	}
+}
+
+/* ---- NAT check, then registration ----------------------------------------------- */
+
+static void on_udp_closed(struct nb_udp *u)
+{
+	(void)u;
+}
+
+static void nat_line(const struct agent *a)
+{
+	const struct nb_netcheck_result *r = &a->nat;
+	char refl[NB_ADDR_STRLEN];
+
+	if (r->udp_blocked) {
+		fprintf(stderr, "NAT: no answer from %s over UDP (UDP blocked, or no broker there)\n",
+			a->broker_str);
+		return;
+	}
+	nb_addr_format(&r->reflexive, refl, sizeof(refl));
+	if (r->mapping == NB_MAPPING_NONE)
+		fprintf(stderr, "NAT: none (public address %s), %s filtering (%s)\n", refl,
+			nb_filtering_to_string(r->filtering), nb_nat_type_to_string(r->nat));
+	else
+		fprintf(stderr, "NAT: %s mapping, %s filtering (%s); reflexive %s\n",
+			nb_mapping_to_string(r->mapping), nb_filtering_to_string(r->filtering),
+			nb_nat_type_to_string(r->nat), refl);
+	if (r->note[0])
+		fprintf(stderr, "NAT: note: %s\n", r->note);
+}
+
+static void netcheck_done(struct agent *a, uint64_t now)
+{
+	struct nb_ctrl_register reg;
+
+	a->phase = PH_REGISTER;
+	a->nat = *nb_netcheck_result(&a->nc);
+	if (a->filt_open) {
+		nb_udp_close(&a->filt, on_udp_closed);
+		a->filt_open = false;
+	}
+	nat_line(a);
+	if (a->nat.udp_blocked && !a->broker_tcp) {
+		/* docs/protocol.md "Over TCP": the same port, framed. The
+		 * sealed channel starts again there. */
+		int rc = nb_tcpconn_open(&a->bconn, &a->loop, &a->o->broker, on_bconn_frame,
+					 on_bconn_state, a);
+		if (rc != 0) {
+			char why[256];
+			snprintf(why, sizeof(why), "no answer from the broker at %s over UDP, and no TCP: %s",
+				 a->broker_str, uv_strerror(rc));
+			if (a->o->cmd == NB_AGENT_CONNECT) {
+				connect_failed(a, why);
+			} else {
+				fprintf(stderr, "natpeer: %s\n", why);
+				shutdown_agent(a, 1);
+			}
+			return;
+		}
+		a->broker_tcp = true;
+		fprintf(stderr, "broker: no answer over UDP; reaching %s over TCP (relayed connections "
+				"only)\n", a->broker_str);
+		if (a->bl_on)
+			nb_blink_wipe(&a->bl);
+		blink_up(a, a->broker_key_known, now);
+	}
+	memset(&reg, 0, sizeof(reg));
+	memcpy(reg.id, a->o->id, sizeof(reg.id));
+	memcpy(reg.token, a->o->token, sizeof(reg.token));
+	reg.local[0] = a->local;
+	reg.n_local = 1;
+	if (!a->nat.udp_blocked) {
+		reg.has_nat = true;
+		reg.mapping = a->nat.mapping;
+		reg.filtering = a->nat.filtering;
+		if (a->nat.hairpin >= 0) {
+			reg.has_hairpin = true;
+			reg.hairpin = a->nat.hairpin == 1;
+		}
+	}
+	a->reg = reg;
+	if (!a->reflexive_given) {
+		a->reflexive_given = true;
+		nb_portmap_set_reflexive(a->pm, &a->nat.reflexive, now);
+	}
+	/* The first register goes out from pump(): at once for listen; for
+	 * connect once the port mapping has settled, since a verified mapping
+	 * changes the plan. */
+}
+
+/* (Re-)register with the NAT facts and the port mapping as they are now. */
+static void send_register(struct agent *a, uint64_t now)
+{
+	struct nb_ctrl_register reg = a->reg;
+	int rc;
+
+	nb_portmap_fill_register(a->pm, &reg);
+	if (a->pm == NULL) {
+		reg.has_upnp = false;
+	}
+	rc = nb_client_register(&a->client, &reg, now);
+	if (rc != 0) {
+		fprintf(stderr, "natpeer: cannot build the register message (id or token invalid)\n");
+		if (a->o->cmd == NB_AGENT_CONNECT)
+			connect_failed(a, "invalid register message");
+		else
+			shutdown_agent(a, 1);
+		return;
+	}
+	a->reg = reg;
+	if (!a->reg_sent)
+		fprintf(stderr, "registering as %s with %s...\n", a->o->id, a->broker_str);
+	else
+		nb_log_info("agent", "registering again: upnp %s", nb_portmap_status_word(nb_portmap_state(a->pm)));
+	a->reg_sent = true;
+}
+
+/* Register when due; register again when what the broker must know of the
+ * mapping changed. */
+static void register_when_due(struct agent *a, uint64_t now)
+{
+	if (a->phase == PH_NETCHECK || a->phase == PH_PEERS || a->stopping)
+		return;
+	if (!a->reg_sent) {
+		if (a->phase != PH_REGISTER)
+			return;
+		if (a->o->cmd == NB_AGENT_CONNECT && !nb_portmap_settled(a->pm, now, AGENT_UPNP_GRACE_MS))
+			return;
+		send_register(a, now);
+		return;
+	}
+	struct nb_ctrl_register want = a->reg;
+	nb_portmap_fill_register(a->pm, &want);
+	if (a->pm != NULL && (want.upnp != a->reg.upnp || strcmp(want.upnp_proof, a->reg.upnp_proof) != 0 ||
+			      !nb_addr_equal(&want.upnp_external, &a->reg.upnp_external)))
+		send_register(a, now);
+}
+
+static void on_portmap(struct nb_portmap *pm, bool changed, void *arg)
+{
+	struct agent *a = arg;
+
+	(void)pm;
+	(void)changed;
+	if (!a->stopping) /* pump from the loop, not from inside the UPnP shell */
+		uv_timer_start(&a->timer, on_timer, 0, 0);
+}
+
+/* ---- The loop -------------------------------------------------------------------- */
+
+static void on_timer(uv_timer_t *t)
+{
+	struct agent *a = t->data;
+
+	/* A deadline may be about to decide "no answer" (a netcheck test, a
+	 * punch, a request): first take what has already arrived, which the
+	 * loop would only poll after this timer. */
+	if (a->sock_open && !a->stopping)
+		nb_udp_drain(&a->sock, 16);
+	if (a->filt_open && !a->stopping)
+		nb_udp_drain(&a->filt, 16);
+	if (!a->stopping)
+		pump(a);
+}
+
+static bool results_pending(const struct agent *a)
+{
+	return nb_client_pending(&a->client, NB_CLIENT_TXN_RESULT) > 0;
+}
+
+/* connect: may we exit now? */
+static void check_end(struct agent *a, uint64_t now)
+{
+	bool confirmed = true;
+
+	if (!a->ending || a->stopping)
+		return;
+	if (a->end_code == 0)
+		for (int i = 0; i < AGENT_MAX_SESSIONS; i++)
+			if (a->s[i].used && a->s[i].connected && !a->s[i].confirmed)
+				confirmed = false;
+	if (now >= a->end_by || (!results_pending(a) && confirmed))
+		shutdown_agent(a, a->end_code);
+}
+
+/* The broker's channel: handshake retransmissions and sealed messages out;
+ * the key request while the broker's key is not known. */
+static void broker_flush(struct agent *a, uint64_t now)
+{
+	struct nb_blink_tx tx;
+
+	while (a->bl_on && nb_blink_poll(&a->bl, now, &tx) == 1)
+		send_to(a, tx.bytes, tx.len, &a->o->broker);
+	if (a->bl_on && nb_blink_state(&a->bl) == NB_BLINK_NO_KEY && a->o->cmd == NB_AGENT_LISTEN) {
+		(void)nb_blink_start(&a->bl, now); /* a listener keeps asking, as it keeps registering */
+		broker_flush(a, now);
+		return;
+	}
+	if (a->bl_on && nb_blink_state(&a->bl) == NB_BLINK_NO_KEY && !a->no_key_told) {
+		char why[256];
+		a->no_key_told = true;
+		snprintf(why, sizeof(why), "no answer from the broker at %s (asked for its key); "
+			 "is natbroker running there?", a->broker_str);
+		if (a->o->cmd == NB_AGENT_CONNECT) {
+			connect_failed(a, why);
+		} else {
+			fprintf(stderr, "natpeer: %s\n", why);
+			shutdown_agent(a, 1);
+		}
+	}
+}
+
+/* The broker's channel; key_known: a->broker_key holds its pinned key (else
+ * the channel asks for it first). */
+static void blink_up(struct agent *a, bool key_known, uint64_t now)
+{
+	uint8_t seed[16];
+	int rc;
+
+	if (getrandom(seed, sizeof(seed), 0) != (ssize_t)sizeof(seed))
+		memcpy(seed, a->idx_seed, sizeof(seed));
+	nb_blink_init(&a->bl, a->o->priv, a->o->pub, key_known ? a->broker_key : NULL, &a->o->broker,
+		      seed);
+	a->bl_on = true;
+	rc = nb_blink_start(&a->bl, now);
+	if (rc != 0)
+		fprintf(stderr, "natpeer: cannot start the handshake with the broker: %s\n",
+			nb_noise_strerror(rc));
+}
+
+/* Tell the broker we leave, so our names are free at once: a sealed bye per
+ * name, sent twice (no answer is waited for). */
+static void send_bye(struct agent *a, uint64_t now)
+{
+	struct nb_ctrl_msg m;
+	uint8_t buf[NB_CTRL_MAX_DATAGRAM];
+	ssize_t n;
+
+	if (!a->bl_on || !a->bl.have_seal || !a->ever_registered)
+		return;
+	memset(&m, 0, sizeof(m));
+	m.type = NB_CTRL_BYE;
+	snprintf(m.tx, sizeof(m.tx), "%016llx", (unsigned long long)new_index(a) << 32 | new_index(a));
+	memcpy(m.u.bye.id, a->o->id, sizeof(m.u.bye.id));
+	n = nb_ctrl_encode(&m, buf, sizeof(buf));
+	if (n <= 0)
+		return;
+	for (int i = 0; i < 2; i++)
+		(void)nb_blink_send(&a->bl, buf, (size_t)n, now);
+	broker_flush(a, now);
+}
+
+static void pump(struct agent *a)
+{
+	uint64_t now = nb_now_ms(), next = UINT64_MAX;
+	struct nb_client_tx ctx;
+
+	if (a->stopping)
+		return;
+	if (a->phase == PH_NETCHECK) {
+		struct nb_netcheck_tx tx;
+		struct nb_addr refl;
+		while (nb_netcheck_poll(&a->nc, now, &tx) == 1)
+			nb_udp_send(tx.sock == NB_NC_MAP ? &a->sock : &a->filt, tx.bytes, tx.len, &tx.to);
+		if (!a->reflexive_given && nb_netcheck_reflexive(&a->nc, &refl)) {
+			a->reflexive_given = true; /* test I: the UPnP mapping can be verified now */
+			nb_portmap_set_reflexive(a->pm, &refl, now);
+		}
+		if (nb_netcheck_done(&a->nc))
+			netcheck_done(a, now);
+		else
+			next = nb_netcheck_deadline(&a->nc);
+	}
+	if (a->stopping)
+		return;
+	register_when_due(a, now);
+	if (a->stopping)
+		return;
+	/* Two rounds: the client's events of the first (a plan, say) may
+	 * start a session or a request that must go out now. */
+	for (int round = 0; round < 2; round++) {
+		/* The allocation first: a UDP attempt that got no answer moves
+		 * to TCP here, before a session waiting for it sees it failed. */
+		turn_pump(a, now);
+		for (int i = 0; i < AGENT_MAX_SESSIONS; i++)
+			if (a->s[i].used)
+				session_pump(a, &a->s[i], now);
+		/* After the sessions: their results go out in this round, sealed
+		 * (until the broker's channel is up they wait in its queue; before
+		 * the broker's key is known, their retransmissions will do). */
+		while (nb_client_poll(&a->client, now, &ctx) == 1)
+			if (a->bl_on)
+				(void)nb_blink_send(&a->bl, ctx.bytes, ctx.len, now);
+		broker_flush(a, now);
+		turn_pump(a, now);
+		client_events(a, now);
+		if (a->stopping)
+			return;
+	}
+	check_end(a, now);
+	if (a->stopping)
+		return;
+
+	if (nb_client_deadline(&a->client) < next)
+		next = nb_client_deadline(&a->client);
+	if (a->bl_on && nb_blink_deadline(&a->bl) < next)
+		next = nb_blink_deadline(&a->bl);
+	if (a->turn_on && nb_turnc_deadline(&a->turn) < next)
+		next = nb_turnc_deadline(&a->turn);
+	for (int i = 0; i < AGENT_MAX_SESSIONS; i++)
+		if (a->s[i].used) {
+			uint64_t d = session_deadline(&a->s[i]);
+			if (d < next)
+				next = d;
+		}
+	if (a->ending && a->end_by < next)
+		next = a->end_by;
+	if (a->phase == PH_REGISTER && !a->reg_sent && next > now + 50)
+		next = now + 50; /* connect: waiting for the port mapping to settle */
+	if (next == UINT64_MAX) {
+		uv_timer_stop(&a->timer);
+		return;
+	}
+	uv_timer_start(&a->timer, on_timer, next > now ? next - now : 0, 0);
+}
+
+/* ---- Sealed frames: the broker's channel, the peers' handshakes and data ---- */
+
+/* A payload for stdout: with --json, one labelled line whose payload is
+ * base64 (binary-safe, and never mistaken for an event); else the raw
+ * bytes and a newline. */
+static void deliver(struct agent *a, const struct session *s, const uint8_t *p, size_t n)
+{
+	if (a->o->json) {
+		char *b64 = malloc(4 * ((n + 2) / 3) + 1);
+		cJSON *j;
+		if (b64 == NULL)
+			return;
+		EVP_EncodeBlock((unsigned char *)b64, p, (int)n);
+		j = cJSON_CreateObject();
+		cJSON_AddStringToObject(j, "event", "data");
+		cJSON_AddStringToObject(j, "peer", s->plan.peer);
+		cJSON_AddStringToObject(j, "key", s->peer_key_text);
+		cJSON_AddStringToObject(j, "data", b64);
+		free(b64);
+		out_json(a, j);
+		return;
+	}
+	out_write(a, p, n);
+	out_write(a, "\n", 1);
+}
+
+/* A peer's initiation (0xD1): for a session whose punch heard this source,
+ * from the key its plan names. */
+static void on_peer_init(struct agent *a, const uint8_t *data, size_t len, const struct nb_addr *from,
+			 uint64_t now)
+{
+	uint8_t pro[64], payload[NB_NOISE_MAX_PAYLOAD];
+
+	if (len < NB_NOISE_INIT_MIN)
+		return;
+	for (int i = 0; i < AGENT_MAX_SESSIONS; i++) {
+		struct session *x = &a->s[i];
+		struct nb_noise_hs hs;
+		struct nb_noise_keys k;
+		struct nb_seal_keys sk;
+		ssize_t n;
+		bool path = x->used && !x->initiator &&
+			    nb_punch_state(&x->pu) != NB_PUNCH_FAILED &&
+			    ((nb_punch_state(&x->pu) == NB_PUNCH_CONNECTED &&
+			      nb_addr_equal(&x->pu.remote, from)) ||
+			     nb_punch_heard(&x->pu, from));
+		if (!path)
+			continue;
+		/* Our answer was lost: the same answer again, no new keys. */
+		if (x->hs_resp_len > 0 && CRYPTO_memcmp(x->hs_eph, data + NB_NOISE_INIT_HDR_LEN, 32) == 0) {
+			send_to(a, x->hs_resp, x->hs_resp_len, from);
+			return;
+		}
+		if (nb_noise_init_responder(&hs, a->o->priv, pro, peer_prologue(x, pro)) != 0)
+			return;
+		n = nb_noise_read_init(&hs, data, len, payload, sizeof(payload));
+		if (n < 0) {
+			nb_noise_wipe(&hs);
+			continue; /* another session's, or forged */
+		}
+		if (!nb_key_equal(nb_noise_remote_static(&hs), x->peer_key)) {
+			char got[NB_KEY_TEXT_LEN + 1];
+			nb_key_to_text(nb_noise_remote_static(&hs), got);
+			fprintf(stderr, "natpeer: handshake for %s from key %s, not the plan's %s: dropped\n",
+				x->plan.peer, got, x->peer_key_text);
+			nb_noise_wipe(&hs);
+			return;
+		}
+		n = nb_noise_write_resp(&hs, new_index(a), NULL, 0, x->hs_resp, sizeof(x->hs_resp));
+		if (n < 0 || nb_noise_split(&hs, &k) != 0) {
+			nb_noise_wipe(&hs);
+			x->hs_resp_len = 0;
+			return;
+		}
+		x->hs_resp_len = (size_t)n;
+		memcpy(x->hs_eph, data + NB_NOISE_INIT_HDR_LEN, 32);
+		memcpy(sk.send, k.send, 32);
+		memcpy(sk.recv, k.recv, 32);
+		sk.local_index = k.local_index;
+		sk.remote_index = k.remote_index;
+		OPENSSL_cleanse(&k, sizeof(k));
+		if (x->dc_set)
+			n = nb_dc_rekey(&x->dc, &sk, now);
+		else if ((n = nb_dc_init(&x->dc, &sk, now)) == 0)
+			x->dc_set = true;
+		OPENSSL_cleanse(&sk, sizeof(sk));
+		if (n != 0)
+			return;
+		send_to(a, x->hs_resp, x->hs_resp_len, from);
+		if (nb_punch_state(&x->pu) != NB_PUNCH_CONNECTED)
+			(void)nb_punch_confirm(&x->pu, from, now);
+		if (!x->connected && nb_punch_state(&x->pu) == NB_PUNCH_CONNECTED)
+			session_secured(a, x, now);
+		return;
+	}
+}
+
+/* A peer's response (0xD2) to our initiation. */
+static void on_peer_resp(struct agent *a, const uint8_t *data, size_t len, const struct nb_addr *from,
+			 uint64_t now)
+{
+	uint8_t payload[NB_NOISE_MAX_PAYLOAD];
+
+	for (int i = 0; i < AGENT_MAX_SESSIONS; i++) {
+		struct session *x = &a->s[i];
+		struct nb_noise_hs saved;
+		struct nb_noise_keys k;
+		struct nb_seal_keys sk;
+		ssize_t n;
+		int rc;
+		if (!x->used || !x->initiator || !x->hs_busy || !nb_addr_equal(&x->pu.remote, from))
+			continue;
+		saved = x->hs; /* a forged response must not end the handshake */
+		n = nb_noise_read_resp(&x->hs, data, len, payload, sizeof(payload));
+		if (n < 0 || nb_noise_split(&x->hs, &k) != 0) {
+			x->hs = saved;
+			OPENSSL_cleanse(&saved, sizeof(saved));
+			continue;
+		}
+		OPENSSL_cleanse(&saved, sizeof(saved));
+		x->hs_busy = false;
+		memcpy(sk.send, k.send, 32);
+		memcpy(sk.recv, k.recv, 32);
+		sk.local_index = k.local_index;
+		sk.remote_index = k.remote_index;
+		OPENSSL_cleanse(&k, sizeof(k));
+		if (x->dc_set) {
+			rc = nb_dc_rekey(&x->dc, &sk, now);
+		} else if ((rc = nb_dc_init(&x->dc, &sk, now)) == 0) {
+			x->dc_set = true;
+		}
+		OPENSSL_cleanse(&sk, sizeof(sk));
+		if (rc == 0 && !x->connected)
+			session_secured(a, x, now);
+		return;
+	}
+}
+
+/* A sealed frame (0xD3) that is not the broker's: a session's data. */
+static void on_peer_data(struct agent *a, const uint8_t *data, size_t len, const struct nb_addr *from,
+			 uint64_t now)
+{
+	uint32_t idx;
+	ssize_t n;
+
+	if (nb_seal_peek_index(data, len, &idx) != 0)
+		return;
+	for (int i = 0; i < AGENT_MAX_SESSIONS; i++) {
+		struct session *s = &a->s[i];
+		const struct nb_seal *k = &s->dc.seal;
+		if (!s->used || !s->dc_set || !s->connected ||
+		    (k->cur.local_index != idx && !(k->prev.valid && k->prev.local_index == idx)))
+			continue;
+		if (!nb_addr_equal(&s->pu.remote, from))
+			return;
+		n = nb_dc_open(&s->dc, data, len, a->plain, sizeof(a->plain), now);
+		if (n < 0) {
+			nb_log_debug("agent", "data from %s dropped: %s", s->plan.peer, nb_dc_strerror((int)n));
+			return;
+		}
+		if (!s->confirmed) {
+			s->confirmed = true;
+			nb_log_debug("agent", "%s confirmed the path", s->plan.peer);
+			in_start(a); /* application data flows once both sides are connected */
+		}
+		if (n > 0)
+			deliver(a, s, a->plain, (size_t)n);
+		return;
+	}
+}
+
+/* The broker's channel: a control message inside a sealed frame. */
+static void on_broker_frame(struct agent *a, const uint8_t *data, size_t len, const struct nb_addr *from,
+			    uint64_t now)
+{
+	uint64_t shaken = a->bl.st.handshakes;
+	ssize_t n = nb_blink_input(&a->bl, data, len, from, now, a->plain, sizeof(a->plain));
+	uint8_t key[NB_KEY_LEN];
+
+	/* A new session counts at the broker once a sealed frame confirms it:
+	 * with nothing queued, an empty one (as WireGuard's keepalive after a
+	 * handshake), so that the broker's replies move to the new keys now. */
+	if (a->bl.st.handshakes != shaken && a->bl.q_n == 0)
+		(void)nb_blink_send(&a->bl, a->plain, 0, now);
+	if (nb_blink_learned(&a->bl, key) == 1) { /* first use: pin it */
+		char text[NB_KEY_TEXT_LEN + 1];
+		memcpy(a->broker_key, key, NB_KEY_LEN);
+		a->broker_key_known = true;
+		nb_key_to_text(key, text);
+		known_record(a, a->broker_name, key);
+		fprintf(stderr, "broker %s: key %s, first use: pinned in %s\n", a->broker_str, text,
+			a->o->known_path);
+	}
+	if (n > 0 && a->plain[0] == NB_CTRL_FIRST_BYTE)
+		nb_client_input(&a->client, a->plain, (size_t)n, &a->o->broker, now);
+	else if (n < 0 && nb_log_get_level() >= NB_LOG_DEBUG)
+		nb_log_debug("agent", "frame 0x%02x from the broker dropped: %d", data[0], (int)n);
+}
+
+static void on_recv(struct nb_udp *u, const uint8_t *data, size_t len, const struct nb_addr *from,
+		    void *arg)
+{
+	struct agent *a = arg;
+	uint64_t now = nb_now_ms();
+
+	if (a->stopping)
+		return;
+	if (u == &a->filt) {
+		if (a->phase == PH_NETCHECK)
+			nb_netcheck_input(&a->nc, NB_NC_FILT, data, len, from, now);
+		pump(a);
+		return;
+	}
+	/* From our TURN server: its responses (STUN) and relayed data
+	 * (ChannelData 0x40-0x7F, Data indications). The rest of what that
+	 * address sends (it may be the broker too) goes on as usual. */
+	if (a->turn_on && !a->turn_tcp && len > 0 && (data[0] <= 0x03 || (data[0] >= 0x40 && data[0] <= 0x7F)) &&
+	    data[0] != NB_CTRL_FIRST_BYTE && nb_addr_equal(from, &a->turn.cfg.server) &&
+	    a->phase != PH_NETCHECK) {
+		turn_input(a, data, len, now);
+		pump(a);
+		return;
+	}
+	dispatch(a, data, len, from, now);
+	pump(a);
+}
+
+/* One datagram from `from`: over UDP, or relayed to us by the TURN server
+ * (then `from` is the peer), or over the broker's TCP link. */
+static void dispatch(struct agent *a, const uint8_t *data, size_t len, const struct nb_addr *from,
+		     uint64_t now)
+{
+	switch (nb_wire_classify(data, len)) {
+	case NB_WIRE_STUN: {
+		bool taken = false;
+		if (a->phase == PH_NETCHECK && nb_netcheck_input(&a->nc, NB_NC_MAP, data, len, from, now) == 0)
+			break;
+		for (int i = 0; i < AGENT_MAX_SESSIONS && !taken; i++) {
+			int r;
+			if (!a->s[i].used || nb_punch_state(&a->s[i].pu) == NB_PUNCH_FAILED)
+				continue;
+			r = nb_punch_input(&a->s[i].pu, data, len, from, now);
+			if (r == 0) {
+				taken = true;
+				break;
+			}
+			if (nb_log_get_level() >= NB_LOG_DEBUG) {
+				char f[NB_ADDR_STRLEN];
+				nb_log_debug("agent", "STUN from %s not for %s: %s",
+					     nb_addr_format(from, f, sizeof(f)), a->s[i].plan.peer,
+					     nb_punch_drop_name(r));
+			}
+		}
+		if (!taken && a->phase != PH_NETCHECK && a->phase != PH_PEERS)
+			keep_early(a, data, len, from, now);
+		break;
+	}
+	case NB_WIRE_CTRL: {
+		/* Unsealed control messages are not taken, but for the broker's
+		 * probe of a port mapping, which comes from another port by
+		 * design and proves nothing but that the mapping is open. */
+		struct nb_ctrl_msg *m = malloc(sizeof(*m));
+		if (m != NULL && nb_ctrl_decode(m, data, len) == (ssize_t)len && m->type == NB_CTRL_PROBE)
+			nb_client_input(&a->client, data, len, from, now);
+		free(m);
+		break;
+	}
+	case NB_WIRE_DATA:
+		switch (data[0]) {
+		case NB_NOISE_TYPE_INIT:
+			on_peer_init(a, data, len, from, now);
+			break;
+		case NB_NOISE_TYPE_RESP:
+			if (a->bl_on && nb_addr_equal(from, &a->o->broker))
+				on_broker_frame(a, data, len, from, now);
+			else
+				on_peer_resp(a, data, len, from, now);
+			break;
+		case NB_SEAL_TYPE:
+			if (a->bl_on && nb_blink_owns(&a->bl, data, len))
+				on_broker_frame(a, data, len, from, now);
+			else
+				on_peer_data(a, data, len, from, now);
+			break;
+		case NB_BLINK_HINT_TYPE:
+			if (a->bl_on)
+				on_broker_frame(a, data, len, from, now);
+			break;
+		case NB_BLINK_KEYR_TYPE:
+			if (a->bl_on)
+				on_broker_frame(a, data, len, from, now);
+			break;
+		default:
+			break;
+		}
+		break;
+	case NB_WIRE_DROP:
+		if (nb_log_get_level() >= NB_LOG_DEBUG) {
+			char f[NB_ADDR_STRLEN];
+			nb_log_debug("agent", "%zu bytes from %s dropped: not STUN, control or data", len,
+				     nb_addr_format(from, f, sizeof(f)));
+		}
+		break;
+	}
+}
+
+/* ---- Start and stop ------------------------------------------------------------------ */
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+	struct agent *a = h->data;
+	bool connected = false;
+
+	fprintf(stderr, "natpeer: %s, stopping\n", signum == SIGINT ? "interrupted" : "terminated");
+	for (int i = 0; i < AGENT_MAX_SESSIONS; i++)
+		connected |= a->s[i].used && a->s[i].connected;
+	if (a->o->cmd == NB_AGENT_CONNECT && !a->event_printed) {
+		event_failed(a, a->o->peer, "interrupted");
+		a->event_printed = true;
+	}
+	if (a->o->cmd == NB_AGENT_LISTEN)
+		shutdown_agent(a, 0);
+	else
+		shutdown_agent(a, a->o->cmd == NB_AGENT_CONNECT && connected ? 0 : 1);
+}
+
+static void on_watchdog(uv_timer_t *t)
+{
+	struct agent *a = t->data;
+
+	fprintf(stderr, "natpeer: stdout is not being read; exiting without flushing it\n");
+	_exit(a->exit_code);
+}
+
+static void shutdown_agent(struct agent *a, int code)
+{
+	if (a->stopping)
+		return;
+	send_bye(a, nb_now_ms());
+	a->stopping = true;
+	a->exit_code = code;
+	uv_timer_stop(&a->timer);
+	uv_close((uv_handle_t *)&a->timer, NULL);
+	uv_close((uv_handle_t *)&a->sigint, NULL);
+	uv_close((uv_handle_t *)&a->sigterm, NULL);
+	if (a->turn_on) { /* free the allocation at once (best effort) */
+		struct nb_turnc_tx tx;
+		if (nb_turnc_close(&a->turn, nb_now_ms(), &tx) == 1)
+			turn_out(a, tx.bytes, tx.len);
+	}
+	if (a->tconn_open)
+		nb_tcpconn_close(&a->tconn);
+	if (a->broker_tcp)
+		nb_tcpconn_close(&a->bconn);
+	a->tconn_open = false;
+	if (a->sock_open)
+		nb_udp_close(&a->sock, on_udp_closed);
+	if (a->filt_open)
+		nb_udp_close(&a->filt, on_udp_closed);
+	a->sock_open = a->filt_open = false;
+	/* The mapping is deleted on the way out, bounded by the UPnP client's
+	 * stop time; its handles keep the loop until then. */
+	nb_portmap_stop(a->pm, NULL, NULL);
+	a->pm = NULL;
+	if (a->in_kind == 1 && a->in_handle_init)
+		uv_close(&a->in_h.h, NULL);
+	if (a->in_fs_busy)
+		uv_cancel((uv_req_t *)&a->in_req);
+	/* Whatever stdout still has to write keeps the loop alive; a reader
+	 * that never reads must not keep us forever. */
+	uv_timer_init(&a->loop, &a->watchdog);
+	a->watchdog.data = a;
+	uv_timer_start(&a->watchdog, on_watchdog, AGENT_SHUTDOWN_MS, 0);
+	uv_unref((uv_handle_t *)&a->watchdog);
+}
+
+int nb_agent_run(const struct nb_agent_opts *o)
+{
+	struct agent *a = calloc(1, sizeof(*a));
+	struct nb_addr any;
+	uint8_t seed[32];
+	int rc, code;
+
+	if (a == NULL) {
+		fprintf(stderr, "natpeer: out of memory\n");
+		return 1;
+	}
+	a->o = o;
+	nb_addr_format(&o->broker, a->broker_str, sizeof(a->broker_str));
+	rc = nb_local_ip_toward(&o->broker, &a->local);
+	if (rc != 0) {
+		fprintf(stderr, "natpeer: no route to %s: %s (check --broker and the network)\n",
+			a->broker_str, strerror(-rc));
+		free(a);
+		return 1;
+	}
+	if (getrandom(seed, sizeof(seed), 0) != (ssize_t)sizeof(seed)) {
+		fprintf(stderr, "natpeer: getrandom: %s\n", strerror(errno));
+		free(a);
+		return 1;
+	}
+	uv_loop_init(&a->loop);
+	memset(&any, 0, sizeof(any));
+	any.family = o->broker.family;
+	any.port = o->port;
+	rc = nb_udp_open(&a->sock, &a->loop, &any, 0, on_recv, a);
+	if (rc == 0) {
+		a->sock_open = true;
+		if (o->cmd != NB_AGENT_PEERS && o->cmd != NB_AGENT_MATRIX) {
+			any.port = 0;
+			rc = nb_udp_open(&a->filt, &a->loop, &any, 0, on_recv, a);
+			a->filt_open = rc == 0;
+		}
+	}
+	if (rc != 0) {
+		char s[NB_ADDR_STRLEN];
+		any.port = o->port;
+		fprintf(stderr, "natpeer: cannot bind UDP %s: %s%s\n", nb_addr_format(&any, s, sizeof(s)),
+			uv_strerror(rc), rc == UV_EADDRINUSE ? " (pick another --port)" : "");
+		if (a->sock_open)
+			nb_udp_close(&a->sock, NULL);
+		uv_run(&a->loop, UV_RUN_DEFAULT);
+		uv_loop_close(&a->loop);
+		free(a);
+		return 1;
+	}
+	a->local.port = a->sock.local.port;
+	uv_timer_init(&a->loop, &a->timer);
+	a->timer.data = a;
+	uv_signal_init(&a->loop, &a->sigint);
+	uv_signal_init(&a->loop, &a->sigterm);
+	a->sigint.data = a->sigterm.data = a;
+	uv_signal_start(&a->sigint, on_signal, SIGINT);
+	uv_signal_start(&a->sigterm, on_signal, SIGTERM);
+
+	uint64_t now = nb_now_ms();
+	nb_client_init(&a->client, NULL, &o->broker, seed, now);
+	memcpy(a->client.admin, o->admin, sizeof(a->client.admin));
+	memcpy(a->idx_seed, seed, sizeof(a->idx_seed));
+	a->idx_seed[0] ^= 0xA5;
+	/* Who the broker is: --broker-key, else the key pinned at first use,
+	 * else ask it (and pin what it says: trust on first use). */
+	nb_known_init(&a->known);
+	{
+		char err[512], text[NB_KEY_TEXT_LEN + 1];
+		uint8_t pinned[NB_KEY_LEN];
+		if (nb_known_load(&a->known, o->known_path, err, sizeof(err)) != 0) {
+			fprintf(stderr, "natpeer: %s\n", err);
+			shutdown_agent(a, 1);
+			goto run;
+		}
+		nb_known_broker_name(&o->broker, a->broker_name);
+		if (known_get(a, a->broker_name, pinned) == 1) {
+			if (o->has_broker_key && !nb_key_equal(pinned, o->broker_key)) {
+				nb_key_to_text(o->broker_key, text);
+				fprintf(stderr, "natpeer: --broker-key %s is not the key pinned for %s in %s; "
+						"`natpeer forget %s` if the broker's key changed\n",
+					text, a->broker_str, o->known_path, a->broker_name);
+				shutdown_agent(a, 1);
+				goto run;
+			}
+			memcpy(a->broker_key, pinned, NB_KEY_LEN);
+			a->broker_key_known = true;
+			blink_up(a, true, now);
+		} else if (o->has_broker_key) {
+			memcpy(a->broker_key, o->broker_key, NB_KEY_LEN);
+			a->broker_key_known = true;
+			known_record(a, a->broker_name, a->broker_key);
+			blink_up(a, true, now);
+		} else {
+			blink_up(a, false, now); /* first use: ask, then pin */
+		}
+	}
+	if (o->cmd == NB_AGENT_PEERS || o->cmd == NB_AGENT_MATRIX) {
+		a->phase = PH_PEERS;
+		if (o->cmd == NB_AGENT_MATRIX)
+			nb_client_matrix(&a->client, now);
+		else
+			nb_client_peers(&a->client, now);
+	} else {
+		uint8_t nseed[NB_STUN_TID_LEN];
+		memcpy(nseed, seed + 16, sizeof(nseed)); /* tx ids use the HMAC of the whole seed */
+		nseed[0] ^= 0x5a;
+		a->phase = PH_NETCHECK;
+		fprintf(stderr, "netcheck: testing mapping and filtering against %s...\n", a->broker_str);
+		nb_netcheck_init(&a->nc, NULL, &o->broker, &a->local, nseed, now);
+		if (o->upnp) { /* in parallel with the NAT tests */
+			struct nb_portmap_opts po = {
+				.internal_port = a->local.port, .ssdp_flags = o->upnp_flags, .quiet = false,
+				.check_s = o->upnp_check_s, .protocols = o->portmap_protocols,
+				.verify = nb_client_verify_hook, .verify_arg = &a->client,
+			};
+			rc = nb_portmap_open(&a->pm, &a->loop, &po, on_portmap, a);
+			if (rc != 0) {
+				a->pm = NULL;
+				fprintf(stderr, "natpeer: UPnP: cannot start: %s (going on with hole punching)\n",
+					uv_strerror(rc));
+			}
+		}
+	}
+	pump(a);
+run:
+	uv_run(&a->loop, UV_RUN_DEFAULT);
+	/* The watchdog is unreferenced: it does not hold the loop. */
+	if (a->stopping) {
+		uv_close((uv_handle_t *)&a->watchdog, NULL);
+		uv_run(&a->loop, UV_RUN_DEFAULT);
+	}
+	if (uv_loop_close(&a->loop) != 0)
+		nb_log_debug("agent", "loop not empty at exit");
+	code = a->exit_code;
+	if (a->lines_dropped > 0)
+		nb_log_debug("agent", "%llu stdin lines had no confirmed peer",
+			     (unsigned long long)a->lines_dropped);
+	free(a->rows);
+	nb_known_free(&a->known);
+	for (int i = 0; i < AGENT_MAX_SESSIONS; i++)
+		if (a->s[i].used)
+			session_free(&a->s[i]);
+	if (a->bl_on)
+		nb_blink_wipe(&a->bl);
+	OPENSSL_cleanse(a, sizeof(*a));
+	free(a);
+	return code;
+}

@@ -1,0 +1,12 @@
+/* peer/portmap/extip.h - is a router's external address any use to a peer
+ * outside? Shared by every port-mapping protocol. Pure. */
+#ifndef NB_PORTMAP_EXTIP_H
+#define NB_PORTMAP_EXTIP_H
+
+#include "common/addr.h"
+
+/* NULL when `a` could be reached from the internet; else why not, in words
+ * ("a private address (RFC 1918): double NAT", ...). */
+const char *nb_extip_useless(const struct nb_addr *a);
+
+#endif
