@@ -33,7 +33,7 @@
 #include <stddef.h>
 #include <string.h>
 
-#include "peer/ascii.h"
+#include "peer/portmap/ascii.h"
 #include "peer/portmap/xml.h"
 
 #define IGD_CANDIDATES 16

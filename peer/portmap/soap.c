@@ -37,7 +37,7 @@
 #include <stddef.h>
 #include <string.h>
 
-#include "peer/ascii.h"
+#include "peer/portmap/ascii.h"
 #include "peer/portmap/xml.h"
 
 #define SOAP_TYPE_MAX 128

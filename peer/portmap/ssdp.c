@@ -22,7 +22,7 @@
 #include <stdbool.h>
 #include <string.h>
 
-#include "peer/ascii.h"
+#include "peer/portmap/ascii.h"
 
 const char *const nb_ssdp_targets[NB_SSDP_TARGET_COUNT] = {
 	"urn:schemas-upnp-org:device:InternetGatewayDevice:2",

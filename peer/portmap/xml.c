@@ -6,7 +6,7 @@
 #include <limits.h>
 #include <string.h>
 
-#include "peer/ascii.h"
+#include "peer/portmap/ascii.h"
 
 void nb_xml_stop(struct nb_xml *x, const char *why)
 {

@@ -242,12 +242,13 @@ parse_nat() {
         *) echo "unknown unknown unknown|$line" ;;
     esac
 }
-# upnp_word HOST: what natpeer said about UPnP before its NAT line, if anything
+# upnp_word HOST: what natpeer said about its router port mapping (PCP,
+# NAT-PMP or UPnP) before its NAT line, if anything
 upnp_word() {
     local f=$LOGS/listen-$1.err l
-    l=$(sed -n 's/^upnp: \([^ ]*\) verified by the broker$/UPnP mapping \1 verified/p' "$f" | head -n 1)
-    [ -n "$l" ] || l=$(sed -n 's/^upnp: \(.*\); using hole punching$/no UPnP: \1/p' "$f" | head -n 1)
-    [[ $l == *"no UPnP gateway answered"* ]] && l=
+    l=$(sed -En 's/^(upnp|pcp|nat-pmp): ([^ ]*) verified by the broker$/\1 mapping \2 verified/p' "$f" | head -n 1)
+    [ -n "$l" ] || l=$(sed -En 's/^(upnp|pcp|nat-pmp|portmap): (.*); using hole punching$/no port mapping: \2/p' "$f" | head -n 1)
+    [[ $l == *"no UPnP gateway answered"* || $l == *"no NAT-PMP or PCP answer"* ]] && l=
     echo "$l"
 }
 VERDICT_BAD=0

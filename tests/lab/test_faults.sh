@@ -286,7 +286,7 @@ lab_fifo in-up; lfd=$LAB_FIFO_FD
 lout=$LAB_TMP/out-up lerr=$LAB_TMP/err-up
 : >"$lout"; : >"$lerr"
 lab_spawn upnp "$LAB_TMP/in-up" "$lout" "$lerr" \
-    "$NP" listen --id up --broker "$SRV1" --json --upnp-check "$UPNP_CHECK_S" --log-level debug
+    "$NP" listen --id up --broker "$SRV1" --json --portmap upnp --portmap-check "$UPNP_CHECK_S" --log-level debug
 lpid=$LAB_LAST_PID
 if lab_wait 15 grep -q "verified by the broker" "$lerr" && lab_wait 5 grep -q "^listening as up" "$lerr"; then
     ext=$(sed -n 's/^upnp: mapped UDP \([0-9]*\) -> \([0-9.:]*\) .*/\2/p' "$lerr" | head -n 1)
@@ -345,7 +345,7 @@ if listen pub ghost; then
         out=$LAB_TMP/out-cs-$tag err=$LAB_TMP/err-cs-$tag
         : >"$err"
         lab_spawn upnp /dev/null "$out" "$err" \
-            "$NP" connect --id "cs-$tag" --broker "$SRV1" --json --timeout 30 ghost
+            "$NP" connect --id "cs-$tag" --broker "$SRV1" --json --portmap upnp --timeout 30 ghost
         cpid=$LAB_LAST_PID
         if lab_wait 15 grep -q "^$when" "$err"; then
             lab_check "clean shutdown ($when): it is still running" test -d "/proc/$cpid"

@@ -45,7 +45,7 @@ upnp_json() { sed -n 's/.*"upnp":{\([^}]*\)}.*/\1/p' "$1"; }
 netcheck_upnp() { # TAG: netcheck on upnp; checks upnp.status mapped on the router's WAN
     local f=$LAB_TMP/netcheck-$1
     lab_flush
-    lab_exec upnp timeout 20 "$NP" netcheck --broker "$SRV1" --json --log-level debug >"$f" 2>"$f.err"
+    lab_exec upnp timeout 20 "$NP" netcheck --broker "$SRV1" --json --portmap upnp --log-level debug >"$f" 2>"$f.err"
     local up ext
     up=$(upnp_json "$f")
     ext=$(sed -n 's/.*"external":"\([^"]*\)".*/\1/p' <<<"$up")
@@ -65,7 +65,7 @@ lab_check "IGD v2: the service was WANIPConnection:2" \
 lab_flush
 lab_fifo in-up; lfd=$LAB_FIFO_FD
 lab_spawn upnp "$LAB_TMP/in-up" "$LAB_TMP/out-up" "$LAB_TMP/err-up" \
-    "$NP" listen --id up --broker "$SRV1" --json --log-level debug
+    "$NP" listen --id up --broker "$SRV1" --json --portmap upnp --log-level debug
 lpid=$LAB_LAST_PID
 if lab_wait 15 grep -q "verified by the broker" "$LAB_TMP/err-up" &&
    lab_wait 5 grep -q "^listening as up" "$LAB_TMP/err-up"; then
@@ -115,7 +115,7 @@ lab_check "miniupnpd back to IGD v2" lab_quiet "$NATLAB" restart-upnp v2
 # ---- cgn: a UPnP router behind a carrier NAT; the mapping is refused, punching works
 f=$LAB_TMP/netcheck-cgn
 lab_flush
-lab_exec cgn timeout 20 "$NP" netcheck --broker "$SRV1" --json >"$f" 2>"$f.err"
+lab_exec cgn timeout 20 "$NP" netcheck --broker "$SRV1" --json --portmap upnp >"$f" 2>"$f.err"
 st=$(upnp_json "$f")
 if grep -qE '"status":"(refused|unusable)"' <<<"$st" && grep -q '"reason":"[^"]' <<<"$st"; then
     lab_pass "cgn: netcheck says the mapping is no use: {$st}"

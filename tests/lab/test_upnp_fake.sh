@@ -140,7 +140,7 @@ run_case() {
         return 1
     fi
     t0=$(lab_now_ms)
-    lab_exec "$HOST" timeout 40 "$NP" netcheck --broker "$SRV1" --port "$IPORT" --json \
+    lab_exec "$HOST" timeout 40 "$NP" netcheck --broker "$SRV1" --port "$IPORT" --json --portmap upnp \
         >"$CASE.out" 2>"$CASE.err"
     CASE_RC=$?
     CASE_MS=$(($(lab_now_ms) - t0))

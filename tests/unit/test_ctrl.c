@@ -346,6 +346,11 @@ static size_t make_samples(struct nb_ctrl_msg *s)
 	m->u.reg.relayed = addr("203.0.113.10:50000");
 
 	assert_true(n <= MAX_SAMPLES);
+	m = &s[n++]; /* 36: a TCP mapping's verify */
+	init_msg(m, NB_CTRL_VERIFY);
+	m->u.verify.external = addr("203.0.113.106:8080");
+	m->u.verify.tcp = true;
+	assert_true(n <= MAX_SAMPLES);
 	return n;
 }
 
@@ -849,6 +854,7 @@ static const struct bad bad_inputs[] = {
 	{ "registered upnp word", REGD(",\"keepalive\":15,\"expires\":45,\"upnp\":\"maybe\""), 0, NB_CTRL_E_ENUM },
 	{ "verify no external", HDR("verify") "}", 0, NB_CTRL_E_MISSING },
 	{ "verify external not addr", HDR("verify") ",\"external\":\"host:1\"}", 0, NB_CTRL_E_FORMAT },
+	{ "verify tcp not bool", HDR("verify") ",\"external\":\"1.2.3.4:5\",\"tcp\":1}", 0, NB_CTRL_E_WRONG_TYPE },
 	{ "probe no proof", HDR("probe") "}", 0, NB_CTRL_E_MISSING },
 	{ "challenge no cookie", HDR("challenge") "}", 0, NB_CTRL_E_MISSING },
 	{ "challenge cookie short", HDR("challenge") ",\"cookie\":\"0123\"}", 0, NB_CTRL_E_LENGTH },

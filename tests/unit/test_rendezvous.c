@@ -302,7 +302,7 @@ static size_t send_raw(struct h *h, const char *from, uint64_t now, const uint8_
 		assert_int_equal(nb_ctrl_decode(&h->m[i], h->out.d[i].data, h->out.d[i].len),
 				 (ssize_t)h->out.d[i].len);
 	}
-	if (h->out.n >= 1 && h->m[0].type != NB_CTRL_PROBE) {
+	if (h->out.n >= 1 && (h->m[0].type != NB_CTRL_PROBE || h->out.tcp_probe)) {
 		assert_true(nb_addr_equal(&h->out.d[0].to, &f)); /* d[0] answers the source */
 		assert_false(h->out.d[0].from_alt_port);
 		/* ... in the sender's session, or plain to a plain request */
@@ -310,7 +310,7 @@ static size_t send_raw(struct h *h, const char *from, uint64_t now, const uint8_
 		if (!h->used_plain)
 			assert_memory_equal(h->out.d[0].key, h->used_key, NB_KEY_LEN);
 	}
-	if (h->out.n >= 1 && h->m[0].type == NB_CTRL_PROBE) { /* ... or probes the source's IP, plain */
+	if (h->out.n >= 1 && h->m[0].type == NB_CTRL_PROBE && !h->out.tcp_probe) { /* ... or probes the source's IP, plain */
 		static const uint8_t zero[NB_KEY_LEN];
 		assert_true(nb_addr_ip_equal(&h->out.d[0].to, &f) && h->out.d[0].from_alt_port);
 		assert_false(h->out.d[0].sealed);
@@ -319,7 +319,12 @@ static size_t send_raw(struct h *h, const char *from, uint64_t now, const uint8_
 	if (h->used_plain)
 		assert_true(h->out.n == 0 ||
 			    (h->out.n == 1 && h->m[0].type == NB_CTRL_ERROR && h->out.d[0].len <= len));
-	if (h->out.n == 2) {
+	if (h->out.n == 2 && h->out.tcp_probe) {
+		/* a TCP verify: the probe or a 504, both to the source in its session */
+		assert_int_equal(h->m[1].type, NB_CTRL_ERROR);
+		assert_true(nb_addr_equal(&h->out.d[1].to, &f) && h->out.d[1].sealed);
+		assert_memory_equal(h->out.d[1].key, h->used_key, NB_KEY_LEN);
+	} else if (h->out.n == 2) {
 		/* a connect's pushed plan: to the other side's address, in its
 		 * session; each plan names the other side's key */
 		const struct holder *b = holder_by_id(h, h->req.u.connect.peer);
@@ -980,6 +985,48 @@ static struct nb_ctrl_pair matrix_pair(struct h *h, uint64_t now, const char *x,
 /* UPnP mappings: the broker probes only the requester's own IP, from its
  * alternate port, and only a register that shows the probe's proof gets a
  * verified mapping (and the upnp path). */
+/* A TCP verify: no datagram to the mapping; the shell connects. d[0] is the
+ * probe and d[1] a 504, both to the requester in its session; the greeting
+ * carries tx and proof. */
+static void test_tcp_verify(void **state)
+{
+	struct h *h = h_new(NULL);
+	struct nb_addr ext = A("198.51.100.2:8080"), from = A("198.51.100.2:2000");
+	char want[128];
+
+	(void)state;
+	/* to another IP: refused, no connection */
+	assert_int_equal(sendf(h, "198.51.100.2:2000", 0, HDR ",\"external\":\"198.51.100.9:8080\",\"tcp\":true}",
+			       "verify", next_tx(h)), 1);
+	assert_int_equal(h->m[0].u.error.code, 400);
+	assert_false(h->out.tcp_probe);
+
+	assert_int_equal(sendf(h, "198.51.100.2:2000", 0, HDR ",\"external\":\"198.51.100.2:8080\",\"tcp\":true}",
+			       "verify", next_tx(h)), 2);
+	assert_true(h->out.tcp_probe);
+	assert_true(nb_addr_equal(&h->out.tcp_to, &ext));
+	assert_int_equal(h->m[0].type, NB_CTRL_PROBE);
+	assert_string_equal(h->m[0].tx, h->tx);
+	assert_true(h->out.d[0].sealed && !h->out.d[0].from_alt_port);
+	assert_true(nb_addr_equal(&h->out.d[0].to, &from));
+	assert_int_equal(h->m[1].type, NB_CTRL_ERROR);
+	assert_int_equal(h->m[1].u.error.code, NB_CTRL_ERR_UNREACHABLE);
+	assert_string_equal(h->m[1].tx, h->tx);
+	assert_true(h->out.d[1].sealed);
+	assert_true(nb_addr_equal(&h->out.d[1].to, &from));
+	assert_non_null(strstr(h->m[1].u.error.reason, "198.51.100.2:8080"));
+	snprintf(want, sizeof(want), "NATBROKER-PROBE %s %s\r\n", h->tx, h->m[0].u.probe.proof);
+	assert_string_equal(h->out.greeting, want);
+	/* the proof is the UDP verify's for the same mapping and requester */
+	char proof[NB_CTRL_PROOF_LEN + 1];
+	snprintf(proof, sizeof(proof), "%s", h->m[0].u.probe.proof);
+	assert_int_equal(sendf(h, "198.51.100.2:2000", 1, HDR ",\"external\":\"198.51.100.2:8080\"}", "verify",
+			       next_tx(h)), 1);
+	assert_false(h->out.tcp_probe);
+	assert_string_equal(h->m[0].u.probe.proof, proof);
+	h_free(h);
+}
+
 static void test_upnp_verify(void **state)
 {
 	struct h *h = h_new(NULL);
@@ -2779,6 +2826,7 @@ int main(void)
 		cmocka_unit_test(test_poll_bounded),
 		cmocka_unit_test(test_results_matrix),
 		cmocka_unit_test(test_upnp_verify),
+		cmocka_unit_test(test_tcp_verify),
 		cmocka_unit_test(test_register_cookie),
 		cmocka_unit_test(test_list_no_amplification),
 		cmocka_unit_test(test_paging_peers),

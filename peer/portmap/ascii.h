@@ -1,4 +1,4 @@
-/* peer/ascii.h - the UPnP codecs' text helpers: ASCII case-insensitive
+/* peer/portmap/ascii.h - the UPnP codecs' text helpers: ASCII case-insensitive
  * comparison (no locale), versioned URNs, display copies.
  *
  * Pure and header-only: no I/O, no allocation. Lengths are bytes; a (s, len)
