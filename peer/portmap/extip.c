@@ -5,6 +5,8 @@ const char *nb_extip_useless(const struct nb_addr *a)
 {
 	const uint8_t *p = a->ip;
 
+	if (a->family == NB_AF_NONE)
+		return "unspecified: the router has no WAN address";
 	if (a->family != NB_AF_INET)
 		return "not an IPv4 address";
 	if (p[0] == 0)

@@ -4,7 +4,8 @@
  *
  *   pmp mapped                                    -> PMP
  *   pmp working, upnp mapped, pmp silent past
- *     the grace (its first retransmission time)   -> UPNP
+ *     the grace (portmap_run.c uses 0: a UPnP
+ *     mapping made before pmp said a word wins)   -> UPNP
  *   pmp working                                   -> WAIT (wake at the grace)
  *   pmp failed or off, upnp mapped                -> UPNP
  *   pmp failed or off, upnp working               -> WAIT

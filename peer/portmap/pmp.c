@@ -324,6 +324,17 @@ static void mapped_refused(struct nb_pmp *m, bool transient, uint32_t err_lifeti
 	fail(m, NB_PMP_REFUSED, now);
 }
 
+/* The gateway answered something we asked: the first time, say so. */
+static void heard(struct nb_pmp *m, enum nb_pmp_proto proto, uint64_t now)
+{
+	if (m->answered)
+		return;
+	m->answered = true;
+	if (m->info.protocol == NB_PMP_NONE)
+		m->info.protocol = proto;
+	push_event(m, NB_PMP_EV_ANSWERED, now);
+}
+
 static void natpmp_refusal_reason(struct nb_pmp *m, const struct nb_natpmp_response *r)
 {
 	set_reason(m, "the router refused the mapping over NAT-PMP: %s (result %u)",
@@ -337,16 +348,22 @@ static void on_natpmp(struct nb_pmp *m, const struct nb_natpmp_response *r, uint
 	if (r->result == NB_NATPMP_UNSUPP_VERSION) {
 		/* Our NAT-PMP requests are version 0: this is about PCP's. */
 		if (m->x[X_PCP].active && m->state == S_PROBE) {
+			heard(m, NB_PMP_NATPMP, now);
 			nb_log_info(LOG, "the gateway speaks NAT-PMP, not PCP");
 			xstop(m, X_PCP);
 			m->x[X_PCP].dead = true;
 			probe_settle(m, now);
+			return;
 		}
+		m->info.ignored++;
 		return;
 	}
 	if (r->op == NB_NATPMP_OP_EXTADDR) {
-		if (!m->x[X_NATPMP].active || m->x[X_NATPMP].what != W_NATPMP_EXT)
+		if (!m->x[X_NATPMP].active || m->x[X_NATPMP].what != W_NATPMP_EXT) {
+			m->info.ignored++;
 			return;
+		}
+		heard(m, NB_PMP_NATPMP, now);
 		xstop(m, X_NATPMP);
 		if (r->result != NB_NATPMP_SUCCESS || !r->full) {
 			if (m->state == S_PROBE) {
@@ -387,6 +404,11 @@ static void on_natpmp(struct nb_pmp *m, const struct nb_natpmp_response *r, uint
 		m->info.ignored++;
 		return;
 	}
+	if (m->x[X_NATPMP].what == W_NATPMP_DELETE && r->full && r->lifetime != 0) {
+		m->info.ignored++; /* a late answer to a MAP, not to the delete */
+		return;
+	}
+	heard(m, NB_PMP_NATPMP, now);
 	(void)epoch_ok(m, NB_PMP_NATPMP, r->epoch, now);
 	if (m->x[X_NATPMP].what == W_NATPMP_DELETE) {
 		xstop(m, X_NATPMP);
@@ -405,7 +427,7 @@ static void on_natpmp(struct nb_pmp *m, const struct nb_natpmp_response *r, uint
 				       now);
 			return;
 		}
-		fail(m, r->result == NB_NATPMP_UNSUPP_VERSION ? NB_PMP_UNAVAILABLE : NB_PMP_REFUSED, now);
+		fail(m, NB_PMP_REFUSED, now);
 		return;
 	}
 	if (r->lifetime == 0) { /* a zero lifetime grants nothing */
@@ -430,23 +452,29 @@ static void on_pcp(struct nb_pmp *m, const struct nb_pcp_response *r, uint64_t n
 		if (r->version >= NB_PCP_VERSION) {
 			/* a PCP-only server answering our NAT-PMP request */
 			if (m->x[X_NATPMP].active && m->state == S_PROBE) {
+				heard(m, NB_PMP_PCP, now);
 				nb_log_info(LOG, "the gateway speaks PCP, not NAT-PMP");
 				xstop(m, X_NATPMP);
 				m->x[X_NATPMP].dead = true;
 				probe_settle(m, now);
+				return;
 			}
-			return;
-		}
-		if (m->x[X_PCP].active && m->state == S_PROBE) {
+		} else if (m->x[X_PCP].active && m->state == S_PROBE) {
+			heard(m, NB_PMP_NATPMP, now);
 			xstop(m, X_PCP);
 			m->x[X_PCP].dead = true;
 			probe_settle(m, now);
+			return;
 		}
+		m->info.ignored++;
 		return;
 	}
 	if (r->opcode == NB_PCP_OP_ANNOUNCE) {
-		if (!m->x[X_PCP].active || what != W_PCP_ANNOUNCE)
+		if (!m->x[X_PCP].active || what != W_PCP_ANNOUNCE) {
+			m->info.ignored++;
 			return;
+		}
+		heard(m, NB_PMP_PCP, now);
 		xstop(m, X_PCP);
 		if (r->result == NB_PCP_SUCCESS && !epoch_ok(m, NB_PMP_PCP, r->epoch, now) && m->state == S_MAPPED)
 			epoch_reset(m, now);
@@ -465,6 +493,11 @@ static void on_pcp(struct nb_pmp *m, const struct nb_pcp_response *r, uint64_t n
 		m->info.ignored++;
 		return;
 	}
+	if (what == W_PCP_DELETE && r->result == NB_PCP_SUCCESS && r->lifetime != 0) {
+		m->info.ignored++; /* a late answer to a MAP, not to the delete */
+		return;
+	}
+	heard(m, NB_PMP_PCP, now);
 	if (r->result == NB_PCP_SUCCESS || r->has_map)
 		(void)epoch_ok(m, NB_PMP_PCP, r->epoch, now);
 	if (what == W_PCP_DELETE) {
@@ -476,11 +509,17 @@ static void on_pcp(struct nb_pmp *m, const struct nb_pcp_response *r, uint64_t n
 			close_now(m, now);
 		return;
 	}
-	m->answered = true;
 	if (r->result != NB_PCP_SUCCESS) {
 		xstop(m, X_PCP);
 		set_reason(m, "the router refused the mapping over PCP: %s (result %u)",
 			   nb_pcp_result_string(r->result), (unsigned)r->result);
+		if (m->state == S_MAPPED && r->result == NB_PCP_ADDRESS_MISMATCH) {
+			set_reason(m, "the router sees this host at another address (PCP ADDRESS_MISMATCH): "
+				      "a NAT between this host and the router");
+			m->held = false;
+			fail(m, NB_PMP_UNUSABLE, now);
+			return;
+		}
 		if (m->state == S_MAPPED) {
 			mapped_refused(m, nb_pcp_result_is_transient(r->result), r->lifetime, now);
 			return;
@@ -533,6 +572,12 @@ void nb_pmp_init(struct nb_pmp *m, const struct nb_pmp_params *p, const struct n
 		m->p.map_tries = default_params.map_tries;
 	if (m->p.check_s == 0)
 		m->p.check_s = default_params.check_s;
+	if (m->p.lease_s == 0)
+		m->p.lease_s = default_params.lease_s;
+	if (m->p.probe_ms == 0)
+		m->p.probe_ms = default_params.probe_ms;
+	if (m->p.stop_ms == 0)
+		m->p.stop_ms = default_params.stop_ms;
 	m->info.gateway = *gateway;
 	m->info.gateway.port = NB_NATPMP_PORT;
 	m->client = *client;
@@ -624,6 +669,7 @@ static void run_timers(struct nb_pmp *m, uint64_t now)
 	}
 	if (now >= m->renew_at || (m->retry_at != 0 && now >= m->retry_at)) {
 		m->retry_at = 0;
+		m->renew_at = UINT64_MAX; /* granted() sets the next; a failure sets retry_at */
 		start_map(m, EP_RENEW, now);
 		m->x[xindex(m->info.protocol)].until = m->expire_at;
 		return;
@@ -681,8 +727,8 @@ int nb_pmp_poll(struct nb_pmp *m, uint64_t now, struct nb_pmp_out *out)
 		if (m->x[i].max != 0 && m->x[i].sent >= m->x[i].max)
 			continue;
 		n = build(m, m->x[i].what);
-		if (n == 0) {
-			xstop(m, i);
+		if (n == 0) { /* cannot be asked: as if never answered */
+			timed_out(m, i, now);
 			continue;
 		}
 		m->x[i].sent++;
@@ -701,6 +747,8 @@ int nb_pmp_poll(struct nb_pmp *m, uint64_t now, struct nb_pmp_out *out)
 
 int nb_pmp_input(struct nb_pmp *m, const uint8_t *buf, size_t len, const struct nb_addr *from, uint64_t now)
 {
+	uint32_t ignored = m->info.ignored;
+
 	if (now > m->now)
 		m->now = now;
 	if (m->state == S_IDLE || m->state == S_CLOSED || m->state == S_FAILED || from == NULL ||
@@ -715,12 +763,6 @@ int nb_pmp_input(struct nb_pmp *m, const uint8_t *buf, size_t len, const struct 
 			m->info.ignored++;
 			return -EINVAL;
 		}
-		if (!m->answered) {
-			m->answered = true;
-			if (m->info.protocol == NB_PMP_NONE)
-				m->info.protocol = NB_PMP_NATPMP;
-			push_event(m, NB_PMP_EV_ANSWERED, now);
-		}
 		on_natpmp(m, &r, now);
 	} else {
 		struct nb_pcp_response r;
@@ -729,15 +771,9 @@ int nb_pmp_input(struct nb_pmp *m, const uint8_t *buf, size_t len, const struct 
 			m->info.ignored++;
 			return -EINVAL;
 		}
-		if (!m->answered) {
-			m->answered = true;
-			m->info.protocol = r.result == NB_PCP_UNSUPP_VERSION && r.version < NB_PCP_VERSION ? NB_PMP_NATPMP
-													   : NB_PMP_PCP;
-			push_event(m, NB_PMP_EV_ANSWERED, now);
-		}
 		on_pcp(m, &r, now);
 	}
-	return 0;
+	return m->info.ignored != ignored ? -EINVAL : 0;
 }
 
 void nb_pmp_unreachable(struct nb_pmp *m, uint64_t now)

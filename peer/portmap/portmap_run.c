@@ -23,6 +23,8 @@ struct nb_portmap {
 	struct nb_upnp_run *upnp;  /* NULL: not asked, or stopped */
 	struct nb_pmp_run *pmp;    /* NULL: not asked, or stopped */
 	bool upnp_on, pmp_on;      /* asked at start */
+	bool upnp_held;            /* UPnP's HTTP waits while NAT-PMP/PCP may map */
+	uint64_t hold_until;       /* ... at most until then if they have not answered */
 	int chosen;                /* C_* */
 	uv_timer_t timer;          /* pick's wake-up */
 	int open;                  /* runs and the timer not yet closed */
@@ -172,22 +174,43 @@ static void fail_all(struct nb_portmap *pm)
 
 static void on_timer(uv_timer_t *t);
 
+/* UPnP's HTTP (and libcurl's loading) waits while the preferred NAT-PMP/PCP
+ * may still map: while they work and have answered, or, silent, for the
+ * first HOLD_MS. */
+#define HOLD_MS 50
+
+static void update_hold(struct nb_portmap *pm, uint64_t now)
+{
+	bool busy = pm->pmp_status == NB_PMP_IDLE || pm->pmp_status == NB_PMP_WORKING;
+
+	if (!pm->upnp_held || pm->upnp == NULL)
+		return;
+	if (busy && (pm->pmp_answered || now < pm->hold_until))
+		return;
+	pm->upnp_held = false;
+	nb_log_debug(LOG, "UPnP goes on");
+	nb_upnp_run_hold(pm->upnp, false);
+}
+
 /* Choose between the runs, once pick.h can. */
 static void decide(struct nb_portmap *pm, uint64_t now)
 {
 	struct nb_pick_in in = {
 		.pmp_on = pm->pmp_on, .upnp_on = pm->upnp_on, .pmp = pm->pmp_status,
 		.pmp_answered = pm->pmp_answered, .upnp = pm->upnp_status, .started = pm->started,
-		.grace_ms = 250,
+		.grace_ms = 0, /* UPnP mapped before NAT-PMP/PCP said a word: keep UPnP */
 	};
 	uint64_t wake;
 	enum nb_pick p;
 
 	if (pm->chosen != C_NONE || pm->stopping || pm->state != NB_PM_WORKING)
 		return;
+	update_hold(pm, now);
 	p = nb_portmap_pick(&in, now, &wake);
 	switch (p) {
 	case NB_PICK_WAIT:
+		if (pm->upnp_held && !pm->pmp_answered && pm->hold_until < wake)
+			wake = pm->hold_until;
 		if (wake != UINT64_MAX)
 			uv_timer_start(&pm->timer, on_timer, wake > now ? wake - now : 1, 0);
 		return;
@@ -442,6 +465,12 @@ int nb_portmap_open(struct nb_portmap **ret, uv_loop_t *loop, const struct nb_po
 			pm->upnp_on = true;
 			pm->upnp_status = NB_UPNP_WORKING;
 			pm->open++;
+			if (pm->pmp_on) {
+				pm->upnp_held = true;
+				pm->hold_until = pm->started + HOLD_MS;
+				nb_upnp_run_hold(pm->upnp, true);
+				uv_timer_start(&pm->timer, on_timer, HOLD_MS, 0);
+			}
 		} else {
 			snprintf(pm->upnp_fail, sizeof(pm->upnp_fail), "cannot start: %s", uv_strerror(rc_upnp));
 		}
