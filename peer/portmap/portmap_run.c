@@ -23,8 +23,10 @@ struct nb_portmap {
 	struct nb_upnp_run *upnp;  /* NULL: not asked, or stopped */
 	struct nb_pmp_run *pmp;    /* NULL: not asked, or stopped */
 	bool upnp_on, pmp_on;      /* asked at start */
-	bool upnp_held;            /* UPnP's HTTP waits while NAT-PMP/PCP may map */
+	bool upnp_deferred;        /* UPnP waits to start while NAT-PMP/PCP may map */
 	uint64_t hold_until;       /* ... at most until then if they have not answered */
+	struct nb_upnp_params upnp_p;
+	uv_loop_t *loop;
 	int chosen;                /* C_* */
 	uv_timer_t timer;          /* pick's wake-up */
 	int open;                  /* runs and the timer not yet closed */
@@ -174,22 +176,34 @@ static void fail_all(struct nb_portmap *pm)
 
 static void on_timer(uv_timer_t *t);
 
-/* UPnP's HTTP (and libcurl's loading) waits while the preferred NAT-PMP/PCP
- * may still map: while they work and have answered, or, silent, for the
- * first HOLD_MS. */
+static void on_upnp(struct nb_upnp_run *r, const struct nb_upnp_event *ev, const struct nb_upnp_info *in,
+		    void *arg);
+
+/* UPnP starts only once the preferred NAT-PMP/PCP cannot map: they failed,
+ * or were silent for the first HOLD_MS. Routers answer them on a LAN within
+ * a few milliseconds; a router busy with a burst of M-SEARCHes answers them
+ * late (miniupnpd: by up to 200 ms), and libcurl (some 30 ms to load) is
+ * never loaded when they map. */
 #define HOLD_MS 50
 
 static void update_hold(struct nb_portmap *pm, uint64_t now)
 {
 	bool busy = pm->pmp_status == NB_PMP_IDLE || pm->pmp_status == NB_PMP_WORKING;
+	int rc;
 
-	if (!pm->upnp_held || pm->upnp == NULL)
+	if (!pm->upnp_deferred || pm->stopping)
 		return;
 	if (busy && (pm->pmp_answered || now < pm->hold_until))
 		return;
-	pm->upnp_held = false;
-	nb_log_debug(LOG, "UPnP goes on");
-	nb_upnp_run_hold(pm->upnp, false);
+	pm->upnp_deferred = false;
+	nb_log_debug(LOG, "UPnP starts");
+	rc = nb_upnp_run_open(&pm->upnp, pm->loop, &pm->upnp_p, on_upnp, pm);
+	if (rc != 0) {
+		snprintf(pm->upnp_fail, sizeof(pm->upnp_fail), "cannot start: %s", uv_strerror(rc));
+		pm->upnp_status = NB_UPNP_UNAVAILABLE;
+		return;
+	}
+	pm->open++;
 }
 
 /* Choose between the runs, once pick.h can. */
@@ -209,7 +223,7 @@ static void decide(struct nb_portmap *pm, uint64_t now)
 	p = nb_portmap_pick(&in, now, &wake);
 	switch (p) {
 	case NB_PICK_WAIT:
-		if (pm->upnp_held && !pm->pmp_answered && pm->hold_until < wake)
+		if (pm->upnp_deferred && !pm->pmp_answered && pm->hold_until < wake)
 			wake = pm->hold_until;
 		if (wake != UINT64_MAX)
 			uv_timer_start(&pm->timer, on_timer, wake > now ? wake - now : 1, 0);
@@ -219,6 +233,7 @@ static void decide(struct nb_portmap *pm, uint64_t now)
 		return;
 	case NB_PICK_PMP:
 		pm->chosen = C_PMP;
+		pm->upnp_deferred = false; /* never started */
 		if (pm->upnp != NULL) {
 			struct nb_upnp_run *u = pm->upnp;
 
@@ -448,6 +463,7 @@ int nb_portmap_open(struct nb_portmap **ret, uv_loop_t *loop, const struct nb_po
 			progress(pm, "nat-pmp: %s", why);
 		}
 	}
+	pm->loop = loop;
 	if (want & NB_PM_UPNP) {
 		struct nb_upnp_params p;
 
@@ -460,17 +476,20 @@ int nb_portmap_open(struct nb_portmap **ret, uv_loop_t *loop, const struct nb_po
 		p.ssdp_flags = o->ssdp_flags;
 		if (o->check_s != 0)
 			p.check_s = o->check_s;
-		rc_upnp = nb_upnp_run_open(&pm->upnp, loop, &p, on_upnp, pm);
+		pm->upnp_p = p;
+		if (pm->pmp_on) { /* started by update_hold() */
+			rc_upnp = 0;
+			pm->upnp_deferred = true;
+			pm->hold_until = pm->started + HOLD_MS;
+			uv_timer_start(&pm->timer, on_timer, HOLD_MS, 0);
+		} else {
+			rc_upnp = nb_upnp_run_open(&pm->upnp, loop, &p, on_upnp, pm);
+			if (rc_upnp == 0)
+				pm->open++;
+		}
 		if (rc_upnp == 0) {
 			pm->upnp_on = true;
 			pm->upnp_status = NB_UPNP_WORKING;
-			pm->open++;
-			if (pm->pmp_on) {
-				pm->upnp_held = true;
-				pm->hold_until = pm->started + HOLD_MS;
-				nb_upnp_run_hold(pm->upnp, true);
-				uv_timer_start(&pm->timer, on_timer, HOLD_MS, 0);
-			}
 		} else {
 			snprintf(pm->upnp_fail, sizeof(pm->upnp_fail), "cannot start: %s", uv_strerror(rc_upnp));
 		}
@@ -680,6 +699,7 @@ void nb_portmap_stop(struct nb_portmap *pm, void (*closed)(void *arg), void *arg
 	r = pm->pmp;
 	pm->upnp = NULL;
 	pm->pmp = NULL;
+	pm->upnp_deferred = false;
 	uv_timer_stop(&pm->timer);
 	uv_close((uv_handle_t *)&pm->timer, on_timer_closed);
 	if (u != NULL)

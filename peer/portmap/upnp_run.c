@@ -36,10 +36,6 @@ struct nb_upnp_run {
 	nb_upnp_run_event_fn cb;
 	void *arg;
 	bool in_pump, pump_again;
-	bool held;      /* nb_upnp_run_hold(): HTTP requests wait (libcurl is not even loaded) */
-	bool have_held; /* ... and this one waits */
-	struct nb_upnp_out held_out;
-	uint8_t held_body[NB_SOAP_REQ_BODY_MAX]; /* the headers stay in the machine: one request at a time */
 	bool stopping;  /* nb_upnp_run_stop() was called: no more events */
 	bool finished;  /* the handles are closing */
 	int open_handles;
@@ -143,21 +139,9 @@ static void carry_out(struct nb_upnp_run *r, const struct nb_upnp_out *o, uint64
 			nb_log_debug("upnp", "M-SEARCH not sent: %s", uv_strerror(rc));
 		break;
 	case NB_UPNP_OUT_HTTP:
-		if (r->held && o->len <= sizeof(r->held_body)) {
-			/* kept until released: the out points into the machine, so copy */
-			r->held_out = *o;
-			memcpy(r->held_body, o->bytes, o->len);
-			r->held_out.bytes = r->held_body;
-			r->have_held = true;
-			break;
-		}
 		do_http(r, o, now);
 		break;
 	case NB_UPNP_OUT_CANCEL:
-		if (r->have_held && r->held_out.http_id == o->http_id) {
-			r->have_held = false; /* never started */
-			break;
-		}
 		nb_http_cancel(r->http, o->http_id);
 		break;
 	}
@@ -306,18 +290,6 @@ void nb_upnp_run_check_now(struct nb_upnp_run *r)
 	if (r == NULL || r->stopping)
 		return;
 	nb_upnp_check_now(&r->u, nb_now_ms());
-	pump(r);
-}
-
-void nb_upnp_run_hold(struct nb_upnp_run *r, bool hold)
-{
-	if (r == NULL || r->stopping || r->held == hold)
-		return;
-	r->held = hold;
-	if (hold || !r->have_held)
-		return;
-	r->have_held = false;
-	do_http(r, &r->held_out, nb_now_ms());
 	pump(r);
 }
 

@@ -21,11 +21,6 @@ int nb_upnp_run_open(struct nb_upnp_run **ret, uv_loop_t *loop, const struct nb_
 		     nb_upnp_run_event_fn cb, void *arg);
 void nb_upnp_run_set_reflexive(struct nb_upnp_run *r, const struct nb_addr *reflexive);
 void nb_upnp_run_check_now(struct nb_upnp_run *r);
-/* Hold HTTP requests back (SSDP goes on), or let them go: the portmap
- * front holds UPnP while NAT-PMP/PCP, which it prefers, may still map, so
- * that libcurl is not even loaded when they do. A held request still runs
- * on the machine's clock: held past its timeout, the machine cancels it. */
-void nb_upnp_run_hold(struct nb_upnp_run *r, bool hold);
 const struct nb_upnp_info *nb_upnp_run_info(const struct nb_upnp_run *r);
 /* Delete the mapping (bounded by the params' stop_ms), close everything and
  * free; `closed` runs from the loop afterwards. No event after this call. */
