@@ -755,6 +755,7 @@ int nb_netcheck_run(const struct nb_netcheck_opts *o)
 			po.check_s = o->map.check_s;
 			po.verify = map_verify;
 			po.verify_arg = &r;
+			po.no_fallback = true;
 		}
 		rc = nb_portmap_open(&r.pm, &r.loop, &po, on_portmap, &r);
 		if (rc != 0)

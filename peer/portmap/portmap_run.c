@@ -65,6 +65,12 @@ static void progress(const struct nb_portmap *pm, const char *fmt, ...)
 	fputc('\n', stderr);
 }
 
+/* What a failure leaves the caller with, for the progress line. */
+static const char *fallback(const struct nb_portmap *pm)
+{
+	return pm->o.no_fallback ? "" : "; using hole punching";
+}
+
 static const char *proto_word(const struct nb_portmap *pm)
 {
 	if (pm->chosen == C_UPNP)
@@ -170,7 +176,7 @@ static void fail_all(struct nb_portmap *pm)
 		snprintf(pm->reason, sizeof(pm->reason), "NAT-PMP/PCP: %s; UPnP: %s", pm->pmp_fail, pm->upnp_fail);
 	else
 		snprintf(pm->reason, sizeof(pm->reason), "%s", pm->pmp_on ? pm->pmp_fail : pm->upnp_fail);
-	progress(pm, "portmap: %s; using hole punching", pm->reason);
+	progress(pm, "portmap: %s%s", pm->reason, fallback(pm));
 	set_state(pm, refused ? NB_PM_REFUSED : unusable ? NB_PM_UNUSABLE : NB_PM_UNAVAILABLE);
 }
 
@@ -273,7 +279,7 @@ static void mapped_line(struct nb_portmap *pm, const char *proto, const char *wh
 static void chosen_failed(struct nb_portmap *pm, const char *proto, const char *why, enum nb_portmap_state s)
 {
 	snprintf(pm->reason, sizeof(pm->reason), "%s", why);
-	progress(pm, "%s: %s; using hole punching", proto, why);
+	progress(pm, "%s: %s%s", proto, why, fallback(pm));
 	set_state(pm, s);
 }
 
@@ -560,7 +566,7 @@ void nb_portmap_verify_result(struct nb_portmap *pm, bool ok, const char *proof,
 	else
 		snprintf(pm->reason, sizeof(pm->reason), "the broker's probe of %s did not come through (%s)", b,
 			 reason != NULL ? reason : "no probe");
-	progress(pm, "%s: %s; using hole punching", proto, pm->reason);
+	progress(pm, "%s: %s%s", proto, pm->reason, fallback(pm));
 	set_state(pm, NB_PM_UNVERIFIED);
 }
 

@@ -67,6 +67,7 @@ struct nb_portmap_opts {
 	unsigned protocols;      /* NB_PM_*; 0: all */
 	unsigned ssdp_flags;     /* NB_SSDP_ANY_HOST: tests only */
 	bool quiet;              /* no progress lines */
+	bool no_fallback;        /* natpeer map: no "; using hole punching" after a failure */
 	uint32_t check_s;        /* look for the mapping this often (0: the protocols' default, 60 s) */
 	struct nb_addr gateway;  /* NAT-PMP/PCP's gateway; family NONE: the default route */
 	nb_portmap_verify_fn verify; /* required */
