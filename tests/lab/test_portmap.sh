@@ -298,7 +298,8 @@ FAKE_PID=
 # fake_start MODE [FAKE OPTIONS...]: a fresh fake on GW:5351, its log $FLOG
 fake_start() {
     local mode=$1; shift
-    FLOG=$LAB_TMP/fake-${mode//[^A-Za-z0-9=_-]/_}
+    FAKE_N=$((${FAKE_N:-0} + 1)) # a fresh log per start: a mode may run twice
+    FLOG=$LAB_TMP/fake-$FAKE_N-${mode//[^A-Za-z0-9=_-]/_}
     lab_flush
     lab_start r-upnp "$FLOG.out" python3 "$FAKE" --listen "$GW" --external-ip "$WAN" \
         --mode "$mode" --log "$FLOG.log" --max-seconds 60 "$@"
@@ -428,6 +429,22 @@ if fake_start other-port --nft; then
         "e.get('external') == '$WAN:$((port + 1000))' and e.get('verified') is True"
     expect "suggested $port, granted $((port + 1000))" \
         "create('pcp')[0]['suggested_port'] == $port and create('pcp')[0]['external_port'] == $((port + 1000))"
+    fake_expect_strict
+fi
+
+# ---- a CGNAT external address (a double NAT, as natpeer sees it): unusable,
+# the mapping deleted, nothing advertised
+port=40440
+if fake_start normal --external-ip 100.64.0.2; then
+    fake_map "cgnat-external" udp "$port" --json
+    map_event 10
+    map_reap none
+    fake_stop
+    expect "exit 1, failed: unusable, the reason says CGNAT: double NAT" \
+        "$MAP_RC == 1 and e.get('event') == 'failed' and e.get('status') == 'unusable' and 'CGNAT address: double NAT' in e.get('reason', '')"
+    expect "the mapping the router granted was deleted (same nonce, lifetime 0)" \
+        "len(create('pcp')) == 1 and len(delete('pcp')) == 1 and delete('pcp')[0]['nonce'] == create('pcp')[0]['nonce'] and delete('pcp')[0]['lifetime'] == 0"
+    lab_check "$CASE: no mapped event" eval "! grep -q '\"event\":\"mapped\"' '$M.out'"
     fake_expect_strict
 fi
 
