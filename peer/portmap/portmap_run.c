@@ -190,7 +190,7 @@ static void on_upnp(struct nb_upnp_run *r, const struct nb_upnp_event *ev, const
  * a few milliseconds; a router busy with a burst of M-SEARCHes answers them
  * late (miniupnpd: by up to 200 ms), and libcurl (some 30 ms to load) is
  * never loaded when they map. */
-#define HOLD_MS 50
+#define HOLD_MS 25
 
 static void update_hold(struct nb_portmap *pm, uint64_t now)
 {
