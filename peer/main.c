@@ -217,6 +217,17 @@ static int identity(const char *cmd, const char *key_path, const char *known_pat
 	return -1;
 }
 
+/* netcheck and map: the identity identity() loaded, for the broker's probe. */
+static void netcheck_identity(struct nb_netcheck_opts *o, const struct nb_agent_opts *ao)
+{
+	o->has_identity = true;
+	memcpy(o->priv, ao->priv, sizeof(o->priv));
+	memcpy(o->pub, ao->pub, sizeof(o->pub));
+	o->has_broker_key = ao->has_broker_key;
+	memcpy(o->broker_key, ao->broker_key, sizeof(o->broker_key));
+	memcpy(o->known_path, ao->known_path, sizeof(o->known_path));
+}
+
 static int forget(const char *name, const char *known_path)
 {
 	struct nb_known k;
@@ -460,12 +471,7 @@ int main(int argc, char **argv)
 			o.timeout_ms = 15000; /* to a mapping, or a failure; then it runs until a signal */
 		if (identity("map", key_path, known_path, &ao) >= 0)
 			return 1;
-		o.has_identity = true;
-		memcpy(o.priv, ao.priv, sizeof(o.priv));
-		memcpy(o.pub, ao.pub, sizeof(o.pub));
-		o.has_broker_key = ao.has_broker_key;
-		memcpy(o.broker_key, ao.broker_key, sizeof(o.broker_key));
-		memcpy(o.known_path, ao.known_path, sizeof(o.known_path));
+		netcheck_identity(&o, &ao);
 		signal(SIGPIPE, SIG_IGN);
 		return nb_netcheck_run(&o);
 	}
@@ -476,14 +482,8 @@ int main(int argc, char **argv)
 		}
 		/* The key pair, for the broker's probe of a UPnP mapping (asked
 		 * over the sealed channel); netcheck runs without it too. */
-		if (o.upnp && identity("netcheck", key_path, known_path, &ao) < 0) {
-			o.has_identity = true;
-			memcpy(o.priv, ao.priv, sizeof(o.priv));
-			memcpy(o.pub, ao.pub, sizeof(o.pub));
-			o.has_broker_key = ao.has_broker_key;
-			memcpy(o.broker_key, ao.broker_key, sizeof(o.broker_key));
-			memcpy(o.known_path, ao.known_path, sizeof(o.known_path));
-		}
+		if (o.upnp && identity("netcheck", key_path, known_path, &ao) < 0)
+			netcheck_identity(&o, &ao);
 		return nb_netcheck_run(&o);
 	}
 	if (strcmp(cmd, "key") == 0 || strcmp(cmd, "forget") == 0 || strcmp(cmd, "listen") == 0 ||

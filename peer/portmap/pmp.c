@@ -335,6 +335,21 @@ static void heard(struct nb_pmp *m, enum nb_pmp_proto proto, uint64_t now)
 	push_event(m, NB_PMP_EV_ANSWERED, now);
 }
 
+/* PROBE: UNSUPP_VERSION took exchange i's protocol out; the gateway speaks
+ * `speaks`. Anywhere else the answer is ignored. */
+static void version_out(struct nb_pmp *m, int i, enum nb_pmp_proto speaks, const char *why, uint64_t now)
+{
+	if (!m->x[i].active || m->state != S_PROBE) {
+		m->info.ignored++;
+		return;
+	}
+	heard(m, speaks, now);
+	nb_log_info(LOG, "%s", why);
+	xstop(m, i);
+	m->x[i].dead = true;
+	probe_settle(m, now);
+}
+
 static void natpmp_refusal_reason(struct nb_pmp *m, const struct nb_natpmp_response *r)
 {
 	set_reason(m, "the router refused the mapping over NAT-PMP: %s (result %u)",
@@ -347,15 +362,7 @@ static void on_natpmp(struct nb_pmp *m, const struct nb_natpmp_response *r, uint
 
 	if (r->result == NB_NATPMP_UNSUPP_VERSION) {
 		/* Our NAT-PMP requests are version 0: this is about PCP's. */
-		if (m->x[X_PCP].active && m->state == S_PROBE) {
-			heard(m, NB_PMP_NATPMP, now);
-			nb_log_info(LOG, "the gateway speaks NAT-PMP, not PCP");
-			xstop(m, X_PCP);
-			m->x[X_PCP].dead = true;
-			probe_settle(m, now);
-			return;
-		}
-		m->info.ignored++;
+		version_out(m, X_PCP, NB_PMP_NATPMP, "the gateway speaks NAT-PMP, not PCP", now);
 		return;
 	}
 	if (r->op == NB_NATPMP_OP_EXTADDR) {
@@ -449,24 +456,10 @@ static void on_pcp(struct nb_pmp *m, const struct nb_pcp_response *r, uint64_t n
 	struct nb_addr ext;
 
 	if (r->result == NB_PCP_UNSUPP_VERSION) {
-		if (r->version >= NB_PCP_VERSION) {
-			/* a PCP-only server answering our NAT-PMP request */
-			if (m->x[X_NATPMP].active && m->state == S_PROBE) {
-				heard(m, NB_PMP_PCP, now);
-				nb_log_info(LOG, "the gateway speaks PCP, not NAT-PMP");
-				xstop(m, X_NATPMP);
-				m->x[X_NATPMP].dead = true;
-				probe_settle(m, now);
-				return;
-			}
-		} else if (m->x[X_PCP].active && m->state == S_PROBE) {
-			heard(m, NB_PMP_NATPMP, now);
-			xstop(m, X_PCP);
-			m->x[X_PCP].dead = true;
-			probe_settle(m, now);
-			return;
-		}
-		m->info.ignored++;
+		if (r->version >= NB_PCP_VERSION) /* a PCP-only server answering our NAT-PMP request */
+			version_out(m, X_NATPMP, NB_PMP_PCP, "the gateway speaks PCP, not NAT-PMP", now);
+		else /* another PCP version than ours */
+			version_out(m, X_PCP, NB_PMP_NATPMP, "the gateway speaks another PCP version", now);
 		return;
 	}
 	if (r->opcode == NB_PCP_OP_ANNOUNCE) {
