@@ -6,17 +6,19 @@
  * (curl_multi_socket_action). Nothing here blocks: every URL is a numeric
  * address, so curl resolves it without a resolver thread.
  *
- * libcurl is loaded with dlopen() when the first request starts, not linked:
- * Debian's libcurl pulls in some 30 libraries (GnuTLS, Kerberos, LDAP...)
- * whose loading and constructors cost every natpeer start several
- * milliseconds, and most runs never make an HTTP request (no gateway
- * answered SSDP). The headers are still curl's own; the functions come from
- * the table `api` below.
+ * libcurl is loaded with dlopen(), not linked: Debian's libcurl pulls in
+ * some 30 libraries (GnuTLS, Kerberos, LDAP...) whose loading and
+ * constructors cost every natpeer start several milliseconds (about 30 ms
+ * in the lab), and most runs never make an HTTP request. The headers are
+ * still curl's own; the functions come from the table `api` below. The load
+ * (dlopen, the symbols, then curl_global_init(CURL_GLOBAL_DEFAULT)) runs
+ * once per process under pthread_once, in nb_http_preload(): peer/portmap/
+ * upnp_run.c calls it from libuv's thread pool when UPnP starts, so the
+ * loop thread never waits for it, and holds its first request until it is
+ * done. The first request calls it too (then a no-op). curl_global_init is
+ * thus called once, before any other curl call, while no other thread uses
+ * curl, as curl documents it must be.
  *
- * curl_global_init: the first request calls curl_global_init(CURL_GLOBAL_DEFAULT)
- * once per process (a static flag; like all of this module, it runs on the
- * one loop thread), because curl_easy_init() would otherwise do it
- * implicitly, and curl documents that implicit call as not thread-safe.
  * curl_global_cleanup() is never called: other parts of the process may
  * still use curl (or OpenSSL, which curl initialises), and what it keeps is
  * still reachable at exit, not leaked. A program that wants it cleaned up
@@ -41,6 +43,7 @@
 #define CURL_DISABLE_TYPECHECK /* curl_easy_setopt & co are plain calls through `api` */
 #include <curl/curl.h>
 #include <dlfcn.h>
+#include <pthread.h>
 
 #include "common/log.h"
 
@@ -83,7 +86,6 @@ struct nb_http {
 	void *closed_arg;
 };
 
-static bool curl_ready;
 
 /* libcurl's functions, from dlopen("libcurl.so.4") (see the top). */
 static struct {
@@ -127,15 +129,16 @@ static struct {
 #define curl_slist_append api.slist_append
 #define curl_slist_free_all api.slist_free_all
 
-/* 0, or -ENOSYS when libcurl cannot be loaded (logged once). */
-static int curl_load(void)
+/* The load, once per process (pthread_once): dlopen, the symbols,
+ * curl_global_init. 0 loaded; -ENOSYS libcurl cannot be loaded; -EIO
+ * curl_global_init failed (logged). */
+static int load_result = -ENOSYS;
+static pthread_once_t load_once = PTHREAD_ONCE_INIT;
+
+static int curl_load_once(void)
 {
-	static int state; /* 0 not tried, 1 loaded, -1 failed */
 	void *lib;
 
-	if (state != 0)
-		return state > 0 ? 0 : -ENOSYS;
-	state = -1;
 	lib = dlopen("libcurl.so.4", RTLD_NOW | RTLD_LOCAL);
 	if (lib == NULL) {
 		nb_log_error("http", "cannot load libcurl: %s (install libcurl4)", dlerror());
@@ -168,8 +171,28 @@ static int curl_load(void)
 	LOAD(slist_free_all, "curl_slist_free_all");
 #undef LOAD
 	api.lib = lib; /* never closed: curl keeps global state */
-	state = 1;
+	if (api.global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+		nb_log_error("http", "curl_global_init failed");
+		return -EIO;
+	}
 	return 0;
+}
+
+static void curl_load_run(void)
+{
+	load_result = curl_load_once();
+}
+
+/* 0, or -ENOSYS / -EIO (logged once). Blocks while another thread loads. */
+static int curl_load(void)
+{
+	pthread_once(&load_once, curl_load_run);
+	return load_result;
+}
+
+int nb_http_preload(void)
+{
+	return curl_load();
 }
 
 /* ---------------------------------------------------------------- handles */
@@ -574,11 +597,6 @@ static int multi_ready(struct nb_http *h)
 		return 0;
 	if ((rc = curl_load()) < 0)
 		return rc;
-	if (!curl_ready) {
-		if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
-			return -EIO;
-		curl_ready = true;
-	}
 	h->multi = curl_multi_init();
 	if (h->multi == NULL)
 		return -ENOMEM;

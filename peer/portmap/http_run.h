@@ -46,6 +46,10 @@ typedef void (*nb_http_closed_fn)(void *arg);
 int nb_http_open(struct nb_http **ret, uv_loop_t *loop, nb_http_done_fn done, void *arg);
 /* Start a request: 0, -EBUSY (NB_HTTP_MAX_REQUESTS in flight), -EINVAL, -ENOMEM. */
 int nb_http_start(struct nb_http *h, const struct nb_http_request *req);
+/* Load libcurl now (dlopen and curl_global_init, once per process):
+ * blocking, thread-safe, meant for a worker thread (uv_queue_work). 0, or
+ * -ENOSYS (no libcurl) / -EIO. */
+int nb_http_preload(void);
 /* Abort request `id`; its result is never reported. No-op for an unknown id. */
 void nb_http_cancel(struct nb_http *h, uint32_t id);
 /* Abort everything, close the handles; `closed` runs from the loop once the

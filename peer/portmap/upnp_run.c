@@ -36,6 +36,11 @@ struct nb_upnp_run {
 	nb_upnp_run_event_fn cb;
 	void *arg;
 	bool in_pump, pump_again;
+	uv_work_t load;  /* nb_http_preload() in the thread pool */
+	bool loaded;     /* ... done (or failed: the request then fails as usual) */
+	bool have_held;  /* the machine's request, waiting for the load */
+	struct nb_upnp_out held;
+	uint8_t held_body[NB_SOAP_REQ_BODY_MAX]; /* its headers stay in the machine: one request at a time */
 	bool stopping;  /* nb_upnp_run_stop() was called: no more events */
 	bool finished;  /* the handles are closing */
 	int open_handles;
@@ -139,9 +144,23 @@ static void carry_out(struct nb_upnp_run *r, const struct nb_upnp_out *o, uint64
 			nb_log_debug("upnp", "M-SEARCH not sent: %s", uv_strerror(rc));
 		break;
 	case NB_UPNP_OUT_HTTP:
+		if (!r->loaded && o->len <= sizeof(r->held_body)) {
+			/* libcurl is still loading: the request waits (the out
+			 * points into the machine, so the body is copied) */
+			r->held = *o;
+			if (o->len > 0)
+				memcpy(r->held_body, o->bytes, o->len);
+			r->held.bytes = r->held_body;
+			r->have_held = true;
+			break;
+		}
 		do_http(r, o, now);
 		break;
 	case NB_UPNP_OUT_CANCEL:
+		if (r->have_held && r->held.http_id == o->http_id) {
+			r->have_held = false; /* never started */
+			break;
+		}
 		nb_http_cancel(r->http, o->http_id);
 		break;
 	}
@@ -224,6 +243,33 @@ static void on_http_done(uint32_t id, int status, const uint8_t *body, size_t le
 	pump(r);
 }
 
+/* ---------------------------------------------------------------- libcurl */
+
+/* In the thread pool: the loop thread never waits for dlopen. */
+static void load_work(uv_work_t *w)
+{
+	(void)w;
+	(void)nb_http_preload();
+}
+
+static void load_done(uv_work_t *w, int status)
+{
+	struct nb_upnp_run *r = w->data;
+
+	(void)status;
+	r->loaded = true;
+	r->open_handles--;
+	if (r->finished) {
+		maybe_free(r);
+		return;
+	}
+	if (r->have_held) {
+		r->have_held = false;
+		do_http(r, &r->held, nb_now_ms());
+		pump(r);
+	}
+}
+
 /* ---------------------------------------------------------------- API */
 
 int nb_upnp_run_open(struct nb_upnp_run **ret, uv_loop_t *loop, const struct nb_upnp_params *p,
@@ -269,6 +315,11 @@ int nb_upnp_run_open(struct nb_upnp_run **ret, uv_loop_t *loop, const struct nb_
 	uv_timer_init(loop, &r->timer);
 	r->timer.data = r;
 	r->open_handles++;
+	r->load.data = r;
+	if (uv_queue_work(loop, &r->load, load_work, load_done) == 0)
+		r->open_handles++; /* load_done runs even after a stop */
+	else
+		r->loaded = true; /* no thread pool: the first request loads it */
 	nb_upnp_start(&r->u, nb_now_ms());
 	/* The first pump runs from the loop, so no event is reported from
 	 * inside this call (the caller has not even got *ret yet). */
