@@ -580,12 +580,25 @@ setup_shaping() {
         for port in $(inet_ports); do
             echo "-A FORWARD -m physdev --physdev-in $port -j lab_shape"
         done
-        [ "$p" != 0.000000 ] && echo "-A lab_shape -m statistic --mode random --probability $p -j DROP"
         [ "$us" -gt 0 ] && echo "-A lab_shape -j NFQUEUE --queue-num 0 --queue-bypass"
         echo "COMMIT"
     } >"$RUN/shape.rules"
     nsx inet iptables-restore --noflush <"$RUN/shape.rules"
-    log "shaping: delay ${us}us per crossing, loss p=$p per crossing"
+    # The loss starts at wait-ready's "ready" (start_loss): the miniupnpds'
+    # STUN at start (r-cgn's crosses the bridge some six times) would
+    # otherwise fail and stall them past wait-ready's budget.
+    [ "$p" != 0.000000 ] &&
+        printf '*filter\n-I lab_shape 1 -m statistic --mode random --probability %s -j DROP\nCOMMIT\n' "$p" \
+            >"$RUN/shape-loss.rules"
+    log "shaping: delay ${us}us per crossing, loss p=$p per crossing (the loss from wait-ready on)"
+}
+
+# The loss NATLAB_LOSS asks for, once the routers are ready (setup_shaping).
+start_loss() {
+    [ -f "$RUN/shape-loss.rules" ] && [ ! -f "$RUN/shape-loss.on" ] || return 0
+    nsx inet iptables-restore --noflush <"$RUN/shape-loss.rules" || die "cannot start the loss"
+    : >"$RUN/shape-loss.on"
+    log "shaping: loss on"
 }
 
 inet_ports() {
@@ -842,6 +855,7 @@ cmd_wait_ready() {
     m=$(portmap_of r-cgn)
     poll "$(left)" miniupnpd_ready cgn 192.168.11.1 "$m" ||
         die "miniupnpd on r-cgn does not answer ($(portmap_what "$m"))"
+    start_loss
     log "ready"
 }
 
@@ -872,7 +886,8 @@ usage: natlab.sh CMD [ARGS]   (root; NATLAB_PREFIX=$PREFIX)
 options (environment, read by up):
   NATLAB_PREFIX=nl   namespace/run-dir prefix: two labs can run side by side
   NATLAB_DELAY=20ms  one-way delay per crossing of the internet bridge
-  NATLAB_LOSS=5%     loss per crossing of the internet bridge
+  NATLAB_LOSS=5%     loss per crossing of the internet bridge, from wait-ready's
+                     "ready" on (the routers start without it)
   NATLAB_IGD_V1=1    miniupnpd describes itself as IGD v1
   NATLAB_PORTMAP=all protocols both miniupnpds speak: all (UPnP + NAT-PMP/PCP),
                      pmp (NAT-PMP/PCP only, no HTTP/SSDP), upnp (UPnP only,
