@@ -120,6 +120,8 @@ static void on_udp_closed(struct nb_udp *u)
 	r->open_handles--;
 }
 
+static void greet_closed(uv_handle_t *h);
+
 static void close_all(void *arg)
 {
 	struct run *r = arg;
@@ -136,7 +138,7 @@ static void close_all(void *arg)
 		uv_close((uv_handle_t *)&r->lst, on_closed);
 	for (int i = 0; i < MAP_GREET_CONNS; i++) {
 		if (r->greet[i].used && !uv_is_closing((uv_handle_t *)&r->greet[i].h))
-			uv_close((uv_handle_t *)&r->greet[i].h, on_closed);
+			uv_close((uv_handle_t *)&r->greet[i].h, greet_closed);
 	}
 	if (r->o->map.on && r->map_printed) {
 		if (r->o->json)
@@ -192,13 +194,27 @@ static void greet_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 	*buf = uv_buf_init(NULL, 0);
 }
 
+/* The slot is free only once libuv is done with its handle. */
+static void greet_closed(uv_handle_t *h)
+{
+	struct run *r = h->data;
+
+	for (int i = 0; i < MAP_GREET_CONNS; i++)
+		if ((uv_handle_t *)&r->greet[i].h == h)
+			r->greet[i].used = false;
+	r->open_handles--; /* accounted when accepted */
+}
+
 static void greet_close(struct run *r, struct greet *g)
 {
 	(void)r;
 	if (!uv_is_closing((uv_handle_t *)&g->h))
-		uv_close((uv_handle_t *)&g->h, NULL);
-	g->used = false;
-	r->open_handles--; /* accounted when accepted */
+		uv_close((uv_handle_t *)&g->h, greet_closed);
+}
+
+static void spare_closed(uv_handle_t *h)
+{
+	free(h);
 }
 
 static void greet_write_done(uv_write_t *w, int status)
@@ -254,7 +270,7 @@ static void greet_accept(uv_stream_t *lst, int status)
 {
 	struct run *r = lst->data;
 	struct greet *g = NULL;
-	uv_tcp_t spare;
+	uv_tcp_t *spare;
 
 	if (status < 0)
 		return;
@@ -262,10 +278,12 @@ static void greet_accept(uv_stream_t *lst, int status)
 		if (!r->greet[i].used)
 			g = &r->greet[i];
 	if (g == NULL) { /* all busy: take it and drop it */
-		uv_tcp_init(lst->loop, &spare);
-		if (uv_accept(lst, (uv_stream_t *)&spare) == 0)
-			uv_close((uv_handle_t *)&spare, NULL);
-		uv_run(lst->loop, UV_RUN_NOWAIT);
+		spare = malloc(sizeof(*spare));
+		if (spare == NULL)
+			return; /* libuv stops accepting until one is taken */
+		uv_tcp_init(lst->loop, spare);
+		(void)uv_accept(lst, (uv_stream_t *)spare);
+		uv_close((uv_handle_t *)spare, spare_closed);
 		return;
 	}
 	memset(g, 0, sizeof(*g));
