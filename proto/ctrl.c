@@ -43,10 +43,10 @@ static const char *const nat_words[NB_NAT_COUNT] = {
 	"symmetric", "udp-blocked", "firewall",
 };
 static const char *const role_words[NB_ROLE_COUNT] = {
-	"dial", "listen", "punch", "prime", "relay", "none",
+	"dial", "listen", "punch", "prime", "relay", "none", "spray", "probe",
 };
 static const char *const path_words[NB_PATH_COUNT] = {
-	"direct", "lan", "upnp", "relay", "none",
+	"direct", "lan", "upnp", "relay", "none", "birthday",
 };
 static const char *const upnp_words[] = { "none", "failed", "mapped" };
 static const char *const outcome_words[] = { "connected", "failed" };
@@ -1061,6 +1061,33 @@ static int dec_relay(struct ctx *c, const cJSON *o, struct nb_ctrl_relay *r)
 	return 0;
 }
 
+/* "birthday": in a plan every field is required and at least 1; in a
+ * result or a pair each is optional (0 = absent) and one must be there. */
+static int dec_birthday(struct ctx *c, const cJSON *o, bool plan, struct nb_ctrl_birthday *b)
+{
+	const cJSON *bo = NULL;
+	uint32_t port = 0;
+	int rc = get_obj(c, o, "birthday", false, &bo);
+
+	if (rc != 0)
+		return rc < 0 ? rc : 0;
+	if ((rc = get_u32(c, bo, "sockets", plan, plan ? 1 : 0, NB_CTRL_BDAY_SOCKETS_MAX,
+			  &b->sockets)) < 0 ||
+	    (rc = get_u32(c, bo, "probes", plan, plan ? 1 : 0, NB_CTRL_BDAY_PROBES_MAX,
+			  &b->probes)) < 0 ||
+	    (rc = get_u32(c, bo, "rate", plan, plan ? 1 : 0, NB_CTRL_BDAY_RATE_MAX, &b->rate)) < 0)
+		return rc;
+	if (plan && get(bo, "port") != NULL)
+		return ffail(c, NB_CTRL_E_FORMAT, "birthday.port", "not in a plan");
+	if (!plan && (rc = get_u32(c, bo, "port", false, 0, 65535, &port)) < 0)
+		return rc;
+	b->port = (uint16_t)port;
+	if (!plan && b->sockets == 0 && b->probes == 0 && b->rate == 0 && b->port == 0)
+		return ffail(c, NB_CTRL_E_FORMAT, "birthday", "empty");
+	b->has = true;
+	return 0;
+}
+
 static int dec_plan(struct ctx *c, const cJSON *o, struct nb_ctrl_plan *p)
 {
 	const char *s = NULL;
@@ -1087,8 +1114,13 @@ static int dec_plan(struct ctx *c, const cJSON *o, struct nb_ctrl_plan *p)
 	copy_str(p->peer_key, s);
 	if ((rc = get_u32(c, o, "deadline_ms", true, NB_CTRL_DEADLINE_MIN_MS,
 			  NB_CTRL_DEADLINE_MAX_MS, &p->deadline_ms)) < 0 ||
-	    (rc = get_u32(c, o, "delay_ms", false, 0, NB_CTRL_DELAY_MAX_MS, &p->delay_ms)) < 0)
+	    (rc = get_u32(c, o, "delay_ms", false, 0, NB_CTRL_DELAY_MAX_MS, &p->delay_ms)) < 0 ||
+	    (rc = dec_birthday(c, o, true, &p->birthday)) < 0)
 		return rc;
+	if (p->birthday.has != (p->path == NB_PATH_BIRTHDAY))
+		return ffail(c, NB_CTRL_E_FORMAT, "birthday", "exactly with path 'birthday'");
+	if ((p->role == NB_ROLE_SPRAY || p->role == NB_ROLE_PROBE) != (p->path == NB_PATH_BIRTHDAY))
+		return ffail(c, NB_CTRL_E_FORMAT, "role", "spray and probe exactly with path 'birthday'");
 	return dec_relay(c, o, &p->relay);
 }
 
@@ -1110,7 +1142,8 @@ static int dec_result(struct ctx *c, const cJSON *o, struct nb_ctrl_result *r)
 		return rc;
 	r->has_remote = rc == 0;
 	if ((rc = get_u32(c, o, "ms", true, 0, UINT32_MAX, &r->ms)) < 0 ||
-	    (rc = get_reason(c, o, "reason", false, r->reason)) < 0)
+	    (rc = get_reason(c, o, "reason", false, r->reason)) < 0 ||
+	    (rc = dec_birthday(c, o, false, &r->birthday)) < 0)
 		return rc;
 	return 0;
 }
@@ -1169,7 +1202,8 @@ static int dec_pair(struct ctx *c, const cJSON *o, struct nb_ctrl_pair *p)
 	if ((rc = get_word(c, o, "role_b", true, &v_role, &w)) < 0)
 		return rc;
 	p->role_b = (enum nb_role)w;
-	if ((rc = get_reason(c, o, "reason", false, p->reason)) < 0)
+	if ((rc = get_reason(c, o, "reason", false, p->reason)) < 0 ||
+	    (rc = dec_birthday(c, o, false, &p->birthday)) < 0)
 		return rc;
 	rc = get_word(c, o, "measured", false, &v_path, &w);
 	if (rc < 0)
@@ -1606,6 +1640,33 @@ static int enc_relay(struct ctx *c, cJSON *o, const struct nb_ctrl_relay *r)
 	return 0;
 }
 
+static int enc_birthday(struct ctx *c, cJSON *o, bool plan, const struct nb_ctrl_birthday *b)
+{
+	uint32_t lo = plan ? 1 : 0;
+	cJSON *bo;
+	int rc;
+
+	if (!b->has)
+		return 0;
+	if ((rc = check_u32(c, "birthday.sockets", b->sockets, lo, NB_CTRL_BDAY_SOCKETS_MAX)) < 0 ||
+	    (rc = check_u32(c, "birthday.probes", b->probes, lo, NB_CTRL_BDAY_PROBES_MAX)) < 0 ||
+	    (rc = check_u32(c, "birthday.rate", b->rate, lo, NB_CTRL_BDAY_RATE_MAX)) < 0)
+		return rc;
+	if (plan && b->port != 0)
+		return ffail(c, NB_CTRL_E_FORMAT, "birthday.port", "not in a plan");
+	if (!plan && b->sockets == 0 && b->probes == 0 && b->rate == 0 && b->port == 0)
+		return ffail(c, NB_CTRL_E_FORMAT, "birthday", "empty");
+	bo = cJSON_AddObjectToObject(o, "birthday");
+	if (bo == NULL)
+		return NB_CTRL_E_NOMEM;
+	if ((b->sockets != 0 && (rc = put_u32(bo, "sockets", b->sockets)) < 0) ||
+	    (b->probes != 0 && (rc = put_u32(bo, "probes", b->probes)) < 0) ||
+	    (b->rate != 0 && (rc = put_u32(bo, "rate", b->rate)) < 0) ||
+	    (b->port != 0 && (rc = put_u32(bo, "port", b->port)) < 0))
+		return rc;
+	return 0;
+}
+
 static int enc_plan(struct ctx *c, cJSON *o, const struct nb_ctrl_plan *p)
 {
 	int rc;
@@ -1626,6 +1687,12 @@ static int enc_plan(struct ctx *c, cJSON *o, const struct nb_ctrl_plan *p)
 	if (p->delay_ms != 0 &&
 	    (rc = put_range(c, o, "delay_ms", p->delay_ms, 0, NB_CTRL_DELAY_MAX_MS)) < 0)
 		return rc;
+	if (p->birthday.has != (p->path == NB_PATH_BIRTHDAY))
+		return ffail(c, NB_CTRL_E_FORMAT, "birthday", "exactly with path 'birthday'");
+	if ((p->role == NB_ROLE_SPRAY || p->role == NB_ROLE_PROBE) != (p->path == NB_PATH_BIRTHDAY))
+		return ffail(c, NB_CTRL_E_FORMAT, "role", "spray and probe exactly with path 'birthday'");
+	if ((rc = enc_birthday(c, o, true, &p->birthday)) < 0)
+		return rc;
 	return enc_relay(c, o, &p->relay);
 }
 
@@ -1641,7 +1708,8 @@ static int enc_result(struct ctx *c, cJSON *o, const struct nb_ctrl_result *r)
 	if (r->has_remote && (rc = put_addr(c, o, "remote", &r->remote)) < 0)
 		return rc;
 	if ((rc = put_u32(o, "ms", r->ms)) < 0 ||
-	    (rc = put_reason(c, o, "reason", r->reason, false)) < 0)
+	    (rc = put_reason(c, o, "reason", r->reason, false)) < 0 ||
+	    (rc = enc_birthday(c, o, false, &r->birthday)) < 0)
 		return rc;
 	return 0;
 }
@@ -1679,7 +1747,8 @@ static int enc_pair_entry(struct ctx *c, cJSON *o, const void *v)
 	    (rc = put_word(c, o, "predicted", &v_path, (int)p->predicted)) < 0 ||
 	    (rc = put_word(c, o, "role_a", &v_role, (int)p->role_a)) < 0 ||
 	    (rc = put_word(c, o, "role_b", &v_role, (int)p->role_b)) < 0 ||
-	    (rc = put_reason(c, o, "reason", p->reason, false)) < 0)
+	    (rc = put_reason(c, o, "reason", p->reason, false)) < 0 ||
+	    (rc = enc_birthday(c, o, false, &p->birthday)) < 0)
 		return rc;
 	if (p->has_measured) {
 		if ((rc = put_word(c, o, "measured", &v_path, (int)p->measured)) < 0 ||
@@ -1948,6 +2017,12 @@ static bool relay_equal(const struct nb_ctrl_relay *a, const struct nb_ctrl_rela
 			      STREQ(a->pass, b->pass)));
 }
 
+static bool birthday_equal(const struct nb_ctrl_birthday *a, const struct nb_ctrl_birthday *b)
+{
+	return a->has == b->has && (!a->has || (a->sockets == b->sockets && a->probes == b->probes &&
+						a->rate == b->rate && a->port == b->port));
+}
+
 static bool plan_equal(const struct nb_ctrl_plan *a, const struct nb_ctrl_plan *b)
 {
 	return STREQ(a->session, b->session) && STREQ(a->peer, b->peer) && a->role == b->role &&
@@ -1955,7 +2030,7 @@ static bool plan_equal(const struct nb_ctrl_plan *a, const struct nb_ctrl_plan *
 	       addrs_equal(a->candidates, a->n_candidates, b->candidates, b->n_candidates) &&
 	       STREQ(a->username, b->username) && STREQ(a->peer_key, b->peer_key) &&
 	       a->deadline_ms == b->deadline_ms && a->delay_ms == b->delay_ms &&
-	       relay_equal(&a->relay, &b->relay);
+	       relay_equal(&a->relay, &b->relay) && birthday_equal(&a->birthday, &b->birthday);
 }
 
 static bool result_equal(const struct nb_ctrl_result *a, const struct nb_ctrl_result *b)
@@ -1963,7 +2038,7 @@ static bool result_equal(const struct nb_ctrl_result *a, const struct nb_ctrl_re
 	return STREQ(a->session, b->session) && STREQ(a->id, b->id) && a->outcome == b->outcome &&
 	       a->path == b->path && a->has_remote == b->has_remote &&
 	       (!a->has_remote || nb_addr_equal(&a->remote, &b->remote)) && a->ms == b->ms &&
-	       STREQ(a->reason, b->reason);
+	       STREQ(a->reason, b->reason) && birthday_equal(&a->birthday, &b->birthday);
 }
 
 static bool peer_list_equal(const struct nb_ctrl_peer_list *a, const struct nb_ctrl_peer_list *b)
@@ -1990,7 +2065,7 @@ static bool matrix_list_equal(const struct nb_ctrl_matrix_list *a,
 		const struct nb_ctrl_pair *x = &a->pairs[i], *y = &b->pairs[i];
 		if (!STREQ(x->a, y->a) || !STREQ(x->b, y->b) || x->predicted != y->predicted ||
 		    x->role_a != y->role_a || x->role_b != y->role_b || !STREQ(x->reason, y->reason) ||
-		    x->has_measured != y->has_measured ||
+		    x->has_measured != y->has_measured || !birthday_equal(&x->birthday, &y->birthday) ||
 		    (x->has_measured && (x->measured != y->measured || x->ms != y->ms)))
 			return false;
 	}

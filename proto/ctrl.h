@@ -69,6 +69,14 @@
 #define NB_CTRL_DEADLINE_MIN_MS 1
 #define NB_CTRL_DEADLINE_MAX_MS 600000
 #define NB_CTRL_DELAY_MAX_MS 60000
+/* Birthday punching (docs/protocol.md "Birthday"). */
+#define NB_CTRL_BDAY_SOCKETS_MAX 1024 /* sockets the spraying side opens */
+#define NB_CTRL_BDAY_PROBES_MAX 64512 /* every port of 1024..65535 once */
+#define NB_CTRL_BDAY_RATE_MAX 10000   /* probes per second */
+/* The ports a birthday probe picks from: NATs allocate their random ports
+ * above the well-known ones (Linux: 1024..65535). */
+#define NB_BDAY_PORT_MIN 1024
+#define NB_BDAY_PORTS (65536 - NB_BDAY_PORT_MIN)
 /* RFC 8489 §14.8: "The Class represents the hundreds digit of the error
  * code. The value MUST be between 3 and 6." We use the same range. */
 #define NB_CTRL_CODE_MIN 300
@@ -147,8 +155,10 @@ enum nb_role {
 	NB_ROLE_PRIME,    /* "prime": open our own filter toward the peer first, then listen */
 	NB_ROLE_RELAY,    /* "relay": go through the relay */
 	NB_ROLE_NONE,     /* "none": do not try */
+	NB_ROLE_SPRAY,    /* "spray": birthday, the hard side: check from many sockets */
+	NB_ROLE_PROBE,    /* "probe": birthday, the easy side: check many ports of the peer's IP */
 };
-#define NB_ROLE_COUNT 6
+#define NB_ROLE_COUNT 8
 
 /* Which way two peers reach (or are predicted to reach) each other. */
 enum nb_path {
@@ -157,8 +167,9 @@ enum nb_path {
 	NB_PATH_UPNP,       /* "upnp": a UPnP/NAT-PMP mapped port */
 	NB_PATH_RELAY,      /* "relay" */
 	NB_PATH_NONE,       /* "none": no path */
+	NB_PATH_BIRTHDAY,   /* "birthday": direct, found by birthday-paradox punching */
 };
-#define NB_PATH_COUNT 5
+#define NB_PATH_COUNT 6
 
 /* Words <-> enums. *_to_string returns NULL for a value outside the enum;
  * *_from_string returns 0 and sets *ret, or -EINVAL (*ret untouched).
@@ -236,6 +247,23 @@ struct nb_ctrl_relay {
 	char pass[NB_CTRL_RELAY_PASS_MAX + 1]; /* with alloc: its password */
 };
 
+/* A birthday plan's budget ("birthday" in a plan), or what an attempt used
+ * ("birthday" in a result and a matrix pair, every field optional there: 0
+ * = absent; at least one present).
+ *
+ *   plan:   {"sockets": 256, "probes": 2048, "rate": 1000}   all required
+ *   result: {"sockets": 256}                                  from the spraying side
+ *           {"probes": 173, "rate": 1000, "port": 40211}      from the probing side
+ *
+ * port: the spraying side's external port that answered (0: none did). */
+struct nb_ctrl_birthday {
+	bool has;
+	uint32_t sockets; /* 1..NB_CTRL_BDAY_SOCKETS_MAX */
+	uint32_t probes;  /* 1..NB_CTRL_BDAY_PROBES_MAX (result: 0..) */
+	uint32_t rate;    /* probes per second, 1..NB_CTRL_BDAY_RATE_MAX */
+	uint16_t port;    /* result, pair: the winning port, 0 = none */
+};
+
 struct nb_ctrl_register {
 	char id[NB_CTRL_ID_MAX + 1];
 	char token[NB_CTRL_TOKEN_MAX + 1]; /* "" = no token (field absent) */
@@ -306,6 +334,7 @@ struct nb_ctrl_plan {
 	uint32_t deadline_ms;          /* give up this long after receiving the plan */
 	uint32_t delay_ms;             /* wait this long before the first check (0 = absent) */
 	struct nb_ctrl_relay relay;    /* "relay": what to do when no direct path works */
+	struct nb_ctrl_birthday birthday; /* present exactly when path is "birthday" */
 };
 
 struct nb_ctrl_result {
@@ -317,6 +346,7 @@ struct nb_ctrl_result {
 	struct nb_addr remote; /* the peer address that answered */
 	uint32_t ms;           /* from plan received to outcome */
 	char reason[NB_CTRL_REASON_MAX + 1]; /* "" = absent */
+	struct nb_ctrl_birthday birthday; /* a birthday attempt's figures (optional) */
 };
 
 struct nb_ctrl_error {
@@ -359,6 +389,7 @@ struct nb_ctrl_pair {
 	enum nb_path measured;       /* NB_PATH_NONE = tried and failed */
 	uint32_t ms;                 /* with has_measured: time to the outcome */
 	char reason[NB_CTRL_REASON_MAX + 1]; /* the plan's reason, for people; "" = absent */
+	struct nb_ctrl_birthday birthday; /* a birthday attempt's figures, both sides' (optional) */
 };
 
 struct nb_ctrl_matrix_list {

@@ -91,9 +91,12 @@ static void fill_pair(struct nb_ctrl_pair *p, size_t i)
 	}
 	if (i % 2 == 1)
 		snprintf(p->reason, sizeof(p->reason), "plan %zu: both sides punch", i);
+	if (p->predicted == NB_PATH_BIRTHDAY)
+		p->birthday = (struct nb_ctrl_birthday){ .has = true, .sockets = 256,
+							 .probes = (uint32_t)i, .rate = 1000 };
 }
 
-#define MAX_SAMPLES 40
+#define MAX_SAMPLES 44
 
 static size_t make_samples(struct nb_ctrl_msg *s)
 {
@@ -350,6 +353,25 @@ static size_t make_samples(struct nb_ctrl_msg *s)
 	init_msg(m, NB_CTRL_VERIFY);
 	m->u.verify.external = addr("203.0.113.106:8080");
 	m->u.verify.tcp = true;
+
+	m = &s[n++]; /* 37: a birthday plan, the spraying side, at every limit */
+	*m = s[32];
+	m->u.plan.path = NB_PATH_BIRTHDAY;
+	m->u.plan.role = NB_ROLE_SPRAY;
+	m->u.plan.birthday = (struct nb_ctrl_birthday){ .has = true, .sockets = NB_CTRL_BDAY_SOCKETS_MAX,
+							.probes = NB_CTRL_BDAY_PROBES_MAX,
+							.rate = NB_CTRL_BDAY_RATE_MAX };
+
+	m = &s[n++]; /* 38: ... the probing side, at the bottom */
+	*m = s[37];
+	m->u.plan.role = NB_ROLE_PROBE;
+	m->u.plan.birthday = (struct nb_ctrl_birthday){ .has = true, .sockets = 1, .probes = 1, .rate = 1 };
+
+	m = &s[n++]; /* 39: a result with the probing side's figures */
+	*m = s[8];
+	m->u.result.path = NB_PATH_BIRTHDAY;
+	m->u.result.birthday = (struct nb_ctrl_birthday){ .has = true, .probes = 173, .rate = 1000,
+							  .port = 65535 };
 	assert_true(n <= MAX_SAMPLES);
 	return n;
 }
@@ -1425,6 +1447,11 @@ static void test_peek_tx(void **state)
 #define U128 S10 S10 S10 S10 S10 S10 S10 S10 S10 S10 S10 S10 "01234567"
 #define P64 S10 S10 S10 S10 S10 S10 "0123"
 #define RELAYED(rest) HDR("relayed") rest "}"
+#define BSP ",\"role\":\"spray\",\"path\":\"birthday\",\"username\":\"u\""
+#define BGOOD "{\"sockets\":256,\"probes\":2048,\"rate\":1000}"
+#define BPLAN(b) PLAN(BSP CD ",\"birthday\":" b)
+#define BRES(b) HDR("result") ",\"session\":\"0000000000000000\",\"id\":\"a\",\"outcome\":\"connected\"," \
+		"\"path\":\"birthday\",\"ms\":5,\"birthday\":" b "}"
 #define RSESS ",\"session\":\"fedcba9876543210\""
 
 static const struct bad bad_relay[] = {
@@ -1499,6 +1526,27 @@ static const struct bad bad_relay[] = {
 					   "\"relayed\":\"203.0.113.10:5\""), 0, NB_CTRL_E_LENGTH },
 	{ "relayed no id", RELAYED(RSESS ",\"relayed\":\"203.0.113.10:5\""), 0, NB_CTRL_E_MISSING },
 	{ "relayed bad id", RELAYED(RSESS ",\"id\":\"a b\",\"relayed\":\"203.0.113.10:5\""), 0, NB_CTRL_E_FORMAT },
+	/* birthday: exactly with path birthday, roles spray/probe exactly there */
+	{ "birthday path without budget", PLAN(BSP CD), 0, NB_CTRL_E_FORMAT },
+	{ "birthday budget on direct", PLAN(RPU CD ",\"birthday\":" BGOOD), 0, NB_CTRL_E_FORMAT },
+	{ "spray on direct", PLAN(",\"role\":\"spray\",\"path\":\"direct\",\"username\":\"u\"" CD), 0,
+	  NB_CTRL_E_FORMAT },
+	{ "dial on birthday", PLAN(",\"role\":\"dial\",\"path\":\"birthday\",\"username\":\"u\"" CD
+				   ",\"birthday\":" BGOOD), 0, NB_CTRL_E_FORMAT },
+	{ "birthday sockets 0", BPLAN("{\"sockets\":0,\"probes\":2048,\"rate\":1000}"), 0, NB_CTRL_E_RANGE },
+	{ "birthday sockets 1025", BPLAN("{\"sockets\":1025,\"probes\":2048,\"rate\":1000}"), 0, NB_CTRL_E_RANGE },
+	{ "birthday probes 64513", BPLAN("{\"sockets\":256,\"probes\":64513,\"rate\":1000}"), 0, NB_CTRL_E_RANGE },
+	{ "birthday rate 0", BPLAN("{\"sockets\":256,\"probes\":2048,\"rate\":0}"), 0, NB_CTRL_E_RANGE },
+	{ "birthday rate 10001", BPLAN("{\"sockets\":256,\"probes\":2048,\"rate\":10001}"), 0, NB_CTRL_E_RANGE },
+	{ "birthday no rate", BPLAN("{\"sockets\":256,\"probes\":2048}"), 0, NB_CTRL_E_MISSING },
+	{ "birthday port in plan", BPLAN("{\"sockets\":256,\"probes\":2048,\"rate\":1,\"port\":5}"), 0,
+	  NB_CTRL_E_FORMAT },
+	{ "birthday sockets 1.5", BPLAN("{\"sockets\":1.5,\"probes\":2048,\"rate\":1}"), 0, NB_CTRL_E_RANGE },
+	{ "birthday not object", BPLAN("[256]"), 0, NB_CTRL_E_WRONG_TYPE },
+	{ "result birthday empty", BRES("{}"), 0, NB_CTRL_E_FORMAT },
+	{ "result birthday port 65536", BRES("{\"port\":65536}"), 0, NB_CTRL_E_RANGE },
+	{ "result birthday probes -1", BRES("{\"probes\":-1}"), 0, NB_CTRL_E_RANGE },
+	{ "result birthday string", BRES("{\"probes\":\"5\"}"), 0, NB_CTRL_E_WRONG_TYPE },
 };
 
 static void test_relay_decode(void **state)
@@ -1543,6 +1591,21 @@ static void test_relay_decode(void **state)
 	assert_string_equal(m.u.relayed.session, "fedcba9876543210");
 	assert_string_equal(m.u.relayed.id, "alice");
 	assert_true(nb_addr_equal(&m.u.relayed.relayed, &rel));
+
+	j = BPLAN(BGOOD);
+	assert_int_equal(nb_ctrl_decode(&m, (const uint8_t *)j, strlen(j)), (ssize_t)strlen(j));
+	assert_int_equal(m.u.plan.path, NB_PATH_BIRTHDAY);
+	assert_int_equal(m.u.plan.role, NB_ROLE_SPRAY);
+	assert_true(m.u.plan.birthday.has);
+	assert_int_equal(m.u.plan.birthday.sockets, 256);
+	assert_int_equal(m.u.plan.birthday.probes, 2048);
+	assert_int_equal(m.u.plan.birthday.rate, 1000);
+	j = BRES("{\"sockets\":12}");
+	assert_int_equal(nb_ctrl_decode(&m, (const uint8_t *)j, strlen(j)), (ssize_t)strlen(j));
+	assert_true(m.u.result.birthday.has);
+	assert_int_equal(m.u.result.birthday.sockets, 12);
+	assert_int_equal(m.u.result.birthday.probes, 0);
+	assert_int_equal(m.u.result.birthday.port, 0);
 
 	for (size_t i = 0; i < sizeof(bad_relay) / sizeof(bad_relay[0]); i++)
 		check_bad(&bad_relay[i]);
