@@ -6,7 +6,7 @@
 
 #include "proto/nat.h"
 
-enum { T_IDLE = 0, T_ACTIVE, T_ANSWERED, T_FAILED };
+enum { T_IDLE = NB_NC_IDLE, T_ACTIVE = NB_NC_ACTIVE, T_ANSWERED = NB_NC_ANSWERED, T_FAILED = NB_NC_FAILED };
 
 /* The hairpin wait: test I's round trip plus this slack, at most MAX. */
 #define NB_NC_HAIRPIN_SLACK_MS 2
@@ -126,14 +126,33 @@ static void conclude(struct nb_netcheck *nc, uint64_t now)
 	r->nat = nb_nat_type_of(r->mapping, r->filtering, false);
 }
 
-/* Phase 2 starts as soon as its inputs are known. */
+/* Is filtering test II (change IP and port) decided, or will it never run?
+ * Nothing may be sent to the alternate IP before: a filter keyed on the
+ * remote IP alone, across all internal ports, opens for IP2 on the first
+ * datagram to it from any socket, and would then let test II's answer in
+ * (endpoint-independent, while the truth is address-dependent). */
+static bool flt2_settled(const struct nb_netcheck *nc)
+{
+	const struct nb_nc_txn *t = nc->t;
+
+	if (t[NB_NC_T_FLT2].state == T_ANSWERED || t[NB_NC_T_FLT2].state == T_FAILED)
+		return true;
+	/* test II never starts: no answer to filtering test I, or no alternate address */
+	return t[NB_NC_T_FLT2].state == T_IDLE &&
+	       (t[NB_NC_T_FLT1].state == T_FAILED ||
+		(t[NB_NC_T_FLT1].state == T_ANSWERED && t[NB_NC_T_FLT1].other.family == NB_AF_NONE));
+}
+
+/* Phase 2 (filtering II and III, and the hairpin probe, which talks to M1
+ * only) starts as soon as its inputs are known; phase 3 (mapping II and
+ * III, to the alternate IP) once filtering test II is decided. */
 static void advance(struct nb_netcheck *nc, uint64_t now)
 {
 	struct nb_nc_txn *t = nc->t;
 
 	if (t[NB_NC_T_MAP1].state == T_ANSWERED && t[NB_NC_T_MAP2].state == T_IDLE &&
 	    t[NB_NC_T_MAP1].other.family != NB_AF_NONE &&
-	    !nb_addr_equal(&t[NB_NC_T_MAP1].mapped, &nc->r.local)) {
+	    !nb_addr_equal(&t[NB_NC_T_MAP1].mapped, &nc->r.local) && flt2_settled(nc)) {
 		struct nb_addr alt_ip = t[NB_NC_T_MAP1].other;
 		alt_ip.port = nc->server.port;
 		start(nc, NB_NC_T_MAP2, &alt_ip, 0, now);

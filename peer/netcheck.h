@@ -2,14 +2,14 @@
  * sockets, no clock; the shell feeds datagrams and `now`, and sends what
  * nb_netcheck_poll() hands it.
  *
- * Two sockets, run at once:
+ * Two sockets:
  *   NB_NC_MAP   the agent's own socket: mapping tests (RFC 5780 §4.3)
  *                 I   -> primary address          reflexive M1, OTHER-ADDRESS
  *                 II  -> alternate IP, primary port   M2 == M1 ? EIM
  *                 III -> alternate IP and port        M3 == M2 ? ADM : APDM
  *   NB_NC_FILT  a second socket: filtering tests (§4.4), so that traffic of
- *               the mapping tests to the alternate address cannot open its
- *               filter (stuntman issue 18)
+ *               the mapping tests to the alternate address cannot open a
+ *               filter keyed on the internal port (stuntman issue 18)
  *                 I   -> primary, plain
  *                 II  -> primary, CHANGE-REQUEST ip+port: answered ? EIF
  *                 III -> primary, CHANGE-REQUEST port:    answered ? ADF : APDF
@@ -21,8 +21,22 @@
  *               before it lets a deadline pass (nb_udp_drain), or a busy
  *               machine turns a late wake-up into "no hairpin".
  *
- * Phase 1 is both tests I; phase 2 is everything else, in parallel. Each
- * transaction is retransmitted until answered or its give-up time: a
+ * Phases (each test starts as soon as its inputs are known):
+ *   1. mapping I and filtering I, at once, both to the primary address;
+ *   2. filtering II and III (after filtering I), and the hairpin probe
+ *      (after both tests I; it talks to M1 only), at once;
+ *   3. mapping II and III (after mapping I), only once filtering II is
+ *      decided (answered or given up; or it will never run). A second
+ *      socket is not enough: a filter keyed on the remote IP alone, across
+ *      all internal ports (lab router r-hr), opens for the alternate IP on
+ *      the first datagram to it from any port, and then lets filtering II's
+ *      answer in: "endpoint-independent" for an address-dependent filter.
+ *      So nothing goes to the alternate IP before filtering II is decided.
+ * Timing: an answered filtering II (EIF) costs one round trip more than
+ * running everything at once (3 RTT in all); a filtered one (ADF, APDF)
+ * costs the give-up time plus one round trip (1.6 s + 2 RTT).
+ *
+ * Each transaction is retransmitted until answered or its give-up time: a
  * filtering test's "no answer" costs exactly that. By default every 100 ms
  * (no doubling), 16 sends in 1.6 s: a "no answer" verdict must survive
  * loss; with round trips lost with probability q it is wrong with q^16, not
@@ -80,8 +94,11 @@ struct nb_netcheck_tx {
 	size_t len;
 };
 
+/* A transaction's state (struct nb_nc_txn.state). */
+enum { NB_NC_IDLE = 0, NB_NC_ACTIVE, NB_NC_ANSWERED, NB_NC_FAILED };
+
 struct nb_nc_txn {
-	uint8_t state; /* idle, active, answered, failed */
+	uint8_t state; /* NB_NC_IDLE, _ACTIVE, _ANSWERED, _FAILED */
 	uint8_t sends;
 	uint64_t first_send, next_send, give_up;
 	uint32_t rto;

@@ -3,7 +3,7 @@
 #
 # One command: install what is missing, build natpeer and natbroker, bring the
 # NAT lab up, start natbroker on srv (RFC 5780 mode) and one `natpeer listen`
-# on each of the 13 lab hosts, connect every unordered pair, and show the
+# on each of the 14 lab hosts, connect every unordered pair, and show the
 # broker's prediction beside what happened: a matrix on the terminal, plus
 # matrix.json and matrix.html in --out. Then tear the lab down.
 #
@@ -21,7 +21,7 @@
 # its deadline falls back to the relay, which shows as a disagreement.
 #
 # Parallelism: a host takes part in at most one pair at a time (as connector
-# or as listener), so at most 6 pairs run at once. conntrack is flushed once,
+# or as listener), so at most 7 pairs run at once. conntrack is flushed once,
 # before the listeners start, never between pairs (pairs on one router run in
 # parallel). No stale entry can match a pair: every connector has a fresh
 # random port, and a listener keeps one mapping for all its pairs, as a real
@@ -37,7 +37,7 @@ usage() {
     cat <<EOF
 usage: tests/lab/matrix.sh [options]     (as root; Debian 12)
 
-Builds the NAT lab, connects every pair of its 13 hosts through natbroker, and
+Builds the NAT lab, connects every pair of its 14 hosts through natbroker, and
 shows the broker's prediction beside what actually happened.
 
   --out DIR       write matrix.json, matrix.html and logs/ there
@@ -48,7 +48,7 @@ shows the broker's prediction beside what actually happened.
   --keep          leave the lab up afterwards (natlab.sh down to remove it)
   --no-color      plain symbols even on a terminal (also: NO_COLOR=1)
   --timeout S     punch deadline of each connect (default: the broker's plan)
-  --jobs N        pairs at once, 1..6 (default 6: every host in one pair)
+  --jobs N        pairs at once, 1..7 (default 7: every host in one pair)
   -h, --help      this text
 
 Environment: NATLAB_PREFIX (default nbm) names the lab's namespaces.
@@ -62,7 +62,7 @@ BUILD=
 KEEP=0
 COLOR=auto
 PUNCH=
-JOBS=6
+JOBS=7
 while [ $# -gt 0 ]; do
     case $1 in
         --out) OUT=${2:?--out needs a directory}; shift ;;
@@ -72,7 +72,7 @@ while [ $# -gt 0 ]; do
         --timeout) PUNCH=${2:?--timeout needs seconds}; shift
                    [[ $PUNCH =~ ^[1-9][0-9]?$ ]] || { echo "matrix.sh: --timeout: expected 1..99 seconds, got '$PUNCH'" >&2; exit 2; } ;;
         --jobs) JOBS=${2:?--jobs needs a number}; shift
-                [[ $JOBS =~ ^[1-6]$ ]] || { echo "matrix.sh: --jobs: expected 1..6, got '$JOBS'" >&2; exit 2; } ;;
+                [[ $JOBS =~ ^[1-7]$ ]] || { echo "matrix.sh: --jobs: expected 1..7, got '$JOBS'" >&2; exit 2; } ;;
         -h | --help) usage; exit 0 ;;
         *) echo "matrix.sh: unknown option '$1'" >&2; usage >&2; exit 2 ;;
     esac
@@ -151,7 +151,7 @@ NP=$(realpath "$NP") NB=$(realpath "$NB")
 LAB_KEEP=$KEEP
 SRV1=203.0.113.10
 SRV2=203.0.113.11
-HOSTS=(pub fc rc prc sym sym2 blk upnp cgn lan1 lan2 hp1 hp2)
+HOSTS=(pub fc rc prc sym sym2 blk upnp cgn lan1 lan2 hp1 hp2 hr)
 RENDER=$TOP/tests/lab/matrix_render.py
 
 mkdir -p "$OUT" || die "cannot create $OUT"
@@ -207,7 +207,7 @@ step "bringing the lab up (prefix $NATLAB_PREFIX)"
 T_LAB=$(lab_now_ms)
 "$NATLAB" down >/dev/null 2>&1 || true
 "$NATLAB" up >"$LOGS/natlab.log" 2>&1 || { cat "$LOGS/natlab.log"; die "natlab.sh up failed"; }
-say "    up in $(secs_since "$T_LAB") s: 13 hosts, 11 NAT routers; waiting for the UPnP routers (about 9 s)"
+say "    up in $(secs_since "$T_LAB") s: ${#HOSTS[@]} hosts, 12 NAT routers; waiting for the UPnP routers (about 9 s)"
 "$NATLAB" wait-ready 30 >>"$LOGS/natlab.log" 2>&1 || { cat "$LOGS/natlab.log"; die "the lab did not get ready"; }
 "$NATLAB" stop-coturn >>"$LOGS/natlab.log" 2>&1 || die "natlab.sh stop-coturn failed"
 lab_wait 5 eval '! lab_udp_bound srv 3478 && ! lab_udp_bound srv 3479' || die "coturn still holds srv's ports"
@@ -303,7 +303,7 @@ say "    ${#HOSTS[@]} hosts registered with the broker${tcp_hosts[*]:+; ${tcp_ho
 
 # ---------------------------------------------------------------- pairs
 # PA[k] connects to PB[k]: the host listed first (blk, 7th, is listener for
-# the six before it and connector for the six after it)
+# the six before it and connector for the seven after it)
 PA=() PB=()
 for ((i = 0; i < ${#HOSTS[@]}; i++)); do
     for ((j = i + 1; j < ${#HOSTS[@]}; j++)); do

@@ -31,6 +31,7 @@ ROUTERS=(
     "r-hp:8:hairpin:hp1 hp2"
     "r-lan:9:portrestricted:lan1 lan2"
     "r-cgn:11:upnp-cgn:cgn"
+    "r-hr:12:hostrestricted:hr"
 )
 SRV_IP1=203.0.113.10
 SRV_IP2=203.0.113.11
@@ -322,6 +323,21 @@ EOF
     portrestricted)
         nft_base
         echo "add rule ip lab_nat postrouting oifname \"wan0\" snat to $wan"
+        ;;
+    hostrestricted)
+        # The filter keys on the remote IP alone, across all internal ports
+        # and protocols: once the host sent anything to IP X, X may send to
+        # any of its ports. Address-dependent filtering that fools a
+        # classifier which contacts the alternate IP before its filtering
+        # test II.
+        nft_base
+        cat <<EOF
+add set inet lab remotes { type ipv4_addr; flags dynamic,timeout; timeout 300s; }
+add rule ip lab_nat prerouting iifname "wan0" ip daddr $wan dnat to $h1
+add rule ip lab_nat postrouting oifname "wan0" snat to $wan
+add rule inet lab pre_forward iifname "lan0" oifname "wan0" update @remotes { ip daddr }
+add rule inet lab post_forward iifname "wan0" oifname "lan0" ip saddr @remotes accept
+EOF
         ;;
     symmetric)
         nft_base
@@ -810,6 +826,7 @@ cmd_flush() {
     done
     par_nodes "$ROUTER_NODES" flush_router {}
     nsx r-rc nft flush set inet lab peers
+    nsx r-hr nft flush set inet lab remotes
 }
 
 http_ok() { # node host port: GET /rootDesc.xml answers 200

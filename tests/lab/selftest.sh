@@ -45,6 +45,10 @@ CLASSES=(
     "lan1|$EIM|$APDF|Independent Mapping, Port Dependent Filter"
     "hp1|$EIM|$EIF|Independent Mapping, Independent Filter, preserves ports, will hairpin"
     "cgn|$EIM|$APDF|Independent Mapping, Port Dependent Filter"
+    # hr filters on the remote IP alone (address-dependent, section 2b), but
+    # both tools send to the alternate IP before their "change IP and port"
+    # test, which opens the filter: they are fooled, and must stay fooled
+    "hr|$EIM|$EIF|Independent Mapping, Independent Filter"
 )
 
 classify_host() { # host: both tools, one after the other, each bounded
@@ -130,7 +134,7 @@ lab_stop "$tcp_pid"
 # router to the host's LAN address proves the listener was listening.
 lab_flush
 PORT=45000
-INBOUND=(fc:yes hp1:yes rc:no prc:no sym:no sym2:no blk:no upnp:no lan1:no cgn:no)
+INBOUND=(fc:yes hp1:yes rc:no prc:no sym:no sym2:no blk:no upnp:no lan1:no cgn:no hr:no)
 lpids=()
 for e in "${INBOUND[@]}"; do
     h=${e%%:*}
@@ -156,6 +160,21 @@ for e in "${INBOUND[@]}"; do
         lab_udp_reaches "$r" "$(lab_addr "$h")" $PORT "ctl-$h" "$LAB_TMP/in-$h.txt" 3
 done
 lab_stop "${lpids[@]}"
+
+# ------------------------------------------------------------------ 2b. host-keyed filter
+# r-hr admits any port of a remote IP that hr sent anything to, from any of
+# its own ports: after hr -> pub:47009 from port 45001, pub reaches hr's port
+# 45000 from another port; srv, never contacted, does not.
+lab_flush
+HR_PUB=$(lab_public hr)   # 203.0.113.112
+lab_udp_listen hr 45000 "$LAB_TMP/hr.txt" || lab_fail "listener on hr:45000"
+hr_pid=$LAB_LAST_PID
+lab_udp_send hr "$PUB" 47009 "open-host" 45001
+lab_check "host-keyed: after hr -> pub from port 45001, pub:47001 -> $HR_PUB:45000 reaches hr" \
+    lab_udp_reaches pub "$HR_PUB" 45000 "hr-pub" "$LAB_TMP/hr.txt" 3 47001
+lab_check "host-keyed: srv (never contacted) -> $HR_PUB:45000 does not reach hr" \
+    lab_udp_blocked srv "$HR_PUB" 45000 "hr-srv" "$LAB_TMP/hr.txt"
+lab_stop "$hr_pid"
 
 # ------------------------------------------------------------------ 3. hairpin
 lab_flush

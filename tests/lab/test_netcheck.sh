@@ -3,6 +3,12 @@
 # NAT as the NAT was built, and as coturn's turnutils_natdiscovery does,
 # against coturn and against natbroker (both in RFC 5780 mode on srv).
 # Conntrack is flushed before every run. Needs root (exit 77 otherwise).
+#
+# hr sits behind r-hr, whose filter keys on the remote IP alone, across all
+# internal ports: anything sent to the server's alternate IP, from any port,
+# opens the filter for the "change IP and port" test. netcheck must still say
+# address-dependent (it sends nothing to the alternate IP before that test is
+# decided); the third-party tools are fooled, which is printed, not asserted.
 set -u
 export NATLAB_PREFIX=${NATLAB_PREFIX:-nbn}
 . "$(dirname "$0")/lib.sh"
@@ -11,7 +17,7 @@ NP=${1:?usage: test_netcheck.sh PATH/TO/natpeer PATH/TO/natbroker}
 NB=${2:?usage: test_netcheck.sh PATH/TO/natpeer PATH/TO/natbroker}
 SRV1=203.0.113.10
 SRV2=203.0.113.11
-HOSTS="pub fc rc prc sym sym2 blk upnp lan1 hp1 cgn"
+HOSTS="pub fc rc prc sym sym2 blk upnp lan1 hp1 cgn hr"
 
 lab_init 300
 for b in "$NP" "$NB"; do
@@ -47,6 +53,7 @@ run_host() { # SERVER-NAME HOST
         lab_fail "$h via $server: netcheck says '$got', want '$want'" "$(cat "$f.np" "$f.np.err")"
     fi
     [ "$h" = blk ] && return   # natdiscovery has no verdict without UDP
+    [ "$h" = hr ] && { hr_info "$server"; return; }
     lab_flush
     lab_exec "$h" timeout 40 turnutils_natdiscovery -m -f "$SRV1" >"$f.nd" 2>&1
     nd=$(nd_words "$f.nd")
@@ -58,6 +65,30 @@ run_host() { # SERVER-NAME HOST
     else
         lab_fail "$h via $server: turnutils_natdiscovery says '$nd', netcheck '$ours'" "$(cat "$f.nd")"
     fi
+}
+
+# hr_info SERVER-NAME: what the classifiers that contact the alternate IP
+# first make of r-hr's filter (information only: they are fooled). Each run
+# after a flush; stun (Debian's stun-client) and netcheck also after hr sent
+# one datagram to the alternate IP from another port, as any earlier contact
+# within the filter's timeout would (the filter is then open: no classifier
+# can see through that, netcheck included).
+hr_info() {
+    local server=$1 f=$LAB_TMP/$1-hr
+    lab_flush
+    lab_exec hr timeout 40 turnutils_natdiscovery -m -f "$SRV1" >"$f.nd" 2>&1
+    lab_log "hr via $server (info): turnutils_natdiscovery says '$(nd_words "$f.nd")' (truth: endpoint-independent address-dependent)"
+    lab_flush
+    lab_exec hr timeout 20 stun "$SRV1" >"$f.stun" 2>&1
+    lab_log "hr via $server (info): stun says '$(sed -n 's/^Primary: //p' "$f.stun" | tr -d '\t')'"
+    lab_flush
+    lab_udp_send hr "$SRV2" 9 "contact" 45123
+    lab_exec hr timeout 20 stun "$SRV1" >"$f.stun2" 2>&1
+    lab_log "hr via $server (info): after hr -> $SRV2, stun says '$(sed -n 's/^Primary: //p' "$f.stun2" | tr -d '\t')'"
+    lab_flush
+    lab_udp_send hr "$SRV2" 9 "contact" 45123
+    lab_exec hr timeout 15 "$NP" netcheck --broker "$SRV1:3478" --json >"$f.np2" 2>/dev/null
+    lab_log "hr via $server (info): after hr -> $SRV2, netcheck says '$(np_words "$f.np2")' (the filter is open for $SRV2)"
 }
 
 lab_up || { lab_fail "lab up"; lab_summary; exit 1; }

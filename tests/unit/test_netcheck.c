@@ -3,7 +3,9 @@
  * The simulator has its own model of mapping and filtering, a server with
  * two addresses (or one), and a clock; netcheck must recover the behaviour
  * the simulator was given, in bounded time; also when the simulated
- * internet loses datagrams. */
+ * internet loses datagrams. Every run also checks that nothing goes to the
+ * server's alternate IP before filtering test II is decided (a filter keyed
+ * on the remote IP alone would otherwise let its answer in). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -27,6 +29,9 @@ struct world {
 	enum nb_mapping mapping; /* NB_MAPPING_NONE: no NAT */
 	enum nb_filtering filtering;
 	bool blocked, single_address, ignore_change, hairpin;
+	/* the filter keys on the remote IP alone, across all internal ports (the
+	 * lab's r-hr): an answer from IP X gets in once any socket sent to X */
+	bool host_keyed;
 	uint32_t rtt;
 	uint32_t loss_pct; /* each crossing of the internet (request, answer) lost with this chance */
 	uint64_t rng;      /* xorshift64 state for the losses; 0 = a fixed seed */
@@ -89,6 +94,11 @@ static bool admits(const struct world *w, int sock, const struct nb_addr *from)
 	if (w->filtering == EIF)
 		return true;
 	for (int i = 0; i < w->n_sent; i++) {
+		if (w->host_keyed) {
+			if (nb_addr_ip_equal(&w->sent[i].dst, from))
+				return true;
+			continue;
+		}
 		if (w->sent[i].sock != sock || !nb_addr_ip_equal(&w->sent[i].dst, from))
 			continue;
 		if (w->filtering == ADF || w->sent[i].dst.port == from->port)
@@ -182,6 +192,17 @@ static void world_send(struct world *w, const struct nb_netcheck_tx *tx, uint64_
 		deliver_later(w, now + w->rtt, tx->sock, &from, out, nb_stun_enc_len(&e));
 }
 
+/* May netcheck send to the alternate IP now? Only once filtering test II
+ * (change IP and port) is decided, or when it will never run. */
+static bool alt_ip_allowed(const struct nb_netcheck *nc)
+{
+	uint8_t flt1 = nc->t[NB_NC_T_FLT1].state, flt2 = nc->t[NB_NC_T_FLT2].state;
+
+	if (flt2 == NB_NC_ANSWERED || flt2 == NB_NC_FAILED)
+		return true;
+	return flt2 == NB_NC_IDLE && flt1 != NB_NC_IDLE && flt1 != NB_NC_ACTIVE;
+}
+
 /* Run netcheck (with params p, NULL: the defaults) to completion on the world's clock. */
 static const struct nb_netcheck_result *run_with(struct world *w, struct nb_netcheck *nc,
 						  const struct nb_netcheck_params *p)
@@ -194,8 +215,12 @@ static const struct nb_netcheck_result *run_with(struct world *w, struct nb_netc
 	nb_netcheck_init(nc, p, &w->s1, &w->local[0], seed, now);
 	for (int steps = 0; !nb_netcheck_done(nc); steps++) {
 		assert_true(steps < 10000);
-		while (nb_netcheck_poll(nc, now, &tx) == 1)
+		while (nb_netcheck_poll(nc, now, &tx) == 1) {
+			if (nb_addr_ip_equal(&tx.to, &w->s2) && !alt_ip_allowed(nc))
+				fail_msg("a datagram to the alternate IP at %llu ms, before filtering test II is decided",
+					 (unsigned long long)(now - 1000));
 			world_send(w, &tx, now);
+		}
 		uint64_t next = nb_netcheck_deadline(nc);
 		for (int i = 0; i < w->n_q; i++)
 			if (w->q[i].at < next)
@@ -270,11 +295,13 @@ static void test_reflexive_and_hairpin(void **state)
 	r = run(&w2, &nc);
 	assert_int_equal(r->hairpin, 0);
 	/* A full cone that does not hairpin is not held up by the full give-up
-	 * time: the probe starts after test I (one RTT) and waits RTT + 2 ms. */
-	assert_int_equal(r->ms, w2.rtt + w2.rtt + 2);
+	 * time: the probe starts after test I (one RTT) and waits RTT + 2 ms,
+	 * within the three round trips of tests I, filtering II, mapping II. */
+	assert_int_equal(r->ms, 3 * w2.rtt);
 	struct world w3 = { .mapping = EIM, .filtering = EIF, .hairpin = false, .rtt = 400 };
 	r = run(&w3, &nc);
-	assert_int_equal(r->ms, 400 + 402); /* past the other tests' answers (at 800) */
+	assert_int_equal(r->hairpin, 0);
+	assert_int_equal(r->ms, 3 * 400); /* the probe gave up at 400 + 402 */
 }
 
 static void test_udp_blocked(void **state)
@@ -306,10 +333,12 @@ static void test_loss_20_percent(void **state)
 	static const struct {
 		enum nb_mapping m;
 		enum nb_filtering f;
+		bool host_keyed;
 	} cases[] = {
-		{ NB_MAPPING_NONE, EIF }, { NB_MAPPING_NONE, APDF }, { EIM, EIF },   { EIM, ADF },
-		{ EIM, APDF },            { ADM, APDF },             { APDM, APDF }, { APDM, EIF },
-		{ APDM, ADF },
+		{ NB_MAPPING_NONE, EIF, false }, { NB_MAPPING_NONE, APDF, false }, { EIM, EIF, false },
+		{ EIM, ADF, false },             { EIM, APDF, false },             { ADM, APDF, false },
+		{ APDM, APDF, false },           { APDM, EIF, false },             { APDM, ADF, false },
+		{ EIM, ADF, true },
 	};
 	static const struct nb_netcheck_params old = {
 		.rto_ms = 100, .rto_max_ms = 400, .give_up_ms = 1600, .hairpin = true,
@@ -323,7 +352,7 @@ static void test_loss_20_percent(void **state)
 		for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 			for (int k = 0; k < RUNS; k++) {
 				struct world w = { .mapping = cases[i].m, .filtering = cases[i].f,
-						   .loss_pct = 20, .rng = rng };
+						   .host_keyed = cases[i].host_keyed, .loss_pct = 20, .rng = rng };
 				struct nb_netcheck nc;
 				const struct nb_netcheck_result *r = run_with(&w, &nc, sched == 0 ? &old : NULL);
 				rng = w.rng;
@@ -333,8 +362,9 @@ static void test_loss_20_percent(void **state)
 					else
 						wrong_new++;
 				}
-				/* Bounded: test I, then phase 2, each at most the give-up time. */
-				assert_true(r->ms <= 2 * 1600 + 2 * w.rtt);
+				/* Bounded: test I, filtering II, mapping II, each at most the
+				 * give-up time. */
+				assert_true(r->ms <= 3 * 1600 + 3 * w.rtt);
 			}
 		}
 	}
@@ -342,6 +372,40 @@ static void test_loss_20_percent(void **state)
 		      (int)(RUNS * (sizeof(cases) / sizeof(cases[0]))), wrong_old, wrong_new);
 	assert_true(wrong_old > 0); /* the simulation does lose enough to matter */
 	assert_int_equal(wrong_new, 0);
+}
+
+/* A filter keyed on the remote IP alone, across all internal ports (the
+ * lab's r-hr, "hostrestricted"): once anything went to the alternate IP,
+ * from any port, the answer to filtering test II gets in. Run in the right
+ * order, netcheck sees address-dependent filtering; the mapping tests still
+ * reach the alternate IP (their own datagrams open the filter). */
+static void test_host_keyed_filter(void **state)
+{
+	struct nb_netcheck nc;
+
+	(void)state;
+	for (uint32_t rtt = 1; rtt <= 400; rtt *= 20) {
+		struct world w = { .mapping = EIM, .filtering = ADF, .host_keyed = true, .rtt = rtt };
+		const struct nb_netcheck_result *r = run(&w, &nc);
+		if (r->mapping != EIM || r->filtering != ADF)
+			fail_msg("rtt %u: got %s/%s, note '%s'", rtt, nb_mapping_to_string(r->mapping),
+				 nb_filtering_to_string(r->filtering), r->note);
+		assert_int_equal(r->nat, NB_NAT_RESTRICTED_CONE);
+		assert_true(r->rfc5780);
+		/* test I, filtering II's give-up, then mapping II */
+		assert_int_equal(r->ms, rtt + 1600 + rtt);
+	}
+
+	/* The simulated filter does open on contact: a host that talked to the
+	 * alternate IP shortly before (within the filter's timeout) looks
+	 * endpoint-independent. No order of tests can see through that. */
+	struct world w2 = { .mapping = EIM, .filtering = ADF, .host_keyed = true };
+	w2.sent[0].sock = NB_NC_MAP;
+	w2.sent[0].dst = A("203.0.113.11:3479");
+	w2.n_sent = 1;
+	const struct nb_netcheck_result *r = run(&w2, &nc);
+	assert_int_equal(r->filtering, EIF);
+	assert_int_equal(r->mapping, EIM);
 }
 
 static void test_single_address_server(void **state)
@@ -401,6 +465,7 @@ int main(void)
 		cmocka_unit_test(test_every_nat),
 		cmocka_unit_test(test_reflexive_and_hairpin),
 		cmocka_unit_test(test_udp_blocked),
+		cmocka_unit_test(test_host_keyed_filter),
 		cmocka_unit_test(test_loss_20_percent),
 		cmocka_unit_test(test_single_address_server),
 		cmocka_unit_test(test_server_ignoring_change_request_is_not_trusted),
