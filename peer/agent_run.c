@@ -28,6 +28,7 @@
 #include "peer/netcheck_run.h"
 #include "peer/portmap/portmap_run.h"
 #include "peer/punch.h"
+#include "peer/spray_run.h"
 #include "peer/tcpconn_run.h"
 #include "peer/turnc.h"
 #include "proto/nat.h"
@@ -119,6 +120,11 @@ struct session {
 	uint64_t plan_at; /* when the plan arrived */
 	uint64_t t0;      /* "ms" in the event line counts from here */
 	uint64_t free_at; /* failed: forget it then */
+	/* Birthday, the spraying side: its sockets for the attempt; once one
+	 * has won (pu.remote_sock), the session's datagrams go through it. */
+	struct nb_spray *sp;
+	bool sp_kept;
+	uint32_t bd_sent; /* the probing side: probes of the birthday attempt */
 };
 
 struct out_chunk {
@@ -235,6 +241,15 @@ struct agent {
 	bool turn_told;                 /* our relayed address is registered */
 	bool relayed_update;            /* the register in flight tells it (an update, not a loss) */
 	uint8_t turn_buf[NB_TURNC_OUT_MAX + 64];
+
+	/* The datagram being handled came in on a spraying socket: replies to
+	 * its source go out through that socket. */
+	struct {
+		bool on;
+		const struct session *s;
+		uint32_t idx;
+		struct nb_addr from;
+	} rx;
 };
 
 static void pump(struct agent *a);
@@ -426,10 +441,21 @@ static enum nb_path path_of(const struct session *s)
 	return s->plan.path;
 }
 
+static void bday_figures(const struct session *s, struct nb_ctrl_birthday *ret);
+
 static void event_connected(struct agent *a, const struct session *s, uint64_t ms)
 {
-	char remote[NB_ADDR_STRLEN];
+	char remote[NB_ADDR_STRLEN], bday[96] = "";
 	const char *path = nb_path_to_string(path_of(s));
+	struct nb_ctrl_birthday b;
+
+	bday_figures(s, &b);
+	if (b.has && s->plan.role == NB_ROLE_SPRAY)
+		snprintf(bday, sizeof(bday), " (birthday: socket %u of %u, port %u)", s->pu.remote_sock,
+			 b.sockets, b.port);
+	else if (b.has)
+		snprintf(bday, sizeof(bday), " (birthday: port %u after %u probes at %u/s)", b.port, b.probes,
+			 b.rate);
 
 	nb_addr_format(&s->pu.remote, remote, sizeof(remote));
 	if (a->o->json) {
@@ -444,15 +470,28 @@ static void event_connected(struct agent *a, const struct session *s, uint64_t m
 		}
 		cJSON_AddNumberToObject(j, "ms", (double)ms);
 		cJSON_AddStringToObject(j, "key", s->peer_key_text);
+		if (b.has) {
+			cJSON *bo = cJSON_AddObjectToObject(j, "birthday");
+			if (bo != NULL && b.sockets != 0) {
+				cJSON_AddNumberToObject(bo, "sockets", b.sockets);
+				cJSON_AddNumberToObject(bo, "socket", s->pu.remote_sock);
+			}
+			if (bo != NULL && b.probes != 0) {
+				cJSON_AddNumberToObject(bo, "probes", b.probes);
+				cJSON_AddNumberToObject(bo, "rate", b.rate);
+			}
+			if (bo != NULL)
+				cJSON_AddNumberToObject(bo, "port", b.port);
+		}
 		out_json(a, j);
 	} else {
-		char line[320], rel[NB_ADDR_STRLEN + 16] = "";
+		char line[420], rel[NB_ADDR_STRLEN + 16] = "";
 		if (s->relay == REL_RUN) {
 			char r[NB_ADDR_STRLEN];
 			snprintf(rel, sizeof(rel), " via relay %s", nb_addr_format(&s->relayed, r, sizeof(r)));
 		}
-		snprintf(line, sizeof(line), "connected to %s (%s) at %s%s in %llu ms, key %s", s->plan.peer,
-			 path, remote, rel, (unsigned long long)ms, s->peer_key_text);
+		snprintf(line, sizeof(line), "connected to %s (%s) at %s%s in %llu ms, key %s%s", s->plan.peer,
+			 path, remote, rel, (unsigned long long)ms, s->peer_key_text, bday);
 		out_text(a, line);
 	}
 }
@@ -707,10 +746,31 @@ static void on_bconn_state(struct nb_tcpconn *t, int status, void *arg)
 	}
 }
 
+/* Birthday: datagrams to `to` that go out through a spraying socket: a
+ * reply to a datagram that came in on one, or a session's, once a socket
+ * has won. true when sent (or dropped) there. */
+static bool spray_routes(struct agent *a, const uint8_t *b, size_t len, const struct nb_addr *to)
+{
+	if (a->rx.on && a->rx.s->sp != NULL && nb_addr_equal(to, &a->rx.from)) {
+		(void)nb_spray_send(a->rx.s->sp, a->rx.idx, b, len, to);
+		return true;
+	}
+	for (int i = 0; i < AGENT_MAX_SESSIONS; i++) {
+		const struct session *s = &a->s[i];
+		if (s->used && s->sp != NULL && s->sp_kept && nb_addr_equal(&s->pu.remote, to)) {
+			(void)nb_spray_send(s->sp, s->pu.remote_sock, b, len, to);
+			return true;
+		}
+	}
+	return false;
+}
+
 static void send_to(struct agent *a, const uint8_t *b, size_t len, const struct nb_addr *to)
 {
 	int rc;
 
+	if (spray_routes(a, b, len, to))
+		return;
 	if (a->broker_tcp && nb_addr_equal(to, &a->o->broker)) {
 		(void)nb_tcpconn_send_dgram(&a->bconn, b, len);
 		return;
@@ -985,6 +1045,24 @@ static struct session *session_new(struct agent *a, const char *peer)
 	return free_slot;
 }
 
+/* A birthday attempt's figures, our side's: the sockets we sprayed from,
+ * or the probes we sent and at what rate; and the winning port. */
+static void bday_figures(const struct session *s, struct nb_ctrl_birthday *ret)
+{
+	memset(ret, 0, sizeof(*ret));
+	if (s->plan.path != NB_PATH_BIRTHDAY)
+		return;
+	if (s->plan.role == NB_ROLE_SPRAY) {
+		ret->sockets = s->plan.birthday.sockets;
+	} else {
+		ret->probes = s->bd_sent;
+		ret->rate = s->plan.birthday.rate;
+	}
+	if (nb_punch_state(&s->pu) == NB_PUNCH_CONNECTED && s->relay == REL_NONE)
+		ret->port = s->pu.bd.port;
+	ret->has = ret->sockets != 0 || ret->probes != 0 || ret->rate != 0 || ret->port != 0;
+}
+
 static void report_result(struct agent *a, struct session *s, bool ok, const char *reason,
 			  uint64_t now)
 {
@@ -1001,6 +1079,7 @@ static void report_result(struct agent *a, struct session *s, bool ok, const cha
 		r.remote = s->pu.remote;
 	r.ms = (uint32_t)(now - s->plan_at);
 	snprintf(r.reason, sizeof(r.reason), "%s", reason);
+	bday_figures(s, &r.birthday);
 	rc = nb_client_result(&a->client, &r, now);
 	if (rc != 0)
 		nb_log_warn("agent", "result for session %s not sent: %s", s->plan.session, strerror(-rc));
@@ -1041,12 +1120,50 @@ static const char *peer_refused(struct agent *a, const char *name, const uint8_t
 	return buf;
 }
 
+static void on_spray_recv(struct nb_spray *sp, uint32_t idx, const uint8_t *data, size_t len,
+			  const struct nb_addr *from, void *arg);
+
+/* Birthday: our caps on the plan's budget, and the spraying side's
+ * sockets. A set that cannot open leaves 0 sockets (the attempt fails at
+ * once, and falls back to the relay) and says why in why[]. */
+static void bday_prepare(struct agent *a, struct session *s, char *why, size_t why_len)
+{
+	struct nb_ctrl_birthday *b = &s->plan.birthday;
+	char ip[NB_ADDR_STRLEN];
+
+	if (s->plan.role == NB_ROLE_PROBE) {
+		if (a->o->bday_rate != 0 && a->o->bday_rate < b->rate)
+			b->rate = a->o->bday_rate;
+		for (size_t i = 0; i < s->plan.n_candidates; i++) {
+			if (nb_addr_is_private(&s->plan.candidates[i]))
+				continue;
+			fprintf(stderr, "birthday: probing up to %u ports of %s at %u/s\n", b->probes,
+				nb_addr_format_ip(&s->plan.candidates[i], ip, sizeof(ip)), b->rate);
+			break;
+		}
+		return;
+	}
+	if (s->plan.role != NB_ROLE_SPRAY)
+		return;
+	if (a->o->bday_sockets != 0 && a->o->bday_sockets < b->sockets)
+		b->sockets = a->o->bday_sockets;
+	if (nb_spray_open(&a->loop, &a->sock.local, b->sockets, on_spray_recv, a, &s->sp, why,
+			  why_len) != 0) {
+		fprintf(stderr, "natpeer: %s\n", why);
+		s->sp = NULL;
+		b->sockets = 0;
+		return;
+	}
+	fprintf(stderr, "birthday: spraying from %u sockets toward %s\n", b->sockets,
+		s->plan.n_candidates > 0 ? nb_addr_format(&s->plan.candidates[0], ip, sizeof(ip)) : "?");
+}
+
 static void session_start(struct agent *a, const struct nb_ctrl_plan *plan, uint64_t now)
 {
 	struct session *s;
 	uint8_t seed[NB_STUN_TID_LEN], key[NB_KEY_LEN], dh[NB_KEY_LEN];
 	char cands[NB_CTRL_MAX_ADDRS * NB_ADDR_STRLEN] = "", why[NB_CTRL_REASON_MAX + 256];
-	char pkey[NB_PUNCH_KEY_LEN + 1];
+	char pkey[NB_PUNCH_KEY_LEN + 1], bwhy[NB_CTRL_REASON_MAX + 1] = "";
 	const char *refused;
 	size_t off = 0;
 
@@ -1104,6 +1221,7 @@ static void session_start(struct agent *a, const struct nb_ctrl_plan *plan, uint
 		s->plan.deadline_ms = a->o->timeout_ms;
 	s->plan_at = now;
 	s->t0 = a->o->cmd == NB_AGENT_CONNECT ? a->connect_sent_at : now;
+	bday_prepare(a, s, bwhy, sizeof(bwhy));
 	if (nb_punch_init(&s->pu, NULL, &s->plan, pkey, seed, now) != 0) {
 		OPENSSL_cleanse(pkey, sizeof(pkey));
 		nb_log_warn("agent", "plan for %s has a bad username: ignored", plan->peer);
@@ -1113,6 +1231,8 @@ static void session_start(struct agent *a, const struct nb_ctrl_plan *plan, uint
 	memcpy(s->pkey, pkey, sizeof(s->pkey));
 	OPENSSL_cleanse(pkey, sizeof(pkey));
 	s->used = true;
+	if (bwhy[0] != '\0')
+		snprintf(s->pu.reason, sizeof(s->pu.reason), "%s", bwhy);
 	if (s->plan.relay.has_relay && !s->plan.relay.alloc && s->plan.relay.has_relayed) {
 		s->relayed = s->plan.relay.relayed; /* allocated in advance */
 		s->have_relayed = true;
@@ -1153,6 +1273,8 @@ static void keep_early(struct agent *a, const uint8_t *data, size_t len, const s
 
 static void session_free(struct session *s)
 {
+	nb_spray_close(s->sp);
+	s->sp = NULL;
 	if (s->dc_set)
 		nb_dc_wipe(&s->dc);
 	nb_noise_wipe(&s->hs);
@@ -1355,8 +1477,35 @@ static void session_pump(struct agent *a, struct session *s, uint64_t now)
 {
 	struct nb_punch_tx tx;
 
-	while (nb_punch_poll(&s->pu, now, &tx) == 1)
-		send_to(a, tx.bytes, tx.len, &tx.to);
+	while (nb_punch_poll(&s->pu, now, &tx) == 1) {
+		if (tx.sock == 0)
+			send_to(a, tx.bytes, tx.len, &tx.to);
+		else if (s->sp != NULL)
+			(void)nb_spray_send(s->sp, tx.sock, tx.bytes, tx.len, &tx.to);
+	}
+	if (s->relay == REL_NONE)
+		s->bd_sent = s->pu.bd.sent;
+	/* Birthday: the winning socket stays, every other one closes at once;
+	 * a failed attempt closes them all before any fallback. */
+	if (s->sp != NULL && !s->sp_kept && nb_punch_state(&s->pu) == NB_PUNCH_CONNECTED) {
+		if (s->pu.remote_sock != 0) {
+			nb_spray_keep(s->sp, s->pu.remote_sock);
+			s->sp_kept = true;
+			fprintf(stderr, "birthday: socket %u of %u won: our port %u reached %s\n",
+				s->pu.remote_sock, s->plan.birthday.sockets, s->pu.bd.port, s->plan.peer);
+		} else {
+			nb_spray_close(s->sp);
+			s->sp = NULL;
+		}
+	}
+	if (s->sp != NULL && nb_punch_state(&s->pu) == NB_PUNCH_FAILED) {
+		nb_spray_close(s->sp);
+		s->sp = NULL;
+	}
+	if (s->plan.role == NB_ROLE_PROBE && !s->reported && s->relay == REL_NONE &&
+	    nb_punch_state(&s->pu) == NB_PUNCH_CONNECTED && s->hs_give_up == 0)
+		fprintf(stderr, "birthday: port %u of %s answered after %u probes\n", s->pu.bd.port,
+			s->plan.peer, s->bd_sent);
 
 	/* Through the relay the dialing side's handshake goes with its first
 	 * checks (relay_punch()). */
@@ -2078,6 +2227,13 @@ static void deliver(struct agent *a, const struct session *s, const uint8_t *p, 
 
 /* A peer's initiation (0xD1): for a session whose punch heard this source,
  * from the key its plan names. */
+/* The socket the datagram being handled came in on, for session x: a
+ * spraying socket's number, else 0 (the main one). */
+static uint32_t rx_idx(const struct agent *a, const struct session *x)
+{
+	return a->rx.on && a->rx.s == x ? a->rx.idx : 0;
+}
+
 static void on_peer_init(struct agent *a, const uint8_t *data, size_t len, const struct nb_addr *from,
 			 uint64_t now)
 {
@@ -2095,7 +2251,7 @@ static void on_peer_init(struct agent *a, const uint8_t *data, size_t len, const
 			    nb_punch_state(&x->pu) != NB_PUNCH_FAILED &&
 			    ((nb_punch_state(&x->pu) == NB_PUNCH_CONNECTED &&
 			      nb_addr_equal(&x->pu.remote, from)) ||
-			     nb_punch_heard(&x->pu, from));
+			     nb_punch_heard_on(&x->pu, rx_idx(a, x), from));
 		if (!path)
 			continue;
 		/* Our answer was lost: the same answer again, no new keys. */
@@ -2140,7 +2296,7 @@ static void on_peer_init(struct agent *a, const uint8_t *data, size_t len, const
 			return;
 		send_to(a, x->hs_resp, x->hs_resp_len, from);
 		if (nb_punch_state(&x->pu) != NB_PUNCH_CONNECTED)
-			(void)nb_punch_confirm(&x->pu, from, now);
+			(void)nb_punch_confirm_on(&x->pu, rx_idx(a, x), from, now);
 		if (!x->connected && nb_punch_state(&x->pu) == NB_PUNCH_CONNECTED)
 			session_secured(a, x, now);
 		return;
@@ -2356,6 +2512,42 @@ static void dispatch(struct agent *a, const uint8_t *data, size_t len, const str
 	}
 }
 
+/* A datagram on a birthday spraying socket: checks go to its session's
+ * punch machine with the socket's number; the rest (the peers' handshake
+ * and data, once the path is found) as any other, with replies routed
+ * back through the same socket (spray_routes()). */
+static void on_spray_recv(struct nb_spray *sp, uint32_t idx, const uint8_t *data, size_t len,
+			  const struct nb_addr *from, void *arg)
+{
+	struct agent *a = arg;
+	uint64_t now = nb_now_ms();
+	struct session *s = NULL;
+
+	if (a->stopping)
+		return;
+	for (int i = 0; i < AGENT_MAX_SESSIONS && s == NULL; i++)
+		if (a->s[i].used && a->s[i].sp == sp)
+			s = &a->s[i];
+	if (s == NULL)
+		return;
+	if (nb_wire_classify(data, len) == NB_WIRE_STUN) {
+		int r = nb_punch_input_on(&s->pu, idx, data, len, from, now);
+		if (r != 0 && nb_log_get_level() >= NB_LOG_DEBUG) {
+			char f[NB_ADDR_STRLEN];
+			nb_log_debug("agent", "STUN on socket %u from %s: %s", idx,
+				     nb_addr_format(from, f, sizeof(f)), nb_punch_drop_name(r));
+		}
+	} else {
+		a->rx.on = true;
+		a->rx.s = s;
+		a->rx.idx = idx;
+		a->rx.from = *from;
+		dispatch(a, data, len, from, now);
+		a->rx.on = false;
+	}
+	pump(a);
+}
+
 /* ---- Start and stop ------------------------------------------------------------------ */
 
 static void on_signal(uv_signal_t *h, int signum)
@@ -2405,6 +2597,10 @@ static void shutdown_agent(struct agent *a, int code)
 	if (a->broker_tcp)
 		nb_tcpconn_close(&a->bconn);
 	a->tconn_open = false;
+	for (int i = 0; i < AGENT_MAX_SESSIONS; i++) {
+		nb_spray_close(a->s[i].sp);
+		a->s[i].sp = NULL;
+	}
 	if (a->sock_open)
 		nb_udp_close(&a->sock, on_udp_closed);
 	if (a->filt_open)

@@ -92,6 +92,12 @@ static void usage(FILE *f)
 	      "                      pair only a relay can connect then fails (by default a\n"
 	      "                      pair relays when the plan says so, or when the direct\n"
 	      "                      path has not worked by its deadline)\n"
+	      "  --birthday-sockets N listen, connect: in a birthday plan's spraying role,\n"
+	      "                      open at most N sockets (1..1024; default: the plan's,\n"
+	      "                      256 from a default broker); needs N + 64 open files\n"
+	      "  --birthday-rate R   listen, connect: in a birthday plan's probing role, send\n"
+	      "                      at most R probes per second (1..10000; default: the\n"
+	      "                      plan's, 100 from a default broker)\n"
 	      "  --portmap-check S   listen, connect, map: look for the mapping on the router\n"
 	      "                      every S seconds (UPnP: the entry; PCP, NAT-PMP: the\n"
 	      "                      epoch) and map again if it is gone, e.g. after a\n"
@@ -276,6 +282,8 @@ int main(int argc, char **argv)
 		{ "no-relay", no_argument, NULL, 'R' },     { "no-portmap", no_argument, NULL, 'U' },
 		{ "portmap", required_argument, NULL, 'M' }, { "portmap-check", required_argument, NULL, 'C' },
 		{ "external", required_argument, NULL, 'E' }, { "lease", required_argument, NULL, 'L' },
+		{ "birthday-sockets", required_argument, NULL, 'S' },
+		{ "birthday-rate", required_argument, NULL, 'Q' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct nb_netcheck_opts o;
@@ -363,6 +371,22 @@ int main(int argc, char **argv)
 			break;
 		case 'R':
 			no_relay = true;
+			break;
+		case 'S':
+			if (parse_uint(optarg, NB_CTRL_BDAY_SOCKETS_MAX, &v) != 0 || v == 0) {
+				fprintf(stderr, "natpeer: --birthday-sockets '%s': expected 1..%d\n", optarg,
+					NB_CTRL_BDAY_SOCKETS_MAX);
+				return 2;
+			}
+			ao.bday_sockets = (uint32_t)v;
+			break;
+		case 'Q':
+			if (parse_uint(optarg, NB_CTRL_BDAY_RATE_MAX, &v) != 0 || v == 0) {
+				fprintf(stderr, "natpeer: --birthday-rate '%s': expected 1..%d probes per second\n",
+					optarg, NB_CTRL_BDAY_RATE_MAX);
+				return 2;
+			}
+			ao.bday_rate = (uint32_t)v;
 			break;
 		case 'A':
 			o.upnp_flags |= NB_SSDP_ANY_HOST;

@@ -45,6 +45,25 @@
  *   FAILED     the deadline passed first; reason says what was seen.
  *              Final: answers nothing.
  *
+ * Birthday (roles spray and probe; docs/connectivity.md "Birthday"):
+ *   spray      in CHECKING, one check from each of the budget's sockets
+ *              (tx.sock 1..sockets; 0 is the shell's main socket) to the
+ *              peer's first public candidate, NB_PUNCH_SPRAY_PER_MS per
+ *              millisecond, again every NB_PUNCH_SPRAY_REFRESH_MS (the
+ *              mappings they open must not expire). Checks that arrive on
+ *              socket j are answered from socket j, and checked back from
+ *              it (a triggered check with sock j).
+ *   probe      in CHECKING, checks from the main socket to distinct random
+ *              ports of NB_BDAY_PORT_MIN..65535 on the peer's public IP,
+ *              `rate` per second, at most `probes` of them; a port is
+ *              never probed twice. Then only answers and triggered checks.
+ *   The first authenticated answer to any of these checks wins, as above:
+ *   CONNECTED with remote and remote_sock; every other socket may close.
+ *   Their transaction IDs encode the socket or the port, so an answer is
+ *   matched without a table: bytes 0..7 are the seed's, byte 8 marks the
+ *   kind (0x40 spray, 0x80 probe, as XOR with the seed), 9..10 the socket or
+ *   the port.
+ *
  * A datagram that fails authentication never changes state and is never
  * answered: not STUN, not Binding, no FINGERPRINT or a wrong one, no
  * MESSAGE-INTEGRITY or a wrong one, a request with another USERNAME, a
@@ -75,6 +94,8 @@
 #define NB_PUNCH_MAX_TARGETS (2 * NB_CTRL_MAX_ADDRS)
 #define NB_PUNCH_MAX_ANSWERS 8  /* answers waiting to be sent */
 #define NB_PUNCH_MAX_SEEN 32    /* transaction IDs of checks received, for replays */
+#define NB_PUNCH_SPRAY_PER_MS 8 /* spray: checks per millisecond (256 sockets: 32 ms) */
+#define NB_PUNCH_SPRAY_REFRESH_MS 5000 /* spray: every socket checks again this often */
 
 enum nb_punch_state {
 	NB_PUNCH_WAITING = 0,
@@ -114,6 +135,7 @@ struct nb_punch_target {
 	uint32_t sends;
 	uint32_t rto;
 	uint64_t next_send;
+	uint32_t sock;   /* which socket checks it: 0 the main one, 1.. a spray socket */
 };
 
 /* One datagram to send. bytes points into the machine; valid until the next
@@ -123,6 +145,7 @@ struct nb_punch_tx {
 	const uint8_t *bytes;
 	size_t len;
 	bool is_check; /* else an answer */
+	uint32_t sock; /* send from: 0 the main socket, 1..sockets a spray socket */
 };
 
 struct nb_punch {
@@ -145,6 +168,7 @@ struct nb_punch {
 	struct {
 		struct nb_addr to;
 		uint8_t tid[NB_STUN_TID_LEN];
+		uint32_t sock;
 	} ans[NB_PUNCH_MAX_ANSWERS];
 	size_t n_ans;
 
@@ -154,7 +178,21 @@ struct nb_punch {
 	} seen[NB_PUNCH_MAX_SEEN];
 	size_t n_seen, seen_next;
 
+	/* Birthday (roles spray and probe). */
+	struct {
+		uint32_t sockets, probes, rate; /* the budget */
+		struct nb_addr to;    /* spray: the checks' target; probe: the IP probed (port 0) */
+		uint32_t sprayed;     /* spray: checks sent in this round */
+		uint64_t round_at;    /* spray: when this round began */
+		uint32_t rounds;      /* spray: rounds begun */
+		uint32_t sent;        /* probe: probes sent */
+		uint64_t rng;         /* probe: the port picker's state */
+		uint16_t port;        /* the winning port: the spraying side's, as the prober saw it */
+		uint8_t probed[65536 / 8]; /* probe: ports probed */
+	} bd;
+
 	struct nb_addr remote;  /* CONNECTED: where the answer came from */
+	uint32_t remote_sock;   /* CONNECTED: the socket it came in on (0: the main one) */
 	struct nb_addr mapped;  /* our address as the peer saw it (its XOR-MAPPED-ADDRESS) */
 	bool got_check;         /* an authenticated check arrived */
 	struct nb_addr check_from;
@@ -194,8 +232,15 @@ int nb_punch_poll(struct nb_punch *pu, uint64_t now, struct nb_punch_tx *out);
 int nb_punch_input(struct nb_punch *pu, const uint8_t *buf, size_t len, const struct nb_addr *from,
 		   uint64_t now);
 
+/* nb_punch_input() for a datagram that arrived on socket `sock` (0 the main
+ * one, 1..bd.sockets a spray socket). A spray socket of no spraying
+ * machine: NB_PUNCH_DROP_NOT_CHECK. */
+int nb_punch_input_on(struct nb_punch *pu, uint32_t sock, const uint8_t *buf, size_t len,
+		      const struct nb_addr *from, uint64_t now);
+
 /* Has an authenticated check come from `from` (a learned target)? */
 bool nb_punch_heard(const struct nb_punch *pu, const struct nb_addr *from);
+bool nb_punch_heard_on(const struct nb_punch *pu, uint32_t sock, const struct nb_addr *from);
 
 /* The shell verified an authenticated data frame (peer/datachan.h) from
  * `from`. The peer sends frames only once it is connected, i.e. once our
@@ -206,6 +251,7 @@ bool nb_punch_heard(const struct nb_punch *pu, const struct nb_addr *from);
  * connects second the wait for its own answer, and the peer's first frames
  * from being dropped. */
 int nb_punch_confirm(struct nb_punch *pu, const struct nb_addr *from, uint64_t now);
+int nb_punch_confirm_on(struct nb_punch *pu, uint32_t sock, const struct nb_addr *from, uint64_t now);
 
 /* When to call nb_punch_poll() next (<= now: at once); UINT64_MAX when
  * nothing is pending. */

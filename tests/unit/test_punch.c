@@ -386,10 +386,13 @@ static const struct pair_case pair_cases[] = {
 	/* failing pairs: port-restricted vs symmetric, symmetric vs symmetric */
 	{ EIM, APDF, APDM, APDF, NB_ROLE_PUNCH, NB_ROLE_PUNCH, 0, 0, false },
 	{ APDM, APDF, APDM, APDF, NB_ROLE_PUNCH, NB_ROLE_PUNCH, 0, 0, false },
-	/* the wrong plan fails too: the restricted side must prime, and a
-	 * port-restricted side cannot just listen */
-	{ EIM, ADF, APDM, APDF, NB_ROLE_LISTEN, NB_ROLE_DIAL, 0, 0, false },
-	{ EIM, APDF, EIM, APDF, NB_ROLE_DIAL, NB_ROLE_LISTEN, 0, 0, false },
+	/* A wrong "admits unsolicited" verdict still connects: a listener
+	 * sends one priming check toward the dialer at once (issue 16) */
+	{ EIM, ADF, APDM, APDF, NB_ROLE_LISTEN, NB_ROLE_DIAL, 0, 0, true },
+	{ EIM, APDF, EIM, APDF, NB_ROLE_DIAL, NB_ROLE_LISTEN, 0, 0, true },
+	/* but not against a symmetric dialer: its check comes from a new
+	 * port, which the listener's priming did not open */
+	{ EIM, APDF, APDM, APDF, NB_ROLE_LISTEN, NB_ROLE_DIAL, 0, 0, false },
 };
 
 static void test_pairs(void **state)
@@ -466,7 +469,8 @@ static void test_remote_is_the_mapping_seen(void **state)
 static void test_prime_budget(void **state)
 {
 	static struct sim s;
-	const struct pair_case c = { EIM, ADF, APDM, APDF, NB_ROLE_PRIME, NB_ROLE_LISTEN, 0, 0, false };
+	/* b takes no part (its listener would prime, and connect) */
+	const struct pair_case c = { EIM, ADF, APDM, APDF, NB_ROLE_PRIME, NB_ROLE_NONE, 0, 0, false };
 	int a, b;
 
 	(void)state;
@@ -570,10 +574,23 @@ static void test_delay_and_listen(void **state)
 	assert_int_equal(nb_punch_deadline(&s.h[a].pu), t0 + 250);
 	sim_run(&s, t0 + 6000);
 	assert_int_equal(s.h[a].check_times[0], t0 + 250);
-	/* The listener's only checks went to where the dialer's came from. */
-	for (int i = 0; i < s.h[b].n_checks; i++)
-		assert_true(nb_addr_equal(&s.h[b].check_to[i], &s.h[b].pu.remote));
-	assert_true(s.h[b].n_checks >= 1);
+	/* The listener sent one priming check to each plan candidate, at
+	 * once (before the dialer began); its other checks went to where the
+	 * dialer's came from. */
+	int primed = 0;
+	for (int i = 0; i < s.h[b].n_checks; i++) {
+		bool to_plan = false;
+		for (size_t k = 0; k < s.h[b].pu.n_plan; k++)
+			to_plan |= nb_addr_equal(&s.h[b].check_to[i], &s.h[b].pu.t[k].addr);
+		if (s.h[b].check_times[i] < t0 + 250) {
+			assert_true(to_plan);
+			primed++;
+		} else {
+			assert_true(nb_addr_equal(&s.h[b].check_to[i], &s.h[b].pu.remote));
+		}
+	}
+	assert_int_equal(primed, (int)s.h[b].pu.n_plan);
+	assert_true(s.h[b].n_checks > primed);
 	assert_int_equal(nb_punch_state(&s.h[b].pu), NB_PUNCH_CONNECTED);
 	/* Connected sides send no more checks. */
 	int ca = s.h[a].n_checks, cb = s.h[b].n_checks;
@@ -585,14 +602,17 @@ static void test_delay_and_listen(void **state)
 static void test_listener_alone_fails(void **state)
 {
 	static struct sim s;
-	const struct pair_case c = { EIM, EIF, EIM, EIF, NB_ROLE_LISTEN, NB_ROLE_LISTEN, 0, 0, false };
+	/* the peer takes no part (two listeners that admit unsolicited
+	 * packets now connect: each one's priming check is a dial) */
+	const struct pair_case c = { EIM, EIF, EIM, EIF, NB_ROLE_LISTEN, NB_ROLE_NONE, 0, 0, false };
 	int a, b;
 
 	(void)state;
 	sim_init(&s);
 	setup_pair(&s, &c, &a, &b);
 	sim_run(&s, s.now + 6000);
-	assert_int_equal(s.h[a].n_checks, 0); /* listen sends nothing first */
+	/* a listener sends one priming check per candidate, and no more */
+	assert_int_equal(s.h[a].n_checks, (int)s.h[a].pu.n_plan);
 	assert_int_equal(nb_punch_state(&s.h[a].pu), NB_PUNCH_FAILED);
 	assert_non_null(strstr(s.h[a].pu.reason, "no check from the peer"));
 }
@@ -691,6 +711,14 @@ static void attack(struct sim *s, int h, const uint8_t *b, size_t len, int want)
 	assert_int_equal(s->to_attacker, 0);
 }
 
+static bool victim_saw(const struct nb_punch *pu, const uint8_t *check)
+{
+	for (size_t i = 0; i < pu->n_seen; i++)
+		if (memcmp(pu->seen[i].tid, check + 8, NB_STUN_TID_LEN) == 0)
+			return true;
+	return false;
+}
+
 static void attack_all(struct sim *s, int victim, int peer)
 {
 	uint8_t b[256], tid[NB_STUN_TID_LEN];
@@ -732,8 +760,11 @@ static void attack_all(struct sim *s, int victim, int peer)
 	/* Our own check, reflected back. */
 	if (s->last_check_len[victim] > 0)
 		attack(s, victim, s->last_check[victim], s->last_check_len[victim], NB_PUNCH_DROP_REFLECTED);
-	/* The peer's genuine check, replayed from elsewhere. */
-	if (s->last_check_len[peer] > 0)
+	/* The peer's genuine check, replayed from elsewhere, once the victim
+	 * has had it (one it never had, say a priming check its NAT dropped,
+	 * is indistinguishable from the peer's: answering it costs one
+	 * answer, and nothing comes of it without the key). */
+	if (s->last_check_len[peer] > 0 && victim_saw(&s->h[victim].pu, s->last_check[peer]))
 		attack(s, victim, s->last_check[peer], s->last_check_len[peer], NB_PUNCH_DROP_REPLAYED);
 	/* The peer's genuine answer, replayed from elsewhere. */
 	if (s->last_answer_len[peer] > 0)
