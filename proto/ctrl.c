@@ -1747,15 +1747,15 @@ static int enc_pair_entry(struct ctx *c, cJSON *o, const void *v)
 	    (rc = put_word(c, o, "predicted", &v_path, (int)p->predicted)) < 0 ||
 	    (rc = put_word(c, o, "role_a", &v_role, (int)p->role_a)) < 0 ||
 	    (rc = put_word(c, o, "role_b", &v_role, (int)p->role_b)) < 0 ||
-	    (rc = put_reason(c, o, "reason", p->reason, false)) < 0 ||
-	    (rc = enc_birthday(c, o, false, &p->birthday)) < 0)
+	    (rc = put_reason(c, o, "reason", p->reason, false)) < 0)
 		return rc;
 	if (p->has_measured) {
 		if ((rc = put_word(c, o, "measured", &v_path, (int)p->measured)) < 0 ||
 		    (rc = put_u32(o, "ms", p->ms)) < 0)
 			return rc;
 	}
-	return 0;
+	/* last: a reader that cuts an entry at its first '}' still sees the rest */
+	return enc_birthday(c, o, false, &p->birthday);
 }
 
 /* Unformatted length of item, or NB_CTRL_E_NOSPACE if over the buffer. */

@@ -55,7 +55,7 @@ trap cleanup EXIT
 "$NATLAB" up >/dev/null
 "$NATLAB" wait-ready 20 >/dev/null
 "$NATLAB" stop-coturn >/dev/null
-"$NATLAB" exec srv "$NB" --public-list --listen 203.0.113.10 --listen 203.0.113.11 --log-level warn \
+"$NATLAB" exec srv "$NB" --public-list --listen 203.0.113.10 --listen 203.0.113.11 --log-level warn --birthday off \
     2>"$tmp/nb.log" &
 pids+=($!)
 for _ in $(seq 100); do "$NATLAB" exec srv ss -Hlun 'sport = :3478' | grep -q . && break; sleep 0.05; done

@@ -217,7 +217,9 @@ lab_check "the lab's coturn stopped" lab_wait 10 eval '! lab_udp_bound srv 3478 
 
 # ================================================================ part 1: natbroker's own relay
 NBLOG=$LAB_TMP/natbroker.log
-lab_start srv "$NBLOG" "$NB" --public-list --listen "$SRV1" --listen "$SRV2" --status-port "$STATUS_PORT"
+# --birthday off: this test is about the relay; sym <-> prc would punch (test_birthday.sh)
+lab_start srv "$NBLOG" "$NB" --public-list --listen "$SRV1" --listen "$SRV2" --status-port "$STATUS_PORT" \
+    --birthday off
 NB_PID=$LAB_LAST_PID
 lab_check "natbroker is up (STUN/TURN on udp+tcp 3478, 3479)" \
     lab_wait 15 eval 'lab_udp_bound srv 3478 && lab_udp_bound srv 3479 && lab_tcp_bound srv 3478'
@@ -322,7 +324,7 @@ lab_check "coturn (TURN, REST secret) listens on $SRV2:$CO_PORT udp+tcp" \
     lab_wait 15 eval "bound_at udp $SRV2 $CO_PORT && bound_at tcp $SRV2 $CO_PORT"
 NBLOG=$LAB_TMP/natbroker2.log
 lab_start srv "$NBLOG" "$NB" --public-list "${NB2_LISTEN[@]}" \
-    --relay "turn:$SRV2:$CO_PORT" --turn-secret "$SECRET"
+    --relay "turn:$SRV2:$CO_PORT" --turn-secret "$SECRET" --birthday off
 NB_PID=$LAB_LAST_PID
 lab_check "natbroker is up again (${NB2_LISTEN[*]}), with --relay turn:$SRV2:$CO_PORT" \
     lab_wait 15 eval "bound_at udp $SRV1 3478 && bound_at tcp $SRV1 3478"

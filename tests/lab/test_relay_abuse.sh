@@ -225,7 +225,7 @@ lab_check "lab's coturn stopped: srv:3478 free" lab_wait 5 eval '! lab_udp_bound
 NBLOG=$LAB_TMP/natbroker.log
 lab_start srv "$NBLOG" "$NB" --public-list --listen "$SRV1" --listen "$SRV2" --log-level info \
     --turn-secret "$SECRET" --max-allocations-per-user "$PER_USER" \
-    --relay-bandwidth "$CAP" --status-port "$STATUS_PORT"
+    --relay-bandwidth "$CAP" --status-port "$STATUS_PORT" --birthday off
 NB_PID=$LAB_LAST_PID
 if ! lab_wait 10 server_ready; then
     lab_fail "natbroker up with relay counters on status port $STATUS_PORT" \
