@@ -47,6 +47,38 @@ static bool can_prime_for(const struct nb_peer_nat *b, const struct nb_peer_nat 
 	}
 }
 
+/* A mapping that depends on the destination: each of many sockets gets
+ * its own port toward one endpoint, but so would it under EIM; what makes
+ * a side "hard" is that its reflexive port says nothing of the next one. */
+static bool maps_dependent(const struct nb_peer_nat *p)
+{
+	return !p->upnp_verified && (p->mapping == NB_MAPPING_ADDRESS_DEPENDENT ||
+				     p->mapping == NB_MAPPING_ADDRESS_AND_PORT_DEPENDENT);
+}
+
+double nb_birthday_success(uint32_t sockets, uint32_t probes)
+{
+	double miss = 1.0;
+
+	if (sockets >= NB_BDAY_PORTS)
+		return 1.0;
+	if (probes > NB_BDAY_PORTS - sockets)
+		return 1.0; /* more probes than closed ports */
+	for (uint32_t i = 0; i < probes; i++)
+		miss *= (double)(NB_BDAY_PORTS - sockets - i) / (double)(NB_BDAY_PORTS - i);
+	return 1.0 - miss;
+}
+
+/* "99.97%", rounded down, so that it never says 100% of a chance. */
+static void format_chance(double p, char *out, size_t size)
+{
+	unsigned hundredths = (unsigned)(p * 10000.0);
+
+	if (hundredths >= 10000)
+		hundredths = 9999;
+	snprintf(out, size, "%u.%02u%%", hundredths / 100, hundredths % 100);
+}
+
 static void set(struct nb_plan *p, enum nb_path path, enum nb_role ra, enum nb_role rb,
 		const char *reason)
 {
@@ -63,7 +95,7 @@ static const char *kind(const struct nb_peer_nat *p)
 }
 
 void nb_connectivity_plan(const struct nb_peer_nat *a, const struct nb_peer_nat *b,
-			  struct nb_plan *ret)
+			  const struct nb_ctrl_birthday *bday, struct nb_plan *ret)
 {
 	char why[NB_PLAN_REASON_MAX];
 
@@ -138,6 +170,21 @@ void nb_connectivity_plan(const struct nb_peer_nat *a, const struct nb_peer_nat 
 		snprintf(why, sizeof(why), "A (%s) primes its filter toward B's IP first, then B (%s) dials",
 			 kind(a), kind(b));
 		set(ret, NB_PATH_DIRECT, NB_ROLE_PRIME, NB_ROLE_DIAL, why);
+		return;
+	}
+	if (bday != NULL && bday->has && bday->sockets > 0 && bday->probes > 0 &&
+	    ((maps_ei(a) && maps_dependent(b)) || (maps_ei(b) && maps_dependent(a)))) {
+		bool a_hard = maps_dependent(a);
+		char chance[16];
+		format_chance(nb_birthday_success(bday->sockets, bday->probes), chance, sizeof(chance));
+		snprintf(why, sizeof(why), "%s (%s) sprays from %u sockets, %s (%s) probes up to %u "
+					   "ports of its IP: %s expected",
+			 a_hard ? "A" : "B", kind(a_hard ? a : b), bday->sockets, a_hard ? "B" : "A",
+			 kind(a_hard ? b : a), bday->probes, chance);
+		if (a_hard)
+			set(ret, NB_PATH_BIRTHDAY, NB_ROLE_SPRAY, NB_ROLE_PROBE, why);
+		else
+			set(ret, NB_PATH_BIRTHDAY, NB_ROLE_PROBE, NB_ROLE_SPRAY, why);
 		return;
 	}
 	snprintf(why, sizeof(why), "%s vs %s: no direct path without port prediction; "

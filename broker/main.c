@@ -79,6 +79,20 @@ static const char usage[] =
 	"  --rate-penalty S         refuse a source for S seconds once it goes over\n"
 	"                           the limit (default 0: off)\n"
 	"\n"
+	"Hole punching (docs/protocol.md \"Birthday\", \"Punch timing\"):\n"
+	"  --birthday on|off        birthday punching between a symmetric NAT and an\n"
+	"                           endpoint-independent one (default on; off: such\n"
+	"                           pairs get a relay)\n"
+	"  --birthday-sockets N     sockets the symmetric side opens, 1 to 1024\n"
+	"                           (default 256)\n"
+	"  --birthday-probes N      ports the other side probes at most, 1 to 64512\n"
+	"                           (default 2048)\n"
+	"  --birthday-rate N        probes per second, 1 to 10000 (default 100, for\n"
+	"                           the internet; the lab uses 1000)\n"
+	"  --punch-timing rtt|fixed when each side starts: from the measured round\n"
+	"                           trips to both peers (default), or the fixed 100 ms\n"
+	"                           for the side that goes second\n"
+	"\n"
 	"Relay (TURN, RFC 8656, on the STUN ports; on by default):\n"
 	"  --turn-secret S          the TURN REST shared secret (coturn's\n"
 	"                           static-auth-secret); default: drawn at start, so\n"
@@ -128,6 +142,7 @@ enum opt_id {
 	OPT_TURN_SECRET, OPT_TURN_SECRET_FILE, OPT_NO_RELAY, OPT_RELAY, OPT_RELAY_IP, OPT_RELAY_PORTS,
 	OPT_REALM, OPT_RELAY_ALLOW_PRIVATE, OPT_MAX_ALLOCS, OPT_MAX_ALLOCS_USER, OPT_RELAY_BANDWIDTH,
 	OPT_RELAY_LIFETIME_MAX, OPT_RELAY_LIFETIME, OPT_RELAY_MAX_PERMS, OPT_RELAY_MAX_CHANNELS,
+	OPT_BIRTHDAY, OPT_BIRTHDAY_SOCKETS, OPT_BIRTHDAY_PROBES, OPT_BIRTHDAY_RATE, OPT_PUNCH_TIMING,
 	OPT_N_SETTINGS,
 	OPT_CONFIG = OPT_N_SETTINGS, OPT_CHECK_CONFIG,
 	OPT_N_LONG,
@@ -172,6 +187,11 @@ static const struct nb_config_key settings[OPT_N_SETTINGS] = {
 	[OPT_RELAY_LIFETIME] = { "relay-lifetime", NB_CONFIG_VALUE, 1 },
 	[OPT_RELAY_MAX_PERMS] = { "relay-max-permissions", NB_CONFIG_VALUE, 1 },
 	[OPT_RELAY_MAX_CHANNELS] = { "relay-max-channels", NB_CONFIG_VALUE, 1 },
+	[OPT_BIRTHDAY] = { "birthday", NB_CONFIG_VALUE, 1 },
+	[OPT_BIRTHDAY_SOCKETS] = { "birthday-sockets", NB_CONFIG_VALUE, 1 },
+	[OPT_BIRTHDAY_PROBES] = { "birthday-probes", NB_CONFIG_VALUE, 1 },
+	[OPT_BIRTHDAY_RATE] = { "birthday-rate", NB_CONFIG_VALUE, 1 },
+	[OPT_PUNCH_TIMING] = { "punch-timing", NB_CONFIG_VALUE, 1 },
 };
 
 /* One option from the command line, applied after the config file. */
@@ -602,6 +622,37 @@ static int apply(struct settings *s, enum opt_id id, const char *val, bool flag,
 			return bad(err, errlen, where, val, "a number from 1 to 256");
 		s->cfg.turn_cfg.max_channels = (uint32_t)v;
 		return 0;
+	case OPT_BIRTHDAY: {
+		bool on;
+		/* a value, not a flag: the default is on, and --birthday off must work */
+		if (nb_config_parse_bool(val, &on) != 0)
+			return bad(err, errlen, where, val, "on or off");
+		s->cfg.birthday.has = on;
+		return 0;
+	}
+	case OPT_BIRTHDAY_SOCKETS:
+		if (parse_u64(val, 1, NB_CTRL_BDAY_SOCKETS_MAX, &v) != 0)
+			return bad(err, errlen, where, val, "a number from 1 to 1024");
+		s->cfg.birthday.sockets = (uint32_t)v;
+		return 0;
+	case OPT_BIRTHDAY_PROBES:
+		if (parse_u64(val, 1, NB_CTRL_BDAY_PROBES_MAX, &v) != 0)
+			return bad(err, errlen, where, val, "a number from 1 to 64512");
+		s->cfg.birthday.probes = (uint32_t)v;
+		return 0;
+	case OPT_BIRTHDAY_RATE:
+		if (parse_u64(val, 1, NB_CTRL_BDAY_RATE_MAX, &v) != 0)
+			return bad(err, errlen, where, val, "probes per second, from 1 to 10000");
+		s->cfg.birthday.rate = (uint32_t)v;
+		return 0;
+	case OPT_PUNCH_TIMING:
+		if (strcmp(val, "rtt") == 0)
+			s->cfg.rtt_timing = true;
+		else if (strcmp(val, "fixed") == 0)
+			s->cfg.rtt_timing = false;
+		else
+			return bad(err, errlen, where, val, "rtt or fixed");
+		return 0;
 	default:
 		return bad(err, errlen, where, NULL, "not a setting");
 	}
@@ -796,6 +847,11 @@ static void print_settings(FILE *f, const struct settings *s)
 	fprintf(f, "rate-burst = %u\n", c->rate_burst);
 	fprintf(f, "rate-table = %zu\n", c->rate_table);
 	fprintf(f, "rate-penalty = %u%s\n", c->rate_penalty_s, c->rate_penalty_s == 0 ? "    # off" : "");
+	fprintf(f, "birthday = %s\n", c->birthday.has ? "on" : "off");
+	fprintf(f, "birthday-sockets = %u%s\n", c->birthday.sockets, c->birthday.has ? "" : "    # unused: off");
+	fprintf(f, "birthday-probes = %u%s\n", c->birthday.probes, c->birthday.has ? "" : "    # unused: off");
+	fprintf(f, "birthday-rate = %u%s\n", c->birthday.rate, c->birthday.has ? "" : "    # unused: off");
+	fprintf(f, "punch-timing = %s\n", c->rtt_timing ? "rtt" : "fixed");
 	fprintf(f, "log-level = %s\n", levels[s->level]);
 }
 
@@ -859,6 +915,11 @@ static bool setting_differs(const struct settings *a, const struct settings *b, 
 	case OPT_RELAY_LIFETIME: return x->turn_cfg.default_lifetime_s != y->turn_cfg.default_lifetime_s;
 	case OPT_RELAY_MAX_PERMS: return x->turn_cfg.max_perms != y->turn_cfg.max_perms;
 	case OPT_RELAY_MAX_CHANNELS: return x->turn_cfg.max_channels != y->turn_cfg.max_channels;
+	case OPT_BIRTHDAY: return x->birthday.has != y->birthday.has;
+	case OPT_BIRTHDAY_SOCKETS: return x->birthday.sockets != y->birthday.sockets;
+	case OPT_BIRTHDAY_PROBES: return x->birthday.probes != y->birthday.probes;
+	case OPT_BIRTHDAY_RATE: return x->birthday.rate != y->birthday.rate;
+	case OPT_PUNCH_TIMING: return x->rtt_timing != y->rtt_timing;
 	default: return false;
 	}
 }

@@ -152,6 +152,10 @@ int nb_registry_put(struct nb_registry *r, const struct nb_ctrl_register *reg,
 	old = p->reflexive;
 	change = nb_addr_equal(&old, from) ? NB_REGISTRY_REFRESHED : NB_REGISTRY_MOVED;
 	fill(p, reg, from, now);
+	if (change == NB_REGISTRY_MOVED) { /* another path: measured again */
+		p->rtt_ms = 0;
+		p->srtt8 = 0;
+	}
 	nb_ilist_move_tail(&r->lru, s);
 	if (ret_change != NULL)
 		*ret_change = change;
@@ -201,6 +205,28 @@ int nb_registry_set_udp_blocked(struct nb_registry *r, const char *id, const uin
 	if (!nb_key_equal(r->peers[s].key, key))
 		return NB_REGISTRY_E_KEY;
 	r->peers[s].udp_blocked = udp_blocked;
+	return 0;
+}
+
+int nb_registry_rtt_sample(struct nb_registry *r, const char *id, const uint8_t *key,
+			   uint32_t sample_ms, uint64_t now)
+{
+	uint32_t s;
+	struct nb_registry_peer *p;
+
+	if (sample_ms == 0)
+		return -EINVAL;
+	s = find(r, id, id_hash(r, id));
+	if (s == NB_SLOT_NONE || expired(r, &r->peers[s], now))
+		return NB_REGISTRY_E_NOENT;
+	p = &r->peers[s];
+	if (!nb_key_equal(p->key, key))
+		return NB_REGISTRY_E_KEY;
+	if (p->rtt_ms == 0)
+		p->srtt8 = (uint64_t)sample_ms * 8; /* RFC 6298 (2.2): SRTT <- R */
+	else /* (2.3), times 8: 8 SRTT <- 8 SRTT - SRTT + R' */
+		p->srtt8 = p->srtt8 - p->srtt8 / 8 + sample_ms;
+	p->rtt_ms = p->srtt8 >= 8 ? (uint32_t)(p->srtt8 / 8) : 1;
 	return 0;
 }
 

@@ -73,6 +73,13 @@ struct nb_registry_peer {
 	bool udp_blocked;
 	bool has_relayed;          /* the register's "relayed": its allocation in advance */
 	struct nb_addr relayed;
+	/* The smoothed round trip between the broker and the peer (ms; 0 =
+	 * not measured yet), from nb_registry_rtt_sample(); srtt8 is the same
+	 * in 1/8 ms (kept so that the smoothing converges on the samples, as
+	 * Linux keeps tp->srtt_us << 3). A new entry and a move start
+	 * unmeasured; a refresh keeps it. */
+	uint32_t rtt_ms;
+	uint64_t srtt8;
 	uint64_t registered_ms; /* first registration of this entry */
 	uint64_t last_seen_ms;  /* last register or keepalive */
 };
@@ -116,6 +123,14 @@ int nb_registry_remove(struct nb_registry *r, const char *id, const uint8_t *key
  * 0 or NB_REGISTRY_E_NOENT / NB_REGISTRY_E_KEY. */
 int nb_registry_set_udp_blocked(struct nb_registry *r, const char *id, const uint8_t *key,
 				bool udp_blocked, uint64_t now);
+
+/* A round-trip sample (ms, >= 1) for the live entry id (held by key):
+ * the first sets rtt_ms, later ones smooth it as RFC 6298 §2 does SRTT,
+ * "SRTT <- (1 - alpha) * SRTT + alpha * R'" with alpha = 1/8, in 1/8 ms
+ * (rtt_ms is that, rounded down, never below 1). 0, -EINVAL (sample 0),
+ * NB_REGISTRY_E_NOENT or NB_REGISTRY_E_KEY. */
+int nb_registry_rtt_sample(struct nb_registry *r, const char *id, const uint8_t *key,
+			   uint32_t sample_ms, uint64_t now);
 
 /* The live entry for id, or NULL. The pointer is valid until the next call
  * that changes the registry. */

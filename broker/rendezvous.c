@@ -29,6 +29,7 @@ struct rv_outcome {
 	struct rv_side side[2];
 	uint64_t ends_at;     /* no report by now counts as failed */
 	uint32_t deadline_ms; /* the plans' deadline */
+	struct nb_ctrl_birthday birthday; /* figures the sides reported (merged) */
 };
 
 /* The push of the other side's plan: one state machine per session,
@@ -122,6 +123,7 @@ struct nb_rendezvous {
 	struct nb_rendezvous_stats st;
 	uint64_t unix_s; /* nb_rendezvous_set_context() */
 	bool via_tcp;
+	uint32_t rtt_next; /* nb_rendezvous_set_rtt(): for the next handle_keyed() only */
 	struct nb_ctrl_msg in, rep, push; /* large: kept off the stack */
 	char key_text[NB_KEY_TEXT_LEN + 1]; /* emit()'s scratch */
 };
@@ -145,6 +147,11 @@ void nb_rendezvous_config_default(struct nb_rendezvous_config *cfg)
 	cfg->public_list = false;
 	cfg->relay_cred_s = NB_RENDEZVOUS_DEFAULT_RELAY_CRED_S;
 	cfg->relay_extra_ms = NB_RENDEZVOUS_DEFAULT_RELAY_EXTRA_MS;
+	cfg->birthday.has = true;
+	cfg->birthday.sockets = NB_RENDEZVOUS_DEFAULT_BDAY_SOCKETS;
+	cfg->birthday.probes = NB_RENDEZVOUS_DEFAULT_BDAY_PROBES;
+	cfg->birthday.rate = NB_RENDEZVOUS_DEFAULT_BDAY_RATE;
+	cfg->rtt_timing = true;
 }
 
 /* "" or 1..NB_CTRL_TOKEN_MAX printable ASCII, NUL-terminated in its buffer. */
@@ -169,6 +176,11 @@ static bool config_ok(const struct nb_rendezvous_config *c)
 				 c->relay_secret_len > NB_RENDEZVOUS_MAX_SECRET ||
 				 c->relay_cred_s < 60 || c->relay_cred_s > 86400 ||
 				 c->relay_extra_ms > NB_CTRL_DEADLINE_MAX_MS)))
+		return false;
+	if (c->birthday.has &&
+	    (c->birthday.sockets < 1 || c->birthday.sockets > NB_CTRL_BDAY_SOCKETS_MAX ||
+	     c->birthday.probes < 1 || c->birthday.probes > NB_CTRL_BDAY_PROBES_MAX ||
+	     c->birthday.rate < 1 || c->birthday.rate > NB_CTRL_BDAY_RATE_MAX))
 		return false;
 	return c->max_peers >= 1 && c->max_peers <= NB_REGISTRY_MAX_MAX && c->max_sessions >= 1 &&
 	       c->max_sessions <= NB_RENDEZVOUS_MAX_SESSIONS_MAX && c->max_pairs >= 1 &&
@@ -758,6 +770,7 @@ struct reply_ctx {
 	const struct nb_addr *from;
 	const uint8_t *key; /* the sender's static key: never NULL in a handler */
 	uint64_t now;
+	uint32_t rtt; /* the shell's round-trip sample for this message (0: none) */
 	const uint8_t *rnd;
 	bool cacheable; /* false for transient refusals: 429, 500, 503 */
 	bool is_list;
@@ -792,6 +805,16 @@ static void refuse(struct nb_rendezvous *rv, struct reply_ctx *c, uint16_t code,
 	if (code == NB_CTRL_ERR_FULL || code == NB_CTRL_ERR_RATE_LIMITED || code == NB_CTRL_ERR_SERVER)
 		c->cacheable = false;
 	emit(rv, &ev);
+}
+
+/* A round-trip sample for id (held by key), if it is one to take. */
+static void rtt_sample(struct nb_rendezvous *rv, const char *id, const uint8_t *key, uint64_t sample,
+		       uint64_t now)
+{
+	if (sample == 0 || sample > NB_RENDEZVOUS_RTT_MAX_MS)
+		return;
+	if (nb_registry_rtt_sample(rv->reg, id, key, (uint32_t)sample, now) == 0)
+		rv->st.rtt_samples++;
 }
 
 static void on_register(struct nb_rendezvous *rv, struct reply_ctx *c)
@@ -860,6 +883,7 @@ static void on_register(struct nb_rendezvous *rv, struct reply_ctx *c)
 		return;
 	}
 	(void)nb_registry_set_udp_blocked(rv->reg, r->id, c->key, rv->via_tcp, c->now);
+	rtt_sample(rv, r->id, c->key, c->rtt, c->now);
 	set_header(&rv->rep, NB_CTRL_REGISTERED, tx);
 	COPY(rv->rep.u.registered.id, r->id);
 	rv->rep.u.registered.reflexive = *c->from;
@@ -888,6 +912,7 @@ static void on_keepalive(struct nb_rendezvous *rv, struct reply_ctx *c)
 	rv->st.keepalives++;
 	rc = nb_registry_touch(rv->reg, id, c->key, c->from, c->now);
 	if (rc == 0) {
+		rtt_sample(rv, id, c->key, c->rtt, c->now);
 		set_header(&rv->rep, NB_CTRL_ACK, rv->in.tx);
 		return;
 	}
@@ -902,6 +927,79 @@ static void on_keepalive(struct nb_rendezvous *rv, struct reply_ctx *c)
 	refuse(rv, c, NB_CTRL_ERR_UNKNOWN_PEER, id);
 }
 
+/* When each side starts (its plan's delay_ms), docs/protocol.md "Punch
+ * timing". A's plan (the reply) and B's (the push) leave together and
+ * arrive about ra/2 and rb/2 later. The side that must go second - the
+ * dialer whose peer primes, the probing side of a birthday plan - waits
+ * until the other side has its plan, plus a margin; of two punching sides
+ * the one whose plan arrives first waits the difference. Without both
+ * round trips (or with rtt_timing off): the fixed prime_delay_ms for the
+ * side that goes second, 0 for punching. relay_a / relay_b: that side
+ * dials a relayed address the other side registered in advance. */
+struct rv_timing {
+	uint32_t delay_a, delay_b;
+	bool rtt_timed;
+};
+
+static uint32_t delay_cap(uint64_t v)
+{
+	return v > NB_CTRL_DELAY_MAX_MS ? NB_CTRL_DELAY_MAX_MS : (uint32_t)v;
+}
+
+static void plan_timing(const struct nb_rendezvous_config *cfg, const struct nb_plan *plan,
+			bool relay_a, bool relay_b, uint32_t ra, uint32_t rb, struct rv_timing *ret)
+{
+	enum nb_role a = plan->role_a, b = plan->role_b;
+	bool second_a = (a == NB_ROLE_DIAL && b == NB_ROLE_PRIME) ||
+			(a == NB_ROLE_PROBE && b == NB_ROLE_SPRAY);
+	bool second_b = (b == NB_ROLE_DIAL && a == NB_ROLE_PRIME) ||
+			(b == NB_ROLE_PROBE && a == NB_ROLE_SPRAY);
+	bool punch = a == NB_ROLE_PUNCH && b == NB_ROLE_PUNCH;
+
+	memset(ret, 0, sizeof(*ret));
+	if (plan->path == NB_PATH_RELAY) {
+		ret->delay_a = relay_a ? NB_RENDEZVOUS_RELAY_DIAL_DELAY_MS : 0;
+		ret->delay_b = relay_b ? NB_RENDEZVOUS_RELAY_DIAL_DELAY_MS : 0;
+		return;
+	}
+	if (cfg->rtt_timing && ra > 0 && rb > 0 && (second_a || second_b || punch)) {
+		uint64_t arr_a = ra / 2, arr_b = rb / 2;
+		uint64_t margin = NB_RENDEZVOUS_TIMING_MARGIN_MS +
+				  (ra > rb ? ra : rb) / NB_RENDEZVOUS_TIMING_MARGIN_DIV;
+		ret->rtt_timed = true;
+		if (second_a)
+			ret->delay_a = delay_cap((arr_b > arr_a ? arr_b - arr_a : 0) + margin);
+		else if (second_b)
+			ret->delay_b = delay_cap((arr_a > arr_b ? arr_a - arr_b : 0) + margin);
+		else if (arr_a < arr_b)
+			ret->delay_a = delay_cap(arr_b - arr_a);
+		else
+			ret->delay_b = delay_cap(arr_a - arr_b);
+		return;
+	}
+	if (second_a)
+		ret->delay_a = cfg->prime_delay_ms;
+	if (second_b)
+		ret->delay_b = cfg->prime_delay_ms;
+}
+
+/* A plan's deadline: the configured one, or for a birthday plan long
+ * enough to send every probe at the rate after the later start. */
+static uint32_t plan_deadline(const struct nb_rendezvous_config *cfg, const struct nb_plan *plan,
+			      const struct rv_timing *t)
+{
+	const struct nb_ctrl_birthday *b = &cfg->birthday;
+	uint64_t need;
+
+	if (plan->path != NB_PATH_BIRTHDAY || b->rate == 0)
+		return cfg->deadline_ms;
+	need = ((uint64_t)b->probes * 1000 + b->rate - 1) / b->rate +
+	       (t->delay_a > t->delay_b ? t->delay_a : t->delay_b) + NB_RENDEZVOUS_BDAY_SLACK_MS;
+	if (need < cfg->deadline_ms)
+		need = cfg->deadline_ms;
+	return need > NB_CTRL_DEADLINE_MAX_MS ? NB_CTRL_DEADLINE_MAX_MS : (uint32_t)need;
+}
+
 static void on_connect(struct nb_rendezvous *rv, struct reply_ctx *c)
 {
 	const struct nb_ctrl_connect *q = &rv->in.u.connect;
@@ -913,6 +1011,8 @@ static void on_connect(struct nb_rendezvous *rv, struct reply_ctx *c)
 	char username[NB_CTRL_USERNAME_MAX + 1];
 	char reason[NB_CTRL_REASON_MAX + 1];
 	struct rv_session *x;
+	struct rv_timing t;
+	uint32_t deadline_ms;
 	bool same_ip;
 	uint32_t s;
 
@@ -935,6 +1035,7 @@ static void on_connect(struct nb_rendezvous *rv, struct reply_ctx *c)
 		refuse(rv, c, NB_CTRL_ERR_UNKNOWN_PEER, q->id);
 		return;
 	}
+	rtt_sample(rv, q->id, c->key, c->rtt, c->now); /* pa's entry: the pointer holds */
 	if (strcmp(q->id, q->peer) == 0) {
 		set_error(&rv->rep, tx, NB_CTRL_ERR_BAD_REQUEST, "cannot connect to oneself");
 		refuse(rv, c, NB_CTRL_ERR_BAD_REQUEST, q->id);
@@ -972,7 +1073,10 @@ static void on_connect(struct nb_rendezvous *rv, struct reply_ctx *c)
 
 	nb_registry_peer_nat(pa, &na);
 	nb_registry_peer_nat(pb, &nbn);
-	nb_connectivity_plan(&na, &nbn, &plan);
+	nb_connectivity_plan(&na, &nbn, rv->cfg.birthday.has ? &rv->cfg.birthday : NULL, &plan);
+	plan_timing(&rv->cfg, &plan, !plan.relay_by_a && pb->has_relayed,
+		    plan.relay_by_a && pa->has_relayed, pa->rtt_ms, pb->rtt_ms, &t);
+	deadline_ms = plan_deadline(&rv->cfg, &plan, &t);
 	reason_name(plan.reason, pa->id, pb->id, reason, sizeof(reason));
 	same_ip = nb_addr_ip_equal(&pa->reflexive, &pb->reflexive);
 	/* One USERNAME for both directions of the session's checks. */
@@ -990,8 +1094,8 @@ static void on_connect(struct nb_rendezvous *rv, struct reply_ctx *c)
 	x->role_a = plan.role_a;
 	x->role_b = plan.role_b;
 	x->created = c->now;
-	x->out.deadline_ms = rv->cfg.deadline_ms;
-	x->out.ends_at = c->now + NB_RENDEZVOUS_PUSH_WINDOW_MS + rv->cfg.deadline_ms;
+	x->out.deadline_ms = deadline_ms;
+	x->out.ends_at = c->now + NB_RENDEZVOUS_PUSH_WINDOW_MS + deadline_ms;
 	if (rv->cfg.n_relays > 0) /* a relay may follow the direct attempt */
 		x->out.ends_at += rv->cfg.relay_extra_ms;
 	x->relay_by_a = plan.relay_by_a;
@@ -1000,26 +1104,22 @@ static void on_connect(struct nb_rendezvous *rv, struct reply_ctx *c)
 	COPY(x->push_tx, push_tx);
 	x->tx_hash = str_hash(rv, push_tx);
 	plan_fill(&x->plan_b, session, pa->id, plan.role_b, plan.path, reason, pa, same_ip,
-		  username, rv->cfg.deadline_ms,
-		  plan.role_b == NB_ROLE_DIAL && plan.role_a == NB_ROLE_PRIME ? rv->cfg.prime_delay_ms
-		  : plan.path == NB_PATH_RELAY && plan.relay_by_a && pa->has_relayed
-			  ? NB_RENDEZVOUS_RELAY_DIAL_DELAY_MS
-			  : 0);
+		  username, deadline_ms, t.delay_b);
 	if (plan.path != NB_PATH_NONE)
 		relay_fill(rv, &x->plan_b.relay, !plan.relay_by_a, pb->key, rv->cfg.relay_cred_s, pa);
-	if (plan.path == NB_PATH_RELAY)
-		rv->st.relay_plans++;
+	if (plan.path == NB_PATH_BIRTHDAY) {
+		x->plan_b.birthday = rv->cfg.birthday;
+		x->plan_b.birthday.has = true;
+		x->plan_b.birthday.port = 0;
+	}
 
 	/* The asker's plan is the reply. */
 	set_header(&rv->rep, NB_CTRL_PLAN, tx);
 	plan_fill(&rv->rep.u.plan, session, pb->id, plan.role_a, plan.path, reason, pb, same_ip,
-		  username, rv->cfg.deadline_ms,
-		  plan.role_a == NB_ROLE_DIAL && plan.role_b == NB_ROLE_PRIME ? rv->cfg.prime_delay_ms
-		  : plan.path == NB_PATH_RELAY && !plan.relay_by_a && pb->has_relayed
-			  ? NB_RENDEZVOUS_RELAY_DIAL_DELAY_MS
-			  : 0);
+		  username, deadline_ms, t.delay_a);
 	if (plan.path != NB_PATH_NONE)
 		relay_fill(rv, &rv->rep.u.plan.relay, plan.relay_by_a, pa->key, rv->cfg.relay_cred_s, pb);
+	rv->rep.u.plan.birthday = x->plan_b.birthday;
 	/* The other side's plan is a request of the broker's own (d[1]). */
 	if (push_encode(rv, x, &c->out->d[1]) <= 0) {
 		/* Cannot happen: every field comes from decoded messages. */
@@ -1036,11 +1136,19 @@ static void on_connect(struct nb_rendezvous *rv, struct reply_ctx *c)
 	push_set_state(rv, s, PUSH_PENDING, 0);
 	x->pair = pair_update(rv, x);
 	rv->st.pushes++;
+	if (plan.path == NB_PATH_RELAY)
+		rv->st.relay_plans++;
+	if (plan.path == NB_PATH_BIRTHDAY)
+		rv->st.birthday_plans++;
+	if (t.rtt_timed)
+		rv->st.rtt_timed++;
 
 	struct nb_rendezvous_event ev = {
 		.kind = NB_RV_EVENT_CONNECT, .session = x->id, .id = x->a, .peer = x->b,
 		.addr = *c->from, .other_addr = x->push_to, .path = plan.path,
 		.role_a = plan.role_a, .role_b = plan.role_b, .reason = reason, .key = c->key,
+		.ms = deadline_ms, .delay_a = t.delay_a, .delay_b = t.delay_b, .rtt_a = pa->rtt_ms,
+		.rtt_b = pb->rtt_ms, .rtt_timed = t.rtt_timed, .birthday = x->plan_b.birthday,
 	};
 	emit(rv, &ev);
 }
@@ -1104,6 +1212,20 @@ static void on_result(struct nb_rendezvous *rv, struct reply_ctx *c)
 	side->outcome = r->outcome;
 	side->path = r->outcome == NB_CTRL_OUTCOME_CONNECTED ? r->path : NB_PATH_NONE;
 	side->ms = r->ms;
+	if (r->birthday.has) {
+		/* Each side reports its part: the spraying side its sockets,
+		 * the probing side its probes, rate and the port that answered. */
+		struct nb_ctrl_birthday *b = &x->out.birthday;
+		b->has = true;
+		if (r->birthday.sockets != 0)
+			b->sockets = r->birthday.sockets;
+		if (r->birthday.probes != 0)
+			b->probes = r->birthday.probes;
+		if (r->birthday.rate != 0)
+			b->rate = r->birthday.rate;
+		if (r->birthday.port != 0)
+			b->port = r->birthday.port;
+	}
 	if (x->pair < rv->cfg.max_pairs && strcmp(rv->pairs[x->pair].session, x->id) == 0)
 		rv->pairs[x->pair].out = x->out;
 	set_header(&rv->rep, NB_CTRL_ACK, tx);
@@ -1112,6 +1234,7 @@ static void on_result(struct nb_rendezvous *rv, struct reply_ctx *c)
 		.kind = NB_RV_EVENT_RESULT, .session = x->id, .id = r->id,
 		.peer = k == 0 ? x->b : x->a, .addr = *c->from, .outcome = r->outcome,
 		.path = side->path, .ms = r->ms, .reason = r->reason, .key = c->key,
+		.birthday = r->birthday,
 	};
 	emit(rv, &ev);
 }
@@ -1321,6 +1444,7 @@ static void on_list(struct nb_rendezvous *rv, struct reply_ctx *c)
 			e->role_b = p->role_b;
 			COPY(e->reason, p->reason);
 			e->has_measured = outcome_measured(&p->out, c->now, &e->measured, &e->ms);
+			e->birthday = p->out.birthday;
 		}
 	}
 }
@@ -1373,10 +1497,17 @@ static void on_push_reply(struct nb_rendezvous *rv, const uint8_t *key, uint64_t
 		rv->st.ignored++;
 		return;
 	}
-	if (rv->in.type == NB_CTRL_ACK)
+	if (rv->in.type == NB_CTRL_ACK) {
+		const struct rv_session *x = &rv->sess[s];
+		/* Karn: only an ack of the plan's one and only send so far
+		 * times the round trip (it went out when the session began). */
+		if (x->push_type == NB_CTRL_PLAN && x->tries == 1 && now >= x->created)
+			rtt_sample(rv, x->push_to_a ? x->a : x->b, key,
+				   now - x->created > 0 ? now - x->created : 1, now);
 		push_set_state(rv, s, PUSH_ACKED, 0);
-	else
+	} else {
 		push_set_state(rv, s, PUSH_REFUSED, rv->in.u.error.code);
+	}
 	if (rv->sess[s].relayed_queued)
 		relayed_push_start(rv, s, now);
 }
@@ -1521,6 +1652,11 @@ void nb_rendezvous_set_context(struct nb_rendezvous *rv, uint64_t unix_s, bool v
 	rv->via_tcp = via_tcp;
 }
 
+void nb_rendezvous_set_rtt(struct nb_rendezvous *rv, uint32_t rtt_ms)
+{
+	rv->rtt_next = rtt_ms;
+}
+
 int nb_rendezvous_handle_keyed(struct nb_rendezvous *rv, const uint8_t *buf, size_t len,
 			       const struct nb_addr *from, const uint8_t *key, uint64_t now,
 			       const uint8_t *rnd, size_t rnd_len, struct nb_rendezvous_out *ret)
@@ -1533,8 +1669,14 @@ int nb_rendezvous_handle_keyed(struct nb_rendezvous *rv, const uint8_t *buf, siz
 	size_t k = 0;
 
 	if (rv == NULL || buf == NULL || from == NULL || ret == NULL || rnd == NULL ||
-	    rnd_len < NB_RENDEZVOUS_RANDOM_LEN)
+	    rnd_len < NB_RENDEZVOUS_RANDOM_LEN) {
+		if (rv != NULL)
+			rv->rtt_next = 0; /* for this call only, even a failed one */
 		return -EINVAL;
+	}
+	memset(&c, 0, sizeof(c));
+	c.rtt = rv->rtt_next;
+	rv->rtt_next = 0;
 	ret->n = 0;
 	ret->rnd_used = false;
 	ret->tcp_probe = false;
@@ -1590,7 +1732,6 @@ int nb_rendezvous_handle_keyed(struct nb_rendezvous *rv, const uint8_t *buf, siz
 		return 0;
 	}
 
-	memset(&c, 0, sizeof(c));
 	c.from = from;
 	c.key = key;
 	c.now = now;

@@ -91,8 +91,29 @@
 /* A registration lives 3 keepalive periods: two keepalives may be lost. */
 #define NB_RENDEZVOUS_EXPIRES_FACTOR 3
 #define NB_RENDEZVOUS_DEFAULT_DEADLINE_MS 5000
-/* The dialer waits this long when the other side primes its filter. */
+/* The dialer waits this long when the other side primes its filter, and
+ * the probing side of a birthday plan before it probes, when the round
+ * trips to both peers are not known (or with rtt_timing off). */
 #define NB_RENDEZVOUS_DEFAULT_PRIME_DELAY_MS 100
+/* Birthday punching's budget (docs/protocol.md "Birthday"): sockets the
+ * spraying side opens, ports the probing side tries, probes per second.
+ * 100/s is the internet default (a slow probe looks less like a scan);
+ * the lab uses 1000/s. */
+#define NB_RENDEZVOUS_DEFAULT_BDAY_SOCKETS 256
+#define NB_RENDEZVOUS_DEFAULT_BDAY_PROBES 2048
+#define NB_RENDEZVOUS_DEFAULT_BDAY_RATE 100
+/* A birthday plan's deadline covers its whole probe budget at its rate,
+ * the probing side's delay and this much more. */
+#define NB_RENDEZVOUS_BDAY_SLACK_MS 1500
+/* Punch timing from the round trips (DCUtR-style, docs/protocol.md
+ * "Punch timing"): the side that goes second waits for the other side's
+ * plan to arrive, plus NB_RENDEZVOUS_TIMING_MARGIN_MS + the larger round
+ * trip / NB_RENDEZVOUS_TIMING_MARGIN_DIV. */
+#define NB_RENDEZVOUS_TIMING_MARGIN_MS 5
+#define NB_RENDEZVOUS_TIMING_MARGIN_DIV 10
+/* Round-trip samples above this are not taken (a peer that took this long
+ * to answer was busy, not far). */
+#define NB_RENDEZVOUS_RTT_MAX_MS 10000
 #define NB_RENDEZVOUS_DEFAULT_LIST_RATE 100 /* peers/matrix pages per second */
 #define NB_RENDEZVOUS_DEFAULT_VERIFY_RATE 100 /* probes per second */
 #define NB_RENDEZVOUS_PROBE_KEY_LEN 32
@@ -133,11 +154,14 @@ enum nb_rendezvous_event_kind {
 	NB_RV_EVENT_REGISTERED = 0, /* id, addr, key, change (other_addr: the old address, MOVED) */
 	NB_RV_EVENT_EXPIRED,        /* id, addr, key: no register or keepalive for `expires` */
 	NB_RV_EVENT_CONNECT,        /* session, id (asker) at addr with key, peer at other_addr,
-				     * path, role_a, role_b, reason */
+				     * path, role_a, role_b, reason, the timing (delay_a,
+				     * delay_b, rtt_a, rtt_b, rtt_timed), ms = the plans'
+				     * deadline, birthday = the budget (path birthday) */
 	NB_RV_EVENT_PUSH_ACKED,     /* session, peer: the other side has its plan */
 	NB_RV_EVENT_PUSH_FAILED,    /* session, peer, code: refused with `error` code, or
 				     * 0 = no ack after NB_CTRL_MAX_TRIES sends */
-	NB_RV_EVENT_RESULT,         /* session, id (reporter) with key, peer, outcome, path, ms */
+	NB_RV_EVENT_RESULT,         /* session, id (reporter) with key, peer, outcome, path, ms,
+				     * birthday (the figures it reported, if any) */
 	NB_RV_EVENT_REFUSED,        /* code (400, 401, 403, 404, 409, 500), reason, id, addr,
 				     * key (NULL: the request arrived unsealed) */
 	NB_RV_EVENT_LIMIT,          /* limit, limit_value, and for refusals code, reason, id, addr,
@@ -168,6 +192,12 @@ struct nb_rendezvous_event {
 	enum nb_ctrl_outcome outcome;
 	uint32_t ms;
 	enum nb_ctrl_type request;                /* REFUSED, LIMIT: what was refused (0: undecodable) */
+	/* CONNECT: the plans' delay_ms (a: the asker's, b: the other side's),
+	 * the smoothed round trips they came from (0: unknown), and whether
+	 * they were computed from those round trips (else the fixed rule). */
+	uint32_t delay_a, delay_b, rtt_a, rtt_b;
+	bool rtt_timed;
+	struct nb_ctrl_birthday birthday;         /* CONNECT: the budget; RESULT: the figures */
 	const struct nb_registry_peer *entry;     /* REGISTERED: the entry as stored */
 	/* The key the event is about: the sender's for a request (REGISTERED,
 	 * CONNECT, RESULT, REFUSED, LIMIT, BYE), the holder's for EXPIRED.
@@ -219,6 +249,16 @@ struct nb_rendezvous_config {
 	uint32_t relay_cred_s;                /* default 3600 */
 	uint32_t relay_extra_ms;              /* a session's time for the relay after the
 					       * direct deadline (default 10000) */
+	/* Birthday punching (docs/protocol.md "Birthday"): has = plan it for
+	 * the pairs that need it (default on; off: they get a relay);
+	 * sockets 1..NB_CTRL_BDAY_SOCKETS_MAX (default 256), probes
+	 * 1..NB_CTRL_BDAY_PROBES_MAX (2048), rate 1..NB_CTRL_BDAY_RATE_MAX
+	 * probes per second (100). port: unused. */
+	struct nb_ctrl_birthday birthday;
+	/* Punch timing: true (default) = from the measured round trips when
+	 * both peers' are known (docs/protocol.md "Punch timing"); false =
+	 * the fixed prime_delay_ms. */
+	bool rtt_timing;
 };
 
 void nb_rendezvous_config_default(struct nb_rendezvous_config *cfg);
@@ -279,6 +319,17 @@ int nb_rendezvous_handle_keyed(struct nb_rendezvous *rv, const uint8_t *buf, siz
  * the peer as UDP-blocked). Stays in force until changed. */
 void nb_rendezvous_set_context(struct nb_rendezvous *rv, uint64_t unix_s, bool via_tcp);
 
+/* The round trip (ms) the shell measured for the sealed session the next
+ * nb_rendezvous_handle_keyed() message arrived in: from sending the Noise
+ * handshake response to receiving the session's first transport frame
+ * (0 = none: not the first frame, or not measured). Applies to that next
+ * call only. A register, keepalive or connect then feeds it to the
+ * sender's smoothed round trip (broker/registry.h rtt_ms); values above
+ * NB_RENDEZVOUS_RTT_MAX_MS are ignored. The engine also takes a sample of
+ * its own: a pushed plan acknowledged after its first transmission only
+ * (Karn's rule: the ack of a retransmitted plan could answer either). */
+void nb_rendezvous_set_rtt(struct nb_rendezvous *rv, uint32_t rtt_ms);
+
 /* nb_rendezvous_handle_keyed(..., key = NULL, ...): a plain datagram. */
 int nb_rendezvous_handle(struct nb_rendezvous *rv, const uint8_t *buf, size_t len,
 			 const struct nb_addr *from, uint64_t now, const uint8_t *rnd,
@@ -319,6 +370,9 @@ struct nb_rendezvous_stats {
 	uint64_t byes;           /* names freed by bye */
 	uint64_t relayed;        /* relayed messages accepted and forwarded */
 	uint64_t relay_plans;    /* plans whose path is relay */
+	uint64_t birthday_plans; /* plans whose path is birthday */
+	uint64_t rtt_samples;    /* round-trip samples taken (shell's and pushes' acks) */
+	uint64_t rtt_timed;      /* connects whose delays came from both round trips */
 	/* gauges */
 	size_t peers, sessions, pairs, cached;
 };

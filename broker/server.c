@@ -14,6 +14,7 @@
 #include "broker/plink.h"
 #include "broker/status_run.h"
 #include "broker/tcpprobe_run.h"
+#include "common/bytes.h"
 #include "common/keys.h"
 #include "common/noise.h"
 #include "common/seal.h"
@@ -40,6 +41,18 @@
 /* Datagrams per nb_rendezvous_poll() call, and calls per timer callback
  * (bounded work per callback; the timer fires again at once for more). */
 #define POLL_BATCH 8
+/* Sessions whose round trip is being measured at once (a handshake to its
+ * first frame takes one round trip; a lost sample costs nothing). */
+#define RTT_SLOTS_LOG2 12
+#define RTT_SLOTS (1u << RTT_SLOTS_LOG2)
+
+struct rtt_slot {
+	uint32_t index; /* our index of the session */
+	bool used, ambiguous;
+	bool measured;    /* its first frame came: rtt holds the sample */
+	uint32_t rtt;     /* ms; 0: none (ambiguous, too long) */
+	uint64_t sent_at; /* the handshake response, loop ms */
+};
 /* The broker-key request and its answer (docs/protocol.md "Broker key"). */
 #define KEYQ_TYPE 0xD5
 #define KEYQ_MIN_LEN 64
@@ -175,6 +188,9 @@ struct nb_server {
 	struct nb_plink *pl;
 	uint8_t sealbuf[NB_SEAL_MAX_DATAGRAM];
 	uint8_t plainbuf[NB_SEAL_MAX_DATAGRAM];
+	/* The round trip of each new session: when its handshake response
+	 * went out, by our index, until its first frame (rtt_sent/rtt_take). */
+	struct rtt_slot rtt[RTT_SLOTS];
 
 	/* Per-source rate limit; NULL: off. */
 	struct nb_ratelimit *rl;
@@ -192,6 +208,64 @@ struct nb_server {
 	struct relay_txq *rtxq; /* NULL: send each at once */
 	bool in_batch;          /* a UDP receive batch is being handled */
 };
+
+/* ---- Round trips of the sealed sessions ------------------------------------ */
+
+/* A handshake response (its sender_index, bytes 1..4, is our index of the
+ * new session) went out at now. A second response for the same index (a
+ * retransmitted initiation) makes the session's round trip ambiguous: its
+ * first frame may answer either (Karn's rule), so it is not measured. A
+ * table slot taken by another index is simply overwritten: a lost sample. */
+static void rtt_sent(struct nb_server *srv, const uint8_t *resp, size_t len, uint64_t now)
+{
+	struct rtt_slot *r;
+	uint32_t idx;
+
+	if (len < NB_NOISE_RESP_HDR_LEN)
+		return;
+	idx = nb_get_u32be(resp + 1);
+	r = &srv->rtt[(idx * 2654435761u) >> (32 - RTT_SLOTS_LOG2)];
+	if (r->used && r->index == idx) {
+		r->ambiguous = true;
+		return;
+	}
+	r->used = true;
+	r->ambiguous = false;
+	r->measured = false;
+	r->rtt = 0;
+	r->index = idx;
+	r->sent_at = now;
+}
+
+/* A frame (0xD3: receiver_index at bytes 1..4) that opened at now. The
+ * session's first frame times the round trip; it is often empty (natpeer
+ * confirms a new session at once with an empty frame when it has nothing
+ * queued), so the sample waits in the slot for the session's first
+ * control message: with `message`, returns it (ms, >= 1) and frees the
+ * slot; else 0. */
+static uint32_t rtt_frame(struct nb_server *srv, const uint8_t *frame, size_t len, uint64_t now,
+			  bool message)
+{
+	struct rtt_slot *r;
+	uint32_t idx;
+
+	if (len < NB_SEAL_HDR_LEN)
+		return 0;
+	idx = nb_get_u32be(frame + 1);
+	r = &srv->rtt[(idx * 2654435761u) >> (32 - RTT_SLOTS_LOG2)];
+	if (!r->used || r->index != idx)
+		return 0;
+	if (!r->measured) {
+		uint64_t ms = now >= r->sent_at ? now - r->sent_at : UINT64_MAX;
+		r->measured = true;
+		if (!r->ambiguous && ms <= NB_RENDEZVOUS_RTT_MAX_MS)
+			r->rtt = ms > 0 ? (uint32_t)ms : 1; /* under the clock's millisecond: 1 */
+	}
+	if (!message)
+		return 0;
+	r->used = false;
+	return r->rtt;
+}
 
 static void conn_close(struct tcp_conn *c);
 static void conn_process(struct tcp_conn *c);
@@ -225,6 +299,11 @@ void nb_server_config_default(struct nb_server_config *cfg)
 	cfg->rate_burst = NB_RATELIMIT_DEFAULT_BURST;
 	cfg->rate_table = NB_RATELIMIT_DEFAULT_ENTRIES;
 	cfg->rate_penalty_s = NB_RATELIMIT_DEFAULT_PENALTY_S;
+	cfg->birthday.has = true;
+	cfg->birthday.sockets = NB_RENDEZVOUS_DEFAULT_BDAY_SOCKETS;
+	cfg->birthday.probes = NB_RENDEZVOUS_DEFAULT_BDAY_PROBES;
+	cfg->birthday.rate = NB_RENDEZVOUS_DEFAULT_BDAY_RATE;
+	cfg->rtt_timing = true;
 }
 
 const struct nb_server_stats *nb_server_stats(const struct nb_server *srv)
@@ -388,17 +467,26 @@ static void on_rv_event(void *arg, const struct nb_rendezvous_event *ev)
 			    srv->cfg.keepalive_s * NB_RENDEZVOUS_EXPIRES_FACTOR,
 			    more_text(sup, more, sizeof(more)));
 		return;
-	case NB_RV_EVENT_CONNECT:
+	case NB_RV_EVENT_CONNECT: {
+		char bday[96] = "";
 		if (!log_allow(srv, LL_CONNECT, INFO_BURST, INFO_WINDOW_MS, &sup))
 			return;
+		if (ev->birthday.has)
+			snprintf(bday, sizeof(bday), "; birthday %u sockets, %u probes at %u/s",
+				 ev->birthday.sockets, ev->birthday.probes, ev->birthday.rate);
+		/* The timing: each side's delay, and the round trips (0: not
+		 * measured) it came from, or "fixed" (docs/protocol.md "Punch
+		 * timing"). */
 		nb_log_info(LOG_RV, "connect %s (%s) -> %s (%s): session %s, path %s, %s %s, %s %s: "
-				    "%s%s",
+				    "%s; start %s +%u ms, %s +%u ms (%s; rtt %u/%u ms), deadline %u ms%s%s",
 			    ev->id, nb_addr_format(&ev->addr, a, sizeof(a)), ev->peer,
 			    nb_addr_format(&ev->other_addr, b, sizeof(b)), ev->session,
 			    word(nb_path_to_string(ev->path)), ev->id, word(nb_role_to_string(ev->role_a)),
-			    ev->peer, word(nb_role_to_string(ev->role_b)), ev->reason,
-			    more_text(sup, more, sizeof(more)));
+			    ev->peer, word(nb_role_to_string(ev->role_b)), ev->reason, ev->id, ev->delay_a,
+			    ev->peer, ev->delay_b, ev->rtt_timed ? "from the round trips" : "fixed",
+			    ev->rtt_a, ev->rtt_b, ev->ms, bday, more_text(sup, more, sizeof(more)));
 		return;
+	}
 	case NB_RV_EVENT_PUSH_ACKED:
 		nb_log_debug(LOG_RV, "plan for %s (session %s) acknowledged", ev->peer, ev->session);
 		return;
@@ -413,15 +501,29 @@ static void on_rv_event(void *arg, const struct nb_rendezvous_event *ev)
 			nb_log_info(LOG_RV, "plan for %s (session %s) not acknowledged after %d sends%s",
 				    ev->peer, ev->session, NB_CTRL_MAX_TRIES, more);
 		return;
-	case NB_RV_EVENT_RESULT:
+	case NB_RV_EVENT_RESULT: {
+		char bday[112] = "";
 		if (!log_allow(srv, LL_RESULT, INFO_BURST, INFO_WINDOW_MS, &sup))
 			return;
-		nb_log_info(LOG_RV, "result %s from %s (peer %s): %s, path %s, %u ms%s%s%s", ev->session,
+		if (ev->birthday.has) { /* only the fields the side reported */
+			char f[4][24] = { "", "", "", "" };
+			if (ev->birthday.sockets != 0)
+				snprintf(f[0], sizeof(f[0]), " sockets %u", ev->birthday.sockets);
+			if (ev->birthday.probes != 0)
+				snprintf(f[1], sizeof(f[1]), " probes %u", ev->birthday.probes);
+			if (ev->birthday.rate != 0)
+				snprintf(f[2], sizeof(f[2]), " rate %u/s", ev->birthday.rate);
+			if (ev->birthday.port != 0)
+				snprintf(f[3], sizeof(f[3]), " port %u", (unsigned)ev->birthday.port);
+			snprintf(bday, sizeof(bday), "; birthday%s%s%s%s", f[0], f[1], f[2], f[3]);
+		}
+		nb_log_info(LOG_RV, "result %s from %s (peer %s): %s, path %s, %u ms%s%s%s%s", ev->session,
 			    ev->id, ev->peer,
 			    ev->outcome == NB_CTRL_OUTCOME_CONNECTED ? "connected" : "failed",
 			    word(nb_path_to_string(ev->path)), ev->ms, ev->reason[0] != '\0' ? ": " : "",
-			    ev->reason, more_text(sup, more, sizeof(more)));
+			    ev->reason, bday, more_text(sup, more, sizeof(more)));
 		return;
+	}
 	case NB_RV_EVENT_REFUSED:
 		nb_addr_format(&ev->addr, a, sizeof(a));
 		if (ev->code == NB_CTRL_ERR_BAD_REQUEST && ev->request == 0) {
@@ -601,7 +703,8 @@ static void tcp_probe(struct nb_server *srv, const struct nb_rendezvous_out *out
 }
 
 static void on_control(struct nb_server *srv, struct udp_sock *s, struct tcp_conn *conn,
-		       const uint8_t *data, size_t len, const struct nb_addr *from, const uint8_t *key)
+		       const uint8_t *data, size_t len, const struct nb_addr *from, const uint8_t *key,
+		       uint32_t rtt)
 {
 	struct nb_rendezvous_out *out = &srv->rv_out;
 	int rc;
@@ -615,6 +718,7 @@ static void on_control(struct nb_server *srv, struct udp_sock *s, struct tcp_con
 		return;
 	}
 	nb_rendezvous_set_context(srv->rv, (uint64_t)time(NULL), conn != NULL);
+	nb_rendezvous_set_rtt(srv->rv, rtt); /* this message's only */
 	rc = nb_rendezvous_handle_keyed(srv->rv, data, len, from, key, uv_now(srv->loop),
 					srv->rnd + srv->rnd_pos, RND_POOL - srv->rnd_pos, out);
 	if (rc < 0)
@@ -665,11 +769,13 @@ static void on_sealed(struct nb_server *srv, struct udp_sock *s, struct tcp_conn
 {
 	uint64_t now = uv_now(srv->loop);
 	const uint8_t *key = NULL;
+	uint32_t rtt;
 	ssize_t n;
 
 	if (data[0] == NB_NOISE_TYPE_INIT) {
 		n = nb_plink_handshake(srv->pl, data, len, from, now, srv->sealbuf, sizeof(srv->sealbuf));
 		if (n > 0) {
+			rtt_sent(srv, srv->sealbuf, (size_t)n, now);
 			if (conn != NULL)
 				conn_send_dgram(conn, srv->sealbuf, (size_t)n);
 			else
@@ -703,14 +809,18 @@ static void on_sealed(struct nb_server *srv, struct udp_sock *s, struct tcp_conn
 		}
 		return;
 	}
-	if (n <= 0 || srv->plainbuf[0] != NB_CTRL_FIRST_BYTE)
+	if (n < 0)
+		return;
+	/* opened: the session is confirmed (an empty frame confirms only) */
+	rtt = rtt_frame(srv, data, len, now, n > 0);
+	if (n == 0 || srv->plainbuf[0] != NB_CTRL_FIRST_BYTE)
 		return;
 	if (conn != NULL && !conn->ctrl) {
 		/* A sealed session runs here: the host's way in, kept open. */
 		conn->ctrl = true;
 		srv->stats.tcp_control++;
 	}
-	on_control(srv, s, conn, srv->plainbuf, (size_t)n, from, key);
+	on_control(srv, s, conn, srv->plainbuf, (size_t)n, from, key, rtt);
 }
 
 /* ---- Per-source rate limit ------------------------------------------------ */
@@ -849,7 +959,7 @@ static void on_udp(struct nb_udp *u, const uint8_t *data, size_t len, const stru
 		if (srv->turn != NULL && turn_from_client(srv, &tc, data, len) == 0)
 			return;
 		if (rate_ok(srv, from, RL_UDP, &srv->stats.rate_limited_control))
-			on_control(srv, s, NULL, data, len, from, NULL);
+			on_control(srv, s, NULL, data, len, from, NULL, 0);
 		return;
 	}
 	if (srv->turn != NULL && len >= 4 && (nb_turn_is_chandata(data, len) || turn_method(data, len))) {
@@ -1101,7 +1211,7 @@ static void conn_datagram(struct tcp_conn *c, const uint8_t *data, size_t len)
 	struct nb_server *srv = c->srv;
 
 	if (data[0] == NB_CTRL_FIRST_BYTE) {
-		on_control(srv, NULL, c, data, len, &c->peer, NULL); /* unsealed: 401 */
+		on_control(srv, NULL, c, data, len, &c->peer, NULL, 0); /* unsealed: 401 */
 	} else if (len >= KEYQ_MIN_LEN && data[0] == KEYQ_TYPE) {
 		uint8_t r[1 + NB_KEY_LEN];
 		r[0] = KEYR_TYPE;
@@ -1831,6 +1941,8 @@ static int rendezvous_open(struct nb_server *srv)
 	}
 	rc.event_cb = on_rv_event;
 	rc.event_arg = srv;
+	rc.birthday = cfg->birthday;
+	rc.rtt_timing = cfg->rtt_timing;
 	/* Blocks only before the kernel's pool is first initialised at boot;
 	 * nothing is being served yet. */
 	n = getrandom(rc.hash_key, sizeof(rc.hash_key), 0);
@@ -2090,6 +2202,10 @@ static void log_rv_stats(const struct nb_server *srv)
 		    (unsigned long long)st.full_peers, (unsigned long long)st.full_sessions,
 		    (unsigned long long)st.rate_limited, (unsigned long long)st.cache_evicted_early,
 		    st.peers, st.sessions, st.pairs);
+	nb_log_info(LOG_RV, "plans: %llu relay, %llu birthday; %llu timed from both round trips "
+			    "(%llu round-trip samples)",
+		    (unsigned long long)st.relay_plans, (unsigned long long)st.birthday_plans,
+		    (unsigned long long)st.rtt_timed, (unsigned long long)st.rtt_samples);
 }
 
 static void log_rl_stats(const struct nb_server *srv)

@@ -72,6 +72,11 @@ struct nb_server_config {
 	uint8_t key[32];         /* the broker's static private key (Noise), from --key */
 	char pubkey_text[44];    /* its public key as text, for the status port */
 	size_t max_links;        /* sealed sessions at once (NB_PLINK_DEFAULT_MAX) */
+	/* Birthday punching's budget (broker/rendezvous.h: has = on; sockets,
+	 * probes, rate) and punch timing from the round trips (rtt_timing;
+	 * false: the fixed delay). Defaults: on, 256, 2048, 100/s; rtt. */
+	struct nb_ctrl_birthday birthday;
+	bool rtt_timing;
 	/* Per-source rate limit (broker/ratelimit.h). */
 	uint32_t rate_limit;     /* requests per second per source IP; 0: off */
 	uint32_t rate_burst;     /* 1..NB_RATELIMIT_BURST_MAX */

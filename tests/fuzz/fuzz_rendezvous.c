@@ -7,7 +7,9 @@
  * broker token "tok" is required; bit 2: register needs the challenge's
  * cookie - off otherwise, so that the fuzzer reaches what follows a
  * register; bit 3: peers/matrix are public - else they need the admin
- * token "adm"). The rest is lines, each
+ * token "adm"; bit 4: birthday plans off; bit 5: punch timing fixed; bit 6:
+ * a small birthday budget at the lab's rate, 64 probes at 1000/s). The rest
+ * is lines, each
  *
  *   <control byte><key byte><datagram>'\n'
  *
@@ -17,7 +19,9 @@
  * 46000 ms); bit 5: run nb_rendezvous_poll() first; bit 6: send the
  * datagram twice (the second must be answered from the reply cache).
  * key byte bits 0-2: the sender's static key, 0-4 one of five fixed keys,
- * 5-7 none (the datagram arrived unsealed).
+ * 5-7 none (the datagram arrived unsealed); bits 3-7: the shell's round-trip
+ * sample for it (nb_rendezvous_set_rtt()), 0 none, 1-30 x 37 ms, 31 over
+ * the maximum (20 s).
  * In the datagram, the 16 bytes "SSSSSSSSSSSSSSSS" become the last session
  * id the engine handed out and "TTTTTTTTTTTTTTTT" the last pushed plan's tx,
  * so seeds can report results and ack plans (on a copy: input is never
@@ -42,6 +46,10 @@
  *  - an undecodable datagram gets at most a 400, never longer than itself;
  *  - an immediate retransmission gets the same bytes and nothing else
  *    (unless the reply was a transient 429/500/503);
+ *  - a connect's two plans: the same deadline (at least the configured
+ *    one), at most one side delayed, the birthday budget of the config in
+ *    both exactly with path birthday (never when it is off), and with
+ *    fixed timing only the fixed delays;
  *  - tables stay within their limits; poll output decodes, and when poll
  *    says nothing more is due, the next deadline lies in the future.
  * Any broken promise aborts. */
@@ -222,8 +230,40 @@ static void substitute(const struct run *r, uint8_t *buf, size_t len)
 	}
 }
 
+/* The two plans of one connect: what the timing and birthday rules promise. */
+static void check_plans(const struct run *r, const struct nb_ctrl_plan *pa, const struct nb_ctrl_plan *pb)
+{
+	const struct nb_ctrl_birthday *want = &r->cfg.birthday;
+
+	CHECK(pa->path == pb->path);
+	CHECK(pa->deadline_ms == pb->deadline_ms && pa->deadline_ms >= r->cfg.deadline_ms);
+	CHECK(pa->delay_ms == 0 || pb->delay_ms == 0);
+	if (!r->cfg.rtt_timing)
+		for (int i = 0; i < 2; i++) {
+			uint32_t d = (i == 0 ? pa : pb)->delay_ms;
+			CHECK(d == 0 || d == r->cfg.prime_delay_ms || d == NB_RENDEZVOUS_RELAY_DIAL_DELAY_MS);
+		}
+	CHECK(pa->birthday.has == (pa->path == NB_PATH_BIRTHDAY));
+	CHECK(pb->birthday.has == (pb->path == NB_PATH_BIRTHDAY));
+	if (pa->path != NB_PATH_BIRTHDAY) {
+		CHECK(pa->deadline_ms == r->cfg.deadline_ms);
+		return;
+	}
+	CHECK(want->has);
+	for (int i = 0; i < 2; i++) {
+		const struct nb_ctrl_birthday *b = &(i == 0 ? pa : pb)->birthday;
+		CHECK(b->sockets == want->sockets && b->probes == want->probes && b->rate == want->rate &&
+		      b->port == 0);
+	}
+	CHECK((pa->role == NB_ROLE_SPRAY && pb->role == NB_ROLE_PROBE) ||
+	      (pa->role == NB_ROLE_PROBE && pb->role == NB_ROLE_SPRAY));
+	/* long enough for every probe at the rate (or the most there is) */
+	CHECK(pa->deadline_ms == NB_CTRL_DEADLINE_MAX_MS ||
+	      (uint64_t)pa->deadline_ms * want->rate >= (uint64_t)want->probes * 1000);
+}
+
 static void one(struct run *r, const struct nb_addr *from, const uint8_t *key, const uint8_t *buf,
-		size_t len, bool twice)
+		size_t len, bool twice, uint32_t rtt)
 {
 	static struct nb_rendezvous_out out, again;
 	static struct nb_ctrl_msg in, m0, m1;
@@ -238,6 +278,7 @@ static void one(struct run *r, const struct nb_addr *from, const uint8_t *key, c
 	}
 	decoded = nb_ctrl_decode(&in, buf, len) == (ssize_t)len;
 	nb_rendezvous_get_stats(r->rv, &before);
+	nb_rendezvous_set_rtt(r->rv, rtt); /* for this call only */
 	CHECK(nb_rendezvous_handle_keyed(r->rv, buf, len, from, key, r->now, rnd, sizeof(rnd), &out) == 0);
 	nb_rendezvous_get_stats(r->rv, &after);
 	CHECK(out.n <= NB_RENDEZVOUS_MAX_OUT);
@@ -301,6 +342,7 @@ static void one(struct run *r, const struct nb_addr *from, const uint8_t *key, c
 			CHECK(in.type == NB_CTRL_CONNECT && m0.type == NB_CTRL_PLAN && out.rnd_used);
 			CHECK(nb_ctrl_decode(&m1, out.d[1].data, out.d[1].len) == (ssize_t)out.d[1].len);
 			CHECK(m1.type == NB_CTRL_PLAN);
+			check_plans(r, &m0.u.plan, &m1.u.plan);
 			CHECK(strcmp(m1.u.plan.session, m0.u.plan.session) == 0);
 			CHECK(strcmp(m1.u.plan.username, m0.u.plan.username) == 0);
 			/* sealed to the other side's key; each plan names the other's key */
@@ -385,6 +427,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (data[0] & 2)
 		memcpy(r.cfg.token, "tok", 4);
 	r.cfg.public_list = (data[0] & 8) != 0;
+	r.cfg.birthday.has = (data[0] & 0x10) == 0;
+	r.cfg.rtt_timing = (data[0] & 0x20) == 0;
+	if (data[0] & 0x40) {
+		r.cfg.birthday.probes = 64;
+		r.cfg.birthday.rate = 1000;
+	}
 	memcpy(r.cfg.admin_token, "adm", 4);
 	for (int k = 0; k < NKEYS; k++)
 		for (unsigned i = 0; i < NB_KEY_LEN; i++)
@@ -399,7 +447,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	while (size - off >= 2) {
 		uint8_t ctl = data[off++];
-		uint8_t kb = data[off++] & 7;
+		uint8_t kbyte = data[off++], kb = kbyte & 7;
+		uint32_t rtt = (kbyte >> 3) == 31 ? 20000 : (uint32_t)(kbyte >> 3) * 37;
 		const uint8_t *nl = memchr(data + off, '\n', size - off);
 		size_t len = nl != NULL ? (size_t)(nl - (data + off)) : size - off;
 
@@ -410,7 +459,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			len = sizeof(buf);
 		memcpy(buf, data + off, len);
 		substitute(&r, buf, len);
-		one(&r, &r.src[ctl & 3], kb < NKEYS ? r.keys[kb] : NULL, buf, len, (ctl & 0x40) != 0);
+		one(&r, &r.src[ctl & 3], kb < NKEYS ? r.keys[kb] : NULL, buf, len, (ctl & 0x40) != 0, rtt);
 		off += len;
 		if (size - off >= 1 && data[off] == '\n')
 			off++;

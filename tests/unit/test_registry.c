@@ -555,6 +555,66 @@ static void test_udp_blocked(void **state)
 	nb_registry_free(r);
 }
 
+/* Round trips: the first sample sets it, later ones smooth it by 1/8
+ * (RFC 6298 SRTT); only the holder's key; a move starts over. */
+static void test_rtt(void **state)
+{
+	struct nb_registry *r = reg_new(4);
+	struct nb_ctrl_register a = reg_msg("a", "");
+	struct nb_addr fa = addr("203.0.113.1:1"), fa2 = addr("203.0.113.1:2");
+
+	(void)state;
+	assert_int_equal(nb_registry_rtt_sample(r, "a", key(KA), 10, 0), NB_REGISTRY_E_NOENT);
+	assert_int_equal(nb_registry_put(r, &a, key(KA), &fa, 0, NULL, NULL), 0);
+	assert_int_equal(nb_registry_get(r, "a", 0)->rtt_ms, 0); /* unmeasured */
+	assert_int_equal(nb_registry_rtt_sample(r, "a", key(KA), 0, 1), -EINVAL);
+	assert_int_equal(nb_registry_rtt_sample(r, "zz", key(KA), 10, 1), NB_REGISTRY_E_NOENT);
+	/* another key (one bit off), or an unrelated one: refused, unchanged */
+	assert_int_equal(nb_registry_rtt_sample(r, "a", key(KB), 10, 1), NB_REGISTRY_E_KEY);
+	assert_int_equal(nb_registry_rtt_sample(r, "a", key(KC), 10, 1), NB_REGISTRY_E_KEY);
+	assert_int_equal(nb_registry_get(r, "a", 1)->rtt_ms, 0);
+	/* first: SRTT = R; then SRTT = 7/8 SRTT + 1/8 R' (in 1/8 ms, rounded down) */
+	assert_int_equal(nb_registry_rtt_sample(r, "a", key(KA), 100, 2), 0);
+	assert_int_equal(nb_registry_get(r, "a", 2)->rtt_ms, 100);
+	assert_int_equal(nb_registry_rtt_sample(r, "a", key(KA), 200, 3), 0);
+	assert_int_equal(nb_registry_get(r, "a", 3)->rtt_ms, 112); /* 112.5 */
+	assert_int_equal(nb_registry_rtt_sample(r, "a", key(KA), 50, 4), 0);
+	assert_int_equal(nb_registry_get(r, "a", 4)->rtt_ms, 104); /* 104.7 */
+	/* one odd sample moves it by an eighth of the difference only */
+	assert_int_equal(nb_registry_rtt_sample(r, "a", key(KA), 904, 5), 0);
+	assert_int_equal(nb_registry_get(r, "a", 5)->rtt_ms, 204);
+	/* steady samples: it settles on them exactly, from above and from below */
+	for (int i = 0; i < 100; i++)
+		assert_int_equal(nb_registry_rtt_sample(r, "a", key(KA), 40, 6), 0);
+	assert_int_equal(nb_registry_get(r, "a", 6)->rtt_ms, 40);
+	for (int i = 0; i < 100; i++)
+		assert_int_equal(nb_registry_rtt_sample(r, "a", key(KA), 61, 7), 0);
+	assert_int_equal(nb_registry_get(r, "a", 7)->rtt_ms, 61);
+	/* the largest samples do not overflow */
+	for (int i = 0; i < 300; i++)
+		assert_int_equal(nb_registry_rtt_sample(r, "a", key(KA), UINT32_MAX, 8), 0);
+	assert_int_equal(nb_registry_get(r, "a", 8)->rtt_ms, UINT32_MAX);
+	assert_int_equal(nb_registry_rtt_sample(r, "a", key(KA), 1, 9), 0);
+	assert_true(nb_registry_get(r, "a", 9)->rtt_ms < UINT32_MAX);
+	/* a sample does not refresh the entry */
+	assert_int_equal(nb_registry_next_expiry(r), E_MS);
+	for (int i = 0; i < 300; i++)
+		assert_int_equal(nb_registry_rtt_sample(r, "a", key(KA), 1, 10), 0);
+	assert_int_equal(nb_registry_get(r, "a", 10)->rtt_ms, 1); /* never 0 once measured */
+	/* a refresh (same address) keeps it; a move starts over */
+	assert_int_equal(nb_registry_rtt_sample(r, "a", key(KA), 33, 11), 0);
+	assert_int_equal(nb_registry_get(r, "a", 11)->rtt_ms, 5); /* (7 + 33) / 8 */
+	assert_int_equal(nb_registry_put(r, &a, key(KA), &fa, 12, NULL, NULL), 0);
+	assert_int_equal(nb_registry_get(r, "a", 12)->rtt_ms, 5);
+	assert_int_equal(nb_registry_put(r, &a, key(KA), &fa2, 13, NULL, NULL), 0);
+	assert_int_equal(nb_registry_get(r, "a", 13)->rtt_ms, 0);
+	assert_int_equal(nb_registry_rtt_sample(r, "a", key(KA), 70, 14), 0);
+	assert_int_equal(nb_registry_get(r, "a", 14)->rtt_ms, 70); /* a first sample again */
+	/* expired: no sample */
+	assert_int_equal(nb_registry_rtt_sample(r, "a", key(KA), 70, 13 + E_MS), NB_REGISTRY_E_NOENT);
+	nb_registry_free(r);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -570,6 +630,7 @@ int main(void)
 		cmocka_unit_test(test_full_until_expired),
 		cmocka_unit_test(test_order),
 		cmocka_unit_test(test_udp_blocked),
+		cmocka_unit_test(test_rtt),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -60,6 +60,9 @@ struct rec {
 	bool has_key;
 	char key_text[NB_KEY_TEXT_LEN + 1];
 	enum nb_ctrl_type request;
+	uint32_t delay_a, delay_b, rtt_a, rtt_b;
+	bool rtt_timed;
+	struct nb_ctrl_birthday birthday;
 };
 
 #define MAX_REC 512
@@ -185,6 +188,12 @@ static void on_event(void *arg, const struct nb_rendezvous_event *ev)
 	}
 	snprintf(r->key_text, sizeof(r->key_text), "%s", ev->key_text);
 	r->request = ev->request;
+	r->delay_a = ev->delay_a;
+	r->delay_b = ev->delay_b;
+	r->rtt_a = ev->rtt_a;
+	r->rtt_b = ev->rtt_b;
+	r->rtt_timed = ev->rtt_timed;
+	r->birthday = ev->birthday;
 }
 
 /* Most tests are about what follows a register: they take registers
@@ -1077,7 +1086,7 @@ static void test_upnp_verify(void **state)
 	}
 	reg_ok(h, "alice", "203.0.113.1:1000", 10, "sym");
 	connect_(h, "203.0.113.1:1000", 20, "alice", "bob");
-	assert_int_equal(h->m[0].u.plan.path, NB_PATH_RELAY); /* sym vs prc */
+	assert_int_equal(h->m[0].u.plan.path, NB_PATH_BIRTHDAY); /* sym vs prc: no upnp path */
 
 	/* the right proof from the verified address: verified, and bob listens on it */
 	assert_int_equal(sendf(h, "198.51.100.2:2000", 30, HDR ",\"id\":\"bob\",\"local\":[],\"nat\":{\"mapping\":"
@@ -2175,13 +2184,14 @@ static void test_bad_args(void **state)
 
 /* A broker with n relays (203.0.113.10:3478, [2001:db8::10]:3478, ...),
  * credentials good for CRED_S, the wall clock at UNIX_S. */
-static struct h *h_relay(size_t n)
+static struct h *h_relay_bday(size_t n, bool birthday)
 {
 	struct nb_rendezvous_config cfg;
 	static const char *const srv[] = { "203.0.113.10:3478", "[2001:db8::10]:3478", "192.0.2.30:3479" };
 	struct h *h;
 
 	nb_rendezvous_config_default(&cfg);
+	cfg.birthday.has = birthday;
 	assert_int_equal(cfg.n_relays, 0); /* no relay unless configured */
 	assert_true(n <= sizeof(srv) / sizeof(srv[0]));
 	for (size_t i = 0; i < n; i++)
@@ -2193,6 +2203,11 @@ static struct h *h_relay(size_t n)
 	h = h_new(&cfg);
 	nb_rendezvous_set_context(h->rv, UNIX_S, false);
 	return h;
+}
+
+static struct h *h_relay(size_t n)
+{
+	return h_relay_bday(n, true);
 }
 
 /* The TURN REST password of user, computed here with OpenSSL's one-shot
@@ -2263,7 +2278,7 @@ static void test_relay_in_advance(void **state)
 	struct nb_addr rel = A("203.0.113.10:50123"), srv = A("203.0.113.10:3478");
 
 	(void)state;
-	h = h_relay(1);
+	h = h_relay_bday(1, false); /* sym vs prc: a relay plan, not birthday */
 	/* a cone gets none; a symmetric NAT gets credentials for a day */
 	reg_ok(h, "bob", "198.51.100.2:2000", 0, "prc");
 	assert_false(h->m[0].u.registered.relay.has_relay);
@@ -2810,6 +2825,477 @@ static void test_relay_via_tcp(void **state)
 	h_free(h);
 }
 
+/* ---- birthday punching and punch timing (issue 16) ------------------------------ */
+
+static const struct rec *last_connect(const struct h *h)
+{
+	for (size_t i = h->n_ev; i > 0; i--)
+		if (h->ev[i - 1].kind == NB_RV_EVENT_CONNECT)
+			return &h->ev[i - 1];
+	fail();
+	return NULL;
+}
+
+static void check_budget(const struct nb_ctrl_birthday *b, uint32_t sockets, uint32_t probes,
+			 uint32_t rate)
+{
+	assert_true(b->has);
+	assert_int_equal(b->sockets, sockets);
+	assert_int_equal(b->probes, probes);
+	assert_int_equal(b->rate, rate);
+	assert_int_equal(b->port, 0);
+}
+
+/* A keepalive from id carrying the shell's round-trip sample rtt (0: none). */
+static void keepalive_rtt(struct h *h, const char *from, uint64_t now, const char *id, uint32_t rtt)
+{
+	if (rtt != 0)
+		nb_rendezvous_set_rtt(h->rv, rtt);
+	assert_int_equal(sendf(h, from, now, HDR ",\"id\":\"%s\"}", "keepalive", next_tx(h), id), 1);
+	assert_int_equal(h->m[0].type, NB_CTRL_ACK);
+}
+
+/* The birthday plan of a symmetric and a port-restricted cone NAT: the
+ * hard side sprays, the easy side probes, both plans carry the budget and
+ * a deadline long enough to spend it; the switch off makes it a relay. */
+static void test_birthday_plans(void **state)
+{
+	struct nb_rendezvous_config cfg;
+	struct h *h = h_new(NULL);
+	const struct nb_ctrl_plan *pa, *pb;
+	struct nb_ctrl_pair p;
+	/* every probe at the rate, the probing side's (fixed) delay, the slack */
+	const uint32_t dl = 2048 * 1000 / 100 + 100 + 1500;
+
+	(void)state;
+	reg_ok(h, "alice", "203.0.113.1:1000", 0, "sym");
+	reg_ok(h, "bob", "198.51.100.2:2000", 0, "prc");
+	h->n_ev = 0;
+	assert_int_equal(connect_(h, "203.0.113.1:1000", 100, "alice", "bob"), 2);
+	pa = &h->m[0].u.plan;
+	pb = &h->m[1].u.plan;
+	assert_int_equal(pa->path, NB_PATH_BIRTHDAY);
+	assert_int_equal(pb->path, NB_PATH_BIRTHDAY);
+	assert_int_equal(pa->role, NB_ROLE_SPRAY); /* the symmetric side */
+	assert_int_equal(pb->role, NB_ROLE_PROBE);
+	check_budget(&pa->birthday, 256, 2048, 100);
+	check_budget(&pb->birthday, 256, 2048, 100);
+	assert_int_equal(pa->delay_ms, 0);   /* the spraying side first ... */
+	assert_int_equal(pb->delay_ms, 100); /* ... the probing side after the fixed delay */
+	assert_int_equal(pa->deadline_ms, dl);
+	assert_int_equal(pb->deadline_ms, dl);
+	assert_non_null(strstr(pa->reason, "alice (symmetric) sprays from 256 sockets"));
+	assert_non_null(strstr(pa->reason, "bob"));
+	assert_non_null(strstr(pa->reason, "2048"));
+	assert_string_equal(pb->reason, pa->reason);
+	assert_int_equal(last_connect(h)->path, NB_PATH_BIRTHDAY);
+	assert_int_equal(last_connect(h)->ms, dl);
+	check_budget(&last_connect(h)->birthday, 256, 2048, 100);
+	assert_int_equal(last_connect(h)->delay_a, 0);
+	assert_int_equal(last_connect(h)->delay_b, 100);
+	assert_false(last_connect(h)->rtt_timed);
+	assert_int_equal(stats(h).birthday_plans, 1);
+	assert_int_equal(stats(h).relay_plans, 0);
+	/* the matrix predicts it; the session lasts push window + that deadline */
+	p = matrix_pair(h, 200, "alice", "bob");
+	assert_int_equal(p.predicted, NB_PATH_BIRTHDAY);
+	assert_int_equal(p.role_a, NB_ROLE_SPRAY);
+	assert_int_equal(p.role_b, NB_ROLE_PROBE);
+	assert_false(p.birthday.has); /* nobody has reported figures */
+	assert_false(matrix_pair(h, 100 + 11750 + dl - 1, "alice", "bob").has_measured);
+	p = matrix_pair(h, 100 + 11750 + dl, "alice", "bob");
+	assert_true(p.has_measured);
+	assert_int_equal(p.measured, NB_PATH_NONE);
+	assert_int_equal(p.ms, dl);
+	/* the easy side asks: it probes, after the delay */
+	h->n_ev = 0;
+	assert_int_equal(connect_(h, "198.51.100.2:2000", 40000, "bob", "alice"), 2);
+	assert_int_equal(h->m[0].u.plan.role, NB_ROLE_PROBE);
+	assert_int_equal(h->m[1].u.plan.role, NB_ROLE_SPRAY);
+	assert_int_equal(h->m[0].u.plan.delay_ms, 100);
+	assert_int_equal(h->m[1].u.plan.delay_ms, 0);
+	check_budget(&h->m[0].u.plan.birthday, 256, 2048, 100);
+	check_budget(&h->m[1].u.plan.birthday, 256, 2048, 100);
+	assert_int_equal(stats(h).birthday_plans, 2);
+	/* the pushed plan's retransmission is the same bytes, budget included */
+	{
+		struct nb_rendezvous_dgram out[8], first = h->out.d[1];
+		/* (the first session's push, never acked nor polled, comes first) */
+		assert_int_equal(poll_(h, 40250, out), 2);
+		assert_int_equal(out[1].len, first.len);
+		assert_memory_equal(out[1].data, first.data, first.len);
+	}
+	/* two symmetric NATs stay a relay */
+	reg_ok(h, "carol", "192.0.2.3:3000", 40500, "sym");
+	assert_int_equal(connect_(h, "192.0.2.3:3000", 40500, "carol", "alice"), 2);
+	assert_int_equal(h->m[0].u.plan.path, NB_PATH_RELAY);
+	assert_false(h->m[0].u.plan.birthday.has);
+	assert_int_equal(h->m[0].u.plan.deadline_ms, 5000);
+	h_free(h);
+
+	/* the lab's rate: the configured deadline is long enough already ... */
+	nb_rendezvous_config_default(&cfg);
+	cfg.birthday.rate = 1000;
+	h = h_new(&cfg);
+	reg_ok(h, "alice", "203.0.113.1:1000", 0, "sym");
+	reg_ok(h, "bob", "198.51.100.2:2000", 0, "prc");
+	connect_(h, "203.0.113.1:1000", 0, "alice", "bob");
+	check_budget(&h->m[1].u.plan.birthday, 256, 2048, 1000);
+	assert_int_equal(h->m[0].u.plan.deadline_ms, 5000);
+	assert_int_equal(h->m[1].u.plan.deadline_ms, 5000);
+	h_free(h);
+	/* ... a larger budget is not: rounded up to whole milliseconds */
+	cfg.birthday.sockets = 1024;
+	cfg.birthday.probes = 8001;
+	cfg.birthday.rate = 3;
+	h = h_new(&cfg);
+	reg_ok(h, "alice", "203.0.113.1:1000", 0, "sym");
+	reg_ok(h, "bob", "198.51.100.2:2000", 0, "prc");
+	connect_(h, "198.51.100.2:2000", 0, "bob", "alice");
+	check_budget(&h->m[0].u.plan.birthday, 1024, 8001, 3);
+	assert_int_equal(h->m[0].u.plan.deadline_ms, 600000); /* 2667000 + ...: capped */
+	h_free(h);
+	cfg.birthday.probes = 7;
+	cfg.birthday.rate = 3;
+	cfg.deadline_ms = 1;
+	h = h_new(&cfg);
+	reg_ok(h, "alice", "203.0.113.1:1000", 0, "sym");
+	reg_ok(h, "bob", "198.51.100.2:2000", 0, "prc");
+	connect_(h, "198.51.100.2:2000", 0, "bob", "alice");
+	assert_int_equal(h->m[0].u.plan.deadline_ms, 2334 + 100 + 1500);
+	assert_int_equal(h->m[1].u.plan.deadline_ms, 2334 + 100 + 1500);
+	h_free(h);
+
+	/* switched off: those pairs get a relay, as before */
+	nb_rendezvous_config_default(&cfg);
+	cfg.birthday.has = false;
+	cfg.birthday.sockets = cfg.birthday.probes = cfg.birthday.rate = 0; /* not looked at */
+	h = h_new(&cfg);
+	reg_ok(h, "alice", "203.0.113.1:1000", 0, "sym");
+	reg_ok(h, "bob", "198.51.100.2:2000", 0, "prc");
+	assert_int_equal(connect_(h, "203.0.113.1:1000", 0, "alice", "bob"), 2);
+	assert_int_equal(h->m[0].u.plan.path, NB_PATH_RELAY);
+	assert_int_equal(h->m[1].u.plan.path, NB_PATH_RELAY);
+	assert_false(h->m[0].u.plan.birthday.has);
+	assert_false(h->m[1].u.plan.birthday.has);
+	assert_int_equal(h->m[0].u.plan.deadline_ms, 5000);
+	assert_false(last_connect(h)->birthday.has);
+	assert_int_equal(stats(h).birthday_plans, 0);
+	assert_int_equal(stats(h).relay_plans, 1);
+	h_free(h);
+}
+
+/* The budget's bounds: nb_rendezvous_new() refuses what is out of range. */
+static void test_birthday_config(void **state)
+{
+	struct nb_rendezvous_config cfg, good;
+	struct nb_rendezvous *rv = NULL;
+	static const struct {
+		uint32_t sockets, probes, rate;
+		bool ok;
+	} cases[] = {
+		{ 256, 2048, 100, true },    { 1, 1, 1, true },         { 1024, 64512, 10000, true },
+		{ 0, 2048, 100, false },     { 1025, 2048, 100, false }, { 256, 0, 100, false },
+		{ 256, 64513, 100, false },  { 256, 2048, 0, false },    { 256, 2048, 10001, false },
+	};
+
+	(void)state;
+	nb_rendezvous_config_default(&good);
+	assert_true(good.birthday.has);
+	check_budget(&good.birthday, NB_RENDEZVOUS_DEFAULT_BDAY_SOCKETS, NB_RENDEZVOUS_DEFAULT_BDAY_PROBES,
+		     NB_RENDEZVOUS_DEFAULT_BDAY_RATE);
+	check_budget(&good.birthday, 256, 2048, 100);
+	assert_true(good.rtt_timing);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		cfg = good;
+		cfg.birthday.sockets = cases[i].sockets;
+		cfg.birthday.probes = cases[i].probes;
+		cfg.birthday.rate = cases[i].rate;
+		rv = NULL;
+		assert_int_equal(nb_rendezvous_new(&cfg, &rv), cases[i].ok ? 0 : -EINVAL);
+		assert_true(cases[i].ok ? rv != NULL : rv == NULL);
+		nb_rendezvous_free(rv);
+		/* switched off, the numbers are not looked at */
+		cfg.birthday.has = false;
+		rv = NULL;
+		assert_int_equal(nb_rendezvous_new(&cfg, &rv), 0);
+		nb_rendezvous_free(rv);
+	}
+}
+
+static void bday_result(struct h *h, const char *from, uint64_t now, const char *session,
+			const char *id, const char *outcome, const char *path, const char *figures)
+{
+	sendf(h, from, now, HDR ",\"session\":\"%s\",\"id\":\"%s\",\"outcome\":\"%s\",\"path\":\"%s\","
+			     "\"ms\":2100%s%s%s}",
+	      "result", next_tx(h), session, id, outcome, path, figures ? ",\"birthday\":{" : "",
+	      figures ? figures : "", figures ? "}" : "");
+	assert_int_equal(h->m[0].type, NB_CTRL_ACK);
+}
+
+/* Each side reports its part of a birthday attempt; the pair shows both. */
+static void test_birthday_results(void **state)
+{
+	struct h *h = h_new(NULL);
+	struct nb_ctrl_pair p;
+	char session[17];
+
+	(void)state;
+	reg_ok(h, "alice", "203.0.113.1:1000", 0, "sym");
+	reg_ok(h, "bob", "198.51.100.2:2000", 0, "prc");
+	connect_(h, "203.0.113.1:1000", 0, "alice", "bob");
+	snprintf(session, sizeof(session), "%s", h->m[0].u.plan.session);
+	/* the spraying side: its sockets */
+	bday_result(h, "203.0.113.1:1000", 2200, session, "alice", "connected", "birthday",
+		    "\"sockets\":256");
+	assert_int_equal(last_ev(h)->kind, NB_RV_EVENT_RESULT);
+	assert_true(last_ev(h)->birthday.has);
+	assert_int_equal(last_ev(h)->birthday.sockets, 256);
+	assert_int_equal(last_ev(h)->birthday.probes, 0);
+	p = matrix_pair(h, 2200, "alice", "bob");
+	assert_true(p.has_measured);
+	assert_int_equal(p.measured, NB_PATH_BIRTHDAY);
+	assert_true(p.birthday.has);
+	assert_int_equal(p.birthday.sockets, 256);
+	assert_int_equal(p.birthday.probes, 0);
+	assert_int_equal(p.birthday.port, 0);
+	/* the probing side: probes, rate and the port that answered */
+	bday_result(h, "198.51.100.2:2000", 2300, session, "bob", "connected", "birthday",
+		    "\"probes\":173,\"rate\":100,\"port\":40211");
+	assert_int_equal(last_ev(h)->birthday.port, 40211);
+	p = matrix_pair(h, 2300, "alice", "bob");
+	assert_true(p.birthday.has);
+	assert_int_equal(p.birthday.sockets, 256);
+	assert_int_equal(p.birthday.probes, 173);
+	assert_int_equal(p.birthday.rate, 100);
+	assert_int_equal(p.birthday.port, 40211);
+	/* a later report without figures changes none; one with some
+	 * overwrites only those */
+	bday_result(h, "203.0.113.1:1000", 2400, session, "alice", "connected", "birthday", NULL);
+	assert_false(last_ev(h)->birthday.has);
+	bday_result(h, "198.51.100.2:2000", 2500, session, "bob", "connected", "birthday", "\"probes\":180");
+	p = matrix_pair(h, 2500, "alice", "bob");
+	assert_int_equal(p.birthday.sockets, 256);
+	assert_int_equal(p.birthday.probes, 180);
+	assert_int_equal(p.birthday.rate, 100);
+	assert_int_equal(p.birthday.port, 40211);
+	/* the budget ran out: relay measured against birthday predicted */
+	connect_(h, "203.0.113.1:1000", 30000, "alice", "bob");
+	snprintf(session, sizeof(session), "%s", h->m[0].u.plan.session);
+	p = matrix_pair(h, 30000, "alice", "bob");
+	assert_false(p.birthday.has); /* a new session starts without figures */
+	bday_result(h, "198.51.100.2:2000", 55000, session, "bob", "connected", "relay",
+		    "\"probes\":2048,\"rate\":100");
+	p = matrix_pair(h, 55000, "alice", "bob");
+	assert_int_equal(p.predicted, NB_PATH_BIRTHDAY);
+	assert_int_equal(p.measured, NB_PATH_RELAY);
+	assert_int_equal(p.birthday.probes, 2048);
+	assert_int_equal(p.birthday.port, 0);
+	h_free(h);
+}
+
+/* One connect of `from`'s id to peer; checks the delays the plans carry
+ * (and the event). */
+static void expect_delays(struct h *h, const char *from, uint64_t now, const char *id,
+			  const char *peer, uint32_t delay_a, uint32_t delay_b, bool timed)
+{
+	assert_int_equal(connect_(h, from, now, id, peer), 2);
+	assert_int_equal(h->m[0].u.plan.delay_ms, delay_a);
+	assert_int_equal(h->m[1].u.plan.delay_ms, delay_b);
+	assert_int_equal(last_connect(h)->delay_a, delay_a);
+	assert_int_equal(last_connect(h)->delay_b, delay_b);
+	assert_int_equal(last_connect(h)->rtt_timed, timed);
+}
+
+/* Delays from the two round trips (docs/protocol.md "Punch timing"). */
+static void test_rtt_timing(void **state)
+{
+	struct nb_rendezvous_config cfg;
+	struct h *h = h_new(NULL);
+
+	(void)state;
+	reg_ok(h, "alice", "203.0.113.1:1000", 0, "sym");
+	reg_ok(h, "bob", "198.51.100.2:2000", 0, "rc");
+	/* neither known: the fixed delay for the dialer whose peer primes */
+	expect_delays(h, "203.0.113.1:1000", 10, "alice", "bob", 100, 0, false);
+	assert_int_equal(last_connect(h)->rtt_a, 0);
+	assert_int_equal(last_connect(h)->rtt_b, 0);
+	/* one known: still fixed */
+	keepalive_rtt(h, "203.0.113.1:1000", 20, "alice", 40);
+	expect_delays(h, "203.0.113.1:1000", 30, "alice", "bob", 100, 0, false);
+	assert_int_equal(last_connect(h)->rtt_a, 40);
+	assert_int_equal(last_connect(h)->rtt_b, 0);
+	assert_int_equal(stats(h).rtt_timed, 0);
+	/* both: alice's plan arrives at 20, bob's at 50; alice (the dialer)
+	 * waits the 30 ms between and a margin of 5 + 100 / 10 */
+	keepalive_rtt(h, "198.51.100.2:2000", 40, "bob", 100);
+	expect_delays(h, "203.0.113.1:1000", 50, "alice", "bob", 30 + 15, 0, true);
+	assert_int_equal(last_connect(h)->rtt_a, 40);
+	assert_int_equal(last_connect(h)->rtt_b, 100);
+	assert_int_equal(last_connect(h)->path, NB_PATH_DIRECT);
+	assert_int_equal(h->m[0].u.plan.role, NB_ROLE_DIAL);
+	assert_int_equal(h->m[0].u.plan.deadline_ms, 5000);
+	assert_int_equal(stats(h).rtt_timed, 1);
+	/* bob asks: the dialer is the pushed side now; the same wait */
+	expect_delays(h, "198.51.100.2:2000", 60, "bob", "alice", 0, 45, true);
+	assert_int_equal(h->m[0].u.plan.role, NB_ROLE_PRIME);
+	/* the asker's own connect carries a sample: it counts at once */
+	nb_rendezvous_set_rtt(h->rv, 160); /* alice: 40 -> (7 * 40 + 160) / 8 = 55 */
+	expect_delays(h, "203.0.113.1:1000", 70, "alice", "bob", 50 - 27 + 5 + 10, 0, true);
+	assert_int_equal(last_connect(h)->rtt_a, 55);
+
+	/* the dialer's plan arrives last: only the margin (5 + 200 / 10) */
+	reg_ok(h, "carol", "192.0.2.3:3000", 100, "sym");
+	reg_ok(h, "dave", "192.0.2.4:4000", 100, "rc");
+	keepalive_rtt(h, "192.0.2.3:3000", 110, "carol", 200);
+	keepalive_rtt(h, "192.0.2.4:4000", 110, "dave", 20);
+	expect_delays(h, "192.0.2.3:3000", 120, "carol", "dave", 25, 0, true);
+	expect_delays(h, "192.0.2.4:4000", 130, "dave", "carol", 0, 25, true);
+
+	/* a simultaneous punch: the side whose plan arrives first waits the
+	 * difference, no margin */
+	reg_ok(h, "erin", "192.0.2.5:5000", 200, "prc");
+	reg_ok(h, "frank", "192.0.2.6:6000", 200, "prc");
+	expect_delays(h, "192.0.2.5:5000", 205, "erin", "frank", 0, 0, false); /* unknown: 0 */
+	keepalive_rtt(h, "192.0.2.5:5000", 210, "erin", 30);
+	keepalive_rtt(h, "192.0.2.6:6000", 210, "frank", 91);
+	expect_delays(h, "192.0.2.5:5000", 220, "erin", "frank", 45 - 15, 0, true);
+	assert_int_equal(h->m[0].u.plan.role, NB_ROLE_PUNCH);
+	expect_delays(h, "192.0.2.6:6000", 230, "frank", "erin", 0, 30, true);
+	keepalive_rtt(h, "192.0.2.6:6000", 240, "frank", 31); /* (7 * 91 + 31) / 8 = 83.5 */
+	expect_delays(h, "192.0.2.6:6000", 250, "frank", "erin", 0, 41 - 15, true);
+
+	/* birthday: the spraying side first, the probing side after it has
+	 * its plan plus the margin; the deadline counts that delay */
+	reg_ok(h, "gina", "192.0.2.7:7000", 300, "sym");
+	reg_ok(h, "hugo", "192.0.2.8:8000", 300, "prc");
+	expect_delays(h, "192.0.2.7:7000", 305, "gina", "hugo", 0, 100, false); /* unknown: fixed */
+	keepalive_rtt(h, "192.0.2.7:7000", 310, "gina", 60);
+	keepalive_rtt(h, "192.0.2.8:8000", 310, "hugo", 20);
+	expect_delays(h, "192.0.2.7:7000", 320, "gina", "hugo", 0, 30 - 10 + 5 + 6, true);
+	assert_int_equal(h->m[0].u.plan.path, NB_PATH_BIRTHDAY);
+	assert_int_equal(h->m[0].u.plan.deadline_ms, 20480 + 31 + 1500);
+	assert_int_equal(h->m[1].u.plan.deadline_ms, 20480 + 31 + 1500);
+	expect_delays(h, "192.0.2.8:8000", 330, "hugo", "gina", 31, 0, true);
+	/* the probing side farther away: the margin only */
+	keepalive_rtt(h, "192.0.2.8:8000", 340, "hugo", 820); /* (7 * 20 + 820) / 8 = 120 */
+	expect_delays(h, "192.0.2.8:8000", 350, "hugo", "gina", 5 + 12, 0, true);
+
+	/* plans that need no timing: none, even with both round trips */
+	reg_ok(h, "ivy", "192.0.2.9:9000", 400, "fc");
+	keepalive_rtt(h, "192.0.2.9:9000", 410, "ivy", 10);
+	expect_delays(h, "192.0.2.9:9000", 420, "ivy", "alice", 0, 0, false); /* listen / dial */
+	h_free(h);
+
+	/* punch_timing fixed: as before, whatever is known */
+	nb_rendezvous_config_default(&cfg);
+	cfg.rtt_timing = false;
+	cfg.prime_delay_ms = 77;
+	h = h_new(&cfg);
+	reg_ok(h, "alice", "203.0.113.1:1000", 0, "sym");
+	reg_ok(h, "bob", "198.51.100.2:2000", 0, "rc");
+	reg_ok(h, "erin", "192.0.2.5:5000", 0, "prc");
+	keepalive_rtt(h, "203.0.113.1:1000", 10, "alice", 40);
+	keepalive_rtt(h, "198.51.100.2:2000", 10, "bob", 100);
+	keepalive_rtt(h, "192.0.2.5:5000", 10, "erin", 300);
+	expect_delays(h, "203.0.113.1:1000", 20, "alice", "bob", 77, 0, false);
+	assert_int_equal(last_connect(h)->rtt_a, 40); /* reported all the same */
+	assert_int_equal(last_connect(h)->rtt_b, 100);
+	expect_delays(h, "192.0.2.5:5000", 30, "erin", "alice", 77, 0, false); /* probe after spray */
+	assert_int_equal(h->m[0].u.plan.role, NB_ROLE_PROBE);
+	assert_int_equal(h->m[0].u.plan.deadline_ms, 20480 + 77 + 1500);
+	reg_ok(h, "frank", "192.0.2.6:6000", 40, "prc");
+	keepalive_rtt(h, "192.0.2.6:6000", 50, "frank", 20);
+	expect_delays(h, "192.0.2.5:5000", 60, "erin", "frank", 0, 0, false); /* punch */
+	assert_int_equal(stats(h).rtt_timed, 0);
+	h_free(h);
+}
+
+/* Where the round trips come from: the shell's per-message sample
+ * (register, keepalive, connect; that message only; not above the
+ * maximum; not from a refused request), and the ack of a pushed plan sent
+ * once (Karn: not after a retransmission). */
+static void test_rtt_samples(void **state)
+{
+	struct h *h = h_new(NULL);
+	struct nb_rendezvous_dgram out[8];
+	char ptx[17];
+
+	(void)state;
+	/* a register's sample */
+	nb_rendezvous_set_rtt(h->rv, 100);
+	reg_ok(h, "alice", "203.0.113.1:1000", 0, "sym");
+	reg_ok(h, "bob", "198.51.100.2:2000", 0, "rc");
+	connect_(h, "203.0.113.1:1000", 10, "alice", "bob");
+	assert_int_equal(last_connect(h)->rtt_a, 100);
+	assert_int_equal(last_connect(h)->rtt_b, 0); /* bob's register had none: for one call only */
+	assert_int_equal(stats(h).rtt_samples, 1);
+	/* smoothed: 7/8 of the old, 1/8 of the new */
+	keepalive_rtt(h, "203.0.113.1:1000", 20, "alice", 200);
+	connect_(h, "203.0.113.1:1000", 30, "alice", "bob");
+	assert_int_equal(last_connect(h)->rtt_a, 112);
+	/* above the maximum: not taken; at it: taken */
+	keepalive_rtt(h, "203.0.113.1:1000", 40, "alice", NB_RENDEZVOUS_RTT_MAX_MS + 1);
+	connect_(h, "203.0.113.1:1000", 50, "alice", "bob");
+	assert_int_equal(last_connect(h)->rtt_a, 112);
+	assert_int_equal(stats(h).rtt_samples, 2);
+	/* a refused request takes none, and the sample does not carry over */
+	nb_rendezvous_set_rtt(h->rv, 5000);
+	h_as(h, "mallory");
+	sendf(h, "203.0.113.1:1000", 60, HDR ",\"id\":\"alice\"}", "keepalive", next_tx(h));
+	expect_error(h, 404, NULL);
+	keepalive_rtt(h, "203.0.113.1:1000", 70, "alice", 0);
+	connect_(h, "203.0.113.1:1000", 80, "alice", "bob");
+	assert_int_equal(last_connect(h)->rtt_a, 112);
+	assert_int_equal(stats(h).rtt_samples, 2);
+	/* nor does an unsealed one, or a failed call */
+	nb_rendezvous_set_rtt(h->rv, 5000);
+	h_plain(h);
+	sendf(h, "203.0.113.1:1000", 90, HDR ",\"id\":\"alice\"}", "keepalive", next_tx(h));
+	nb_rendezvous_set_rtt(h->rv, 5000);
+	{
+		struct nb_rendezvous_out o;
+		struct nb_addr f = A("203.0.113.1:1000");
+		assert_int_equal(nb_rendezvous_handle_keyed(h->rv, (const uint8_t *)"{", 1, &f, NULL, 95,
+							    h->rnd, 1, &o),
+				 -EINVAL);
+	}
+	keepalive_rtt(h, "203.0.113.1:1000", 100, "alice", 0);
+	assert_int_equal(stats(h).rtt_samples, 2);
+
+	/* Karn: bob acks his plan's first send 60 ms on: a sample */
+	reg_ok(h, "carol", "192.0.2.3:3000", 1000, "prc");
+	connect_(h, "203.0.113.1:1000", 1000, "alice", "carol");
+	snprintf(ptx, sizeof(ptx), "%s", h->m[1].tx);
+	assert_int_equal(sendf(h, "192.0.2.3:3000", 1060, HDR "}", "ack", ptx), 0);
+	assert_int_equal(last_ev(h)->kind, NB_RV_EVENT_PUSH_ACKED);
+	assert_int_equal(stats(h).rtt_samples, 3);
+	connect_(h, "192.0.2.3:3000", 1100, "carol", "alice");
+	assert_int_equal(last_connect(h)->rtt_a, 60);
+	/* ... an ack after a retransmission answers either send: none */
+	connect_(h, "203.0.113.1:1000", 2000, "alice", "carol");
+	snprintf(ptx, sizeof(ptx), "%s", h->m[1].tx);
+	assert_true(poll_(h, 2250, out) >= 1);
+	assert_int_equal(sendf(h, "192.0.2.3:3000", 2260, HDR "}", "ack", ptx), 0);
+	assert_int_equal(last_ev(h)->kind, NB_RV_EVENT_PUSH_ACKED);
+	assert_int_equal(stats(h).rtt_samples, 3);
+	connect_(h, "192.0.2.3:3000", 2300, "carol", "alice");
+	assert_int_equal(last_connect(h)->rtt_a, 60);
+	/* ... and an ack in the same millisecond counts as 1 ms */
+	connect_(h, "203.0.113.1:1000", 3000, "alice", "carol");
+	snprintf(ptx, sizeof(ptx), "%s", h->m[1].tx);
+	assert_int_equal(sendf(h, "192.0.2.3:3000", 3000, HDR "}", "ack", ptx), 0);
+	assert_int_equal(stats(h).rtt_samples, 4);
+	connect_(h, "192.0.2.3:3000", 3100, "carol", "alice");
+	assert_int_equal(last_connect(h)->rtt_a, 52); /* (7 * 60 + 1) / 8 = 52.6 */
+
+	/* a move starts over */
+	reg_ok(h, "alice", "203.0.113.1:1001", 4000, "sym");
+	connect_(h, "192.0.2.3:3000", 4100, "carol", "alice");
+	assert_int_equal(last_connect(h)->rtt_b, 0);
+	h_free(h);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -2855,6 +3341,11 @@ int main(void)
 		cmocka_unit_test(test_relayed_queued),
 		cmocka_unit_test(test_relayed_refused),
 		cmocka_unit_test(test_relay_via_tcp),
+		cmocka_unit_test(test_birthday_plans),
+		cmocka_unit_test(test_birthday_config),
+		cmocka_unit_test(test_birthday_results),
+		cmocka_unit_test(test_rtt_timing),
+		cmocka_unit_test(test_rtt_samples),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
