@@ -451,8 +451,7 @@ static void event_connected(struct agent *a, const struct session *s, uint64_t m
 
 	bday_figures(s, &b);
 	if (b.has && s->plan.role == NB_ROLE_SPRAY)
-		snprintf(bday, sizeof(bday), " (birthday: socket %u of %u, port %u)", s->pu.remote_sock,
-			 b.sockets, b.port);
+		snprintf(bday, sizeof(bday), " (birthday: socket %u of %u)", s->pu.remote_sock, b.sockets);
 	else if (b.has)
 		snprintf(bday, sizeof(bday), " (birthday: port %u after %u probes at %u/s)", b.port, b.probes,
 			 b.rate);
@@ -480,7 +479,7 @@ static void event_connected(struct agent *a, const struct session *s, uint64_t m
 				cJSON_AddNumberToObject(bo, "probes", b.probes);
 				cJSON_AddNumberToObject(bo, "rate", b.rate);
 			}
-			if (bo != NULL)
+			if (bo != NULL && b.port != 0) /* the spraying side may not know it yet */
 				cJSON_AddNumberToObject(bo, "port", b.port);
 		}
 		out_json(a, j);
@@ -1491,8 +1490,9 @@ static void session_pump(struct agent *a, struct session *s, uint64_t now)
 		if (s->pu.remote_sock != 0) {
 			nb_spray_keep(s->sp, s->pu.remote_sock);
 			s->sp_kept = true;
-			fprintf(stderr, "birthday: socket %u of %u won: our port %u reached %s\n",
-				s->pu.remote_sock, s->plan.birthday.sockets, s->pu.bd.port, s->plan.peer);
+			fprintf(stderr, "birthday: socket %u of %u reached %s; the other %u closed\n",
+				s->pu.remote_sock, s->plan.birthday.sockets, s->plan.peer,
+				s->plan.birthday.sockets - 1);
 		} else {
 			nb_spray_close(s->sp);
 			s->sp = NULL;
@@ -1854,6 +1854,17 @@ static void print_matrix(struct agent *a)
 				cJSON_AddNullToObject(j, "measured");
 				cJSON_AddNullToObject(j, "ms");
 			}
+			if (p->birthday.has) { /* last, as on the wire */
+				cJSON *b = cJSON_AddObjectToObject(j, "birthday");
+				if (b != NULL && p->birthday.sockets != 0)
+					cJSON_AddNumberToObject(b, "sockets", p->birthday.sockets);
+				if (b != NULL && p->birthday.probes != 0)
+					cJSON_AddNumberToObject(b, "probes", p->birthday.probes);
+				if (b != NULL && p->birthday.rate != 0)
+					cJSON_AddNumberToObject(b, "rate", p->birthday.rate);
+				if (b != NULL && p->birthday.port != 0)
+					cJSON_AddNumberToObject(b, "port", p->birthday.port);
+			}
 			cJSON_AddItemToArray(arr, j);
 		}
 		out_json(a, arr);
@@ -1868,9 +1879,13 @@ static void print_matrix(struct agent *a)
 		char ms[16] = "-";
 		if (p->has_measured)
 			snprintf(ms, sizeof(ms), "%u", p->ms);
-		snprintf(line, sizeof(line), "%-16s %-16s %-9s %-9s %7s  %s", p->a, p->b,
+		char bd[96] = "";
+		if (p->birthday.has)
+			snprintf(bd, sizeof(bd), " [birthday: %u sockets, %u probes at %u/s, port %u]",
+				 p->birthday.sockets, p->birthday.probes, p->birthday.rate, p->birthday.port);
+		snprintf(line, sizeof(line), "%-16s %-16s %-9s %-9s %7s  %s%s", p->a, p->b,
 			 nb_path_to_string(p->predicted), p->has_measured ? nb_path_to_string(p->measured) : "-",
-			 ms, p->reason[0] ? p->reason : "-");
+			 ms, p->reason[0] ? p->reason : "-", bd);
 		out_text(a, line);
 	}
 }

@@ -670,8 +670,16 @@ static int take_answer(struct nb_punch *pu, uint32_t sock, const struct nb_stun_
 		return drop(pu, NB_PUNCH_DROP_ASYMMETRIC);
 	if (pu->state == NB_PUNCH_FAILED)
 		return drop(pu, NB_PUNCH_DROP_STATE);
-	if (pu->state == NB_PUNCH_CONNECTED)
-		return 0; /* a late answer to another check: the path is chosen */
+	if (pu->state == NB_PUNCH_CONNECTED) {
+		/* A late answer: the path is chosen. The spraying side may still
+		 * learn its port from it (it connected on the peer's data). */
+		if (pu->role == NB_ROLE_SPRAY && pu->bd.port == 0 && t->sock == pu->remote_sock &&
+		    nb_addr_equal(&t->addr, &pu->remote) && (m->present & NB_STUN_HAS_XOR_MAPPED)) {
+			pu->mapped = m->xor_mapped;
+			pu->bd.port = m->xor_mapped.port;
+		}
+		return 0;
+	}
 	pu->remote = *from;
 	pu->remote_sock = sock;
 	if (m->present & NB_STUN_HAS_XOR_MAPPED)

@@ -226,6 +226,21 @@ static void sim_start(struct sim *s, uint64_t seed, uint32_t sockets, uint32_t p
 	assert_int_equal(nb_punch_init(&s->e, NULL, &pe, KEY, es, s->now), 0);
 }
 
+/* A check as the prober sends it (its own transaction ID). */
+static void bday_forge_check(struct sim *s, uint8_t *b, size_t *ret_n)
+{
+	struct nb_stun_enc e;
+	uint8_t tid[NB_STUN_TID_LEN];
+
+	for (int i = 0; i < NB_STUN_TID_LEN; i++)
+		tid[i] = (uint8_t)sim_rand(s);
+	nb_stun_enc_init(&e, b, 256, NB_STUN_BINDING_REQUEST, tid, false);
+	nb_stun_enc_attr(&e, NB_STUN_ATTR_USERNAME, USER, strlen(USER));
+	nb_stun_enc_integrity(&e, (const uint8_t *)KEY, 64);
+	nb_stun_enc_fingerprint(&e);
+	*ret_n = nb_stun_enc_len(&e);
+}
+
 /* 256 sockets, 2048 probes at 1000/s: connects, and both sides agree on
  * the one winning mapping. */
 static void test_connects(void **state)
@@ -478,6 +493,48 @@ static void test_answer_matching(void **state)
 	assert_int_equal(nb_punch_input_on(&s.e, 1, b, n, &e_pub, s.now), NB_PUNCH_DROP_NOT_CHECK);
 }
 
+/* The spraying side connected on the prober's data (before any answer):
+ * it learns its winning port from the first late answer on that socket. */
+static void test_spray_port_late(void **state)
+{
+	static struct sim s;
+	struct nb_punch_tx tx;
+	struct nb_stun_enc e;
+	uint8_t b[256], tid[NB_STUN_TID_LEN];
+	struct nb_addr e_pub = addr4(E_IP, E_PORT), mapped = addr4(H_IP, 31337);
+	size_t n;
+
+	(void)state;
+	sim_start(&s, 11, 4, 10, 1000, 5000);
+	while (nb_punch_poll(&s.h, s.now, &tx) == 1) /* the spray */
+		;
+	/* the prober's check on socket 3: answered and checked back from 3 */
+	bday_forge_check(&s, b, &n);
+	assert_int_equal(nb_punch_input_on(&s.h, 3, b, n, &e_pub, s.now), 0);
+	bool found = false;
+	while (nb_punch_poll(&s.h, s.now, &tx) == 1) {
+		if (!tx.is_check || tx.sock != 3)
+			continue;
+		memcpy(tid, tx.bytes + 8, NB_STUN_TID_LEN); /* the triggered check */
+		found = true;
+	}
+	assert_true(found);
+	/* the prober's data comes before that check's answer */
+	assert_int_equal(nb_punch_confirm_on(&s.h, 3, &e_pub, s.now), 0);
+	assert_int_equal(nb_punch_state(&s.h), NB_PUNCH_CONNECTED);
+	assert_int_equal(s.h.remote_sock, 3);
+	assert_int_equal(s.h.bd.port, 0);
+	nb_stun_enc_init(&e, b, sizeof(b), NB_STUN_BINDING_SUCCESS, tid, false);
+	nb_stun_enc_xor_addr(&e, NB_STUN_ATTR_XOR_MAPPED_ADDRESS, &mapped);
+	nb_stun_enc_integrity(&e, (const uint8_t *)KEY, 64);
+	nb_stun_enc_fingerprint(&e);
+	/* on another socket: not taken as the port */
+	assert_int_equal(nb_punch_input_on(&s.h, 2, b, nb_stun_enc_len(&e), &e_pub, s.now), NB_PUNCH_DROP_ASYMMETRIC);
+	assert_int_equal(s.h.bd.port, 0);
+	assert_int_equal(nb_punch_input_on(&s.h, 3, b, nb_stun_enc_len(&e), &e_pub, s.now), 0);
+	assert_int_equal(s.h.bd.port, 31337);
+}
+
 /* Bad budgets fail at once, with a reason. */
 static void test_bad_plans(void **state)
 {
@@ -507,6 +564,7 @@ int main(void)
 		cmocka_unit_test(test_success_rate),
 		cmocka_unit_test(test_third_host),
 		cmocka_unit_test(test_answer_matching),
+		cmocka_unit_test(test_spray_port_late),
 		cmocka_unit_test(test_bad_plans),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
