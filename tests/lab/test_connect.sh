@@ -7,8 +7,9 @@
 #  - every pair must connect on the path the connectivity table gives it,
 #    with data both ways (a line from the connector reaches the listener's
 #    stdout, and a line written to the listener's stdin reaches the
-#    connector's stdout): direct, lan, or relay (natbroker's own TURN
-#    server) for sym<->prc, sym<->sym2 and blk, whose UDP is blocked: blk
+#    connector's stdout): direct, lan, birthday for sym<->prc (the broker's
+#    birthday rate is 1000/s here), or relay (natbroker's own TURN
+#    server) for sym<->sym2 and blk, whose UDP is blocked: blk
 #    registers over TCP and is relayed both as connector and as listener;
 #  - a relayed connection names its relayed address ("relay":"IP:PORT",
 #    on srv) and its connector allocated it ("relay: allocated" on stderr);
@@ -31,7 +32,7 @@ PAIRS=(
     "rc fc direct" "prc fc direct" "prc rc direct" "pub prc direct" "fc rc direct"
     "sym pub direct" "sym fc direct" "sym rc direct"
     "lan1 lan2 lan" "hp1 hp2 direct"
-    "sym prc relay" "prc sym relay" "sym sym2 relay"
+    "sym prc birthday" "prc sym birthday" "sym sym2 relay"
     "blk pub relay" "pub blk relay"
 )
 # a NAT check that waits out UDP (blk) and a busy machine: generous limits
@@ -45,7 +46,7 @@ lab_up || { lab_fail "lab up"; lab_summary; exit 1; }
 "$NATLAB" stop-coturn
 lab_check "coturn stopped" lab_wait 5 eval '! lab_udp_bound srv 3478'
 NBLOG=$LAB_TMP/natbroker.log
-lab_start srv "$NBLOG" "$NB" --public-list --listen "$SRV1" --listen "$SRV2"
+lab_start srv "$NBLOG" "$NB" --public-list --listen "$SRV1" --listen "$SRV2" --birthday-rate 1000
 lab_check "natbroker is up" lab_wait 5 eval 'lab_udp_bound srv 3478 && lab_udp_bound srv 3479'
 
 # ---- the broker's views, asked from pub with natpeer (sealed; the broker
