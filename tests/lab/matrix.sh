@@ -17,8 +17,17 @@
 # connect it to B's listener; A is the host listed first. A host whose UDP is
 # blocked (blk) reaches the broker over TCP and is relayed, as connector and
 # as listener. The prediction is the broker's own (`natpeer matrix --json`):
-# direct, lan, upnp or relay (its TURN server); a direct plan that fails at
-# its deadline falls back to the relay, which shows as a disagreement.
+# direct, lan, upnp, birthday or relay (its TURN server); a direct plan that
+# fails at its deadline falls back to the relay, which shows as a
+# disagreement.
+#
+# Birthday punching (a symmetric NAT against an endpoint-independent mapping:
+# the symmetric side sprays from 256 sockets, the other probes random ports of
+# its IP): natbroker runs with --birthday-rate 1000, the lab's probe rate
+# (its default, 100/s, is the safer one for the internet). A budget of 2048
+# probes then lasts about 2 s. The progress line of such a pair gives the
+# probes the probing side sent and the port that answered, from both sides'
+# connected events.
 #
 # Parallelism: a host takes part in at most one pair at a time (as connector
 # or as listener), so at most 7 pairs run at once. conntrack is flushed once,
@@ -215,7 +224,9 @@ lab_flush >>"$LOGS/natlab.log" 2>&1 || die "natlab.sh flush failed"
 say "    ready in $(secs_since "$T_LAB") s"
 
 step "starting natbroker on srv ($SRV1 and $SRV2, RFC 5780 mode)"
-start_in srv "$LOGS/natbroker.log" "$LOGS/natbroker.log" "$NB" --public-list --listen "$SRV1" --listen "$SRV2"
+# --birthday-rate 1000: the lab's probe rate (the default, 100/s, is for the internet)
+start_in srv "$LOGS/natbroker.log" "$LOGS/natbroker.log" "$NB" --public-list --listen "$SRV1" --listen "$SRV2" \
+    --birthday-rate 1000
 NB_PID=$LAB_LAST_PID
 lab_wait 5 eval 'lab_udp_bound srv 3478 && lab_udp_bound srv 3479' ||
     { cat "$LOGS/natbroker.log"; die "natbroker does not listen on srv"; }
@@ -349,8 +360,30 @@ next_pair() {
     [ "$best" -ge 0 ] || return 1
     NEXT=$best
 }
+# bday_field NAME LINE: a number in the "birthday" object of an event line
+bday_field() { sed -n "s/.*\"birthday\":{[^}]*\"$1\":\([0-9]*\).*/\1/p" <<<"$2" | head -n 1; }
+# bday_words CONNECTOR-LINE LISTENER-LINE: the figures of a birthday
+# connection, from both sides' connected events (the probing side has probes
+# and rate, the spraying side sockets and its winning socket; both the port),
+# e.g. "173 probes at 1000/s, socket 17 of 256, port 40211"
+bday_words() {
+    local l probes='' rate='' socks='' sock='' port='' w=''
+    for l in "$1" "$2"; do
+        [[ $l == *'"birthday":{'* ]] || continue
+        [ -n "$probes" ] || probes=$(bday_field probes "$l")
+        [ -n "$rate" ] || rate=$(bday_field rate "$l")
+        [ -n "$socks" ] || socks=$(bday_field sockets "$l")
+        [ -n "$sock" ] || sock=$(bday_field socket "$l")
+        [ -n "$port" ] || port=$(bday_field port "$l")
+    done
+    [ -n "$probes" ] && w="$probes probes${rate:+ at $rate/s}"
+    if [ -n "$sock" ] && [ -n "$socks" ]; then w+="${w:+, }socket $sock of $socks"
+    elif [ -n "$socks" ]; then w+="${w:+, }$socks sockets"; fi
+    [ -n "$port" ] && w+="${w:+, }port $port"
+    printf '%s' "$w"
+}
 finish_pair() { # PID STATUS
-    local k=${RUNNING[$1]} rc=$2 a b ms wall ev path reason pred out err line relay
+    local k=${RUNNING[$1]} rc=$2 a b ms wall ev path reason pred out err line relay lline bd
     unset "RUNNING[$1]"
     a=${PA[k]} b=${PB[k]}
     unset "BUSY[$a]" "BUSY[$b]"
@@ -367,10 +400,17 @@ finish_pair() { # PID STATUS
         path=$(sed -n 's/.*"path":"\([a-z]*\)".*/\1/p' <<<"$line")
         ms=$(sed -n 's/.*"ms":\([0-9]*\).*/\1/p' <<<"$line")
         what="connected $path in $ms ms"
+        if [ "$path" = birthday ]; then
+            # the listener's event for this pair (it may print it a moment after the connector)
+            lline=$(grep -m1 -F "\"event\":\"connected\",\"peer\":\"$a.$b\"" "$LOGS/listen-$b.out" 2>/dev/null)
+            bd=$(bday_words "$line" "$lline")
+            [ -n "$bd" ] && what="$what ($bd)"
+        fi
         if [ "$path" = relay ]; then
             relay=$(sed -n 's/.*"relay":"\([^"]*\)".*/\1/p' <<<"$line")
             what="connected relay (${relay:-?}) in $ms ms"
-            grep -q ': no direct path (.*); trying the relay$' "$err" && what="$what, after the direct plan failed"
+            reason=$(sed -n 's/^.*: no direct path (\(.*\)); trying the relay$/\1/p' "$err" | head -n 1)
+            [ -n "$reason" ] && what="$what, after the $pred plan failed ($reason)"
         fi
     else
         path=none
@@ -408,7 +448,7 @@ done
 T_PAIRS_S=$(secs_since "$T_PAIRS")
 n_conn=$((NPAIRS - ${NPATH[none]:-0}))
 split=
-for p in direct lan upnp relay; do split+="${split:+, }${NPATH[$p]:-0} $p"; done
+for p in direct lan upnp birthday relay; do split+="${split:+, }${NPATH[$p]:-0} $p"; done
 say "    $NPAIRS pairs in $T_PAIRS_S s: $n_conn connected ($split)"
 kill -0 "$NB_PID" 2>/dev/null || say "${C_R}    natbroker is no longer running (log: $LOGS/natbroker.log)${C_0}"
 for h in "${HOSTS[@]}"; do

@@ -27,12 +27,14 @@ import os
 import re
 import sys
 
-PATHS = ("direct", "lan", "upnp", "relay", "none")
-SYMBOL = {"direct": "D", "lan": "L", "upnp": "U", "relay": "R", "none": "-"}
+PATHS = ("direct", "lan", "upnp", "birthday", "relay", "none")
+SYMBOL = {"direct": "D", "lan": "L", "upnp": "U", "birthday": "B", "relay": "R", "none": "-"}
 WORDS = {
     "direct": "direct: straight between the public addresses",
     "lan": "lan: on the shared LAN, private addresses",
     "upnp": "upnp: through a UPnP port mapping",
+    "birthday": "birthday: direct, the symmetric side sprays from many sockets, "
+                "the other probes random ports",
     "relay": "relay: through the broker's TURN relay",
     "none": "none: no connection",
 }
@@ -52,9 +54,11 @@ ABBR = {
 }
 # HTML colours; tests/lab/test_matrix_html.sh looks for these in the screenshot
 COLOR = {
-    "direct": "#2e9d4f", "lan": "#1f7fc0", "upnp": "#8e5cc7",
+    "direct": "#2e9d4f", "lan": "#1f7fc0", "upnp": "#8e5cc7", "birthday": "#0f8b8d",
     "relay": "#e39b22", "none": "#e2e2e2", "disagree": "#d7263d",
 }
+# the figures of a birthday connection, in the order pair_words gives them
+BDAY_KEYS = ("probes", "rate", "sockets", "socket", "port")
 
 
 def sym(path):
@@ -86,6 +90,39 @@ def first_event(path):
     except OSError:
         pass
     return None
+
+
+def birthday_figures(*objs):
+    """One "birthday" object from several (the broker's matrix entry, the
+    connector's and the listener's connected events): the first value of each
+    field wins; None when none has one. The probing side reports probes and
+    rate, the spraying side sockets and its winning socket, both the port."""
+    out = {}
+    for o in objs:
+        b = (o or {}).get("birthday")
+        if not isinstance(b, dict):
+            continue
+        for k in BDAY_KEYS:
+            if k not in out and isinstance(b.get(k), int):
+                out[k] = b[k]
+    return {k: out[k] for k in BDAY_KEYS if k in out} or None
+
+
+def birthday_words(b):
+    """"173 probes at 1000/s, socket 17 of 256, port 40211" from a birthday object."""
+    if not b:
+        return ""
+    w = []
+    if "probes" in b:
+        w.append("%d probes" % b["probes"] + (" at %d/s" % b["rate"] if "rate" in b else ""))
+    elif "rate" in b:
+        w.append("probes at %d/s" % b["rate"])
+    if "sockets" in b:
+        w.append("socket %d of %d" % (b["socket"], b["sockets"]) if "socket" in b
+                 else "%d sockets" % b["sockets"])
+    if "port" in b:
+        w.append("port %d" % b["port"])
+    return ", ".join(w)
 
 
 def relay_fallback(path):
@@ -122,23 +159,28 @@ def listener_events(path):
 
 
 def upnp_status(path):
-    """What the listener's natpeer said about UPnP on stderr, or None (no UPnP client)."""
+    """What the listener's natpeer said about its router port mapping (UPnP,
+    PCP or NAT-PMP: the broker's path word is "upnp" for all three) on
+    stderr, or None (no port-mapping client)."""
     st = None
     try:
         with open(path, encoding="utf-8", errors="replace") as f:
             for line in f:
                 line = line.rstrip("\n")
-                if not line.startswith("upnp: "):
+                m = re.match(r"(upnp|pcp|nat-pmp|portmap): (.*)$", line)
+                if not m:
                     continue
-                m = re.match(r"upnp: (\S+) verified by the broker$", line)
-                if m:
-                    st = {"status": "verified", "detail": "mapping %s verified by the broker" % m.group(1)}
+                proto, rest = m.group(1), m.group(2)
+                m = re.match(r"(\S+) verified by the broker$", rest)
+                if m and proto != "portmap":
+                    st = {"status": "verified",
+                          "detail": "%s mapping %s verified by the broker" % (proto, m.group(1))}
                     continue
-                m = re.match(r"upnp: (.*); using hole punching$", line)
+                m = re.match(r"(.*); using hole punching$", rest)
                 if m:
                     st = {"status": "unavailable", "detail": m.group(1)}
-                elif st is None:
-                    st = {"status": "unknown", "detail": line[len("upnp: "):]}
+                elif st is None and proto == "upnp":
+                    st = {"status": "unknown", "detail": rest}
     except OSError:
         pass
     return st
@@ -212,6 +254,12 @@ def build(args):
         pair["broker_measured"] = bm
         if lev is not None:
             pair["listener"] = ("%s %s" % (lev["event"], lev.get("path", ""))).strip()
+        if measured == "birthday" or predicted == "birthday":
+            bd = birthday_figures(ev if measured == "birthday" else None,
+                                  lev if lev is not None and lev.get("path") == "birthday" else None,
+                                  entry)
+            if bd is not None:
+                pair["birthday"] = bd
         pair["wall_ms"] = int(wall)
         pairs.append(pair)
 
@@ -264,10 +312,13 @@ def pair_words(p):
         got = "no connection" + (": " + p["reason"] if p.get("reason") else "")
     else:
         got = "connected, %s, %s ms" % (m, p["ms"])
+        if m == "birthday" and p.get("birthday"):
+            got += " (%s)" % birthday_words(p["birthday"])
         if m == "relay" and p.get("relay"):
             got = "connected, relay %s, %s ms" % (p["relay"], p["ms"])
         if p.get("fallback"):
-            got += ", after the direct plan failed (%s)" % p["fallback"]
+            plan = p["predicted"] if p.get("predicted") not in (None, "relay", "unknown", "none") else "direct"
+            got += ", after the %s plan failed (%s)" % (plan, p["fallback"])
     return got
 
 
@@ -286,7 +337,7 @@ def cross_checks(doc):
 
 
 def headline(c):
-    """"78 of 78 pairs connected: 52 direct, 2 lan, 12 upnp, 12 relay" (measured)."""
+    """"91 of 91 pairs connected: 43 direct, 1 lan, 12 upnp, 10 birthday, 25 relay" (measured)."""
     m = c["measured"]
     connected = c.get("connected", c["pairs"] - m.get("none", 0))
     return "%d of %d pairs connected: %s" % (
@@ -305,7 +356,7 @@ def render_terminal(doc, color, out=sys.stdout):
     kind = {h["name"]: h["nat"] for h in doc["hosts"]}
     cells = cell_map(doc)
     ansi = {
-        "direct": "\x1b[30;42m", "lan": "\x1b[30;46m", "upnp": "\x1b[30;45m",
+        "direct": "\x1b[30;42m", "lan": "\x1b[30;46m", "upnp": "\x1b[30;45m", "birthday": "\x1b[97;44m",
         "relay": "\x1b[30;43m", "none": "\x1b[2m", "disagree": "\x1b[1;97;41m",
         "dim": "\x1b[2m", "bold": "\x1b[1m", "reset": "\x1b[0m",
     }
@@ -388,7 +439,7 @@ td.c{width:50px;min-width:50px;height:38px;text-align:center;border-radius:5px;f
  color:#fff;cursor:default;line-height:1.1}
 td.c small{display:block;font-weight:normal;font-size:10px;opacity:.9;white-space:nowrap}
 td.direct{background:%(direct)s} td.lan{background:%(lan)s} td.upnp{background:%(upnp)s}
-td.relay{background:%(relay)s} td.none{background:%(none)s;color:#888}
+td.birthday{background:%(birthday)s} td.relay{background:%(relay)s} td.none{background:%(none)s;color:#888}
 td.disagree{background:%(disagree)s;color:#fff;outline:3px solid #7a0010}
 td.self{background:repeating-linear-gradient(45deg,#fafafa,#fafafa 4px,#ececec 4px,#ececec 8px)}
 .side{font-size:14px;max-width:420px} .side h2{font-size:15px;margin:18px 0 8px} .side h2:first-child{margin-top:4px}
@@ -488,8 +539,9 @@ ul.dis{padding-left:18px;margin:4px 0} ul.dis li{margin-bottom:6px}
         out.append('<div class="ok">none: every pair did what the broker predicted</div>')
     out.append('<div class="note">Made by tests/lab/matrix.sh (docs/demo.md). In each pair the '
                'host higher in the list connects to the other. Predictions: the broker\'s '
-               '(<code>natpeer matrix</code>); relayed pairs go through natbroker\'s own TURN '
-               'server.</div>')
+               '(<code>natpeer matrix</code>); birthday pairs connect directly, the symmetric '
+               'side spraying from many sockets and the other probing random ports of its IP; '
+               'relayed pairs go through natbroker\'s own TURN server.</div>')
     out.append("</div></div></body></html>")
     return "\n".join(out) + "\n"
 

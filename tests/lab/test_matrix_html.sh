@@ -6,7 +6,9 @@
 # and checks the screenshot: a PNG of the window's size, not blank, with the
 # matrix's colours in about the area the sample's cells should cover.
 # The sample must show relayed pairs: R cells in the relay colour (class
-# "relay"), the legend's relay entry, and the relay count in the headline.
+# "relay"), the legend's relay entry, and the relay count in the headline;
+# and birthday pairs the same way (B cells of class "birthday", the legend's
+# entry, the count), each with its figures (probes, port) in its title.
 # MATRIX_SAMPLE=FILE renders another matrix.json (e.g. a fresh matrix.sh run).
 #
 # Chromium runs in a new network namespace with no interfaces (unshare -n),
@@ -69,7 +71,8 @@ n_pairs=$(python3 -c 'import json,sys; print(len(json.load(open(sys.argv[1]))["p
 if [ "$n_title" -eq $((2 * n_pairs)) ]; then ok "every cell has a title ($n_title cells, $n_pairs pairs)"
 else bad "cells with a title: $n_title, want $((2 * n_pairs))"; fi
 
-# every path's cells carry its class (its colour), relay included; the sample has R cells
+# every path's cells carry its class (its colour), relay and birthday included;
+# the sample has R and B cells
 cprc=0
 python3 - "$OUT/matrix.html" "$SAMPLE" "$HERE" <<'EOF' || cprc=$?
 import json, re, sys
@@ -98,10 +101,22 @@ check(re.search(r'<span class="sw" style="background:%s;color:#fff">R</span>rela
 n = sum(1 for p in doc["pairs"] if p["measured"] == "relay")
 check(re.search(r"pairs connected: [^<]*\b%d relay\b" % n, page) is not None,
       "the headline counts %d relayed pairs" % n)
+bday = re.findall(r'<td class="c birthday" title="([^"]*)">([^<]*)', page)
+check(len(bday) > 0, "the sample has birthday pairs (%d B cells)" % len(bday))
+check(all(t == SYMBOL["birthday"] for _, t in bday), "every birthday cell reads %s" % SYMBOL["birthday"])
+check(all(re.search(r"connected, birthday, \d+ ms \(\d+ probes at \d+/s, [^)]*port \d+\)", t)
+          for t, _ in bday), "every birthday cell's title gives its probes, rate and port")
+check(re.search(r"td\.birthday\{background:%s\}" % COLOR["birthday"], page) is not None,
+      "td.birthday has the birthday colour %s" % COLOR["birthday"])
+check(re.search(r'<span class="sw" style="background:%s;color:#fff">B</span>birthday: ' % COLOR["birthday"],
+                page) is not None, "the legend has the birthday entry (B on %s)" % COLOR["birthday"])
+n = sum(1 for p in doc["pairs"] if p["measured"] == "birthday")
+check(re.search(r"pairs connected: [^<]*\b%d birthday\b" % n, page) is not None,
+      "the headline counts %d birthday pairs" % n)
 sys.exit(1 if fails else 0)
 EOF
-if [ "$cprc" -eq 0 ]; then ok "each path's cells have its class, and relay is shown (R cells, legend, count)"
-else bad "cell classes and the relay entry (checks above)"; fi
+if [ "$cprc" -eq 0 ]; then ok "each path's cells have its class; relay and birthday are shown (cells, legend, count)"
+else bad "cell classes and the relay and birthday entries (checks above)"; fi
 
 # ---- screenshot in headless Chromium, without network
 PNG=$OUT/matrix.png
@@ -196,7 +211,7 @@ for p in doc["pairs"]:
     key = (p["measured"] if p["measured"] in COLOR else "none") if p["agree"] else "disagree"
     cells[key] = cells.get(key, 0) + 2           # each pair is two cells
 # a cell is 50x38 px less its rounded corners and text; a legend swatch ~30x22
-for key in ("direct", "lan", "upnp", "relay", "none", "disagree"):
+for key in ("direct", "lan", "upnp", "birthday", "relay", "none", "disagree"):
     got = near(COLOR[key])
     want = int(cells.get(key, 0) * 50 * 38 * 0.6) + 400
     check(got >= want, "colour %s (%s): %d px, want >= %d (%d cells + legend)"
