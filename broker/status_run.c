@@ -104,6 +104,9 @@ static void snapshot(struct nb_status_server *s, struct nb_status_snapshot *out)
 	out->ctl_connects = rv.connects;
 	out->ctl_results = rv.results;
 	out->ctl_expired = rv.expired;
+	out->ctl_relay_plans = rv.relay_plans;
+	out->ctl_birthday_plans = rv.birthday_plans;
+	out->ctl_rtt_timed = rv.rtt_timed;
 }
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
