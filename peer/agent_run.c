@@ -1470,6 +1470,36 @@ static void relay_begin(struct agent *a, struct session *s, uint64_t now)
 	}
 }
 
+/* A direct plan's dialer sends its handshake initiation right behind its
+ * first check to each plan candidate: the peer answers it once it has
+ * taken that check (on_peer_init()), and its handshake response comes back
+ * with the check's answer; either one proves the path
+ * (nb_punch_confirm_sent()), so the handshake costs no round trip of its
+ * own. The initiation is sealed to the peer's key: a third party at a
+ * candidate address learns nothing from it. Until the path is found it is
+ * not retransmitted (there is nowhere to send it); then it is, to the
+ * remote. */
+static void early_handshake(struct agent *a, struct session *s, const struct nb_addr *to, uint64_t now)
+{
+	const struct nb_punch_target *t = NULL;
+
+	if (!s->initiator || s->relay != REL_NONE || s->plan.path != NB_PATH_DIRECT || s->dc_set ||
+	    (s->pu.role != NB_ROLE_DIAL && s->pu.role != NB_ROLE_PUNCH) ||
+	    nb_punch_state(&s->pu) != NB_PUNCH_CHECKING)
+		return;
+	for (size_t i = 0; i < s->pu.n_targets && t == NULL; i++)
+		if (s->pu.t[i].sock == 0 && nb_addr_equal(&s->pu.t[i].addr, to))
+			t = &s->pu.t[i];
+	if (t == NULL || !t->from_plan || t->sends != 1)
+		return;
+	if (!s->hs_busy) {
+		if (hs_start(a, s, now) != 0)
+			return;
+		s->hs_next = UINT64_MAX;
+	}
+	send_to(a, s->hs_init, s->hs_init_len, to);
+}
+
 /* Drive one session: its punch machine's datagrams, its outcome, its data
  * channel's keepalive and expiry. */
 static void session_pump(struct agent *a, struct session *s, uint64_t now)
@@ -1481,6 +1511,8 @@ static void session_pump(struct agent *a, struct session *s, uint64_t now)
 			send_to(a, tx.bytes, tx.len, &tx.to);
 		else if (s->sp != NULL)
 			(void)nb_spray_send(s->sp, tx.sock, tx.bytes, tx.len, &tx.to);
+		if (tx.is_check && tx.sock == 0)
+			early_handshake(a, s, &tx.to, now);
 	}
 	if (s->relay == REL_NONE)
 		s->bd_sent = s->pu.bd.sent;
@@ -1515,6 +1547,8 @@ static void session_pump(struct agent *a, struct session *s, uint64_t now)
 		 * it. Nothing counts as connected until it has verified. */
 		if (s->hs_give_up == 0)
 			s->hs_give_up = now + AGENT_HS_TIMEOUT_MS;
+		if (s->hs_busy && s->hs_next == UINT64_MAX) /* sent early: now to the remote */
+			s->hs_next = now + s->hs_rto;
 		if (s->initiator && !s->hs_busy && !s->dc_set) {
 			if (hs_start(a, s, now) != 0) {
 				session_fail(a, s, "cannot start the handshake", now);
@@ -2331,7 +2365,12 @@ static void on_peer_resp(struct agent *a, const uint8_t *data, size_t len, const
 		struct nb_seal_keys sk;
 		ssize_t n;
 		int rc;
-		if (!x->used || !x->initiator || !x->hs_busy || !nb_addr_equal(&x->pu.remote, from))
+		/* From the remote; or, for an initiation sent early
+		 * (early_handshake()), from where a check of ours went. */
+		bool early = x->used && nb_punch_state(&x->pu) != NB_PUNCH_CONNECTED &&
+			     nb_punch_state(&x->pu) != NB_PUNCH_FAILED && x->relay == REL_NONE &&
+			     nb_punch_sent_to(&x->pu, rx_idx(a, x), from);
+		if (!x->used || !x->initiator || !x->hs_busy || (!early && !nb_addr_equal(&x->pu.remote, from)))
 			continue;
 		saved = x->hs; /* a forged response must not end the handshake */
 		n = nb_noise_read_resp(&x->hs, data, len, payload, sizeof(payload));
@@ -2353,6 +2392,8 @@ static void on_peer_resp(struct agent *a, const uint8_t *data, size_t len, const
 			x->dc_set = true;
 		}
 		OPENSSL_cleanse(&sk, sizeof(sk));
+		if (rc == 0 && early)
+			(void)nb_punch_confirm_sent(&x->pu, rx_idx(a, x), from, now);
 		if (rc == 0 && !x->connected)
 			session_secured(a, x, now);
 		return;

@@ -705,6 +705,29 @@ bool nb_punch_heard(const struct nb_punch *pu, const struct nb_addr *from)
 	return nb_punch_heard_on(pu, 0, from);
 }
 
+bool nb_punch_sent_to(const struct nb_punch *pu, uint32_t sock, const struct nb_addr *to)
+{
+	for (size_t i = 0; i < pu->n_targets; i++)
+		if (pu->t[i].sends > 0 && pu->t[i].sock == sock && nb_addr_equal(&pu->t[i].addr, to))
+			return true;
+	return false;
+}
+
+int nb_punch_confirm_sent(struct nb_punch *pu, uint32_t sock, const struct nb_addr *from,
+			  uint64_t now)
+{
+	char a[NB_ADDR_STRLEN];
+
+	if (!active(pu) || !nb_punch_sent_to(pu, sock, from))
+		return -1;
+	pu->remote = *from;
+	pu->remote_sock = sock;
+	set_state(pu, NB_PUNCH_CONNECTED, now);
+	snprintf(pu->reason, sizeof(pu->reason), "handshake answered from %s",
+		 nb_addr_format(from, a, sizeof(a)));
+	return 0;
+}
+
 int nb_punch_confirm(struct nb_punch *pu, const struct nb_addr *from, uint64_t now)
 {
 	return nb_punch_confirm_on(pu, 0, from, now);

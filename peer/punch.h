@@ -251,6 +251,21 @@ bool nb_punch_heard_on(const struct nb_punch *pu, uint32_t sock, const struct nb
  * connects second the wait for its own answer, and the peer's first frames
  * from being dropped. */
 int nb_punch_confirm(struct nb_punch *pu, const struct nb_addr *from, uint64_t now);
+
+/* Has a check of ours gone to `to` from socket `sock`? */
+bool nb_punch_sent_to(const struct nb_punch *pu, uint32_t sock, const struct nb_addr *to);
+
+/* The shell verified an authenticated reply (the peer's Noise handshake
+ * response, docs/protocol.md "Peer-to-peer handshake") from `from`, to a
+ * message it sent there right behind a check of ours: our packet reached
+ * the peer and its answer reached us, as a check's answer would prove.
+ * If a check of ours went to `from` from socket `sock` (nb_punch_sent_to()):
+ * WAITING/CHECKING -> CONNECTED with remote = from, 0; else -1, nothing
+ * changed. This saves the dialer a round trip: its handshake goes out with
+ * its first check, and the answer and the handshake response come back
+ * together, in either order. */
+int nb_punch_confirm_sent(struct nb_punch *pu, uint32_t sock, const struct nb_addr *from,
+			  uint64_t now);
 int nb_punch_confirm_on(struct nb_punch *pu, uint32_t sock, const struct nb_addr *from, uint64_t now);
 
 /* When to call nb_punch_poll() next (<= now: at once); UINT64_MAX when

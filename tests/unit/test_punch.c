@@ -599,6 +599,40 @@ static void test_delay_and_listen(void **state)
 	assert_int_equal(s.h[b].n_checks, cb);
 }
 
+/* nb_punch_confirm_sent(): an authenticated reply from where a check of
+ * ours went proves the path; from anywhere else, or before any check, it
+ * changes nothing. */
+static void test_confirm_sent(void **state)
+{
+	static struct nb_punch pu;
+	struct nb_addr c[2] = { A("203.0.113.21:5000"), A("192.168.2.2:5000") };
+	struct nb_addr other = A("203.0.113.66:5000");
+	struct nb_ctrl_plan p = make_plan(NB_ROLE_DIAL, c, 2, 100);
+	uint8_t seed[NB_STUN_TID_LEN] = { 7 };
+	struct nb_punch_tx tx;
+
+	(void)state;
+	assert_int_equal(nb_punch_init(&pu, NULL, &p, KEY, seed, 1000), 0);
+	/* WAITING: nothing sent yet */
+	assert_false(nb_punch_sent_to(&pu, 0, &c[0]));
+	assert_int_equal(nb_punch_confirm_sent(&pu, 0, &c[0], 1000), -1);
+	assert_int_equal(nb_punch_state(&pu), NB_PUNCH_WAITING);
+	assert_int_equal(nb_punch_poll(&pu, 1100, &tx), 1);
+	assert_true(nb_addr_equal(&tx.to, &c[0]));
+	assert_true(nb_punch_sent_to(&pu, 0, &c[0]));
+	assert_false(nb_punch_sent_to(&pu, 0, &c[1])); /* paced: not yet */
+	assert_false(nb_punch_sent_to(&pu, 1, &c[0])); /* not from that socket */
+	assert_int_equal(nb_punch_confirm_sent(&pu, 0, &other, 1100), -1);
+	assert_int_equal(nb_punch_confirm_sent(&pu, 0, &c[1], 1100), -1);
+	assert_int_equal(nb_punch_state(&pu), NB_PUNCH_CHECKING);
+	assert_int_equal(nb_punch_confirm_sent(&pu, 0, &c[0], 1101), 0);
+	assert_int_equal(nb_punch_state(&pu), NB_PUNCH_CONNECTED);
+	assert_true(nb_addr_equal(&pu.remote, &c[0]));
+	assert_int_equal(pu.end, 1101);
+	/* once connected: no second winner */
+	assert_int_equal(nb_punch_confirm_sent(&pu, 0, &c[0], 1102), -1);
+}
+
 static void test_listener_alone_fails(void **state)
 {
 	static struct sim s;
@@ -951,6 +985,7 @@ int main(void)
 		cmocka_unit_test(test_pacing_and_backoff),
 		cmocka_unit_test(test_delay_and_listen),
 		cmocka_unit_test(test_listener_alone_fails),
+		cmocka_unit_test(test_confirm_sent),
 		cmocka_unit_test(test_role_none),
 		cmocka_unit_test(test_reason_lists_candidates),
 		cmocka_unit_test(test_third_host),
