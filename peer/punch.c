@@ -296,9 +296,28 @@ static uint64_t bday_due(const struct nb_punch *pu)
 	return UINT64_MAX;
 }
 
-static int emit_bday(struct nb_punch *pu, uint64_t now, struct nb_punch_tx *out)
+/* A check with transaction ID tid into pu->out, handed out as *out: 1, or
+ * 0 if it did not encode (it always does: the buffer fits the largest). */
+static int put_check(struct nb_punch *pu, const uint8_t *tid, const struct nb_addr *to, uint32_t sock,
+		     struct nb_punch_tx *out)
 {
 	struct nb_stun_enc e;
+
+	if (nb_stun_enc_init(&e, pu->out, sizeof(pu->out), NB_STUN_BINDING_REQUEST, tid, false) != 0 ||
+	    nb_stun_enc_attr(&e, NB_STUN_ATTR_USERNAME, pu->username, pu->username_len) != 0 ||
+	    nb_stun_enc_integrity(&e, pu->key, NB_PUNCH_KEY_LEN) != 0 || nb_stun_enc_fingerprint(&e) != 0)
+		return 0;
+	pu->checks_sent++;
+	out->to = *to;
+	out->bytes = pu->out;
+	out->len = nb_stun_enc_len(&e);
+	out->is_check = true;
+	out->sock = sock;
+	return 1;
+}
+
+static int emit_bday(struct nb_punch *pu, uint64_t now, struct nb_punch_tx *out)
+{
 	uint8_t tid[NB_STUN_TID_LEN];
 	struct nb_addr to = pu->bd.to;
 	uint32_t sock = 0;
@@ -317,17 +336,7 @@ static int emit_bday(struct nb_punch *pu, uint64_t now, struct nb_punch_tx *out)
 		pu->bd.sent++;
 		bday_tid(pu, TID_PROBE, to.port, tid);
 	}
-	if (nb_stun_enc_init(&e, pu->out, sizeof(pu->out), NB_STUN_BINDING_REQUEST, tid, false) != 0 ||
-	    nb_stun_enc_attr(&e, NB_STUN_ATTR_USERNAME, pu->username, pu->username_len) != 0 ||
-	    nb_stun_enc_integrity(&e, pu->key, NB_PUNCH_KEY_LEN) != 0 || nb_stun_enc_fingerprint(&e) != 0)
-		return 0;
-	pu->checks_sent++;
-	out->to = to;
-	out->bytes = pu->out;
-	out->len = nb_stun_enc_len(&e);
-	out->is_check = true;
-	out->sock = sock;
-	return 1;
+	return put_check(pu, tid, &to, sock, out);
 }
 
 int nb_punch_init(struct nb_punch *pu, const struct nb_punch_params *p,
@@ -442,23 +451,13 @@ static int emit_answer(struct nb_punch *pu, struct nb_punch_tx *out)
 static int emit_check(struct nb_punch *pu, struct nb_punch_target *t, uint64_t now,
 		      struct nb_punch_tx *out)
 {
-	struct nb_stun_enc e;
-
-	if (nb_stun_enc_init(&e, pu->out, sizeof(pu->out), NB_STUN_BINDING_REQUEST, t->tid, false) != 0 ||
-	    nb_stun_enc_attr(&e, NB_STUN_ATTR_USERNAME, pu->username, pu->username_len) != 0 ||
-	    nb_stun_enc_integrity(&e, pu->key, NB_PUNCH_KEY_LEN) != 0 || nb_stun_enc_fingerprint(&e) != 0)
+	if (put_check(pu, t->tid, &t->addr, t->sock, out) == 0)
 		return 0;
 	t->sends++;
 	t->triggered = false;
 	t->next_send = now + t->rto;
 	t->rto = t->rto * 2 > pu->p.rto_max_ms ? pu->p.rto_max_ms : t->rto * 2;
 	pu->next_tick = now + pu->p.ta_ms;
-	pu->checks_sent++;
-	out->to = t->addr;
-	out->bytes = pu->out;
-	out->len = nb_stun_enc_len(&e);
-	out->is_check = true;
-	out->sock = t->sock;
 	return 1;
 }
 

@@ -22,6 +22,9 @@ import sys
 import time
 import zlib
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import rawudp  # noqa: E402  (the lab's raw UDP helper, beside this file)
+
 MAGIC = 0x2112A442
 
 
@@ -40,26 +43,6 @@ def stun(cls_type, rng):
     return msg + struct.pack("!HHI", 0x8028, 4, crc)
 
 
-def checksum(b):
-    if len(b) % 2:
-        b += b"\0"
-    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    return ~s & 0xFFFF
-
-
-def raw_packet(src, sport, dst, dport, payload):
-    ulen = 8 + len(payload)
-    pseudo = socket.inet_aton(src) + socket.inet_aton(dst) + struct.pack("!BBH", 0, 17, ulen)
-    udp = struct.pack("!HHHH", sport, dport, ulen, 0) + payload
-    csum = checksum(pseudo + udp) or 0xFFFF
-    udp = udp[:6] + struct.pack("!H", csum) + udp[8:]
-    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + ulen, random.getrandbits(16), 0, 64, 17, 0,
-                     socket.inet_aton(src), socket.inet_aton(dst))
-    return ip + udp
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--dst", required=True)
@@ -72,8 +55,7 @@ def main():
         sys.exit("blast: only the lab's internet (203.0.113.0/24)")
     rng = random.Random(os.getpid())
     if a.spoof:
-        s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
-        s.setsockopt(socket.IPPROTO_IP, socket.IP_HDRINCL, 1)
+        s = rawudp.raw_socket()
     else:
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     end = time.monotonic() + a.seconds
@@ -91,7 +73,7 @@ def main():
         port = a.port or rng.randrange(1024, 65536)
         try:
             if a.spoof:
-                s.sendto(raw_packet(a.spoof, rng.randrange(1024, 65536), a.dst, port, p), (a.dst, 0))
+                s.sendto(rawudp.packet(a.spoof, rng.randrange(1024, 65536), a.dst, port, p), (a.dst, 0))
             else:
                 s.sendto(p, (a.dst, port))
         except OSError:

@@ -100,21 +100,30 @@ def _csum(b):
     return ~s & 0xFFFF
 
 
+def packet(sip, sport, dip, dport, pl):
+    """One IPv4 UDP datagram with its headers, checksums computed (for IP_HDRINCL)."""
+    src, dst = socket.inet_aton(sip), socket.inet_aton(dip)
+    ulen = 8 + len(pl)
+    udp = struct.pack("!HHHH", int(sport), int(dport), ulen, 0) + pl
+    c = _csum(src + dst + struct.pack("!BBH", 0, 17, ulen) + udp) or 0xFFFF
+    udp = udp[:6] + struct.pack("!H", c) + udp[8:]
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + ulen, 0, 0x4000, 64, 17, 0, src, dst)
+    ip = ip[:10] + struct.pack("!H", _csum(ip)) + ip[12:]
+    return ip + udp
+
+
+def raw_socket():
+    s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+    s.setsockopt(socket.IPPROTO_IP, socket.IP_HDRINCL, 1)
+    return s
+
+
 def send(argv):
     sip, _, sport = argv[0].rpartition(":")
     dip, _, dport = argv[1].rpartition(":")
-    s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
-    s.setsockopt(socket.IPPROTO_IP, socket.IP_HDRINCL, 1)
-    src, dst = socket.inet_aton(sip), socket.inet_aton(dip)
+    s = raw_socket()
     for hx in argv[2:]:
-        pl = bytes.fromhex(hx)
-        ulen = 8 + len(pl)
-        udp = struct.pack("!HHHH", int(sport), int(dport), ulen, 0) + pl
-        c = _csum(src + dst + struct.pack("!BBH", 0, 17, ulen) + udp) or 0xFFFF
-        udp = udp[:6] + struct.pack("!H", c) + udp[8:]
-        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + ulen, 0, 0x4000, 64, 17, 0, src, dst)
-        ip = ip[:10] + struct.pack("!H", _csum(ip)) + ip[12:]
-        s.sendto(ip + udp, (dip, 0))
+        s.sendto(packet(sip, sport, dip, dport, bytes.fromhex(hx)), (dip, 0))
 
 
 def main():
