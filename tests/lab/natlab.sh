@@ -33,6 +33,24 @@ ROUTERS=(
     "r-cgn:11:upnp-cgn:cgn"
     "r-hr:12:hostrestricted:hr"
 )
+# NATLAB_V6=1 only: an IPv6 internet 2001:db8::/64 on the same bridge, and
+# stateful IPv6 firewalls (no translation). Router N: v6 WAN 2001:db8::1:N,
+# routed LAN 2001:db8:N::/64 (router ::1, host ::2); N written as in v4, so
+# r-d6 (13) has 203.0.113.113 and 2001:db8::1:13. The type is V4+V6: the v4
+# NAT (as above; "none": no IPv4 at all) plus the v6 firewall: apdf
+# (address-and-port-dependent), open (endpoint-independent), noudp (no UDP).
+ROUTERS_V6=(
+    "r-d6:13:portrestricted+apdf:d6"
+    "r-s6:14:symmetric+apdf:s6"
+    "r-o6:15:none+open:o6"
+    "r-v6:16:none+apdf:v6o"
+    "r-b6:17:portrestricted+noudp:b6"
+)
+LAB_V6=0
+if [ "${NATLAB_V6:-0}" = 1 ]; then
+    LAB_V6=1
+    ROUTERS+=("${ROUTERS_V6[@]}")
+fi
 SRV_IP1=203.0.113.10
 SRV_IP2=203.0.113.11
 PUB_IP=203.0.113.20
@@ -40,6 +58,9 @@ ISP_WAN=203.0.113.111   # carrier router (r-isp) on the internet
 ISP_IN=100.64.11.1      # carrier router inside (cgn0 bridge)
 CGN_WAN=100.64.11.2     # home router r-cgn's WAN
 HP_WAN2=203.0.113.208   # r-hp's second public address (hp2's, 1:1)
+SRV6_IP1=2001:db8::10   # NATLAB_V6=1 only
+SRV6_IP2=2001:db8::11
+PUB6_IP=2001:db8::20
 STUN_PORT=3478
 STUN_ALT_PORT=3479
 UPNP_HTTP_PORT=5000
@@ -54,6 +75,11 @@ all_nodes() {
     done
 }
 ALL_NODES=$(all_nodes | tr '\n' ' ')
+# every node either kind of lab may have (down and up's leftover check)
+ANY_NODES="$ALL_NODES $(for r in "${ROUTERS_V6[@]}"; do
+    IFS=: read -r _n _N _t _h <<<"$r"
+    case " $ALL_NODES " in *" $_n "*) ;; *) echo -n "$_n $_h " ;; esac
+done)"
 ROUTER_NODES="r-isp $(for r in "${ROUTERS[@]}"; do echo -n "${r%%:*} "; done)"
 
 ns() { echo "$PREFIX-$1"; }
@@ -91,10 +117,27 @@ node_addr() {
         pub) echo "$PUB_IP" ;;
         r-isp) echo "$ISP_WAN" ;;
         r-cgn) echo "$CGN_WAN" ;;
-        r-*) info=$(router_info "$1") || return 1; echo "203.0.113.$((100 + ${info%% *}))" ;;
+        r-*) info=$(router_info "$1") || return 1
+             case ${info#* } in none+*) node_addr6 "$1"; return ;; esac
+             echo "203.0.113.$((100 + ${info%% *}))" ;;
         *) info=$(router_of_host "$1") || return 1
            local _r n _t idx; read -r _r n _t idx <<<"$info"
+           case $_t in none+*) node_addr6 "$1"; return ;; esac
            echo "192.168.$n.$((2 + idx))" ;;
+    esac
+}
+# IPv6 address of a node (NATLAB_V6=1): hosts -> LAN, routers -> WAN; none
+# for IPv4-only nodes. There is no translation: it is also the public one.
+node_addr6() {
+    local info
+    case $1 in
+        srv) echo "$SRV6_IP1" ;;
+        pub) echo "$PUB6_IP" ;;
+        r-*) info=$(router_info "$1") || return 1
+             case ${info#* } in *+*) echo "2001:db8::1:${info%% *}" ;; *) return 1 ;; esac ;;
+        *) info=$(router_of_host "$1") || return 1
+           local _r n _t idx; read -r _r n _t idx <<<"$info"
+           case $_t in *+*) echo "2001:db8:$n::$((2 + idx))" ;; *) return 1 ;; esac ;;
     esac
 }
 # Public address a node's traffic appears from on the internet.
@@ -106,7 +149,8 @@ node_public() {
         hp2) echo "$HP_WAN2" ;;
         r-*) node_addr "$1" ;;
         *) info=$(router_of_host "$1") || return 1
-           local _r n _rest; read -r _r n _rest <<<"$info"
+           local _r n _t _i; read -r _r n _t _i <<<"$info"
+           case $_t in none+*) node_addr6 "$1"; return ;; esac
            echo "203.0.113.$((100 + n))" ;;
     esac
 }
@@ -248,11 +292,21 @@ par_nodes() {
 # phase 2 for one node: sysctls (before its links exist, so "default"
 # applies to them), lo up, and its nft rule set if it has one
 ns_init() {
-    local node=$1 fwd=0 bnf=0
+    local node=$1 fwd=0 bnf=0 v6=""
     case " $ROUTER_NODES " in *" $node "*) fwd=1 ;; esac
+    # NATLAB_V6: IPv6 on in srv, pub and the v6 routers and hosts, without
+    # DAD (addresses usable at once), RA or autoconf; forwarding on routers
+    if [ "$LAB_V6" = 1 ] && { [ "$node" = srv ] || [ "$node" = pub ] || node_addr6 "$node" >/dev/null; }; then
+        v6="for c in all default; do
+            echo 0 >ipv6/conf/\$c/accept_dad; echo 0 >ipv6/conf/\$c/accept_ra
+            echo 0 >ipv6/conf/\$c/autoconf; echo 0 >ipv6/conf/\$c/disable_ipv6
+            echo $fwd >ipv6/conf/\$c/forwarding
+        done"
+    fi
     nsx "$node" sh -c "
         cd /proc/sys/net || exit 1
         echo 1 >ipv6/conf/all/disable_ipv6; echo 1 >ipv6/conf/default/disable_ipv6
+        $v6
         for c in all default; do
             echo 0 >ipv4/conf/\$c/rp_filter
             echo 0 >ipv4/conf/\$c/send_redirects
@@ -390,7 +444,28 @@ table inet filter {
 }
 EOF
         ;;
+    *+*) router6_nft "${typ%%+*}" "${typ#*+}" "$wan" "$n" ;;
     *) die "unknown router type $typ" ;;
+    esac
+}
+
+# NATLAB_V6 routers: the v4 NAT (or the bare base for "none"), whose inet
+# table is already a stateful v6 firewall: established,related in, LAN->WAN
+# out, everything else dropped (address-and-port-dependent filtering), plus
+# neighbour discovery on wan0 and the firewall's own rule. args: v4 fw6 wan n
+router6_nft() {
+    local v4=$1 fw=$2 wan=$3 n=$4 h6=2001:db8:$4::2
+    case $v4 in
+        none) nft_base ;;
+        portrestricted|symmetric) router_nft "$v4" "$wan" "$n" ;;
+        *) die "unknown v4 type $v4 for a v6 router" ;;
+    esac
+    echo "insert rule inet lab input iifname \"wan0\" icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert } accept"
+    case $fw in
+        apdf) ;;
+        open) echo "add rule inet lab post_forward iifname \"wan0\" oifname \"lan0\" ip6 daddr $h6 accept" ;;
+        noudp) echo "add rule inet lab pre_forward meta nfproto ipv6 meta l4proto udp drop" ;;
+        *) die "unknown v6 firewall $fw" ;;
     esac
 }
 
@@ -471,7 +546,7 @@ EOF
 
 # Options that change the built lab; `up` rebuilds when they differ.
 config_line() {
-    echo "delay=${NATLAB_DELAY:-} loss=${NATLAB_LOSS:-} igd_v1=${NATLAB_IGD_V1:-0} portmap=${NATLAB_PORTMAP:-all}"
+    echo "delay=${NATLAB_DELAY:-} loss=${NATLAB_LOSS:-} igd_v1=${NATLAB_IGD_V1:-0} portmap=${NATLAB_PORTMAP:-all}$([ "$LAB_V6" = 1 ] && echo " v6=1")"
 }
 
 # "20ms" / "20" (ms) / "1.5s" / "500us" -> microseconds
@@ -624,6 +699,18 @@ inet_ports() {
     done
 }
 
+# NATLAB_V6: routes from an internet node (srv, pub, a v6 router) to every
+# other v6 router's LAN 2001:db8:N::/64, via that router's WAN 2001:db8::1:N
+v6_routes() {
+    local node=$1 r name n typ hosts
+    for r in "${ROUTERS[@]}"; do
+        IFS=: read -r name n typ hosts <<<"$r"
+        case $typ in *+*) [ "$name" = "$node" ] ||
+            q_conf "$node" "route add 2001:db8:$n::/64 via 2001:db8::1:$n" ;;
+        esac
+    done
+}
+
 build() {
     local t0 node r name n typ hosts h i wan
     t0=$(now_ms)
@@ -641,6 +728,16 @@ build() {
     q_conf pub "addr add $PUB_IP/24 dev eth0"
     q_conf pub "link set eth0 up"
     port_up inet pub br0
+    if [ "$LAB_V6" = 1 ]; then
+        q_conf srv "addr add $SRV6_IP1/64 dev eth0 nodad"
+        # deprecated (preferred_lft 0), like a v4 secondary: never picked as
+        # a source, so a wildcard socket on srv answers from ::10 (else the
+        # kernel picks ::11, the newer); binding to ::11 works as usual
+        q_conf srv "addr add $SRV6_IP2/64 dev eth0 nodad preferred_lft 0"
+        q_conf pub "addr add $PUB6_IP/64 dev eth0 nodad"
+        v6_routes srv
+        v6_routes pub
+    fi
     # carrier router r-isp: WAN on the internet, inside bridge cgn0
     veth r-isp wan0 inet r-isp
     q_conf r-isp "addr add $ISP_WAN/24 dev wan0"
@@ -662,22 +759,35 @@ build() {
         else
             wan=203.0.113.$((100 + n))
             veth "$name" wan0 inet "$name"
-            q_conf "$name" "addr add $wan/24 dev wan0"
+            case $typ in none+*) ;; *) q_conf "$name" "addr add $wan/24 dev wan0" ;; esac
             [ "$typ" = hairpin ] && q_conf "$name" "addr add $HP_WAN2/24 dev wan0"
             q_conf "$name" "link set wan0 up"
             port_up inet "$name" br0
         fi
         bridge_add "$name" lan0
-        q_conf "$name" "addr add 192.168.$n.1/24 dev lan0"
+        case $typ in none+*) ;; *) q_conf "$name" "addr add 192.168.$n.1/24 dev lan0" ;; esac
+        case $typ in *+*) # NATLAB_V6: v6 WAN and routed LAN, routes to the other v6 LANs
+            q_conf "$name" "addr add 2001:db8::1:$n/64 dev wan0 nodad"
+            q_conf "$name" "addr add 2001:db8:$n::1/64 dev lan0 nodad"
+            v6_routes "$name" ;;
+        esac
         i=2
         for h in $hosts; do
             veth "$name" "$h" "$h" eth0
             port_up "$name" "$h" lan0
-            q_conf "$h" "addr add 192.168.$n.$i/24 dev eth0"
+            case $typ in none+*) ;; *)
+                q_conf "$h" "addr add 192.168.$n.$i/24 dev eth0" ;;
+            esac
             q_conf "$h" "link set eth0 up"
-            q_conf "$h" "route add default via 192.168.$n.1"
-            # SSDP (239.255.255.250) needs an explicit multicast route
-            q_conf "$h" "route add 224.0.0.0/4 dev eth0"
+            case $typ in none+*) ;; *)
+                q_conf "$h" "route add default via 192.168.$n.1"
+                # SSDP (239.255.255.250) needs an explicit multicast route
+                q_conf "$h" "route add 224.0.0.0/4 dev eth0" ;;
+            esac
+            case $typ in *+*)
+                q_conf "$h" "addr add 2001:db8:$n::$i/64 dev eth0 nodad"
+                q_conf "$h" "route add ::/0 via 2001:db8:$n::1" ;;
+            esac
             i=$((i + 1))
         done
         router_nft "$typ" "$wan" "$n" >"$RUN/nft-$name.nft"
@@ -705,7 +815,7 @@ ns_present() { [ -e "/run/netns/$(ns "$1")" ]; }
 any_present() {
     [ -d "$RUN" ] && return 0
     local node
-    for node in $ALL_NODES; do ns_present "$node" && return 0; done
+    for node in $ANY_NODES; do ns_present "$node" && return 0; done
     return 1
 }
 
@@ -766,7 +876,7 @@ cmd_down() {
     fi
     # 2. whatever else runs inside our namespaces (one `ip -b` for all)
     local present=""
-    for node in $ALL_NODES; do
+    for node in $ANY_NODES; do
         ns_present "$node" && present+="$(ns "$node") "
     done
     if [ -n "$present" ]; then
@@ -890,6 +1000,9 @@ usage: natlab.sh CMD [ARGS]   (root; NATLAB_PREFIX=$PREFIX)
   exec NODE CMD...   run CMD inside NODE's namespace
   addr NODE          the node's address (host: LAN, router: WAN)
   public NODE        the address the node appears from on the internet
+                     (v6-only nodes: their IPv6 address)
+  addr6 NODE         NATLAB_V6=1: the node's IPv6 address (no translation:
+                     also its public one)
   router HOST        the router node a LAN host sits behind (e.g. fc -> r-fc)
   nodes              list node names
   start-coturn | stop-coturn   coturn on srv ($SRV_IP1/$SRV_IP2 : $STUN_PORT/$STUN_ALT_PORT)
@@ -909,6 +1022,9 @@ options (environment, read by up):
   NATLAB_PORTMAP=all protocols both miniupnpds speak: all (UPnP + NAT-PMP/PCP),
                      pmp (NAT-PMP/PCP only, no HTTP/SSDP), upnp (UPnP only,
                      nothing on UDP $PMP_PORT)
+  NATLAB_V6=1        also an IPv6 internet 2001:db8::/64 and the dual-stack and
+                     v6-only routers r-d6 r-s6 r-o6 r-v6 r-b6 (docs/lab.md); set
+                     it for every command on such a lab (down removes either)
 nodes: $ALL_NODES
 EOF
 }
@@ -944,6 +1060,9 @@ main() {
             exec ip netns exec "$(ns "$node")" env XDG_CONFIG_HOME="$xdg" "$@" ;;
         addr) { [ $# -eq 1 ] && is_node "$1"; } || die "usage: addr NODE"; node_addr "$1" ;;
         public) { [ $# -eq 1 ] && is_node "$1"; } || die "usage: public NODE"; node_public "$1" ;;
+        addr6) { [ $# -eq 1 ] && is_node "$1" && [ "$LAB_V6" = 1 ]; } ||
+                   die "usage: NATLAB_V6=1 natlab.sh addr6 NODE"
+               node_addr6 "$1" || die "$1 has no IPv6 address" ;;
         router) { [ $# -eq 1 ] && is_node "$1"; } || die "usage: router HOST"
                 local info; info=$(router_of_host "$1") || die "$1 is not behind a router"
                 echo "${info%% *}" ;;
