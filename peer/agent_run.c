@@ -1481,16 +1481,9 @@ static void relay_begin(struct agent *a, struct session *s, uint64_t now)
  * remote. */
 static void early_handshake(struct agent *a, struct session *s, const struct nb_addr *to, uint64_t now)
 {
-	const struct nb_punch_target *t = NULL;
-
 	if (!s->initiator || s->relay != REL_NONE || s->plan.path != NB_PATH_DIRECT || s->dc_set ||
 	    (s->pu.role != NB_ROLE_DIAL && s->pu.role != NB_ROLE_PUNCH) ||
 	    nb_punch_state(&s->pu) != NB_PUNCH_CHECKING)
-		return;
-	for (size_t i = 0; i < s->pu.n_targets && t == NULL; i++)
-		if (s->pu.t[i].sock == 0 && nb_addr_equal(&s->pu.t[i].addr, to))
-			t = &s->pu.t[i];
-	if (t == NULL || !t->from_plan || t->sends != 1)
 		return;
 	if (!s->hs_busy) {
 		if (hs_start(a, s, now) != 0)
@@ -1511,7 +1504,7 @@ static void session_pump(struct agent *a, struct session *s, uint64_t now)
 			send_to(a, tx.bytes, tx.len, &tx.to);
 		else if (s->sp != NULL)
 			(void)nb_spray_send(s->sp, tx.sock, tx.bytes, tx.len, &tx.to);
-		if (tx.is_check && tx.sock == 0)
+		if (tx.first && tx.sock == 0)
 			early_handshake(a, s, &tx.to, now);
 	}
 	if (s->relay == REL_NONE)

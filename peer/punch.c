@@ -312,6 +312,7 @@ static int put_check(struct nb_punch *pu, const uint8_t *tid, const struct nb_ad
 	out->bytes = pu->out;
 	out->len = nb_stun_enc_len(&e);
 	out->is_check = true;
+	out->first = false;
 	out->sock = sock;
 	return 1;
 }
@@ -444,6 +445,7 @@ static int emit_answer(struct nb_punch *pu, struct nb_punch_tx *out)
 	out->bytes = pu->out;
 	out->len = nb_stun_enc_len(&e);
 	out->is_check = false;
+	out->first = false;
 	out->sock = sock;
 	return 1;
 }
@@ -453,6 +455,7 @@ static int emit_check(struct nb_punch *pu, struct nb_punch_target *t, uint64_t n
 {
 	if (put_check(pu, t->tid, &t->addr, t->sock, out) == 0)
 		return 0;
+	out->first = t->from_plan && t->sends == 0;
 	t->sends++;
 	t->triggered = false;
 	t->next_send = now + t->rto;

@@ -145,6 +145,7 @@ struct nb_punch_tx {
 	const uint8_t *bytes;
 	size_t len;
 	bool is_check; /* else an answer */
+	bool first;    /* a check: the first one to this plan candidate */
 	uint32_t sock; /* send from: 0 the main socket, 1..sockets a spray socket */
 };
 

@@ -421,9 +421,26 @@ static void test_third_host(void **state)
 	assert_int_equal(nb_punch_state(&s.h), NB_PUNCH_CONNECTED);
 	assert_true(memcmp(s.e.remote.ip, H_IP, 4) == 0);
 	assert_int_equal(s.to_attacker, 0);
-	/* Even an answer with the right key, sent from the attacker's address
-	 * to a port E did probe, is refused: it must come from that port of
+	/* Even an answer with the right key, to a port E did probe, is
+	 * refused from the attacker's address: it must come from that port of
 	 * H's IP. */
+	uint16_t port = 0;
+	for (uint32_t p = 1024; p < 65536 && port == 0; p++)
+		if ((s.probed[p >> 3] >> (p & 7)) & 1)
+			port = (uint16_t)p;
+	assert_true(port != 0);
+	memcpy(tid, s.e.seed, NB_STUN_TID_LEN);
+	tid[8] ^= 0x80;
+	tid[9] ^= (uint8_t)(port >> 8);
+	tid[10] ^= (uint8_t)port;
+	nb_stun_enc_init(&e, b, sizeof(b), NB_STUN_BINDING_SUCCESS, tid, false);
+	nb_stun_enc_xor_addr(&e, NB_STUN_ATTR_XOR_MAPPED_ADDRESS, &e_pub);
+	nb_stun_enc_integrity(&e, (const uint8_t *)KEY, 64);
+	nb_stun_enc_fingerprint(&e);
+	x.port = port;
+	assert_int_equal(nb_punch_input(&s.e, b, nb_stun_enc_len(&e), &x, s.now), NB_PUNCH_DROP_ASYMMETRIC);
+	struct nb_addr h = addr4(H_IP, port);
+	assert_int_equal(nb_punch_input(&s.e, b, nb_stun_enc_len(&e), &h, s.now), 0); /* the real source */
 }
 
 /* Answers must come back on the socket and from the address their check

@@ -619,6 +619,7 @@ static void test_confirm_sent(void **state)
 	assert_int_equal(nb_punch_state(&pu), NB_PUNCH_WAITING);
 	assert_int_equal(nb_punch_poll(&pu, 1100, &tx), 1);
 	assert_true(nb_addr_equal(&tx.to, &c[0]));
+	assert_true(tx.first); /* the first check to that candidate */
 	assert_true(nb_punch_sent_to(&pu, 0, &c[0]));
 	assert_false(nb_punch_sent_to(&pu, 0, &c[1])); /* paced: not yet */
 	assert_false(nb_punch_sent_to(&pu, 1, &c[0])); /* not from that socket */
@@ -631,6 +632,15 @@ static void test_confirm_sent(void **state)
 	assert_int_equal(pu.end, 1101);
 	/* once connected: no second winner */
 	assert_int_equal(nb_punch_confirm_sent(&pu, 0, &c[0], 1102), -1);
+
+	/* tx.first: each candidate's first check, not its retransmissions */
+	assert_int_equal(nb_punch_init(&pu, NULL, &p, KEY, seed, 1000), 0);
+	assert_int_equal(nb_punch_poll(&pu, 1100, &tx), 1);
+	assert_true(tx.first && nb_addr_equal(&tx.to, &c[0]));
+	assert_int_equal(nb_punch_poll(&pu, 1150, &tx), 1);
+	assert_true(tx.first && nb_addr_equal(&tx.to, &c[1]));
+	assert_int_equal(nb_punch_poll(&pu, 1200, &tx), 1);
+	assert_true(tx.is_check && !tx.first && nb_addr_equal(&tx.to, &c[0]));
 }
 
 static void test_listener_alone_fails(void **state)
