@@ -259,6 +259,12 @@ struct nb_rendezvous_config {
 	 * both peers' are known (docs/protocol.md "Punch timing"); false =
 	 * the fixed prime_delay_ms. */
 	bool rtt_timing;
+	/* The broker's primary address (IP and primary port) in each family:
+	 * self[NB_FAM_V4], self[NB_FAM_V6]; NB_AF_NONE where it does not
+	 * listen on that family on a specific IP. A `registered` answering a
+	 * peer over one family names the other family's as "alt", where the
+	 * peer registers its second address (docs/protocol.md "IPv6"). */
+	struct nb_addr self[2];
 };
 
 void nb_rendezvous_config_default(struct nb_rendezvous_config *cfg);

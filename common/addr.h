@@ -23,6 +23,19 @@ struct nb_addr {
 	uint8_t ip[16]; /* network byte order; IPv4 uses ip[0..3] */
 };
 
+/* Index of a family in per-family arrays (a peer's two registrations, the
+ * broker's listen sets): nb_addr_fam() of an IPv6 address is NB_FAM_V6,
+ * of anything else NB_FAM_V4. */
+enum nb_fam {
+	NB_FAM_V4 = 0,
+	NB_FAM_V6 = 1,
+};
+#define NB_FAM_COUNT 2
+static inline enum nb_fam nb_addr_fam(const struct nb_addr *a)
+{
+	return a->family == NB_AF_INET6 ? NB_FAM_V6 : NB_FAM_V4;
+}
+
 /* "1.2.3.4:5", "[::1]:5", and, when allow_no_port is true, "1.2.3.4" / "::1"
  * (port 0). Returns 0, or -EINVAL; *ret untouched on failure. */
 int nb_addr_parse(const char *s, bool allow_no_port, struct nb_addr *ret);
