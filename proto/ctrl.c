@@ -982,7 +982,8 @@ static int dec_register(struct ctx *c, const cJSON *o, struct nb_ctrl_register *
 	if (rc < 0)
 		return rc;
 	r->has_relayed = rc == 0;
-	return 0;
+	rc = get_bool(c, o, "also", &r->also);
+	return rc < 0 ? rc : 0;
 }
 
 static int dec_relay(struct ctx *c, const cJSON *o, struct nb_ctrl_relay *r);
@@ -1007,6 +1008,10 @@ static int dec_registered(struct ctx *c, const cJSON *o, struct nb_ctrl_register
 		return rc;
 	if (r->relay.has_relay && !r->relay.alloc)
 		return ffail(c, NB_CTRL_E_FORMAT, "relay", "registered carries credentials (alloc)");
+	rc = get_addr(c, o, "alt", false, &r->alt);
+	if (rc < 0)
+		return rc;
+	r->has_alt = rc == 0;
 	return 0;
 }
 
@@ -1171,6 +1176,8 @@ static int check_page(struct ctx *c, const char *name, uint32_t total, uint32_t 
 
 static int dec_peer_info(struct ctx *c, const cJSON *o, struct nb_ctrl_peer_info *p)
 {
+	const cJSON *sub = NULL;
+	char saved[sizeof(c->prefix)];
 	int rc, w;
 
 	if ((rc = get_id(c, o, "id", p->id)) < 0)
@@ -1184,7 +1191,40 @@ static int dec_peer_info(struct ctx *c, const cJSON *o, struct nb_ctrl_peer_info
 	if ((rc = get_word(c, o, "filtering", true, &v_filtering, &w)) < 0)
 		return rc;
 	p->filtering = (enum nb_filtering)w;
-	return get_addr(c, o, "reflexive", true, &p->reflexive);
+	if ((rc = get_addr(c, o, "reflexive", true, &p->reflexive)) < 0)
+		return rc;
+	rc = get_obj(c, o, "alt", false, &sub);
+	if (rc != 0)
+		return rc < 0 ? rc : 0;
+	p->has_alt = true;
+	/* "peers[2]." -> "peers[2].alt." for the messages, then back */
+	memcpy(saved, c->prefix, sizeof(saved));
+	if (strlen(saved) + 4 < sizeof(c->prefix))
+		memcpy(c->prefix + strlen(saved), "alt.", 5);
+	if ((rc = get_addr(c, sub, "reflexive", true, &p->alt)) < 0)
+		return rc;
+	if ((rc = get_word(c, sub, "mapping", true, &v_mapping, &w)) < 0)
+		return rc;
+	p->alt_mapping = (enum nb_mapping)w;
+	if ((rc = get_word(c, sub, "filtering", true, &v_filtering, &w)) < 0)
+		return rc;
+	p->alt_filtering = (enum nb_filtering)w;
+	memcpy(c->prefix, saved, sizeof(saved));
+	return 0;
+}
+
+/* An IP family field: 4 or 6 (absent: 0). */
+static int dec_family(struct ctx *c, const cJSON *o, const char *name, uint8_t *ret)
+{
+	uint32_t v = 0;
+	int rc = get_u32(c, o, name, false, 4, 6, &v);
+
+	if (rc < 0)
+		return rc;
+	if (rc == 0 && v == 5)
+		return ffail(c, NB_CTRL_E_RANGE, name, "4 or 6");
+	*ret = (uint8_t)v;
+	return 0;
 }
 
 static int dec_pair(struct ctx *c, const cJSON *o, struct nb_ctrl_pair *p)
@@ -1209,6 +1249,11 @@ static int dec_pair(struct ctx *c, const cJSON *o, struct nb_ctrl_pair *p)
 	if (rc < 0)
 		return rc;
 	p->has_measured = rc == 0;
+	if ((rc = dec_family(c, o, "plan_family", &p->plan_family)) < 0 ||
+	    (rc = dec_family(c, o, "family", &p->family)) < 0)
+		return rc;
+	if (p->family != 0 && (!p->has_measured || w == NB_PATH_NONE))
+		return ffail(c, NB_CTRL_E_FORMAT, "family", "only with a measured path");
 	if (p->has_measured) {
 		p->measured = (enum nb_path)w;
 		return get_u32(c, o, "ms", true, 0, UINT32_MAX, &p->ms);
@@ -1594,6 +1639,8 @@ static int enc_register(struct ctx *c, cJSON *o, const struct nb_ctrl_register *
 	}
 	if (r->has_relayed && (rc = put_addr(c, o, "relayed", &r->relayed)) < 0)
 		return rc;
+	if (r->also && (rc = put_bool(o, "also", true)) < 0)
+		return rc;
 	return 0;
 }
 
@@ -1614,7 +1661,9 @@ static int enc_registered(struct ctx *c, cJSON *o, const struct nb_ctrl_register
 		return rc;
 	if (r->relay.has_relay && !r->relay.alloc)
 		return ffail(c, NB_CTRL_E_FORMAT, "relay", "registered carries credentials (alloc)");
-	return enc_relay(c, o, &r->relay);
+	if ((rc = enc_relay(c, o, &r->relay)) < 0)
+		return rc;
+	return r->has_alt ? put_addr(c, o, "alt", &r->alt) : 0;
 }
 
 static int enc_relay(struct ctx *c, cJSON *o, const struct nb_ctrl_relay *r)
@@ -1735,7 +1784,26 @@ static int enc_peer_entry(struct ctx *c, cJSON *o, const void *v)
 	    (rc = put_word(c, o, "filtering", &v_filtering, (int)p->filtering)) < 0 ||
 	    (rc = put_addr(c, o, "reflexive", &p->reflexive)) < 0)
 		return rc;
+	if (p->has_alt) {
+		cJSON *sub = cJSON_AddObjectToObject(o, "alt");
+		if (sub == NULL)
+			return NB_CTRL_E_NOMEM;
+		if ((rc = put_addr(c, sub, "reflexive", &p->alt)) < 0 ||
+		    (rc = put_word(c, sub, "mapping", &v_mapping, (int)p->alt_mapping)) < 0 ||
+		    (rc = put_word(c, sub, "filtering", &v_filtering, (int)p->alt_filtering)) < 0)
+			return rc;
+	}
 	return 0;
+}
+
+/* An IP family field: 4 or 6, or nothing for 0. */
+static int enc_family(struct ctx *c, cJSON *o, const char *name, uint8_t v)
+{
+	if (v == 0)
+		return 0;
+	if (v != 4 && v != 6)
+		return ffail(c, NB_CTRL_E_RANGE, name, "4 or 6");
+	return put_u32(o, name, v);
 }
 
 static int enc_pair_entry(struct ctx *c, cJSON *o, const void *v)
@@ -1754,6 +1822,11 @@ static int enc_pair_entry(struct ctx *c, cJSON *o, const void *v)
 		    (rc = put_u32(o, "ms", p->ms)) < 0)
 			return rc;
 	}
+	if (p->family != 0 && (!p->has_measured || p->measured == NB_PATH_NONE))
+		return ffail(c, NB_CTRL_E_FORMAT, "family", "only with a measured path");
+	if ((rc = enc_family(c, o, "plan_family", p->plan_family)) < 0 ||
+	    (rc = enc_family(c, o, "family", p->family)) < 0)
+		return rc;
 	/* last: a reader that cuts an entry at its first '}' still sees the rest */
 	return enc_birthday(c, o, false, &p->birthday);
 }
@@ -1995,7 +2068,7 @@ static bool register_equal(const struct nb_ctrl_register *a, const struct nb_ctr
 	if (!STREQ(a->id, b->id) || !STREQ(a->token, b->token) || !STREQ(a->cookie, b->cookie) ||
 	    !addrs_equal(a->local, a->n_local, b->local, b->n_local) || a->has_nat != b->has_nat ||
 	    a->has_upnp != b->has_upnp || a->has_relayed != b->has_relayed ||
-	    (a->has_relayed && !nb_addr_equal(&a->relayed, &b->relayed)))
+	    (a->has_relayed && !nb_addr_equal(&a->relayed, &b->relayed)) || a->also != b->also)
 		return false;
 	if (a->has_nat && (a->mapping != b->mapping || a->filtering != b->filtering ||
 			   a->has_hairpin != b->has_hairpin ||
@@ -2049,7 +2122,10 @@ static bool peer_list_equal(const struct nb_ctrl_peer_list *a, const struct nb_c
 	for (size_t i = 0; i < a->n_peers; i++) {
 		const struct nb_ctrl_peer_info *x = &a->peers[i], *y = &b->peers[i];
 		if (!STREQ(x->id, y->id) || x->nat != y->nat || x->mapping != y->mapping ||
-		    x->filtering != y->filtering || !nb_addr_equal(&x->reflexive, &y->reflexive))
+		    x->filtering != y->filtering || !nb_addr_equal(&x->reflexive, &y->reflexive) ||
+		    x->has_alt != y->has_alt ||
+		    (x->has_alt && (!nb_addr_equal(&x->alt, &y->alt) || x->alt_mapping != y->alt_mapping ||
+				    x->alt_filtering != y->alt_filtering)))
 			return false;
 	}
 	return true;
@@ -2066,7 +2142,8 @@ static bool matrix_list_equal(const struct nb_ctrl_matrix_list *a,
 		if (!STREQ(x->a, y->a) || !STREQ(x->b, y->b) || x->predicted != y->predicted ||
 		    x->role_a != y->role_a || x->role_b != y->role_b || !STREQ(x->reason, y->reason) ||
 		    x->has_measured != y->has_measured || !birthday_equal(&x->birthday, &y->birthday) ||
-		    (x->has_measured && (x->measured != y->measured || x->ms != y->ms)))
+		    (x->has_measured && (x->measured != y->measured || x->ms != y->ms)) ||
+		    x->plan_family != y->plan_family || x->family != y->family)
 			return false;
 	}
 	return true;
@@ -2086,6 +2163,9 @@ bool nb_ctrl_msg_equal(const struct nb_ctrl_msg *a, const struct nb_ctrl_msg *b)
 		       a->u.registered.expires_s == b->u.registered.expires_s &&
 		       a->u.registered.has_upnp == b->u.registered.has_upnp &&
 		       a->u.registered.upnp_verified == b->u.registered.upnp_verified &&
+		       a->u.registered.has_alt == b->u.registered.has_alt &&
+		       (!a->u.registered.has_alt ||
+			nb_addr_equal(&a->u.registered.alt, &b->u.registered.alt)) &&
 		       relay_equal(&a->u.registered.relay, &b->u.registered.relay);
 	case NB_CTRL_KEEPALIVE:
 	case NB_CTRL_BYE:

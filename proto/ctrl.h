@@ -281,6 +281,11 @@ struct nb_ctrl_register {
 	char cookie[NB_CTRL_COOKIE_LEN + 1];    /* from the broker's challenge; "" = absent */
 	bool has_relayed;       /* "relayed": our allocation on the relay the broker named */
 	struct nb_addr relayed;
+	/* "also": true: this register adds its source's family to the id,
+	 * which the same key registered over the other family already; the
+	 * other family's registration stays (docs/protocol.md "IPv6"). "nat"
+	 * is then this family's behaviour. Absent: false. */
+	bool also;
 };
 
 struct nb_ctrl_registered {
@@ -293,6 +298,10 @@ struct nb_ctrl_registered {
 	/* "relay": credentials to allocate in advance (alloc is true), for a
 	 * host that will need the relay (symmetric NAT, UDP blocked) */
 	struct nb_ctrl_relay relay;
+	/* "alt": the broker's address in the other family, where the peer may
+	 * register its second address (a register with "also"). */
+	bool has_alt;
+	struct nb_addr alt;
 };
 
 struct nb_ctrl_verify {
@@ -370,6 +379,12 @@ struct nb_ctrl_peer_info {
 	enum nb_mapping mapping;
 	enum nb_filtering filtering;
 	struct nb_addr reflexive;
+	/* "alt":{"reflexive","mapping","filtering"}: the peer's registration
+	 * in the other family, with that family's NAT behaviour. */
+	bool has_alt;
+	struct nb_addr alt;
+	enum nb_mapping alt_mapping;
+	enum nb_filtering alt_filtering;
 };
 
 /* One page: entries [offset, offset + n) of total. offset + n <= total. */
@@ -389,6 +404,11 @@ struct nb_ctrl_pair {
 	enum nb_path measured;       /* NB_PATH_NONE = tried and failed */
 	uint32_t ms;                 /* with has_measured: time to the outcome */
 	char reason[NB_CTRL_REASON_MAX + 1]; /* the plan's reason, for people; "" = absent */
+	/* The IP family (4 or 6; 0 = absent) of the plan's first candidate
+	 * ("plan_family") and of the path that connected ("family": only with
+	 * a measured path other than "none"). */
+	uint8_t plan_family;
+	uint8_t family;
 	struct nb_ctrl_birthday birthday; /* a birthday attempt's figures, both sides' (optional) */
 };
 

@@ -372,6 +372,41 @@ static size_t make_samples(struct nb_ctrl_msg *s)
 	m->u.result.path = NB_PATH_BIRTHDAY;
 	m->u.result.birthday = (struct nb_ctrl_birthday){ .has = true, .probes = 173, .rate = 1000,
 							  .port = 65535 };
+
+	m = &s[n++]; /* 40: IPv6: a register that adds its family */
+	init_msg(m, NB_CTRL_REGISTER);
+	SET(m->u.reg.id, "d6");
+	m->u.reg.has_nat = true;
+	m->u.reg.mapping = NB_MAPPING_NONE;
+	m->u.reg.filtering = NB_FILTERING_ADDRESS_AND_PORT_DEPENDENT;
+	m->u.reg.also = true;
+
+	m = &s[n++]; /* 41: ... a registered naming the broker's other family */
+	*m = s[34];
+	m->u.registered.has_alt = true;
+	m->u.registered.alt = addr("[2001:db8::10]:3478");
+
+	m = &s[n++]; /* 42: a peer list with both families, and a matrix with them */
+	init_msg(m, NB_CTRL_PEER_LIST);
+	m->u.peer_list.total = 2;
+	m->u.peer_list.n_peers = 2;
+	fill_peer(&m->u.peer_list.peers[0], 0);
+	fill_peer(&m->u.peer_list.peers[1], 1);
+	m->u.peer_list.peers[1].has_alt = true;
+	m->u.peer_list.peers[1].alt = addr("[2001:db8:14::2]:40000");
+	m->u.peer_list.peers[1].alt_mapping = NB_MAPPING_NONE;
+	m->u.peer_list.peers[1].alt_filtering = NB_FILTERING_ADDRESS_AND_PORT_DEPENDENT;
+	m = &s[n++]; /* 43 */
+	init_msg(m, NB_CTRL_MATRIX_LIST);
+	m->u.matrix_list.total = 2;
+	m->u.matrix_list.n_pairs = 2;
+	fill_pair(&m->u.matrix_list.pairs[0], 1);
+	m->u.matrix_list.pairs[0].plan_family = 6;
+	m->u.matrix_list.pairs[0].has_measured = true;
+	m->u.matrix_list.pairs[0].measured = NB_PATH_DIRECT;
+	m->u.matrix_list.pairs[0].family = 6;
+	fill_pair(&m->u.matrix_list.pairs[1], 2);
+	m->u.matrix_list.pairs[1].plan_family = 4;
 	assert_true(n <= MAX_SAMPLES);
 	return n;
 }
@@ -1375,6 +1410,9 @@ static void test_explain(void **state)
 	expect_why(PLIST(",\"peers\":[" PEER(",\"reflexive\":\"1.2.3.4:5\"") "," PEER(
 			   ",\"reflexive\":\"x\"") "]"),
 		   NB_CTRL_E_FORMAT, "field 'peers[1].reflexive': not ip:port");
+	expect_why(PLIST(",\"peers\":[" PEER(",\"reflexive\":\"1.2.3.4:5\",\"alt\":{\"reflexive\":\"x\","
+			   "\"mapping\":\"none\",\"filtering\":\"unknown\"}") "]"),
+		   NB_CTRL_E_FORMAT, "field 'peers[0].alt.reflexive': not ip:port");
 	expect_why(REG(",\"local\":[],\"nat\":{\"mapping\":\"cone\",\"filtering\":\"unknown\"}"),
 		   NB_CTRL_E_ENUM, "field 'nat.mapping': 'cone'");
 	expect_why(REG(",\"local\":[\"1.2.3.4:5\",\"[0::1]:5\"]"), NB_CTRL_E_FORMAT,
@@ -1547,6 +1585,34 @@ static const struct bad bad_relay[] = {
 	{ "result birthday port 65536", BRES("{\"port\":65536}"), 0, NB_CTRL_E_RANGE },
 	{ "result birthday probes -1", BRES("{\"probes\":-1}"), 0, NB_CTRL_E_RANGE },
 	{ "result birthday string", BRES("{\"probes\":\"5\"}"), 0, NB_CTRL_E_WRONG_TYPE },
+	/* IPv6: also, alt, the families of a pair */
+	{ "also not bool", REG(",\"local\":[],\"also\":1"), 0, NB_CTRL_E_WRONG_TYPE },
+	{ "also string", REG(",\"local\":[],\"also\":\"true\""), 0, NB_CTRL_E_WRONG_TYPE },
+	{ "alt not addr", REGD(",\"keepalive\":15,\"expires\":45,\"alt\":\"x\""), 0, NB_CTRL_E_FORMAT },
+	{ "alt no port", REGD(",\"keepalive\":15,\"expires\":45,\"alt\":\"[2001:db8::10]\""), 0,
+	  NB_CTRL_E_FORMAT },
+	{ "alt number", REGD(",\"keepalive\":15,\"expires\":45,\"alt\":5"), 0, NB_CTRL_E_WRONG_TYPE },
+	{ "peer alt not object", PLIST(",\"peers\":[" PEER(",\"reflexive\":\"1.2.3.4:5\",\"alt\":5") "]"), 0,
+	  NB_CTRL_E_WRONG_TYPE },
+	{ "peer alt no reflexive", PLIST(",\"peers\":[" PEER(",\"reflexive\":\"1.2.3.4:5\",\"alt\":{"
+		"\"mapping\":\"none\",\"filtering\":\"unknown\"}") "]"), 0, NB_CTRL_E_MISSING },
+	{ "peer alt bad mapping", PLIST(",\"peers\":[" PEER(",\"reflexive\":\"1.2.3.4:5\",\"alt\":{"
+		"\"reflexive\":\"[::2]:5\",\"mapping\":\"cone\",\"filtering\":\"unknown\"}") "]"), 0,
+	  NB_CTRL_E_ENUM },
+	{ "peer alt no filtering", PLIST(",\"peers\":[" PEER(",\"reflexive\":\"1.2.3.4:5\",\"alt\":{"
+		"\"reflexive\":\"[::2]:5\",\"mapping\":\"none\"}") "]"), 0, NB_CTRL_E_MISSING },
+	{ "family 5", MLIST(",\"pairs\":[" PAIR(",\"measured\":\"direct\",\"ms\":1,\"family\":5") "]"), 0,
+	  NB_CTRL_E_RANGE },
+	{ "family 0", MLIST(",\"pairs\":[" PAIR(",\"measured\":\"direct\",\"ms\":1,\"family\":0") "]"), 0,
+	  NB_CTRL_E_RANGE },
+	{ "family 46", MLIST(",\"pairs\":[" PAIR(",\"measured\":\"direct\",\"ms\":1,\"family\":46") "]"), 0,
+	  NB_CTRL_E_RANGE },
+	{ "family unmeasured", MLIST(",\"pairs\":[" PAIR(",\"family\":6") "]"), 0, NB_CTRL_E_FORMAT },
+	{ "family of none", MLIST(",\"pairs\":[" PAIR(",\"measured\":\"none\",\"ms\":1,\"family\":6") "]"),
+	  0, NB_CTRL_E_FORMAT },
+	{ "plan_family 7", MLIST(",\"pairs\":[" PAIR(",\"plan_family\":7") "]"), 0, NB_CTRL_E_RANGE },
+	{ "plan_family string", MLIST(",\"pairs\":[" PAIR(",\"plan_family\":\"6\"") "]"), 0,
+	  NB_CTRL_E_WRONG_TYPE },
 };
 
 static void test_relay_decode(void **state)
