@@ -102,6 +102,20 @@ static void fill(struct nb_registry_peer *p, const struct nb_ctrl_register *reg,
 	p->last_seen_ms = now;
 }
 
+static void alt_clear(struct nb_registry_peer *p)
+{
+	p->has_alt = false;
+	memset(&p->alt, 0, sizeof(p->alt));
+	p->alt_mapping = NB_MAPPING_UNKNOWN;
+	p->alt_filtering = NB_FILTERING_UNKNOWN;
+	p->alt_seen_ms = 0;
+}
+
+static bool alt_live(const struct nb_registry *r, const struct nb_registry_peer *p, uint64_t now)
+{
+	return p->has_alt && !(now >= p->alt_seen_ms && now - p->alt_seen_ms >= r->expires_ms);
+}
+
 static void drop_slot(struct nb_registry *r, uint32_t s)
 {
 	nb_hidx_del(&r->by_id, r->hash[s], s);
@@ -155,6 +169,8 @@ int nb_registry_put(struct nb_registry *r, const struct nb_ctrl_register *reg,
 	if (change == NB_REGISTRY_MOVED) { /* another path: measured again */
 		p->rtt_ms = 0;
 		p->srtt8 = 0;
+		if (p->has_alt && p->alt.family == from->family)
+			alt_clear(p); /* moved into the alt's family: one address there */
 	}
 	nb_ilist_move_tail(&r->lru, s);
 	if (ret_change != NULL)
@@ -173,11 +189,55 @@ int nb_registry_touch(struct nb_registry *r, const char *id, const uint8_t *key,
 		return NB_REGISTRY_E_NOENT;
 	if (!nb_key_equal(r->peers[s].key, key))
 		return NB_REGISTRY_E_KEY;
+	if (alt_live(r, &r->peers[s], now) && nb_addr_equal(&r->peers[s].alt, from)) {
+		r->peers[s].alt_seen_ms = now; /* the alt only: the entry lives by its own */
+		return 0;
+	}
 	if (!nb_addr_equal(&r->peers[s].reflexive, from))
 		return NB_REGISTRY_E_ADDRESS;
 	r->peers[s].last_seen_ms = now;
 	nb_ilist_move_tail(&r->lru, s);
 	return 0;
+}
+
+int nb_registry_put_alt(struct nb_registry *r, const struct nb_ctrl_register *reg,
+			const uint8_t *key, const struct nb_addr *from, uint64_t now,
+			enum nb_registry_change *ret_change, struct nb_addr *ret_old)
+{
+	uint32_t s = find(r, reg->id, id_hash(r, reg->id));
+	struct nb_registry_peer *p;
+	enum nb_registry_change change;
+
+	if (s == NB_SLOT_NONE || expired(r, &r->peers[s], now))
+		return NB_REGISTRY_E_NOENT;
+	p = &r->peers[s];
+	if (!nb_key_equal(p->key, key))
+		return NB_REGISTRY_E_CONFLICT;
+	if (from->family == p->reflexive.family ||
+	    (from->family != NB_AF_INET && from->family != NB_AF_INET6))
+		return NB_REGISTRY_E_FAMILY;
+	if (!alt_live(r, p, now))
+		change = NB_REGISTRY_NEW;
+	else if (nb_addr_equal(&p->alt, from))
+		change = NB_REGISTRY_REFRESHED;
+	else
+		change = NB_REGISTRY_MOVED;
+	if (change == NB_REGISTRY_MOVED && ret_old != NULL)
+		*ret_old = p->alt;
+	p->has_alt = true;
+	p->alt = *from;
+	p->alt_mapping = reg->has_nat ? reg->mapping : NB_MAPPING_UNKNOWN;
+	p->alt_filtering = reg->has_nat ? reg->filtering : NB_FILTERING_UNKNOWN;
+	p->alt_seen_ms = now;
+	if (ret_change != NULL)
+		*ret_change = change;
+	return 0;
+}
+
+const struct nb_addr *nb_registry_alt(const struct nb_registry *r, const struct nb_registry_peer *p,
+				      uint64_t now)
+{
+	return alt_live(r, p, now) ? &p->alt : NULL;
 }
 
 int nb_registry_remove(struct nb_registry *r, const char *id, const uint8_t *key, uint64_t now,
@@ -284,4 +344,20 @@ void nb_registry_peer_nat(const struct nb_registry_peer *p, struct nb_peer_nat *
 	 * issue, so for now "mapped" counts as verified. */
 	ret->upnp_verified = p->upnp == NB_CTRL_UPNP_MAPPED;
 	ret->reflexive = p->reflexive;
+}
+
+bool nb_registry_peer_nat_fam(const struct nb_registry *r, const struct nb_registry_peer *p,
+			      enum nb_fam f, uint64_t now, struct nb_peer_nat *ret)
+{
+	if (nb_addr_fam(&p->reflexive) == f) {
+		nb_registry_peer_nat(p, ret);
+		return true;
+	}
+	if (!alt_live(r, p, now) || nb_addr_fam(&p->alt) != f)
+		return false;
+	memset(ret, 0, sizeof(*ret));
+	ret->mapping = p->alt_mapping;
+	ret->filtering = p->alt_filtering;
+	ret->reflexive = p->alt;
+	return true;
 }

@@ -23,6 +23,13 @@
  * One key may hold several names. A keepalive (touch) and a bye (remove)
  * are taken only from the holder's key.
  *
+ * Two families (docs/protocol.md "IPv6"): a register with "also" from the
+ * holder's key, over the family the entry's address is not of, adds that
+ * source as the entry's second address (`alt`), with that family's NAT
+ * behaviour. It lives expires_s after its own last register or keepalive,
+ * never longer than the entry; a plain register that moves the entry into
+ * the alt's family drops the alt.
+ *
  * Order: entries are listed in slot order, which does not change while an
  * entry lives (a new entry may take the slot of a gone one). A page of a
  * list is a snapshot (docs/protocol.md "Pagination").
@@ -49,6 +56,7 @@ enum nb_registry_err {
 	NB_REGISTRY_E_NOENT = -2103,    /* no live entry with that id: 404 */
 	NB_REGISTRY_E_ADDRESS = -2104,  /* the id is registered from another address: 404 */
 	NB_REGISTRY_E_KEY = -2105,      /* touch, remove: id live under another key: 404 */
+	NB_REGISTRY_E_FAMILY = -2106,   /* also: from the family the entry is registered in: 400 */
 };
 
 struct nb_registry_config {
@@ -82,6 +90,13 @@ struct nb_registry_peer {
 	uint64_t srtt8;
 	uint64_t registered_ms; /* first registration of this entry */
 	uint64_t last_seen_ms;  /* last register or keepalive */
+	/* The second address, in the other family (a register with "also"):
+	 * read it with nb_registry_alt(), which knows whether it still lives. */
+	bool has_alt;
+	struct nb_addr alt;               /* the source the broker saw */
+	enum nb_mapping alt_mapping;      /* that family's behaviour, as registered */
+	enum nb_filtering alt_filtering;
+	uint64_t alt_seen_ms;             /* its last register or keepalive */
 };
 
 enum nb_registry_change {
@@ -106,9 +121,21 @@ int nb_registry_put(struct nb_registry *r, const struct nb_ctrl_register *reg,
 		    const uint8_t *key, const struct nb_addr *from, uint64_t now,
 		    enum nb_registry_change *ret_change, struct nb_addr *ret_old);
 
+/* A register with "also": set reg->id's second address to `from`, with
+ * reg's NAT behaviour. The id must be live and held by key, and `from` of
+ * the other family than the entry's address. Returns 0 and sets
+ * *ret_change (NEW: the entry had no live alt; REFRESHED: same address;
+ * MOVED: another one, *ret_old the previous), or NB_REGISTRY_E_NOENT,
+ * NB_REGISTRY_E_CONFLICT (another key holds it) or NB_REGISTRY_E_FAMILY
+ * with nothing changed. The entry's own life is not extended. */
+int nb_registry_put_alt(struct nb_registry *r, const struct nb_ctrl_register *reg,
+			const uint8_t *key, const struct nb_addr *from, uint64_t now,
+			enum nb_registry_change *ret_change, struct nb_addr *ret_old);
+
 /* A keepalive: refresh id if it is live, held by `key` and registered from
- * `from`. 0, NB_REGISTRY_E_NOENT, NB_REGISTRY_E_KEY or
- * NB_REGISTRY_E_ADDRESS (checked in that order). */
+ * `from` (the entry, or its live alt: then only the alt). 0,
+ * NB_REGISTRY_E_NOENT, NB_REGISTRY_E_KEY or NB_REGISTRY_E_ADDRESS (checked
+ * in that order). */
 int nb_registry_touch(struct nb_registry *r, const char *id, const uint8_t *key,
 		      const struct nb_addr *from, uint64_t now);
 
@@ -151,8 +178,18 @@ size_t nb_registry_count(const struct nb_registry *r);
  * Valid until the next call that changes the registry. */
 const struct nb_registry_peer *nb_registry_at(const struct nb_registry *r, size_t i);
 
+/* The entry's live second address at `now`, or NULL. */
+const struct nb_addr *nb_registry_alt(const struct nb_registry *r, const struct nb_registry_peer *p,
+				      uint64_t now);
+
 /* What the connectivity table needs from an entry. */
 struct nb_peer_nat;
 void nb_registry_peer_nat(const struct nb_registry_peer *p, struct nb_peer_nat *ret);
+
+/* The same for the entry's registration in family f: its address when that
+ * is of f, else its live alt. Returns false (and *ret untouched) when the
+ * entry has no live registration in f. */
+bool nb_registry_peer_nat_fam(const struct nb_registry *r, const struct nb_registry_peer *p,
+			      enum nb_fam f, uint64_t now, struct nb_peer_nat *ret);
 
 #endif

@@ -22,6 +22,7 @@ struct rv_side {
 	enum nb_ctrl_outcome outcome;
 	enum nb_path path;
 	uint32_t ms;
+	uint8_t family; /* connected: of the address that answered (4, 6; 0 unknown) */
 };
 
 /* What the matrix needs of a session's end. */
@@ -29,6 +30,7 @@ struct rv_outcome {
 	struct rv_side side[2];
 	uint64_t ends_at;     /* no report by now counts as failed */
 	uint32_t deadline_ms; /* the plans' deadline */
+	uint8_t plan_family;  /* of the plans' first candidates (4, 6) */
 	struct nb_ctrl_birthday birthday; /* figures the sides reported (merged) */
 };
 
@@ -612,6 +614,19 @@ static bool outcome_measured(const struct rv_outcome *o, uint64_t now, enum nb_p
 	return true;
 }
 
+/* The family of a connected pair's path: the asker's report's first, as
+ * outcome_measured() takes its path (0: not known). */
+static uint8_t measured_family(const struct rv_outcome *o)
+{
+	const struct rv_side *s0 = &o->side[0], *s1 = &o->side[1];
+
+	if (s0->reported && s0->outcome == NB_CTRL_OUTCOME_CONNECTED && s0->family != 0)
+		return s0->family;
+	if (s1->reported && s1->outcome == NB_CTRL_OUTCOME_CONNECTED)
+		return s1->family;
+	return 0;
+}
+
 /* ---- Plans ----------------------------------------------------------------------- */
 
 static bool is_word_char(char c)
@@ -658,27 +673,99 @@ static void candidate_add(struct nb_addr *list, size_t *n, const struct nb_addr 
 	list[(*n)++] = *x;
 }
 
-/* Where to reach peer p, in the order to try: its LAN addresses when both
- * sides share a public IP (path lan), its UPnP external address when it
- * has one, its reflexive address last. The reflexive one always fits. */
-static size_t candidates_of(const struct nb_registry_peer *p, bool same_public_ip,
-			    struct nb_addr *ret)
+/* Where to reach peer p over the plan's family (the address of p's
+ * registration in it: `refl`), in the order to try: its LAN addresses (of
+ * either family) when both sides share a public IP (path lan), its UPnP external address when
+ * it has one in that family, `refl` last; then, when the plan races the
+ * families (`also` not NULL: the other family's address), that one. The
+ * reflexive ones always fit. */
+static size_t candidates_of(const struct nb_registry_peer *p, const struct nb_addr *refl,
+			    bool same_public_ip, const struct nb_addr *also, struct nb_addr *ret)
 {
-	bool ext = p->upnp == NB_CTRL_UPNP_MAPPED;
-	size_t n = 0, room = NB_CTRL_MAX_ADDRS - 1 - (ext ? 1 : 0);
+	bool ext = p->upnp == NB_CTRL_UPNP_MAPPED && p->upnp_external.family == refl->family;
+	size_t n = 0, room = NB_CTRL_MAX_ADDRS - 1u - (ext ? 1u : 0u) - (also != NULL ? 1u : 0u);
 
 	if (same_public_ip)
 		for (size_t i = 0; i < p->n_local && n < room; i++)
 			candidate_add(ret, &n, &p->local[i]);
 	if (ext)
 		candidate_add(ret, &n, &p->upnp_external);
-	candidate_add(ret, &n, &p->reflexive);
+	candidate_add(ret, &n, refl);
+	if (also != NULL)
+		candidate_add(ret, &n, also);
 	return n;
+}
+
+/* Which family a pair's plan takes (docs/protocol.md "IPv6"), and what
+ * each side dials there. */
+struct rv_fam_choice {
+	enum nb_fam fam;
+	struct nb_addr refl_a, refl_b;   /* each side's address in it */
+	bool race;                       /* the other family's too, as a candidate */
+	struct nb_addr also_a, also_b;   /* ... these */
+};
+
+static bool path_is_direct(enum nb_path p)
+{
+	return p == NB_PATH_DIRECT || p == NB_PATH_LAN || p == NB_PATH_UPNP;
+}
+
+static bool nat_unsure(const struct nb_peer_nat *n)
+{
+	return n->mapping == NB_MAPPING_UNKNOWN || n->filtering == NB_FILTERING_UNKNOWN;
+}
+
+/* Plan pa -> pb per family and choose: IPv6 when both sides have it and the
+ * table says direct there (no translation: the common case is two stateful
+ * firewalls, which punch); else IPv4 when both have it; else IPv6. When
+ * the chosen family's table is unsure (a behaviour unknown) and the other
+ * family's plan asks the same of both sides, its addresses go in as well
+ * and the first to answer wins (RFC 8305's race, without its head start:
+ * the checks of both go out together, so the race costs no round trip).
+ * Returns false when the two share no family (the plan is none). */
+static bool plan_family(const struct nb_rendezvous *rv, const struct nb_registry_peer *pa,
+			const struct nb_registry_peer *pb, uint64_t now, struct nb_plan *ret_plan,
+			struct rv_fam_choice *ret)
+{
+	const struct nb_ctrl_birthday *bday = rv->cfg.birthday.has ? &rv->cfg.birthday : NULL;
+	struct nb_peer_nat na[NB_FAM_COUNT], nb[NB_FAM_COUNT];
+	struct nb_plan plan[NB_FAM_COUNT];
+	bool both[NB_FAM_COUNT];
+	enum nb_fam f, o;
+
+	for (int i = 0; i < NB_FAM_COUNT; i++) {
+		both[i] = nb_registry_peer_nat_fam(rv->reg, pa, (enum nb_fam)i, now, &na[i]) &&
+			  nb_registry_peer_nat_fam(rv->reg, pb, (enum nb_fam)i, now, &nb[i]);
+		if (both[i])
+			nb_connectivity_plan(&na[i], &nb[i], bday, &plan[i]);
+	}
+	if (both[NB_FAM_V6] && path_is_direct(plan[NB_FAM_V6].path))
+		f = NB_FAM_V6;
+	else if (both[NB_FAM_V4])
+		f = NB_FAM_V4;
+	else if (both[NB_FAM_V6])
+		f = NB_FAM_V6;
+	else
+		return false;
+	o = f == NB_FAM_V6 ? NB_FAM_V4 : NB_FAM_V6;
+	memset(ret, 0, sizeof(*ret));
+	ret->fam = f;
+	ret->refl_a = na[f].reflexive;
+	ret->refl_b = nb[f].reflexive;
+	if (both[o] && (nat_unsure(&na[f]) || nat_unsure(&nb[f])) && plan[o].path == plan[f].path &&
+	    plan[o].role_a == plan[f].role_a && plan[o].role_b == plan[f].role_b) {
+		ret->race = true;
+		ret->also_a = na[o].reflexive;
+		ret->also_b = nb[o].reflexive;
+	}
+	*ret_plan = plan[f];
+	return true;
 }
 
 static void plan_fill(struct nb_ctrl_plan *pl, const char *session, const char *peer,
 		      enum nb_role role, enum nb_path path, const char *reason,
-		      const struct nb_registry_peer *other, bool same_ip, const char *username,
+		      const struct nb_registry_peer *other, const struct nb_addr *refl,
+		      const struct nb_addr *also, bool same_ip, const char *username,
 		      uint32_t deadline_ms, uint32_t delay_ms)
 {
 	memset(pl, 0, sizeof(*pl));
@@ -687,7 +774,7 @@ static void plan_fill(struct nb_ctrl_plan *pl, const char *session, const char *
 	pl->role = role;
 	pl->path = path;
 	COPY(pl->reason, reason);
-	pl->n_candidates = candidates_of(other, same_ip, pl->candidates);
+	pl->n_candidates = candidates_of(other, refl, same_ip, also, pl->candidates);
 	COPY(pl->username, username);
 	nb_key_to_text(other->key, pl->peer_key); /* whom the Noise handshake must reach */
 	pl->deadline_ms = deadline_ms;
@@ -817,6 +904,62 @@ static void rtt_sample(struct nb_rendezvous *rv, const char *id, const uint8_t *
 		rv->st.rtt_samples++;
 }
 
+/* registered.alt: the broker's address in the family `from` is not of. */
+static void registered_alt(struct nb_rendezvous *rv, const struct nb_addr *from)
+{
+	const struct nb_addr *a = &rv->cfg.self[nb_addr_fam(from) == NB_FAM_V6 ? NB_FAM_V4 : NB_FAM_V6];
+
+	if (a->family != NB_AF_NONE && a->family != from->family) {
+		rv->rep.u.registered.has_alt = true;
+		rv->rep.u.registered.alt = *a;
+	}
+}
+
+/* A register with "also": the id's second address, in the other family
+ * (docs/protocol.md "IPv6"). No UPnP, relay or round trip here: those
+ * belong to the registration the plans are pushed to. */
+static void on_register_also(struct nb_rendezvous *rv, struct reply_ctx *c,
+			     struct nb_rendezvous_event *ev)
+{
+	const struct nb_ctrl_register *r = &rv->in.u.reg;
+	enum nb_registry_change change = NB_REGISTRY_NEW;
+	struct nb_addr old;
+	int rc;
+
+	memset(&old, 0, sizeof(old));
+	rc = nb_registry_put_alt(rv->reg, r, c->key, c->from, c->now, &change, &old);
+	if (rc == NB_REGISTRY_E_NOENT) {
+		set_error(&rv->rep, rv->in.tx, NB_CTRL_ERR_UNKNOWN_PEER,
+			  "no peer '%s' to add an address to: register it first", r->id);
+		refuse(rv, c, NB_CTRL_ERR_UNKNOWN_PEER, r->id);
+		return;
+	}
+	if (rc == NB_REGISTRY_E_CONFLICT) {
+		rv->st.key_conflicts++;
+		set_error(&rv->rep, rv->in.tx, NB_CTRL_ERR_CONFLICT, "'%s' is held by another key", r->id);
+		refuse(rv, c, NB_CTRL_ERR_CONFLICT, r->id);
+		return;
+	}
+	if (rc < 0) {
+		set_error(&rv->rep, rv->in.tx, NB_CTRL_ERR_BAD_REQUEST,
+			  "'also' must come over the other IP family than '%s' is registered in", r->id);
+		refuse(rv, c, NB_CTRL_ERR_BAD_REQUEST, r->id);
+		return;
+	}
+	rv->st.registers_also++;
+	set_header(&rv->rep, NB_CTRL_REGISTERED, rv->in.tx);
+	COPY(rv->rep.u.registered.id, r->id);
+	rv->rep.u.registered.reflexive = *c->from;
+	rv->rep.u.registered.keepalive_s = rv->cfg.keepalive_s;
+	rv->rep.u.registered.expires_s = rv->cfg.keepalive_s * NB_RENDEZVOUS_EXPIRES_FACTOR;
+	registered_alt(rv, c->from);
+	ev->change = change;
+	ev->other_addr = old;
+	ev->also = true;
+	ev->entry = nb_registry_get(rv->reg, r->id, c->now);
+	emit(rv, ev);
+}
+
 static void on_register(struct nb_rendezvous *rv, struct reply_ctx *c)
 {
 	const struct nb_ctrl_register *r = &rv->in.u.reg;
@@ -869,6 +1012,10 @@ static void on_register(struct nb_rendezvous *rv, struct reply_ctx *c)
 		return;
 	}
 	memset(&old, 0, sizeof(old));
+	if (r->also) {
+		on_register_also(rv, c, &ev);
+		return;
+	}
 	rc = nb_registry_put(rv->reg, r, c->key, c->from, c->now, &change, &old);
 	if (rc == NB_REGISTRY_E_FULL) {
 		rv->st.full_peers++;
@@ -891,6 +1038,7 @@ static void on_register(struct nb_rendezvous *rv, struct reply_ctx *c)
 	rv->rep.u.registered.expires_s = rv->cfg.keepalive_s * NB_RENDEZVOUS_EXPIRES_FACTOR;
 	rv->rep.u.registered.has_upnp = upnp_claimed;
 	rv->rep.u.registered.upnp_verified = upnp_ok;
+	registered_alt(rv, c->from);
 	/* A host that will need the relay (UDP blocked, or a mapping that is
 	 * not endpoint-independent) gets credentials to allocate in advance,
 	 * as ICE gathers its relayed candidate before it is needed: its plans
@@ -1005,7 +1153,7 @@ static void on_connect(struct nb_rendezvous *rv, struct reply_ctx *c)
 	const struct nb_ctrl_connect *q = &rv->in.u.connect;
 	const char *tx = rv->in.tx;
 	const struct nb_registry_peer *pa, *pb;
-	struct nb_peer_nat na, nbn;
+	struct rv_fam_choice fc;
 	struct nb_plan plan;
 	char session[NB_CTRL_SESSION_LEN + 1], push_tx[NB_CTRL_TX_LEN + 1];
 	char username[NB_CTRL_USERNAME_MAX + 1];
@@ -1071,14 +1219,39 @@ static void on_connect(struct nb_rendezvous *rv, struct reply_ctx *c)
 	}
 	/* session_alloc() changes no registry entry: pa and pb still hold. */
 
-	nb_registry_peer_nat(pa, &na);
-	nb_registry_peer_nat(pb, &nbn);
-	nb_connectivity_plan(&na, &nbn, rv->cfg.birthday.has ? &rv->cfg.birthday : NULL, &plan);
+	bool shared = plan_family(rv, pa, pb, c->now, &plan, &fc);
+	if (!shared) {
+		/* One has only IPv4, the other only IPv6: nothing direct, and
+		 * the relay would need an allocation of the other family
+		 * (RFC 8656 REQUESTED-ADDRESS-FAMILY), which plans do not ask
+		 * for yet. */
+		memset(&plan, 0, sizeof(plan));
+		plan.path = NB_PATH_NONE;
+		plan.role_a = plan.role_b = NB_ROLE_NONE;
+		snprintf(plan.reason, sizeof(plan.reason), "A and B share no IP family");
+		memset(&fc, 0, sizeof(fc));
+		fc.refl_a = pa->reflexive;
+		fc.refl_b = pb->reflexive;
+		fc.fam = nb_addr_fam(&pa->reflexive);
+	}
 	plan_timing(&rv->cfg, &plan, !plan.relay_by_a && pb->has_relayed,
 		    plan.relay_by_a && pa->has_relayed, pa->rtt_ms, pb->rtt_ms, &t);
 	deadline_ms = plan_deadline(&rv->cfg, &plan, &t);
+	if (shared && (fc.fam == NB_FAM_V6 || fc.race)) {
+		char r2[NB_PLAN_REASON_MAX];
+		const char *pre = fc.race ? (fc.fam == NB_FAM_V6 ? "IPv6 raced with IPv4: "
+								 : "IPv4 raced with IPv6: ")
+					  : "IPv6: ";
+		size_t np = strlen(pre), nr = strnlen(plan.reason, sizeof(plan.reason) - 1);
+		if (np + nr >= sizeof(r2)) /* cut the reason, keep the family */
+			nr = sizeof(r2) - 1 - np;
+		memcpy(r2, pre, np);
+		memcpy(r2 + np, plan.reason, nr);
+		r2[np + nr] = '\0';
+		memcpy(plan.reason, r2, sizeof(r2));
+	}
 	reason_name(plan.reason, pa->id, pb->id, reason, sizeof(reason));
-	same_ip = nb_addr_ip_equal(&pa->reflexive, &pb->reflexive);
+	same_ip = fc.fam == NB_FAM_V4 && nb_addr_ip_equal(&fc.refl_a, &fc.refl_b);
 	/* One USERNAME for both directions of the session's checks. */
 	snprintf(username, sizeof(username), "%s:%s", session, pa->id);
 
@@ -1095,6 +1268,7 @@ static void on_connect(struct nb_rendezvous *rv, struct reply_ctx *c)
 	x->role_b = plan.role_b;
 	x->created = c->now;
 	x->out.deadline_ms = deadline_ms;
+	x->out.plan_family = fc.fam == NB_FAM_V6 ? 6 : 4;
 	x->out.ends_at = c->now + NB_RENDEZVOUS_PUSH_WINDOW_MS + deadline_ms;
 	if (rv->cfg.n_relays > 0) /* a relay may follow the direct attempt */
 		x->out.ends_at += rv->cfg.relay_extra_ms;
@@ -1103,8 +1277,8 @@ static void on_connect(struct nb_rendezvous *rv, struct reply_ctx *c)
 	x->push_to = pb->reflexive;
 	COPY(x->push_tx, push_tx);
 	x->tx_hash = str_hash(rv, push_tx);
-	plan_fill(&x->plan_b, session, pa->id, plan.role_b, plan.path, reason, pa, same_ip,
-		  username, deadline_ms, t.delay_b);
+	plan_fill(&x->plan_b, session, pa->id, plan.role_b, plan.path, reason, pa, &fc.refl_a,
+		  fc.race ? &fc.also_a : NULL, same_ip, username, deadline_ms, t.delay_b);
 	if (plan.path != NB_PATH_NONE)
 		relay_fill(rv, &x->plan_b.relay, !plan.relay_by_a, pb->key, rv->cfg.relay_cred_s, pa);
 	if (plan.path == NB_PATH_BIRTHDAY) {
@@ -1115,8 +1289,8 @@ static void on_connect(struct nb_rendezvous *rv, struct reply_ctx *c)
 
 	/* The asker's plan is the reply. */
 	set_header(&rv->rep, NB_CTRL_PLAN, tx);
-	plan_fill(&rv->rep.u.plan, session, pb->id, plan.role_a, plan.path, reason, pb, same_ip,
-		  username, deadline_ms, t.delay_a);
+	plan_fill(&rv->rep.u.plan, session, pb->id, plan.role_a, plan.path, reason, pb, &fc.refl_b,
+		  fc.race ? &fc.also_b : NULL, same_ip, username, deadline_ms, t.delay_a);
 	if (plan.path != NB_PATH_NONE)
 		relay_fill(rv, &rv->rep.u.plan.relay, plan.relay_by_a, pa->key, rv->cfg.relay_cred_s, pb);
 	rv->rep.u.plan.birthday = x->plan_b.birthday;
@@ -1212,6 +1386,9 @@ static void on_result(struct nb_rendezvous *rv, struct reply_ctx *c)
 	side->outcome = r->outcome;
 	side->path = r->outcome == NB_CTRL_OUTCOME_CONNECTED ? r->path : NB_PATH_NONE;
 	side->ms = r->ms;
+	side->family = r->outcome == NB_CTRL_OUTCOME_CONNECTED && r->has_remote
+			       ? (r->remote.family == NB_AF_INET6 ? 6 : 4)
+			       : 0;
 	if (r->birthday.has) {
 		/* Each side reports its part: the spraying side its sockets,
 		 * the probing side its probes, rate and the port that answered. */
@@ -1426,6 +1603,13 @@ static void on_list(struct nb_rendezvous *rv, struct reply_ctx *c)
 			e->mapping = p->mapping;
 			e->filtering = p->filtering;
 			e->reflexive = p->reflexive;
+			const struct nb_addr *alt = nb_registry_alt(rv->reg, p, c->now);
+			if (alt != NULL) {
+				e->has_alt = true;
+				e->alt = *alt;
+				e->alt_mapping = p->alt_mapping;
+				e->alt_filtering = p->alt_filtering;
+			}
 		}
 	} else {
 		struct nb_ctrl_matrix_list *l = &rv->rep.u.matrix_list;
@@ -1445,6 +1629,9 @@ static void on_list(struct nb_rendezvous *rv, struct reply_ctx *c)
 			COPY(e->reason, p->reason);
 			e->has_measured = outcome_measured(&p->out, c->now, &e->measured, &e->ms);
 			e->birthday = p->out.birthday;
+			e->plan_family = p->out.plan_family;
+			if (e->has_measured && e->measured != NB_PATH_NONE)
+				e->family = measured_family(&p->out);
 		}
 	}
 }

@@ -199,6 +199,9 @@ struct nb_rendezvous_event {
 	bool rtt_timed;
 	struct nb_ctrl_birthday birthday;         /* CONNECT: the budget; RESULT: the figures */
 	const struct nb_registry_peer *entry;     /* REGISTERED: the entry as stored */
+	/* REGISTERED: a register with "also": addr (and other_addr, for
+	 * MOVED) is the entry's second address; change is about that one. */
+	bool also;
 	/* The key the event is about: the sender's for a request (REGISTERED,
 	 * CONNECT, RESULT, REFUSED, LIMIT, BYE), the holder's for EXPIRED.
 	 * NULL when there is none (an unsealed request, PUSH_*); key_text is
@@ -362,6 +365,7 @@ struct nb_rendezvous_stats {
 	uint64_t errors;              /* error replies sent */
 	uint64_t oversize_suppressed; /* 400s not sent: longer than the request */
 	uint64_t registers, keepalives, connects, results, lists;
+	uint64_t registers_also;       /* of the registers: second addresses ("also") taken */
 	uint64_t expired;
 	uint64_t pushes, push_retransmits, push_acked, push_failed;
 	uint64_t full_peers, full_sessions, rate_limited, cache_evicted_early, cache_nomem;

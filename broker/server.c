@@ -428,6 +428,12 @@ static void on_rv_event(void *arg, const struct nb_rendezvous_event *ev)
 		if (!log_allow(srv, LL_REGISTER, INFO_BURST, INFO_WINDOW_MS, &sup))
 			return;
 		more_text(sup, more, sizeof(more));
+		if (ev->also && ev->entry != NULL) {
+			nb_log_info(LOG_RV, "register %s: also %s (mapping %s, filtering %s)%s", ev->id, a,
+				    word(nb_mapping_to_string(ev->entry->alt_mapping)),
+				    word(nb_filtering_to_string(ev->entry->alt_filtering)), more);
+			return;
+		}
 		if (ev->change == NB_REGISTRY_MOVED) {
 			nb_log_info(LOG_RV, "register %s: moved from %s to %s%s", ev->id,
 				    nb_addr_format(&ev->other_addr, b, sizeof(b)), a, more);

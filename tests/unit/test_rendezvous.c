@@ -349,7 +349,8 @@ static size_t send_raw(struct h *h, const char *from, uint64_t now, const uint8_
 		nb_key_to_text(h->used_key, t);
 		assert_string_equal(h->m[1].u.plan.peer_key, t);
 	}
-	if (h->out.n >= 1 && h->m[0].type == NB_CTRL_REGISTERED) {
+	if (h->out.n >= 1 && h->m[0].type == NB_CTRL_REGISTERED &&
+	    !(h->req.type == NB_CTRL_REGISTER && h->req.u.reg.also)) { /* plans go to the first address */
 		struct holder *x = (struct holder *)holder_by_id(h, h->m[0].u.registered.id);
 		if (x == NULL) {
 			assert_true(h->n_holders < MAX_HOLDERS);
@@ -721,6 +722,11 @@ static void kind_words(const char *k, const char **m, const char **f)
 		*m = "address-and-port-dependent", *f = "address-and-port-dependent";
 }
 
+static bool path_direct_or_lan(enum nb_path p)
+{
+	return p == NB_PATH_DIRECT || p == NB_PATH_LAN;
+}
+
 static void check_cands(const struct nb_ctrl_plan *p, const char *const *want)
 {
 	size_t n = 0;
@@ -810,6 +816,7 @@ static void test_connect_plans(void **state)
 		h_free(h);
 	}
 }
+
 
 static void test_connect_errors(void **state)
 {
@@ -990,6 +997,210 @@ static struct nb_ctrl_pair matrix_pair(struct h *h, uint64_t now, const char *x,
 		assert_true(offset < l->total);
 	}
 }
+
+/* ---- Two families (docs/protocol.md "IPv6") ------------------------------------------ */
+
+/* register with "also" from `from`, with the NAT words (NULL: no nat) */
+static size_t reg_also(struct h *h, const char *id, const char *from, uint64_t now, const char *mapping,
+		       const char *filtering)
+{
+	char nat[200] = "";
+
+	if (mapping != NULL)
+		snprintf(nat, sizeof(nat), ",\"nat\":{\"mapping\":\"%s\",\"filtering\":\"%s\"}", mapping,
+			 filtering);
+	return sendf(h, from, now, HDR ",\"id\":\"%s\",\"local\":[]%s,\"also\":true}", "register",
+		     next_tx(h), id, nat);
+}
+
+#define APDF "address-and-port-dependent"
+#define SYM_M "address-and-port-dependent"
+
+static void test_dual_family(void **state)
+{
+	struct nb_rendezvous_config cfg;
+	struct nb_ctrl_pair pr;
+	struct h *h;
+	char session[17];
+	const struct nb_ctrl_plan *pa, *pb;
+
+	(void)state;
+	nb_rendezvous_config_default(&cfg);
+	cfg.self[NB_FAM_V4] = A("203.0.113.10:3478");
+	cfg.self[NB_FAM_V6] = A("[2001:db8::10]:3478");
+	h = h_new(&cfg);
+
+	/* alice: symmetric over IPv4, a stateful firewall over IPv6 */
+	assert_int_equal(reg_full(h, "alice", "203.0.113.1:1000", 0, SYM_M, APDF, NULL, NULL, NULL), 1);
+	assert_int_equal(h->m[0].type, NB_CTRL_REGISTERED);
+	assert_true(h->m[0].u.registered.has_alt); /* where to register the other family */
+	assert_true(nb_addr_equal(&h->m[0].u.registered.alt, &(struct nb_addr){ 0 }) == false);
+	{
+		struct nb_addr w = A("[2001:db8::10]:3478");
+		assert_true(nb_addr_equal(&h->m[0].u.registered.alt, &w));
+	}
+	assert_int_equal(reg_also(h, "alice", "[2001:db8:14::2]:4000", 10, "none", APDF), 1);
+	assert_int_equal(h->m[0].type, NB_CTRL_REGISTERED);
+	{
+		struct nb_addr w = A("[2001:db8:14::2]:4000"), b4 = A("203.0.113.10:3478");
+		assert_true(nb_addr_equal(&h->m[0].u.registered.reflexive, &w));
+		assert_true(nb_addr_equal(&h->m[0].u.registered.alt, &b4));
+	}
+	assert_false(h->m[0].u.registered.relay.has_relay);
+	assert_int_equal(last_ev(h)->kind, NB_RV_EVENT_REGISTERED);
+	assert_int_equal(stats(h).registers_also, 1);
+
+	/* refused: the same family again, an unknown id, another key */
+	reg_also(h, "alice", "203.0.113.1:1001", 20, "none", APDF);
+	expect_error(h, NB_CTRL_ERR_BAD_REQUEST, NULL);
+	reg_also(h, "nobody", "[2001:db8:14::3]:4000", 20, "none", APDF);
+	expect_error(h, NB_CTRL_ERR_UNKNOWN_PEER, NULL);
+	h_as(h, "mallory");
+	reg_also(h, "alice", "[2001:db8:66::6]:6666", 20, "none", APDF);
+	expect_error(h, NB_CTRL_ERR_CONFLICT, NULL);
+	assert_int_equal(stats(h).registers_also, 1);
+
+	/* bob the same; carol IPv4 only (port-restricted); dave IPv6 only */
+	assert_int_equal(reg_full(h, "bob", "198.51.100.2:2000", 30, SYM_M, APDF, NULL, NULL, NULL), 1);
+	assert_int_equal(reg_also(h, "bob", "[2001:db8:18::2]:5000", 30, "none", APDF), 1);
+	assert_int_equal(h->m[0].type, NB_CTRL_REGISTERED);
+	reg_ok(h, "carol", "198.51.100.3:3000", 30, "prc");
+	assert_int_equal(reg_full(h, "dave", "[2001:db8:15::2]:7000", 30, "none", "endpoint-independent",
+				  NULL, NULL, NULL), 1);
+	assert_int_equal(h->m[0].type, NB_CTRL_REGISTERED);
+	{
+		struct nb_addr w = A("203.0.113.10:3478");
+		assert_true(h->m[0].u.registered.has_alt);
+		assert_true(nb_addr_equal(&h->m[0].u.registered.alt, &w));
+	}
+
+	/* the peer list shows both of alice's registrations */
+	sendf(h, "192.0.2.200:1", 40, HDR PAD "}", "peers", next_tx(h));
+	assert_int_equal(h->m[0].type, NB_CTRL_PEER_LIST);
+	{
+		const struct nb_ctrl_peer_list *l = &h->m[0].u.peer_list;
+		struct nb_addr w = A("[2001:db8:14::2]:4000");
+		assert_int_equal(l->n_peers, 4);
+		assert_string_equal(l->peers[0].id, "alice");
+		assert_true(l->peers[0].has_alt);
+		assert_true(nb_addr_equal(&l->peers[0].alt, &w));
+		assert_int_equal(l->peers[0].alt_mapping, NB_MAPPING_NONE);
+		assert_int_equal(l->peers[0].alt_filtering, NB_FILTERING_ADDRESS_AND_PORT_DEPENDENT);
+		assert_false(l->peers[2].has_alt); /* carol */
+	}
+
+	/* alice -> bob: a relay over IPv4 (symmetric both), a punch over IPv6 */
+	assert_int_equal(connect_(h, "203.0.113.1:1000", 100, "alice", "bob"), 2);
+	nb_ctrl_hex(h->rnd, 8, session);
+	pa = &h->m[0].u.plan;
+	pb = &h->m[1].u.plan;
+	assert_int_equal(pa->path, NB_PATH_DIRECT);
+	assert_int_equal(pa->role, NB_ROLE_PUNCH);
+	assert_int_equal(pb->role, NB_ROLE_PUNCH);
+	{
+		const char *ca[] = { "[2001:db8:18::2]:5000", NULL }, *cb[] = { "[2001:db8:14::2]:4000", NULL };
+		check_cands(pa, ca);
+		check_cands(pb, cb);
+		struct nb_addr b4 = A("198.51.100.2:2000"); /* pushed over bob's first registration */
+		assert_true(nb_addr_equal(&h->out.d[1].to, &b4));
+	}
+	assert_true(strncmp(pa->reason, "IPv6: ", 6) == 0);
+	result(h, "203.0.113.1:1000", 200, session, "alice", "connected", "direct", 80);
+	pr = matrix_pair(h, 300, "alice", "bob");
+	assert_int_equal(pr.plan_family, 6);
+	assert_true(pr.has_measured);
+	assert_int_equal(pr.family, 0); /* the result named no remote */
+	sendf(h, "198.51.100.2:2000", 310, HDR ",\"session\":\"%s\",\"id\":\"bob\",\"outcome\":\"connected\","
+		 "\"path\":\"direct\",\"remote\":\"[2001:db8:14::2]:4000\",\"ms\":70}", "result", next_tx(h), session);
+	assert_int_equal(h->m[0].type, NB_CTRL_ACK);
+	pr = matrix_pair(h, 320, "alice", "bob");
+	assert_int_equal(pr.family, 6);
+
+	/* alice -> carol: only IPv4 in common: birthday (symmetric vs port-restricted) */
+	assert_int_equal(connect_(h, "203.0.113.1:1000", 400, "alice", "carol"), 2);
+	assert_int_equal(h->m[0].u.plan.path, NB_PATH_BIRTHDAY);
+	{
+		const char *ca[] = { "198.51.100.3:3000", NULL };
+		check_cands(&h->m[0].u.plan, ca);
+	}
+	assert_int_equal(matrix_pair(h, 410, "alice", "carol").plan_family, 4);
+
+	/* dave -> carol: no family in common */
+	assert_int_equal(connect_(h, "[2001:db8:15::2]:7000", 500, "dave", "carol"), 2);
+	assert_int_equal(h->m[0].u.plan.path, NB_PATH_NONE);
+	assert_string_equal(h->m[0].u.plan.reason, "dave and carol share no IP family");
+
+	/* dave -> alice: IPv6, open vs firewall: alice listens... whatever the
+	 * table says, over IPv6 only */
+	assert_int_equal(connect_(h, "[2001:db8:15::2]:7000", 600, "dave", "alice"), 2);
+	assert_true(path_direct_or_lan(h->m[0].u.plan.path));
+	{
+		const char *ca[] = { "[2001:db8:14::2]:4000", NULL };
+		check_cands(&h->m[0].u.plan, ca);
+	}
+
+	/* the second address lives by its own keepalives: alice keeps only
+	 * her IPv4 one alive; after E_MS the plan to bob is IPv4's (relay) */
+	for (uint64_t t = 10000; t <= 10 + E_MS + 1000; t += 10000) {
+		sendf(h, "203.0.113.1:1000", t, HDR ",\"id\":\"alice\"}", "keepalive", next_tx(h));
+		assert_int_equal(h->m[0].type, NB_CTRL_ACK);
+		sendf(h, "198.51.100.2:2000", t, HDR ",\"id\":\"bob\"}", "keepalive", next_tx(h));
+		assert_int_equal(h->m[0].type, NB_CTRL_ACK);
+		sendf(h, "[2001:db8:18::2]:5000", t, HDR ",\"id\":\"bob\"}", "keepalive", next_tx(h));
+		assert_int_equal(h->m[0].type, NB_CTRL_ACK); /* bob's second address is kept */
+	}
+	assert_int_equal(connect_(h, "203.0.113.1:1000", 10 + E_MS + 1000, "alice", "bob"), 2);
+	assert_int_equal(h->m[0].u.plan.path, NB_PATH_RELAY);
+	{
+		const char *ca[] = { "198.51.100.2:2000", NULL };
+		check_cands(&h->m[0].u.plan, ca);
+	}
+	/* a keepalive from the gone address is refused */
+	sendf(h, "[2001:db8:14::2]:4000", 10 + E_MS + 2000, HDR ",\"id\":\"alice\"}", "keepalive", next_tx(h));
+	expect_error(h, NB_CTRL_ERR_UNKNOWN_PEER, NULL);
+	/* alice moves her registration into IPv6: the second address goes */
+	assert_int_equal(reg_also(h, "alice", "[2001:db8:14::2]:4000", 10 + E_MS + 3000, "none", APDF), 1);
+	assert_int_equal(h->m[0].type, NB_CTRL_REGISTERED);
+	assert_int_equal(reg_full(h, "alice", "[2001:db8:14::9]:4000", 10 + E_MS + 4000, "none", APDF, NULL,
+				  NULL, NULL), 1);
+	sendf(h, "192.0.2.200:1", 10 + E_MS + 5000, HDR PAD "}", "peers", next_tx(h));
+	assert_false(h->m[0].u.peer_list.peers[0].has_alt);
+	h_free(h);
+}
+
+/* The table is unsure over IPv6 (a side that did not say its filtering):
+ * the families race when IPv4 asks the same of both sides. */
+static void test_family_race(void **state)
+{
+	struct h *h = h_new(NULL);
+
+	(void)state;
+	reg_ok(h, "erin", "203.0.113.5:1000", 0, "prc");
+	assert_int_equal(reg_also(h, "erin", "[2001:db8:5::2]:1000", 0, "none", "unknown"), 1);
+	reg_ok(h, "frank", "198.51.100.6:2000", 0, "prc");
+	assert_int_equal(reg_also(h, "frank", "[2001:db8:6::2]:2000", 0, "none", APDF), 1);
+	assert_int_equal(connect_(h, "203.0.113.5:1000", 100, "erin", "frank"), 2);
+	/* unknown IPv6 filtering: the table still punches (both send), as IPv4 does */
+	assert_int_equal(h->m[0].u.plan.path, NB_PATH_DIRECT);
+	assert_int_equal(h->m[0].u.plan.role, NB_ROLE_PUNCH);
+	{
+		const char *ca[] = { "[2001:db8:6::2]:2000", "198.51.100.6:2000", NULL };
+		const char *cb[] = { "[2001:db8:5::2]:1000", "203.0.113.5:1000", NULL };
+		check_cands(&h->m[0].u.plan, ca);
+		check_cands(&h->m[1].u.plan, cb);
+	}
+	assert_string_equal(h->m[0].u.plan.reason,
+			    "IPv6 raced with IPv4: both map endpoint-independently: simultaneous punch");
+	/* with both sides' IPv6 behaviour known, IPv6 alone */
+	assert_int_equal(reg_also(h, "erin", "[2001:db8:5::2]:1000", 200, "none", APDF), 1);
+	assert_int_equal(connect_(h, "203.0.113.5:1000", 300, "erin", "frank"), 2);
+	{
+		const char *ca[] = { "[2001:db8:6::2]:2000", NULL };
+		check_cands(&h->m[0].u.plan, ca);
+	}
+	h_free(h);
+}
+
 
 /* UPnP mappings: the broker probes only the requester's own IP, from its
  * alternate port, and only a register that shows the probe's proof gets a
@@ -3346,6 +3557,8 @@ int main(void)
 		cmocka_unit_test(test_birthday_results),
 		cmocka_unit_test(test_rtt_timing),
 		cmocka_unit_test(test_rtt_samples),
+		cmocka_unit_test(test_dual_family),
+		cmocka_unit_test(test_family_race),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
