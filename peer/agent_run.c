@@ -73,6 +73,11 @@
  * side's permission or its hearing our first check: the first resend comes
  * sooner than on a punched path. */
 #define AGENT_HS_RELAY_RTO_MS 50
+/* connect: wait at most this long for the second family's NAT tests and
+ * registration before asking for the plan without it. The tests take two
+ * round trips and a timeout of the filtering tests (netcheck.h), the
+ * registration one handshake and one request. */
+#define AGENT_F2_WAIT_MS 3000
 
 enum phase {
 	PH_NETCHECK = 0, /* NAT behaviour tests on the shared socket + a temporary one */
@@ -223,6 +228,35 @@ struct agent {
 	uint64_t idx_ctr;
 	struct nb_known known; /* the known-peers file as read at start */
 	bool broker_key_known;  /* a->broker_key was pinned or given at start */
+
+	/* The other IP family (docs/protocol.md "IPv6"): the broker's
+	 * `registered` named its address there (alt). One more socket, bound
+	 * to that family alone (no v4-mapped addresses: one plain address type
+	 * per socket, and each family's NAT tested on its own socket), with
+	 * its own NAT tests, sealed session with the broker and registration
+	 * ("also"). Candidates of that family in a plan go out of its socket;
+	 * what it receives from peers goes where the main socket's goes. */
+	struct {
+		enum {
+			F2_OFF = 0, /* not started (no alt, or --one-family) */
+			F2_NETCHECK, /* its NAT tests */
+			F2_REGISTER, /* registering "also" */
+			F2_UP,       /* registered: plans may use it */
+			F2_DOWN,     /* given up (said why) */
+		} st;
+		struct nb_udp sock, filt;
+		bool open, filt_open;
+		struct nb_addr broker, local;
+		char broker_str[NB_ADDR_STRLEN];
+		const char *name; /* "IPv6" or "IPv4" */
+		struct nb_netcheck nc;
+		struct nb_netcheck_result nat;
+		struct nb_blink bl;
+		struct nb_client client;
+		bool told_registered;
+	} f2;
+	bool connect_due;      /* connect: registered; the connect goes out when f2 settles */
+	uint64_t connect_due_by;
 
 	/* The broker over TCP: UDP got no answer (docs/protocol.md "Over TCP"). */
 	bool broker_tcp;
@@ -463,6 +497,7 @@ static void event_connected(struct agent *a, const struct session *s, uint64_t m
 		cJSON_AddStringToObject(j, "peer", s->plan.peer);
 		cJSON_AddStringToObject(j, "path", path);
 		cJSON_AddStringToObject(j, "remote", remote);
+		cJSON_AddNumberToObject(j, "family", s->pu.remote.family == NB_AF_INET6 ? 6 : 4);
 		if (s->relay == REL_RUN) {
 			char rel[NB_ADDR_STRLEN];
 			cJSON_AddStringToObject(j, "relay", nb_addr_format(&s->relayed, rel, sizeof(rel)));
@@ -489,8 +524,9 @@ static void event_connected(struct agent *a, const struct session *s, uint64_t m
 			char r[NB_ADDR_STRLEN];
 			snprintf(rel, sizeof(rel), " via relay %s", nb_addr_format(&s->relayed, r, sizeof(r)));
 		}
-		snprintf(line, sizeof(line), "connected to %s (%s) at %s%s in %llu ms, key %s%s", s->plan.peer,
-			 path, remote, rel, (unsigned long long)ms, s->peer_key_text, bday);
+		snprintf(line, sizeof(line), "connected to %s (%s, %s) at %s%s in %llu ms, key %s%s",
+			 s->plan.peer, path, s->pu.remote.family == NB_AF_INET6 ? "IPv6" : "IPv4", remote, rel,
+			 (unsigned long long)ms, s->peer_key_text, bday);
 		out_text(a, line);
 	}
 }
@@ -778,7 +814,10 @@ static void send_to(struct agent *a, const uint8_t *b, size_t len, const struct 
 		relay_send(a, b, len, to);
 		return;
 	}
-	rc = nb_udp_send(&a->sock, b, len, to);
+	if (a->f2.open && to->family == a->f2.broker.family)
+		rc = nb_udp_send(&a->f2.sock, b, len, to);
+	else
+		rc = nb_udp_send(&a->sock, b, len, to);
 
 	if (rc != 0) {
 		char s[NB_ADDR_STRLEN];
@@ -1653,6 +1692,28 @@ static uint64_t session_deadline(const struct session *s)
 
 /* ---- The broker client's events ------------------------------------------------ */
 
+static void f2_start(struct agent *a, const struct nb_addr *alt, uint64_t now);
+
+/* connect: ask for the plan once the second family is settled. */
+static void connect_when_due(struct agent *a, uint64_t now)
+{
+	int rc;
+
+	if (!a->connect_due || a->stopping)
+		return;
+	if ((a->f2.st == F2_NETCHECK || a->f2.st == F2_REGISTER) && now < a->connect_due_by)
+		return;
+	a->connect_due = false;
+	rc = nb_client_connect(&a->client, a->o->peer, now);
+	if (rc != 0) {
+		connect_failed(a, "could not send connect");
+		return;
+	}
+	a->connect_sent_at = now;
+	a->phase = PH_CONNECT;
+	fprintf(stderr, "connecting to %s...\n", a->o->peer);
+}
+
 static void on_registered(struct agent *a, const struct nb_ctrl_registered *r, uint64_t now)
 {
 	char refl[NB_ADDR_STRLEN];
@@ -1682,15 +1743,15 @@ static void on_registered(struct agent *a, const struct nb_ctrl_registered *r, u
 	a->ever_registered = true;
 	fprintf(stderr, "registered as %s with %s; reflexive %s, keepalive every %u s\n", r->id,
 		a->broker_str, refl, (unsigned)r->keepalive_s);
+	if (r->has_alt && a->f2.st == F2_OFF && !a->o->one_family && !a->broker_tcp)
+		f2_start(a, &r->alt, now);
 	if (a->o->cmd == NB_AGENT_CONNECT) {
-		int rc = nb_client_connect(&a->client, a->o->peer, now);
-		if (rc != 0) {
-			connect_failed(a, "could not send connect");
-			return;
-		}
-		a->connect_sent_at = now;
-		a->phase = PH_CONNECT;
-		fprintf(stderr, "connecting to %s...\n", a->o->peer);
+		/* With a second family coming up, connect once it is registered
+		 * (or given up, or after AGENT_F2_WAIT_MS): the plan is made
+		 * from what the broker knows when it is asked. */
+		a->connect_due = true;
+		a->connect_due_by = now + AGENT_F2_WAIT_MS;
+		connect_when_due(a, now);
 	} else {
 		a->phase = PH_RUN;
 		fprintf(stderr, "listening as %s\n", a->o->id);
@@ -1821,6 +1882,12 @@ static void client_events(struct agent *a, uint64_t now)
 					cJSON_AddStringToObject(j, "filtering", nb_filtering_to_string(p->filtering));
 					cJSON_AddStringToObject(j, "reflexive",
 								nb_addr_format(&p->reflexive, refl, sizeof(refl)));
+					if (p->has_alt) { /* its registration in the other family */
+						cJSON_AddStringToObject(j, "alt", nb_addr_format(&p->alt, refl, sizeof(refl)));
+						cJSON_AddStringToObject(j, "alt_mapping", nb_mapping_to_string(p->alt_mapping));
+						cJSON_AddStringToObject(j, "alt_filtering",
+									nb_filtering_to_string(p->alt_filtering));
+					}
 					cJSON_AddItemToArray(arr, j);
 				}
 				out_json(a, arr);
@@ -1837,6 +1904,13 @@ static void client_events(struct agent *a, uint64_t now)
 						 nb_filtering_to_string(p->filtering),
 						 nb_addr_format(&p->reflexive, refl, sizeof(refl)));
 					out_text(a, line);
+					if (p->has_alt) {
+						snprintf(line, sizeof(line), "%-20s %-21s %-27s %-27s %s", "",
+							 "(other family)", nb_mapping_to_string(p->alt_mapping),
+							 nb_filtering_to_string(p->alt_filtering),
+							 nb_addr_format(&p->alt, refl, sizeof(refl)));
+						out_text(a, line);
+					}
 				}
 			}
 			shutdown_agent(a, 0);
@@ -1881,6 +1955,10 @@ static void print_matrix(struct agent *a)
 				cJSON_AddNullToObject(j, "measured");
 				cJSON_AddNullToObject(j, "ms");
 			}
+			if (p->plan_family != 0)
+				cJSON_AddNumberToObject(j, "plan_family", p->plan_family);
+			if (p->family != 0)
+				cJSON_AddNumberToObject(j, "family", p->family);
 			if (p->birthday.has) { /* last, as on the wire */
 				cJSON *b = cJSON_AddObjectToObject(j, "birthday");
 				if (b != NULL && p->birthday.sockets != 0)
@@ -2167,6 +2245,245 @@ static void send_bye(struct agent *a, uint64_t now)
 	broker_flush(a, now);
 }
 
+
+/* ---- The other IP family ------------------------------------------------------ */
+
+static void f2_down(struct agent *a, const char *why)
+{
+	if (a->f2.st == F2_DOWN || a->f2.st == F2_OFF)
+		return;
+	fprintf(stderr, "%s: %s; using %s only\n", a->f2.name, why,
+		a->f2.name[3] == '6' ? "IPv4" : "IPv6");
+	a->f2.st = F2_DOWN;
+	if (a->f2.filt_open)
+		nb_udp_close(&a->f2.filt, on_udp_closed);
+	if (a->f2.open)
+		nb_udp_close(&a->f2.sock, on_udp_closed);
+	a->f2.open = a->f2.filt_open = false;
+	nb_blink_wipe(&a->f2.bl);
+}
+
+static void on_f2_recv(struct nb_udp *u, const uint8_t *data, size_t len, const struct nb_addr *from,
+		       void *arg);
+
+/* Listeners keep their address: on IPv6, prefer a public (stable) source
+ * address to a temporary one (RFC 4941 privacy address), as RFC 5014 lets
+ * a socket ask; --ipv6-temporary, and connect, leave the system's choice. */
+static void f2_prefer_public(struct agent *a)
+{
+#if defined(IPV6_ADDR_PREFERENCES) && defined(IPV6_PREFER_SRC_PUBLIC)
+	uv_os_fd_t fd;
+	int v = IPV6_PREFER_SRC_PUBLIC;
+
+	if (a->f2.broker.family != NB_AF_INET6 || a->o->cmd != NB_AGENT_LISTEN || a->o->ipv6_temporary)
+		return;
+	if (uv_fileno((const uv_handle_t *)&a->f2.sock.handle, &fd) == 0 &&
+	    setsockopt(fd, IPPROTO_IPV6, IPV6_ADDR_PREFERENCES, &v, sizeof(v)) != 0)
+		nb_log_info("agent", "IPv6: cannot prefer a public source address: %s", strerror(errno));
+#else
+	(void)a;
+#endif
+}
+
+static void f2_start(struct agent *a, const struct nb_addr *alt, uint64_t now)
+{
+	struct nb_addr any, local;
+	uint8_t seed[16], nseed[12];
+	int rc;
+
+	memset(&a->f2, 0, sizeof(a->f2));
+	a->f2.broker = *alt;
+	a->f2.name = alt->family == NB_AF_INET6 ? "IPv6" : "IPv4";
+	nb_addr_format(alt, a->f2.broker_str, sizeof(a->f2.broker_str));
+	a->f2.st = F2_NETCHECK;
+	rc = nb_local_ip_toward(alt, &local);
+	if (rc != 0) {
+		char why[128];
+		snprintf(why, sizeof(why), "no route to the broker's %s", a->f2.broker_str);
+		f2_down(a, why);
+		return;
+	}
+	memset(&any, 0, sizeof(any));
+	any.family = alt->family;
+	rc = nb_udp_open(&a->f2.sock, &a->loop, &any, 0, on_f2_recv, a);
+	if (rc == 0) {
+		a->f2.open = true;
+		rc = nb_udp_open(&a->f2.filt, &a->loop, &any, 0, on_f2_recv, a);
+		a->f2.filt_open = rc == 0;
+	}
+	if (rc != 0) {
+		char why[128];
+		snprintf(why, sizeof(why), "cannot open a socket: %s", uv_strerror(rc));
+		f2_down(a, why);
+		return;
+	}
+	f2_prefer_public(a);
+	a->f2.local = local;
+	a->f2.local.port = a->f2.sock.local.port;
+	fprintf(stderr, "%s: the broker is also at %s; testing %s NAT behaviour...\n", a->f2.name,
+		a->f2.broker_str, a->f2.name);
+	if (getrandom(nseed, sizeof(nseed), 0) != (ssize_t)sizeof(nseed))
+		memcpy(nseed, a->idx_seed, sizeof(nseed));
+	nb_netcheck_init(&a->f2.nc, NULL, alt, &a->f2.local, nseed, now);
+	if (getrandom(seed, sizeof(seed), 0) != (ssize_t)sizeof(seed))
+		memcpy(seed, a->idx_seed, sizeof(seed));
+	/* The broker's key is the same in both families: pinned by now. */
+	nb_blink_init(&a->f2.bl, a->o->priv, a->o->pub, a->broker_key_known ? a->broker_key : NULL, alt,
+		      seed);
+	(void)nb_blink_start(&a->f2.bl, now);
+	{
+		uint8_t cseed[32];
+		if (getrandom(cseed, sizeof(cseed), 0) != (ssize_t)sizeof(cseed))
+			memset(cseed, 0x5A, sizeof(cseed)); /* tx ids then repeat across runs: harmless */
+		nb_client_init(&a->f2.client, NULL, alt, cseed, now);
+	}
+}
+
+static void f2_netcheck_done(struct agent *a, uint64_t now)
+{
+	const struct nb_netcheck_result *r;
+	struct nb_ctrl_register reg;
+	char refl[NB_ADDR_STRLEN];
+
+	a->f2.nat = *nb_netcheck_result(&a->f2.nc);
+	r = &a->f2.nat;
+	if (a->f2.filt_open) {
+		nb_udp_close(&a->f2.filt, on_udp_closed);
+		a->f2.filt_open = false;
+	}
+	if (r->udp_blocked) {
+		f2_down(a, "no answer from the broker over UDP (UDP blocked)");
+		return;
+	}
+	nb_addr_format(&r->reflexive, refl, sizeof(refl));
+	if (r->mapping == NB_MAPPING_NONE)
+		fprintf(stderr, "NAT (%s): none (public address %s), %s filtering (%s)\n", a->f2.name, refl,
+			nb_filtering_to_string(r->filtering), nb_nat_type_to_string(r->nat));
+	else
+		fprintf(stderr, "NAT (%s): %s mapping, %s filtering (%s); reflexive %s\n", a->f2.name,
+			nb_mapping_to_string(r->mapping), nb_filtering_to_string(r->filtering),
+			nb_nat_type_to_string(r->nat), refl);
+	memset(&reg, 0, sizeof(reg));
+	memcpy(reg.id, a->o->id, sizeof(reg.id));
+	memcpy(reg.token, a->o->token, sizeof(reg.token));
+	reg.has_nat = true;
+	reg.mapping = r->mapping;
+	reg.filtering = r->filtering;
+	reg.also = true;
+	if (nb_client_register(&a->f2.client, &reg, now) != 0) {
+		f2_down(a, "cannot build the register message");
+		return;
+	}
+	a->f2.st = F2_REGISTER;
+}
+
+static void f2_events(struct agent *a, uint64_t now)
+{
+	struct nb_client_event e;
+	char refl[NB_ADDR_STRLEN], why[NB_CTRL_REASON_MAX + 64];
+
+	while (nb_client_next_event(&a->f2.client, &e) == 1) {
+		switch (e.type) {
+		case NB_CLIENT_EV_REGISTERED:
+			a->f2.st = F2_UP;
+			if (!a->f2.told_registered) {
+				a->f2.told_registered = true;
+				fprintf(stderr, "registered %s %s with %s too\n", a->f2.name,
+					nb_addr_format(&e.u.registered.reflexive, refl, sizeof(refl)),
+					a->f2.broker_str);
+			}
+			break;
+		case NB_CLIENT_EV_REGISTER_FAILED:
+			if (e.code != 0) {
+				snprintf(why, sizeof(why), "the broker refused the registration: %d %s", e.code,
+					 e.reason);
+				f2_down(a, why);
+				return;
+			}
+			if (a->f2.st == F2_REGISTER) { /* never registered: do not hold connect up */
+				f2_down(a, "no answer from the broker (register)");
+				return;
+			}
+			break;
+		case NB_CLIENT_EV_LOST:
+			(void)nb_blink_start(&a->f2.bl, now);
+			break;
+		default:
+			break; /* plans come over the first family's session */
+		}
+	}
+	(void)now;
+}
+
+static void f2_pump(struct agent *a, uint64_t now, uint64_t *next)
+{
+	struct nb_client_tx ctx;
+	struct nb_blink_tx tx;
+
+	if (a->f2.st == F2_OFF || a->f2.st == F2_DOWN)
+		return;
+	if (a->f2.st == F2_NETCHECK) {
+		struct nb_netcheck_tx ntx;
+		while (nb_netcheck_poll(&a->f2.nc, now, &ntx) == 1)
+			nb_udp_send(ntx.sock == NB_NC_MAP ? &a->f2.sock : &a->f2.filt, ntx.bytes, ntx.len, &ntx.to);
+		if (nb_netcheck_done(&a->f2.nc))
+			f2_netcheck_done(a, now);
+		else if (nb_netcheck_deadline(&a->f2.nc) < *next)
+			*next = nb_netcheck_deadline(&a->f2.nc);
+		if (a->f2.st != F2_REGISTER)
+			return;
+	}
+	while (nb_client_poll(&a->f2.client, now, &ctx) == 1)
+		(void)nb_blink_send(&a->f2.bl, ctx.bytes, ctx.len, now);
+	while (nb_blink_poll(&a->f2.bl, now, &tx) == 1)
+		(void)nb_udp_send(&a->f2.sock, tx.bytes, tx.len, &a->f2.broker);
+	if (nb_blink_state(&a->f2.bl) == NB_BLINK_NO_KEY) {
+		f2_down(a, "the broker did not answer the handshake");
+		return;
+	}
+	f2_events(a, now);
+	if (a->f2.st == F2_DOWN)
+		return;
+	if (nb_client_deadline(&a->f2.client) < *next)
+		*next = nb_client_deadline(&a->f2.client);
+	if (nb_blink_deadline(&a->f2.bl) < *next)
+		*next = nb_blink_deadline(&a->f2.bl);
+}
+
+static void on_f2_recv(struct nb_udp *u, const uint8_t *data, size_t len, const struct nb_addr *from,
+		       void *arg)
+{
+	struct agent *a = arg;
+	uint64_t now = nb_now_ms();
+
+	if (a->stopping || a->f2.st == F2_OFF || a->f2.st == F2_DOWN)
+		return;
+	if (u == &a->f2.filt) {
+		if (a->f2.st == F2_NETCHECK)
+			nb_netcheck_input(&a->f2.nc, NB_NC_FILT, data, len, from, now);
+		pump(a);
+		return;
+	}
+	if (a->f2.st == F2_NETCHECK && len > 0 && data[0] <= 0x03 &&
+	    nb_netcheck_input(&a->f2.nc, NB_NC_MAP, data, len, from, now) == 0) {
+		pump(a);
+		return;
+	}
+	if (nb_addr_equal(from, &a->f2.broker) && len > 0 &&
+	    (data[0] == NB_NOISE_TYPE_RESP || data[0] == NB_BLINK_HINT_TYPE ||
+	     data[0] == NB_BLINK_KEYR_TYPE ||
+	     (data[0] == NB_SEAL_TYPE && nb_blink_owns(&a->f2.bl, data, len)))) {
+		ssize_t n = nb_blink_input(&a->f2.bl, data, len, from, now, a->plain, sizeof(a->plain));
+		if (n > 0 && a->plain[0] == NB_CTRL_FIRST_BYTE)
+			nb_client_input(&a->f2.client, a->plain, (size_t)n, &a->f2.broker, now);
+		pump(a);
+		return;
+	}
+	/* a peer's checks, handshakes and data: as on the main socket */
+	dispatch(a, data, len, from, now);
+	pump(a);
+}
+
 static void pump(struct agent *a)
 {
 	uint64_t now = nb_now_ms(), next = UINT64_MAX;
@@ -2191,6 +2508,10 @@ static void pump(struct agent *a)
 	if (a->stopping)
 		return;
 	register_when_due(a, now);
+	if (a->stopping)
+		return;
+	f2_pump(a, now, &next);
+	connect_when_due(a, now);
 	if (a->stopping)
 		return;
 	/* Two rounds: the client's events of the first (a plan, say) may
@@ -2232,6 +2553,8 @@ static void pump(struct agent *a)
 		}
 	if (a->ending && a->end_by < next)
 		next = a->end_by;
+	if (a->connect_due && a->connect_due_by < next)
+		next = a->connect_due_by;
 	if (a->phase == PH_REGISTER && !a->reg_sent && next > now + 50)
 		next = now + 50; /* connect: waiting for the port mapping to settle */
 	if (next == UINT64_MAX) {
@@ -2655,6 +2978,13 @@ static void shutdown_agent(struct agent *a, int code)
 	if (a->filt_open)
 		nb_udp_close(&a->filt, on_udp_closed);
 	a->sock_open = a->filt_open = false;
+	if (a->f2.open)
+		nb_udp_close(&a->f2.sock, on_udp_closed);
+	if (a->f2.filt_open)
+		nb_udp_close(&a->f2.filt, on_udp_closed);
+	a->f2.open = a->f2.filt_open = false;
+	if (a->f2.st != F2_OFF)
+		nb_blink_wipe(&a->f2.bl);
 	/* The mapping is deleted on the way out, bounded by the UPnP client's
 	 * stop time; its handles keep the loop until then. */
 	nb_portmap_stop(a->pm, NULL, NULL);

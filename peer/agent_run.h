@@ -43,6 +43,8 @@ struct nb_agent_opts {
 	uint32_t timeout_ms; /* punch deadline; 0 = the plan's (the broker's default is 5 s) */
 	bool upnp;           /* listen, connect: ask the router for a mapping (peer/portmap/portmap_run.h) */
 	bool no_relay;       /* --no-relay: never relay (a relay plan fails) */
+	bool one_family;     /* --one-family: do not register the broker's other IP family */
+	bool ipv6_temporary; /* --ipv6-temporary: listen may use a temporary IPv6 source address */
 	uint32_t bday_sockets; /* --birthday-sockets: at most this many spraying sockets; 0 = the plan's */
 	uint32_t bday_rate;    /* --birthday-rate: at most this many probes per second; 0 = the plan's */
 	unsigned upnp_flags; /* NB_SSDP_ANY_HOST: tests only */

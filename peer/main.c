@@ -92,6 +92,13 @@ static void usage(FILE *f)
 	      "                      pair only a relay can connect then fails (by default a\n"
 	      "                      pair relays when the plan says so, or when the direct\n"
 	      "                      path has not worked by its deadline)\n"
+	      "  --one-family        listen, connect: register only in the broker's address\n"
+	      "                      family (by default, when the broker also listens in\n"
+	      "                      the other family, natpeer tests its NAT and registers\n"
+	      "                      there too, from a second socket, so that plans can\n"
+	      "                      use IPv6 where IPv4 needs a relay)\n"
+	      "  --ipv6-temporary    listen: let the system pick a temporary (privacy) IPv6\n"
+	      "                      source address (default: a public, stable one)\n"
 	      "  --birthday-sockets N listen, connect: in a birthday plan's spraying role,\n"
 	      "                      open at most N sockets (1..1024; default: the plan's,\n"
 	      "                      256 from a default broker); needs N + 64 open files\n"
@@ -284,6 +291,8 @@ int main(int argc, char **argv)
 		{ "external", required_argument, NULL, 'E' }, { "lease", required_argument, NULL, 'L' },
 		{ "birthday-sockets", required_argument, NULL, 'S' },
 		{ "birthday-rate", required_argument, NULL, 'Q' },
+		{ "one-family", no_argument, NULL, 'F' },
+		{ "ipv6-temporary", no_argument, NULL, 'I' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct nb_netcheck_opts o;
@@ -371,6 +380,12 @@ int main(int argc, char **argv)
 			break;
 		case 'R':
 			no_relay = true;
+			break;
+		case 'F':
+			ao.one_family = true;
+			break;
+		case 'I':
+			ao.ipv6_temporary = true;
 			break;
 		case 'S':
 			if (parse_uint(optarg, NB_CTRL_BDAY_SOCKETS_MAX, &v) != 0 || v == 0) {

@@ -1,0 +1,151 @@
+#!/usr/bin/env bash
+# test_v6connect.sh NATPEER NATBROKER: two IP families in the lab (issue 17).
+#
+# The IPv6 lab (NATLAB_V6=1). natbroker on srv listens on both families, in
+# RFC 5780 mode on each (203.0.113.10/.11, 2001:db8::10/::11). Dual-stack
+# hosts are told the broker's IPv4 address; the broker's `registered` names
+# its IPv6 one, where natpeer tests its IPv6 firewall and registers a second
+# address ("also"). IPv6-only hosts are told the IPv6 address. For each pair,
+# after a conntrack flush, a fresh `natpeer listen`, then `natpeer connect`:
+#  - s6 <-> t6: symmetric NATs on IPv4 (a relay there), stateful firewalls
+#    on IPv6: they connect directly over IPv6 by simultaneous punch;
+#  - d6 -> s6 and v6o -> s6 over IPv6, o6 -> v6o (IPv6 only both);
+#  - b6, whose IPv6 firewall drops UDP: natpeer gives its IPv6 up, and the
+#    pair connects over IPv4 (b6 and d6: port-restricted both);
+#  - prc (IPv4 only) -> o6 (IPv6 only): no family in common: the plan says
+#    so, and connect fails with that reason;
+#  - every connection carries data both ways, says its family, and the
+#    broker's matrix shows measured == predicted, path and family.
+# Needs root (exit 77 otherwise).
+set -u
+export NATLAB_PREFIX=${NATLAB_PREFIX:-nbv6c} NATLAB_V6=1
+. "$(dirname "$0")/lib.sh"
+
+NP=${1:?usage: test_v6connect.sh PATH/TO/natpeer PATH/TO/natbroker}
+NB=${2:?usage: test_v6connect.sh PATH/TO/natpeer PATH/TO/natbroker}
+SRV1=203.0.113.10
+SRV2=203.0.113.11
+SRV61=2001:db8::10
+SRV62=2001:db8::11
+
+# DIALER LISTENER PATH FAMILY ("none -": must fail)
+PAIRS=(
+    "s6 t6 direct 6" "t6 s6 direct 6"
+    "d6 s6 direct 6" "v6o s6 direct 6" "o6 v6o direct 6"
+    "b6 d6 direct 4"
+    "prc o6 none -"
+)
+REG_WAIT=30 CONN_WAIT=30
+
+broker_of() { # HOST -> the --broker natpeer is given
+    case $1 in
+    o6 | v6o) echo "[$SRV61]:3478" ;;
+    *) echo "$SRV1" ;;
+    esac
+}
+
+lab_init 400
+for b in "$NP" "$NB"; do
+    [ -x "$b" ] || { lab_fail "$b is not executable"; lab_summary; exit 1; }
+done
+lab_up || { lab_fail "lab up"; lab_summary; exit 1; }
+"$NATLAB" stop-coturn
+lab_check "coturn stopped" lab_wait 5 eval '! lab_udp_bound srv 3478'
+NBLOG=$LAB_TMP/natbroker.log
+lab_start srv "$NBLOG" "$NB" --public-list --listen "$SRV1" --listen "$SRV2" \
+    --listen "$SRV61" --listen "$SRV62"
+lab_check "natbroker is up on both families" lab_wait 5 eval \
+    "ip netns exec $(lab_ns srv) ss -Hlun | grep -q '$SRV61\]:3479' && lab_udp_bound srv 3479"
+
+all_pages() { # peers|matrix -> every entry, one object per line
+    timeout 10 ip netns exec "$(lab_ns pub)" env XDG_CONFIG_HOME="$(lab_xdg pub)" \
+        "$NP" "$1" --broker "$SRV1" --json 2>/dev/null | grep -o '{"\(id\|a\)":.*}' |
+        sed 's/},{"\(id\|a\)":/}\n{"\1":/g'
+}
+b64() { printf '%s' "$1" | base64 -w0; }
+registered() { all_pages peers | grep -q "\"id\":\"$1\""; }
+# a dual-stack listener is ready once its second address is registered too
+ready() { # ID HOST
+    case $2 in
+    o6 | v6o | prc | b6) registered "$1" ;;
+    *) all_pages peers | grep "\"id\":\"$1\"" | grep -q '"alt":' ;;
+    esac
+}
+
+for p in "${PAIRS[@]}"; do
+    read -r a b want fam <<<"$p"
+    id="$a-to-$b" lid="$b-for-$a"
+    lab_flush
+    lab_fifo "in-$lid"; lfd=$LAB_FIFO_FD
+    lab_spawn "$b" "$LAB_TMP/in-$lid" "$LAB_TMP/out-$lid" "$LAB_TMP/err-$lid" \
+        "$NP" listen --id "$lid" --broker "$(broker_of "$b")" --json
+    lpid=$LAB_LAST_PID
+    if ! lab_wait "$REG_WAIT" ready "$lid" "$b"; then
+        lab_fail "$b: listener $lid did not register" "$(cat "$LAB_TMP/err-$lid")"
+        lab_stop "$lpid"
+        continue
+    fi
+    lab_fifo "in-$id"; cfd=$LAB_FIFO_FD
+    out=$LAB_TMP/out-$id
+    lab_spawn "$a" "$LAB_TMP/in-$id" "$out" "$LAB_TMP/err-$id" \
+        "$NP" connect --id "$id" --broker "$(broker_of "$a")" --json "$lid"
+    cpid=$LAB_LAST_PID
+    if [ "$want" = none ]; then
+        if lab_wait "$CONN_WAIT" _lab_all_gone "$cpid"; then
+            rc=0; wait "$cpid" || rc=$?
+            lab_check "$a -> $b fails: no IP family in common (exit $rc)" eval \
+                "[ $rc -ne 0 ] && grep -q 'share no IP family' '$out'"
+        else
+            lab_fail "$a -> $b: still running $CONN_WAIT s after connect"
+        fi
+    elif ! lab_wait "$CONN_WAIT" grep -q '"event"' "$out" || ! grep -q '"event":"connected"' "$out"; then
+        lab_fail "$a -> $b: no connection" "$(cat "$out" "$LAB_TMP/err-$id")"
+    else
+        ev=$(grep '"event":"connected"' "$out" | head -n 1)
+        path=$(sed -n 's/.*"path":"\([a-z]*\)".*/\1/p' <<<"$ev")
+        got=$(sed -n 's/.*"family":\([46]\).*/\1/p' <<<"$ev")
+        ms=$(sed -n 's/.*"ms":\([0-9]*\).*/\1/p' <<<"$ev")
+        lab_check "$a -> $b connected: $path over IPv$got (want $want over IPv$fam), $ms ms" \
+            test "$path/$got" = "$want/$fam"
+        echo "hello-from-$id" >&"$cfd"
+        lab_check "$a -> $b: data reaches the listener" \
+            lab_wait 5 grep -qF "\"data\":\"$(b64 "hello-from-$id")\"" "$LAB_TMP/out-$lid"
+        echo "reply-from-$lid" >&"$lfd"
+        lab_check "$b -> $a: data reaches the connector" \
+            lab_wait 5 grep -qF "\"data\":\"$(b64 "reply-from-$lid")\"" "$out"
+        exec {cfd}>&-
+        lab_wait 5 _lab_all_gone "$cpid"
+    fi
+    lab_stop "$cpid" "$lpid"
+    exec {cfd}>&- {lfd}>&- 2>/dev/null
+done
+
+# what each host's natpeer said of its second family
+lab_check "s6: IPv6 firewall tested and registered" eval \
+    "grep -q '^NAT (IPv6): none (public address \[2001:db8:14::2\]:[0-9]*), address-and-port-dependent filtering' '$LAB_TMP/err-s6-to-t6' &&
+     grep -q '^registered IPv6 \[2001:db8:14::2\]:[0-9]* with \[$SRV61\]:3478 too' '$LAB_TMP/err-s6-to-t6'"
+lab_check "b6: IPv6 given up (UDP dropped), IPv4 used" \
+    grep -q '^IPv6: no answer from the broker over UDP (UDP blocked); using IPv4 only' "$LAB_TMP/err-b6-to-d6"
+lab_check "o6 (IPv6 only): the broker's IPv4 is unreachable, said once" \
+    grep -q '^IPv4: no route to the broker' "$LAB_TMP/err-o6-to-v6o"
+
+# the broker's matrix: measured == predicted, path and family
+matrix=$(all_pages matrix)
+for p in "${PAIRS[@]}"; do
+    read -r a b want fam <<<"$p"
+    entry=$(grep "\"a\":\"$a-to-$b\",\"b\":\"$b-for-$a\"" <<<"$matrix" | head -n 1)
+    pred=$(sed -n 's/.*"predicted":"\([a-z]*\)".*/\1/p' <<<"$entry")
+    meas=$(sed -n 's/.*"measured":"\([a-z]*\)".*/\1/p' <<<"$entry")
+    pf=$(sed -n 's/.*"plan_family":\([46]\).*/\1/p' <<<"$entry")
+    mf=$(sed -n 's/.*"family":\([46]\).*/\1/p' <<<"$entry")
+    if [ "$want" = none ]; then
+        lab_check "matrix $a -> $b: predicted none, measured none" \
+            test "$pred/$meas" = "none/none"
+    else
+        lab_check "matrix $a -> $b: predicted $pred over IPv$pf, measured $meas over IPv$mf" \
+            test "$pred/$pf/$meas/$mf" = "$want/$fam/$want/$fam"
+    fi
+done
+
+[ "$LAB_FAIL" -eq 0 ] || { echo "# natbroker log:"; tail -n 40 "$NBLOG" | sed 's/^/#   /'; }
+lab_summary
