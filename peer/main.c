@@ -29,7 +29,13 @@ static void usage(FILE *f)
 	      "commands:\n"
 	      "  netcheck            classify this host's NAT (RFC 5780 mapping and\n"
 	      "                      filtering tests) against the broker, or any RFC 5780\n"
-	      "                      STUN server, and print a report\n"
+	      "                      STUN server, and print a report. Give --broker\n"
+	      "                      twice, one IPv4 and one IPv6, to test both\n"
+	      "                      families at once: a section per family (\"IPv4:\",\n"
+	      "                      \"IPv6:\"; --json: \"families\":{\"4\":{..},\"6\":{..}}\n"
+	      "                      beside the first --broker's fields), \"no IPv6\" and\n"
+	      "                      the reason for a family without a route; the port\n"
+	      "                      mapping is tested on the IPv4 family only\n"
 	      "  listen --id NAME    check the NAT, register, and accept connections:\n"
 	      "                      one event line per attempt; datagrams from connected\n"
 	      "                      peers to stdout, one per line; stdin lines to every\n"
@@ -53,7 +59,8 @@ static void usage(FILE *f)
 	      "                      a, b, predicted, role_a, role_b, plan, measured, ms)\n"
 	      "\n"
 	      "options:\n"
-	      "  --broker IP[:PORT]  the broker, a numeric address (port 3478 by default)\n"
+	      "  --broker IP[:PORT]  the broker, a numeric address (port 3478 by default);\n"
+	      "                      netcheck: twice, once per family\n"
 	      "  --id NAME           this peer's name: 1-32 of A-Z a-z 0-9 . _ -\n"
 	      "  --token T           the token the broker asks for (default: none)\n"
 	      "  --key FILE          this peer's private key (X25519), created on first use\n"
@@ -333,14 +340,27 @@ int main(int argc, char **argv)
 		case 'V':
 			printf("natpeer %s\n", NB_VERSION);
 			return 0;
-		case 'b':
-			if (parse_broker(optarg, &o.server) != 0) {
+		case 'b': { /* netcheck takes a second, of the other family (checked below) */
+			struct nb_addr *b = have_broker ? &o.server2 : &o.server;
+			if (o.has_server2) {
+				fprintf(stderr, "natpeer: --broker: at most two (netcheck: one IPv4, one IPv6)\n");
+				return 2;
+			}
+			if (parse_broker(optarg, b) != 0) {
 				fprintf(stderr, "natpeer: --broker '%s': expected a numeric IP[:PORT], "
 						"e.g. 203.0.113.10 or 203.0.113.10:3478\n", optarg);
 				return 2;
 			}
+			if (have_broker && o.server2.family == o.server.family) {
+				fprintf(stderr, "natpeer: --broker '%s': a second --broker must be of the other "
+						"family (netcheck: one IPv4, one IPv6; other commands take one)\n",
+					optarg);
+				return 2;
+			}
+			o.has_server2 = have_broker;
 			have_broker = true;
 			break;
+		}
 		case 'p':
 			if (parse_uint(optarg, 65535, &v) != 0) {
 				fprintf(stderr, "natpeer: --port '%s': expected 0..65535\n", optarg);
@@ -482,6 +502,11 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	o.portmap_protocols = portmap_protocols;
+	if (o.has_server2 && strcmp(cmd, "netcheck") != 0) {
+		fprintf(stderr, "natpeer: %s takes one --broker (only netcheck takes two, one per family)\n",
+			cmd);
+		return 2;
+	}
 	if ((o.map.external != 0 || o.map.lease_s != 0) && strcmp(cmd, "map") != 0) {
 		fprintf(stderr, "natpeer: --external and --lease are for map\n");
 		return 2;

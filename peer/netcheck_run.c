@@ -31,13 +31,30 @@
 #define MAP_GREET_CONNS 4
 #define MAP_GREETING "NATBROKER-PROBE "
 
+/* One address family's tests: its own two sockets and netcheck machine.
+ * With two --broker (one per family) both run at once on one loop. */
+struct fam {
+	struct run *r;
+	struct nb_addr server;
+	struct nb_addr local;
+	struct nb_udp sock[2];
+	int n_open;     /* sockets opened (closed at the end) */
+	bool on;        /* the tests run (else: why) */
+	uint64_t sends_ok;
+	int send_err;   /* the last send error (libuv -errno), if any */
+	struct nb_netcheck nc;
+	char why[192];  /* !on, or no send ever went out: why this family has no verdict */
+};
+
 struct run {
 	const struct nb_netcheck_opts *o;
 	uv_loop_t loop;
-	struct nb_udp sock[2];
+	struct fam f[2];
+	int n_fam;
+	struct fam *pf; /* the family that carries the port mapping and the broker's probe */
 	bool finished;
 	uv_timer_t timer;
-	struct nb_netcheck nc;
+	uint64_t start;
 	struct nb_client client; /* for the broker's probe of a UPnP mapping */
 	struct nb_blink bl;      /* ... asked for over the sealed channel */
 	bool bl_on;
@@ -69,8 +86,7 @@ struct run {
 	int exit_code;
 };
 
-static void report(const struct nb_netcheck_opts *o, const struct nb_netcheck_result *res,
-		   const struct nb_portmap *pm);
+static void report(const struct run *r);
 
 /* The local IP the kernel picks toward `server`: a connected UDP socket
  * sends nothing and only asks the routing table. */
@@ -102,8 +118,9 @@ static void on_timer(uv_timer_t *t)
 
 	/* A deadline is about to decide "no answer": first take what has
 	 * already arrived, which the loop would only poll after this timer. */
-	for (int i = 0; i < 2 && !r->finished; i++)
-		nb_udp_drain(&r->sock[i], 16);
+	for (int k = 0; k < r->n_fam; k++)
+		for (int i = 0; i < r->f[k].n_open && !r->finished; i++)
+			nb_udp_drain(&r->f[k].sock[i], 16);
 	if (!r->finished)
 		pump(r);
 }
@@ -116,19 +133,24 @@ static void on_closed(uv_handle_t *h)
 
 static void on_udp_closed(struct nb_udp *u)
 {
-	struct run *r = u->arg;
-	r->open_handles--;
+	struct fam *f = u->arg;
+	f->r->open_handles--;
 }
 
 static void greet_closed(uv_handle_t *h);
+static void fam_settle(struct fam *f);
+static const char *fam_missing(const struct fam *f);
 
 static void close_all(void *arg)
 {
 	struct run *r = arg;
 
 	uv_timer_stop(&r->timer);
-	for (int i = 0; i < 2; i++)
-		nb_udp_close(&r->sock[i], on_udp_closed);
+	for (int k = 0; k < r->n_fam; k++) {
+		for (int i = 0; i < r->f[k].n_open; i++)
+			nb_udp_close(&r->f[k].sock[i], on_udp_closed);
+		r->f[k].n_open = 0;
+	}
 	uv_close((uv_handle_t *)&r->timer, on_closed);
 	if (r->sig_on) {
 		for (int i = 0; i < 2; i++)
@@ -156,8 +178,17 @@ static void finish(struct run *r)
 
 	r->finished = true;
 	uv_timer_stop(&r->timer);
+	if (r->n_fam == 2 && !r->timed_out && !r->o->map.on) {
+		bool any = false;
+		for (int k = 0; k < r->n_fam; k++) {
+			fam_settle(&r->f[k]);
+			any = any || fam_missing(&r->f[k]) == NULL;
+		}
+		if (!any) /* the report says why, per family */
+			r->exit_code = 1;
+	}
 	if (!r->timed_out && !r->reported && !r->o->map.on) {
-		report(r->o, nb_netcheck_result(&r->nc), pm);
+		report(r);
 		fflush(stdout);
 		r->reported = true;
 	}
@@ -445,10 +476,20 @@ static void client_events(struct run *r, uint64_t now)
 	}
 }
 
+/* Every family that runs has its verdict. */
+static bool all_done(const struct run *r)
+{
+	for (int k = 0; k < r->n_fam; k++)
+		if (r->f[k].on && !nb_netcheck_done(&r->f[k].nc))
+			return false;
+	return true;
+}
+
 static void pump(struct run *r)
 {
 	struct nb_netcheck_tx tx;
-	uint64_t now = nb_now_ms();
+	struct fam *pf = r->pf;
+	uint64_t now = nb_now_ms(), nc_next = UINT64_MAX;
 
 	if (now >= r->hard_deadline && !(r->o->map.on && r->map_printed)) {
 		r->timed_out = true;
@@ -456,13 +497,25 @@ static void pump(struct run *r)
 		finish(r);
 		return;
 	}
-	while (nb_netcheck_poll(&r->nc, now, &tx) == 1)
-		nb_udp_send(&r->sock[tx.sock], tx.bytes, tx.len, &tx.to);
+	for (int k = 0; k < r->n_fam; k++) {
+		struct fam *f = &r->f[k];
+		if (!f->on)
+			continue;
+		while (nb_netcheck_poll(&f->nc, now, &tx) == 1) {
+			int rc = nb_udp_send(&f->sock[tx.sock], tx.bytes, tx.len, &tx.to);
+			if (rc == 0)
+				f->sends_ok++;
+			else
+				f->send_err = rc;
+		}
+		if (!nb_netcheck_done(&f->nc) && nb_netcheck_deadline(&f->nc) < nc_next)
+			nc_next = nb_netcheck_deadline(&f->nc);
+	}
 	struct nb_addr refl;
-	if (!r->reflexive_given && nb_netcheck_reflexive(&r->nc, &refl)) {
+	if (!r->reflexive_given && pf->on && nb_netcheck_reflexive(&pf->nc, &refl)) {
 		r->reflexive_given = true; /* test I: the UPnP mapping can be verified now */
 		nb_portmap_set_reflexive(r->pm, &refl, now);
-	} else if (!r->reflexive_given && nb_netcheck_done(&r->nc)) {
+	} else if (!r->reflexive_given && (!pf->on || nb_netcheck_done(&pf->nc))) {
 		r->reflexive_given = true; /* no answer from the server: none is coming */
 		nb_portmap_set_reflexive(r->pm, NULL, now);
 	}
@@ -472,17 +525,17 @@ static void pump(struct run *r)
 		if (r->bl_on)
 			(void)nb_blink_send(&r->bl, ctx.bytes, ctx.len, now);
 	while (r->bl_on && nb_blink_poll(&r->bl, now, &btx) == 1)
-		nb_udp_send(&r->sock[0], btx.bytes, btx.len, &r->o->server);
+		nb_udp_send(&pf->sock[0], btx.bytes, btx.len, &pf->server);
 	client_events(r, now);
 	if (r->o->map.on) {
 		map_report(r);
 		if (r->finished)
 			return;
-	} else if (nb_netcheck_done(&r->nc) && nb_portmap_settled(r->pm, now, NETCHECK_UPNP_GRACE_MS)) {
+	} else if (all_done(r) && nb_portmap_settled(r->pm, now, NETCHECK_UPNP_GRACE_MS)) {
 		finish(r);
 		return;
 	}
-	uint64_t next = nb_netcheck_done(&r->nc) ? UINT64_MAX : nb_netcheck_deadline(&r->nc);
+	uint64_t next = nc_next;
 	if (nb_client_deadline(&r->client) < next)
 		next = nb_client_deadline(&r->client);
 	if (r->bl_on && nb_blink_deadline(&r->bl) < next)
@@ -494,7 +547,7 @@ static void pump(struct run *r)
 			uv_timer_start(&r->timer, on_timer, next > now ? next - now : 0, 0);
 		return;
 	}
-	if (nb_netcheck_done(&r->nc) && next > now + 50)
+	if (all_done(r) && next > now + 50)
 		next = now + 50; /* waiting for UPnP: look at the grace window again */
 	if (next > r->hard_deadline)
 		next = r->hard_deadline;
@@ -504,13 +557,16 @@ static void pump(struct run *r)
 static void on_recv(struct nb_udp *u, const uint8_t *data, size_t len, const struct nb_addr *from,
 		    void *arg)
 {
-	struct run *r = arg;
-	int sock = u == &r->sock[0] ? NB_NC_MAP : NB_NC_FILT;
+	struct fam *f = arg;
+	struct run *r = f->r;
+	int sock = u == &f->sock[0] ? NB_NC_MAP : NB_NC_FILT;
 	uint64_t now = nb_now_ms();
 
 	if (r->finished)
 		return;
-	if (sock == NB_NC_MAP && nb_wire_classify(data, len) == NB_WIRE_CTRL) {
+	if (f != r->pf) {
+		nb_netcheck_input(&f->nc, sock, data, len, from, now);
+	} else if (sock == NB_NC_MAP && nb_wire_classify(data, len) == NB_WIRE_CTRL) {
 		/* Unsealed: only the broker's probe of the mapping is taken. */
 		struct nb_ctrl_msg m;
 		if (nb_ctrl_decode(&m, data, len) == (ssize_t)len && m.type == NB_CTRL_PROBE)
@@ -521,10 +577,10 @@ static void on_recv(struct nb_udp *u, const uint8_t *data, size_t len, const str
 						      sizeof(r->plain))
 				     : -1;
 		if (n > 0 && r->plain[0] == NB_CTRL_FIRST_BYTE)
-			nb_client_input(&r->client, r->plain, (size_t)n, &r->o->server, now);
+			nb_client_input(&r->client, r->plain, (size_t)n, &f->server, now);
 		client_events(r, now);
 	} else {
-		nb_netcheck_input(&r->nc, sock, data, len, from, now);
+		nb_netcheck_input(&f->nc, sock, data, len, from, now);
 	}
 	pump(r);
 }
@@ -545,13 +601,19 @@ static void on_portmap(struct nb_portmap *pm, bool changed, void *arg)
 }
 
 /* netcheck --json's "portmap" object (and its alias "upnp", kept for one
- * release: docs/upnp.md). */
-static void portmap_json(cJSON *up, const struct nb_portmap *pm)
+ * release: docs/upnp.md). none_why: why there is no port mapping at all
+ * (two families, and the IPv4 one has none), else NULL. */
+static void portmap_json(cJSON *up, const struct nb_portmap *pm, const char *none_why)
 {
 	struct nb_portmap_report r;
 	char b[NB_ADDR_STRLEN];
 	enum nb_portmap_state s;
 
+	if (pm == NULL && none_why != NULL) {
+		cJSON_AddStringToObject(up, "status", nb_portmap_status_word(NB_PM_UNAVAILABLE));
+		cJSON_AddStringToObject(up, "reason", none_why);
+		return;
+	}
 	nb_portmap_get_report(pm, &r);
 	s = r.state;
 	if (s == NB_PM_WORKING) /* no gateway answered in the grace window */
@@ -575,67 +637,115 @@ static void portmap_json(cJSON *up, const struct nb_portmap *pm)
 		cJSON_AddStringToObject(up, "reason", r.reason);
 }
 
-static void report(const struct nb_netcheck_opts *o, const struct nb_netcheck_result *res,
-		   const struct nb_portmap *pm)
+static const char *fam_name(const struct fam *f)
 {
+	return f->server.family == NB_AF_INET6 ? "IPv6" : "IPv4";
+}
+
+/* Why this family reached no verdict (no route, no socket, no send went
+ * out), or NULL when it has one ("UDP blocked" is one). */
+static const char *fam_missing(const struct fam *f)
+{
+	return f->why[0] != '\0' ? f->why : NULL;
+}
+
+/* A finished family whose every send failed has no verdict either. */
+static void fam_settle(struct fam *f)
+{
+	char a[NB_ADDR_STRLEN];
+
+	if (f->on && f->why[0] == '\0' && f->sends_ok == 0 && f->send_err != 0)
+		snprintf(f->why, sizeof(f->why), "cannot send to %s: %s",
+			 nb_addr_format(&f->server, a, sizeof(a)), uv_strerror(f->send_err));
+}
+
+/* A family's result; the empty one ("none") for a family without a verdict. */
+static const struct nb_netcheck_result *fam_result(const struct fam *f)
+{
+	static const struct nb_netcheck_result none = { .hairpin = -1 };
+
+	return f->on && fam_missing(f) == NULL ? nb_netcheck_result(&f->nc) : &none;
+}
+
+/* One family's fields. family_obj: an entry of "families" (status and
+ * reason first; no port map), else the top-level fields as they have
+ * always been. */
+static void result_json(cJSON *j, const struct fam *f, bool family_obj, const struct nb_portmap *pm,
+			const char *pm_why)
+{
+	const struct nb_netcheck_result *res = fam_result(f);
+	const char *missing = fam_missing(f);
 	char refl[NB_ADDR_STRLEN], local[NB_ADDR_STRLEN], srv[NB_ADDR_STRLEN];
-	const char *mapping = word(nb_mapping_to_string(res->mapping));
-	const char *filtering = word(nb_filtering_to_string(res->filtering));
-	const char *nat = word(nb_nat_type_to_string(res->nat));
+	cJSON *loc = cJSON_CreateArray();
+
+	nb_addr_format(&f->server, srv, sizeof(srv));
+	cJSON_AddStringToObject(j, "server", srv);
+	if (family_obj) {
+		cJSON_AddStringToObject(j, "status", missing != NULL ? "unavailable"
+						     : res->udp_blocked ? "udp-blocked" : "ok");
+		if (missing != NULL) {
+			char why[256];
+			snprintf(why, sizeof(why), "no %s: %s", fam_name(f), missing);
+			cJSON_AddStringToObject(j, "reason", why);
+			cJSON_Delete(loc);
+			return;
+		}
+	}
+	if (res->reflexive.family != NB_AF_NONE)
+		cJSON_AddStringToObject(j, "reflexive", nb_addr_format(&res->reflexive, refl, sizeof(refl)));
+	else
+		cJSON_AddNullToObject(j, "reflexive");
+	if (res->local.family != NB_AF_NONE)
+		cJSON_AddItemToArray(loc, cJSON_CreateString(nb_addr_format(&res->local, local, sizeof(local))));
+	cJSON_AddItemToObject(j, "local", loc);
+	cJSON_AddStringToObject(j, "mapping", res->udp_blocked ? "none" : word(nb_mapping_to_string(res->mapping)));
+	cJSON_AddStringToObject(j, "filtering", word(nb_filtering_to_string(res->filtering)));
+	cJSON_AddStringToObject(j, "nat", word(nb_nat_type_to_string(res->nat)));
+	if (res->hairpin < 0)
+		cJSON_AddNullToObject(j, "hairpin");
+	else
+		cJSON_AddBoolToObject(j, "hairpin", res->hairpin);
+	cJSON_AddBoolToObject(j, "rfc5780", res->rfc5780);
+	if (!family_obj) {
+		cJSON *up = cJSON_CreateObject();
+		portmap_json(up, pm, pm_why);
+		cJSON_AddItemToObject(j, "portmap", up);
+		cJSON_AddItemToObject(j, "upnp", cJSON_Duplicate(up, 1));
+	}
+	cJSON_AddNumberToObject(j, "ms", (double)res->ms);
+	if (missing != NULL) {
+		char why[256];
+		snprintf(why, sizeof(why), "no %s: %s", fam_name(f), missing);
+		cJSON_AddStringToObject(j, "note", why);
+	} else if (res->note[0]) {
+		cJSON_AddStringToObject(j, "note", res->note);
+	}
+}
+
+/* One family's lines of the text report, from "UDP:" to "took:". */
+static void result_text(const struct fam *f, bool with_pm, const struct nb_portmap *pm)
+{
+	const struct nb_netcheck_result *res = fam_result(f);
+	char refl[NB_ADDR_STRLEN], local[NB_ADDR_STRLEN];
 	const char *hairpin = res->hairpin < 0 ? "not tested" : res->hairpin ? "yes" : "no";
 
 	nb_addr_format(&res->local, local, sizeof(local));
-	nb_addr_format(&o->server, srv, sizeof(srv));
 	if (res->reflexive.family != NB_AF_NONE)
 		nb_addr_format(&res->reflexive, refl, sizeof(refl));
 	else
 		snprintf(refl, sizeof(refl), "none");
-
-	if (o->json) {
-		cJSON *j = cJSON_CreateObject(), *up = cJSON_CreateObject(), *loc = cJSON_CreateArray();
-		char *text;
-
-		cJSON_AddStringToObject(j, "server", srv);
-		if (res->reflexive.family != NB_AF_NONE)
-			cJSON_AddStringToObject(j, "reflexive", refl);
-		else
-			cJSON_AddNullToObject(j, "reflexive");
-		cJSON_AddItemToArray(loc, cJSON_CreateString(local));
-		cJSON_AddItemToObject(j, "local", loc);
-		cJSON_AddStringToObject(j, "mapping", res->udp_blocked ? "none" : mapping);
-		cJSON_AddStringToObject(j, "filtering", filtering);
-		cJSON_AddStringToObject(j, "nat", nat);
-		if (res->hairpin < 0)
-			cJSON_AddNullToObject(j, "hairpin");
-		else
-			cJSON_AddBoolToObject(j, "hairpin", res->hairpin);
-		cJSON_AddBoolToObject(j, "rfc5780", res->rfc5780);
-		portmap_json(up, pm);
-		cJSON_AddItemToObject(j, "portmap", up);
-		cJSON_AddItemToObject(j, "upnp", cJSON_Duplicate(up, 1));
-		cJSON_AddNumberToObject(j, "ms", (double)res->ms);
-		if (res->note[0])
-			cJSON_AddStringToObject(j, "note", res->note);
-		text = cJSON_PrintUnformatted(j);
-		if (text != NULL)
-			printf("%s\n", text);
-		cJSON_free(text);
-		cJSON_Delete(j);
-		return;
-	}
-	printf("natpeer netcheck against %s\n", srv);
 	printf("  UDP:        %s\n", res->udp_blocked ? "blocked (no answer)" : "yes");
 	printf("  local:      %s\n", local);
 	printf("  reflexive:  %s\n", refl);
-	printf("  mapping:    %s\n", res->udp_blocked ? "none" : mapping);
-	printf("  filtering:  %s\n", filtering);
-	printf("  NAT:        %s\n", nat);
+	printf("  mapping:    %s\n", res->udp_blocked ? "none" : word(nb_mapping_to_string(res->mapping)));
+	printf("  filtering:  %s\n", word(nb_filtering_to_string(res->filtering)));
+	printf("  NAT:        %s\n", word(nb_nat_type_to_string(res->nat)));
 	printf("  hairpin:    %s\n", hairpin);
 	printf("  RFC 5780:   %s\n", res->rfc5780 ? "yes (server has two addresses)" : "no");
-	{
+	if (with_pm) {
 		cJSON *up = cJSON_CreateObject();
 		const cJSON *st, *ex, *le, *re, *pr;
-		portmap_json(up, pm);
+		portmap_json(up, pm, NULL);
 		st = cJSON_GetObjectItem(up, "status");
 		ex = cJSON_GetObjectItem(up, "external");
 		le = cJSON_GetObjectItem(up, "lease");
@@ -655,55 +765,161 @@ static void report(const struct nb_netcheck_opts *o, const struct nb_netcheck_re
 	printf("  took:       %llu ms\n", (unsigned long long)res->ms);
 }
 
+/* One --broker: the report as it has always been. Two: the first's fields
+ * at the top level (so consumers of one keep working), and a section (text)
+ * or an entry of "families" (JSON) per family; docs/man/natpeer.1. */
+static void report(const struct run *r)
+{
+	const struct fam *pf = r->pf;
+	const char *pm_why = NULL;
+	char srv[NB_ADDR_STRLEN], pm_buf[256];
+	unsigned long long total = (unsigned long long)(nb_now_ms() - r->start);
+
+	if (r->n_fam == 2 && fam_missing(pf) != NULL) {
+		snprintf(pm_buf, sizeof(pm_buf), "no %s: %s", fam_name(pf), fam_missing(pf));
+		pm_why = pm_buf;
+	}
+	if (r->o->json) {
+		cJSON *j = cJSON_CreateObject();
+		char *text;
+
+		result_json(j, &r->f[0], false, r->pm, pm_why);
+		if (r->n_fam == 2) {
+			cJSON *fams = cJSON_CreateObject();
+			for (int k = 0; k < r->n_fam; k++) {
+				cJSON *fj = cJSON_CreateObject();
+				result_json(fj, &r->f[k], true, NULL, NULL);
+				cJSON_AddItemToObject(fams, r->f[k].server.family == NB_AF_INET6 ? "6" : "4", fj);
+			}
+			cJSON_AddItemToObject(j, "families", fams);
+			cJSON_AddNumberToObject(j, "total_ms", (double)total);
+		}
+		text = cJSON_PrintUnformatted(j);
+		if (text != NULL)
+			printf("%s\n", text);
+		cJSON_free(text);
+		cJSON_Delete(j);
+		return;
+	}
+	if (r->n_fam == 1) {
+		printf("natpeer netcheck against %s\n", nb_addr_format(&pf->server, srv, sizeof(srv)));
+		result_text(pf, true, r->pm);
+		return;
+	}
+	printf("natpeer netcheck against %s", nb_addr_format(&r->f[0].server, srv, sizeof(srv)));
+	printf(" and %s\n", nb_addr_format(&r->f[1].server, srv, sizeof(srv)));
+	for (int k = 0; k < r->n_fam; k++) {
+		const struct fam *f = &r->f[k];
+		nb_addr_format(&f->server, srv, sizeof(srv));
+		if (fam_missing(f) != NULL) {
+			printf("%s: no %s (%s)\n", fam_name(f), fam_name(f), fam_missing(f));
+			continue;
+		}
+		printf("%s: %s\n", fam_name(f), srv);
+		result_text(f, f == pf, r->pm);
+	}
+	printf("total:        %llu ms (both families at once)\n", total);
+}
+
+/* Open a family's two sockets (its agent socket on `port`). With two
+ * families a failure only makes this family "no IPvN" (f->why) and returns
+ * 0; with one it is printed and fatal (returns the libuv error). */
+static int fam_open(struct run *r, struct fam *f, uint16_t port)
+{
+	const struct nb_netcheck_opts *o = r->o;
+	struct nb_addr any;
+	/* two families: the v6 socket must not take the v4 port too (--port) */
+	unsigned flags = r->n_fam == 2 && f->server.family == NB_AF_INET6 ? UV_UDP_IPV6ONLY : 0;
+	int rc = 0;
+
+	memset(&any, 0, sizeof(any));
+	any.family = f->server.family;
+	for (int i = 0; i < 2; i++) {
+		any.port = i == 0 ? port : 0;
+		rc = nb_udp_open(&f->sock[i], &r->loop, &any, flags, on_recv, f);
+		if (rc == UV_EADDRINUSE && i == 0 && o->map.on) {
+			/* map udp: the port is another program's; map it anyway */
+			r->udp_busy = true;
+			if (!o->json)
+				fprintf(stderr, "map: UDP %u is in use by another program: mapping it, but the "
+						"broker's probe goes to that program\n", (unsigned)o->map.port);
+			any.port = 0;
+			rc = nb_udp_open(&f->sock[i], &r->loop, &any, flags, on_recv, f);
+		}
+		if (rc != 0)
+			break;
+		f->n_open++;
+		r->open_handles++;
+	}
+	if (rc == 0) {
+		f->local.port = f->sock[0].local.port;
+		f->on = true;
+		return 0;
+	}
+	{
+		char a[NB_ADDR_STRLEN];
+		nb_addr_format(&any, a, sizeof(a));
+		if (r->n_fam == 2)
+			snprintf(f->why, sizeof(f->why), "cannot bind UDP %s: %s", a, uv_strerror(rc));
+		else
+			fprintf(stderr, "natpeer: cannot bind UDP %s: %s%s\n", a, uv_strerror(rc),
+				rc == UV_EADDRINUSE ? " (pick another --port)" : "");
+	}
+	if (f->n_open == 1) {
+		nb_udp_close(&f->sock[0], NULL);
+		r->open_handles--;
+	}
+	f->n_open = 0;
+	return r->n_fam == 2 ? 0 : rc;
+}
+
 int nb_netcheck_run(const struct nb_netcheck_opts *o)
 {
 	struct run r;
-	struct nb_addr local, any;
-	uint8_t seed[NB_STUN_TID_LEN];
-	char srv[NB_ADDR_STRLEN];
+	struct fam *pf;
+	uint8_t seed[2][NB_STUN_TID_LEN];
+	char srv[NB_ADDR_STRLEN], srv2[NB_ADDR_STRLEN];
 	int rc;
 
 	memset(&r, 0, sizeof(r));
 	r.o = o;
+	r.n_fam = o->has_server2 && !o->map.on ? 2 : 1;
+	r.f[0].server = o->server;
+	r.f[1].server = o->server2;
+	/* the port mapping and the broker's probe: the IPv4 family's */
+	r.pf = pf = r.n_fam == 2 && o->server.family == NB_AF_INET6 ? &r.f[1] : &r.f[0];
 	nb_addr_format(&o->server, srv, sizeof(srv));
-	rc = nb_local_ip_toward(&o->server, &local);
-	if (rc != 0) {
-		fprintf(stderr, "natpeer: no route to %s: %s (check --broker and the network)\n", srv,
-			strerror(-rc));
-		return 1;
+	nb_addr_format(&o->server2, srv2, sizeof(srv2));
+	for (int k = 0; k < r.n_fam; k++) {
+		struct fam *f = &r.f[k];
+		char a[NB_ADDR_STRLEN];
+		f->r = &r;
+		rc = nb_local_ip_toward(&f->server, &f->local);
+		if (rc == 0)
+			continue;
+		nb_addr_format(&f->server, a, sizeof(a));
+		if (r.n_fam == 1) {
+			fprintf(stderr, "natpeer: no route to %s: %s (check --broker and the network)\n", a,
+				strerror(-rc));
+			return 1;
+		}
+		snprintf(f->why, sizeof(f->why), "no route to %s: %s", a, strerror(-rc));
 	}
 	if (getrandom(seed, sizeof(seed), 0) != (ssize_t)sizeof(seed)) {
 		fprintf(stderr, "natpeer: getrandom failed: %s\n", strerror(errno));
 		return 1;
 	}
 	uv_loop_init(&r.loop);
-	memset(&any, 0, sizeof(any));
-	any.family = o->server.family;
-	for (int i = 0; i < 2; i++) {
-		any.port = i == 0 ? (o->map.on ? (o->map.tcp ? 0 : o->map.port) : o->port) : 0;
-		rc = nb_udp_open(&r.sock[i], &r.loop, &any, 0, on_recv, &r);
-		if (rc == UV_EADDRINUSE && i == 0 && o->map.on) {
-			/* map udp: the port is another program's; map it anyway */
-			r.udp_busy = true;
-			if (!o->json)
-				fprintf(stderr, "map: UDP %u is in use by another program: mapping it, but the "
-						"broker's probe goes to that program\n", (unsigned)o->map.port);
-			any.port = 0;
-			rc = nb_udp_open(&r.sock[i], &r.loop, &any, 0, on_recv, &r);
-		}
-		if (rc != 0) {
-			char a[NB_ADDR_STRLEN];
-			fprintf(stderr, "natpeer: cannot bind UDP %s: %s%s\n", nb_addr_format(&any, a, sizeof(a)),
-				uv_strerror(rc), rc == UV_EADDRINUSE ? " (pick another --port)" : "");
-			if (i == 1)
-				nb_udp_close(&r.sock[0], NULL);
+	for (int k = 0; k < r.n_fam; k++) {
+		struct fam *f = &r.f[k];
+		if (f->why[0] != '\0')
+			continue;
+		if (fam_open(&r, f, o->map.on ? (o->map.tcp ? 0 : o->map.port) : o->port) != 0) {
 			uv_run(&r.loop, UV_RUN_DEFAULT);
 			uv_loop_close(&r.loop);
 			return 1;
 		}
-		r.open_handles++;
 	}
-	local.port = r.sock[0].local.port;
 	uv_timer_init(&r.loop, &r.timer);
 	r.timer.data = &r;
 	r.open_handles++;
@@ -724,17 +940,24 @@ int nb_netcheck_run(const struct nb_netcheck_opts *o)
 			r.open_handles++;
 		}
 		r.sig_on = true;
-	} else if (!o->json) {
+	} else if (!o->json && r.n_fam == 1) {
 		fprintf(stderr, "netcheck: testing mapping and filtering against %s...\n", srv);
+	} else if (!o->json) {
+		fprintf(stderr, "netcheck: testing mapping and filtering against %s and %s at once...\n", srv,
+			srv2);
 	}
 	uint64_t now = nb_now_ms();
+	r.start = now;
 	r.hard_deadline = now + (o->timeout_ms ? o->timeout_ms : 10000);
-	nb_netcheck_init(&r.nc, NULL, &o->server, &local, seed, now);
+	for (int k = 0; k < r.n_fam; k++)
+		if (r.f[k].on)
+			nb_netcheck_init(&r.f[k].nc, NULL, &r.f[k].server, &r.f[k].local, seed[k], now);
 	uint8_t cseed[32];
 	if (getrandom(cseed, sizeof(cseed), 0) != (ssize_t)sizeof(cseed))
 		memset(cseed, 0, sizeof(cseed)); /* cannot happen after the first getrandom */
-	nb_client_init(&r.client, NULL, &o->server, cseed, now);
-	if (o->upnp && o->has_identity) {
+	nb_client_init(&r.client, NULL, &pf->server, cseed, now);
+	nb_addr_format(&pf->server, srv, sizeof(srv));
+	if (o->upnp && o->has_identity && pf->on) {
 		/* The broker's key: as pinned by listen/connect, or given; else
 		 * asked for, and trusted for this run only (netcheck pins
 		 * nothing). */
@@ -743,7 +966,7 @@ int nb_netcheck_run(const struct nb_netcheck_opts *o)
 		const uint8_t *pinned = NULL;
 		uint8_t bk[NB_KEY_LEN];
 		nb_known_init(&known);
-		if (nb_known_broker_name(&o->server, name) == 0 &&
+		if (nb_known_broker_name(&pf->server, name) == 0 &&
 		    nb_known_load(&known, o->known_path, err, sizeof(err)) == 0 &&
 		    (pinned = nb_known_lookup(&known, name)) != NULL)
 			memcpy(bk, pinned, NB_KEY_LEN);
@@ -755,14 +978,14 @@ int nb_netcheck_run(const struct nb_netcheck_opts *o)
 				memcpy(bk, o->broker_key, NB_KEY_LEN);
 				pinned = bk;
 			}
-			nb_blink_init(&r.bl, o->priv, o->pub, pinned != NULL ? bk : NULL, &o->server, cseed);
+			nb_blink_init(&r.bl, o->priv, o->pub, pinned != NULL ? bk : NULL, &pf->server, cseed);
 			r.bl_on = nb_blink_start(&r.bl, now) == 0;
 		}
 		nb_known_free(&known);
 	}
-	if (o->upnp) {
+	if (o->upnp && pf->on) {
 		struct nb_portmap_opts po = {
-			.internal_port = local.port, .ssdp_flags = o->upnp_flags, .quiet = o->json,
+			.internal_port = pf->local.port, .ssdp_flags = o->upnp_flags, .quiet = o->json,
 			.protocols = o->portmap_protocols, .verify = nb_client_verify_hook, .verify_arg = &r.client,
 		};
 		if (o->map.on) {

@@ -10,6 +10,11 @@
 
 struct nb_netcheck_opts {
 	struct nb_addr server; /* numeric address and port */
+	/* netcheck: a second server, of the other address family: both
+	 * families are tested at once, each with its own two sockets; the port
+	 * mapping and the broker's probe go with the IPv4 one. */
+	bool has_server2;
+	struct nb_addr server2;
 	uint16_t port;         /* local port of the agent socket; 0 = random */
 	bool json;
 	uint32_t timeout_ms;   /* hard cap on the whole run */
@@ -39,7 +44,9 @@ struct nb_netcheck_opts {
 
 /* Runs to completion on its own loop; prints the report on stdout and
  * progress/errors on stderr. Returns the exit status: 0 when a verdict was
- * reached (even "UDP blocked"), 1 on failure to run. With map.on: 0 when
+ * reached (even "UDP blocked"; with two servers, for at least one family:
+ * a family without a route, a socket or a sent datagram is reported as
+ * "no IPv4"/"no IPv6"), 1 on failure to run. With map.on: 0 when
  * the mapping was made and removed at the end, 1 when none was made. */
 int nb_netcheck_run(const struct nb_netcheck_opts *o);
 
