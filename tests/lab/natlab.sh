@@ -46,6 +46,7 @@ ROUTERS_V6=(
     "r-v6:16:none+apdf:v6o"
     "r-b6:17:portrestricted+noudp:b6"
     "r-t6:18:symmetric+apdf:t6"
+    "r-e6:19:portrestricted+apdf:e6"
 )
 LAB_V6=0
 if [ "${NATLAB_V6:-0}" = 1 ]; then
@@ -1024,7 +1025,7 @@ options (environment, read by up):
                      pmp (NAT-PMP/PCP only, no HTTP/SSDP), upnp (UPnP only,
                      nothing on UDP $PMP_PORT)
   NATLAB_V6=1        also an IPv6 internet 2001:db8::/64 and the dual-stack and
-                     v6-only routers r-d6 r-s6 r-o6 r-v6 r-b6 r-t6 (docs/lab.md); set
+                     v6-only routers r-d6 r-s6 r-o6 r-v6 r-b6 r-t6 r-e6 (docs/lab.md); set
                      it for every command on such a lab (down removes either)
 nodes: $ALL_NODES
 EOF
