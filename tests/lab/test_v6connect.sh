@@ -98,7 +98,7 @@ for p in "${PAIRS[@]}"; do
         else
             lab_fail "$a -> $b: still running $CONN_WAIT s after connect"
         fi
-    elif ! lab_wait "$CONN_WAIT" grep -q '"event"' "$out" || ! grep -q '"event":"connected"' "$out"; then
+    elif ! lab_wait "$CONN_WAIT" grep -qs '"event"' "$out" || ! grep -q '"event":"connected"' "$out"; then
         lab_fail "$a -> $b: no connection" "$(cat "$out" "$LAB_TMP/err-$id")"
     else
         ev=$(grep '"event":"connected"' "$out" | head -n 1)
