@@ -787,7 +787,8 @@ static void plan_fill(struct nb_ctrl_plan *pl, const char *session, const char *
  * for it, good for cred_s; else only the word that the other side
  * allocates, and its relayed address if it registered one (`other`). */
 static void relay_fill(const struct nb_rendezvous *rv, struct nb_ctrl_relay *r, bool alloc,
-		       const uint8_t *key, uint32_t cred_s, const struct nb_registry_peer *other)
+		       const uint8_t *key, uint32_t cred_s, const struct nb_registry_peer *other,
+		       const struct nb_addr *alloc_from)
 {
 	char kt[NB_KEY_TEXT_LEN + 1];
 
@@ -811,6 +812,34 @@ static void relay_fill(const struct nb_rendezvous *rv, struct nb_ctrl_relay *r, 
 	}
 	r->alloc = true;
 	r->server = rv->cfg.relays[key[0] % rv->cfg.n_relays];
+	/* Our own relay listens on every family we do: an allocating side
+	 * reaches it over its own (the allocation's relayed address stays of
+	 * the relay's family, RFC 8656 §7.2's default, IPv4). */
+	if (rv->cfg.own_relay && alloc_from != NULL && alloc_from->family != r->server.family) {
+		const struct nb_addr *a = &rv->cfg.self[nb_addr_fam(alloc_from)];
+		if (a->family == alloc_from->family)
+			r->server = *a;
+	}
+}
+
+/* A relay for two sides that share no family (docs/protocol.md "IPv6"):
+ * the side not of the relay's family allocates, over its own, and the
+ * other sends to the relayed address, which is of its family. */
+static void plan_cross_family(const struct nb_rendezvous *rv, const struct nb_registry_peer *pa,
+			      const struct nb_registry_peer *pb, struct nb_plan *ret)
+{
+	const struct nb_addr *relay = &rv->cfg.relays[pa->key[0] % rv->cfg.n_relays];
+
+	memset(ret, 0, sizeof(*ret));
+	ret->path = NB_PATH_RELAY;
+	ret->relay_by_a = pa->reflexive.family != relay->family;
+	ret->role_a = ret->relay_by_a ? NB_ROLE_RELAY : NB_ROLE_DIAL;
+	ret->role_b = ret->relay_by_a ? NB_ROLE_DIAL : NB_ROLE_RELAY;
+	snprintf(ret->reason, sizeof(ret->reason),
+		 "A (IPv%c only) and B (IPv%c only) share no IP family: %s allocates on the relay, %s "
+		 "sends to it",
+		 pa->reflexive.family == NB_AF_INET6 ? '6' : '4', pb->reflexive.family == NB_AF_INET6 ? '6' : '4',
+		 ret->relay_by_a ? "A" : "B", ret->relay_by_a ? "B" : "A");
 }
 
 static ssize_t push_encode(struct nb_rendezvous *rv, const struct rv_session *x,
@@ -1045,7 +1074,8 @@ static void on_register(struct nb_rendezvous *rv, struct reply_ctx *c)
 	 * then carry its relayed address to the other side. */
 	if (rv->via_tcp || (r->has_nat && r->mapping != NB_MAPPING_NONE &&
 			    r->mapping != NB_MAPPING_ENDPOINT_INDEPENDENT))
-		relay_fill(rv, &rv->rep.u.registered.relay, true, c->key, NB_RENDEZVOUS_REG_CRED_S, NULL);
+		relay_fill(rv, &rv->rep.u.registered.relay, true, c->key, NB_RENDEZVOUS_REG_CRED_S, NULL,
+			   c->from);
 	ev.change = change;
 	ev.other_addr = old;
 	ev.entry = nb_registry_get(rv->reg, r->id, c->now);
@@ -1221,14 +1251,16 @@ static void on_connect(struct nb_rendezvous *rv, struct reply_ctx *c)
 
 	bool shared = plan_family(rv, pa, pb, c->now, &plan, &fc);
 	if (!shared) {
-		/* One has only IPv4, the other only IPv6: nothing direct, and
-		 * the relay would need an allocation of the other family
-		 * (RFC 8656 REQUESTED-ADDRESS-FAMILY), which plans do not ask
-		 * for yet. */
-		memset(&plan, 0, sizeof(plan));
-		plan.path = NB_PATH_NONE;
-		plan.role_a = plan.role_b = NB_ROLE_NONE;
-		snprintf(plan.reason, sizeof(plan.reason), "A and B share no IP family");
+		/* One has only IPv4, the other only IPv6: nothing direct; a
+		 * relay if there is one. */
+		if (rv->cfg.n_relays > 0) {
+			plan_cross_family(rv, pa, pb, &plan);
+		} else {
+			memset(&plan, 0, sizeof(plan));
+			plan.path = NB_PATH_NONE;
+			plan.role_a = plan.role_b = NB_ROLE_NONE;
+			snprintf(plan.reason, sizeof(plan.reason), "A and B share no IP family, and no relay");
+		}
 		memset(&fc, 0, sizeof(fc));
 		fc.refl_a = pa->reflexive;
 		fc.refl_b = pb->reflexive;
@@ -1280,7 +1312,8 @@ static void on_connect(struct nb_rendezvous *rv, struct reply_ctx *c)
 	plan_fill(&x->plan_b, session, pa->id, plan.role_b, plan.path, reason, pa, &fc.refl_a,
 		  fc.race ? &fc.also_a : NULL, same_ip, username, deadline_ms, t.delay_b);
 	if (plan.path != NB_PATH_NONE)
-		relay_fill(rv, &x->plan_b.relay, !plan.relay_by_a, pb->key, rv->cfg.relay_cred_s, pa);
+		relay_fill(rv, &x->plan_b.relay, !plan.relay_by_a, pb->key, rv->cfg.relay_cred_s, pa,
+			   &pb->reflexive);
 	if (plan.path == NB_PATH_BIRTHDAY) {
 		x->plan_b.birthday = rv->cfg.birthday;
 		x->plan_b.birthday.has = true;
@@ -1292,7 +1325,8 @@ static void on_connect(struct nb_rendezvous *rv, struct reply_ctx *c)
 	plan_fill(&rv->rep.u.plan, session, pb->id, plan.role_a, plan.path, reason, pb, &fc.refl_b,
 		  fc.race ? &fc.also_b : NULL, same_ip, username, deadline_ms, t.delay_a);
 	if (plan.path != NB_PATH_NONE)
-		relay_fill(rv, &rv->rep.u.plan.relay, plan.relay_by_a, pa->key, rv->cfg.relay_cred_s, pb);
+		relay_fill(rv, &rv->rep.u.plan.relay, plan.relay_by_a, pa->key, rv->cfg.relay_cred_s, pb,
+			   &pa->reflexive);
 	rv->rep.u.plan.birthday = x->plan_b.birthday;
 	/* The other side's plan is a request of the broker's own (d[1]). */
 	if (push_encode(rv, x, &c->out->d[1]) <= 0) {

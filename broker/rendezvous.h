@@ -268,6 +268,9 @@ struct nb_rendezvous_config {
 	 * peer over one family names the other family's as "alt", where the
 	 * peer registers its second address (docs/protocol.md "IPv6"). */
 	struct nb_addr self[2];
+	/* relays[] is the broker's own TURN server, which also listens at
+	 * self[]: an allocating side is sent to it over its own family. */
+	bool own_relay;
 };
 
 void nb_rendezvous_config_default(struct nb_rendezvous_config *cfg);

@@ -1128,7 +1128,7 @@ static void test_dual_family(void **state)
 	/* dave -> carol: no family in common */
 	assert_int_equal(connect_(h, "[2001:db8:15::2]:7000", 500, "dave", "carol"), 2);
 	assert_int_equal(h->m[0].u.plan.path, NB_PATH_NONE);
-	assert_string_equal(h->m[0].u.plan.reason, "dave and carol share no IP family");
+	assert_string_equal(h->m[0].u.plan.reason, "dave and carol share no IP family, and no relay");
 
 	/* dave -> alice: IPv6, open vs firewall: alice listens... whatever the
 	 * table says, over IPv6 only */
@@ -1165,6 +1165,59 @@ static void test_dual_family(void **state)
 				  NULL, NULL), 1);
 	sendf(h, "192.0.2.200:1", 10 + E_MS + 5000, HDR PAD "}", "peers", next_tx(h));
 	assert_false(h->m[0].u.peer_list.peers[0].has_alt);
+	h_free(h);
+}
+
+#define RELAY_SECRET "turn-s3cret"
+
+/* IPv4 only and IPv6 only: the broker's own relay, reached by the IPv6-only
+ * side over IPv6, relays to an IPv4 address the other side can send to. */
+static void test_cross_family_relay(void **state)
+{
+	struct nb_rendezvous_config cfg;
+	struct h *h;
+
+	(void)state;
+	nb_rendezvous_config_default(&cfg);
+	cfg.self[NB_FAM_V4] = A("203.0.113.10:3478");
+	cfg.self[NB_FAM_V6] = A("[2001:db8::10]:3478");
+	cfg.n_relays = 1;
+	cfg.relays[0] = A("203.0.113.10:3478");
+	cfg.own_relay = true;
+	memcpy(cfg.relay_secret, RELAY_SECRET, strlen(RELAY_SECRET));
+	cfg.relay_secret_len = strlen(RELAY_SECRET);
+	h = h_new(&cfg);
+	reg_ok(h, "carol", "198.51.100.3:3000", 0, "prc");
+	assert_int_equal(reg_full(h, "dave", "[2001:db8:15::2]:7000", 0, "none", "endpoint-independent",
+				  NULL, NULL, NULL), 1);
+	for (int dir = 0; dir < 2; dir++) {
+		const struct nb_ctrl_plan *p6, *p4;
+		struct nb_addr v6srv = A("[2001:db8::10]:3478");
+		if (dir == 0)
+			assert_int_equal(connect_(h, "198.51.100.3:3000", 100, "carol", "dave"), 2);
+		else
+			assert_int_equal(connect_(h, "[2001:db8:15::2]:7000", 200, "dave", "carol"), 2);
+		p4 = dir == 0 ? &h->m[0].u.plan : &h->m[1].u.plan;
+		p6 = dir == 0 ? &h->m[1].u.plan : &h->m[0].u.plan;
+		assert_int_equal(p4->path, NB_PATH_RELAY);
+		assert_int_equal(p6->role, NB_ROLE_RELAY); /* dave allocates ... */
+		assert_true(p6->relay.alloc);
+		assert_true(nb_addr_equal(&p6->relay.server, &v6srv)); /* ... over IPv6 */
+		assert_int_equal(p4->role, NB_ROLE_DIAL);  /* carol sends to the relayed address */
+		assert_false(p4->relay.alloc);
+	}
+	assert_string_equal(h->m[0].u.plan.reason,
+			    "dave (IPv6 only) and carol (IPv4 only) share no IP family: dave allocates on the "
+			    "relay, carol sends to it");
+	/* a relay-needing IPv6-only host (symmetric) is given its advance
+	 * allocation on the relay's IPv6 address too */
+	assert_int_equal(reg_full(h, "erin", "[2001:db8:16::2]:7000", 300, "address-and-port-dependent",
+				  APDF, NULL, NULL, NULL), 1);
+	{
+		struct nb_addr v6srv = A("[2001:db8::10]:3478");
+		assert_true(h->m[0].u.registered.relay.alloc);
+		assert_true(nb_addr_equal(&h->m[0].u.registered.relay.server, &v6srv));
+	}
 	h_free(h);
 }
 
@@ -3559,6 +3612,7 @@ int main(void)
 		cmocka_unit_test(test_rtt_samples),
 		cmocka_unit_test(test_dual_family),
 		cmocka_unit_test(test_family_race),
+		cmocka_unit_test(test_cross_family_relay),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
