@@ -39,10 +39,13 @@ static const char usage[] =
 	"                           '--'; options on the command line override it\n"
 	"  --check-config           check the settings, print them and exit\n"
 	"  --listen IP              address to serve on (default 0.0.0.0). Give it twice,\n"
-	"                           with two public IPs, for RFC 5780 NAT behaviour\n"
-	"                           discovery (CHANGE-REQUEST, OTHER-ADDRESS)\n"
+	"                           with two public IPs of one family, for RFC 5780 NAT\n"
+	"                           behaviour discovery (CHANGE-REQUEST, OTHER-ADDRESS).\n"
+	"                           IPv4 and IPv6 at once: up to four times, one or two\n"
+	"                           IPs per family (two: RFC 5780 for that family); a\n"
+	"                           wildcard (0.0.0.0, ::) only as the single --listen\n"
 	"  --port N                 primary port (default 3478)\n"
-	"  --alt-port N             alternate port, used with two --listen\n"
+	"  --alt-port N             alternate port, used with two --listen of a family\n"
 	"                           (default --port + 1: 3479)\n"
 	"  --no-tcp                 serve UDP only\n"
 	"  --max-tcp N              TCP connections at once (default 1024)\n"
@@ -150,7 +153,7 @@ enum opt_id {
 #define OPT_BASE 256 /* getopt_long values: OPT_BASE + enum opt_id */
 
 static const struct nb_config_key settings[OPT_N_SETTINGS] = {
-	[OPT_LISTEN] = { "listen", NB_CONFIG_VALUE, 2 },
+	[OPT_LISTEN] = { "listen", NB_CONFIG_VALUE, NB_SERVER_MAX_LISTEN },
 	[OPT_PORT] = { "port", NB_CONFIG_VALUE, 1 },
 	[OPT_ALT_PORT] = { "alt-port", NB_CONFIG_VALUE, 1 },
 	[OPT_NO_TCP] = { "no-tcp", NB_CONFIG_FLAG, 1 },
@@ -421,8 +424,9 @@ static int apply(struct settings *s, enum opt_id id, const char *val, bool flag,
 			s->n_listen = 0;
 			s->listen_from_cli = true;
 		}
-		if (s->n_listen == 2)
-			return bad(err, errlen, where, NULL, "given more than twice (one or two addresses)");
+		if (s->n_listen == NB_SERVER_MAX_LISTEN)
+			return bad(err, errlen, where, NULL,
+				   "given more than four times (one or two addresses per family)");
 		if (nb_addr_parse(val, true, &a) != 0)
 			return bad(err, errlen, where, val, "an IPv4 or IPv6 address");
 		if (a.port != 0)
@@ -668,24 +672,24 @@ static int finish(struct settings *s, char *err, size_t errlen)
 		cfg->n_listen = s->n_listen;
 	if (!s->alt_port_given)
 		cfg->alt_port = (uint16_t)(cfg->port + 1); /* as coturn does */
-	if (s->n_listen == 2) {
+	if (s->n_listen > 1) {
+		char why[256];
+		/* Per family: one IP, or two specific distinct ones (RFC 5780);
+		 * a wildcard only alone (server.h). */
+		if (nb_server_listen_check(cfg, why, sizeof(why)) != 0)
+			return bad(err, errlen, where_of(s, OPT_LISTEN, w, sizeof(w)), NULL, why);
+	}
+	if (nb_server_config_rfc5780(cfg)) {
 		if (!s->alt_port_given && cfg->port == 65535)
 			return bad(err, errlen, where_of(s, OPT_ALT_PORT, w, sizeof(w)), NULL,
 				   "needed when --port is 65535");
-		where_of(s, OPT_LISTEN, w, sizeof(w));
-		if (cfg->listen[0].family != cfg->listen[1].family)
-			return bad(err, errlen, w, NULL, "the two addresses must be of one family");
-		if (nb_addr_is_unspecified(&cfg->listen[0]) || nb_addr_is_unspecified(&cfg->listen[1]))
-			return bad(err, errlen, w, NULL,
-				   "RFC 5780 mode needs two specific addresses, not a wildcard");
-		if (nb_addr_ip_equal(&cfg->listen[0], &cfg->listen[1]))
-			return bad(err, errlen, w, NULL, "the two addresses must differ");
 		if (cfg->port == cfg->alt_port)
 			return bad(err, errlen, where_of(s, OPT_ALT_PORT, w, sizeof(w)), NULL,
 				   "must differ from --port");
 	}
 	if (cfg->status_port != 0 &&
-	    (cfg->status_port == cfg->port || (s->n_listen == 2 && cfg->status_port == cfg->alt_port)))
+	    (cfg->status_port == cfg->port ||
+	     (nb_server_config_rfc5780(cfg) && cfg->status_port == cfg->alt_port)))
 		return bad(err, errlen, where_of(s, OPT_STATUS_PORT, w, sizeof(w)), NULL,
 			   "must differ from --port and --alt-port");
 	if (cfg->n_relays > 0 && !s->secret_given)
@@ -805,7 +809,7 @@ static void print_settings(FILE *f, const struct settings *s)
 		fprintf(f, "listen = %s\n", nb_addr_format_ip(&c->listen[i], ip, sizeof(ip)));
 	fprintf(f, "port = %u\n", c->port);
 	fprintf(f, "alt-port = %u%s\n", c->alt_port,
-		c->n_listen == 2 ? "" : "    # unused: one address");
+		nb_server_config_rfc5780(c) ? "" : "    # unused: one address per family");
 	fprintf(f, "no-tcp = %s\n", c->tcp ? "no" : "yes");
 	fprintf(f, "max-tcp = %u\n", c->max_tcp);
 	fprintf(f, "tcp-idle-timeout = %llu\n", (unsigned long long)(c->tcp_idle_timeout_ms / 1000));

@@ -70,21 +70,23 @@ enum {
 	LL_REGISTER, LL_EXPIRE, LL_CONNECT, LL_PUSH, LL_RESULT, LL_REFUSED, LL_RANDOM,
 	LL_LIMIT_PEERS, LL_LIMIT_SESSIONS, LL_LIMIT_CACHE, LL_LIMIT_RATE,
 	LL_SRC_RATE, LL_SRC_TABLE, LL_TCP_BYTES, LL_PLINK_FULL,
-	LL_TURN_REFUSED, LL_TURN_ALLOC, LL_TURN_BIND,
+	LL_TURN_REFUSED, LL_TURN_ALLOC, LL_TURN_BIND, LL_NO_FAMILY,
 	LL_COUNT,
 };
 
+/* Every socket knows its family (the index of its set: enum nb_fam), its
+ * IP index and its port index within the set. */
 struct udp_sock {
 	struct nb_udp udp;
 	struct nb_server *srv;
-	uint8_t ip, port;
+	uint8_t fam, ip, port;
 	bool open;
 };
 
 struct tcp_listener {
 	uv_tcp_t handle;
 	struct nb_server *srv;
-	uint8_t ip, port;
+	uint8_t fam, ip, port;
 	bool open;
 	bool paused; /* a connection waits in libuv: accept it when a slot frees */
 };
@@ -111,7 +113,7 @@ struct tcp_conn {
 	struct tcp_conn *prev, *next;
 	struct nb_addr peer;
 	uint64_t id;          /* for TURN's 5-tuple; never 0 */
-	uint8_t ip, port;
+	uint8_t fam, ip, port; /* the listener that accepted it */
 	uint8_t open_handles; /* handles not yet closed: freed at 0 */
 	bool closing;
 	bool ctrl;            /* a sealed control session runs over it */
@@ -156,10 +158,16 @@ struct relay_txq {
 struct nb_server {
 	uv_loop_t *loop;
 	struct nb_server_config cfg;
-	struct nb_binding_config bind;
+	/* One binding set per family (has[f]: the broker listens on f); a
+	 * destination of family f is reached from the sockets of set
+	 * route[f] (f itself; NB_FAM_V6 for IPv4 too when the one listen is
+	 * the dual-stack ::), NB_FAM_COUNT when none. */
+	struct nb_binding_config bind[NB_FAM_COUNT];
+	bool has[NB_FAM_COUNT];
+	uint8_t route[NB_FAM_COUNT];
 	char software[NB_BINDING_MAX_SOFTWARE + 1];
-	struct udp_sock udp[2][2];
-	struct tcp_listener tcp[2][2];
+	struct udp_sock udp[NB_FAM_COUNT][2][2];
+	struct tcp_listener tcp[NB_FAM_COUNT][2][2];
 	struct tcp_conn *conns; /* every allocated connection, closing ones too */
 	unsigned n_conns;
 	uint64_t last_accept_warn_ms, last_full_warn_ms;
@@ -330,9 +338,70 @@ void nb_server_ratelimit_stats(const struct nb_server *srv, struct nb_ratelimit_
 		memset(ret, 0, sizeof(*ret));
 }
 
-static unsigned n_ips(const struct nb_server *srv)
+static unsigned n_ips(const struct nb_server *srv, unsigned f)
 {
-	return srv->bind.rfc5780 ? 2 : 1;
+	return srv->bind[f].rfc5780 ? 2 : 1;
+}
+
+/* A family's primary socket (IP1:port): the one that takes control messages. */
+static bool is_primary(const struct udp_sock *s)
+{
+	return s->ip == 0 && s->port == 0;
+}
+
+/* TURN's socket index of a listening socket (nb_turn_client.sock): family,
+ * IP, port in three bits; turn_client_sock() reverses it. */
+static uint8_t turn_sock_index(unsigned fam, unsigned ip, unsigned port)
+{
+	return (uint8_t)(((fam & 1u) << 2) | ((ip & 1u) << 1) | (port & 1u));
+}
+
+static struct udp_sock *turn_client_sock(struct nb_server *srv, uint8_t sock)
+{
+	return &srv->udp[(sock >> 2) & 1][(sock >> 1) & 1][sock & 1];
+}
+
+static bool log_allow(struct nb_server *srv, unsigned k, unsigned burst, uint64_t window_ms,
+		      uint64_t *ret_suppressed);
+static const char *more_text(uint64_t suppressed, char *buf, size_t len);
+
+/* The UDP socket that sends to `to`: the primary socket of to's family
+ * (alt_port: the primary IP's alternate port when RFC 5780 mode has one,
+ * as a UPnP probe needs; else the primary). NULL when the broker has no
+ * open socket of that family: the datagram is dropped, counted and logged
+ * (at most once per WARN_INTERVAL_MS). */
+static struct udp_sock *tx_sock(struct nb_server *srv, const struct nb_addr *to, bool alt_port)
+{
+	unsigned f = srv->route[nb_addr_fam(to)];
+	struct udp_sock *tx;
+	uint64_t sup;
+
+	if (f < NB_FAM_COUNT) {
+		tx = &srv->udp[f][0][0];
+		if (alt_port)
+			tx = srv->udp[f][0][1].open ? &srv->udp[f][0][1]
+			   : srv->udp[f][1][1].open ? &srv->udp[f][1][1]
+			   : srv->udp[f][1][0].open ? &srv->udp[f][1][0] : tx;
+		if (tx->open)
+			return tx;
+	}
+	srv->stats.tx_no_family++;
+	if (log_allow(srv, LL_NO_FAMILY, 1, WARN_INTERVAL_MS, &sup)) {
+		char a[NB_ADDR_STRLEN], more[64];
+		nb_log_warn(LOG, "no %s socket: a datagram to %s dropped (%llu in all; --listen "
+				 "an address of that family to serve it)%s",
+			    to->family == NB_AF_INET6 ? "IPv6" : "IPv4", nb_addr_format(to, a, sizeof(a)),
+			    (unsigned long long)srv->stats.tx_no_family, more_text(sup, more, sizeof(more)));
+	}
+	return NULL;
+}
+
+/* Send what the primary sockets queued (outside a receive batch). */
+static void flush_primaries(struct nb_server *srv)
+{
+	for (unsigned f = 0; f < NB_FAM_COUNT; f++)
+		if (srv->udp[f][0][0].open)
+			nb_udp_flush(&srv->udp[f][0][0].udp);
 }
 
 /* ---- Rendezvous -------------------------------------------------------------- */
@@ -579,12 +648,12 @@ static const uint8_t *rv_wire(struct nb_server *srv, const struct nb_rendezvous_
 
 static void rv_send(struct nb_server *srv, const struct nb_rendezvous_dgram *d)
 {
-	struct udp_sock *p = &srv->udp[0][0];
 	struct tcp_conn *c = d->sealed ? conn_of_control(srv, &d->to) : NULL;
+	struct udp_sock *p = c == NULL ? tx_sock(srv, &d->to, false) : NULL;
 	const uint8_t *b;
 	size_t len;
 
-	if ((c != NULL || p->open) && (b = rv_wire(srv, d, &len)) != NULL) {
+	if ((c != NULL || p != NULL) && (b = rv_wire(srv, d, &len)) != NULL) {
 		if (c != NULL)
 			conn_send_dgram(c, b, len); /* a host that came over TCP */
 		else
@@ -608,8 +677,7 @@ static void on_rv_timer(uv_timer_t *t)
 		if (more <= 0)
 			break;
 	}
-	if (srv->udp[0][0].open)
-		nb_udp_flush(&srv->udp[0][0].udp);
+	flush_primaries(srv);
 	if (more > 0) {
 		/* More is due than one callback does: come back next iteration. */
 		uv_timer_start(&srv->rv_timer, on_rv_timer, 0, 0);
@@ -662,16 +730,14 @@ static void rv_send_raw(struct nb_server *srv, const struct nb_rendezvous_dgram 
 			size_t blen)
 {
 	struct tcp_conn *c = d->sealed ? conn_of_control(srv, &d->to) : NULL;
-	struct udp_sock *tx = &srv->udp[0][0];
+	struct udp_sock *tx;
 
 	if (c != NULL) {
 		conn_send_dgram(c, b, blen);
 		return;
 	}
-	if (d->from_alt_port)
-		tx = srv->udp[0][1].open ? &srv->udp[0][1] : srv->udp[1][1].open ? &srv->udp[1][1]
-			: srv->udp[1][0].open ? &srv->udp[1][0] : tx;
-	if (tx->open)
+	tx = tx_sock(srv, &d->to, d->from_alt_port);
+	if (tx != NULL)
 		nb_udp_send(&tx->udp, b, blen, &d->to);
 }
 
@@ -689,8 +755,7 @@ static void on_tcp_probe(void *ctx, const void *payload, size_t len, bool ok, co
 		nb_log_info(LOG_RV, "TCP probe for %s failed: %s", nb_addr_format(&d[0].to, a, sizeof(a)),
 			    why != NULL ? why : "?");
 	rv_send(srv, &d[ok ? 0 : 1]);
-	if (srv->udp[0][0].open)
-		nb_udp_flush(&srv->udp[0][0].udp);
+	flush_primaries(srv);
 }
 
 static void tcp_probe(struct nb_server *srv, const struct nb_rendezvous_out *out)
@@ -741,10 +806,12 @@ static void on_control(struct nb_server *srv, struct udp_sock *s, struct tcp_con
 	}
 	/* Replies join the receive batch's sendmmsg. A UPnP probe leaves from
 	 * the primary IP's alternate port, a source the peer has not sent to;
-	 * else from the alternate IP; with one socket only, from this one. */
+	 * else from the alternate IP; with one socket only, from the primary.
+	 * Each from a socket of its destination's family (a plan pushed to a
+	 * peer of the other family leaves from that family's primary). */
 	for (size_t i = 0; i < out->n; i++) {
 		const struct nb_rendezvous_dgram *d = &out->d[i];
-		struct udp_sock *tx = s;
+		struct udp_sock *tx;
 		const uint8_t *b;
 		size_t blen;
 		if ((b = rv_wire(srv, d, &blen)) == NULL)
@@ -757,9 +824,8 @@ static void on_control(struct nb_server *srv, struct udp_sock *s, struct tcp_con
 			rv_send_raw(srv, d, b, blen); /* a push (perhaps over TCP), or a probe */
 			continue;
 		}
-		if (d->from_alt_port)
-			tx = srv->udp[0][1].open ? &srv->udp[0][1] : srv->udp[1][1].open ? &srv->udp[1][1]
-				: srv->udp[1][0].open ? &srv->udp[1][0] : s;
+		if ((tx = tx_sock(srv, &d->to, d->from_alt_port)) == NULL)
+			continue;
 		if (tx == s)
 			nb_udp_queue(&s->udp, b, blen, &d->to);
 		else
@@ -945,22 +1011,24 @@ static void on_udp(struct nb_udp *u, const uint8_t *data, size_t len, const stru
 		.data = data, .len = len, .from = *from,
 		.ip_idx = s->ip, .port_idx = s->port, .transport = NB_BINDING_UDP,
 	};
+	bool primary = is_primary(s);
 	struct nb_binding_reply rep;
 	uint8_t out[NB_BINDING_MAX_RESPONSE];
 	struct udp_sock *tx;
 	int rc;
 
 	/* docs/protocol.md: '{' is a control message; the primary socket
-	 * alone carries them. Everything else is the STUN handler's to take
+	 * (of each family) alone carries them. Everything else is the STUN handler's to take
 	 * or drop. One compare on the STUN path. Both draw on the source's
 	 * UDP rate-limit budget before any other work. */
-	if (len > 0 && data[0] == NB_CTRL_FIRST_BYTE && s == &srv->udp[0][0]) {
+	if (len > 0 && data[0] == NB_CTRL_FIRST_BYTE && primary) {
 		/* 0x7B is also ChannelData of channel 0x7Bxx (RFC 5766's range,
 		 * which coturn's clients use): an allocation on this 5-tuple
 		 * with that channel bound takes it; else it is a control
 		 * message, unsealed, refused (401). */
 		struct nb_turn_client tc = {
-			.addr = *from, .transport = NB_TURN_CLIENT_UDP, .sock = 0,
+			.addr = *from, .transport = NB_TURN_CLIENT_UDP,
+			.sock = turn_sock_index(s->fam, 0, 0),
 		};
 		if (srv->turn != NULL && turn_from_client(srv, &tc, data, len) == 0)
 			return;
@@ -971,7 +1039,8 @@ static void on_udp(struct nb_udp *u, const uint8_t *data, size_t len, const stru
 	if (srv->turn != NULL && len >= 4 && (nb_turn_is_chandata(data, len) || turn_method(data, len))) {
 		srv->in_batch = true; /* until on_udp_batch_end() */
 		struct nb_turn_client tc = {
-			.addr = *from, .transport = NB_TURN_CLIENT_UDP, .sock = (uint8_t)(s->ip * 2 + s->port),
+			.addr = *from, .transport = NB_TURN_CLIENT_UDP,
+			.sock = turn_sock_index(s->fam, s->ip, s->port),
 		};
 		/* ChannelData skips the per-source limit: without an
 		 * allocation it is dropped unanswered, and with one it is the
@@ -980,7 +1049,7 @@ static void on_udp(struct nb_udp *u, const uint8_t *data, size_t len, const stru
 			turn_from_client(srv, &tc, data, len);
 		return;
 	}
-	if (len >= KEYQ_MIN_LEN && data[0] == KEYQ_TYPE && s == &srv->udp[0][0]) {
+	if (len >= KEYQ_MIN_LEN && data[0] == KEYQ_TYPE && primary) {
 		/* "What is your key?" (a peer's first use; docs/protocol.md
 		 * "Broker key"): 33 bytes back for at least 64. */
 		if (rate_ok(srv, from, RL_UDP, &srv->stats.rate_limited_control)) {
@@ -991,8 +1060,7 @@ static void on_udp(struct nb_udp *u, const uint8_t *data, size_t len, const stru
 		}
 		return;
 	}
-	if (len > 0 && (data[0] == NB_NOISE_TYPE_INIT || data[0] == NB_SEAL_TYPE) &&
-	    s == &srv->udp[0][0]) {
+	if (len > 0 && (data[0] == NB_NOISE_TYPE_INIT || data[0] == NB_SEAL_TYPE) && primary) {
 		if (rate_ok(srv, from, RL_UDP, &srv->stats.rate_limited_control))
 			on_sealed(srv, s, NULL, data, len, from);
 		return;
@@ -1000,7 +1068,7 @@ static void on_udp(struct nb_udp *u, const uint8_t *data, size_t len, const stru
 	srv->stats.udp_rx++;
 	if (!rate_ok(srv, from, RL_UDP, &srv->stats.rate_limited_udp))
 		return;
-	rc = nb_binding_handle(&srv->bind, &req, out, sizeof(out), &rep);
+	rc = nb_binding_handle(&srv->bind[s->fam], &req, out, sizeof(out), &rep);
 	if (rc < 0) {
 		srv->stats.drops[nb_binding_drop_index(rc)]++;
 		if (nb_log_get_level() >= NB_LOG_DEBUG) {
@@ -1014,7 +1082,7 @@ static void on_udp(struct nb_udp *u, const uint8_t *data, size_t len, const stru
 		srv->stats.udp_errors_sent++;
 	else
 		srv->stats.udp_answered++;
-	tx = &srv->udp[rep.ip_idx][rep.port_idx];
+	tx = &srv->udp[s->fam][rep.ip_idx][rep.port_idx]; /* its own family's set */
 	if (!tx->open)
 		return;
 	/* Answers from the receiving socket leave in the batch's sendmmsg;
@@ -1047,12 +1115,14 @@ static void on_conn_handle_closed(uv_handle_t *h)
 		return;
 	}
 	/* A slot is free: accept what waits on a paused listener. */
-	for (unsigned i = 0; i < 2; i++)
-		for (unsigned p = 0; p < 2; p++)
-			if (srv->tcp[i][p].open && srv->tcp[i][p].paused &&
-			    srv->n_conns < srv->cfg.max_tcp) {
-				srv->tcp[i][p].paused = false;
-				listener_accept(&srv->tcp[i][p]);
+	for (unsigned f = 0; f < NB_FAM_COUNT; f++)
+		for (unsigned i = 0; i < 2; i++)
+			for (unsigned p = 0; p < 2; p++) {
+				struct tcp_listener *l = &srv->tcp[f][i][p];
+				if (l->open && l->paused && srv->n_conns < srv->cfg.max_tcp) {
+					l->paused = false;
+					listener_accept(l);
+				}
 			}
 }
 
@@ -1066,7 +1136,7 @@ static void conn_close(struct tcp_conn *c)
 	if (c->turn_on) {
 		struct nb_turn_client tc = {
 			.addr = c->peer, .transport = NB_TURN_CLIENT_TCP,
-			.sock = (uint8_t)(c->ip * 2 + c->port), .conn = c->id,
+			.sock = turn_sock_index(c->fam, c->ip, c->port), .conn = c->id,
 		};
 		struct nb_turn_out out;
 		c->srv->stats.tcp_turn--;
@@ -1267,7 +1337,7 @@ static void conn_process(struct tcp_conn *c)
 			   (kind == NB_TCPF_CHANDATA || turn_method(c->rbuf, (size_t)fl))) {
 			struct nb_turn_client tc = {
 				.addr = c->peer, .transport = NB_TURN_CLIENT_TCP,
-				.sock = (uint8_t)(c->ip * 2 + c->port), .conn = c->id,
+				.sock = turn_sock_index(c->fam, c->ip, c->port), .conn = c->id,
 			};
 			turn_from_client(srv, &tc, c->rbuf, (size_t)fl);
 		} else if (kind == NB_TCPF_STUN) {
@@ -1275,7 +1345,7 @@ static void conn_process(struct tcp_conn *c)
 				.data = c->rbuf, .len = (size_t)fl, .from = c->peer,
 				.ip_idx = c->ip, .port_idx = c->port, .transport = NB_BINDING_TCP,
 			};
-			rc = nb_binding_handle(&srv->bind, &req, out, sizeof(out), &rep);
+			rc = nb_binding_handle(&srv->bind[c->fam], &req, out, sizeof(out), &rep);
 			if (rc < 0)
 				srv->stats.drops[nb_binding_drop_index(rc)]++;
 			else
@@ -1326,6 +1396,7 @@ static void listener_accept(struct tcp_listener *l)
 	}
 	c->srv = srv;
 	c->id = ++srv->conn_ids;
+	c->fam = l->fam;
 	c->ip = l->ip;
 	c->port = l->port;
 	c->handle.data = c;
@@ -1467,10 +1538,11 @@ static void on_relay_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const
 				uv_now(srv->loop), &out) == 0) {
 		turn_do(srv, &out);
 		/* Outside a receive batch of the client's socket: send now. */
-		for (unsigned i = 0; i < 2; i++)
-			for (unsigned p = 0; p < 2; p++)
-				if (srv->udp[i][p].open)
-					nb_udp_flush(&srv->udp[i][p].udp);
+		for (unsigned f = 0; f < NB_FAM_COUNT; f++)
+			for (unsigned i = 0; i < 2; i++)
+				for (unsigned p = 0; p < 2; p++)
+					if (srv->udp[f][i][p].open)
+						nb_udp_flush(&srv->udp[f][i][p].udp);
 	}
 }
 
@@ -1581,7 +1653,9 @@ static void turn_do(struct nb_server *srv, struct nb_turn_out *out)
 				if (c != NULL)
 					conn_send(c, out->data, out->len, true);
 			} else {
-				struct udp_sock *u = &srv->udp[(out->client.sock >> 1) & 1][out->client.sock & 1];
+				/* back out of the socket it came in on, whatever
+				 * the relay's family */
+				struct udp_sock *u = turn_client_sock(srv, out->client.sock);
 				if (u->open)
 					nb_udp_queue(&u->udp, out->data, out->len, &out->client.addr);
 			}
@@ -1740,7 +1814,7 @@ static int turn_open(struct nb_server *srv)
 		srv->cfg.turn = false;
 		return 0;
 	}
-	tc.n_own = 0;
+	tc.n_own = 0; /* every --listen IP, of both families */
 	for (unsigned i = 0; i < srv->cfg.n_listen && tc.n_own < NB_TURN_MAX_OWN; i++)
 		if (!nb_addr_is_unspecified(&srv->cfg.listen[i]))
 			tc.own[tc.n_own++] = srv->cfg.listen[i];
@@ -1825,17 +1899,21 @@ void nb_server_close(struct nb_server *srv, void (*done_cb)(void *arg), void *ar
 	srv->done_cb = done_cb;
 	srv->done_arg = arg;
 	srv->pending = 1; /* held until every close below has been started */
-	for (unsigned i = 0; i < 2; i++) {
-		for (unsigned p = 0; p < 2; p++) {
-			if (srv->udp[i][p].open) {
-				srv->udp[i][p].open = false;
-				srv->pending++;
-				nb_udp_close(&srv->udp[i][p].udp, on_udp_closed);
-			}
-			if (srv->tcp[i][p].open) {
-				srv->tcp[i][p].open = false;
-				srv->pending++;
-				uv_close((uv_handle_t *)&srv->tcp[i][p].handle, on_listener_closed);
+	for (unsigned f = 0; f < NB_FAM_COUNT; f++) {
+		for (unsigned i = 0; i < 2; i++) {
+			for (unsigned p = 0; p < 2; p++) {
+				struct udp_sock *u = &srv->udp[f][i][p];
+				struct tcp_listener *l = &srv->tcp[f][i][p];
+				if (u->open) {
+					u->open = false;
+					srv->pending++;
+					nb_udp_close(&u->udp, on_udp_closed);
+				}
+				if (l->open) {
+					l->open = false;
+					srv->pending++;
+					uv_close((uv_handle_t *)&l->handle, on_listener_closed);
+				}
 			}
 		}
 	}
@@ -1869,14 +1947,15 @@ void nb_server_close(struct nb_server *srv, void (*done_cb)(void *arg), void *ar
 	server_pending_done(srv);
 }
 
-static int open_udp(struct nb_server *srv, unsigned i, unsigned p)
+static int open_udp(struct nb_server *srv, unsigned f, unsigned i, unsigned p)
 {
-	struct udp_sock *s = &srv->udp[i][p];
-	struct nb_addr a = nb_binding_local(&srv->bind, i, p);
+	struct udp_sock *s = &srv->udp[f][i][p];
+	struct nb_addr a = nb_binding_local(&srv->bind[f], i, p);
 	char as[NB_ADDR_STRLEN];
 	int rc;
 
 	s->srv = srv;
+	s->fam = (uint8_t)f;
 	s->ip = (uint8_t)i;
 	s->port = (uint8_t)p;
 	rc = nb_udp_open(&s->udp, srv->loop, &a, 0, on_udp, s);
@@ -1891,15 +1970,16 @@ static int open_udp(struct nb_server *srv, unsigned i, unsigned p)
 	return 0;
 }
 
-static int open_tcp(struct nb_server *srv, unsigned i, unsigned p)
+static int open_tcp(struct nb_server *srv, unsigned f, unsigned i, unsigned p)
 {
-	struct tcp_listener *l = &srv->tcp[i][p];
-	struct nb_addr a = nb_binding_local(&srv->bind, i, p);
+	struct tcp_listener *l = &srv->tcp[f][i][p];
+	struct nb_addr a = nb_binding_local(&srv->bind[f], i, p);
 	struct sockaddr_storage ss;
 	char as[NB_ADDR_STRLEN];
 	int rc;
 
 	l->srv = srv;
+	l->fam = (uint8_t)f;
 	l->ip = (uint8_t)i;
 	l->port = (uint8_t)p;
 	nb_addr_format(&a, as, sizeof(as));
@@ -1949,6 +2029,13 @@ static int rendezvous_open(struct nb_server *srv)
 	rc.event_arg = srv;
 	rc.birthday = cfg->birthday;
 	rc.rtt_timing = cfg->rtt_timing;
+	/* The broker's primary address per family, where it listens on a
+	 * specific IP of it (a wildcard names no address). */
+	for (unsigned f = 0; f < NB_FAM_COUNT; f++) {
+		memset(&rc.self[f], 0, sizeof(rc.self[f])); /* NB_AF_NONE */
+		if (srv->has[f] && !nb_addr_is_unspecified(&srv->bind[f].ip[0]))
+			rc.self[f] = nb_binding_local(&srv->bind[f], 0, 0);
+	}
 	/* Blocks only before the kernel's pool is first initialised at boot;
 	 * nothing is being served yet. */
 	n = getrandom(rc.hash_key, sizeof(rc.hash_key), 0);
@@ -2018,12 +2105,103 @@ static int rendezvous_open(struct nb_server *srv)
 	return 0;
 }
 
+static const char *fam_name(unsigned f)
+{
+	return f == NB_FAM_V6 ? "IPv6" : "IPv4";
+}
+
+int nb_server_listen_check(const struct nb_server_config *cfg, char *err, size_t errlen)
+{
+	unsigned n = cfg->n_listen, count[NB_FAM_COUNT] = { 0, 0 };
+	char a[NB_ADDR_STRLEN];
+
+	if (n < 1 || n > NB_SERVER_MAX_LISTEN) {
+		snprintf(err, errlen, "one to %d addresses (two per family at most)", NB_SERVER_MAX_LISTEN);
+		return -EINVAL;
+	}
+	for (unsigned i = 0; i < n; i++) {
+		if (cfg->listen[i].family != NB_AF_INET && cfg->listen[i].family != NB_AF_INET6) {
+			snprintf(err, errlen, "not an IPv4 or IPv6 address");
+			return -EINVAL;
+		}
+		count[nb_addr_fam(&cfg->listen[i])]++;
+	}
+	for (unsigned i = 0; i < n && n > 1; i++) {
+		if (!nb_addr_is_unspecified(&cfg->listen[i]))
+			continue;
+		if (n == 2 && cfg->listen[0].family == cfg->listen[1].family)
+			snprintf(err, errlen, "RFC 5780 mode needs two specific addresses, not a wildcard");
+		else
+			snprintf(err, errlen, "a wildcard (%s) must be the only address; with several, "
+					      "name each one",
+				 nb_addr_format_ip(&cfg->listen[i], a, sizeof(a)));
+		return -EINVAL;
+	}
+	for (unsigned i = 0; i < n; i++)
+		for (unsigned j = 0; j < i; j++)
+			if (nb_addr_ip_equal(&cfg->listen[i], &cfg->listen[j])) {
+				snprintf(err, errlen, "%s given twice: the addresses must differ",
+					 nb_addr_format_ip(&cfg->listen[i], a, sizeof(a)));
+				return -EINVAL;
+			}
+	for (unsigned f = 0; f < NB_FAM_COUNT; f++)
+		if (count[f] > 2) {
+			snprintf(err, errlen, "%u %s addresses: at most two per family (one: plain STUN, "
+					      "two: RFC 5780)",
+				 count[f], fam_name(f));
+			return -EINVAL;
+		}
+	return 0;
+}
+
+bool nb_server_config_rfc5780(const struct nb_server_config *cfg)
+{
+	unsigned count[NB_FAM_COUNT] = { 0, 0 };
+
+	for (unsigned i = 0; i < cfg->n_listen && i < NB_SERVER_MAX_LISTEN; i++)
+		if (++count[nb_addr_fam(&cfg->listen[i])] == 2)
+			return true;
+	return false;
+}
+
+/* srv->bind[], has[] and route[] from the --listen IPs: each family's, in
+ * the order given. */
+static void binding_sets(struct nb_server *srv)
+{
+	const struct nb_server_config *cfg = &srv->cfg;
+	unsigned count[NB_FAM_COUNT] = { 0, 0 };
+
+	for (unsigned i = 0; i < cfg->n_listen; i++) {
+		unsigned f = nb_addr_fam(&cfg->listen[i]);
+		if (count[f] < 2)
+			srv->bind[f].ip[count[f]++] = cfg->listen[i];
+	}
+	for (unsigned f = 0; f < NB_FAM_COUNT; f++) {
+		srv->has[f] = count[f] > 0;
+		srv->route[f] = count[f] > 0 ? (uint8_t)f : (uint8_t)NB_FAM_COUNT;
+		srv->bind[f].rfc5780 = count[f] == 2;
+		if (count[f] == 1)
+			srv->bind[f].ip[1] = srv->bind[f].ip[0];
+		srv->bind[f].port[0] = cfg->port;
+		srv->bind[f].port[1] = cfg->alt_port;
+	}
+	/* The :: wildcard socket is dual-stack: it takes (and reaches) IPv4
+	 * too, as IPv4-mapped addresses - as it did before there were sets. */
+	if (!srv->has[NB_FAM_V4] && srv->has[NB_FAM_V6] && nb_addr_is_unspecified(&srv->bind[NB_FAM_V6].ip[0]))
+		srv->route[NB_FAM_V4] = NB_FAM_V6;
+}
+
 int nb_server_open(uv_loop_t *loop, const struct nb_server_config *cfg, struct nb_server **ret)
 {
 	struct nb_server *srv;
+	char err[160];
 	int rc;
 
-	if (cfg->n_listen < 1 || cfg->n_listen > 2 || cfg->max_tcp < 1 ||
+	if (nb_server_listen_check(cfg, err, sizeof(err)) != 0) {
+		nb_log_error(LOG, "invalid listen addresses: %s", err);
+		return -EINVAL;
+	}
+	if (cfg->max_tcp < 1 ||
 	    cfg->tcp_idle_timeout_ms < 1 || cfg->tcp_max_bytes < NB_STUN_HDR_LEN ||
 	    cfg->max_peers < 1 || cfg->max_peers > NB_REGISTRY_MAX_MAX || cfg->max_sessions < 1 ||
 	    cfg->max_sessions > NB_RENDEZVOUS_MAX_SESSIONS_MAX ||
@@ -2036,11 +2214,7 @@ int nb_server_open(uv_loop_t *loop, const struct nb_server_config *cfg, struct n
 		return -ENOMEM;
 	srv->loop = loop;
 	srv->cfg = *cfg;
-	srv->bind.rfc5780 = cfg->n_listen == 2;
-	srv->bind.ip[0] = cfg->listen[0];
-	srv->bind.ip[1] = cfg->n_listen == 2 ? cfg->listen[1] : cfg->listen[0];
-	srv->bind.port[0] = cfg->port;
-	srv->bind.port[1] = cfg->alt_port;
+	binding_sets(srv);
 	if (cfg->software != NULL) {
 		size_t n = strlen(cfg->software);
 		if (n > NB_BINDING_MAX_SOFTWARE) {
@@ -2049,11 +2223,16 @@ int nb_server_open(uv_loop_t *loop, const struct nb_server_config *cfg, struct n
 			return -EINVAL;
 		}
 		memcpy(srv->software, cfg->software, n);
-		srv->bind.software = (const uint8_t *)srv->software;
-		srv->bind.software_len = n;
+		for (unsigned f = 0; f < NB_FAM_COUNT; f++) {
+			srv->bind[f].software = (const uint8_t *)srv->software;
+			srv->bind[f].software_len = n;
+		}
 		srv->cfg.software = srv->software;
 	}
-	rc = nb_binding_config_check(&srv->bind);
+	rc = 0;
+	for (unsigned f = 0; f < NB_FAM_COUNT && rc == 0; f++)
+		if (srv->has[f])
+			rc = nb_binding_config_check(&srv->bind[f]);
 	if (rc < 0) {
 		free(srv);
 		nb_log_error(LOG, "invalid address configuration: RFC 5780 mode needs two different "
@@ -2094,23 +2273,30 @@ int nb_server_open(uv_loop_t *loop, const struct nb_server_config *cfg, struct n
 		srv->rtxq = calloc(1, sizeof(*srv->rtxq)); /* NULL: each datagram at once */
 	}
 
-	if (srv->bind.rfc5780)
-		nb_log_info(LOG, "RFC 5780 mode: 2 addresses x 2 ports; responses carry "
-				 "RESPONSE-ORIGIN and OTHER-ADDRESS, CHANGE-REQUEST is honoured");
-	else
-		nb_log_info(LOG, "single-address mode: no OTHER-ADDRESS, CHANGE-REQUEST with a flag "
-				 "set is answered with 420");
-	if (!srv->bind.rfc5780 && nb_addr_is_unspecified(&srv->bind.ip[0]))
-		nb_log_info(LOG, "listening on the wildcard address: on a host with several "
-				 "addresses, name the public one with --listen");
+	for (unsigned f = 0; f < NB_FAM_COUNT; f++) {
+		/* One family alone: the lines as they always were. */
+		const char *fn = srv->has[f ^ 1u] ? (f == NB_FAM_V6 ? "IPv6: " : "IPv4: ") : "";
+		if (!srv->has[f])
+			continue;
+		if (srv->bind[f].rfc5780)
+			nb_log_info(LOG, "%sRFC 5780 mode: 2 addresses x 2 ports; responses carry "
+					 "RESPONSE-ORIGIN and OTHER-ADDRESS, CHANGE-REQUEST is honoured", fn);
+		else
+			nb_log_info(LOG, "%ssingle-address mode: no OTHER-ADDRESS, CHANGE-REQUEST with a "
+					 "flag set is answered with 420", fn);
+		if (!srv->bind[f].rfc5780 && nb_addr_is_unspecified(&srv->bind[f].ip[0]))
+			nb_log_info(LOG, "listening on the wildcard address: on a host with several "
+					 "addresses, name the public one with --listen");
+	}
 
 	rc = 0;
-	for (unsigned i = 0; i < n_ips(srv) && rc == 0; i++)
-		for (unsigned p = 0; p < n_ips(srv) && rc == 0; p++) {
-			rc = open_udp(srv, i, p);
-			if (rc == 0 && cfg->tcp)
-				rc = open_tcp(srv, i, p);
-		}
+	for (unsigned f = 0; f < NB_FAM_COUNT && rc == 0; f++)
+		for (unsigned i = 0; srv->has[f] && i < n_ips(srv, f) && rc == 0; i++)
+			for (unsigned p = 0; p < n_ips(srv, f) && rc == 0; p++) {
+				rc = open_udp(srv, f, i, p);
+				if (rc == 0 && cfg->tcp)
+					rc = open_tcp(srv, f, i, p);
+			}
 	if (rc != 0) {
 		nb_server_close(srv, NULL, NULL);
 		return rc;
@@ -2120,14 +2306,19 @@ int nb_server_open(uv_loop_t *loop, const struct nb_server_config *cfg, struct n
 				 "per connection",
 			    cfg->max_tcp, (unsigned long long)cfg->tcp_idle_timeout_ms,
 			    (unsigned long long)cfg->tcp_max_bytes);
-	if (srv->bind.software != NULL)
+	if (cfg->software != NULL)
 		nb_log_info(LOG, "responses carry SOFTWARE \"%s\"", srv->software);
 	{
-		char a[NB_ADDR_STRLEN];
-		struct nb_addr p = nb_binding_local(&srv->bind, 0, 0);
-		nb_log_info(LOG_RV, "control messages on udp %s: up to %zu peers (keepalive %u s, "
+		char a[2][NB_ADDR_STRLEN];
+		unsigned k = 0;
+		for (unsigned f = 0; f < NB_FAM_COUNT; f++)
+			if (srv->has[f]) {
+				struct nb_addr p = nb_binding_local(&srv->bind[f], 0, 0);
+				nb_addr_format(&p, a[k++], sizeof(a[0]));
+			}
+		nb_log_info(LOG_RV, "control messages on udp %s%s%s: up to %zu peers (keepalive %u s, "
 				    "expiry %u s), %zu connections in progress, %s",
-			    nb_addr_format(&p, a, sizeof(a)), cfg->max_peers, cfg->keepalive_s,
+			    a[0], k > 1 ? " and " : "", k > 1 ? a[1] : "", cfg->max_peers, cfg->keepalive_s,
 			    cfg->keepalive_s * NB_RENDEZVOUS_EXPIRES_FACTOR, cfg->max_sessions,
 			    cfg->token != NULL ? "token required" : "no token required");
 	}

@@ -9,10 +9,19 @@
  * TCP carry STUN only. A uv_timer drives nb_rendezvous_poll() at
  * nb_rendezvous_next_deadline(); random bytes come from getrandom().
  *
- * Sockets (docs/broker.md):
- *   one --listen IP   : UDP IP:port, TCP IP:port.
- *   two --listen IPs  : RFC 5780. UDP and TCP on IP1:port, IP1:alt_port,
- *                       IP2:port, IP2:alt_port.
+ * Sockets (docs/broker.md), one set per address family (IPv4, IPv6; the
+ * --listen IPs of each family, in the order given):
+ *   one IP of a family  : UDP IP:port, TCP IP:port.
+ *   two IPs of a family : RFC 5780. UDP and TCP on IP1:port, IP1:alt_port,
+ *                         IP2:port, IP2:alt_port.
+ * Both families at once (dual stack) take up to four --listen IPs; a
+ * wildcard (0.0.0.0 or ::) is only ever the single --listen (a :: socket
+ * also takes IPv4, as IPv4-mapped addresses). Each family's primary UDP
+ * socket (IP1:port) carries control messages; a STUN Binding is answered
+ * by its own family's set (OTHER-ADDRESS, CHANGE-REQUEST stay inside it).
+ * Whatever the broker sends to an address (replies, pushed plans, probes,
+ * TURN responses) leaves from a socket of that address's family; for a
+ * family it does not listen on, it is dropped and counted (tx_no_family).
  *
  * TCP: each connection carries STUN messages framed by their header length
  * (RFC 8489 §6.2.2). Hard limits: max_tcp connections at once (beyond that
@@ -53,9 +62,14 @@
 #define NB_SERVER_DEFAULT_TCP_MAX_BYTES 65536
 #define NB_SERVER_TCP_BACKLOG 128
 
+/* --listen IPs at most: two per family. */
+#define NB_SERVER_MAX_LISTEN 4
+
 struct nb_server_config {
-	struct nb_addr listen[2]; /* IPs (ports ignored) */
-	unsigned n_listen;        /* 1, or 2 for RFC 5780 */
+	/* IPs (ports ignored): 1..4, at most 2 per family (2: RFC 5780 for
+	 * that family), distinct; a wildcard only as the single one. */
+	struct nb_addr listen[NB_SERVER_MAX_LISTEN];
+	unsigned n_listen;
 	uint16_t port, alt_port;
 	bool tcp;
 	unsigned max_tcp;             /* >= 1 */
@@ -115,6 +129,9 @@ struct nb_server_stats {
 	 * client did not read fast enough. */
 	uint64_t tcp_control, tcp_turn, tcp_write_dropped;
 	uint64_t relay_sockets; /* relay sockets open now */
+	/* Datagrams for an address of a family the broker has no socket of
+	 * (a plan pushed to an IPv6 peer by a broker on IPv4 only): dropped. */
+	uint64_t tx_no_family;
 };
 
 struct nb_server;
@@ -123,6 +140,14 @@ struct nb_server;
  * the rendezvous defaults of broker/rendezvous.h, the rate limit defaults
  * of broker/ratelimit.h). */
 void nb_server_config_default(struct nb_server_config *cfg);
+
+/* Check the --listen IPs of cfg (n_listen, families, wildcard, duplicates).
+ * Pure. 0, or -EINVAL with a reason in err ("the two IPv4 addresses must
+ * differ", ...). nb_server_open() checks them too. */
+int nb_server_listen_check(const struct nb_server_config *cfg, char *err, size_t errlen);
+
+/* True if some family has two --listen IPs (RFC 5780 mode, the alt port). */
+bool nb_server_config_rfc5780(const struct nb_server_config *cfg);
 
 /* Check cfg, open every socket on `loop` and start serving. 0, or a negative
  * errno/libuv code with a log line naming the address that failed; on
