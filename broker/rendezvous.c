@@ -1264,7 +1264,8 @@ static void on_connect(struct nb_rendezvous *rv, struct reply_ctx *c)
 		memset(&fc, 0, sizeof(fc));
 		fc.refl_a = pa->reflexive;
 		fc.refl_b = pb->reflexive;
-		fc.fam = nb_addr_fam(&pa->reflexive);
+		/* the path's family: the relayed address's, the dialing side's */
+		fc.fam = nb_addr_fam(plan.relay_by_a ? &pb->reflexive : &pa->reflexive);
 	}
 	plan_timing(&rv->cfg, &plan, !plan.relay_by_a && pb->has_relayed,
 		    plan.relay_by_a && pa->has_relayed, pa->rtt_ms, pb->rtt_ms, &t);

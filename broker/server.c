@@ -2058,6 +2058,7 @@ static int rendezvous_open(struct nb_server *srv)
 		rc.n_relays = 1;
 		rc.relays[0] = cfg->turn_cfg.relay_ip;
 		rc.relays[0].port = cfg->port;
+		rc.own_relay = true; /* served at self[] of each family too */
 	}
 	if (rc.n_relays > 0) {
 		memcpy(rc.relay_secret, cfg->turn_cfg.secret, cfg->turn_cfg.secret_len);

@@ -12,8 +12,9 @@
 #  - d6 -> s6 and v6o -> s6 over IPv6, o6 -> v6o (IPv6 only both);
 #  - b6, whose IPv6 firewall drops UDP: natpeer gives its IPv6 up, and the
 #    pair connects over IPv4 (b6 and d6: port-restricted both);
-#  - prc (IPv4 only) -> o6 (IPv6 only): no family in common: the plan says
-#    so, and connect fails with that reason;
+#  - prc (IPv4 only) and o6, v6o (IPv6 only): no family in common: a relay,
+#    natbroker's own TURN server, which the IPv6-only side reaches over IPv6
+#    and allocates an IPv4 relayed address on, where prc sends;
 #  - every connection carries data both ways, says its family, and the
 #    broker's matrix shows measured == predicted, path and family.
 # Needs root (exit 77 otherwise).
@@ -33,7 +34,7 @@ PAIRS=(
     "s6 t6 direct 6" "t6 s6 direct 6"
     "d6 s6 direct 6" "v6o s6 direct 6" "o6 v6o direct 6"
     "b6 d6 direct 4"
-    "prc o6 none -"
+    "prc o6 relay 4" "v6o prc relay 4"
 )
 REG_WAIT=30 CONN_WAIT=30
 
