@@ -130,6 +130,10 @@ lab_check "b6: IPv6 given up (UDP dropped), IPv4 used" \
 lab_check "o6 (IPv6 only): the broker's IPv4 is unreachable, said once" \
     grep -q '^IPv4: no route to the broker' "$LAB_TMP/err-o6-to-v6o"
 
+lab_check "o6 (IPv6 only) allocated on natbroker's relay over IPv6, an IPv4 relayed address" \
+    grep -q "^relay: allocated $SRV1:[0-9]* (UDP, .*the relay sees us at \[2001:db8:15::2\]" \
+    "$LAB_TMP/err-o6-for-prc"
+
 # the broker's matrix: measured == predicted, path and family
 matrix=$(all_pages matrix)
 for p in "${PAIRS[@]}"; do
