@@ -2266,23 +2266,45 @@ static void f2_down(struct agent *a, const char *why)
 static void on_f2_recv(struct nb_udp *u, const uint8_t *data, size_t len, const struct nb_addr *from,
 		       void *arg);
 
-/* Listeners keep their address: on IPv6, prefer a public (stable) source
- * address to a temporary one (RFC 4941 privacy address), as RFC 5014 lets
- * a socket ask; --ipv6-temporary, and connect, leave the system's choice. */
-static void f2_prefer_public(struct agent *a)
+/* The local IP the kernel picks toward `server` (a route lookup; nothing
+ * is sent). A listener keeps its address: on IPv6 it asks for a public
+ * (stable) source address rather than a temporary one (RFC 4941 privacy
+ * address), as RFC 5014's IPV6_PREFER_SRC_PUBLIC lets a socket ask;
+ * --ipv6-temporary, and connect, take the system's choice. The second
+ * family's sockets are then bound to that IP, so that their source is it
+ * whatever the preferences. 0 or a negative errno. */
+#ifndef IPV6_PREFER_SRC_PUBLIC
+#define IPV6_PREFER_SRC_PUBLIC 0x0002 /* RFC 5014 §5: linux/in6.h has it, glibc's headers not */
+#endif
+static int f2_local_ip(const struct agent *a, const struct nb_addr *server, struct nb_addr *ret)
 {
-#if defined(IPV6_ADDR_PREFERENCES) && defined(IPV6_PREFER_SRC_PUBLIC)
-	uv_os_fd_t fd;
-	int v = IPV6_PREFER_SRC_PUBLIC;
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	int salen = nb_addr_to_sockaddr(server, &ss);
+	int fd = socket(ss.ss_family, SOCK_DGRAM | SOCK_CLOEXEC, 0), rc;
 
-	if (a->f2.broker.family != NB_AF_INET6 || a->o->cmd != NB_AGENT_LISTEN || a->o->ipv6_temporary)
-		return;
-	if (uv_fileno((const uv_handle_t *)&a->f2.sock.handle, &fd) == 0 &&
-	    setsockopt(fd, IPPROTO_IPV6, IPV6_ADDR_PREFERENCES, &v, sizeof(v)) != 0)
-		nb_log_info("agent", "IPv6: cannot prefer a public source address: %s", strerror(errno));
+	if (fd < 0)
+		return -errno;
+#if defined(IPV6_ADDR_PREFERENCES)
+	if (server->family == NB_AF_INET6 && a->o->cmd == NB_AGENT_LISTEN && !a->o->ipv6_temporary) {
+		int v = IPV6_PREFER_SRC_PUBLIC;
+		if (setsockopt(fd, IPPROTO_IPV6, IPV6_ADDR_PREFERENCES, &v, sizeof(v)) != 0)
+			nb_log_info("agent", "IPv6: cannot prefer a public source address: %s", strerror(errno));
+	}
 #else
 	(void)a;
 #endif
+	if (connect(fd, (struct sockaddr *)&ss, (socklen_t)salen) != 0 ||
+	    getsockname(fd, (struct sockaddr *)&ss, &len) != 0) {
+		rc = -errno;
+		close(fd);
+		return rc;
+	}
+	close(fd);
+	rc = nb_addr_from_sockaddr((struct sockaddr *)&ss, ret);
+	if (rc == 0)
+		ret->port = 0;
+	return rc;
 }
 
 static void f2_start(struct agent *a, const struct nb_addr *alt, uint64_t now)
@@ -2296,15 +2318,14 @@ static void f2_start(struct agent *a, const struct nb_addr *alt, uint64_t now)
 	a->f2.name = alt->family == NB_AF_INET6 ? "IPv6" : "IPv4";
 	nb_addr_format(alt, a->f2.broker_str, sizeof(a->f2.broker_str));
 	a->f2.st = F2_NETCHECK;
-	rc = nb_local_ip_toward(alt, &local);
+	rc = f2_local_ip(a, alt, &local);
 	if (rc != 0) {
 		char why[128];
 		snprintf(why, sizeof(why), "no route to the broker's %s", a->f2.broker_str);
 		f2_down(a, why);
 		return;
 	}
-	memset(&any, 0, sizeof(any));
-	any.family = alt->family;
+	any = local; /* port 0 */
 	rc = nb_udp_open(&a->f2.sock, &a->loop, &any, 0, on_f2_recv, a);
 	if (rc == 0) {
 		a->f2.open = true;
@@ -2317,7 +2338,6 @@ static void f2_start(struct agent *a, const struct nb_addr *alt, uint64_t now)
 		f2_down(a, why);
 		return;
 	}
-	f2_prefer_public(a);
 	a->f2.local = local;
 	a->f2.local.port = a->f2.sock.local.port;
 	fprintf(stderr, "%s: the broker is also at %s; testing %s NAT behaviour...\n", a->f2.name,

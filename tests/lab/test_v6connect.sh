@@ -16,7 +16,10 @@
 #    natbroker's own TURN server, which the IPv6-only side reaches over IPv6
 #    and allocates an IPv4 relayed address on, where prc sends;
 #  - every connection carries data both ways, says its family, and the
-#    broker's matrix shows measured == predicted, path and family.
+#    broker's matrix shows measured == predicted, path and family;
+#  - e6 gets a temporary (privacy) IPv6 address, which the system prefers
+#    as a source: a listener still registers its stable address, one with
+#    --ipv6-temporary the temporary one, and d6 reaches the stable one.
 # Needs root (exit 77 otherwise).
 set -u
 export NATLAB_PREFIX=${NATLAB_PREFIX:-nbv6c} NATLAB_V6=1
@@ -120,6 +123,44 @@ for p in "${PAIRS[@]}"; do
     lab_stop "$cpid" "$lpid"
     exec {cfd}>&- {lfd}>&- 2>/dev/null
 done
+
+# ---- a listener keeps its stable IPv6 address when the host also has a
+# temporary (RFC 4941 privacy) one, which the system prefers as a source
+lab_exec e6 sysctl -qw net.ipv6.conf.eth0.use_tempaddr=2
+lab_exec e6 ip -6 addr change 2001:db8:19::2/64 dev eth0 nodad mngtmpaddr
+tmp_ready() {
+    lab_exec e6 ip -6 -o addr show dev eth0 temporary | grep -q inet6 &&
+        ! lab_exec e6 ip -6 -o addr show dev eth0 tentative | grep -q inet6
+}
+lab_check "e6 has a temporary IPv6 address" lab_wait 10 tmp_ready
+TMP=$(lab_exec e6 ip -6 -o addr show dev eth0 temporary | awk '{print $4}' | cut -d/ -f1 | head -n 1)
+SRC=$(lab_exec e6 ip -6 route get "$SRV61" | sed -n 's/.* src \([^ ]*\).*/\1/p')
+lab_check "e6: the system's source toward srv is the temporary $TMP (got $SRC)" test "$SRC" = "$TMP"
+alt_of() { all_pages peers | grep "\"id\":\"$1\"" | sed -n 's/.*"alt":"\([^"]*\)".*/\1/p'; }
+has_alt() { [ -n "$(alt_of "$1")" ]; }
+lab_flush
+lab_spawn e6 /dev/null "$LAB_TMP/out-e6-stable" "$LAB_TMP/err-e6-stable" \
+    "$NP" listen --id e6-stable --broker "$SRV1" --json
+p1=$LAB_LAST_PID
+lab_spawn e6 /dev/null "$LAB_TMP/out-e6-temp" "$LAB_TMP/err-e6-temp" \
+    "$NP" listen --id e6-temp --broker "$SRV1" --json --ipv6-temporary
+p2=$LAB_LAST_PID
+if lab_wait "$REG_WAIT" has_alt e6-stable && lab_wait "$REG_WAIT" has_alt e6-temp; then
+    a1=$(alt_of e6-stable) a2=$(alt_of e6-temp)
+    lab_check "listen registers the stable address ($a1)" eval "[[ '$a1' == '[2001:db8:19::2]:'* ]]"
+    lab_check "listen --ipv6-temporary registers the temporary one ($a2)" eval "[[ '$a2' == '[$TMP]:'* ]]"
+    lab_fifo "in-d6-e6"; cfd=$LAB_FIFO_FD
+    lab_spawn d6 "$LAB_TMP/in-d6-e6" "$LAB_TMP/out-d6-e6" "$LAB_TMP/err-d6-e6" \
+        "$NP" connect --id d6-to-e6 --broker "$SRV1" --json e6-stable
+    cpid=$LAB_LAST_PID
+    lab_check "d6 -> e6 reaches the stable address over IPv6" eval \
+        "lab_wait $CONN_WAIT grep -qs '\"event\":\"connected\".*\"remote\":\"\\[2001:db8:19::2\\]:[0-9]*\",\"family\":6' '$LAB_TMP/out-d6-e6'"
+    exec {cfd}>&-
+    lab_stop "$cpid"
+else
+    lab_fail "e6 listeners did not register both families" "$(cat "$LAB_TMP/err-e6-stable" "$LAB_TMP/err-e6-temp")"
+fi
+lab_stop "$p1" "$p2"
 
 # what each host's natpeer said of its second family
 lab_check "s6: IPv6 firewall tested and registered" eval \
