@@ -240,6 +240,7 @@ struct agent {
 		enum {
 			F2_OFF = 0, /* not started (no alt, or --one-family) */
 			F2_NETCHECK, /* its NAT tests */
+			F2_WAIT,     /* tested; waiting for the first family's registration */
 			F2_REGISTER, /* registering "also" */
 			F2_UP,       /* registered: plans may use it */
 			F2_DOWN,     /* given up (said why) */
@@ -249,6 +250,7 @@ struct agent {
 		struct nb_addr broker, local;
 		char broker_str[NB_ADDR_STRLEN];
 		const char *name; /* "IPv6" or "IPv4" */
+		bool bl_init;     /* bl set up (f2_register) */
 		struct nb_netcheck nc;
 		struct nb_netcheck_result nat;
 		struct nb_blink bl;
@@ -1701,10 +1703,13 @@ static void connect_when_due(struct agent *a, uint64_t now)
 
 	if (!a->connect_due || a->stopping)
 		return;
-	if ((a->f2.st == F2_NETCHECK || a->f2.st == F2_REGISTER) && now < a->connect_due_by)
+	if ((a->f2.st == F2_NETCHECK || a->f2.st == F2_WAIT || a->f2.st == F2_REGISTER) &&
+	    now < a->connect_due_by)
 		return;
-	a->connect_due = false;
 	rc = nb_client_connect(&a->client, a->o->peer, now);
+	if (rc == -EAGAIN)
+		return; /* registering again (a port mapping changed): when registered */
+	a->connect_due = false;
 	if (rc != 0) {
 		connect_failed(a, "could not send connect");
 		return;
@@ -1744,7 +1749,7 @@ static void on_registered(struct agent *a, const struct nb_ctrl_registered *r, u
 	fprintf(stderr, "registered as %s with %s; reflexive %s, keepalive every %u s\n", r->id,
 		a->broker_str, refl, (unsigned)r->keepalive_s);
 	if (r->has_alt && a->f2.st == F2_OFF && !a->o->one_family && !a->broker_tcp)
-		f2_start(a, &r->alt, now);
+		f2_start(a, &r->alt, now); /* (with a second --broker it started at once) */
 	if (a->o->cmd == NB_AGENT_CONNECT) {
 		/* With a second family coming up, connect once it is registered
 		 * (or given up, or after AGENT_F2_WAIT_MS): the plan is made
@@ -2260,7 +2265,8 @@ static void f2_down(struct agent *a, const char *why)
 	if (a->f2.open)
 		nb_udp_close(&a->f2.sock, on_udp_closed);
 	a->f2.open = a->f2.filt_open = false;
-	nb_blink_wipe(&a->f2.bl);
+	if (a->f2.bl_init)
+		nb_blink_wipe(&a->f2.bl);
 }
 
 static void on_f2_recv(struct nb_udp *u, const uint8_t *data, size_t len, const struct nb_addr *from,
@@ -2310,7 +2316,7 @@ static int f2_local_ip(const struct agent *a, const struct nb_addr *server, stru
 static void f2_start(struct agent *a, const struct nb_addr *alt, uint64_t now)
 {
 	struct nb_addr any, local;
-	uint8_t seed[16], nseed[12];
+	uint8_t nseed[12];
 	int rc;
 
 	memset(&a->f2, 0, sizeof(a->f2));
@@ -2345,24 +2351,43 @@ static void f2_start(struct agent *a, const struct nb_addr *alt, uint64_t now)
 	if (getrandom(nseed, sizeof(nseed), 0) != (ssize_t)sizeof(nseed))
 		memcpy(nseed, a->idx_seed, sizeof(nseed));
 	nb_netcheck_init(&a->f2.nc, NULL, alt, &a->f2.local, nseed, now);
+}
+
+/* Register the second address: once its NAT is known and the first family
+ * is registered (the broker takes "also" only for a registered id, and
+ * its key, the same in both families, is known by then: pinned or
+ * given). */
+static void f2_register(struct agent *a, uint64_t now)
+{
+	struct nb_ctrl_register reg;
+	uint8_t seed[16], cseed[32];
+
 	if (getrandom(seed, sizeof(seed), 0) != (ssize_t)sizeof(seed))
 		memcpy(seed, a->idx_seed, sizeof(seed));
-	/* The broker's key is the same in both families: pinned by now. */
-	nb_blink_init(&a->f2.bl, a->o->priv, a->o->pub, a->broker_key_known ? a->broker_key : NULL, alt,
-		      seed);
+	nb_blink_init(&a->f2.bl, a->o->priv, a->o->pub, a->broker_key_known ? a->broker_key : NULL,
+		      &a->f2.broker, seed);
+	a->f2.bl_init = true;
 	(void)nb_blink_start(&a->f2.bl, now);
-	{
-		uint8_t cseed[32];
-		if (getrandom(cseed, sizeof(cseed), 0) != (ssize_t)sizeof(cseed))
-			memset(cseed, 0x5A, sizeof(cseed)); /* tx ids then repeat across runs: harmless */
-		nb_client_init(&a->f2.client, NULL, alt, cseed, now);
+	if (getrandom(cseed, sizeof(cseed), 0) != (ssize_t)sizeof(cseed))
+		memset(cseed, 0x5A, sizeof(cseed)); /* tx ids then repeat across runs: harmless */
+	nb_client_init(&a->f2.client, NULL, &a->f2.broker, cseed, now);
+	memset(&reg, 0, sizeof(reg));
+	memcpy(reg.id, a->o->id, sizeof(reg.id));
+	memcpy(reg.token, a->o->token, sizeof(reg.token));
+	reg.has_nat = true;
+	reg.mapping = a->f2.nat.mapping;
+	reg.filtering = a->f2.nat.filtering;
+	reg.also = true;
+	if (nb_client_register(&a->f2.client, &reg, now) != 0) {
+		f2_down(a, "cannot build the register message");
+		return;
 	}
+	a->f2.st = F2_REGISTER;
 }
 
 static void f2_netcheck_done(struct agent *a, uint64_t now)
 {
 	const struct nb_netcheck_result *r;
-	struct nb_ctrl_register reg;
 	char refl[NB_ADDR_STRLEN];
 
 	a->f2.nat = *nb_netcheck_result(&a->f2.nc);
@@ -2383,18 +2408,9 @@ static void f2_netcheck_done(struct agent *a, uint64_t now)
 		fprintf(stderr, "NAT (%s): %s mapping, %s filtering (%s); reflexive %s\n", a->f2.name,
 			nb_mapping_to_string(r->mapping), nb_filtering_to_string(r->filtering),
 			nb_nat_type_to_string(r->nat), refl);
-	memset(&reg, 0, sizeof(reg));
-	memcpy(reg.id, a->o->id, sizeof(reg.id));
-	memcpy(reg.token, a->o->token, sizeof(reg.token));
-	reg.has_nat = true;
-	reg.mapping = r->mapping;
-	reg.filtering = r->filtering;
-	reg.also = true;
-	if (nb_client_register(&a->f2.client, &reg, now) != 0) {
-		f2_down(a, "cannot build the register message");
-		return;
-	}
-	a->f2.st = F2_REGISTER;
+	a->f2.st = F2_WAIT;
+	if (a->ever_registered)
+		f2_register(a, now);
 }
 
 static void f2_events(struct agent *a, uint64_t now)
@@ -2450,9 +2466,11 @@ static void f2_pump(struct agent *a, uint64_t now, uint64_t *next)
 			f2_netcheck_done(a, now);
 		else if (nb_netcheck_deadline(&a->f2.nc) < *next)
 			*next = nb_netcheck_deadline(&a->f2.nc);
-		if (a->f2.st != F2_REGISTER)
-			return;
 	}
+	if (a->f2.st == F2_WAIT && a->ever_registered)
+		f2_register(a, now);
+	if (a->f2.st != F2_REGISTER && a->f2.st != F2_UP)
+		return;
 	while (nb_client_poll(&a->f2.client, now, &ctx) == 1)
 		(void)nb_blink_send(&a->f2.bl, ctx.bytes, ctx.len, now);
 	while (nb_blink_poll(&a->f2.bl, now, &tx) == 1)
@@ -2489,7 +2507,7 @@ static void on_f2_recv(struct nb_udp *u, const uint8_t *data, size_t len, const 
 		pump(a);
 		return;
 	}
-	if (nb_addr_equal(from, &a->f2.broker) && len > 0 &&
+	if (a->f2.bl_init && nb_addr_equal(from, &a->f2.broker) && len > 0 &&
 	    (data[0] == NB_NOISE_TYPE_RESP || data[0] == NB_BLINK_HINT_TYPE ||
 	     data[0] == NB_BLINK_KEYR_TYPE ||
 	     (data[0] == NB_SEAL_TYPE && nb_blink_owns(&a->f2.bl, data, len)))) {
@@ -2555,6 +2573,10 @@ static void pump(struct agent *a)
 		if (a->stopping)
 			return;
 	}
+	/* A `registered` above may have started the second family, or let
+	 * its registration go: its timers count from now. */
+	f2_pump(a, now, &next);
+	connect_when_due(a, now);
 	check_end(a, now);
 	if (a->stopping)
 		return;
@@ -2573,8 +2595,8 @@ static void pump(struct agent *a)
 		}
 	if (a->ending && a->end_by < next)
 		next = a->end_by;
-	if (a->connect_due && a->connect_due_by < next)
-		next = a->connect_due_by;
+	if (a->connect_due && a->connect_due_by > now && a->connect_due_by < next)
+		next = a->connect_due_by; /* past it, the client's registered event wakes us */
 	if (a->phase == PH_REGISTER && !a->reg_sent && next > now + 50)
 		next = now + 50; /* connect: waiting for the port mapping to settle */
 	if (next == UINT64_MAX) {
@@ -3003,7 +3025,7 @@ static void shutdown_agent(struct agent *a, int code)
 	if (a->f2.filt_open)
 		nb_udp_close(&a->f2.filt, on_udp_closed);
 	a->f2.open = a->f2.filt_open = false;
-	if (a->f2.st != F2_OFF)
+	if (a->f2.bl_init)
 		nb_blink_wipe(&a->f2.bl);
 	/* The mapping is deleted on the way out, bounded by the UPnP client's
 	 * stop time; its handles keep the loop until then. */
@@ -3131,6 +3153,10 @@ int nb_agent_run(const struct nb_agent_opts *o)
 		a->phase = PH_NETCHECK;
 		fprintf(stderr, "netcheck: testing mapping and filtering against %s...\n", a->broker_str);
 		nb_netcheck_init(&a->nc, NULL, &o->broker, &a->local, nseed, now);
+		/* The broker's other family given: its NAT tests at once, in
+		 * parallel (its registration waits for the first one's). */
+		if (o->has_broker2 && !o->one_family && o->broker2.family != o->broker.family)
+			f2_start(a, &o->broker2, now);
 		if (o->upnp) { /* in parallel with the NAT tests */
 			struct nb_portmap_opts po = {
 				.internal_port = a->local.port, .ssdp_flags = o->upnp_flags, .quiet = false,

@@ -35,6 +35,8 @@ enum nb_agent_cmd {
 struct nb_agent_opts {
 	enum nb_agent_cmd cmd;
 	struct nb_addr broker;               /* numeric, port set */
+	bool has_broker2;                    /* listen, connect: the broker's address in the */
+	struct nb_addr broker2;              /* other family (else learnt from `registered`) */
 	uint16_t port;                       /* local UDP port; 0 = any */
 	char id[NB_CTRL_ID_MAX + 1];         /* listen, connect */
 	char token[NB_CTRL_TOKEN_MAX + 1];   /* "" = none */

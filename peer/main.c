@@ -60,7 +60,10 @@ static void usage(FILE *f)
 	      "\n"
 	      "options:\n"
 	      "  --broker IP[:PORT]  the broker, a numeric address (port 3478 by default);\n"
-	      "                      netcheck: twice, once per family\n"
+	      "                      netcheck: twice, once per family; listen, connect: a\n"
+	      "                      second, of the other family, is the same broker there\n"
+	      "                      (its NAT tests then start at once; else natpeer learns\n"
+	      "                      that address from the broker after registering)\n"
 	      "  --id NAME           this peer's name: 1-32 of A-Z a-z 0-9 . _ -\n"
 	      "  --token T           the token the broker asks for (default: none)\n"
 	      "  --key FILE          this peer's private key (X25519), created on first use\n"
@@ -502,8 +505,10 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	o.portmap_protocols = portmap_protocols;
-	if (o.has_server2 && strcmp(cmd, "netcheck") != 0) {
-		fprintf(stderr, "natpeer: %s takes one --broker (only netcheck takes two, one per family)\n",
+	if (o.has_server2 && strcmp(cmd, "netcheck") != 0 && strcmp(cmd, "listen") != 0 &&
+	    strcmp(cmd, "connect") != 0) {
+		fprintf(stderr, "natpeer: %s takes one --broker (netcheck, listen and connect take two, "
+				"one per family)\n",
 			cmd);
 		return 2;
 	}
@@ -581,6 +586,8 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	ao.broker = o.server;
+	ao.has_broker2 = o.has_server2; /* listen, connect: the same broker's other family */
+	ao.broker2 = o.server2;
 	ao.port = o.port;
 	ao.json = o.json;
 	ao.timeout_ms = have_timeout ? o.timeout_ms : 0;

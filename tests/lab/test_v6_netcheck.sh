@@ -208,9 +208,9 @@ lab_check "two IPv4 --broker: exit 2 ($rc) and says why" \
 lab_exec d6 "$NP" netcheck --broker "$B4" --broker "$B6" --broker 203.0.113.11 >/dev/null 2>"$LAB_TMP/bad2"
 rc=$?
 lab_check "three --broker: exit 2 ($rc)" eval "[ $rc = 2 ] && grep -q 'at most two' '$LAB_TMP/bad2'"
-lab_exec d6 "$NP" listen --id x --broker "$B4" --broker "$B6" >/dev/null 2>"$LAB_TMP/bad3" </dev/null
+lab_exec d6 "$NP" peers --broker "$B4" --broker "$B6" >/dev/null 2>"$LAB_TMP/bad3" </dev/null
 rc=$?
-lab_check "listen with two --broker: exit 2 ($rc)" eval "[ $rc = 2 ] && grep -q 'takes one --broker' '$LAB_TMP/bad3'"
+lab_check "peers with two --broker: exit 2 ($rc)" eval "[ $rc = 2 ] && grep -q 'takes one --broker' '$LAB_TMP/bad3'"
 lab_exec d6 "$NP" map udp 4000 --broker "$B4" --broker "$B6" >/dev/null 2>"$LAB_TMP/bad4" </dev/null
 rc=$?
 lab_check "map with two --broker: exit 2 ($rc)" eval "[ $rc = 2 ] && grep -q 'takes one --broker' '$LAB_TMP/bad4'"

@@ -41,10 +41,16 @@ PAIRS=(
 )
 REG_WAIT=30 CONN_WAIT=30
 
-broker_of() { # HOST -> the --broker natpeer is given
+# HOST -> how natpeer is told of the broker: dual-stack hosts its IPv4
+# address (they learn the IPv6 one from `registered`), t6 both (its IPv6
+# NAT tests start at once), IPv6-only hosts the IPv6 one; d6 also goes
+# without port mapping (no portmap timers keep natpeer's loop busy)
+broker_args() {
     case $1 in
-    o6 | v6o) echo "[$SRV61]:3478" ;;
-    *) echo "$SRV1" ;;
+    o6 | v6o) echo "--broker [$SRV61]:3478" ;;
+    t6) echo "--broker $SRV1 --broker [$SRV61]:3478" ;;
+    d6) echo "--broker $SRV1 --no-portmap" ;;
+    *) echo "--broker $SRV1" ;;
     esac
 }
 
@@ -82,7 +88,7 @@ for p in "${PAIRS[@]}"; do
     lab_flush
     lab_fifo "in-$lid"; lfd=$LAB_FIFO_FD
     lab_spawn "$b" "$LAB_TMP/in-$lid" "$LAB_TMP/out-$lid" "$LAB_TMP/err-$lid" \
-        "$NP" listen --id "$lid" --broker "$(broker_of "$b")" --json
+        "$NP" listen --id "$lid" $(broker_args "$b") --json
     lpid=$LAB_LAST_PID
     if ! lab_wait "$REG_WAIT" ready "$lid" "$b"; then
         lab_fail "$b: listener $lid did not register" "$(cat "$LAB_TMP/err-$lid")"
@@ -92,7 +98,7 @@ for p in "${PAIRS[@]}"; do
     lab_fifo "in-$id"; cfd=$LAB_FIFO_FD
     out=$LAB_TMP/out-$id
     lab_spawn "$a" "$LAB_TMP/in-$id" "$out" "$LAB_TMP/err-$id" \
-        "$NP" connect --id "$id" --broker "$(broker_of "$a")" --json "$lid"
+        "$NP" connect --id "$id" $(broker_args "$a") --json "$lid"
     cpid=$LAB_LAST_PID
     if [ "$want" = none ]; then
         if lab_wait "$CONN_WAIT" _lab_all_gone "$cpid"; then
@@ -166,6 +172,8 @@ lab_stop "$p1" "$p2"
 lab_check "s6: IPv6 firewall tested and registered" eval \
     "grep -q '^NAT (IPv6): none (public address \[2001:db8:14::2\]:[0-9]*), address-and-port-dependent filtering' '$LAB_TMP/err-s6-to-t6' &&
      grep -q '^registered IPv6 \[2001:db8:14::2\]:[0-9]* with \[$SRV61\]:3478 too' '$LAB_TMP/err-s6-to-t6'"
+lab_check "t6 (both addresses given): its IPv6 tests start before it registers" eval \
+    "grep -n '' '$LAB_TMP/err-t6-to-s6' | grep -E '^[0-9]+:(IPv6: the broker is also at|registered as)' | head -n 1 | grep -q 'IPv6: the broker'"
 lab_check "b6: IPv6 given up (UDP dropped), IPv4 used" \
     grep -q '^IPv6: no answer from the broker over UDP (UDP blocked); using IPv4 only' "$LAB_TMP/err-b6-to-d6"
 lab_check "o6 (IPv6 only): the broker's IPv4 is unreachable, said once" \
