@@ -667,29 +667,51 @@ setup_shaping() {
             die "nfq_delay did not start (log: $RUN/log/nfq_delay.log)"
     fi
     nsx inet sh -c 'echo 1 >/proc/sys/net/bridge/bridge-nf-call-iptables'
-    {
-        echo "*filter"
-        echo ":lab_shape - [0:0]"
-        for port in $(inet_ports); do
-            echo "-A FORWARD -m physdev --physdev-in $port -j lab_shape"
-        done
-        [ "$us" -gt 0 ] && echo "-A lab_shape -j NFQUEUE --queue-num 0 --queue-bypass"
-        echo "COMMIT"
-    } >"$RUN/shape.rules"
+    shape_rules "$us" >"$RUN/shape.rules"
     nsx inet iptables-restore --noflush <"$RUN/shape.rules"
+    # NATLAB_V6: the same chain in ip6tables, into the same queue (nfq_delay
+    # copies metadata only: it never looks at a header, so it holds either
+    # family alike); neighbour discovery passes unshaped, as ARP does
+    if [ "$LAB_V6" = 1 ]; then
+        nsx inet sh -c 'echo 1 >/proc/sys/net/bridge/bridge-nf-call-ip6tables'
+        shape_rules "$us" 6 >"$RUN/shape6.rules"
+        nsx inet ip6tables-restore --noflush <"$RUN/shape6.rules"
+    fi
     # The loss starts at wait-ready's "ready" (start_loss): the miniupnpds'
     # STUN at start (r-cgn's crosses the bridge some six times) would
     # otherwise fail and stall them past wait-ready's budget.
     [ "$p" != 0.000000 ] &&
         printf '*filter\n-I lab_shape 1 -m statistic --mode random --probability %s -j DROP\nCOMMIT\n' "$p" \
             >"$RUN/shape-loss.rules"
-    log "shaping: delay ${us}us per crossing, loss p=$p per crossing (the loss from wait-ready on)"
+    log "shaping: delay ${us}us per crossing, loss p=$p per crossing (the loss from wait-ready on)$([ "$LAB_V6" = 1 ] && echo ", IPv4 and IPv6")"
+}
+
+# The shaping chain for iptables-restore (args: delay-us [6]): every packet
+# entering the internet bridge at one of its ports goes through lab_shape
+# once. With 6 (ip6tables): neighbour solicitations and advertisements are
+# accepted first, unshaped, as ARP is (ebtables-level, never seen here).
+shape_rules() {
+    local us=$1 fam=${2:-4} port
+    echo "*filter"
+    echo ":lab_shape - [0:0]"
+    if [ "$fam" = 6 ]; then
+        echo "-A FORWARD -p ipv6-icmp --icmpv6-type neighbour-solicitation -j ACCEPT"
+        echo "-A FORWARD -p ipv6-icmp --icmpv6-type neighbour-advertisement -j ACCEPT"
+    fi
+    for port in $(inet_ports); do
+        echo "-A FORWARD -m physdev --physdev-in $port -j lab_shape"
+    done
+    [ "$us" -gt 0 ] && echo "-A lab_shape -j NFQUEUE --queue-num 0 --queue-bypass"
+    echo "COMMIT"
 }
 
 # The loss NATLAB_LOSS asks for, once the routers are ready (setup_shaping).
 start_loss() {
     [ -f "$RUN/shape-loss.rules" ] && [ ! -f "$RUN/shape-loss.on" ] || return 0
     nsx inet iptables-restore --noflush <"$RUN/shape-loss.rules" || die "cannot start the loss"
+    if [ "$LAB_V6" = 1 ]; then
+        nsx inet ip6tables-restore --noflush <"$RUN/shape-loss.rules" || die "cannot start the IPv6 loss"
+    fi
     : >"$RUN/shape-loss.on"
     log "shaping: loss on"
 }
@@ -1017,7 +1039,7 @@ usage: natlab.sh CMD [ARGS]   (root; NATLAB_PREFIX=$PREFIX)
                               flushed); r-cgn keeps NATLAB_PORTMAP
 options (environment, read by up):
   NATLAB_PREFIX=nl   namespace/run-dir prefix: two labs can run side by side
-  NATLAB_DELAY=20ms  one-way delay per crossing of the internet bridge
+  NATLAB_DELAY=20ms  one-way delay per crossing of the internet bridge (IPv6 too)
   NATLAB_LOSS=5%     loss per crossing of the internet bridge, from wait-ready's
                      "ready" on (the routers start without it)
   NATLAB_IGD_V1=1    miniupnpd describes itself as IGD v1
