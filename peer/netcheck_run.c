@@ -997,6 +997,8 @@ int nb_netcheck_run(const struct nb_netcheck_opts *o)
 			po.verify = map_verify;
 			po.verify_arg = &r;
 			po.no_fallback = true;
+			if (pf->server.family == NB_AF_INET6) /* an IPv6 broker: a pinhole for our IPv6 address */
+				po.client6 = pf->local;
 		}
 		rc = nb_portmap_open(&r.pm, &r.loop, &po, on_portmap, &r);
 		if (rc != 0)

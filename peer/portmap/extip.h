@@ -6,7 +6,9 @@
 #include "common/addr.h"
 
 /* NULL when `a` could be reached from the internet; else why not, in words
- * ("a private address (RFC 1918): double NAT", ...). */
+ * ("a private address (RFC 1918): double NAT", ...). IPv4, or IPv6 (a PCP
+ * pinhole's address): unspecified, loopback, IPv4-mapped, link-local,
+ * unique local (fc00::/7) and multicast are useless. */
 const char *nb_extip_useless(const struct nb_addr *a);
 
 #endif

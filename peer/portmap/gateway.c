@@ -1,4 +1,5 @@
-/* peer/portmap/gateway.c - the default IPv4 gateway from /proc/net/route text.
+/* peer/portmap/gateway.c - the default gateway from /proc/net/route text
+ * (IPv4) or /proc/net/ipv6_route text (IPv6).
  *
  * Pure: no I/O, no malloc. Choices made here (see also gateway.h):
  * - Fields are split on runs of tabs and spaces (the kernel pads lines with
@@ -199,6 +200,112 @@ int nb_gateway_parse_proc_route(const char *text, size_t len, struct nb_addr *gw
 	memset(gw, 0, sizeof(*gw));
 	gw->family = NB_AF_INET;
 	memcpy(gw->ip, c.ip, 4);
+	memcpy(ifname, c.ifname, NB_GATEWAY_IFNAME_MAX);
+	return 0;
+}
+
+/* ---- IPv6: /proc/net/ipv6_route ---------------------------------------------------- */
+
+enum { G6_DEST, G6_DPLEN, G6_SRC, G6_SPLEN, G6_NEXTHOP, G6_METRIC, G6_REFCNT, G6_USE, G6_FLAGS, G6_IFACE,
+       G6_FIELDS };
+
+/* Exactly 32 hex digits: %pi6, the 16 address bytes in network order. */
+static bool parse_hex128(const struct field *f, uint8_t ip[16])
+{
+	if (f->len != 32)
+		return false;
+	for (size_t i = 0; i < 16; i++) {
+		int hi = hexval(f->p[2 * i]), lo = hexval(f->p[2 * i + 1]);
+
+		if (hi < 0 || lo < 0)
+			return false;
+		ip[i] = (uint8_t)(hi << 4 | lo);
+	}
+	return true;
+}
+
+static bool iface_ok(const struct field *f)
+{
+	if (f->len == 0 || f->len >= NB_GATEWAY_IFNAME_MAX)
+		return false;
+	for (size_t i = 0; i < f->len; i++) {
+		unsigned char ch = (unsigned char)f->p[i];
+
+		if (ch < 0x20 || ch == 0x7f)
+			return false;
+	}
+	return true;
+}
+
+struct candidate6 {
+	bool found;
+	uint32_t metric;
+	uint8_t ip[16];
+	char ifname[NB_GATEWAY_IFNAME_MAX];
+};
+
+static int parse_route6(const char *line, size_t len, struct candidate6 *c)
+{
+	static const uint8_t zero[16];
+	struct field f[G6_FIELDS];
+	uint8_t dest[16], src[16], hop[16];
+	uint32_t dplen, splen, metric, flags, scratch;
+	size_t n = split(line, len, f, G6_FIELDS);
+
+	if (n != G6_FIELDS || !iface_ok(&f[G6_IFACE]))
+		return -EINVAL;
+	if (!parse_hex128(&f[G6_DEST], dest) || !parse_hex128(&f[G6_SRC], src) ||
+	    !parse_hex128(&f[G6_NEXTHOP], hop) || !parse_hex(&f[G6_DPLEN], 2, 2, &dplen) ||
+	    !parse_hex(&f[G6_SPLEN], 2, 2, &splen) || !parse_hex(&f[G6_METRIC], 8, 8, &metric) ||
+	    !parse_hex(&f[G6_REFCNT], 8, 8, &scratch) || !parse_hex(&f[G6_USE], 8, 8, &scratch) ||
+	    !parse_hex(&f[G6_FLAGS], 8, 8, &flags))
+		return -EINVAL;
+	if (dplen > 128 || splen > 128)
+		return -EINVAL;
+	if (dplen != 0 || splen != 0 || memcmp(hop, zero, 16) == 0)
+		return 0;
+	if ((flags & (RTF_UP_ | RTF_GATEWAY_)) != (RTF_UP_ | RTF_GATEWAY_) || (flags & RTF_REJECT_))
+		return 0;
+	if (c->found && metric >= c->metric)
+		return 0;
+	c->found = true;
+	c->metric = metric;
+	memcpy(c->ip, hop, 16);
+	memcpy(c->ifname, f[G6_IFACE].p, f[G6_IFACE].len);
+	c->ifname[f[G6_IFACE].len] = '\0';
+	return 0;
+}
+
+int nb_gateway_parse_ipv6_route(const char *text, size_t len, struct nb_addr *gw,
+				char ifname[NB_GATEWAY_IFNAME_MAX])
+{
+	struct candidate6 c;
+	size_t off = 0, lines = 0;
+
+	if (text == NULL || gw == NULL || ifname == NULL)
+		return -EINVAL;
+	if (memchr(text, '\0', len) != NULL)
+		return -EINVAL;
+	memset(&c, 0, sizeof(c));
+	while (off < len) {
+		const char *line = text + off;
+		const char *nl = memchr(line, '\n', len - off);
+		size_t n;
+
+		if (nl == NULL) /* truncated: the kernel ends every line */
+			return -EINVAL;
+		n = (size_t)(nl - line);
+		if (n > NB_GATEWAY_MAX_LINE || ++lines > NB_GATEWAY_MAX_LINES)
+			return -EINVAL;
+		if (parse_route6(line, n, &c) < 0)
+			return -EINVAL;
+		off += n + 1;
+	}
+	if (!c.found)
+		return -ENOENT;
+	memset(gw, 0, sizeof(*gw));
+	gw->family = NB_AF_INET6;
+	memcpy(gw->ip, c.ip, 16);
 	memcpy(ifname, c.ifname, NB_GATEWAY_IFNAME_MAX);
 	return 0;
 }

@@ -212,7 +212,7 @@ static void probe_settle(struct nb_pmp *m, uint64_t now)
 
 static bool reflexive_mismatch(const struct nb_pmp *m, const struct nb_addr *ext)
 {
-	return m->reflexive.family == NB_AF_INET && !nb_addr_ip_equal(ext, &m->reflexive);
+	return m->reflexive.family != NB_AF_NONE && !nb_addr_ip_equal(ext, &m->reflexive);
 }
 
 static void set_mismatch_reason(struct nb_pmp *m, const struct nb_addr *ext)
@@ -482,6 +482,12 @@ static void on_pcp(struct nb_pmp *m, const struct nb_pcp_response *r, uint64_t n
 		m->info.ignored++;
 		return;
 	}
+	/* An external address of the other family (NAT46/NAT64, or a forged
+	 * answer) is no mapping of ours: we asked for our own family. */
+	if (r->has_map && r->map.external_ip.family != NB_AF_NONE && r->map.external_ip.family != m->client.family) {
+		m->info.ignored++;
+		return;
+	}
 	if (!r->has_map && r->result == NB_PCP_SUCCESS) {
 		m->info.ignored++;
 		return;
@@ -580,7 +586,8 @@ void nb_pmp_init(struct nb_pmp *m, const struct nb_pmp_params *p, const struct n
 	m->want_port = p->external_port != 0 ? p->external_port : p->internal_port;
 	m->now = now;
 	m->x[X_PCP].dead = !p->pcp;
-	m->x[X_NATPMP].dead = !p->natpmp;
+	/* NAT-PMP is IPv4-only (RFC 6886): over IPv6 only PCP is asked */
+	m->x[X_NATPMP].dead = !p->natpmp || client->family == NB_AF_INET6;
 }
 
 void nb_pmp_start(struct nb_pmp *m, uint64_t now)
@@ -596,7 +603,9 @@ void nb_pmp_start(struct nb_pmp *m, uint64_t now)
 	if (!m->x[X_NATPMP].dead)
 		xstart(m, X_NATPMP, W_NATPMP_EXT, 0, m->probe_end, now);
 	if (m->x[X_PCP].dead && m->x[X_NATPMP].dead) {
-		set_reason(m, "neither NAT-PMP nor PCP is enabled");
+		set_reason(m, m->client.family == NB_AF_INET6 && m->p.natpmp
+				      ? "PCP is not enabled, and NAT-PMP is IPv4-only"
+				      : "neither NAT-PMP nor PCP is enabled");
 		fail(m, NB_PMP_UNAVAILABLE, now);
 	}
 }
@@ -689,6 +698,8 @@ static size_t build(struct nb_pmp *m, uint8_t what)
 		pm.external_port = m->want_port;
 		if (m->info.status == NB_PMP_MAPPED)
 			pm.external_ip = m->info.external; /* renewal: the same address */
+		else if (m->client.family == NB_AF_INET6)
+			pm.external_ip = m->client; /* a firewall pinhole: our own address, no translation */
 		pm.external_ip.port = 0;
 		return nb_pcp_encode_map(m->buf, sizeof(m->buf), &m->client, m->p.lease_s, &pm);
 	case W_PCP_DELETE:
@@ -785,7 +796,7 @@ void nb_pmp_unreachable(struct nb_pmp *m, uint64_t now)
 
 void nb_pmp_set_reflexive(struct nb_pmp *m, const struct nb_addr *reflexive, uint64_t now)
 {
-	if (reflexive == NULL || reflexive->family != NB_AF_INET)
+	if (reflexive == NULL || reflexive->family != m->client.family)
 		return;
 	m->reflexive = *reflexive;
 	m->reflexive.port = 0;

@@ -112,9 +112,14 @@ struct nb_pmp_out {
 
 struct nb_pmp;
 
-/* `client` is the host's own IPv4 address on the gateway's link (PCP's
- * client address: the shell's local address after connecting to the
- * gateway). `nonce` seeds PCP's mapping nonce and the jitter. */
+/* `client` is the host's own address on the gateway's link (PCP's client
+ * address: the shell's local address after connecting to the gateway).
+ * IPv4, or IPv6: then only PCP is asked (NAT-PMP is IPv4-only, RFC 6886:
+ * p->natpmp is ignored), the MAP suggests `client` itself as the external
+ * address (a firewall pinhole, RFC 6887 §11.1: no translation), and a MAP
+ * answer with an IPv4 external address is ignored (as is an IPv6 one for an
+ * IPv4 client). The reflexive IP given to nb_pmp_set_reflexive must be of
+ * the client's family. `nonce` seeds PCP's mapping nonce and the jitter. */
 void nb_pmp_init(struct nb_pmp *m, const struct nb_pmp_params *p, const struct nb_addr *gateway,
 		 const struct nb_addr *client, const uint8_t nonce[NB_PCP_NONCE_LEN], uint64_t now);
 void nb_pmp_start(struct nb_pmp *m, uint64_t now);
@@ -124,8 +129,8 @@ int nb_pmp_poll(struct nb_pmp *m, uint64_t now, struct nb_pmp_out *out);
 int nb_pmp_input(struct nb_pmp *m, const uint8_t *buf, size_t len, const struct nb_addr *from, uint64_t now);
 /* The gateway's port 5351 is closed (ICMP port unreachable). */
 void nb_pmp_unreachable(struct nb_pmp *m, uint64_t now);
-/* The reflexive IP the broker observed: a mapping on another external IP
- * is deleted and UNUSABLE. */
+/* The reflexive IP the broker observed (of the client's family; another is
+ * ignored): a mapping on another external IP is deleted and UNUSABLE. */
 void nb_pmp_set_reflexive(struct nb_pmp *m, const struct nb_addr *reflexive, uint64_t now);
 /* Read the epoch now rather than at the next check (no-op unless MAPPED). */
 void nb_pmp_check_now(struct nb_pmp *m, uint64_t now);

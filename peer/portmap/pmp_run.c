@@ -12,6 +12,8 @@
 #include "peer/portmap/pmp_run.h"
 
 #include <errno.h>
+#include <net/if.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -149,49 +151,64 @@ static void on_recv(uv_udp_t *h, ssize_t n, const uv_buf_t *buf, const struct so
 	pump(r);
 }
 
-/* The default gateway from /proc/net/route. */
-static int default_gateway(struct nb_addr *gw, char *why, size_t why_len)
+/* The default gateway from /proc/net/route (IPv4) or /proc/net/ipv6_route
+ * (v6). RFC 6887 §8.1: the PCP server is the default router. A link-local
+ * IPv6 next hop (what router advertisements give) gets its interface's index
+ * as the scope (*scope; 0 otherwise). */
+static int default_gateway(bool v6, struct nb_addr *gw, uint32_t *scope, char *why, size_t why_len)
 {
+	const char *path = v6 ? "/proc/net/ipv6_route" : "/proc/net/route";
 	char *text = malloc(ROUTE_MAX);
-	char ifname[16];
+	char ifname[NB_GATEWAY_IFNAME_MAX];
 	size_t len = 0;
 	FILE *f;
 	int rc;
 
+	*scope = 0;
 	if (text == NULL)
 		return UV_ENOMEM;
-	f = fopen("/proc/net/route", "re");
+	f = fopen(path, "re");
 	if (f == NULL) {
-		snprintf(why, why_len, "cannot read /proc/net/route: %s", strerror(errno));
+		snprintf(why, why_len, "cannot read %s: %s", path, strerror(errno));
 		free(text);
 		return UV_ENOENT;
 	}
 	len = fread(text, 1, ROUTE_MAX - 1, f);
 	fclose(f);
 	text[len] = '\0';
-	rc = nb_gateway_parse_proc_route(text, len, gw, ifname);
+	rc = v6 ? nb_gateway_parse_ipv6_route(text, len, gw, ifname)
+		: nb_gateway_parse_proc_route(text, len, gw, ifname);
 	free(text);
 	if (rc == -ENOENT) {
-		snprintf(why, why_len, "no default IPv4 route, so no gateway to ask");
+		snprintf(why, why_len, "no default IPv%c route, so no gateway to ask", v6 ? '6' : '4');
 		return UV_ENOENT;
 	}
 	if (rc != 0) {
-		snprintf(why, why_len, "cannot parse /proc/net/route");
+		snprintf(why, why_len, "cannot parse %s", path);
 		return UV_EINVAL;
+	}
+	if (v6 && nb_addr_is_link_local(gw)) {
+		*scope = if_nametoindex(ifname);
+		if (*scope == 0) {
+			snprintf(why, why_len, "the default IPv6 route's interface %s is gone", ifname);
+			return UV_ENOENT;
+		}
 	}
 	nb_log_debug(LOG, "default gateway via %s", ifname);
 	return 0;
 }
 
 int nb_pmp_run_open(struct nb_pmp_run **ret, uv_loop_t *loop, const struct nb_pmp_params *p,
-		    const struct nb_addr *gateway, nb_pmp_run_event_fn cb, void *arg, char *why, size_t why_len)
+		    const struct nb_addr *gateway, const struct nb_addr *client6, nb_pmp_run_event_fn cb, void *arg,
+		    char *why, size_t why_len)
 {
-	struct sockaddr_storage ss;
-	struct sockaddr_in any;
+	struct sockaddr_storage ss, local;
 	struct nb_addr gw, client;
 	struct nb_pmp_run *r;
 	uint8_t nonce[NB_PCP_NONCE_LEN];
 	char dummy[8];
+	bool v6 = client6 != NULL && client6->family == NB_AF_INET6;
+	uint32_t scope = 0;
 	int namelen = sizeof(ss);
 	int rc;
 
@@ -200,14 +217,25 @@ int nb_pmp_run_open(struct nb_pmp_run **ret, uv_loop_t *loop, const struct nb_pm
 		why_len = sizeof(dummy);
 	}
 	why[0] = '\0';
-	if (gateway != NULL && gateway->family == NB_AF_INET) {
+	if (gateway != NULL && gateway->family == (v6 ? NB_AF_INET6 : NB_AF_INET)) {
 		gw = *gateway;
 	} else {
-		rc = default_gateway(&gw, why, why_len);
+		rc = default_gateway(v6, &gw, &scope, why, why_len);
 		if (rc != 0)
 			return rc;
 	}
 	gw.port = NB_NATPMP_PORT;
+	/* bound to the host's own address (IPv6: the one the mapping is for,
+	 * whatever source the kernel would pick toward a link-local router) */
+	memset(&local, 0, sizeof(local));
+	if (v6) {
+		client = *client6;
+		client.port = 0;
+		if (nb_addr_to_sockaddr(&client, &local) < 0)
+			return UV_EINVAL;
+	} else {
+		((struct sockaddr_in *)&local)->sin_family = AF_INET;
+	}
 	r = calloc(1, sizeof(*r));
 	if (r == NULL)
 		return UV_ENOMEM;
@@ -217,11 +245,11 @@ int nb_pmp_run_open(struct nb_pmp_run **ret, uv_loop_t *loop, const struct nb_pm
 	uv_timer_init(loop, &r->timer);
 	r->udp.data = r->timer.data = r;
 	r->open_handles = 2;
-	memset(&any, 0, sizeof(any));
-	any.sin_family = AF_INET;
-	rc = uv_udp_bind(&r->udp, (const struct sockaddr *)&any, 0);
+	rc = uv_udp_bind(&r->udp, (const struct sockaddr *)&local, 0);
 	if (rc == 0 && nb_addr_to_sockaddr(&gw, &ss) < 0)
 		rc = UV_EINVAL;
+	if (rc == 0 && v6)
+		((struct sockaddr_in6 *)&ss)->sin6_scope_id = scope;
 	if (rc == 0)
 		rc = uv_udp_connect(&r->udp, (const struct sockaddr *)&ss);
 	if (rc == 0)

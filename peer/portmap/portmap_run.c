@@ -127,9 +127,9 @@ static void verify(struct nb_portmap *pm, uint64_t now)
 	}
 	if (!pm->have_reflexive)
 		return; /* asked once the reflexive address is known */
-	if (pm->reflexive.family != NB_AF_INET) {
-		snprintf(pm->reason, sizeof(pm->reason),
-			 "the broker is reached over IPv6; an IPv4 port mapping cannot be probed");
+	if (pm->reflexive.family != ext.family) {
+		snprintf(pm->reason, sizeof(pm->reason), "the broker is reached over IPv%c; an IPv%c port mapping cannot be probed",
+			 pm->reflexive.family == NB_AF_INET6 ? '6' : '4', ext.family == NB_AF_INET6 ? '6' : '4');
 		set_state(pm, NB_PM_UNVERIFIED);
 		return;
 	}
@@ -157,7 +157,7 @@ static void ask_verify(struct nb_portmap *pm, uint64_t now)
 	char b[NB_ADDR_STRLEN];
 
 	set_state(pm, NB_PM_VERIFYING);
-	if (chosen_external(pm, &ext) && pm->have_reflexive && pm->reflexive.family == NB_AF_INET &&
+	if (chosen_external(pm, &ext) && pm->have_reflexive && pm->reflexive.family == ext.family &&
 	    nb_addr_ip_equal(&ext, &pm->reflexive))
 		progress(pm, "%s: asking the broker to probe %s...", proto_word(pm), nb_addr_format(&ext, b, sizeof(b)));
 	verify(pm, now);
@@ -442,10 +442,21 @@ int nb_portmap_open(struct nb_portmap **ret, uv_loop_t *loop, const struct nb_po
 	uv_timer_init(loop, &pm->timer);
 	pm->timer.data = pm;
 	pm->open = 1;
-	progress(pm, "portmap: discovering gateway (%s%s%s%s%s)...", want & NB_PM_PCP ? "PCP" : "",
-		 (want & NB_PM_PCP) && (want & (NB_PM_NATPMP | NB_PM_UPNP)) ? ", " : "",
-		 want & NB_PM_NATPMP ? "NAT-PMP" : "", (want & NB_PM_NATPMP) && (want & NB_PM_UPNP) ? ", " : "",
-		 want & NB_PM_UPNP ? "UPnP" : "");
+	if (o->client6.family == NB_AF_INET6) {
+		/* over IPv6 a mapping is a firewall pinhole for our own address */
+		if (want & NB_PM_NATPMP)
+			progress(pm, "nat-pmp: skipped: NAT-PMP is IPv4-only (RFC 6886)");
+		if (want & NB_PM_UPNP)
+			progress(pm, "upnp: skipped: IPv6 pinholes over UPnP (WANIPv6FirewallControl) are not implemented");
+		want &= ~(unsigned)(NB_PM_NATPMP | NB_PM_UPNP);
+		if (want == 0)
+			snprintf(pm->pmp_fail, sizeof(pm->pmp_fail), "over IPv6 only PCP can open a pinhole, and it is not enabled");
+	}
+	if (want != 0)
+		progress(pm, "portmap: discovering gateway (%s%s%s%s%s)...", want & NB_PM_PCP ? "PCP" : "",
+			 (want & NB_PM_PCP) && (want & (NB_PM_NATPMP | NB_PM_UPNP)) ? ", " : "",
+			 want & NB_PM_NATPMP ? "NAT-PMP" : "", (want & NB_PM_NATPMP) && (want & NB_PM_UPNP) ? ", " : "",
+			 want & NB_PM_UPNP ? "UPnP" : "");
 	if (want & (NB_PM_PCP | NB_PM_NATPMP)) {
 		struct nb_pmp_params p;
 
@@ -459,14 +470,14 @@ int nb_portmap_open(struct nb_portmap **ret, uv_loop_t *loop, const struct nb_po
 		p.natpmp = (want & NB_PM_NATPMP) != 0;
 		if (o->check_s != 0)
 			p.check_s = o->check_s;
-		rc_pmp = nb_pmp_run_open(&pm->pmp, loop, &p, &o->gateway, on_pmp, pm, why, sizeof(why));
+		rc_pmp = nb_pmp_run_open(&pm->pmp, loop, &p, &o->gateway, &o->client6, on_pmp, pm, why, sizeof(why));
 		if (rc_pmp == 0) {
 			pm->pmp_on = true;
 			pm->pmp_status = NB_PMP_WORKING;
 			pm->open++;
 		} else {
 			snprintf(pm->pmp_fail, sizeof(pm->pmp_fail), "%s", why);
-			progress(pm, "nat-pmp: %s", why);
+			progress(pm, "%s: %s", o->client6.family == NB_AF_INET6 ? "pcp" : "nat-pmp", why);
 		}
 	}
 	pm->loop = loop;

@@ -70,6 +70,9 @@ struct nb_portmap_opts {
 	bool no_fallback;        /* natpeer map: no "; using hole punching" after a failure */
 	uint32_t check_s;        /* look for the mapping this often (0: the protocols' default, 60 s) */
 	struct nb_addr gateway;  /* NAT-PMP/PCP's gateway; family NONE: the default route */
+	struct nb_addr client6;  /* INET6: map over IPv6 for this address of the host (a PCP firewall
+				  * pinhole, suggested external = itself; the IPv6 default router is the
+				  * PCP server; NAT-PMP and UPnP are skipped with a line); NONE: IPv4 */
 	nb_portmap_verify_fn verify; /* required */
 	void *verify_arg;
 };

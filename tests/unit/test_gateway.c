@@ -2,7 +2,9 @@
  * a capture from a real host, several defaults with metrics, routes that are
  * not candidates (not UP, no GATEWAY, REJECT, non-zero mask), header-only,
  * garbage, every-prefix truncation, every byte of the capture changed, the
- * line and count limits, interface name lengths, and the byte order. */
+ * line and count limits, interface name lengths, and the byte order; and the
+ * IPv6 default from /proc/net/ipv6_route text (a lab capture, link-local and
+ * global next hops, metrics, non-candidates, prefixes, mutations, limits). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -281,6 +283,136 @@ static void app(char *text, size_t cap, const char *s)
 	snprintf(text + n, cap - n, "%s", s);
 }
 
+/* ---- IPv6: /proc/net/ipv6_route ----------------------------------------------- */
+
+/* /proc/net/ipv6_route of host d6 in the lab (NATLAB_V6=1), verbatim: the
+ * on-link 2001:db8:13::/64 and fe80::/64, the default via 2001:db8:13::1
+ * (metric 0x400), then the local and multicast routes and the kernel's
+ * "lo" reject default (flags 0x00200200, no next hop). */
+#define R6(d, dl, h, m, f, dev) \
+	d " " dl " 00000000000000000000000000000000 00 " h " " m " 00000001 00000000 " f " " dev "\n"
+#define Z32 "00000000000000000000000000000000"
+static const char captured6[] =
+	R6("20010db8001300000000000000000000", "40", Z32, "00000100", "00000001", "    eth0")
+	R6("fe800000000000000000000000000000", "40", Z32, "00000100", "00000001", "    eth0")
+	R6(Z32, "00", "20010db8001300000000000000000001", "00000400", "00000003", "    eth0")
+	R6("00000000000000000000000000000001", "80", Z32, "00000000", "80200001", "      lo")
+	R6("20010db8001300000000000000000002", "80", Z32, "00000000", "80200001", "    eth0")
+	R6("ff000000000000000000000000000000", "08", Z32, "00000100", "00000001", "    eth0")
+	R6(Z32, "00", Z32, "ffffffff", "00200200", "      lo");
+
+static int parse6(const char *text, size_t len, struct nb_addr *gw, char ifname[16])
+{
+	struct nb_addr gw_sentinel;
+	char if_sentinel[16];
+	char *copy = malloc(len ? len : 1);
+	int rc;
+
+	assert_non_null(copy);
+	if (len)
+		memcpy(copy, text, len);
+	memset(gw, 0xA5, sizeof(*gw));
+	memset(ifname, 0x5A, 16);
+	memcpy(&gw_sentinel, gw, sizeof(gw_sentinel));
+	memcpy(if_sentinel, ifname, 16);
+	rc = nb_gateway_parse_ipv6_route(copy, len, gw, ifname);
+	free(copy);
+	if (rc != 0) {
+		assert_true(rc == -EINVAL || rc == -ENOENT);
+		assert_memory_equal(gw, &gw_sentinel, sizeof(*gw));
+		assert_memory_equal(ifname, if_sentinel, 16);
+	} else {
+		assert_int_equal(gw->family, NB_AF_INET6);
+		assert_int_equal(gw->port, 0);
+		assert_non_null(memchr(ifname, '\0', 16));
+	}
+	return rc;
+}
+
+static void test_ipv6(void **state)
+{
+	static const uint8_t want[16] = { 0x20, 0x01, 0x0d, 0xb8, 0, 0x13, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1 };
+	static const uint8_t ll[16] = { 0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1 };
+	/* a router advertisement's default: link-local next hop, flags with
+	 * RTF_ADDRCONF|RTF_DEFAULT, metric 1024; and a better one by metric */
+	static const char ra[] =
+		R6(Z32, "00", "fe800000000000000000000000000001", "00000400", "00450003", "   wlan0")
+		R6(Z32, "00", "20010db8001300000000000000000001", "00000064", "00000003", "    eth0")
+		R6(Z32, "00", "20010db8001300000000000000000009", "00000064", "00000003", "    eth1");
+	/* not candidates: not UP, no GATEWAY, REJECT, a prefix, a source prefix */
+	static const char none[] =
+		R6(Z32, "00", "20010db8001300000000000000000001", "00000001", "00000002", "    eth0")
+		R6(Z32, "00", "20010db8001300000000000000000001", "00000001", "00000001", "    eth0")
+		R6(Z32, "00", "20010db8001300000000000000000001", "00000001", "00000203", "    eth0")
+		R6(Z32, "01", "20010db8001300000000000000000001", "00000001", "00000003", "    eth0")
+		"00000000000000000000000000000000 00 20010db8000000000000000000000000 30 "
+		"20010db8001300000000000000000001 00000001 00000001 00000000 00000003     eth0\n";
+	size_t len = sizeof(captured6) - 1;
+	char *buf = malloc(len);
+	struct nb_addr gw;
+	char ifname[16];
+
+	(void)state;
+	assert_non_null(buf);
+	assert_int_equal(parse6(captured6, len, &gw, ifname), 0);
+	assert_memory_equal(gw.ip, want, 16);
+	assert_string_equal(ifname, "eth0");
+	assert_int_equal(parse6(ra, sizeof(ra) - 1, &gw, ifname), 0);
+	assert_memory_equal(gw.ip, want, 16); /* metric 0x64 < 0x400; the first of equals */
+	assert_int_equal(parse6(ra, strlen(R6(Z32, "00", Z32, "00000400", "00450003", "   wlan0")), &gw, ifname), 0);
+	assert_memory_equal(gw.ip, ll, 16);
+	assert_string_equal(ifname, "wlan0");
+	assert_int_equal(parse6(none, sizeof(none) - 1, &gw, ifname), -ENOENT);
+	assert_int_equal(parse6("", 0, &gw, ifname), -ENOENT); /* no routes at all */
+	assert_int_equal(nb_gateway_parse_ipv6_route(NULL, 0, &gw, ifname), -EINVAL);
+	assert_int_equal(nb_gateway_parse_ipv6_route(captured6, len, NULL, ifname), -EINVAL);
+	assert_int_equal(nb_gateway_parse_ipv6_route(captured6, len, &gw, NULL), -EINVAL);
+	/* the IPv4 file is not the IPv6 one, nor the other way round */
+	assert_int_equal(parse6(captured, sizeof(captured) - 1, &gw, ifname), -EINVAL);
+	assert_int_equal(parse(captured6, len, &gw, ifname), -EINVAL);
+	/* every prefix: 0 only once the default's line is complete (and later
+	 * line ends), -ENOENT at the line ends before it, else -EINVAL */
+	for (size_t n = 0, lines = 0; n <= len; n++) {
+		int rc = parse6(captured6, n, &gw, ifname);
+
+		if (n > 0 && captured6[n - 1] == '\n')
+			lines++;
+		if (n == 0 || (n > 0 && captured6[n - 1] == '\n'))
+			assert_int_equal(rc, lines >= 3 ? 0 : -ENOENT);
+		else
+			assert_int_equal(rc, -EINVAL);
+	}
+	/* every byte changed: no crash; a success names a non-zero gateway */
+	for (size_t i = 0; i < len; i++) {
+		static const char subst[] = { '\0', '\n', ' ', 'G', '0', 'F', '\x7f', '\xff' };
+
+		for (size_t k = 0; k < sizeof(subst); k++) {
+			static const uint8_t zero[16];
+
+			memcpy(buf, captured6, len);
+			if (buf[i] == subst[k])
+				continue;
+			buf[i] = subst[k];
+			if (parse6(buf, len, &gw, ifname) == 0)
+				assert_memory_not_equal(gw.ip, zero, 16);
+		}
+	}
+	free(buf);
+	/* a length over 128, a short address, an 11th field, a long device name */
+	assert_int_equal(parse6(R6(Z32, "81", Z32, "00000001", "00000001", "eth0"),
+				strlen(R6(Z32, "81", Z32, "00000001", "00000001", "eth0")), &gw, ifname),
+			 -EINVAL);
+	assert_int_equal(parse6(R6(Z32, "00", "0000", "00000001", "00000003", "eth0"),
+				strlen(R6(Z32, "00", "0000", "00000001", "00000003", "eth0")), &gw, ifname),
+			 -EINVAL);
+	assert_int_equal(parse6(R6(Z32, "00", Z32, "00000001", "00000003", "eth0 x"),
+				strlen(R6(Z32, "00", Z32, "00000001", "00000003", "eth0 x")), &gw, ifname),
+			 -EINVAL);
+	assert_int_equal(parse6(R6(Z32, "00", Z32, "00000001", "00000003", "abcdefghijklmnop"),
+				strlen(R6(Z32, "00", Z32, "00000001", "00000003", "abcdefghijklmnop")), &gw, ifname),
+			 -EINVAL);
+}
+
 static void test_limits(void **state)
 {
 	size_t cap = 4200 * 130;
@@ -331,6 +463,7 @@ int main(void)
 		cmocka_unit_test(test_truncation),
 		cmocka_unit_test(test_mutations),
 		cmocka_unit_test(test_limits),
+		cmocka_unit_test(test_ipv6),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

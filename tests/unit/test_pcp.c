@@ -228,6 +228,66 @@ static void test_decode_map_success(void **state)
 	assert_int_equal(r.map.external_ip.family, NB_AF_INET6);
 }
 
+/* IPv6 firewall pinhole (RFC 6887 §11.1 with an IPv6 internal address): the
+ * request natpeer sends and the answer Debian's miniupnpd 2.3.1 gave it in
+ * the lab (r-d6, tests/lab/test_pcp6.sh), byte for byte. */
+static void test_miniupnpd_v6_pinhole(void **state)
+{
+	static const uint8_t req[60] = {
+		2,    1,    0,    0,    0,    0,    0x02, 0x58,                   /* MAP, lifetime 600 */
+		0x20, 0x01, 0x0d, 0xb8, 0,    0x13, 0,    0,    0, 0, 0, 0, 0, 0, 0, 2, /* client 2001:db8:13::2 */
+		0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99, 0xaa, 0xbb, /* nonce */
+		17,   0,    0,    0,    0x9c, 0x40, 0x9c, 0x40,                   /* UDP, 40000 -> 40000 */
+		0x20, 0x01, 0x0d, 0xb8, 0,    0x13, 0,    0,    0, 0, 0, 0, 0, 0, 0, 2, /* suggested: itself */
+	};
+	static const uint8_t resp[60] = {
+		2,    0x81, 0,    0,    0,    0,    0x02, 0x58,                   /* R|MAP, SUCCESS, 600 s */
+		0,    0,    0,    6,    0,    0,    0,    0,    0, 0, 0, 0, 0, 0, 0, 0, /* epoch 6, reserved */
+		0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99, 0xaa, 0xbb,
+		17,   0,    0,    0,    0x9c, 0x40, 0x9c, 0x40,
+		0x20, 0x01, 0x0d, 0xb8, 0,    0x13, 0,    0,    0, 0, 0, 0, 0, 0, 0, 2, /* assigned: itself */
+	};
+	struct nb_addr c6 = addr("2001:db8:13::2");
+	struct nb_pcp_map m = map_of(NB_PCP_PROTO_UDP, 40000, 40000, "2001:db8:13::2");
+	struct nb_pcp_response r;
+	uint8_t out[NB_PCP_MAX], b[60];
+
+	(void)state;
+	memcpy(m.nonce, req + 24, 12);
+	assert_int_equal(nb_pcp_encode_map(out, sizeof(out), &c6, 600, &m), 60);
+	assert_memory_equal(out, req, 60);
+	assert_int_equal(nb_pcp_decode(resp, sizeof(resp), &r), 0);
+	assert_int_equal(r.result, NB_PCP_SUCCESS);
+	assert_int_equal(r.lifetime, 600);
+	assert_int_equal(r.epoch, 6);
+	assert_true(r.has_map);
+	assert_memory_equal(r.map.nonce, req + 24, 12);
+	assert_int_equal(r.map.internal_port, 40000);
+	assert_int_equal(r.map.external_port, 40000);
+	assert_int_equal(r.map.external_ip.family, NB_AF_INET6);
+	assert_memory_equal(r.map.external_ip.ip, req + 8, 16);
+	/* every prefix is refused, *r untouched */
+	for (size_t n = 0; n < sizeof(resp); n++) {
+		memset(&r, 0x5a, sizeof(r));
+		memcpy(b, resp, sizeof(resp));
+		assert_int_equal(nb_pcp_decode(b, n, &r), -EINVAL);
+		assert_int_equal(r.result, 0x5a);
+	}
+	/* the same answer for an IPv4 client (::ffff:0.0.0.0 -> NONE) and an
+	 * IPv4-mapped address decode as their own family: the caller compares it
+	 * with its client's (pmp.c refuses the other family) */
+	memcpy(b, resp, sizeof(resp));
+	memset(b + 44, 0, 16);
+	b[54] = b[55] = 0xff;
+	b[56] = 203, b[57] = 0, b[58] = 113, b[59] = 13;
+	assert_int_equal(nb_pcp_decode(b, sizeof(b), &r), 0);
+	assert_int_equal(r.map.external_ip.family, NB_AF_INET);
+	/* the delete: lifetime 0, the same nonce */
+	assert_int_equal(nb_pcp_encode_map(out, sizeof(out), &c6, 0, &m), 60);
+	assert_memory_equal(out + 4, ((const uint8_t[]){ 0, 0, 0, 0 }), 4);
+	assert_memory_equal(out + 8, req + 8, 52);
+}
+
 /* Round trip: our request, answered by echoing it with R set. */
 static void test_round_trip(void **state)
 {
@@ -529,6 +589,7 @@ int main(void)
 		cmocka_unit_test(test_encode_map_v6),
 		cmocka_unit_test(test_encode_map_invalid),
 		cmocka_unit_test(test_decode_map_success),
+		cmocka_unit_test(test_miniupnpd_v6_pinhole),
 		cmocka_unit_test(test_round_trip),
 		cmocka_unit_test(test_decode_announce_and_peer),
 		cmocka_unit_test(test_decode_result_codes),

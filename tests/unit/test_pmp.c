@@ -1579,6 +1579,110 @@ static void test_bug_unbuildable_request(void **state)
 	assert_int_equal(info(f)->status, NB_PMP_UNAVAILABLE);
 }
 
+/* PCP over IPv6 (a firewall pinhole for the client's own address): only PCP
+ * is asked (NAT-PMP is IPv4-only), the MAP suggests the client's address and
+ * the port, an answer with an IPv4(-mapped) external address is ignored, an
+ * IPv6 one maps, the broker's IPv6 reflexive address is compared, and the
+ * stop deletes with the same nonce. */
+static void test_ipv6_pinhole(void **state)
+{
+	static const uint8_t me[16] = { 0x20, 0x01, 0x0d, 0xb8, 0, 0x13, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2 };
+	static const uint8_t other[16] = { 0x20, 0x01, 0x0d, 0xb8, 0, 0x99, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2 };
+	struct fx *f = &F;
+	struct nb_addr gw6 = addr("2001:db8:13::1"), refl;
+	uint8_t r[60];
+	const uint8_t *q;
+
+	(void)state;
+	fx_reset(f);
+	f->sim_on = false;
+	f->gw = addr("[2001:db8:13::1]:5351");
+	f->client = addr("2001:db8:13::2");
+	f->now = T0;
+	nb_pmp_init(&f->m, &f->p, &gw6, &f->client, NONCE, T0); /* p.natpmp is true: ignored over IPv6 */
+	nb_pmp_start(&f->m, T0);
+	pump(f);
+	assert_int_equal(f->nsent, 1); /* PCP only: no NAT-PMP external-address request */
+	q = f->sent[0].b;
+	assert_int_equal(f->sent[0].len, 60);
+	assert_memory_equal(q, ((const uint8_t[]){ 2, 1, 0, 0, 0, 0, 0x1c, 0x20 }), 8); /* MAP, 7200 s */
+	assert_memory_equal(q + 8, me, 16);                                             /* client */
+	assert_memory_equal(q + 24, NONCE, 12);
+	assert_memory_equal(q + 36, ((const uint8_t[]){ 17, 0, 0, 0, 0x0f, 0xa0, 0x0f, 0xa0 }), 8);
+	assert_memory_equal(q + 44, me, 16); /* suggested external: itself */
+
+	/* a success for an IPv4 external address (::ffff:203.0.113.13): refused */
+	pcp_map_resp(r, 0, 7200, 5, NONCE, 17, IPORT, IPORT, (const uint8_t[]){ 203, 0, 113, 13 });
+	assert_int_equal(nb_pmp_input(&f->m, r, 60, &f->gw, T0 + 5), -EINVAL);
+	assert_int_equal(info(f)->status, NB_PMP_WORKING);
+	assert_int_equal(info(f)->ignored, 1);
+	/* from anywhere but the gateway (here the client itself): refused */
+	memcpy(r + 44, me, 16);
+	assert_int_equal(nb_pmp_input(&f->m, r, 60, &F.client, T0 + 5), -EINVAL);
+	/* every prefix of the good answer: refused */
+	for (size_t n = 0; n < 60; n++)
+		assert_int_equal(nb_pmp_input(&f->m, r, n, &f->gw, T0 + 5), -EINVAL);
+	assert_int_equal(info(f)->status, NB_PMP_WORKING);
+	/* the IPv6 answer maps */
+	assert_int_equal(nb_pmp_input(&f->m, r, 60, &f->gw, T0 + 6), 0);
+	drain(f);
+	assert_int_equal(info(f)->status, NB_PMP_MAPPED);
+	assert_int_equal(info(f)->protocol, NB_PMP_PCP);
+	assert_int_equal(info(f)->external.family, NB_AF_INET6);
+	assert_memory_equal(info(f)->external.ip, me, 16);
+	assert_int_equal(info(f)->external.port, IPORT);
+	assert_int_equal(count_ev(f, NB_PMP_EV_MAPPED), 1);
+
+	/* an IPv4 reflexive address is not ours to compare; the same IPv6 one is fine */
+	refl = addr("203.0.113.13:1234");
+	nb_pmp_set_reflexive(&f->m, &refl, T0 + 7);
+	assert_int_equal(info(f)->status, NB_PMP_MAPPED);
+	refl = addr("[2001:db8:13::2]:4000");
+	nb_pmp_set_reflexive(&f->m, &refl, T0 + 7);
+	assert_int_equal(info(f)->status, NB_PMP_MAPPED);
+
+	/* stop: a delete with the same nonce and client, lifetime 0 */
+	f->nsent = 0;
+	nb_pmp_stop(&f->m, T0 + 8);
+	f->now = T0 + 8;
+	pump(f);
+	assert_int_equal(f->nsent, 1);
+	q = f->sent[0].b;
+	assert_memory_equal(q + 4, ((const uint8_t[]){ 0, 0, 0, 0 }), 4);
+	assert_memory_equal(q + 8, me, 16);
+	assert_memory_equal(q + 24, NONCE, 12);
+	pcp_map_resp(r, 0, 0, 6, NONCE, 17, IPORT, IPORT, (const uint8_t[]){ 0, 0, 0, 0 });
+	memcpy(r + 44, me, 16);
+	assert_int_equal(nb_pmp_input(&f->m, r, 60, &f->gw, T0 + 9), 0);
+	assert_true(nb_pmp_closed(&f->m));
+
+	/* another IPv6 address than the broker sees: unusable, deleted */
+	fx_reset(f);
+	f->sim_on = false;
+	f->gw = addr("[2001:db8:13::1]:5351");
+	f->client = addr("2001:db8:13::2");
+	f->now = T0;
+	nb_pmp_init(&f->m, &f->p, &gw6, &f->client, NONCE, T0);
+	nb_pmp_start(&f->m, T0);
+	pump(f);
+	refl = addr("[2001:db8:13::2]:4000");
+	nb_pmp_set_reflexive(&f->m, &refl, T0 + 1);
+	pcp_map_resp(r, 0, 7200, 5, NONCE, 17, IPORT, IPORT, (const uint8_t[]){ 0, 0, 0, 0 });
+	memcpy(r + 44, other, 16);
+	assert_int_equal(nb_pmp_input(&f->m, r, 60, &f->gw, T0 + 2), 0);
+	assert_int_equal(info(f)->status, NB_PMP_UNUSABLE);
+	assert_non_null(strstr(info(f)->reason, "not the address the broker sees"));
+
+	/* PCP off over IPv6: nothing to ask, and it says why */
+	fx_reset(f);
+	f->p.pcp = false;
+	f->client = addr("2001:db8:13::2");
+	nb_pmp_init(&f->m, &f->p, &gw6, &f->client, NONCE, T0);
+	nb_pmp_start(&f->m, T0);
+	assert_int_equal(info(f)->status, NB_PMP_UNAVAILABLE);
+	assert_non_null(strstr(info(f)->reason, "NAT-PMP is IPv4-only"));
+}
+
 static void test_events_bounded_and_strings(void **state)
 {
 	struct fx *f = &F;
@@ -1711,6 +1815,7 @@ int main(void)
 		cmocka_unit_test(test_bug_late_renewal_not_delete),
 		cmocka_unit_test(test_bug_ignored_returns_einval),
 		cmocka_unit_test(test_bug_unbuildable_request),
+		cmocka_unit_test(test_ipv6_pinhole),
 		cmocka_unit_test(test_events_bounded_and_strings),
 		cmocka_unit_test(test_pick),
 	};
