@@ -210,6 +210,7 @@ ssize_t nb_status_format(const struct nb_status_snapshot *s, char *buf, size_t l
 	put_u64(&w, "relay_plans", s->ctl_relay_plans, true);
 	put_u64(&w, "birthday_plans", s->ctl_birthday_plans, true);
 	put_u64(&w, "rtt_timed", s->ctl_rtt_timed, true);
+	put_u64(&w, "registers_also", s->ctl_registers_also, true);
 	put(&w, "},\"links\":{");
 	put_u64(&w, "sessions", s->links, false);
 	put_u64(&w, "handshakes", s->handshakes, true);

@@ -20,7 +20,8 @@
  *            "tcp_requests":..,"tcp_waits_at_limit":..},
  *    "control":{"received":..,"replies":..,"errors":..,"undecodable":..,
  *               "registers":..,"keepalives":..,"connects":..,"results":..,
- *               "expired":..,"relay_plans":..,"birthday_plans":..,"rtt_timed":..}}
+ *               "expired":..,"relay_plans":..,"birthday_plans":..,"rtt_timed":..,
+ *               "registers_also":..}}
  */
 #ifndef NB_BROKER_STATUS_H
 #define NB_BROKER_STATUS_H
@@ -105,6 +106,7 @@ struct nb_status_snapshot {
 	uint64_t ctl_received, ctl_replies, ctl_errors, ctl_undecodable;
 	uint64_t ctl_registers, ctl_keepalives, ctl_connects, ctl_results, ctl_expired;
 	uint64_t ctl_relay_plans, ctl_birthday_plans, ctl_rtt_timed; /* plans by kind; timed from both RTTs */
+	uint64_t ctl_registers_also; /* second addresses (the other IP family) registered */
 	/* sealed sessions (broker/plink.h nb_plink_stats) and refusals of the
 	 * unsealed (rendezvous) */
 	size_t links;

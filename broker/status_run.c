@@ -106,6 +106,7 @@ static void snapshot(struct nb_status_server *s, struct nb_status_snapshot *out)
 	out->ctl_expired = rv.expired;
 	out->ctl_relay_plans = rv.relay_plans;
 	out->ctl_birthday_plans = rv.birthday_plans;
+	out->ctl_registers_also = rv.registers_also;
 	out->ctl_rtt_timed = rv.rtt_timed;
 }
 

@@ -115,7 +115,7 @@ static const char zero_report[] =
 	"\"tcp_accepted\":0,\"tcp_requests\":0,\"tcp_waits_at_limit\":0},"
 	"\"control\":{\"received\":0,\"replies\":0,\"errors\":0,\"undecodable\":0,\"registers\":0,"
 	"\"keepalives\":0,\"connects\":0,\"results\":0,\"expired\":0,\"relay_plans\":0,\"birthday_plans\":0,"
-	"\"rtt_timed\":0},"
+	"\"rtt_timed\":0,\"registers_also\":0},"
 	"\"links\":{\"sessions\":0,\"handshakes\":0,\"handshake_failures\":0,\"unsealed\":0,"
 	"\"key_conflicts\":0},"
 	"\"relay\":{\"mode\":\"off\",\"allocations\":0,\"max_allocations\":0,\"created\":0,"
