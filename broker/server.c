@@ -137,6 +137,7 @@ struct relay_sock {
 	struct nb_server *srv;
 	uint32_t alloc;
 	struct relay_sock *next; /* hash chain */
+	bool counted; /* closed by nb_server_close(): its callback ends a pending count */
 };
 #define RELAY_BUCKETS 4096
 
@@ -1484,9 +1485,12 @@ static void on_relay_closed(uv_handle_t *h)
 {
 	struct relay_sock *r = (struct relay_sock *)h;
 	struct nb_server *srv = r->srv;
+	bool counted = r->counted;
 
 	free(r);
-	if (srv->closing)
+	/* Only a close nb_server_close() counted: one begun before (an
+	 * allocation deleted just before shutdown) must not end another's. */
+	if (counted)
 		server_pending_done(srv);
 }
 
@@ -1941,6 +1945,7 @@ void nb_server_close(struct nb_server *srv, void (*done_cb)(void *arg), void *ar
 			struct relay_sock *r = srv->relay[b];
 			srv->relay[b] = r->next;
 			srv->pending++;
+			r->counted = true;
 			uv_close((uv_handle_t *)&r->h, on_relay_closed);
 		}
 	}
