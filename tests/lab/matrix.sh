@@ -2,21 +2,30 @@
 # matrix.sh: the who-can-reach-whom demo (docs/demo.md).
 #
 # One command: install what is missing, build natpeer and natbroker, bring the
-# NAT lab up, start natbroker on srv (RFC 5780 mode) and one `natpeer listen`
-# on each of the 14 lab hosts, connect every unordered pair, and show the
-# broker's prediction beside what happened: a matrix on the terminal, plus
-# matrix.json and matrix.html in --out. Then tear the lab down.
+# dual-stack NAT lab up (NATLAB_V6=1), start natbroker on srv (RFC 5780 mode,
+# on both families) and one `natpeer listen` on each of the 21 lab hosts (the
+# 14 IPv4 ones and the 7 of the IPv6 internet), connect every unordered pair,
+# and show the broker's prediction beside what happened: a matrix on the
+# terminal, plus matrix.json and matrix.html in --out. Then tear the lab down.
+# --no-v6: the IPv4 lab alone (14 hosts, 91 pairs), as before issue 17.
 #
 # Exit status: 0 only when every pair's measured path equals the broker's
-# prediction (and every host's NAT verdict is the one the lab was built for);
-# 1 otherwise; 77 when not root (the lab needs network namespaces); 2 on bad
-# usage.
+# prediction, and so does the IP family the pair connected over where the
+# broker's plan names one (and every host's NAT verdict, in each family, is
+# the one the lab was built for); 1 otherwise; 77 when not root (the lab
+# needs network namespaces); 2 on bad usage.
 #
 # Who connects to whom: for each pair a fresh `natpeer connect` process (id
 # "A.B", a new random port, its own NAT check) on host A asks the broker to
 # connect it to B's listener; A is the host listed first. A host whose UDP is
 # blocked (blk) reaches the broker over TCP and is relayed, as connector and
-# as listener. The prediction is the broker's own (`natpeer matrix --json`):
+# as listener. A dual-stack host (d6 s6 t6 e6 b6) is given the broker's IPv4
+# address and registers its IPv6 address too ("also"; b6's IPv6 drops UDP, so
+# it stays on IPv4); an IPv6-only host (o6 v6o) is given the broker's IPv6
+# address. The broker plans each pair in one family: IPv6 when both have it
+# and it is direct there, else IPv4, else none ("A and B share no IP
+# family"); the connect's event says the family it connected over. The
+# prediction is the broker's own (`natpeer matrix --json`):
 # direct, lan, upnp, birthday or relay (its TURN server); a direct plan that
 # fails at its deadline falls back to the relay, which shows as a
 # disagreement.
@@ -30,7 +39,7 @@
 # connected events.
 #
 # Parallelism: a host takes part in at most one pair at a time (as connector
-# or as listener), so at most 7 pairs run at once. conntrack is flushed once,
+# or as listener), so at most 10 pairs run at once (7 with --no-v6). conntrack is flushed once,
 # before the listeners start, never between pairs (pairs on one router run in
 # parallel). No stale entry can match a pair: every connector has a fresh
 # random port, and a listener keeps one mapping for all its pairs, as a real
@@ -46,8 +55,9 @@ usage() {
     cat <<EOF
 usage: tests/lab/matrix.sh [options]     (as root; Debian 12)
 
-Builds the NAT lab, connects every pair of its 14 hosts through natbroker, and
-shows the broker's prediction beside what actually happened.
+Builds the dual-stack NAT lab, connects every pair of its 21 hosts (14 IPv4,
+7 on the IPv6 internet) through natbroker, and shows the broker's prediction
+beside what actually happened, path and IP family.
 
   --out DIR       write matrix.json, matrix.html and logs/ there
                   (default: build/matrix in the source tree)
@@ -57,7 +67,9 @@ shows the broker's prediction beside what actually happened.
   --keep          leave the lab up afterwards (natlab.sh down to remove it)
   --no-color      plain symbols even on a terminal (also: NO_COLOR=1)
   --timeout S     punch deadline of each connect (default: the broker's plan)
-  --jobs N        pairs at once, 1..7 (default 7: every host in one pair)
+  --jobs N        pairs at once, 1..10 (default: every host in one pair, 10;
+                  7 with --no-v6)
+  --no-v6         the IPv4 lab only (14 hosts, 91 pairs; no NATLAB_V6)
   -h, --help      this text
 
 Environment: NATLAB_PREFIX (default nbm) names the lab's namespaces.
@@ -71,7 +83,8 @@ BUILD=
 KEEP=0
 COLOR=auto
 PUNCH=
-JOBS=7
+JOBS=
+V6=1
 while [ $# -gt 0 ]; do
     case $1 in
         --out) OUT=${2:?--out needs a directory}; shift ;;
@@ -81,13 +94,15 @@ while [ $# -gt 0 ]; do
         --timeout) PUNCH=${2:?--timeout needs seconds}; shift
                    [[ $PUNCH =~ ^[1-9][0-9]?$ ]] || { echo "matrix.sh: --timeout: expected 1..99 seconds, got '$PUNCH'" >&2; exit 2; } ;;
         --jobs) JOBS=${2:?--jobs needs a number}; shift
-                [[ $JOBS =~ ^[1-7]$ ]] || { echo "matrix.sh: --jobs: expected 1..7, got '$JOBS'" >&2; exit 2; } ;;
+                [[ $JOBS =~ ^([1-9]|10)$ ]] || { echo "matrix.sh: --jobs: expected 1..10, got '$JOBS'" >&2; exit 2; } ;;
+        --no-v6) V6=0 ;;
         -h | --help) usage; exit 0 ;;
         *) echo "matrix.sh: unknown option '$1'" >&2; usage >&2; exit 2 ;;
     esac
     shift
 done
 [ -n "${NO_COLOR:-}" ] && COLOR=never
+if [ "$V6" = 1 ]; then export NATLAB_V6=1; else unset NATLAB_V6; fi
 if [ "$COLOR" = auto ]; then
     if [ -t 1 ] && [ "${TERM:-dumb}" != dumb ]; then COLOR=always; else COLOR=never; fi
 fi
@@ -160,7 +175,38 @@ NP=$(realpath "$NP") NB=$(realpath "$NB")
 LAB_KEEP=$KEEP
 SRV1=203.0.113.10
 SRV2=203.0.113.11
+SRV61=2001:db8::10
+SRV62=2001:db8::11
 HOSTS=(pub fc rc prc sym sym2 blk upnp cgn lan1 lan2 hp1 hp2 hr)
+# the IPv6 internet's hosts (docs/lab.md "IPv6"): dual-stack d6 s6 t6 e6 b6,
+# IPv6-only o6 v6o
+HOSTS6=(d6 s6 t6 e6 o6 v6o b6)
+[ "$V6" = 1 ] && HOSTS+=("${HOSTS6[@]}")
+MAXJOBS=$((${#HOSTS[@]} / 2))
+[ -n "$JOBS" ] || JOBS=$MAXJOBS
+[ "$JOBS" -le "$MAXJOBS" ] || { echo "matrix.sh: --jobs: at most $MAXJOBS with ${#HOSTS[@]} hosts" >&2; exit 2; }
+# What each host's NAT check must find, per family: "MAPPING FILTERING NAT",
+# or "-" when the host has no such family. IPv4: LAB_EXPECT (lib.sh) for the
+# IPv4 lab; the IPv6 hosts' are here (docs/lab.md "IPv6"): no NAT on IPv6,
+# a stateful firewall. pub is on the IPv6 internet too (2001:db8::20): open.
+V6_FW="none address-and-port-dependent firewall"
+declare -A EXPECT4=() EXPECT6=()
+for h in "${HOSTS[@]}"; do EXPECT4[$h]=${LAB_EXPECT[$h]:-} EXPECT6[$h]=-; done
+if [ "$V6" = 1 ]; then
+    EXPECT4+=([d6]=${LAB_EXPECT[prc]} [e6]=${LAB_EXPECT[prc]} [b6]=${LAB_EXPECT[prc]}
+              [s6]=${LAB_EXPECT[sym]} [t6]=${LAB_EXPECT[sym]} [o6]=- [v6o]=-)
+    EXPECT6+=([d6]=$V6_FW [e6]=$V6_FW [s6]=$V6_FW [t6]=$V6_FW [v6o]=$V6_FW
+              [o6]="none endpoint-independent open" [b6]="none unknown udp-blocked"
+              [pub]="none endpoint-independent open")
+fi
+# broker_of HOST: the --broker its natpeer is given: the IPv4 address, or for
+# an IPv6-only host the IPv6 one
+broker_of() {
+    case $1 in
+        o6 | v6o) echo "[$SRV61]:3478" ;;
+        *) echo "$SRV1" ;;
+    esac
+}
 RENDER=$TOP/tests/lab/matrix_render.py
 
 mkdir -p "$OUT" || die "cannot create $OUT"
@@ -216,33 +262,42 @@ step "bringing the lab up (prefix $NATLAB_PREFIX)"
 T_LAB=$(lab_now_ms)
 "$NATLAB" down >/dev/null 2>&1 || true
 "$NATLAB" up >"$LOGS/natlab.log" 2>&1 || { cat "$LOGS/natlab.log"; die "natlab.sh up failed"; }
-say "    up in $(secs_since "$T_LAB") s: ${#HOSTS[@]} hosts, 12 NAT routers; waiting for the UPnP routers (about 9 s)"
+say "    up in $(secs_since "$T_LAB") s: ${#HOSTS[@]} hosts, $([ "$V6" = 1 ] && echo "19 routers (12 IPv4 NATs, 7 on the IPv6 internet)" || echo "12 NAT routers"); waiting for the UPnP routers (about 9 s)"
 "$NATLAB" wait-ready 30 >>"$LOGS/natlab.log" 2>&1 || { cat "$LOGS/natlab.log"; die "the lab did not get ready"; }
 "$NATLAB" stop-coturn >>"$LOGS/natlab.log" 2>&1 || die "natlab.sh stop-coturn failed"
 lab_wait 5 eval '! lab_udp_bound srv 3478 && ! lab_udp_bound srv 3479' || die "coturn still holds srv's ports"
 lab_flush >>"$LOGS/natlab.log" 2>&1 || die "natlab.sh flush failed"
 say "    ready in $(secs_since "$T_LAB") s"
 
-step "starting natbroker on srv ($SRV1 and $SRV2, RFC 5780 mode)"
+LISTEN=(--listen "$SRV1" --listen "$SRV2")
+[ "$V6" = 1 ] && LISTEN+=(--listen "$SRV61" --listen "$SRV62")
+step "starting natbroker on srv ($SRV1 and $SRV2$([ "$V6" = 1 ] && echo ", $SRV61 and $SRV62"), RFC 5780 mode)"
 # --birthday-rate 1000: the lab's probe rate (the default, 100/s, is for the internet)
-start_in srv "$LOGS/natbroker.log" "$LOGS/natbroker.log" "$NB" --public-list --listen "$SRV1" --listen "$SRV2" \
+start_in srv "$LOGS/natbroker.log" "$LOGS/natbroker.log" "$NB" --public-list "${LISTEN[@]}" \
     --birthday-rate 1000
 NB_PID=$LAB_LAST_PID
-lab_wait 5 eval 'lab_udp_bound srv 3478 && lab_udp_bound srv 3479' ||
-    { cat "$LOGS/natbroker.log"; die "natbroker does not listen on srv"; }
+nb_bound() {
+    local s
+    s=$(ip netns exec "$(lab_ns srv)" ss -Hlun 2>/dev/null) || return 1
+    grep -q "$SRV1:3478 " <<<"$s" && grep -q "$SRV2:3479 " <<<"$s" || return 1
+    [ "$V6" = 0 ] || { grep -q "\[$SRV61\]:3478 " <<<"$s" && grep -q "\[$SRV62\]:3479 " <<<"$s"; }
+}
+lab_wait 5 nb_bound || { cat "$LOGS/natbroker.log"; die "natbroker does not listen on srv"; }
 
 # ---------------------------------------------------------------- listeners
 step "starting natpeer listen on ${#HOSTS[@]} hosts; each checks its NAT first"
 declare -A LPID=() VERDICT=()
 for h in "${HOSTS[@]}"; do
-    start_in "$h" "$LOGS/listen-$h.out" "$LOGS/listen-$h.err" "$NP" listen --id "$h" --broker "$SRV1" --json
+    start_in "$h" "$LOGS/listen-$h.out" "$LOGS/listen-$h.err" "$NP" listen --id "$h" --broker "$(broker_of "$h")" --json
     LPID[$h]=$LAB_LAST_PID
 done
-# parse_nat HOST: natpeer's "NAT: ..." line -> "MAPPING FILTERING NAT|DETAIL"
+# alive PID: the process runs (an exited child of this shell stays a zombie,
+# which kill -0 does not tell apart)
+alive() { local st; st=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null); [ -n "$st" ] && [ "$st" != Z ]; }
+# parse_nat LINE: a "NAT: ..." or "NAT (IPv6): ..." line's verdict (without
+# its "NAT...: " head) -> "MAPPING FILTERING NAT|DETAIL"
 parse_nat() {
-    local line
-    line=$(grep -m1 '^NAT: ' "$LOGS/listen-$1.err" 2>/dev/null) || return 1
-    line=${line#NAT: }
+    local line=$1
     case $line in
         "no answer from "*)
             echo "none unknown udp-blocked|no answer from the broker over UDP" ;;
@@ -252,6 +307,36 @@ parse_nat() {
             sed -E 's/^([a-z-]+) mapping, ([a-z-]+) filtering \(([a-z-]+)\).*/\1 \2 \3|\1 mapping, \2 filtering/' <<<"$line" ;;
         *) echo "unknown unknown unknown|$line" ;;
     esac
+}
+# verdicts HOST: the host's NAT verdict in each family, from its listener's
+# stderr: "V4|DETAIL4|V6|DETAIL6" (V: "MAPPING FILTERING NAT", or "-" for a
+# family the host has not got); 1 until both families have one. The family
+# natpeer was given the broker in says "NAT: ..."; the other one "NAT (IPvN):
+# ..." or "IPvN: WHY; using IPvM only" (no route: "-"; no UDP: udp-blocked);
+# a host that reaches the broker over TCP (blk) tries no second family: "-".
+verdicts() {
+    local f=$LOGS/listen-$1.err first other l v1 v2 o
+    first=4 other=6
+    [[ $(broker_of "$1") == "["* ]] && { first=6 other=4; }
+    l=$(grep -m1 '^NAT: ' "$f" 2>/dev/null) || return 1
+    v1=$(parse_nat "${l#NAT: }")
+    if [ "$V6" = 0 ]; then
+        v2="-|no IPv6 in this lab"
+    elif l=$(grep -m1 "^NAT (IPv$other): " "$f" 2>/dev/null); then
+        v2=$(parse_nat "${l#"NAT (IPv$other): "}")
+    elif l=$(grep -m1 "^IPv$other: .*; using IPv$first only\$" "$f" 2>/dev/null); then
+        o=${l#"IPv$other: "} o=${o%"; using IPv$first only"}
+        case $o in
+            "no route to "*) v2="-|$o" ;;
+            "no answer from the broker over UDP"*) v2="none unknown udp-blocked|$o" ;;
+            *) v2="unknown unknown unknown|$o" ;;
+        esac
+    elif grep -q '^broker: connected over TCP' "$f" 2>/dev/null; then
+        v2="-|the broker over TCP: no second family"   # blk: natpeer tries no other family over TCP
+    else
+        return 1
+    fi
+    if [ "$first" = 4 ]; then echo "$v1|$v2"; else echo "$v2|$v1"; fi
 }
 # upnp_word HOST: what natpeer said about its router port mapping (PCP,
 # NAT-PMP or UPnP) before its NAT line, if anything
@@ -264,21 +349,35 @@ upnp_word() {
 }
 VERDICT_BAD=0
 : >"$LOGS/verdicts.tsv"
+# verdicts.tsv, one line per host: HOST, then for IPv4 and then IPv6 each
+# MAPPING FILTERING NAT OK DETAIL ("-" "-" "-" for a family it has not got;
+# OK 1 when the verdict is the one the lab was built for)
 end=$(($(lab_now_ms) + 20000))
 while [ ${#VERDICT[@]} -lt ${#HOSTS[@]} ] && [ "$(lab_now_ms)" -lt "$end" ]; do
     for h in "${HOSTS[@]}"; do
         [ -n "${VERDICT[$h]:-}" ] && continue
-        v=$(parse_nat "$h") || continue
-        VERDICT[$h]=${v%%|*}
-        read -r m f n <<<"${VERDICT[$h]}"
-        mark="${C_G}ok${C_0}" ok=1
-        if [ "${VERDICT[$h]}" != "${LAB_EXPECT[$h]:-}" ]; then
-            mark="${C_R}the lab was built as: ${LAB_EXPECT[$h]:-?}${C_0}" ok=0
+        v=$(verdicts "$h") || continue
+        VERDICT[$h]=$v
+        IFS='|' read -r v4 dt4 v6 dt6 <<<"$v"
+        mark="${C_G}ok${C_0}" ok4=1 ok6=1
+        [ "$v4" = "${EXPECT4[$h]}" ] || ok4=0
+        [ "$v6" = "${EXPECT6[$h]}" ] || ok6=0
+        if [ $ok4 = 0 ] || [ $ok6 = 0 ]; then
+            mark="${C_R}the lab was built as: IPv4 ${EXPECT4[$h]:-?}, IPv6 ${EXPECT6[$h]:-?}${C_0}"
             VERDICT_BAD=$((VERDICT_BAD + 1))
         fi
         up=$(upnp_word "$h")
-        printf '    %-5s %s%-20s%s (%s)%s  %s\n' "$h" "$C_B" "$n" "$C_0" "${v#*|}" "${up:+, $up}" "$mark"
-        printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$h" "$m" "$f" "$n" "$ok" "${v#*|}" >>"$LOGS/verdicts.tsv"
+        if [ "$V6" = 1 ]; then
+            n4=${v4##* } n6=${v6##* }
+            printf '    %-5s IPv4 %s%-20s%s IPv6 %s%-9s%s (%s; %s)%s  %s\n' "$h" "$C_B" "${n4/#-/no IPv4}" "$C_0" \
+                "$C_B" "${n6/#-/no IPv6}" "$C_0" "$dt4" "$dt6" "${up:+, $up}" "$mark"
+        else
+            printf '    %-5s %s%-20s%s (%s)%s  %s\n' "$h" "$C_B" "${v4##* }" "$C_0" "$dt4" "${up:+, $up}" "$mark"
+        fi
+        read -r m4 f4 n4 <<<"$v4"
+        read -r m6 f6 n6 <<<"$v6"
+        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$h" "$m4" "${f4:--}" "${n4:--}" "$ok4" "$dt4" \
+            "$m6" "${f6:--}" "${n6:--}" "$ok6" "$dt6" >>"$LOGS/verdicts.tsv"
     done
     sleep 0.1
 done
@@ -286,23 +385,43 @@ for h in "${HOSTS[@]}"; do
     if [ -z "${VERDICT[$h]:-}" ]; then
         printf '    %-5s %sno NAT verdict within 20 s%s\n' "$h" "$C_R" "$C_0"
         VERDICT_BAD=$((VERDICT_BAD + 1))
-        printf '%s\tunknown\tunknown\tunknown\t0\tno verdict\n' "$h" >>"$LOGS/verdicts.tsv"
+        printf '%s\tunknown\tunknown\tunknown\t0\tno verdict\tunknown\tunknown\tunknown\t0\tno verdict\n' "$h" >>"$LOGS/verdicts.tsv"
     fi
 done
 
 # every listener is registered before any pair starts; one whose UDP is
-# blocked registers over TCP once its NAT check has given up on UDP
+# blocked registers over TCP once its NAT check has given up on UDP. A host
+# with both families (an IPv4 and an IPv6 verdict) is ready for IPv6 plans
+# once the broker has its second address too (its "alt").
+peer_entries() { # one JSON object a line
+    np_pub peers --json | grep -o '{"id":.*}' | sed 's/},{"id":/}\n{"id":/g'
+}
+dual_stack() {
+    local x4 x6
+    IFS='|' read -r x4 _ x6 _ <<<"${VERDICT[$1]:-}"
+    [ -n "$x4" ] && [ "$x4" != - ] && [ -n "$x6" ] && [ "$x6" != - ] && [ "${x6##* }" != udp-blocked ]
+}
+registered_ok() { # HOST ENTRIES
+    local e
+    e=$(grep "\"id\":\"$1\"" <<<"$2") || return 1
+    dual_stack "$1" || return 0
+    grep -q '"alt":' <<<"$e"
+}
 all_registered() {
     local list h
-    list=$(np_pub peers --json) || return 1
+    list=$(peer_entries) || return 1
     for h in "${HOSTS[@]}"; do
-        grep -q "\"id\":\"$h\"" <<<"$list" || return 1
+        registered_ok "$h" "$list" || return 1
     done
 }
 if ! lab_wait 30 all_registered; then
+    list=$(peer_entries)
     for h in "${HOSTS[@]}"; do
-        np_pub peers --json | grep -q "\"id\":\"$h\"" ||
-            { say "${C_R}    $h is not registered; its listener's stderr:${C_0}"; tail -n 5 "$LOGS/listen-$h.err" | sed 's/^/      /'; }
+        registered_ok "$h" "$list" && continue
+        gone=
+        alive "${LPID[$h]}" || gone=" (its listener is no longer running)"
+        say "${C_R}    $h is not registered (in both its families)$gone; its listener's stderr:${C_0}"
+        tail -n 5 "$LOGS/listen-$h.err" | sed 's/^/      /'
     done
     die "not every listener registered with the broker within 30 s (logs: $LOGS)"
 fi
@@ -336,13 +455,14 @@ for ((k = 0; k < NPAIRS; k++)); do PENDING+=("$k"); done
 DONE=0
 DISAGREE_LIVE=0
 declare -A NPATH=()   # measured path -> pairs
+declare -A NFAM=()    # family of the connected path -> pairs
 : >"$LOGS/runs.tsv"
 
 start_pair() {
     local k=$1 a=${PA[$1]} b=${PB[$1]}
     T0[$k]=$(lab_now_ms)
     ip netns exec "$(lab_ns "$a")" env XDG_CONFIG_HOME="$(lab_xdg "$a")" timeout -k 2 "$CONNECT_TIMEOUT" \
-        "$NP" connect --id "$a.$b" --broker "$SRV1" --json ${PUNCH:+--timeout "$PUNCH"} "$b" \
+        "$NP" connect --id "$a.$b" --broker "$(broker_of "$a")" --json ${PUNCH:+--timeout "$PUNCH"} "$b" \
         </dev/null >"$LOGS/$a.$b.out" 2>"$LOGS/$a.$b.err" &
     RUNNING[$!]=$k
     BUSY[$a]=1 BUSY[$b]=1
@@ -383,7 +503,7 @@ bday_words() {
     printf '%s' "$w"
 }
 finish_pair() { # PID STATUS
-    local k=${RUNNING[$1]} rc=$2 a b ms wall ev path reason pred out err line relay lline bd
+    local k=${RUNNING[$1]} rc=$2 a b ms wall ev path reason pred out err line relay lline bd pf mf fw
     unset "RUNNING[$1]"
     a=${PA[k]} b=${PB[k]}
     unset "BUSY[$a]" "BUSY[$b]"
@@ -394,11 +514,18 @@ finish_pair() { # PID STATUS
     printf '%s\t%s\t%s\t%s\t%s\n' "$a" "$b" "$rc" "$wall" "$a.$b" >>"$LOGS/runs.tsv"
     # the broker's plan as natpeer printed it: "plan: ROLE PEER (PATH path, key K), ..."
     pred=$(sed -n 's/^plan: [a-z]* [^ ]* (\([a-z]*\) path[,)].*/\1/p' "$err" | head -n 1)
+    # the plan's family: that of its first candidate ("[v6]:port" or v4:port;
+    # none for a plan without candidates); the broker's plan_family decides
+    # in matrix_render.py, this is for the progress line
+    pf=$(sed -n 's/^plan: .*), candidates \([^ ;]*\).*/\1/p' "$err" | head -n 1)
+    case $pf in "["*) pf=6 ;; none | "") pf= ;; *) pf=4 ;; esac
+    mf=
     line=$(grep -m1 '"event":' "$out")
     ev=$(sed -n 's/.*"event":"\([a-z]*\)".*/\1/p' <<<"$line")
     if [ "$ev" = connected ]; then
         path=$(sed -n 's/.*"path":"\([a-z]*\)".*/\1/p' <<<"$line")
         ms=$(sed -n 's/.*"ms":\([0-9]*\).*/\1/p' <<<"$line")
+        mf=$(sed -n 's/.*"family":\([46]\).*/\1/p' <<<"$line")
         what="connected $path in $ms ms"
         if [ "$path" = birthday ]; then
             # the listener's event for this pair (it may print it a moment after the connector)
@@ -422,11 +549,15 @@ finish_pair() { # PID STATUS
         fi
     fi
     NPATH[$path]=$((${NPATH[$path]:-0} + 1))
-    if [ "$pred" = "$path" ]; then
-        printf '[%2d/%d] %-4s -> %-4s: %s %s(predicted %s)%s\n' "$DONE" "$NPAIRS" "$a" "$b" "$what" "$C_D" "${pred:-?}" "$C_0"
+    [ -n "$mf" ] && NFAM[$mf]=$((${NFAM[$mf]:-0} + 1))
+    [ -n "$mf" ] && [ "$V6" = 1 ] && what="$what over IPv$mf"
+    fw=
+    [ "$V6" = 1 ] && [ -n "$pf" ] && [ "$pred" != none ] && fw=" over IPv$pf"
+    if [ "$pred" = "$path" ] && { [ -z "$pf" ] || [ -z "$mf" ] || [ "$pf" = "$mf" ]; }; then
+        printf '[%*d/%d] %-4s -> %-4s: %s %s(predicted %s%s)%s\n' "${#NPAIRS}" "$DONE" "$NPAIRS" "$a" "$b" "$what" "$C_D" "${pred:-?}" "$fw" "$C_0"
     else
         DISAGREE_LIVE=$((DISAGREE_LIVE + 1))
-        printf '[%2d/%d] %-4s -> %-4s: %s %s(predicted %s) DISAGREES%s\n' "$DONE" "$NPAIRS" "$a" "$b" "$what" "$C_R" "${pred:-?}" "$C_0"
+        printf '[%*d/%d] %-4s -> %-4s: %s %s(predicted %s%s) DISAGREES%s\n' "${#NPAIRS}" "$DONE" "$NPAIRS" "$a" "$b" "$what" "$C_R" "${pred:-?}" "$fw" "$C_0"
     fi
 }
 
@@ -449,10 +580,11 @@ T_PAIRS_S=$(secs_since "$T_PAIRS")
 n_conn=$((NPAIRS - ${NPATH[none]:-0}))
 split=
 for p in direct lan upnp birthday relay; do split+="${split:+, }${NPATH[$p]:-0} $p"; done
+[ "$V6" = 1 ] && split+="; ${NFAM[4]:-0} over IPv4, ${NFAM[6]:-0} over IPv6"
 say "    $NPAIRS pairs in $T_PAIRS_S s: $n_conn connected ($split)"
 kill -0 "$NB_PID" 2>/dev/null || say "${C_R}    natbroker is no longer running (log: $LOGS/natbroker.log)${C_0}"
 for h in "${HOSTS[@]}"; do
-    kill -0 "${LPID[$h]}" 2>/dev/null || say "${C_R}    the listener on $h exited (log: $LOGS/listen-$h.err)${C_0}"
+    alive "${LPID[$h]}" || say "${C_R}    the listener on $h exited (log: $LOGS/listen-$h.err)${C_0}"
 done
 
 # ---------------------------------------------------------------- the broker's view

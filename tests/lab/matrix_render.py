@@ -15,8 +15,10 @@ Two ways to run it:
       (render an existing matrix.json again: the HTML test does this)
 
 The prediction is the broker's (`natpeer matrix --json`); nothing here
-computes one. Exit status: 0 when every pair agrees, 1 when one does not,
-2 on bad input.
+computes one. A pair agrees when the measured path is the predicted one and,
+where both are known, the IP family it connected over is the family of the
+broker's plan ("plan_family" against the connected event's "family"). Exit
+status: 0 when every pair agrees, 1 when one does not, 2 on bad input.
 """
 
 import argparse
@@ -48,6 +50,7 @@ TINY_KIND = {
     "port-restricted-cone": "prc", "symmetric": "sym", "udp-blocked": "blk",
     "firewall": "fw", "unknown": "?",
 }
+FAMILIES = (4, 6)
 ABBR = {
     "none": "none", "endpoint-independent": "EI", "address-dependent": "AD",
     "address-and-port-dependent": "APD", "unknown": "?",
@@ -186,6 +189,39 @@ def upnp_status(path):
     return st
 
 
+def family_of(addr):
+    """4 or 6 from an address as natpeer prints it ("[v6]:port" or "v4:port"), or None."""
+    if not isinstance(addr, str) or not addr:
+        return None
+    return 6 if addr.startswith("[") else 4
+
+
+def host_families(v, p):
+    """A host's two families: {"4": {...} or None, "6": {...} or None} from its
+    verdicts.tsv row (each family: MAPPING FILTERING NAT OK DETAIL, "-" when
+    the host has not got it; a 6-column row is IPv4 only) and the broker's
+    view of it (its registration, and "alt", the other family's)."""
+    fams = {}
+    for i, fam in ((1, 4), (6, 6)):
+        if len(v) < i + 5 or v[i] == "-":
+            fams[str(fam)] = None
+            continue
+        fams[str(fam)] = {"mapping": v[i], "filtering": v[i + 1], "nat": v[i + 2],
+                          "as_built": v[i + 3] == "1", "netcheck": v[i + 4]}
+    if p is not None:   # the broker's record; its NAT name for the first registration
+        for addr, m, f, n in ((p.get("reflexive"), p.get("mapping"), p.get("filtering"), p.get("nat")),
+                              (p.get("alt"), p.get("alt_mapping"), p.get("alt_filtering"), None)):
+            fam = family_of(addr)
+            if fam is None:
+                continue
+            d = fams.get(str(fam)) or {"nat": "unknown", "as_built": False, "netcheck": ""}
+            d.update(mapping=m, filtering=f, address=addr, registered=True)
+            if n:
+                d["nat"] = n
+            fams[str(fam)] = d
+    return fams
+
+
 def build(args):
     hosts_order = args.hosts.split()
     verdicts = {r[0]: r for r in read_tsv(args.verdicts)}
@@ -208,7 +244,13 @@ def build(args):
                      registered=False)
         o["upnp"] = upnp_status(os.path.join(args.logs, "listen-%s.err" % h))
         o["netcheck"] = v[5] if len(v) > 5 else ""
-        o["as_built"] = len(v) > 4 and v[4] == "1"
+        o["as_built"] = len(v) > 4 and v[4] == "1" and (len(v) < 10 or v[9] == "1")
+        o["families"] = host_families(v, p)
+        if len(v) > 10 and v[1] == "-":   # IPv6 only: its verdict is the IPv6 one
+            o["netcheck"] = v[10]
+        if p is None and o["mapping"] == "-":   # IPv6 only, not registered
+            o.update({k: (o["families"].get("6") or {}).get(k, "unknown")
+                      for k in ("mapping", "filtering", "nat")})
         kinds[h] = o["nat"]
         hosts.append(o)
 
@@ -219,8 +261,10 @@ def build(args):
         entry = bmatrix.get((cid, b))
         pair = {"a": a, "b": b}
         reason = None
+        family = None
         if ev is not None and ev.get("event") == "connected":
             measured, ms = ev.get("path", "unknown"), ev.get("ms")
+            family = ev.get("family") if ev.get("family") in FAMILIES else None
             if measured == "relay":
                 pair["relay"] = ev.get("relay")
                 why = relay_fallback(os.path.join(args.logs, cid + ".err"))
@@ -229,8 +273,11 @@ def build(args):
         else:
             measured, ms = "none", None
             reason = (ev or {}).get("reason") or "no event (exit status %s after %s ms)" % (rc, wall)
+        plan_family = bfamily = None
         if entry is not None:
             predicted = entry.get("predicted") or "unknown"
+            plan_family = entry.get("plan_family") if entry.get("plan_family") in FAMILIES else None
+            bfamily = entry.get("family") if entry.get("family") in FAMILIES else None
             # the connector's id "a.b" reads as "a" in the broker's sentence
             plan = re.sub(r"(?<![\w.-])%s(?![\w-])" % re.escape(cid), a, entry.get("plan") or "")
             roles = {a: entry.get("role_a"), b: entry.get("role_b")}
@@ -248,10 +295,12 @@ def build(args):
             lev_cache[b] = listener_events(os.path.join(args.logs, "listen-%s.out" % b))
         lev = lev_cache[b].get(cid)
         pair.update(predicted=predicted, plan=plan, roles=roles, measured=measured, ms=ms,
-                    agree=predicted == measured, connector=cid)
+                    plan_family=plan_family, family=family, connector=cid)
+        pair["agree"] = pair_agrees(pair)
         if reason:
             pair["reason"] = reason
         pair["broker_measured"] = bm
+        pair["broker_family"] = bfamily
         if lev is not None:
             pair["listener"] = ("%s %s" % (lev["event"], lev.get("path", ""))).strip()
         if measured == "birthday" or predicted == "birthday":
@@ -266,6 +315,16 @@ def build(args):
     return make_doc(hosts, pairs, broker=args.broker, seconds=args.pairs_seconds)
 
 
+def family_mismatch(p):
+    """True when the broker planned one family and the pair connected over the other."""
+    pf, mf = p.get("plan_family"), p.get("family")
+    return pf in FAMILIES and mf in FAMILIES and pf != mf
+
+
+def pair_agrees(p):
+    return p["predicted"] == p["measured"] and not family_mismatch(p)
+
+
 def counts(pairs):
     """The counts, and each pair's agree flag, from the pairs themselves."""
     def count(key):
@@ -274,15 +333,19 @@ def counts(pairs):
             c[x[key]] = c.get(x[key], 0) + 1
         return c
     for p in pairs:
-        p["agree"] = p["predicted"] == p["measured"]
+        p["agree"] = pair_agrees(p)
     dis = [p for p in pairs if not p["agree"]]
+    fams = {str(f): sum(1 for p in pairs if p["measured"] != "none" and p.get("family") == f)
+            for f in FAMILIES}
     return {
         "pairs": len(pairs),
         "connected": sum(1 for p in pairs if p["measured"] != "none"),
         "predicted": count("predicted"),
         "measured": count("measured"),
+        "families": fams,
         "agree": len(pairs) - len(dis),
         "disagreements": len(dis),
+        "family_disagreements": sum(1 for p in pairs if family_mismatch(p)),
     }
 
 
@@ -298,6 +361,21 @@ def make_doc(hosts, pairs, broker=None, seconds=None):
 
 
 # ---------------------------------------------------------------- views
+def fam_kind(h, fam):
+    """The host's NAT name in one family, or None when it has not got that family
+    (a matrix.json without families: the host's own, as IPv4)."""
+    fams = h.get("families")
+    if fams is None:
+        return h["nat"] if fam == 4 else None
+    f = fams.get(str(fam))
+    return f.get("nat") if f else None
+
+
+def has_v6(doc):
+    return any(fam_kind(h, 6) for h in doc["hosts"]) or \
+        any(p.get("family") == 6 or p.get("plan_family") == 6 for p in doc["pairs"])
+
+
 def cell_map(doc):
     cells = {}
     for p in doc["pairs"]:
@@ -306,16 +384,25 @@ def cell_map(doc):
     return cells
 
 
+def fam_words(f):
+    return " over IPv%d" % f if f in FAMILIES else ""
+
+
+def planned_words(p):
+    """"direct over IPv6": the broker's prediction and its plan's family."""
+    return p["predicted"] + (fam_words(p.get("plan_family")) if p["predicted"] != "none" else "")
+
+
 def pair_words(p):
     m = p["measured"]
     if m == "none":
         got = "no connection" + (": " + p["reason"] if p.get("reason") else "")
     else:
-        got = "connected, %s, %s ms" % (m, p["ms"])
+        got = "connected, %s%s, %s ms" % (m, fam_words(p.get("family")), p["ms"])
         if m == "birthday" and p.get("birthday"):
             got += " (%s)" % birthday_words(p["birthday"])
         if m == "relay" and p.get("relay"):
-            got = "connected, relay %s, %s ms" % (p["relay"], p["ms"])
+            got = "connected, relay %s%s, %s ms" % (p["relay"], fam_words(p.get("family")), p["ms"])
         if p.get("fallback"):
             plan = p["predicted"] if p.get("predicted") not in (None, "relay", "unknown", "none") else "direct"
             got += ", after the %s plan failed (%s)" % (plan, p["fallback"])
@@ -330,6 +417,10 @@ def cross_checks(doc):
         if "broker_measured" in p and bm is not None and bm != p["measured"]:
             notes.append("%s -> %s: the broker recorded %s, the connector printed %s"
                          % (p["a"], p["b"], bm, p["measured"]))
+        bf, mf = p.get("broker_family"), p.get("family")
+        if bm is not None and bf in FAMILIES and mf in FAMILIES and bf != mf:
+            notes.append("%s -> %s: the broker recorded IPv%d, the connector printed IPv%d"
+                         % (p["a"], p["b"], bf, mf))
         lst = p.get("listener")
         if p["measured"] != "none" and lst is not None and lst != "connected " + p["measured"]:
             notes.append("%s -> %s: the listener on %s printed '%s'" % (p["a"], p["b"], p["b"], lst))
@@ -337,17 +428,24 @@ def cross_checks(doc):
 
 
 def headline(c):
-    """"91 of 91 pairs connected: 43 direct, 1 lan, 12 upnp, 10 birthday, 25 relay" (measured)."""
+    """"91 of 91 pairs connected: 43 direct, 1 lan, 12 upnp, 10 birthday, 25 relay" (measured),
+    then "; 20 over IPv6, 180 over IPv4" when some pair went over IPv6."""
     m = c["measured"]
     connected = c.get("connected", c["pairs"] - m.get("none", 0))
-    return "%d of %d pairs connected: %s" % (
+    h = "%d of %d pairs connected: %s" % (
         connected, c["pairs"], ", ".join("%d %s" % (m.get(k, 0), k) for k in PATHS if k != "none"))
+    f = c.get("families") or {}
+    if f.get("6"):
+        h += "; %d over IPv6, %d over IPv4" % (f.get("6", 0), f.get("4", 0))
+    return h
 
 
 def counts_line(c):
     def brk(d):
         return ", ".join("%d %s" % (d[k], k) for k in PATHS if d.get(k)) or "-"
-    return (headline(c) + "; %d disagreement%s" % (c["disagreements"], "" if c["disagreements"] == 1 else "s"),
+    fd = c.get("family_disagreements", 0)
+    return (headline(c) + "; %d disagreement%s" % (c["disagreements"], "" if c["disagreements"] == 1 else "s")
+            + (" (%d in the IP family)" % fd if fd else ""),
             "predicted: %s;  measured: %s" % (brk(c["predicted"]), brk(c["measured"])))
 
 
@@ -365,14 +463,32 @@ def render_terminal(doc, color, out=sys.stdout):
         return ansi[key] + s + ansi["reset"] if color else s
 
     upnp = {h["name"]: (h.get("upnp") or {}).get("status") == "verified" for h in doc["hosts"]}
+    byname = {h["name"]: h for h in doc["hosts"]}
+    v6 = has_v6(doc)
+    k4 = {h: fam_kind(byname[h], 4) for h in hosts}
+    k6 = {h: fam_kind(byname[h], 6) for h in hosts}
+
+    def k4label(h):
+        if not v6:
+            return SHORT_KIND.get(kind[h], kind[h]) + ("+UPnP" if upnp[h] else "")
+        return SHORT_KIND.get(k4[h], k4[h]) + ("+UPnP" if upnp[h] else "") if k4[h] else "no v4"
+    w4max = max(len(k4label(h)) for h in hosts)
 
     def klabel(h):
-        return SHORT_KIND.get(kind[h], kind[h]) + ("+UPnP" if upnp[h] else "")
+        if not v6:
+            return k4label(h)
+        return "%-*s %s" % (w4max, k4label(h), "v6 " + TINY_KIND.get(k6[h], k6[h]) if k6[h] else "no v6")
     w = 5
     lab = max(len(h) for h in hosts) + 1 + max(len(klabel(h)) for h in hosts)
     lines = []
     lines.append(" " * lab + "".join(h.center(w) for h in hosts).rstrip())
-    lines.append(" " * lab + c("dim", "".join(TINY_KIND.get(kind[h], "?").center(w) for h in hosts).rstrip()))
+    if v6:
+        lines.append(c("dim", "IPv4".rjust(lab - 1) + " " + "".join(
+            (TINY_KIND.get(k4[h], "?") if k4[h] else "-").center(w) for h in hosts).rstrip()))
+        lines.append(c("dim", "IPv6".rjust(lab - 1) + " " + "".join(
+            (TINY_KIND.get(k6[h], "?") if k6[h] else "-").center(w) for h in hosts).rstrip()))
+    else:
+        lines.append(" " * lab + c("dim", "".join(TINY_KIND.get(kind[h], "?").center(w) for h in hosts).rstrip()))
     for r in hosts:
         label = ("%-*s %s" % (max(len(h) for h in hosts), r, klabel(r))).ljust(lab)
         row = [c("bold", label[:len(r)]) + label[len(r):]]
@@ -385,7 +501,10 @@ def render_terminal(doc, color, out=sys.stdout):
                 row.append("  ?  ")
             elif p["agree"]:
                 key = p["measured"] if p["measured"] in PATHS else "none"
-                row.append(" " + c(key, " %s " % sym(p["measured"])) + " ")
+                mark = "6" if p.get("family") == 6 else " "
+                row.append(" " + c(key, " %s%s" % (sym(p["measured"]), mark)) + " ")
+            elif p["predicted"] == p["measured"]:   # the family alone differs
+                row.append(" " + c("disagree", "%d!%d" % (p["plan_family"], p["family"])) + " ")
             else:
                 row.append(" " + c("disagree", "%s!%s" % (sym(p["predicted"]), sym(p["measured"]))) + " ")
         lines.append("".join(row).rstrip())
@@ -393,9 +512,19 @@ def render_terminal(doc, color, out=sys.stdout):
     lines.append("legend: " + "  ".join(
         (c(k, " %s " % SYMBOL[k]) if color else SYMBOL[k]) + " " + k
         for k in PATHS) + "   (predicted and measured agree)")
+    if v6:
+        lines.append("        " + (c("direct", " D6") if color else "D6 ") +
+                     " a 6 after the letter: the connection went over IPv6 (none: IPv4)")
     lines.append("        " + (c("disagree", "P!M") if color else "P!M") +
                  " disagreement: the broker predicted P, the connect got M")
-    lines.append("        rows and columns: the lab's hosts and the NAT kind each one found")
+    if v6:
+        lines.append("        " + (c("disagree", "6!4") if color else "6!4") +
+                     " family disagreement: the path as predicted, but the broker planned IPv6"
+                     " and it went over IPv4 (or 4!6)")
+        lines.append("        rows and columns: the lab's hosts and the NAT kind each one found,"
+                     " per family (-: the host has not got it)")
+    else:
+        lines.append("        rows and columns: the lab's hosts and the NAT kind each one found")
     lines.append("")
     c1, c2 = counts_line(doc["counts"])
     lines.append(c("bold", c1))
@@ -406,7 +535,7 @@ def render_terminal(doc, color, out=sys.stdout):
         lines.append(c("bold", "disagreements:"))
         for p in dis:
             lines.append("  %s -> %s: predicted %s (%s); measured: %s"
-                         % (p["a"], p["b"], p["predicted"], p["plan"], pair_words(p)))
+                         % (p["a"], p["b"], planned_words(p), p["plan"], pair_words(p)))
     else:
         lines.append("no disagreement: every pair did what the broker predicted")
     notes = cross_checks(doc)
@@ -441,6 +570,8 @@ td.c small{display:block;font-weight:normal;font-size:10px;opacity:.9;white-spac
 td.direct{background:%(direct)s} td.lan{background:%(lan)s} td.upnp{background:%(upnp)s}
 td.birthday{background:%(birthday)s} td.relay{background:%(relay)s} td.none{background:%(none)s;color:#888}
 td.disagree{background:%(disagree)s;color:#fff;outline:3px solid #7a0010}
+td.c sup.f{font-size:9px;font-weight:bold;vertical-align:top;margin-left:1px;opacity:.95}
+th small.f6{color:#3b5ea8;white-space:nowrap}
 td.self{background:repeating-linear-gradient(45deg,#fafafa,#fafafa 4px,#ececec 4px,#ececec 8px)}
 .side{font-size:14px;max-width:420px} .side h2{font-size:15px;margin:18px 0 8px} .side h2:first-child{margin-top:4px}
 .legend div{display:flex;align-items:center;gap:8px;margin:5px 0}
@@ -463,8 +594,17 @@ ul.dis{padding-left:18px;margin:4px 0} ul.dis li{margin-bottom:6px}
     out.append('<div class="sub">%s. Each cell: the broker\'s prediction against what the connect '
                'did; hover for the plan and the time.</div>' % esc(sub))
     out.append('<div class="wrap"><table class="m"><thead><tr><th></th>')
+    v6 = has_v6(doc)
     for h in hosts:
         v = (h.get("upnp") or {}).get("status") == "verified"
+        if v6:
+            k4, k6 = fam_kind(h, 4), fam_kind(h, 6)
+            tip = "%s: IPv4 %s%s; IPv6 %s" % (h["name"], k4 or "none", " + UPnP" if v else "", k6 or "none")
+            out.append('<th title="%s"><b>%s</b><small>%s</small><small class="f6">%s</small></th>'
+                       % (esc(tip), esc(h["name"]),
+                          esc(TINY_KIND.get(k4, k4) + ("+U" if v else "") if k4 else "-"),
+                          esc("v6 " + TINY_KIND.get(k6, k6) if k6 else "-")))
+            continue
         out.append('<th title="%s"><b>%s</b><small>%s</small></th>'
                    % (esc("%s: %s%s" % (h["name"], h["nat"], " + UPnP" if v else "")), esc(h["name"]),
                       esc(TINY_KIND.get(h["nat"], h["nat"]) + ("+U" if v else ""))))
@@ -479,8 +619,22 @@ ul.dis{padding-left:18px;margin:4px 0} ul.dis li{margin-bottom:6px}
         if up.get("detail"):
             tip += "; UPnP: %s" % up["detail"]
         kind = h["nat"] + (" + UPnP" if up.get("status") == "verified" else "")
-        out.append('<tr><th class="r" title="%s"><b>%s</b><small>%s &middot; %s</small></th>'
-                   % (esc(tip), esc(r), esc(kind), esc(mf)))
+        if v6:
+            f4, f6 = (h.get("families") or {}).get("4"), (h.get("families") or {}).get("6")
+
+            def fline(f):
+                return "%s &middot; %s/%s" % (esc(f.get("nat")), esc(ABBR.get(f.get("mapping"), f.get("mapping"))),
+                                              esc(ABBR.get(f.get("filtering"), f.get("filtering"))))
+            l4 = (fline(f4) + (" + UPnP" if up.get("status") == "verified" else "")) if f4 else "no IPv4"
+            l6 = ("IPv6: " + fline(f6)) if f6 else "no IPv6"
+            for fam, f in (("IPv4", f4), ("IPv6", f6)):
+                if f and f.get("address"):
+                    tip += "; %s %s" % (fam, f["address"])
+            out.append('<tr><th class="r" title="%s"><b>%s</b><small>%s</small><small class="f6">%s</small></th>'
+                       % (esc(tip), esc(r), l4, l6))
+        else:
+            out.append('<tr><th class="r" title="%s"><b>%s</b><small>%s &middot; %s</small></th>'
+                       % (esc(tip), esc(r), esc(kind), esc(mf)))
         for col in names:
             if col == r:
                 out.append('<td class="c self"></td>')
@@ -492,18 +646,25 @@ ul.dis{padding-left:18px;margin:4px 0} ul.dis li{margin-bottom:6px}
             roles = p.get("roles") or {}
             rl = ", ".join("%s %s" % (k, v) for k, v in roles.items() if v)
             title = ("%s \u2192 %s (%s connects)\npredicted: %s%s\nplan: %s\nmeasured: %s\n%s"
-                     % (p["a"], p["b"], p["a"], p["predicted"], " (%s)" % rl if rl else "",
+                     % (p["a"], p["b"], p["a"], planned_words(p), " (%s)" % rl if rl else "",
                         p["plan"], pair_words(p),
                         "agrees" if p["agree"] else "DISAGREES with the prediction"))
+            mark = ""
             if p["agree"]:
                 cls = p["measured"] if p["measured"] in PATHS else "none"
                 text = "\u00d7" if cls == "none" else sym(p["measured"])
+                if p.get("family") == 6:
+                    mark = '<sup class="f">v6</sup>'
+            elif p["predicted"] == p["measured"]:   # the family alone differs
+                cls = "disagree"
+                text = sym(p["measured"])
+                mark = '<sup class="f">v%d\u2192v%d</sup>' % (p["plan_family"], p["family"])
             else:
                 cls = "disagree"
                 text = "%s\u2192%s" % tuple("\u00d7" if x == "none" else sym(x)
                                              for x in (p["predicted"], p["measured"]))
             small = "<small>%s ms</small>" % p["ms"] if p.get("ms") is not None else ""
-            out.append('<td class="c %s" title="%s">%s%s</td>' % (cls, esc(title), esc(text), small))
+            out.append('<td class="c %s" title="%s">%s%s%s</td>' % (cls, esc(title), esc(text), mark, small))
         out.append("</tr>")
     out.append("</tbody></table>")
 
@@ -512,15 +673,26 @@ ul.dis{padding-left:18px;margin:4px 0} ul.dis li{margin-bottom:6px}
         fg = "#888" if k == "none" else "#fff"
         out.append('<div><span class="sw" style="background:%s;color:%s">%s</span>%s</div>'
                    % (COLOR[k], fg, "\u00d7" if k == "none" else SYMBOL[k], esc(WORDS[k])))
+    if v6:
+        out.append('<div><span class="sw" style="background:%s">D<sup class="f">v6</sup></span>over IPv6: '
+                   'the connection went over IPv6 (no mark: IPv4)</div>' % COLOR["direct"])
     out.append('<div><span class="sw" style="background:%s">P\u2192M</span>disagreement: the broker '
                'predicted P, the connect got M</div>' % COLOR["disagree"])
+    if v6:
+        out.append('<div><span class="sw" style="background:%s">D<sup class="f">v6\u2192v4</sup></span>'
+                   'family disagreement: the path as predicted, but the broker planned IPv6 and it '
+                   'went over IPv4 (or the other way)</div>' % COLOR["disagree"])
     out.append('<div style="color:#666;font-size:12px">A coloured cell: predicted and measured agree. '
                'The small number: time to connect.</div></div>')
     out.append('<h2>Counts</h2><table class="counts">')
     rows = [("pairs", c["pairs"], ""),
             ("connected", c.get("connected", c["pairs"] - c["measured"].get("none", 0)), "")]
     rows += [(k, c["measured"].get(k, 0), " class=\"in\"") for k in PATHS if k != "none"]
+    if v6:
+        rows += [("over IPv%s" % f, (c.get("families") or {}).get(f, 0), " class=\"in\"") for f in ("4", "6")]
     rows += [("not connected", c["measured"].get("none", 0), ""), ("disagreements", c["disagreements"], "")]
+    if v6:
+        rows += [("in the IP family", c.get("family_disagreements", 0), " class=\"in\"")]
     for label, n, cls in rows:
         out.append('<tr><td%s>%s</td><td class="n">%d</td></tr>' % (cls, esc(label), n))
     out.append("</table>")
@@ -532,7 +704,7 @@ ul.dis{padding-left:18px;margin:4px 0} ul.dis li{margin-bottom:6px}
         out.append('<ul class="dis">')
         for p in dis:
             out.append('<li><b>%s &rarr; %s</b>: predicted <b>%s</b> (%s); measured: %s</li>'
-                       % (esc(p["a"]), esc(p["b"]), esc(p["predicted"]), esc(p["plan"]),
+                       % (esc(p["a"]), esc(p["b"]), esc(planned_words(p)), esc(p["plan"]),
                           esc(pair_words(p))))
         out.append("</ul>")
     else:
@@ -541,7 +713,10 @@ ul.dis{padding-left:18px;margin:4px 0} ul.dis li{margin-bottom:6px}
                'host higher in the list connects to the other. Predictions: the broker\'s '
                '(<code>natpeer matrix</code>); birthday pairs connect directly, the symmetric '
                'side spraying from many sockets and the other probing random ports of its IP; '
-               'relayed pairs go through natbroker\'s own TURN server.</div>')
+               'relayed pairs go through natbroker\'s own TURN server.%s</div>'
+               % (' The broker plans each pair in one IP family: IPv6 where both hosts have it and '
+                  'it is direct there, else IPv4; a v6 mark says the connection went over IPv6, '
+                  'and a pair agrees only when that is the family the broker planned.' if v6 else ''))
     out.append("</div></div></body></html>")
     return "\n".join(out) + "\n"
 

@@ -9,6 +9,12 @@
 # "relay"), the legend's relay entry, and the relay count in the headline;
 # and birthday pairs the same way (B cells of class "birthday", the legend's
 # entry, the count), each with its figures (probes, port) in its title.
+# IP families (issue 17): the sample must have pairs that connected over
+# IPv6; each of their cells carries the "v6" mark and no IPv4 cell does; the
+# legend explains it. A copy of the sample with one IPv6 pair made to connect
+# over IPv4 instead (the broker planned IPv6) must count as a disagreement:
+# exit status 1, its two cells of class "disagree" marked "v6->v4", listed
+# with both families, "6!4" in the terminal matrix.
 # MATRIX_SAMPLE=FILE renders another matrix.json (e.g. a fresh matrix.sh run).
 #
 # Chromium runs in a new network namespace with no interfaces (unshare -n),
@@ -22,6 +28,10 @@ SAMPLE=${MATRIX_SAMPLE:-$HERE/data/matrix-sample.json}
 RENDER=$HERE/matrix_render.py
 OUT=${1:-}
 W=1400 H=1000
+# more hosts (the dual-stack lab's 21): a window the matrix and the legend
+# beside it fit in
+n_hosts=$(python3 -c 'import json,sys; print(len(json.load(open(sys.argv[1]))["hosts"]))' "$SAMPLE" 2>/dev/null || echo 14)
+if [ "$n_hosts" -gt 14 ]; then W=$((1400 + 53 * (n_hosts - 14) + 450)) H=$((1000 + 43 * (n_hosts - 14))); fi
 
 PASS=0 FAIL=0
 ok() { PASS=$((PASS + 1)); echo "ok   - $1"; }
@@ -104,7 +114,7 @@ check(re.search(r"pairs connected: [^<]*\b%d relay\b" % n, page) is not None,
 bday = re.findall(r'<td class="c birthday" title="([^"]*)">([^<]*)', page)
 check(len(bday) > 0, "the sample has birthday pairs (%d B cells)" % len(bday))
 check(all(t == SYMBOL["birthday"] for _, t in bday), "every birthday cell reads %s" % SYMBOL["birthday"])
-check(all(re.search(r"connected, birthday, \d+ ms \(\d+ probes at \d+/s, [^)]*port \d+\)", t)
+check(all(re.search(r"connected, birthday(?: over IPv[46])?, \d+ ms \(\d+ probes at \d+/s, [^)]*port \d+\)", t)
           for t, _ in bday), "every birthday cell's title gives its probes, rate and port")
 check(re.search(r"td\.birthday\{background:%s\}" % COLOR["birthday"], page) is not None,
       "td.birthday has the birthday colour %s" % COLOR["birthday"])
@@ -117,6 +127,74 @@ sys.exit(1 if fails else 0)
 EOF
 if [ "$cprc" -eq 0 ]; then ok "each path's cells have its class; relay and birthday are shown (cells, legend, count)"
 else bad "cell classes and the relay and birthday entries (checks above)"; fi
+
+# ---- IP families: the v6 mark, and a family mismatch is a disagreement
+cfrc=0
+python3 - "$OUT/matrix.html" "$SAMPLE" <<'EOF2' || cfrc=$?
+import json, re, sys
+page, doc = open(sys.argv[1], encoding="utf-8").read(), json.load(open(sys.argv[2]))
+fails = 0
+def check(ok, msg):
+    global fails
+    print(("#   ok   " if ok else "#   FAIL ") + msg)
+    fails += 0 if ok else 1
+n6 = sum(1 for p in doc["pairs"] if p["agree"] and p["measured"] != "none" and p.get("family") == 6)
+n4 = sum(1 for p in doc["pairs"] if p["agree"] and p["measured"] != "none" and p.get("family") == 4)
+check(n6 > 0, "the sample has pairs connected over IPv6 (%d, and %d over IPv4)" % (n6, n4))
+cells = re.findall(r'<td class="c [a-z]+" title="[^"]*">([^<]*)((?:<sup class="f">[^<]*</sup>)?)', page)
+got6 = sum(1 for _, m in cells if m == '<sup class="f">v6</sup>')
+check(got6 == 2 * n6, "%d cells carry the v6 mark, want %d (two per IPv6 pair)" % (got6, 2 * n6))
+check(all(m in ("", '<sup class="f">v6</sup>') for _, m in cells), "no other family mark in an agreeing sample")
+check(re.search(r'<span class="sw"[^>]*>D<sup class="f">v6</sup></span>over IPv6: ', page) is not None,
+      "the legend explains the v6 mark")
+check(re.search(r"pairs connected: [^<]*; %d over IPv6, %d over IPv4" % (n6, n4), page) is not None,
+      "the headline counts the families")
+check(all(p.get("plan_family") in (4, 6) for p in doc["pairs"] if p["measured"] != "none"),
+      "every connected pair of the sample has the broker's plan_family")
+sys.exit(1 if fails else 0)
+EOF2
+if [ "$cfrc" -eq 0 ]; then ok "IPv6 cells carry the v6 mark (cells, legend, headline)"
+else bad "the v6 marks (checks above)"; fi
+
+FAMJ=$TMP/family-mismatch.json
+python3 - "$SAMPLE" "$FAMJ" <<'EOF2'
+import json, sys
+doc = json.load(open(sys.argv[1]))
+p = next(p for p in doc["pairs"] if p["agree"] and p.get("plan_family") == 6 and p.get("family") == 6)
+p["family"] = 4
+doc["mismatch"] = [p["a"], p["b"], p["measured"]]
+json.dump(doc, open(sys.argv[2], "w"))
+EOF2
+rc=0
+python3 "$RENDER" --from-json "$FAMJ" --out "$TMP/fam" >"$TMP/fam.txt" 2>&1 || rc=$?
+if [ "$rc" -eq 1 ]; then ok "a pair over IPv4 where the broker planned IPv6 is a disagreement (exit 1)"
+else bad "family mismatch: matrix_render.py exit $rc, want 1" "$(tail -n 5 "$TMP/fam.txt")"; fi
+cmrc=0
+python3 - "$TMP/fam/matrix.html" "$FAMJ" "$TMP/fam.txt" <<'EOF2' || cmrc=$?
+import json, re, sys
+page, doc, text = open(sys.argv[1], encoding="utf-8").read(), json.load(open(sys.argv[2])), open(sys.argv[3]).read()
+a, b, path = doc["mismatch"]
+fails = 0
+def check(ok, msg):
+    global fails
+    print(("#   ok   " if ok else "#   FAIL ") + msg)
+    fails += 0 if ok else 1
+sym = {"direct": "D", "lan": "L", "upnp": "U", "birthday": "B", "relay": "R"}[path]
+cells = re.findall(r'<td class="c disagree" title="(%s → %s [^"]*)">%s<sup class="f">v6→v4</sup>'
+                   % (re.escape(a), re.escape(b), sym), page)
+check(len(cells) == 2, "%s -> %s: two disagree cells marked %s v6->v4 (%d)" % (a, b, sym, len(cells)))
+check(all("predicted: %s over IPv6" % path in t and "over IPv4" in t for t in cells),
+      "their titles give both families")
+check(re.search(r"<li><b>%s &rarr; %s</b>: predicted <b>%s over IPv6</b> [^<]*; measured: connected, %s over IPv4, "
+                % (re.escape(a), re.escape(b), path, path), page) is not None, "listed under Disagreements")
+check(re.search(r'<td class="in">in the IP family</td><td class="n">1</td>', page) is not None,
+      "counted as a family disagreement")
+check("6!4" in text and "1 disagreement (1 in the IP family)" in text,
+      "the terminal matrix shows 6!4 and counts it")
+sys.exit(1 if fails else 0)
+EOF2
+if [ "$cmrc" -eq 0 ]; then ok "the family mismatch shows in its cells, the list, the counts and the terminal"
+else bad "the family mismatch (checks above)" "$(grep -E '6!4|disagreement' "$TMP/fam.txt" | head -n 5)"; fi
 
 # ---- screenshot in headless Chromium, without network
 PNG=$OUT/matrix.png
