@@ -23,8 +23,9 @@
 # address and registers its IPv6 address too ("also"; b6's IPv6 drops UDP, so
 # it stays on IPv4); an IPv6-only host (o6 v6o) is given the broker's IPv6
 # address. The broker plans each pair in one family: IPv6 when both have it
-# and it is direct there, else IPv4, else none ("A and B share no IP
-# family"); the connect's event says the family it connected over. The
+# and it is direct there, else IPv4, else (an IPv4-only and an IPv6-only
+# host) the relay, which the IPv6-only side allocates on over IPv6; the
+# connect's event says the family it connected over. The
 # prediction is the broker's own (`natpeer matrix --json`):
 # direct, lan, upnp, birthday or relay (its TURN server); a direct plan that
 # fails at its deadline falls back to the relay, which shows as a
