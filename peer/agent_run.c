@@ -2279,35 +2279,10 @@ static void on_f2_recv(struct nb_udp *u, const uint8_t *data, size_t len, const 
  * --ipv6-temporary, and connect, take the system's choice. The second
  * family's sockets are then bound to that IP, so that their source is it
  * whatever the preferences. 0 or a negative errno. */
-#ifndef IPV6_PREFER_SRC_PUBLIC
-#define IPV6_PREFER_SRC_PUBLIC 0x0002 /* RFC 5014 §5: linux/in6.h has it, glibc's headers not */
-#endif
 static int f2_local_ip(const struct agent *a, const struct nb_addr *server, struct nb_addr *ret)
 {
-	struct sockaddr_storage ss;
-	socklen_t len = sizeof(ss);
-	int salen = nb_addr_to_sockaddr(server, &ss);
-	int fd = socket(ss.ss_family, SOCK_DGRAM | SOCK_CLOEXEC, 0), rc;
+	int rc = nb_local_ip_toward_pref(server, a->o->cmd == NB_AGENT_LISTEN && !a->o->ipv6_temporary, ret);
 
-	if (fd < 0)
-		return -errno;
-#if defined(IPV6_ADDR_PREFERENCES)
-	if (server->family == NB_AF_INET6 && a->o->cmd == NB_AGENT_LISTEN && !a->o->ipv6_temporary) {
-		int v = IPV6_PREFER_SRC_PUBLIC;
-		if (setsockopt(fd, IPPROTO_IPV6, IPV6_ADDR_PREFERENCES, &v, sizeof(v)) != 0)
-			nb_log_info("agent", "IPv6: cannot prefer a public source address: %s", strerror(errno));
-	}
-#else
-	(void)a;
-#endif
-	if (connect(fd, (struct sockaddr *)&ss, (socklen_t)salen) != 0 ||
-	    getsockname(fd, (struct sockaddr *)&ss, &len) != 0) {
-		rc = -errno;
-		close(fd);
-		return rc;
-	}
-	close(fd);
-	rc = nb_addr_from_sockaddr((struct sockaddr *)&ss, ret);
 	if (rc == 0)
 		ret->port = 0;
 	return rc;

@@ -114,12 +114,44 @@ static size_t split(const char *line, size_t len, struct field *f, size_t max)
 	}
 }
 
+/* The best default route so far (either family: IPv4 uses ip[0..3]). */
 struct candidate {
 	bool found;
 	uint32_t metric;
-	uint8_t ip[4];
+	uint8_t ip[16];
 	char ifname[NB_GATEWAY_IFNAME_MAX];
 };
+
+/* Feed each line of a /proc route table to parse_line (the first to
+ * `header` instead, when given): -EINVAL on a malformed or truncated
+ * table, an empty one, or over the limits; else 0. */
+static int parse_lines(const char *text, size_t len, bool (*header)(const char *, size_t),
+		       int (*parse_line)(const char *, size_t, struct candidate *), struct candidate *c)
+{
+	size_t off = 0, lines = 0;
+
+	if (memchr(text, '\0', len) != NULL)
+		return -EINVAL;
+	while (off < len) {
+		const char *line = text + off;
+		const char *nl = memchr(line, '\n', len - off);
+		size_t n;
+
+		if (nl == NULL) /* truncated: the kernel ends every line */
+			return -EINVAL;
+		n = (size_t)(nl - line);
+		if (n > NB_GATEWAY_MAX_LINE || ++lines > NB_GATEWAY_MAX_LINES)
+			return -EINVAL;
+		if (lines == 1 && header != NULL) {
+			if (!header(line, n))
+				return -EINVAL;
+		} else if (parse_line(line, n, c) < 0) {
+			return -EINVAL;
+		}
+		off += n + 1;
+	}
+	return lines == 0 && header != NULL ? -EINVAL : 0;
+}
 
 /* One route line: -EINVAL if malformed, else 0 (and *c updated if it is a
  * better default route). */
@@ -163,37 +195,21 @@ static int parse_route(const char *line, size_t len, struct candidate *c)
 	return 0;
 }
 
+/* /proc/net/route's header, from its first byte. */
+static bool route_header(const char *line, size_t n)
+{
+	return n >= 5 && memcmp(line, "Iface", 5) == 0 && (n == 5 || is_blank(line[5]));
+}
+
 int nb_gateway_parse_proc_route(const char *text, size_t len, struct nb_addr *gw,
 				char ifname[NB_GATEWAY_IFNAME_MAX])
 {
 	struct candidate c;
-	size_t off = 0, lines = 0;
 
 	if (text == NULL || gw == NULL || ifname == NULL)
 		return -EINVAL;
-	if (memchr(text, '\0', len) != NULL)
-		return -EINVAL;
 	memset(&c, 0, sizeof(c));
-	while (off < len) {
-		const char *line = text + off;
-		const char *nl = memchr(line, '\n', len - off);
-		size_t n;
-
-		if (nl == NULL) /* truncated: the kernel ends every line */
-			return -EINVAL;
-		n = (size_t)(nl - line);
-		if (n > NB_GATEWAY_MAX_LINE || ++lines > NB_GATEWAY_MAX_LINES)
-			return -EINVAL;
-		if (lines == 1) {
-			/* the kernel's header, from its first byte */
-			if (n < 5 || memcmp(line, "Iface", 5) != 0 || (n > 5 && !is_blank(line[5])))
-				return -EINVAL;
-		} else if (parse_route(line, n, &c) < 0) {
-			return -EINVAL;
-		}
-		off += n + 1;
-	}
-	if (lines == 0)
+	if (parse_lines(text, len, route_header, parse_route, &c) < 0)
 		return -EINVAL;
 	if (!c.found)
 		return -ENOENT;
@@ -237,14 +253,7 @@ static bool iface_ok(const struct field *f)
 	return true;
 }
 
-struct candidate6 {
-	bool found;
-	uint32_t metric;
-	uint8_t ip[16];
-	char ifname[NB_GATEWAY_IFNAME_MAX];
-};
-
-static int parse_route6(const char *line, size_t len, struct candidate6 *c)
+static int parse_route6(const char *line, size_t len, struct candidate *c)
 {
 	static const uint8_t zero[16];
 	struct field f[G6_FIELDS];
@@ -279,28 +288,13 @@ static int parse_route6(const char *line, size_t len, struct candidate6 *c)
 int nb_gateway_parse_ipv6_route(const char *text, size_t len, struct nb_addr *gw,
 				char ifname[NB_GATEWAY_IFNAME_MAX])
 {
-	struct candidate6 c;
-	size_t off = 0, lines = 0;
+	struct candidate c;
 
 	if (text == NULL || gw == NULL || ifname == NULL)
 		return -EINVAL;
-	if (memchr(text, '\0', len) != NULL)
-		return -EINVAL;
 	memset(&c, 0, sizeof(c));
-	while (off < len) {
-		const char *line = text + off;
-		const char *nl = memchr(line, '\n', len - off);
-		size_t n;
-
-		if (nl == NULL) /* truncated: the kernel ends every line */
-			return -EINVAL;
-		n = (size_t)(nl - line);
-		if (n > NB_GATEWAY_MAX_LINE || ++lines > NB_GATEWAY_MAX_LINES)
-			return -EINVAL;
-		if (parse_route6(line, n, &c) < 0)
-			return -EINVAL;
-		off += n + 1;
-	}
+	if (parse_lines(text, len, NULL, parse_route6, &c) < 0)
+		return -EINVAL;
 	if (!c.found)
 		return -ENOENT;
 	memset(gw, 0, sizeof(*gw));
