@@ -607,6 +607,42 @@ static bool relay_routes(const struct agent *a, const struct nb_addr *to)
 	return false;
 }
 
+/* A live relayed session checks or talks to `p`. */
+static bool relay_peer_in_use(const struct agent *a, const struct nb_addr *p)
+{
+	for (int i = 0; i < AGENT_MAX_SESSIONS; i++) {
+		const struct session *s = &a->s[i];
+		if (!s->used || s->relay == REL_NONE)
+			continue;
+		if (nb_addr_equal(&s->pu.remote, p) || nb_addr_equal(&s->relayed, p))
+			return true;
+		for (size_t k = 0; k < s->plan.n_candidates; k++)
+			if (nb_addr_equal(&s->plan.candidates[k], p))
+				return true;
+	}
+	return false;
+}
+
+/* A permission (and channel) on our allocation for `peer`; when the table
+ * is full, the peers of sessions that are gone make room first. */
+static int relay_permit(struct agent *a, const struct nb_addr *peer, uint64_t now)
+{
+	int rc = nb_turnc_permit(&a->turn, peer, now);
+
+	if (rc != -ENOSPC)
+		return rc;
+	for (size_t i = a->turn.n_peers; i-- > 0;) {
+		struct nb_addr x = a->turn.peers[i].addr;
+		if (!relay_peer_in_use(a, &x))
+			(void)nb_turnc_forget(&a->turn, &x);
+	}
+	rc = nb_turnc_permit(&a->turn, peer, now);
+	if (rc == -ENOSPC)
+		nb_log_info("agent", "relay: %d peers at once on our allocation, the most it takes: one more "
+				     "waits for a session to end", NB_TURNC_MAX_PEERS);
+	return rc;
+}
+
 /* A datagram for a peer, through the relay: ChannelData or a Send
  * indication. Until its permission is granted it is dropped (the checks
  * and the handshake retransmit). */
@@ -615,7 +651,7 @@ static void relay_send(struct agent *a, const uint8_t *b, size_t len, const stru
 	ssize_t n = nb_turnc_send(&a->turn, to, b, len, a->turn_buf, sizeof(a->turn_buf));
 
 	if (n == -ENOENT) {
-		(void)nb_turnc_permit(&a->turn, to, nb_now_ms());
+		(void)relay_permit(a, to, nb_now_ms());
 		return;
 	}
 	if (n > 0)
@@ -1468,7 +1504,7 @@ static void relay_allocated(struct agent *a, struct session *s, uint64_t now)
 		if (nb_addr_is_private(c) || nb_addr_is_link_local(c) || nb_addr_is_loopback(c) ||
 		    c->family != nb_turnc_relayed(&a->turn)->family)
 			continue; /* the relay sends to public addresses only */
-		(void)nb_turnc_permit(&a->turn, c, now);
+		(void)relay_permit(a, c, now);
 		pub[n++] = *c;
 	}
 	s->relayed = *nb_turnc_relayed(&a->turn);

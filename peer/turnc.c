@@ -391,6 +391,17 @@ static struct nb_turnc_peer *find_peer(const struct nb_turnc *c, const struct nb
 	return NULL;
 }
 
+int nb_turnc_forget(struct nb_turnc *c, const struct nb_addr *peer)
+{
+	struct nb_turnc_peer *p = peer != NULL ? find_peer(c, peer) : NULL;
+
+	if (p == NULL)
+		return -ENOENT;
+	*p = c->peers[--c->n_peers]; /* the last takes its place (order does not matter) */
+	memset(&c->peers[c->n_peers], 0, sizeof(c->peers[0]));
+	return 0;
+}
+
 int nb_turnc_permit(struct nb_turnc *c, const struct nb_addr *peer, uint64_t now_ms)
 {
 	struct nb_turnc_peer *p;

@@ -205,6 +205,14 @@ uint64_t nb_turnc_deadline(const struct nb_turnc *c);
  * -ENOTCONN (FAILED or CLOSED). */
 int nb_turnc_permit(struct nb_turnc *c, const struct nb_addr *peer, uint64_t now_ms);
 
+/* Forget peer: its slot is free for another (a listener relays for more
+ * peers over an allocation's life than NB_TURNC_MAX_PEERS at once). Its
+ * permission and channel at the server expire by themselves; its channel
+ * number is never given to another peer (they only grow, up to
+ * NB_TURN_CHANNEL_MAX: RFC 8656 §12 forbids rebinding a live channel).
+ * A response still due for it is dropped as unmatched. 0, or -ENOENT. */
+int nb_turnc_forget(struct nb_turnc *c, const struct nb_addr *peer);
+
 /* One datagram (UDP) or one whole frame (TCP) from the server. Returns 0
  * and *ret (RX_DATA: data from a peer; RX_CONSUMED: a response was taken,
  * call nb_turnc_poll()), or a negative enum nb_turnc_drop with nothing

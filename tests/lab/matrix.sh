@@ -520,6 +520,9 @@ finish_pair() { # PID STATUS
     # in matrix_render.py, this is for the progress line
     pf=$(sed -n 's/^plan: .*), candidates \([^ ;]*\).*/\1/p' "$err" | head -n 1)
     case $pf in "["*) pf=6 ;; none | "") pf= ;; *) pf=4 ;; esac
+    # a relay's family is its relayed address's, not the candidates' (an
+    # IPv4-only and an IPv6-only host): left to the broker's plan_family
+    [ "$pred" = relay ] && pf=""
     mf=
     line=$(grep -m1 '"event":' "$out")
     ev=$(sed -n 's/.*"event":"\([a-z]*\)".*/\1/p' <<<"$line")

@@ -627,6 +627,23 @@ static void test_permission_channel(void **state)
 		p.port = 0;
 		assert_int_equal(nb_turnc_permit(&c, &p, t), -EINVAL);
 	}
+
+	/* Forgetting a peer frees its slot; the next peer gets a new channel
+	 * number, never the forgotten one's (RFC 8656 §12: no rebinding). */
+	{
+		struct nb_addr p = PEER, gone = PEER;
+		gone.port = 8003;
+		p.port = 9999;
+		assert_int_equal(nb_turnc_channel(&c, &gone), 0x4003);
+		assert_int_equal(nb_turnc_forget(&c, &gone), 0);
+		assert_int_equal(nb_turnc_forget(&c, &gone), -ENOENT);
+		assert_int_equal(nb_turnc_permit(&c, &p, t), 0);
+		assert_int_equal(nb_turnc_channel(&c, &p), 0x4000 + NB_TURNC_MAX_PEERS);
+		assert_int_equal(nb_turnc_channel(&c, &PEER2), 0x4001); /* the others keep theirs */
+		p.port = 9998;
+		assert_int_equal(nb_turnc_permit(&c, &p, t), -ENOSPC); /* still bounded */
+		assert_int_equal(nb_turnc_forget(&c, NULL), -ENOENT);
+	}
 }
 
 static void test_tcp_chandata(void **state)
