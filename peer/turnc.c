@@ -428,7 +428,7 @@ int nb_turnc_permit(struct nb_turnc *c, const struct nb_addr *peer, uint64_t now
 		}
 		return 0;
 	}
-	/* Our channels: 0x4000 up, inside RFC 8656 §12's 0x4000-0x4FFF (8 peers). */
+	/* Our channels: 0x4000 up (RFC 8656 §12), never one number twice. */
 	if (c->n_peers >= NB_TURNC_MAX_PEERS || c->next_channel > NB_TURN_CHANNEL_MAX)
 		return -ENOSPC;
 	p = &c->peers[c->n_peers++];

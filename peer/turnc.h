@@ -57,7 +57,10 @@
 #include "proto/stun.h"
 #include "proto/turn.h"
 
-#define NB_TURNC_MAX_PEERS 8          /* permissions/channels per allocation */
+#define NB_TURNC_MAX_PEERS 32         /* peers with a permission and channel at once: a listener
+                                       * relays for up to its 16 sessions, each with a candidate
+                                       * or two of the relayed family (the server: 16 by default,
+                                       * per IP for permissions) */
 #define NB_TURNC_RTO_MS 250           /* RFC 8489 §6.2.1 suggests 500; libjuice/libnatpmp use 250 */
 #define NB_TURNC_MAX_SENDS 7          /* RFC 8489 §6.2.1: Rc = 7 */
 #define NB_TURNC_RM 16                /* RFC 8489 §6.2.1: Rm = 16 */
