@@ -840,6 +840,18 @@ static void plan_cross_family(const struct nb_rendezvous *rv, const struct nb_re
 		 "sends to it",
 		 pa->reflexive.family == NB_AF_INET6 ? '6' : '4', pb->reflexive.family == NB_AF_INET6 ? '6' : '4',
 		 ret->relay_by_a ? "A" : "B", ret->relay_by_a ? "B" : "A");
+	if ((ret->relay_by_a ? pb : pa)->udp_blocked) {
+		/* The sending side reaches nothing over UDP (it came over TCP):
+		 * it would need an allocation of its own too, relay to relay,
+		 * which plans do not make. */
+		ret->path = NB_PATH_NONE;
+		ret->role_a = ret->role_b = NB_ROLE_NONE;
+		snprintf(ret->reason, sizeof(ret->reason),
+			 "A (IPv%c only) and B (IPv%c only) share no IP family, and %s cannot send UDP to "
+			 "the relay",
+			 pa->reflexive.family == NB_AF_INET6 ? '6' : '4',
+			 pb->reflexive.family == NB_AF_INET6 ? '6' : '4', ret->relay_by_a ? "B" : "A");
+	}
 }
 
 static ssize_t push_encode(struct nb_rendezvous *rv, const struct rv_session *x,

@@ -1209,6 +1209,15 @@ static void test_cross_family_relay(void **state)
 	assert_string_equal(h->m[0].u.plan.reason,
 			    "dave (IPv6 only) and carol (IPv4 only) share no IP family: dave allocates on the "
 			    "relay, carol sends to it");
+	/* an IPv4-only host whose UDP is blocked (registered over TCP) cannot
+	 * send to the relayed address: none, and why */
+	nb_rendezvous_set_context(h->rv, 1700000000, true);
+	reg_ok(h, "blk", "198.51.100.7:7000", 250, "prc");
+	nb_rendezvous_set_context(h->rv, 1700000000, false);
+	assert_int_equal(connect_(h, "198.51.100.7:7000", 260, "blk", "dave"), 2);
+	assert_int_equal(h->m[0].u.plan.path, NB_PATH_NONE);
+	assert_string_equal(h->m[0].u.plan.reason, "blk (IPv4 only) and dave (IPv6 only) share no IP family, "
+						   "and blk cannot send UDP to the relay");
 	/* a relay-needing IPv6-only host (symmetric) is given its advance
 	 * allocation on the relay's IPv6 address too */
 	assert_int_equal(reg_full(h, "erin", "[2001:db8:16::2]:7000", 300, "address-and-port-dependent",
