@@ -201,23 +201,33 @@ static bool route_header(const char *line, size_t n)
 	return n >= 5 && memcmp(line, "Iface", 5) == 0 && (n == 5 || is_blank(line[5]));
 }
 
-int nb_gateway_parse_proc_route(const char *text, size_t len, struct nb_addr *gw,
-				char ifname[NB_GATEWAY_IFNAME_MAX])
+/* A whole table -> the best default route of `family` (its address is
+ * 4 or 16 bytes of c.ip). */
+static int parse_table(const char *text, size_t len, enum nb_family family,
+		       bool (*header)(const char *, size_t),
+		       int (*parse_line)(const char *, size_t, struct candidate *), struct nb_addr *gw,
+		       char ifname[NB_GATEWAY_IFNAME_MAX])
 {
 	struct candidate c;
 
 	if (text == NULL || gw == NULL || ifname == NULL)
 		return -EINVAL;
 	memset(&c, 0, sizeof(c));
-	if (parse_lines(text, len, route_header, parse_route, &c) < 0)
+	if (parse_lines(text, len, header, parse_line, &c) < 0)
 		return -EINVAL;
 	if (!c.found)
 		return -ENOENT;
 	memset(gw, 0, sizeof(*gw));
-	gw->family = NB_AF_INET;
-	memcpy(gw->ip, c.ip, 4);
+	gw->family = (uint8_t)family;
+	memcpy(gw->ip, c.ip, family == NB_AF_INET ? 4 : 16);
 	memcpy(ifname, c.ifname, NB_GATEWAY_IFNAME_MAX);
 	return 0;
+}
+
+int nb_gateway_parse_proc_route(const char *text, size_t len, struct nb_addr *gw,
+				char ifname[NB_GATEWAY_IFNAME_MAX])
+{
+	return parse_table(text, len, NB_AF_INET, route_header, parse_route, gw, ifname);
 }
 
 /* ---- IPv6: /proc/net/ipv6_route ---------------------------------------------------- */
@@ -288,18 +298,5 @@ static int parse_route6(const char *line, size_t len, struct candidate *c)
 int nb_gateway_parse_ipv6_route(const char *text, size_t len, struct nb_addr *gw,
 				char ifname[NB_GATEWAY_IFNAME_MAX])
 {
-	struct candidate c;
-
-	if (text == NULL || gw == NULL || ifname == NULL)
-		return -EINVAL;
-	memset(&c, 0, sizeof(c));
-	if (parse_lines(text, len, NULL, parse_route6, &c) < 0)
-		return -EINVAL;
-	if (!c.found)
-		return -ENOENT;
-	memset(gw, 0, sizeof(*gw));
-	gw->family = NB_AF_INET6;
-	memcpy(gw->ip, c.ip, 16);
-	memcpy(ifname, c.ifname, NB_GATEWAY_IFNAME_MAX);
-	return 0;
+	return parse_table(text, len, NB_AF_INET6, NULL, parse_route6, gw, ifname);
 }
