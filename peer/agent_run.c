@@ -2043,26 +2043,28 @@ static void on_udp_closed(struct nb_udp *u)
 	(void)u;
 }
 
-static void nat_line(const struct agent *a)
+/* "NAT: ..." (label ""), or "NAT (IPv6): ..." for the second family. */
+static void nat_line(const struct nb_netcheck_result *r, const char *label, const char *broker_str)
 {
-	const struct nb_netcheck_result *r = &a->nat;
-	char refl[NB_ADDR_STRLEN];
+	char refl[NB_ADDR_STRLEN], what[16] = "NAT";
 
+	if (label[0] != '\0')
+		snprintf(what, sizeof(what), "NAT (%s)", label);
 	if (r->udp_blocked) {
-		fprintf(stderr, "NAT: no answer from %s over UDP (UDP blocked, or no broker there)\n",
-			a->broker_str);
+		fprintf(stderr, "%s: no answer from %s over UDP (UDP blocked, or no broker there)\n", what,
+			broker_str);
 		return;
 	}
 	nb_addr_format(&r->reflexive, refl, sizeof(refl));
 	if (r->mapping == NB_MAPPING_NONE)
-		fprintf(stderr, "NAT: none (public address %s), %s filtering (%s)\n", refl,
+		fprintf(stderr, "%s: none (public address %s), %s filtering (%s)\n", what, refl,
 			nb_filtering_to_string(r->filtering), nb_nat_type_to_string(r->nat));
 	else
-		fprintf(stderr, "NAT: %s mapping, %s filtering (%s); reflexive %s\n",
+		fprintf(stderr, "%s: %s mapping, %s filtering (%s); reflexive %s\n", what,
 			nb_mapping_to_string(r->mapping), nb_filtering_to_string(r->filtering),
 			nb_nat_type_to_string(r->nat), refl);
 	if (r->note[0])
-		fprintf(stderr, "NAT: note: %s\n", r->note);
+		fprintf(stderr, "%s: note: %s\n", what, r->note);
 }
 
 static void netcheck_done(struct agent *a, uint64_t now)
@@ -2075,7 +2077,7 @@ static void netcheck_done(struct agent *a, uint64_t now)
 		nb_udp_close(&a->filt, on_udp_closed);
 		a->filt_open = false;
 	}
-	nat_line(a);
+	nat_line(&a->nat, "", a->broker_str);
 	if (a->nat.udp_blocked && !a->broker_tcp) {
 		/* docs/protocol.md "Over TCP": the same port, framed. The
 		 * sealed channel starts again there. */
@@ -2399,7 +2401,6 @@ static void f2_register(struct agent *a, uint64_t now)
 static void f2_netcheck_done(struct agent *a, uint64_t now)
 {
 	const struct nb_netcheck_result *r;
-	char refl[NB_ADDR_STRLEN];
 
 	a->f2.nat = *nb_netcheck_result(&a->f2.nc);
 	r = &a->f2.nat;
@@ -2411,14 +2412,7 @@ static void f2_netcheck_done(struct agent *a, uint64_t now)
 		f2_down(a, "no answer from the broker over UDP (UDP blocked)");
 		return;
 	}
-	nb_addr_format(&r->reflexive, refl, sizeof(refl));
-	if (r->mapping == NB_MAPPING_NONE)
-		fprintf(stderr, "NAT (%s): none (public address %s), %s filtering (%s)\n", a->f2.name, refl,
-			nb_filtering_to_string(r->filtering), nb_nat_type_to_string(r->nat));
-	else
-		fprintf(stderr, "NAT (%s): %s mapping, %s filtering (%s); reflexive %s\n", a->f2.name,
-			nb_mapping_to_string(r->mapping), nb_filtering_to_string(r->filtering),
-			nb_nat_type_to_string(r->nat), refl);
+	nat_line(r, a->f2.name, a->f2.broker_str);
 	a->f2.st = F2_WAIT;
 	if (a->ever_registered)
 		f2_register(a, now);
