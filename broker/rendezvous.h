@@ -271,6 +271,10 @@ struct nb_rendezvous_config {
 	/* relays[] is the broker's own TURN server, which also listens at
 	 * self[]: an allocating side is sent to it over its own family. */
 	bool own_relay;
+	/* The families relays[] hand out relayed addresses of (RFC 8656
+	 * REQUESTED-ADDRESS-FAMILY): bits 1 << NB_FAM_V4 and 1 << NB_FAM_V6;
+	 * 0 means IPv4 only, what every TURN server does by default. */
+	uint8_t relay_fams;
 };
 
 void nb_rendezvous_config_default(struct nb_rendezvous_config *cfg);
