@@ -187,6 +187,11 @@ static int build(struct nb_turnc *c, enum kind k, const struct nb_turnc_txn *t,
 		 * protocol byte followed by three RFFU bytes. */
 		uint8_t rt[4] = {NB_TURN_TRANSPORT_UDP, 0, 0, 0};
 		rc = nb_stun_enc_attr(&e, NB_TURN_ATTR_REQUESTED_TRANSPORT, rt, sizeof(rt));
+		if (rc == 0 && c->cfg.family == NB_AF_INET6) {
+			/* §14.6: the family byte, then three RFFU bytes. */
+			uint8_t af[4] = {NB_TURN_FAMILY_IPV6, 0, 0, 0};
+			rc = nb_stun_enc_attr(&e, NB_TURN_ATTR_REQUESTED_ADDRESS_FAMILY, af, sizeof(af));
+		}
 	}
 	if (rc == 0 && (k == K_ALLOCATE || k == K_REFRESH))
 		rc = nb_stun_enc_u32(&e, NB_TURN_ATTR_LIFETIME, c->cfg.lifetime_s);
@@ -651,6 +656,12 @@ static void on_success(struct nb_turnc *c, struct nb_turnc_txn *t, enum kind k,
 	case K_REFRESH:
 		life = (ta->present & NB_TURN_HAS_LIFETIME) ? ta->lifetime : NB_TURN_DEFAULT_LIFETIME_S;
 		if (k == K_ALLOCATE) {
+			if (ta->relayed.family != (c->cfg.family == NB_AF_INET6 ? NB_AF_INET6 : NB_AF_INET)) {
+				fail(c, c->cfg.family == NB_AF_INET6
+						? "the relay answered an IPv6 request with an IPv4 address"
+						: "the relay answered an IPv4 request with an IPv6 address");
+				return;
+			}
 			c->relayed = ta->relayed;
 			c->have_mapped = (m->present & NB_STUN_HAS_XOR_MAPPED) != 0;
 			if (c->have_mapped)

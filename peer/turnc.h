@@ -110,6 +110,10 @@ struct nb_turnc_config {
 	uint32_t lifetime_s; /* requested; 0 = NB_TURN_DEFAULT_LIFETIME_S (600) */
 	bool tcp;            /* TCP (or TLS) to the server: no retransmission, padded ChannelData */
 	uint32_t timeout_ms; /* give up allocating after this; 0 = NB_TURNC_TIMEOUT_MS */
+	/* The relayed address's family: NB_AF_INET6 sends REQUESTED-ADDRESS-
+	 * FAMILY IPv6 (RFC 8656 §7.1); NB_AF_NONE or NB_AF_INET send none,
+	 * which asks for IPv4. A success of another family fails. */
+	uint8_t family;
 };
 
 /* One request transaction. */

@@ -206,6 +206,78 @@ static void allocated(struct nb_turnc *c, bool tcp)
 
 /* ---- Tests ------------------------------------------------------------------ */
 
+/* An IPv6 relayed address: REQUESTED-ADDRESS-FAMILY IPv6 in both Allocates
+ * (none for IPv4, the default); a success of the other family fails. */
+static void test_family(void **state)
+{
+	static struct nb_turnc c;
+	struct nb_turnc_config cfg = config(false);
+	struct nb_addr r6 = addr("[2001:db8::10]:50000");
+	struct nb_turnc_rx rx;
+	struct req r;
+	uint8_t buf[512];
+	size_t n;
+
+	(void)state;
+	/* IPv4 (the default): no REQUESTED-ADDRESS-FAMILY. */
+	to_auth(&c, false, &r);
+	assert_false(r.ta.present & NB_TURN_HAS_REQUESTED_FAMILY);
+	/* ... and an IPv6 relayed address for it fails. */
+	{
+		struct rspec s = {.method = NB_TURN_METHOD_ALLOCATE, .cls = NB_STUN_CLASS_SUCCESS,
+				  .relayed = &r6, .mapped = &MAPPED, .lifetime_set = true,
+				  .lifetime = 600, .mi = true};
+		n = build(&s, r.m.tid, buf, sizeof(buf));
+		assert_int_equal(nb_turnc_input(&c, buf, n, T0 + 20, &rx), 0);
+		assert_int_equal(nb_turnc_state(&c), NB_TURNC_FAILED);
+		assert_non_null(strstr(nb_turnc_reason(&c), "IPv6 address"));
+		assert_null(nb_turnc_relayed(&c));
+	}
+
+	/* IPv6: the attribute in the first and the authenticated Allocate. */
+	cfg.family = NB_AF_INET6;
+	nb_turnc_init(&c, &cfg, SEED, T0);
+	poll_req(&c, T0, NB_TURN_METHOD_ALLOCATE, false, NULL, &r);
+	assert_true(r.ta.present & NB_TURN_HAS_REQUESTED_FAMILY);
+	assert_int_equal(r.ta.requested_family, NB_TURN_FAMILY_IPV6);
+	assert_int_equal(feed(&c, &R401, r.m.tid, T0 + 10, &rx), 0);
+	poll_req(&c, T0 + 10, NB_TURN_METHOD_ALLOCATE, true, NONCE1, &r);
+	assert_true(r.ta.present & NB_TURN_HAS_REQUESTED_FAMILY);
+	assert_int_equal(r.ta.requested_family, NB_TURN_FAMILY_IPV6);
+	/* An IPv4 relayed address for it fails... */
+	{
+		struct nb_turnc c2 = c;
+		n = alloc_ok(r.m.tid, 600, buf, sizeof(buf));
+		assert_int_equal(nb_turnc_input(&c2, buf, n, T0 + 20, &rx), 0);
+		assert_int_equal(nb_turnc_state(&c2), NB_TURNC_FAILED);
+		assert_non_null(strstr(nb_turnc_reason(&c2), "IPv4 address"));
+	}
+	/* ... 440 fails with the code... */
+	{
+		struct nb_turnc c2 = c;
+		struct rspec s = {.method = NB_TURN_METHOD_ALLOCATE, .cls = NB_STUN_CLASS_ERROR,
+				  .code = 440, .mi = true};
+		n = build(&s, r.m.tid, buf, sizeof(buf));
+		assert_int_equal(nb_turnc_input(&c2, buf, n, T0 + 20, &rx), 0);
+		assert_int_equal(nb_turnc_state(&c2), NB_TURNC_FAILED);
+		assert_non_null(strstr(nb_turnc_reason(&c2), "440"));
+	}
+	/* ... and an IPv6 one is ours; peers of IPv4 are refused. */
+	{
+		struct rspec s = {.method = NB_TURN_METHOD_ALLOCATE, .cls = NB_STUN_CLASS_SUCCESS,
+				  .relayed = &r6, .mapped = &MAPPED, .lifetime_set = true,
+				  .lifetime = 600, .mi = true};
+		struct nb_addr p6 = addr("[2001:db8::20]:7000");
+		n = build(&s, r.m.tid, buf, sizeof(buf));
+		assert_int_equal(nb_turnc_input(&c, buf, n, T0 + 20, &rx), 0);
+		assert_int_equal(nb_turnc_state(&c), NB_TURNC_ALLOCATED);
+		assert_true(nb_addr_equal(nb_turnc_relayed(&c), &r6));
+		assert_int_equal(nb_turnc_permit(&c, &PEER, T0 + 30), -EAFNOSUPPORT);
+		assert_int_equal(nb_turnc_permit(&c, &p6, T0 + 30), 0);
+	}
+}
+
+
 static void test_allocate_flow(void **state)
 {
 	static struct nb_turnc c;
@@ -832,6 +904,7 @@ int main(void)
 		cmocka_unit_test_setup(test_tcp_chandata, setup),
 		cmocka_unit_test_setup(test_data_in, setup),
 		cmocka_unit_test_setup(test_bad_integrity_and_tid, setup),
+		cmocka_unit_test_setup(test_family, setup),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
