@@ -781,23 +781,55 @@ static void plan_fill(struct nb_ctrl_plan *pl, const char *session, const char *
 	pl->delay_ms = delay_ms;
 }
 
+/* Did p register a relayed address of family fam (allocated in advance)? */
+static bool relayed_known(const struct nb_registry_peer *p, int fam)
+{
+	return fam >= 0 && p->has_relayed && nb_addr_fam(&p->relayed) == (enum nb_fam)fam;
+}
+
+/* Does the relay hand out relayed addresses of family f? */
+static bool relay_has(const struct nb_rendezvous *rv, enum nb_fam f)
+{
+	if (rv->cfg.n_relays == 0)
+		return false;
+	return rv->cfg.relay_fams == 0 ? f == NB_FAM_V4 : (rv->cfg.relay_fams & (1u << f)) != 0;
+}
+
+/* The family of the relayed address that `dialer` sends to: `pref` (the
+ * plan's) if the relay has it and the dialer can send UDP in it, else the
+ * other family on the same terms; -1 when neither works. */
+static int relay_family(const struct nb_rendezvous *rv, const struct nb_registry_peer *dialer,
+			enum nb_fam pref, uint64_t now)
+{
+	enum nb_fam order[2] = { pref, pref == NB_FAM_V6 ? NB_FAM_V4 : NB_FAM_V6 };
+	struct nb_peer_nat n;
+
+	for (int i = 0; i < 2; i++)
+		if (relay_has(rv, order[i]) && nb_registry_peer_nat_fam(rv->reg, dialer, order[i], now, &n) &&
+		    !n.udp_blocked)
+			return (int)order[i];
+	return -1;
+}
+
 /* The "relay" of a plan (or of a registered) for the side holding `key`:
  * with alloc, a relay server (chosen by the key, so that a host's
  * allocation in advance and its plans name the same one) and credentials
  * for it, good for cred_s; else only the word that the other side
- * allocates, and its relayed address if it registered one (`other`). */
+ * allocates, and its relayed address if it registered one (`other`) and
+ * it is of family `fam`: the relayed address's (enum nb_fam; -1: no relay
+ * works for the pair, so none is named). */
 static void relay_fill(const struct nb_rendezvous *rv, struct nb_ctrl_relay *r, bool alloc,
 		       const uint8_t *key, uint32_t cred_s, const struct nb_registry_peer *other,
-		       const struct nb_addr *alloc_from)
+		       const struct nb_addr *alloc_from, int fam)
 {
 	char kt[NB_KEY_TEXT_LEN + 1];
 
 	memset(r, 0, sizeof(*r));
-	if (rv->cfg.n_relays == 0)
+	if (rv->cfg.n_relays == 0 || fam < 0)
 		return;
 	r->has_relay = true;
 	if (!alloc) {
-		if (other != NULL && other->has_relayed) {
+		if (other != NULL && other->has_relayed && nb_addr_fam(&other->relayed) == (enum nb_fam)fam) {
 			r->has_relayed = true;
 			r->relayed = other->relayed;
 		}
@@ -811,10 +843,10 @@ static void relay_fill(const struct nb_rendezvous *rv, struct nb_ctrl_relay *r, 
 		return;
 	}
 	r->alloc = true;
+	r->family = fam == NB_FAM_V6 ? 6 : 0; /* absent: IPv4, RFC 8656's default */
 	r->server = rv->cfg.relays[key[0] % rv->cfg.n_relays];
 	/* Our own relay listens on every family we do: an allocating side
-	 * reaches it over its own (the allocation's relayed address stays of
-	 * the relay's family, RFC 8656 §7.2's default, IPv4). */
+	 * reaches it over its own, whatever the relayed address's family. */
 	if (rv->cfg.own_relay && alloc_from != NULL && alloc_from->family != r->server.family) {
 		const struct nb_addr *a = &rv->cfg.self[nb_addr_fam(alloc_from)];
 		if (a->family == alloc_from->family)
@@ -823,35 +855,53 @@ static void relay_fill(const struct nb_rendezvous *rv, struct nb_ctrl_relay *r, 
 }
 
 /* A relay for two sides that share no family (docs/protocol.md "IPv6"):
- * the side not of the relay's family allocates, over its own, and the
- * other sends to the relayed address, which is of its family. */
-static void plan_cross_family(const struct nb_rendezvous *rv, const struct nb_registry_peer *pa,
-			      const struct nb_registry_peer *pb, struct nb_plan *ret)
+ * one allocates, over its own family, a relayed address of the other's,
+ * and the other sends to it. The side whose network blocks UDP must be the
+ * one that allocates (over TCP); else the side not of relays[0]'s family,
+ * as before the relay knew two families, then the other. Returns the
+ * relayed address's family, or -1 (the plan is "none"). */
+static int plan_cross_family(const struct nb_rendezvous *rv, const struct nb_registry_peer *pa,
+			     const struct nb_registry_peer *pb, struct nb_plan *ret)
 {
 	const struct nb_addr *relay = &rv->cfg.relays[pa->key[0] % rv->cfg.n_relays];
+	char fa = pa->reflexive.family == NB_AF_INET6 ? '6' : '4';
+	char fb = pb->reflexive.family == NB_AF_INET6 ? '6' : '4';
+	bool first = pa->reflexive.family != relay->family;
+	int fam = -1;
 
 	memset(ret, 0, sizeof(*ret));
+	for (int i = 0; i < 2 && fam < 0; i++) {
+		bool by_a = i == 0 ? first : !first;
+		const struct nb_registry_peer *dialer = by_a ? pb : pa;
+		enum nb_fam f = nb_addr_fam(&dialer->reflexive);
+
+		if (dialer->udp_blocked || !relay_has(rv, f))
+			continue;
+		fam = (int)f;
+		ret->relay_by_a = by_a;
+	}
+	if (fam < 0) {
+		ret->path = NB_PATH_NONE;
+		ret->role_a = ret->role_b = NB_ROLE_NONE;
+		if (pa->udp_blocked && pb->udp_blocked)
+			snprintf(ret->reason, sizeof(ret->reason),
+				 "A (IPv%c only) and B (IPv%c only) share no IP family, and neither can send "
+				 "UDP to a relay", fa, fb);
+		else
+			snprintf(ret->reason, sizeof(ret->reason),
+				 "A (IPv%c only) and B (IPv%c only) share no IP family, and the relay has no "
+				 "relayed address of the family the sending side has", fa, fb);
+		return -1;
+	}
 	ret->path = NB_PATH_RELAY;
-	ret->relay_by_a = pa->reflexive.family != relay->family;
 	ret->role_a = ret->relay_by_a ? NB_ROLE_RELAY : NB_ROLE_DIAL;
 	ret->role_b = ret->relay_by_a ? NB_ROLE_DIAL : NB_ROLE_RELAY;
 	snprintf(ret->reason, sizeof(ret->reason),
-		 "A (IPv%c only) and B (IPv%c only) share no IP family: %s allocates on the relay, %s "
-		 "sends to it",
-		 pa->reflexive.family == NB_AF_INET6 ? '6' : '4', pb->reflexive.family == NB_AF_INET6 ? '6' : '4',
-		 ret->relay_by_a ? "A" : "B", ret->relay_by_a ? "B" : "A");
-	if ((ret->relay_by_a ? pb : pa)->udp_blocked) {
-		/* The sending side reaches nothing over UDP (it came over TCP):
-		 * it would need an allocation of its own too, relay to relay,
-		 * which plans do not make. */
-		ret->path = NB_PATH_NONE;
-		ret->role_a = ret->role_b = NB_ROLE_NONE;
-		snprintf(ret->reason, sizeof(ret->reason),
-			 "A (IPv%c only) and B (IPv%c only) share no IP family, and %s cannot send UDP to "
-			 "the relay",
-			 pa->reflexive.family == NB_AF_INET6 ? '6' : '4',
-			 pb->reflexive.family == NB_AF_INET6 ? '6' : '4', ret->relay_by_a ? "B" : "A");
-	}
+		 "A (IPv%c only) and B (IPv%c only) share no IP family: %s allocates an IPv%c address on "
+		 "the relay%s, %s sends to it", fa, fb, ret->relay_by_a ? "A" : "B",
+		 fam == NB_FAM_V6 ? '6' : '4', (ret->relay_by_a ? pa : pb)->udp_blocked ? " over TCP" : "",
+		 ret->relay_by_a ? "B" : "A");
+	return fam;
 }
 
 static ssize_t push_encode(struct nb_rendezvous *rv, const struct rv_session *x,
@@ -1087,7 +1137,8 @@ static void on_register(struct nb_rendezvous *rv, struct reply_ctx *c)
 	if (rv->via_tcp || (r->has_nat && r->mapping != NB_MAPPING_NONE &&
 			    r->mapping != NB_MAPPING_ENDPOINT_INDEPENDENT))
 		relay_fill(rv, &rv->rep.u.registered.relay, true, c->key, NB_RENDEZVOUS_REG_CRED_S, NULL,
-			   c->from);
+			   c->from, relay_has(rv, nb_addr_fam(c->from)) ? (int)nb_addr_fam(c->from)
+			   : relay_has(rv, NB_FAM_V4) ? (int)NB_FAM_V4 : -1);
 	ev.change = change;
 	ev.other_addr = old;
 	ev.entry = nb_registry_get(rv->reg, r->id, c->now);
@@ -1262,11 +1313,35 @@ static void on_connect(struct nb_rendezvous *rv, struct reply_ctx *c)
 	/* session_alloc() changes no registry entry: pa and pb still hold. */
 
 	bool shared = plan_family(rv, pa, pb, c->now, &plan, &fc);
-	if (!shared) {
+	int relay_fam = -1; /* the relayed address's family (-1: no relay for the pair) */
+	if (shared) {
+		relay_fam = relay_family(rv, plan.relay_by_a ? pb : pa, fc.fam, c->now);
+		if (plan.path == NB_PATH_RELAY && relay_fam >= 0 && relay_fam != (int)fc.fam) {
+			/* The relay has no address of the plan's family, the
+			 * other one does and the sending side has that too: the
+			 * path is of that family, and the allocating side permits
+			 * the sender's address in it. */
+			struct nb_peer_nat n;
+			const struct nb_registry_peer *dialer = plan.relay_by_a ? pb : pa;
+			(void)nb_registry_peer_nat_fam(rv->reg, dialer, (enum nb_fam)relay_fam, c->now, &n);
+			*(plan.relay_by_a ? &fc.refl_b : &fc.refl_a) = n.reflexive;
+			fc.fam = (enum nb_fam)relay_fam;
+			fc.race = false;
+		}
+		if (plan.path == NB_PATH_RELAY && relay_fam < 0 && rv->cfg.n_relays > 0) {
+			/* (With no relay at all the plan still says relay, and
+			 * the peers say that there is none.) */
+			plan.path = NB_PATH_NONE;
+			plan.role_a = plan.role_b = NB_ROLE_NONE;
+			snprintf(plan.reason, sizeof(plan.reason),
+				 "only a relay connects A and B, and it has no relayed address of a family "
+				 "the sending side has");
+		}
+	} else {
 		/* One has only IPv4, the other only IPv6: nothing direct; a
 		 * relay if there is one. */
 		if (rv->cfg.n_relays > 0) {
-			plan_cross_family(rv, pa, pb, &plan);
+			relay_fam = plan_cross_family(rv, pa, pb, &plan);
 		} else {
 			memset(&plan, 0, sizeof(plan));
 			plan.path = NB_PATH_NONE;
@@ -1279,8 +1354,8 @@ static void on_connect(struct nb_rendezvous *rv, struct reply_ctx *c)
 		/* the path's family: the relayed address's, the dialing side's */
 		fc.fam = nb_addr_fam(plan.relay_by_a ? &pb->reflexive : &pa->reflexive);
 	}
-	plan_timing(&rv->cfg, &plan, !plan.relay_by_a && pb->has_relayed,
-		    plan.relay_by_a && pa->has_relayed, pa->rtt_ms, pb->rtt_ms, &t);
+	plan_timing(&rv->cfg, &plan, !plan.relay_by_a && relayed_known(pb, relay_fam),
+		    plan.relay_by_a && relayed_known(pa, relay_fam), pa->rtt_ms, pb->rtt_ms, &t);
 	deadline_ms = plan_deadline(&rv->cfg, &plan, &t);
 	if (shared && (fc.fam == NB_FAM_V6 || fc.race)) {
 		char r2[NB_PLAN_REASON_MAX];
@@ -1326,7 +1401,7 @@ static void on_connect(struct nb_rendezvous *rv, struct reply_ctx *c)
 		  fc.race ? &fc.also_a : NULL, same_ip, username, deadline_ms, t.delay_b);
 	if (plan.path != NB_PATH_NONE)
 		relay_fill(rv, &x->plan_b.relay, !plan.relay_by_a, pb->key, rv->cfg.relay_cred_s, pa,
-			   &pb->reflexive);
+			   &pb->reflexive, relay_fam);
 	if (plan.path == NB_PATH_BIRTHDAY) {
 		x->plan_b.birthday = rv->cfg.birthday;
 		x->plan_b.birthday.has = true;
@@ -1339,7 +1414,7 @@ static void on_connect(struct nb_rendezvous *rv, struct reply_ctx *c)
 		  fc.race ? &fc.also_b : NULL, same_ip, username, deadline_ms, t.delay_a);
 	if (plan.path != NB_PATH_NONE)
 		relay_fill(rv, &rv->rep.u.plan.relay, plan.relay_by_a, pa->key, rv->cfg.relay_cred_s, pb,
-			   &pa->reflexive);
+			   &pa->reflexive, relay_fam);
 	rv->rep.u.plan.birthday = x->plan_b.birthday;
 	/* The other side's plan is a request of the broker's own (d[1]). */
 	if (push_encode(rv, x, &c->out->d[1]) <= 0) {

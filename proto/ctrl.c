@@ -1015,8 +1015,12 @@ static int dec_registered(struct ctx *c, const cJSON *o, struct nb_ctrl_register
 	return 0;
 }
 
-/* "relay":{"alloc":bool[,"server":addr,"user":str,"pass":str]}: the last
- * three are required with alloc true and refused without. */
+static int dec_family(struct ctx *c, const cJSON *o, const char *name, uint8_t *ret);
+static int enc_family(struct ctx *c, cJSON *o, const char *name, uint8_t v);
+
+/* "relay":{"alloc":bool[,"server":addr,"user":str,"pass":str,"family":4|6]}:
+ * server, user and pass are required with alloc true, and these and family
+ * refused without. */
 static int check_relay_str(struct ctx *c, const char *name, const char *s, size_t max)
 {
 	size_t n = strlen(s);
@@ -1043,8 +1047,9 @@ static int dec_relay(struct ctx *c, const cJSON *o, struct nb_ctrl_relay *r)
 	if (rc > 0)
 		return ffail(c, NB_CTRL_E_MISSING, "relay.alloc", "missing");
 	if (!r->alloc) {
-		if (get(ro, "server") != NULL || get(ro, "user") != NULL || get(ro, "pass") != NULL)
-			return ffail(c, NB_CTRL_E_FORMAT, "relay", "server and credentials only with alloc");
+		if (get(ro, "server") != NULL || get(ro, "user") != NULL || get(ro, "pass") != NULL ||
+		    get(ro, "family") != NULL)
+			return ffail(c, NB_CTRL_E_FORMAT, "relay", "server, credentials and family only with alloc");
 		rc = get_addr(c, ro, "relayed", false, &r->relayed);
 		if (rc < 0)
 			return rc;
@@ -1063,7 +1068,7 @@ static int dec_relay(struct ctx *c, const cJSON *o, struct nb_ctrl_relay *r)
 	    (rc = check_relay_str(c, "relay.pass", s, NB_CTRL_RELAY_PASS_MAX)) < 0)
 		return rc;
 	copy_str(r->pass, s);
-	return 0;
+	return dec_family(c, ro, "family", &r->family);
 }
 
 /* "birthday": in a plan every field is required and at least 1; in a
@@ -1686,7 +1691,7 @@ static int enc_relay(struct ctx *c, cJSON *o, const struct nb_ctrl_relay *r)
 	    (rc = check_relay_str(c, "relay.pass", r->pass, NB_CTRL_RELAY_PASS_MAX)) < 0 ||
 	    (rc = put_str(ro, "pass", r->pass)) < 0)
 		return rc;
-	return 0;
+	return enc_family(c, ro, "family", r->family);
 }
 
 static int enc_birthday(struct ctx *c, cJSON *o, bool plan, const struct nb_ctrl_birthday *b)
@@ -2087,7 +2092,7 @@ static bool relay_equal(const struct nb_ctrl_relay *a, const struct nb_ctrl_rela
 	       a->has_relayed == b->has_relayed &&
 	       (!a->has_relayed || nb_addr_equal(&a->relayed, &b->relayed)) &&
 	       (!a->alloc || (nb_addr_equal(&a->server, &b->server) && STREQ(a->user, b->user) &&
-			      STREQ(a->pass, b->pass)));
+			      STREQ(a->pass, b->pass) && a->family == b->family));
 }
 
 static bool birthday_equal(const struct nb_ctrl_birthday *a, const struct nb_ctrl_birthday *b)

@@ -245,6 +245,8 @@ struct nb_ctrl_relay {
 	struct nb_addr server;      /* with alloc: the TURN server */
 	char user[NB_CTRL_RELAY_USER_MAX + 1]; /* with alloc: TURN REST username */
 	char pass[NB_CTRL_RELAY_PASS_MAX + 1]; /* with alloc: its password */
+	uint8_t family; /* with alloc ("family"): the relayed address's IP family
+			 * to ask for, 4 or 6; 0 = absent, which means 4 */
 };
 
 /* A birthday plan's budget ("birthday" in a plan), or what an attempt used

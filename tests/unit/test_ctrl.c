@@ -339,6 +339,7 @@ static size_t make_samples(struct nb_ctrl_msg *s)
 	m->u.registered.relay.has_relay = true;
 	m->u.registered.relay.alloc = true;
 	m->u.registered.relay.server = addr("203.0.113.10:3478");
+	m->u.registered.relay.family = 6;
 	SET(m->u.registered.relay.user, "1796000000:AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA");
 	SET(m->u.registered.relay.pass, "+neZNB2azV9ctVCtpoYv0LewyFU=");
 
@@ -1541,6 +1542,13 @@ static const struct bad bad_relay[] = {
 	{ "relay pass empty", RPLAN("{\"alloc\":true" RSRV RUSER ",\"pass\":\"\"}"), 0, NB_CTRL_E_LENGTH },
 	{ "relay pass space", RPLAN("{\"alloc\":true" RSRV RUSER ",\"pass\":\"ab cd\"}"), 0, NB_CTRL_E_FORMAT },
 	{ "relay pass null", RPLAN("{\"alloc\":true" RSRV RUSER ",\"pass\":null}"), 0, NB_CTRL_E_WRONG_TYPE },
+	/* family: 4 or 6, with alloc only */
+	{ "relay family 5", RPLAN("{\"alloc\":true" RSRV RUSER RPASS ",\"family\":5}"), 0, NB_CTRL_E_RANGE },
+	{ "relay family 0", RPLAN("{\"alloc\":true" RSRV RUSER RPASS ",\"family\":0}"), 0, NB_CTRL_E_RANGE },
+	{ "relay family string", RPLAN("{\"alloc\":true" RSRV RUSER RPASS ",\"family\":\"6\"}"), 0,
+	  NB_CTRL_E_WRONG_TYPE },
+	{ "relay family 6.5", RPLAN("{\"alloc\":true" RSRV RUSER RPASS ",\"family\":6.5}"), 0, NB_CTRL_E_RANGE },
+	{ "relay alloc false with family", RPLAN("{\"alloc\":false,\"family\":6}"), 0, NB_CTRL_E_FORMAT },
 	/* relayed */
 	{ "relayed no address", RELAYED(RSESS ",\"id\":\"alice\""), 0, NB_CTRL_E_MISSING },
 	{ "relayed word", RELAYED(RSESS ",\"id\":\"alice\",\"relayed\":\"x\""), 0, NB_CTRL_E_FORMAT },

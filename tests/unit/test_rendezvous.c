@@ -1207,25 +1207,149 @@ static void test_cross_family_relay(void **state)
 		assert_false(p4->relay.alloc);
 	}
 	assert_string_equal(h->m[0].u.plan.reason,
-			    "dave (IPv6 only) and carol (IPv4 only) share no IP family: dave allocates on the "
-			    "relay, carol sends to it");
+			    "dave (IPv6 only) and carol (IPv4 only) share no IP family: dave allocates an IPv4 "
+			    "address on the relay, carol sends to it");
+	assert_int_equal(h->m[0].u.plan.relay.family, 0); /* IPv4: absent */
 	/* an IPv4-only host whose UDP is blocked (registered over TCP) cannot
-	 * send to the relayed address: none, and why */
+	 * send to the relayed address, and an IPv4-only relay has none that
+	 * dave could send to: none, and why */
 	nb_rendezvous_set_context(h->rv, 1700000000, true);
 	reg_ok(h, "blk", "198.51.100.7:7000", 250, "prc");
 	nb_rendezvous_set_context(h->rv, 1700000000, false);
 	assert_int_equal(connect_(h, "198.51.100.7:7000", 260, "blk", "dave"), 2);
 	assert_int_equal(h->m[0].u.plan.path, NB_PATH_NONE);
 	assert_string_equal(h->m[0].u.plan.reason, "blk (IPv4 only) and dave (IPv6 only) share no IP family, "
-						   "and blk cannot send UDP to the relay");
+						   "and the relay has no relayed address of the family the "
+						   "sending side has");
 	/* a relay-needing IPv6-only host (symmetric) is given its advance
-	 * allocation on the relay's IPv6 address too */
+	 * allocation on the relay's IPv6 address too, of an IPv4 relayed
+	 * address: the only family this relay has */
 	assert_int_equal(reg_full(h, "erin", "[2001:db8:16::2]:7000", 300, "address-and-port-dependent",
 				  APDF, NULL, NULL, NULL), 1);
 	{
 		struct nb_addr v6srv = A("[2001:db8::10]:3478");
 		assert_true(h->m[0].u.registered.relay.alloc);
 		assert_true(nb_addr_equal(&h->m[0].u.registered.relay.server, &v6srv));
+		assert_int_equal(h->m[0].u.registered.relay.family, 0);
+	}
+	h_free(h);
+}
+
+/* A relay with relayed addresses of both families (RFC 8656
+ * REQUESTED-ADDRESS-FAMILY): the side that cannot send UDP allocates one of
+ * the other side's family, whether they share a family or not. */
+static void test_relay_families(void **state)
+{
+	struct nb_rendezvous_config cfg;
+	struct nb_addr v6srv = A("[2001:db8::10]:3478"), v4srv = A("203.0.113.10:3478");
+	struct h *h;
+
+	(void)state;
+	nb_rendezvous_config_default(&cfg);
+	cfg.self[NB_FAM_V4] = v4srv;
+	cfg.self[NB_FAM_V6] = v6srv;
+	cfg.n_relays = 1;
+	cfg.relays[0] = v4srv;
+	cfg.own_relay = true;
+	cfg.relay_fams = 1u << NB_FAM_V4 | 1u << NB_FAM_V6;
+	memcpy(cfg.relay_secret, RELAY_SECRET, strlen(RELAY_SECRET));
+	cfg.relay_secret_len = strlen(RELAY_SECRET);
+	h = h_new(&cfg);
+	reg_ok(h, "carol", "198.51.100.3:3000", 0, "prc");
+	assert_int_equal(reg_full(h, "dave", "[2001:db8:15::2]:7000", 0, "none", "endpoint-independent",
+				  NULL, NULL, NULL), 1);
+	/* IPv6 only, UDP blocked (over TCP): allocates in advance an IPv6
+	 * relayed address, over IPv6 */
+	nb_rendezvous_set_context(h->rv, 1700000000, true);
+	assert_int_equal(reg_full(h, "w6", "[2001:db8:20::2]:7000", 10, "none", APDF, NULL, NULL, NULL), 1);
+	assert_true(h->m[0].u.registered.relay.alloc);
+	assert_true(nb_addr_equal(&h->m[0].u.registered.relay.server, &v6srv));
+	assert_int_equal(h->m[0].u.registered.relay.family, 6);
+	/* IPv4 only, UDP blocked */
+	reg_ok(h, "blk", "198.51.100.7:7000", 20, "prc");
+	assert_int_equal(h->m[0].u.registered.relay.family, 0);
+	nb_rendezvous_set_context(h->rv, 1700000000, false);
+
+	/* blk and dave share no family: blk (UDP blocked) allocates an IPv6
+	 * address, over TCP; dave sends to it */
+	for (int dir = 0; dir < 2; dir++) {
+		const struct nb_ctrl_plan *pb, *pd;
+		if (dir == 0)
+			assert_int_equal(connect_(h, "198.51.100.7:7000", 100 + dir, "blk", "dave"), 2);
+		else
+			assert_int_equal(connect_(h, "[2001:db8:15::2]:7000", 100 + dir, "dave", "blk"), 2);
+		pb = &h->m[dir].u.plan;
+		pd = &h->m[1 - dir].u.plan;
+		assert_int_equal(pb->path, NB_PATH_RELAY);
+		assert_int_equal(pb->role, NB_ROLE_RELAY);
+		assert_true(pb->relay.alloc);
+		assert_int_equal(pb->relay.family, 6);
+		assert_true(nb_addr_equal(&pb->relay.server, &v4srv));
+		assert_int_equal(pd->role, NB_ROLE_DIAL);
+		assert_false(pd->relay.alloc);
+		/* blk permits dave's address */
+		assert_int_equal(pb->n_candidates, 1);
+		struct nb_addr d6 = A("[2001:db8:15::2]:7000");
+		assert_true(nb_addr_equal(&pb->candidates[0], &d6));
+	}
+	assert_string_equal(h->m[1].u.plan.reason,
+			    "dave (IPv6 only) and blk (IPv4 only) share no IP family: blk allocates an IPv6 "
+			    "address on the relay over TCP, dave sends to it");
+	/* w6 and dave share IPv6: w6 allocates an IPv6 address */
+	assert_int_equal(connect_(h, "[2001:db8:15::2]:7000", 200, "dave", "w6"), 2);
+	assert_int_equal(h->m[0].u.plan.path, NB_PATH_RELAY);
+	assert_int_equal(h->m[0].u.plan.role, NB_ROLE_DIAL);
+	assert_int_equal(h->m[1].u.plan.role, NB_ROLE_RELAY);
+	assert_int_equal(h->m[1].u.plan.relay.family, 6);
+	assert_true(nb_addr_equal(&h->m[1].u.plan.relay.server, &v6srv));
+	/* w6's relayed address registered: an IPv6 one goes in dave's plans,
+	 * ... */
+	nb_rendezvous_set_context(h->rv, 1700000000, true);
+	assert_int_equal(sendf(h, "[2001:db8:20::2]:7000", 300,
+			       HDR ",\"id\":\"w6\",\"local\":[],\"nat\":{\"mapping\":\"none\",\"filtering\":\"%s\"},"
+			       "\"relayed\":\"[2001:db8::10]:50000\"}", "register", next_tx(h), APDF), 1);
+	assert_int_equal(h->m[0].type, NB_CTRL_REGISTERED);
+	nb_rendezvous_set_context(h->rv, 1700000000, false);
+	assert_int_equal(connect_(h, "[2001:db8:15::2]:7000", 310, "dave", "w6"), 2);
+	assert_true(h->m[0].u.plan.relay.has_relayed);
+	{
+		struct nb_addr rel = A("[2001:db8::10]:50000");
+		assert_true(nb_addr_equal(&h->m[0].u.plan.relay.relayed, &rel));
+	}
+	/* ... but not in carol's, who needs an IPv4 one: w6 allocates that */
+	assert_int_equal(connect_(h, "198.51.100.3:3000", 320, "carol", "w6"), 2);
+	assert_int_equal(h->m[0].u.plan.path, NB_PATH_RELAY);
+	assert_false(h->m[0].u.plan.relay.has_relayed);
+	assert_int_equal(h->m[1].u.plan.relay.family, 0);
+	/* w6 and blk: neither sends UDP */
+	assert_int_equal(connect_(h, "198.51.100.3:3000", 330, "carol", "dave"), 2);
+	assert_int_equal(connect_(h, "198.51.100.7:7000", 340, "blk", "w6"), 2);
+	assert_int_equal(h->m[0].u.plan.path, NB_PATH_NONE);
+	assert_string_equal(h->m[0].u.plan.reason, "blk (IPv4 only) and w6 (IPv6 only) share no IP family, "
+						   "and neither can send UDP to a relay");
+	h_free(h);
+
+	/* An IPv4-only relay: two IPv6-only hosts that need it have none */
+	cfg.relay_fams = 0;
+	h = h_new(&cfg);
+	assert_int_equal(reg_full(h, "dave", "[2001:db8:15::2]:7000", 0, "none", "endpoint-independent",
+				  NULL, NULL, NULL), 1);
+	nb_rendezvous_set_context(h->rv, 1700000000, true);
+	assert_int_equal(reg_full(h, "w6", "[2001:db8:20::2]:7000", 10, "none", APDF, NULL, NULL, NULL), 1);
+	nb_rendezvous_set_context(h->rv, 1700000000, false);
+	assert_int_equal(connect_(h, "[2001:db8:15::2]:7000", 100, "dave", "w6"), 2);
+	assert_int_equal(h->m[0].u.plan.path, NB_PATH_NONE);
+	assert_false(h->m[0].u.plan.relay.has_relay);
+	/* ... but a dual-stack one sends to an IPv4 relayed address */
+	reg_ok(h, "erin", "198.51.100.9:9000", 200, "prc");
+	assert_int_equal(reg_also(h, "erin", "[2001:db8:19::2]:9000", 200, "none", APDF), 1);
+	assert_int_equal(connect_(h, "198.51.100.9:9000", 300, "erin", "w6"), 2);
+	assert_int_equal(h->m[0].u.plan.path, NB_PATH_RELAY);
+	assert_int_equal(h->m[0].u.plan.role, NB_ROLE_DIAL);
+	assert_int_equal(h->m[1].u.plan.relay.family, 0);
+	{
+		const char *cw[] = { "198.51.100.9:9000", NULL }; /* w6 permits erin's IPv4 */
+		check_cands(&h->m[1].u.plan, cw);
 	}
 	h_free(h);
 }
@@ -3622,6 +3746,7 @@ int main(void)
 		cmocka_unit_test(test_dual_family),
 		cmocka_unit_test(test_family_race),
 		cmocka_unit_test(test_cross_family_relay),
+		cmocka_unit_test(test_relay_families),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
