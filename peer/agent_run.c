@@ -146,6 +146,25 @@ struct peer_row {
 	};
 };
 
+/* One TURN allocation of ours (RFC 8656): a relayed address of one
+ * family, shared by the sessions that relay through it; over UDP on the
+ * main socket, or over TCP. Two allocations never share a 5-tuple (the
+ * server would refuse the second with 437): the second one to the same
+ * server over UDP goes over TCP. */
+struct talloc {
+	struct agent *a;
+	uint8_t fam;                 /* enum nb_fam of the relayed address (its index in tr[]) */
+	bool on;
+	struct nb_turnc turn;
+	struct nb_ctrl_relay cfg;    /* from the plan (or registered) that started it */
+	bool tcp;
+	struct nb_tcpconn tconn;
+	bool tconn_open;
+	bool said;                   /* "relay: allocated ..." printed */
+	bool advance;                /* allocated in advance (registered's credentials) */
+	bool told;                   /* its relayed address is registered */
+};
+
 struct agent {
 	const struct nb_agent_opts *o;
 	uv_loop_t loop;
@@ -264,17 +283,9 @@ struct agent {
 	bool broker_tcp;
 	struct nb_tcpconn bconn;
 
-	/* Our TURN allocation (RFC 8656), shared by the sessions that relay
-	 * through it; over UDP on the main socket, or over TCP. */
-	bool turn_on;
-	struct nb_turnc turn;
-	struct nb_ctrl_relay turn_cfg; /* from the plan that started it */
-	bool turn_tcp;
-	struct nb_tcpconn tconn;
-	bool tconn_open;
-	bool turn_said;                 /* "relay: allocated ..." printed */
-	bool turn_advance;              /* allocated in advance (registered's credentials) */
-	bool turn_told;                 /* our relayed address is registered */
+	/* Our TURN allocations (RFC 8656), one per family of relayed
+	 * address: tr[NB_FAM_V4], tr[NB_FAM_V6] (struct talloc). */
+	struct talloc tr[NB_FAM_COUNT];
 	bool relayed_update;            /* the register in flight tells it (an update, not a loss) */
 	uint8_t turn_buf[NB_TURNC_OUT_MAX + 64];
 
@@ -587,22 +598,36 @@ static void connect_failed(struct agent *a, const char *reason)
 /* ---- The relay: our TURN allocation ------------------------------------------ */
 
 /* One message for the TURN server, over the main socket or the TCP link. */
-static void turn_out(struct agent *a, const uint8_t *b, size_t len)
+static void turn_out(struct agent *a, struct talloc *t, const uint8_t *b, size_t len)
 {
-	if (a->turn_tcp)
-		(void)nb_tcpconn_send(&a->tconn, b, len);
+	if (t->tcp)
+		(void)nb_tcpconn_send(&t->tconn, b, len);
 	else
-		(void)nb_udp_send(&a->sock, b, len, &a->turn.cfg.server);
+		(void)nb_udp_send(&a->sock, b, len, &t->turn.cfg.server);
 }
 
-/* Does traffic to `to` go through our allocation? Yes for every address
- * whose IP we asked a permission for (the peers we relay with). */
+static bool talloc_live(const struct talloc *t)
+{
+	return t->on && nb_turnc_state(&t->turn) != NB_TURNC_FAILED && nb_turnc_state(&t->turn) != NB_TURNC_CLOSED;
+}
+
+/* The allocation a relaying session uses: of the family its plan names. */
+static struct talloc *sess_talloc(struct agent *a, const struct session *s)
+{
+	return &a->tr[s->plan.relay.family == 6 ? NB_FAM_V6 : NB_FAM_V4];
+}
+
+/* Does traffic to `to` go through an allocation? Yes for every address
+ * whose IP we asked a permission for (the peers we relay with), on the
+ * allocation of its family. */
 static bool relay_routes(const struct agent *a, const struct nb_addr *to)
 {
-	if (!a->turn_on || nb_turnc_state(&a->turn) != NB_TURNC_ALLOCATED)
+	const struct talloc *t = &a->tr[nb_addr_fam(to)];
+
+	if (!t->on || nb_turnc_state(&t->turn) != NB_TURNC_ALLOCATED)
 		return false;
-	for (size_t i = 0; i < a->turn.n_peers; i++)
-		if (nb_addr_ip_equal(&a->turn.peers[i].addr, to))
+	for (size_t i = 0; i < t->turn.n_peers; i++)
+		if (nb_addr_ip_equal(&t->turn.peers[i].addr, to))
 			return true;
 	return false;
 }
@@ -623,20 +648,20 @@ static bool relay_peer_in_use(const struct agent *a, const struct nb_addr *p)
 	return false;
 }
 
-/* A permission (and channel) on our allocation for `peer`; when the table
+/* A permission (and channel) on allocation t for `peer`; when the table
  * is full, the peers of sessions that are gone make room first. */
-static int relay_permit(struct agent *a, const struct nb_addr *peer, uint64_t now)
+static int relay_permit(struct agent *a, struct talloc *t, const struct nb_addr *peer, uint64_t now)
 {
-	int rc = nb_turnc_permit(&a->turn, peer, now);
+	int rc = nb_turnc_permit(&t->turn, peer, now);
 
 	if (rc != -ENOSPC)
 		return rc;
-	for (size_t i = a->turn.n_peers; i-- > 0;) {
-		struct nb_addr x = a->turn.peers[i].addr;
+	for (size_t i = t->turn.n_peers; i-- > 0;) {
+		struct nb_addr x = t->turn.peers[i].addr;
 		if (!relay_peer_in_use(a, &x))
-			(void)nb_turnc_forget(&a->turn, &x);
+			(void)nb_turnc_forget(&t->turn, &x);
 	}
-	rc = nb_turnc_permit(&a->turn, peer, now);
+	rc = nb_turnc_permit(&t->turn, peer, now);
 	if (rc == -ENOSPC)
 		nb_log_info("agent", "relay: %d peers at once on our allocation, the most it takes: one more "
 				     "waits for a session to end", NB_TURNC_MAX_PEERS);
@@ -648,22 +673,23 @@ static int relay_permit(struct agent *a, const struct nb_addr *peer, uint64_t no
  * and the handshake retransmit). */
 static void relay_send(struct agent *a, const uint8_t *b, size_t len, const struct nb_addr *to)
 {
-	ssize_t n = nb_turnc_send(&a->turn, to, b, len, a->turn_buf, sizeof(a->turn_buf));
+	struct talloc *t = &a->tr[nb_addr_fam(to)];
+	ssize_t n = nb_turnc_send(&t->turn, to, b, len, a->turn_buf, sizeof(a->turn_buf));
 
 	if (n == -ENOENT) {
-		(void)relay_permit(a, to, nb_now_ms());
+		(void)relay_permit(a, t, to, nb_now_ms());
 		return;
 	}
 	if (n > 0)
-		turn_out(a, a->turn_buf, (size_t)n);
+		turn_out(a, t, a->turn_buf, (size_t)n);
 }
 
-/* One message from the TURN server: a response, or relayed data from a peer
- * (handled as if it came from that peer). */
-static void turn_input(struct agent *a, const uint8_t *data, size_t len, uint64_t now)
+/* One message from the TURN server of t: a response, or relayed data from
+ * a peer (handled as if it came from that peer). */
+static void turn_input(struct agent *a, struct talloc *t, const uint8_t *data, size_t len, uint64_t now)
 {
 	struct nb_turnc_rx rx;
-	int rc = nb_turnc_input(&a->turn, data, len, now, &rx);
+	int rc = nb_turnc_input(&t->turn, data, len, now, &rx);
 
 	if (rc == 0 && rx.kind == NB_TURNC_RX_DATA && rx.len > 0)
 		dispatch(a, rx.data, rx.len, &rx.from, now);
@@ -671,112 +697,126 @@ static void turn_input(struct agent *a, const uint8_t *data, size_t len, uint64_
 		nb_log_debug("agent", "from the relay: dropped: %s", nb_turnc_drop_name(rc));
 }
 
-static void on_tconn_frame(struct nb_tcpconn *t, enum nb_tcpf_kind kind, const uint8_t *bytes,
+static void on_tconn_frame(struct nb_tcpconn *c, enum nb_tcpf_kind kind, const uint8_t *bytes,
 			   size_t len, void *arg)
 {
-	struct agent *a = arg;
+	struct talloc *t = arg;
+	struct agent *a = t->a;
 
-	(void)t;
+	(void)c;
 	if (kind != NB_TCPF_DATAGRAM && !a->stopping) {
-		turn_input(a, bytes, len, nb_now_ms());
+		turn_input(a, t, bytes, len, nb_now_ms());
 		pump(a);
 	}
 }
 
-static void on_tconn_state(struct nb_tcpconn *t, int status, void *arg)
+static void on_tconn_state(struct nb_tcpconn *c, int status, void *arg)
 {
-	struct agent *a = arg;
+	struct talloc *t = arg;
 	char s[NB_ADDR_STRLEN];
 
-	if (status != 0 && !a->stopping)
+	if (status != 0 && !t->a->stopping)
 		fprintf(stderr, "relay: the TCP connection to %s failed: %s\n",
-			nb_addr_format(&t->peer, s, sizeof(s)), uv_strerror(status));
+			nb_addr_format(&c->peer, s, sizeof(s)), uv_strerror(status));
 }
 
-/* Allocate on the plan's relay (once: later sessions share it). Over TCP
- * when our network blocks UDP; over UDP otherwise, moving to TCP if UDP
- * gets no answer. */
-static void turn_begin(struct agent *a, bool tcp, uint64_t now)
+/* Allocate on the relay of t->cfg (once: later sessions share it). Over
+ * TCP when our network blocks UDP; over UDP otherwise, moving to TCP if
+ * UDP gets no answer. */
+static void turn_begin(struct agent *a, struct talloc *t, bool tcp, uint64_t now)
 {
 	struct nb_turnc_config tc;
 	uint8_t seed[16];
 	char srv[NB_ADDR_STRLEN];
 
 	memset(&tc, 0, sizeof(tc));
-	tc.server = a->turn_cfg.server;
-	snprintf(tc.username, sizeof(tc.username), "%s", a->turn_cfg.user);
-	snprintf(tc.password, sizeof(tc.password), "%s", a->turn_cfg.pass);
+	tc.server = t->cfg.server;
+	snprintf(tc.username, sizeof(tc.username), "%s", t->cfg.user);
+	snprintf(tc.password, sizeof(tc.password), "%s", t->cfg.pass);
 	tc.lifetime_s = 600;
 	tc.tcp = tcp;
 	tc.timeout_ms = tcp ? 6000 : 3000;
+	tc.family = t->fam == NB_FAM_V6 ? NB_AF_INET6 : NB_AF_NONE;
 	if (getrandom(seed, sizeof(seed), 0) != (ssize_t)sizeof(seed))
 		memcpy(seed, a->idx_seed, sizeof(seed));
-	if (a->tconn_open) {
-		nb_tcpconn_close(&a->tconn);
-		a->tconn_open = false;
+	if (t->tconn_open) {
+		nb_tcpconn_close(&t->tconn);
+		t->tconn_open = false;
 	}
-	nb_turnc_init(&a->turn, &tc, seed, now);
+	nb_turnc_init(&t->turn, &tc, seed, now);
 	OPENSSL_cleanse(&tc, sizeof(tc));
-	a->turn_on = true;
-	a->turn_tcp = tcp;
+	t->on = true;
+	t->tcp = tcp;
 	if (tcp) {
-		int rc = nb_tcpconn_open(&a->tconn, &a->loop, &a->turn_cfg.server, on_tconn_frame,
-					 on_tconn_state, a);
-		a->tconn_open = rc == 0;
+		int rc = nb_tcpconn_open(&t->tconn, &a->loop, &t->cfg.server, on_tconn_frame, on_tconn_state, t);
+		t->tconn_open = rc == 0;
 		if (rc != 0)
 			fprintf(stderr, "relay: cannot connect over TCP: %s\n", uv_strerror(rc));
 	}
-	fprintf(stderr, "relay: allocating on %s over %s...\n",
-		nb_addr_format(&a->turn_cfg.server, srv, sizeof(srv)), tcp ? "TCP" : "UDP");
+	fprintf(stderr, "relay: allocating an IPv%c address on %s over %s...\n", t->fam == NB_FAM_V6 ? '6' : '4',
+		nb_addr_format(&t->cfg.server, srv, sizeof(srv)), tcp ? "TCP" : "UDP");
 }
 
-static void turn_start(struct agent *a, const struct nb_ctrl_relay *r, uint64_t now)
+/* The allocation for relay r (a plan's or a registered's): started now
+ * unless one of that family is alive. Returns it. */
+static struct talloc *turn_start(struct agent *a, const struct nb_ctrl_relay *r, uint64_t now)
 {
-	if (a->turn_on && nb_turnc_state(&a->turn) != NB_TURNC_FAILED &&
-	    nb_turnc_state(&a->turn) != NB_TURNC_CLOSED)
-		return; /* one allocation serves every session */
-	a->turn_cfg = *r;
-	a->turn_said = false;
-	turn_begin(a, a->nat.udp_blocked, now);
+	struct talloc *t = &a->tr[r->family == 6 ? NB_FAM_V6 : NB_FAM_V4];
+	const struct talloc *o = &a->tr[r->family == 6 ? NB_FAM_V4 : NB_FAM_V6];
+	bool tcp = a->nat.udp_blocked;
+
+	if (talloc_live(t))
+		return t; /* one allocation serves every session */
+	/* The other family's over UDP to this server has our 5-tuple. */
+	if (talloc_live(o) && !o->tcp && nb_addr_equal(&o->turn.cfg.server, &r->server))
+		tcp = true;
+	t->cfg = *r;
+	t->said = false;
+	turn_begin(a, t, tcp, now);
+	return t;
 }
 
-/* The allocation's requests and refreshes; UDP without an answer: TCP. */
+/* The allocations' requests and refreshes; UDP without an answer: TCP. */
 static void turn_pump(struct agent *a, uint64_t now)
 {
 	struct nb_turnc_tx tx;
 
-	if (!a->turn_on)
-		return;
-	while (nb_turnc_poll(&a->turn, now, &tx) == 1)
-		turn_out(a, tx.bytes, tx.len);
-	if (nb_turnc_state(&a->turn) == NB_TURNC_FAILED && !a->turn_tcp &&
-	    strstr(nb_turnc_reason(&a->turn), "no answer") != NULL) {
-		fprintf(stderr, "relay: no answer over UDP; trying TCP\n");
-		turn_begin(a, true, now);
-		while (nb_turnc_poll(&a->turn, now, &tx) == 1)
-			turn_out(a, tx.bytes, tx.len);
-	}
-	if (a->turn_advance && !a->turn_told && a->reg_sent && nb_turnc_state(&a->turn) == NB_TURNC_ALLOCATED) {
-		/* The broker puts it in the other side's plans: their checks
-		 * and handshake start as soon as they have the plan. */
-		a->turn_told = true;
-		a->relayed_update = true;
-		a->reg.has_relayed = true;
-		a->reg.relayed = *nb_turnc_relayed(&a->turn);
-		send_register(a, now);
-	}
-	if (!a->turn_said && nb_turnc_state(&a->turn) == NB_TURNC_ALLOCATED) {
-		char r[NB_ADDR_STRLEN], m[NB_ADDR_STRLEN] = "?";
-		a->turn_said = true;
-		if (nb_turnc_mapped(&a->turn) != NULL)
-			nb_addr_format(nb_turnc_mapped(&a->turn), m, sizeof(m));
-		fprintf(stderr, "relay: allocated %s (%s, %u s; the relay sees us at %s)\n",
-			nb_addr_format(nb_turnc_relayed(&a->turn), r, sizeof(r)), a->turn_tcp ? "TCP" : "UDP",
-			nb_turnc_lifetime(&a->turn), m);
-	}
-	if (nb_turnc_state(&a->turn) == NB_TURNC_FAILED && !a->turn_said) {
-		a->turn_said = true;
-		fprintf(stderr, "relay: %s\n", nb_turnc_reason(&a->turn));
+	for (int f = 0; f < NB_FAM_COUNT; f++) {
+		struct talloc *t = &a->tr[f];
+		if (!t->on)
+			continue;
+		while (nb_turnc_poll(&t->turn, now, &tx) == 1)
+			turn_out(a, t, tx.bytes, tx.len);
+		if (nb_turnc_state(&t->turn) == NB_TURNC_FAILED && !t->tcp &&
+		    strstr(nb_turnc_reason(&t->turn), "no answer") != NULL) {
+			fprintf(stderr, "relay: no answer over UDP; trying TCP\n");
+			turn_begin(a, t, true, now);
+			while (nb_turnc_poll(&t->turn, now, &tx) == 1)
+				turn_out(a, t, tx.bytes, tx.len);
+		}
+		if (t->advance && !t->told && a->reg_sent && nb_turnc_state(&t->turn) == NB_TURNC_ALLOCATED) {
+			/* The broker puts it in the other side's plans: their
+			 * checks and handshake start as soon as they have the
+			 * plan. */
+			t->told = true;
+			a->relayed_update = true;
+			a->reg.has_relayed = true;
+			a->reg.relayed = *nb_turnc_relayed(&t->turn);
+			send_register(a, now);
+		}
+		if (!t->said && nb_turnc_state(&t->turn) == NB_TURNC_ALLOCATED) {
+			char r[NB_ADDR_STRLEN], m[NB_ADDR_STRLEN] = "?";
+			t->said = true;
+			if (nb_turnc_mapped(&t->turn) != NULL)
+				nb_addr_format(nb_turnc_mapped(&t->turn), m, sizeof(m));
+			fprintf(stderr, "relay: allocated %s (%s, %u s; the relay sees us at %s)\n",
+				nb_addr_format(nb_turnc_relayed(&t->turn), r, sizeof(r)), t->tcp ? "TCP" : "UDP",
+				nb_turnc_lifetime(&t->turn), m);
+		}
+		if (nb_turnc_state(&t->turn) == NB_TURNC_FAILED && !t->said) {
+			t->said = true;
+			fprintf(stderr, "relay: %s\n", nb_turnc_reason(&t->turn));
+		}
 	}
 }
 
@@ -1494,6 +1534,7 @@ static void relay_dial(struct agent *a, struct session *s, uint64_t now)
  * what comes through the relay. */
 static void relay_allocated(struct agent *a, struct session *s, uint64_t now)
 {
+	struct talloc *t = sess_talloc(a, s);
 	struct nb_ctrl_relayed r;
 	struct nb_addr pub[NB_CTRL_MAX_ADDRS];
 	size_t n = 0;
@@ -1502,12 +1543,12 @@ static void relay_allocated(struct agent *a, struct session *s, uint64_t now)
 	for (size_t i = 0; i < s->plan.n_candidates; i++) {
 		const struct nb_addr *c = &s->plan.candidates[i];
 		if (nb_addr_is_private(c) || nb_addr_is_link_local(c) || nb_addr_is_loopback(c) ||
-		    c->family != nb_turnc_relayed(&a->turn)->family)
+		    c->family != nb_turnc_relayed(&t->turn)->family)
 			continue; /* the relay sends to public addresses only */
-		(void)relay_permit(a, c, now);
+		(void)relay_permit(a, t, c, now);
 		pub[n++] = *c;
 	}
-	s->relayed = *nb_turnc_relayed(&a->turn);
+	s->relayed = *nb_turnc_relayed(&t->turn);
 	memset(&r, 0, sizeof(r));
 	memcpy(r.session, s->plan.session, sizeof(r.session));
 	memcpy(r.id, a->o->id, sizeof(r.id));
@@ -1530,9 +1571,10 @@ static void relay_begin(struct agent *a, struct session *s, uint64_t now)
 {
 	s->relay_give_up = now + AGENT_RELAY_MS;
 	if (s->plan.relay.alloc) {
+		struct talloc *t;
 		s->relay = REL_WAIT_ALLOC;
-		turn_start(a, &s->plan.relay, now);
-		if (a->turn_on && nb_turnc_state(&a->turn) == NB_TURNC_ALLOCATED)
+		t = turn_start(a, &s->plan.relay, now);
+		if (nb_turnc_state(&t->turn) == NB_TURNC_ALLOCATED)
 			relay_allocated(a, s, now);
 		return;
 	}
@@ -1648,12 +1690,13 @@ static void session_pump(struct agent *a, struct session *s, uint64_t now)
 		return;
 	}
 	if (!s->reported && s->relay == REL_WAIT_ALLOC) {
-		enum nb_turnc_state st = nb_turnc_state(&a->turn);
+		const struct talloc *t = sess_talloc(a, s);
+		enum nb_turnc_state st = nb_turnc_state(&t->turn);
 		if (st == NB_TURNC_ALLOCATED) {
 			relay_allocated(a, s, now);
 		} else if (st == NB_TURNC_FAILED || st == NB_TURNC_CLOSED) {
 			char why[NB_CTRL_REASON_MAX + 1];
-			snprintf(why, sizeof(why), "relay: %s", nb_turnc_reason(&a->turn));
+			snprintf(why, sizeof(why), "relay: %s", nb_turnc_reason(&t->turn));
 			session_fail(a, s, why, now);
 			return;
 		}
@@ -1764,11 +1807,12 @@ static void on_registered(struct agent *a, const struct nb_ctrl_registered *r, u
 	 * the relay with most peers): allocate now, as ICE gathers its relayed
 	 * candidate, and register the relayed address once we have it. */
 	if (r->relay.has_relay && r->relay.alloc && !a->o->no_relay &&
-	    (!a->turn_on || nb_turnc_state(&a->turn) == NB_TURNC_FAILED ||
-	     nb_turnc_state(&a->turn) == NB_TURNC_CLOSED)) {
-		a->turn_advance = true;
-		a->turn_told = false;
-		turn_start(a, &r->relay, now);
+	    !talloc_live(&a->tr[r->relay.family == 6 ? NB_FAM_V6 : NB_FAM_V4])) {
+		struct talloc *t = turn_start(a, &r->relay, now);
+		for (int f = 0; f < NB_FAM_COUNT; f++)
+			a->tr[f].advance = false; /* the newest registers its address */
+		t->advance = true;
+		t->told = false;
 	}
 	if (a->ever_registered && a->relayed_update) {
 		char rel[NB_ADDR_STRLEN];
@@ -2590,8 +2634,9 @@ static void pump(struct agent *a)
 		next = nb_client_deadline(&a->client);
 	if (a->bl_on && nb_blink_deadline(&a->bl) < next)
 		next = nb_blink_deadline(&a->bl);
-	if (a->turn_on && nb_turnc_deadline(&a->turn) < next)
-		next = nb_turnc_deadline(&a->turn);
+	for (int f = 0; f < NB_FAM_COUNT; f++)
+		if (a->tr[f].on && nb_turnc_deadline(&a->tr[f].turn) < next)
+			next = nb_turnc_deadline(&a->tr[f].turn);
 	for (int i = 0; i < AGENT_MAX_SESSIONS; i++)
 		if (a->s[i].used) {
 			uint64_t d = session_deadline(&a->s[i]);
@@ -2841,12 +2886,15 @@ static void on_recv(struct nb_udp *u, const uint8_t *data, size_t len, const str
 	/* From our TURN server: its responses (STUN) and relayed data
 	 * (ChannelData 0x40-0x7F, Data indications). The rest of what that
 	 * address sends (it may be the broker too) goes on as usual. */
-	if (a->turn_on && !a->turn_tcp && len > 0 && (data[0] <= 0x03 || (data[0] >= 0x40 && data[0] <= 0x7F)) &&
-	    data[0] != NB_CTRL_FIRST_BYTE && nb_addr_equal(from, &a->turn.cfg.server) &&
-	    a->phase != PH_NETCHECK) {
-		turn_input(a, data, len, now);
-		pump(a);
-		return;
+	for (int f = 0; f < NB_FAM_COUNT; f++) {
+		struct talloc *t = &a->tr[f];
+		if (t->on && !t->tcp && len > 0 && (data[0] <= 0x03 || (data[0] >= 0x40 && data[0] <= 0x7F)) &&
+		    data[0] != NB_CTRL_FIRST_BYTE && nb_addr_equal(from, &t->turn.cfg.server) &&
+		    a->phase != PH_NETCHECK) {
+			turn_input(a, t, data, len, now);
+			pump(a);
+			return;
+		}
 	}
 	dispatch(a, data, len, from, now);
 	pump(a);
@@ -3006,16 +3054,19 @@ static void shutdown_agent(struct agent *a, int code)
 	uv_close((uv_handle_t *)&a->timer, NULL);
 	uv_close((uv_handle_t *)&a->sigint, NULL);
 	uv_close((uv_handle_t *)&a->sigterm, NULL);
-	if (a->turn_on) { /* free the allocation at once (best effort) */
-		struct nb_turnc_tx tx;
-		if (nb_turnc_close(&a->turn, nb_now_ms(), &tx) == 1)
-			turn_out(a, tx.bytes, tx.len);
+	for (int f = 0; f < NB_FAM_COUNT; f++) {
+		struct talloc *t = &a->tr[f];
+		if (t->on) { /* free the allocation at once (best effort) */
+			struct nb_turnc_tx tx;
+			if (nb_turnc_close(&t->turn, nb_now_ms(), &tx) == 1)
+				turn_out(a, t, tx.bytes, tx.len);
+		}
+		if (t->tconn_open)
+			nb_tcpconn_close(&t->tconn);
+		t->tconn_open = false;
 	}
-	if (a->tconn_open)
-		nb_tcpconn_close(&a->tconn);
 	if (a->broker_tcp)
 		nb_tcpconn_close(&a->bconn);
-	a->tconn_open = false;
 	for (int i = 0; i < AGENT_MAX_SESSIONS; i++) {
 		nb_spray_close(a->s[i].sp);
 		a->s[i].sp = NULL;
@@ -3060,6 +3111,10 @@ int nb_agent_run(const struct nb_agent_opts *o)
 		return 1;
 	}
 	a->o = o;
+	for (int f = 0; f < NB_FAM_COUNT; f++) {
+		a->tr[f].a = a;
+		a->tr[f].fam = (uint8_t)f;
+	}
 	nb_addr_format(&o->broker, a->broker_str, sizeof(a->broker_str));
 	rc = nb_local_ip_toward(&o->broker, &a->local);
 	if (rc != 0) {

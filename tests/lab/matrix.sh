@@ -21,11 +21,13 @@
 # blocked (blk) reaches the broker over TCP and is relayed, as connector and
 # as listener. A dual-stack host (d6 s6 t6 e6 b6) is given the broker's IPv4
 # address and registers its IPv6 address too ("also"; b6's IPv6 drops UDP, so
-# it stays on IPv4); an IPv6-only host (o6 v6o) is given the broker's IPv6
-# address. The broker plans each pair in one family: IPv6 when both have it
-# and it is direct there, else IPv4, else (an IPv4-only and an IPv6-only
-# host) the relay, which the IPv6-only side allocates on over IPv6; the
-# connect's event says the family it connected over. The
+# it stays on IPv4); an IPv6-only host (o6 v6o w6) is given the broker's IPv6
+# address (w6's network blocks UDP: it reaches the broker over TCP). The
+# broker plans each pair in one family: IPv6 when both have it and it is
+# direct there, else IPv4, else (an IPv4-only and an IPv6-only host) the
+# relay, where one side allocates a relayed address of the other's family
+# (the side whose UDP is blocked, else the IPv6-only side); the connect's
+# event says the family it connected over. The
 # prediction is the broker's own (`natpeer matrix --json`):
 # direct, lan, upnp, birthday or relay (its TURN server); a direct plan that
 # fails at its deadline falls back to the relay, which shows as a
@@ -180,8 +182,8 @@ SRV61=2001:db8::10
 SRV62=2001:db8::11
 HOSTS=(pub fc rc prc sym sym2 blk upnp cgn lan1 lan2 hp1 hp2 hr)
 # the IPv6 internet's hosts (docs/lab.md "IPv6"): dual-stack d6 s6 t6 e6 b6,
-# IPv6-only o6 v6o
-HOSTS6=(d6 s6 t6 e6 o6 v6o b6)
+# IPv6-only o6 v6o, and w6: IPv6-only, UDP blocked
+HOSTS6=(d6 s6 t6 e6 o6 v6o b6 w6)
 [ "$V6" = 1 ] && HOSTS+=("${HOSTS6[@]}")
 MAXJOBS=$((${#HOSTS[@]} / 2))
 [ -n "$JOBS" ] || JOBS=$MAXJOBS
@@ -195,16 +197,16 @@ declare -A EXPECT4=() EXPECT6=()
 for h in "${HOSTS[@]}"; do EXPECT4[$h]=${LAB_EXPECT[$h]:-} EXPECT6[$h]=-; done
 if [ "$V6" = 1 ]; then
     EXPECT4+=([d6]=${LAB_EXPECT[prc]} [e6]=${LAB_EXPECT[prc]} [b6]=${LAB_EXPECT[prc]}
-              [s6]=${LAB_EXPECT[sym]} [t6]=${LAB_EXPECT[sym]} [o6]=- [v6o]=-)
+              [s6]=${LAB_EXPECT[sym]} [t6]=${LAB_EXPECT[sym]} [o6]=- [v6o]=- [w6]=-)
     EXPECT6+=([d6]=$V6_FW [e6]=$V6_FW [s6]=$V6_FW [t6]=$V6_FW [v6o]=$V6_FW
-              [o6]="none endpoint-independent open" [b6]="none unknown udp-blocked"
+              [o6]="none endpoint-independent open" [b6]="none unknown udp-blocked" [w6]="none unknown udp-blocked"
               [pub]="none endpoint-independent open")
 fi
 # broker_of HOST: the --broker its natpeer is given: the IPv4 address, or for
 # an IPv6-only host the IPv6 one
 broker_of() {
     case $1 in
-        o6 | v6o) echo "[$SRV61]:3478" ;;
+        o6 | v6o | w6) echo "[$SRV61]:3478" ;;
         *) echo "$SRV1" ;;
     esac
 }

@@ -47,6 +47,7 @@ ROUTERS_V6=(
     "r-b6:17:portrestricted+noudp:b6"
     "r-t6:18:symmetric+apdf:t6"
     "r-e6:19:portrestricted+apdf:e6"
+    "r-w6:20:none+noudp:w6"
 )
 # NATLAB_V6=1 only: the v6 router that runs miniupnpd as an IPv6 PCP server
 # (firewall pinholes, RFC 6887 MAP with an IPv6 internal address); on IPv4 it
@@ -1117,7 +1118,7 @@ options (environment, read by up):
                      pmp (NAT-PMP/PCP only, no HTTP/SSDP), upnp (UPnP only,
                      nothing on UDP $PMP_PORT)
   NATLAB_V6=1        also an IPv6 internet 2001:db8::/64 and the dual-stack and
-                     v6-only routers r-d6 r-s6 r-o6 r-v6 r-b6 r-t6 r-e6 (docs/lab.md); set
+                     v6-only routers r-d6 r-s6 r-o6 r-v6 r-b6 r-t6 r-e6 r-w6 (docs/lab.md); set
                      it for every command on such a lab (down removes either)
 nodes: $ALL_NODES
 EOF
