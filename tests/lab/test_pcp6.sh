@@ -83,7 +83,13 @@ udp6_blocked() { # NODE DST PORT MSG FILE: 5 datagrams, none in 500 ms
 }
 # the pinhole rule miniupnpd put in r-d6's forward path (nft prints the IPv6
 # destination as a raw payload match: @nh,192,128 = 2001:db8:13::2)
-pinhole_has() { lab_exec r-d6 nft list chain inet lab miniupnpd 2>/dev/null | grep -q "dport $1 .*0x20010db8001300000000000000000002"; }
+# (the listing is read whole first: with pipefail, grep -q quitting early
+# could fail the pipeline on nft's SIGPIPE)
+pinhole_has() {
+    local t
+    t=$(lab_exec r-d6 nft list chain inet lab miniupnpd 2>/dev/null)
+    grep -q "dport $1 .*0x20010db8001300000000000000000002" <<<"$t"
+}
 pinhole_lacks() { ! pinhole_has "$1"; }
 
 # map PORT LOG: natpeer map udp PORT over IPv6 in d6, in the background
@@ -183,7 +189,12 @@ listen_pinhole() {
     [ -n "$port" ] || { lab_fail "$tag: no pinhole port"; lab_stop "$MAP_PID"; return; }
     lab_check "$tag: the pinhole is for the agent's IPv6 socket, tested before it: APDF ($port)" \
         grep -qE "^NAT( \(IPv6\))?: none \(public address \[$D6\]:$port\), address-and-port-dependent filtering" "$L"
-    lab_check "$tag: r-d6's nft chain has the pinhole for [$D6]:$port" pinhole_has "$port"
+    if lab_wait 3 pinhole_has "$port"; then
+        lab_pass "$tag: r-d6's nft chain has the pinhole for [$D6]:$port"
+    else
+        lab_fail "$tag: r-d6's nft chain has the pinhole for [$D6]:$port" \
+            "$(lab_exec r-d6 nft list chain inet lab miniupnpd 2>&1)"
+    fi
     msg="unsolicited-$tag"
     lab_check "$tag: unsolicited UDP from pub to [$D6]:$port reaches the agent" \
         lab_wait 3 agent_heard_pub "$port" "$msg" "$L"
