@@ -26,6 +26,7 @@
 #include "peer/datachan.h"
 #include "peer/netcheck.h"
 #include "peer/netcheck_run.h"
+#include "peer/portmap/extip.h"
 #include "peer/portmap/portmap_run.h"
 #include "peer/punch.h"
 #include "peer/spray_run.h"
@@ -276,6 +277,15 @@ struct agent {
 		struct nb_client client;
 		bool told_registered;
 	} f2;
+	/* The IPv6 firewall pinhole for the IPv6 socket (pin6_*). */
+	struct {
+		struct nb_portmap *pm;      /* NULL: none (yet, or any more) */
+		bool tried;                 /* started once, never again */
+		bool f2;                    /* for f2's socket, else the main one */
+		bool refl_given;            /* the portmap has the reflexive address */
+		bool asked;                 /* a verify of its is in flight */
+		enum nb_portmap_state told; /* the state last printed */
+	} pin6;
 	bool connect_due;      /* connect: registered; the connect goes out when f2 settles */
 	uint64_t connect_due_by;
 
@@ -1771,6 +1781,179 @@ static uint64_t session_deadline(const struct session *s)
 	return d;
 }
 
+/* ---- The IPv6 pinhole ---------------------------------------------------------- */
+
+/* docs/portmap.md "Over IPv6": the agent's IPv6 socket (the main one, or
+ * the second family's) on a global address asks the router's stateful
+ * firewall for a pinhole with a PCP MAP for that address and port (RFC 6887
+ * §11.1), beside the IPv4 mapping (a->pm). The portmap machinery renews it;
+ * shutdown_agent() deletes it. It starts only once that socket's NAT tests
+ * are done, so that the filtering they measure, and register, is the
+ * firewall's own whatever the router grants. The registration does not
+ * mention it: the broker still plans IPv6 pairs as hole punching, which
+ * works through a stateful firewall; the pinhole lets a peer's first
+ * datagrams in besides. The broker probes it over the same family's
+ * session (f2's client for the second family), as it does the IPv4 one. */
+
+/* The IPv6 socket a pinhole is for, once its NAT tests are done: true,
+ * its address and port, and whether it is f2's. */
+static bool pin6_socket(const struct agent *a, struct nb_addr *ret_local, bool *ret_f2)
+{
+	if (a->o->broker.family == NB_AF_INET6 && a->phase != PH_NETCHECK && a->phase != PH_PEERS &&
+	    !a->broker_tcp && !a->nat.udp_blocked) {
+		*ret_local = a->local;
+		*ret_f2 = false;
+		return true;
+	}
+	if (a->f2.broker.family == NB_AF_INET6 && a->f2.st != F2_OFF && a->f2.st != F2_NETCHECK &&
+	    a->f2.st != F2_DOWN) {
+		*ret_local = a->f2.local;
+		*ret_f2 = true;
+		return true;
+	}
+	return false;
+}
+
+/* The broker client of the pinhole's family; NULL while f2's has no
+ * session yet. */
+static struct nb_client *pin6_client(struct agent *a)
+{
+	if (!a->pin6.f2)
+		return &a->client;
+	return a->f2.st == F2_REGISTER || a->f2.st == F2_UP ? &a->f2.client : NULL;
+}
+
+/* The portmap's verify hook: the probe goes through that family's session. */
+static int pin6_verify(void *arg, const struct nb_addr *external, uint64_t now, char *why, size_t why_len)
+{
+	struct agent *a = arg;
+	struct nb_client *c = pin6_client(a);
+	int rc;
+
+	if (c == NULL) {
+		snprintf(why, why_len, "no session with the broker over IPv6");
+		return -ENOTCONN;
+	}
+	rc = nb_client_verify_hook(c, external, now, why, why_len);
+	if (rc == 0)
+		a->pin6.asked = true;
+	return rc;
+}
+
+static void on_pin6(struct nb_portmap *pm, bool changed, void *arg)
+{
+	struct agent *a = arg;
+	struct nb_portmap_report r;
+	char ext[NB_ADDR_STRLEN];
+	enum nb_portmap_state s = nb_portmap_state(pm);
+
+	(void)changed;
+	if (s != a->pin6.told && s != NB_PM_WORKING && s != NB_PM_VERIFYING) {
+		a->pin6.told = s;
+		nb_portmap_get_report(pm, &r);
+		nb_addr_format(&r.external, ext, sizeof(ext));
+		if (s == NB_PM_VERIFIED)
+			fprintf(stderr, "IPv6: pinhole UDP %s via PCP (lifetime %u s), verified by the broker\n", ext,
+				(unsigned)r.lease_s);
+		else if (s == NB_PM_UNVERIFIED && r.external.family != NB_AF_NONE)
+			fprintf(stderr, "IPv6: pinhole UDP %s via PCP (lifetime %u s), not verified: %s\n", ext,
+				(unsigned)r.lease_s, r.reason);
+		else
+			fprintf(stderr, "IPv6: no pinhole: %s\n", r.reason[0] ? r.reason : nb_portmap_status_word(s));
+	}
+	if (!a->stopping) /* pump from the loop: a verify may wait to go out */
+		uv_timer_start(&a->timer, on_timer, 0, 0);
+}
+
+/* Start the pinhole once its socket is tested; give it the reflexive
+ * address (what the broker saw: verify compares) once the family's session
+ * can carry the probe; drop it with the second family. From pump(). */
+static void pin6_when_due(struct agent *a, uint64_t now)
+{
+	struct nb_addr local;
+	bool f2;
+	const char *why;
+	int rc;
+
+	if (a->stopping || !a->o->upnp ||
+	    (a->o->portmap_protocols != 0 && !(a->o->portmap_protocols & NB_PM_PCP)))
+		return;
+	if (!a->pin6.tried && pin6_socket(a, &local, &f2)) {
+		struct nb_portmap_opts po = {
+			.internal_port = local.port, .quiet = true, .check_s = a->o->upnp_check_s,
+			.protocols = NB_PM_PCP, .client6 = local, .verify = pin6_verify, .verify_arg = a,
+		};
+		a->pin6.tried = true;
+		a->pin6.f2 = f2;
+		why = nb_extip_useless(&local);
+		if (why != NULL) {
+			char s[NB_ADDR_STRLEN];
+			nb_log_info("agent", "IPv6: no pinhole for %s: %s", nb_addr_format(&local, s, sizeof(s)), why);
+			return;
+		}
+		rc = nb_portmap_open(&a->pin6.pm, &a->loop, &po, on_pin6, a);
+		if (rc != 0) {
+			a->pin6.pm = NULL;
+			fprintf(stderr, "IPv6: no pinhole: cannot start: %s\n", uv_strerror(rc));
+			return;
+		}
+		if (nb_portmap_state(a->pin6.pm) != NB_PM_WORKING) /* nothing to ask (no IPv6 route) */
+			on_pin6(a->pin6.pm, true, a);
+	}
+	if (a->pin6.pm == NULL)
+		return;
+	if (a->pin6.f2 && a->f2.st == F2_DOWN) { /* its socket is closed */
+		nb_portmap_stop(a->pin6.pm, NULL, NULL);
+		a->pin6.pm = NULL;
+		return;
+	}
+	if (!a->pin6.refl_given && pin6_client(a) != NULL) {
+		a->pin6.refl_given = true;
+		nb_portmap_set_reflexive(a->pin6.pm, a->pin6.f2 ? &a->f2.nat.reflexive : &a->nat.reflexive, now);
+	}
+}
+
+/* A verify answer from client c: true if it was the pinhole's (then it has it). */
+static bool pin6_verify_event(struct agent *a, const struct nb_client *c, const struct nb_client_event *e,
+			      uint64_t now)
+{
+	if (a->pin6.pm == NULL || !a->pin6.asked || pin6_client(a) != c)
+		return false;
+	a->pin6.asked = false;
+	nb_portmap_verify_result(a->pin6.pm, e->type == NB_CLIENT_EV_VERIFIED, e->proof, e->code, e->reason, now);
+	return true;
+}
+
+/* The broker's probe of the pinhole on f2's socket: true if taken (f2's
+ * client asked for it). */
+static bool pin6_probe_input(struct agent *a, const uint8_t *data, size_t len, const struct nb_addr *from,
+			     uint64_t now)
+{
+	struct nb_ctrl_msg *m;
+	bool probe;
+
+	if (!a->pin6.f2 || !a->pin6.asked || nb_wire_classify(data, len) != NB_WIRE_CTRL)
+		return false;
+	m = malloc(sizeof(*m));
+	probe = m != NULL && nb_ctrl_decode(m, data, len) == (ssize_t)len && m->type == NB_CTRL_PROBE;
+	free(m);
+	if (probe)
+		nb_client_input(&a->f2.client, data, len, from, now);
+	return probe;
+}
+
+/* On the way out: delete the pinhole (bounded, as the IPv4 mapping). */
+static void pin6_stop(struct agent *a)
+{
+	struct nb_portmap_report r;
+
+	nb_portmap_get_report(a->pin6.pm, &r); /* NULL: family NONE */
+	if (r.external.family != NB_AF_NONE)
+		fprintf(stderr, "IPv6: removing the pinhole...\n");
+	nb_portmap_stop(a->pin6.pm, NULL, NULL);
+	a->pin6.pm = NULL;
+}
+
 /* ---- The broker client's events ------------------------------------------------ */
 
 static void f2_start(struct agent *a, const struct nb_addr *alt, uint64_t now);
@@ -2003,7 +2186,9 @@ static void client_events(struct agent *a, uint64_t now)
 		}
 		case NB_CLIENT_EV_VERIFIED:
 		case NB_CLIENT_EV_VERIFY_FAILED:
-			nb_portmap_verify_result(a->pm, e.type == NB_CLIENT_EV_VERIFIED, e.proof, e.code, e.reason, now);
+			if (!pin6_verify_event(a, &a->client, &e, now))
+				nb_portmap_verify_result(a->pm, e.type == NB_CLIENT_EV_VERIFIED, e.proof, e.code,
+							 e.reason, now);
 			break;
 		case NB_CLIENT_EV_PEERS_FAILED: {
 			const char *what = a->o->cmd == NB_AGENT_MATRIX ? "matrix" : "peers";
@@ -2493,6 +2678,10 @@ static void f2_events(struct agent *a, uint64_t now)
 		case NB_CLIENT_EV_LOST:
 			(void)nb_blink_start(&a->f2.bl, now);
 			break;
+		case NB_CLIENT_EV_VERIFIED:
+		case NB_CLIENT_EV_VERIFY_FAILED:
+			(void)pin6_verify_event(a, &a->f2.client, &e, now);
+			break;
 		default:
 			break; /* plans come over the first family's session */
 		}
@@ -2566,6 +2755,10 @@ static void on_f2_recv(struct nb_udp *u, const uint8_t *data, size_t len, const 
 		pump(a);
 		return;
 	}
+	if (pin6_probe_input(a, data, len, from, now)) {
+		pump(a);
+		return;
+	}
 	/* a peer's checks, handshakes and data: as on the main socket */
 	dispatch(a, data, len, from, now);
 	pump(a);
@@ -2598,6 +2791,7 @@ static void pump(struct agent *a)
 	if (a->stopping)
 		return;
 	f2_pump(a, now, &next);
+	pin6_when_due(a, now);
 	connect_when_due(a, now);
 	if (a->stopping)
 		return;
@@ -3087,6 +3281,7 @@ static void shutdown_agent(struct agent *a, int code)
 	 * stop time; its handles keep the loop until then. */
 	nb_portmap_stop(a->pm, NULL, NULL);
 	a->pm = NULL;
+	pin6_stop(a);
 	if (a->in_kind == 1 && a->in_handle_init)
 		uv_close(&a->in_h.h, NULL);
 	if (a->in_fs_busy)

@@ -137,7 +137,7 @@ static void fail(struct nb_pmp *m, enum nb_pmp_status st, uint64_t now)
 	m->held = false;
 	m->state = S_FAILED;
 	m->info.status = st;
-	nb_log_info(LOG, "%s", m->info.reason);
+	nb_log_debug(LOG, "%s", m->info.reason); /* the shell reports it */
 	push_event(m, NB_PMP_EV_FAILED, now);
 }
 

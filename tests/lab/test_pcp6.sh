@@ -16,6 +16,15 @@
 #     map udp P2 (natpeer cannot verify: the listener has the port, it says
 #     so) opens the pinhole and pub's datagrams arrive; after SIGINT the
 #     pinhole is deleted and they are dropped again.
+#  C. `natpeer listen` on d6 opens a pinhole for its IPv6 socket once that
+#     socket's NAT tests are done: C1 with the IPv6 broker (the main socket
+#     is IPv6), C2 with a dual-stack natbroker reached over IPv4 (the second
+#     family's socket; coturn is stopped for it). Each: the line "IPv6:
+#     pinhole UDP [d6]:P via PCP (lifetime 7200 s), verified by the broker",
+#     the rule in r-d6's chain, an unsolicited datagram from pub reaches the
+#     agent's socket (its debug log: "... from [pub]:... dropped: not STUN,
+#     control or data"); after SIGINT "IPv6: removing the pinhole...", exit
+#     0, the rule is gone and pub's datagram to P is dropped again.
 # Needs root (exit 77 otherwise).
 set -uo pipefail
 export LC_ALL=C
@@ -27,13 +36,15 @@ NP=${1:?usage: test_pcp6.sh PATH/TO/natpeer PATH/TO/natbroker}
 NB=${2:?usage: test_pcp6.sh PATH/TO/natpeer PATH/TO/natbroker}
 SRV6=2001:db8::10
 SRV6B=2001:db8::11
+SRV4=203.0.113.10
+SRV4B=203.0.113.11
 PUB6=2001:db8::20
 D6=2001:db8:13::2
 GW6=2001:db8:13::1
 P1=40611
 P2=40612
 
-lab_init 150
+lab_init 240
 for b in "$NP" "$NB"; do
     [ -x "$b" ] || { lab_fail "$b is not executable"; lab_summary; exit 1; }
 done
@@ -44,6 +55,7 @@ MLOG=$RUN/log/miniupnpd-r-d6.log
 
 # natbroker on srv's IPv6 addresses only (coturn keeps the IPv4 ones)
 lab_start srv "$LAB_TMP/natbroker.log" "$NB" --public-list --listen "$SRV6" --listen "$SRV6B"
+NB_PID=$LAB_LAST_PID
 lab_check "natbroker is up on [$SRV6]:3478 and [$SRV6B]:3478" \
     lab_wait 5 eval "lab_exec srv ss -Hlun | grep -qF '[$SRV6]:3478' && lab_exec srv ss -Hlun | grep -qF '[$SRV6B]:3478'"
 
@@ -71,7 +83,13 @@ udp6_blocked() { # NODE DST PORT MSG FILE: 5 datagrams, none in 500 ms
 }
 # the pinhole rule miniupnpd put in r-d6's forward path (nft prints the IPv6
 # destination as a raw payload match: @nh,192,128 = 2001:db8:13::2)
-pinhole_has() { lab_exec r-d6 nft list chain inet lab miniupnpd 2>/dev/null | grep -q "dport $1 .*0x20010db8001300000000000000000002"; }
+# (the listing is read whole first: with pipefail, grep -q quitting early
+# could fail the pipeline on nft's SIGPIPE)
+pinhole_has() {
+    local t
+    t=$(lab_exec r-d6 nft list chain inet lab miniupnpd 2>/dev/null)
+    grep -q "dport $1 .*0x20010db8001300000000000000000002" <<<"$t"
+}
 pinhole_lacks() { ! pinhole_has "$1"; }
 
 # map PORT LOG: natpeer map udp PORT over IPv6 in d6, in the background
@@ -147,6 +165,62 @@ lab_check "B: miniupnpd logged the removal" grep -qF "PCP: UDP port" "$MLOG"
 lab_flush
 lab_check "B: UDP from pub to [$D6]:$P2 is dropped again" \
     udp6_blocked pub "$D6" "$P2" "after-$P2" "$F"
+
+# ------------------------------------------------------------------ C.
+# agent_heard_pub PORT MSG LOG: one datagram from pub to d6:PORT; has the
+# agent (--log-level debug) logged one from pub? It drops what is not STUN,
+# control or data, and says so.
+agent_heard_pub() {
+    udp6_send pub "$D6" "$1" "$2"
+    grep -qE "[0-9]+ bytes from \[$PUB6\]:[0-9]+ dropped: not STUN, control or data" "$3"
+}
+# listen_pinhole TAG BROKER-ARGS...: natpeer listen on d6 and its pinhole
+listen_pinhole() {
+    local tag=$1 L=$LAB_TMP/listen-$1.err port msg
+    shift
+    lab_flush
+    : >"$L"
+    lab_start d6 "$L" "$NP" listen --id "d6-$tag" "$@" --log-level debug
+    MAP_PID=$LAB_LAST_PID
+    lab_check "$tag: listen prints its IPv6 pinhole, verified by the broker" \
+        lab_wait 20 grep -qE "^IPv6: pinhole UDP \[$D6\]:[0-9]+ via PCP \(lifetime 7200 s\), verified by the broker" "$L"
+    lab_log "natpeer: $(grep -E '^(IPv6|NAT|registered|portmap|pcp|nat-pmp|upnp)' "$L" | tr '\n' '|')"
+    port=$(sed -n "s/^IPv6: pinhole UDP \[$D6\]:\([0-9]*\) via PCP.*/\1/p" "$L" | head -n 1)
+    [ -n "$port" ] || { lab_fail "$tag: no pinhole port"; lab_stop "$MAP_PID"; return; }
+    lab_check "$tag: the pinhole is for the agent's IPv6 socket, tested before it: APDF ($port)" \
+        grep -qE "^NAT( \(IPv6\))?: none \(public address \[$D6\]:$port\), address-and-port-dependent filtering" "$L"
+    if lab_wait 3 pinhole_has "$port"; then
+        lab_pass "$tag: r-d6's nft chain has the pinhole for [$D6]:$port"
+    else
+        lab_fail "$tag: r-d6's nft chain has the pinhole for [$D6]:$port" \
+            "$(lab_exec r-d6 nft list chain inet lab miniupnpd 2>&1)"
+    fi
+    msg="unsolicited-$tag"
+    lab_check "$tag: unsolicited UDP from pub to [$D6]:$port reaches the agent" \
+        lab_wait 3 agent_heard_pub "$port" "$msg" "$L"
+    map_int
+    lab_check "$tag: after SIGINT it removed the pinhole and exited 0 (rc $MAP_RC)" \
+        eval "[ '$MAP_RC' = 0 ] && grep -qF 'IPv6: removing the pinhole...' '$L'"
+    lab_check "$tag: the pinhole is gone from r-d6" lab_wait 3 pinhole_lacks "$port"
+    udp6_listen d6 "$port" "$LAB_TMP/in-$port" || lab_fail "$tag: a listener on d6:$port"
+    lab_flush
+    lab_check "$tag: then UDP from pub to [$D6]:$port is dropped" \
+        udp6_blocked pub "$D6" "$port" "after-$port" "$LAB_TMP/in-$port"
+}
+
+# C1: the IPv6 broker; the main socket is IPv6
+listen_pinhole C1 --broker "[$SRV6]:3478"
+
+# C2: one natbroker on both families, reached over IPv4: the pinhole is for
+# the second family's socket, verified over that family's session
+lab_stop "$NB_PID"
+"$NATLAB" stop-coturn
+lab_check "C2: coturn stopped" lab_wait 5 eval '! lab_udp_bound srv 3478'
+lab_start srv "$LAB_TMP/natbroker2.log" "$NB" --public-list --listen "$SRV4" --listen "$SRV4B" \
+    --listen "$SRV6" --listen "$SRV6B"
+lab_check "C2: natbroker is up on both families" lab_wait 5 eval \
+    "lab_exec srv ss -Hlun | grep -qF '[$SRV6]:3478' && lab_exec srv ss -Hlun | grep -qF '$SRV4:3478'"
+listen_pinhole C2 --broker "$SRV4:3478"
 
 lab_log "test_pcp6 took $(($(lab_now_ms) - T0)) ms"
 lab_summary
