@@ -1854,7 +1854,7 @@ static int turn_open(struct nb_server *srv)
 		if (ip->family != NB_AF_NONE)
 			nb_addr_format_ip(ip, a[f], sizeof(a[f]));
 		else
-			snprintf(a[f], sizeof(a[f]), "none (%s refused)", f == NB_FAM_V4 ? "IPv4" : "IPv6");
+			snprintf(a[f], sizeof(a[f]), "none (440)");
 	}
 	nb_log_info(LOG, "relay: TURN (RFC 8656) on the STUN ports, relaying from IPv4 %s, IPv6 %s, "
 			 "ports %u-%u, realm \"%s\", %u allocations (%u per user), lifetime up to %u s%s",
