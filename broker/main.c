@@ -106,8 +106,11 @@ static const char usage[] =
 	"                           point peers at these TURN servers (e.g. coturn with\n"
 	"                           use-auth-secret and the same secret) instead of\n"
 	"                           relaying here; the broker only issues credentials\n"
-	"  --relay-ip IP            the address relayed traffic uses (default: the\n"
-	"                           first --listen; needed with a wildcard --listen)\n"
+	"  --relay-ip IP            the address relayed traffic of IP's family uses;\n"
+	"                           give it twice for both (one IPv4, one IPv6).\n"
+	"                           Default per family: the first --listen of that\n"
+	"                           family (a family not given keeps this default);\n"
+	"                           needed with only a wildcard --listen\n"
 	"  --relay-ports LO-HI      relay port range (default 49152-65535)\n"
 	"  --realm R                TURN realm (default natbroker)\n"
 	"  --relay-allow-private    relay to private addresses (10/8, 172.16/12,\n"
@@ -179,7 +182,7 @@ static const struct nb_config_key settings[OPT_N_SETTINGS] = {
 	[OPT_TURN_SECRET_FILE] = { "turn-secret-file", NB_CONFIG_VALUE, 1 },
 	[OPT_NO_RELAY] = { "no-relay", NB_CONFIG_FLAG, 1 },
 	[OPT_RELAY] = { "relay", NB_CONFIG_VALUE, 1 },
-	[OPT_RELAY_IP] = { "relay-ip", NB_CONFIG_VALUE, 1 },
+	[OPT_RELAY_IP] = { "relay-ip", NB_CONFIG_VALUE, NB_FAM_COUNT },
 	[OPT_RELAY_PORTS] = { "relay-ports", NB_CONFIG_VALUE, 1 },
 	[OPT_REALM] = { "realm", NB_CONFIG_VALUE, 1 },
 	[OPT_RELAY_ALLOW_PRIVATE] = { "relay-allow-private", NB_CONFIG_FLAG, 1 },
@@ -209,6 +212,7 @@ struct settings {
 	struct nb_server_config cfg;
 	unsigned n_listen;
 	bool listen_from_cli; /* listen[] holds command-line addresses: the file's are gone */
+	bool relay_ip_from_cli; /* relay_ip[] holds command-line addresses: the file's are gone */
 	bool alt_port_given;
 	enum nb_log_level level;
 	const char *file;               /* config file, or NULL */
@@ -557,9 +561,20 @@ static int apply(struct settings *s, enum opt_id id, const char *val, bool flag,
 		return parse_relays(s, val, where, err, errlen);
 	case OPT_RELAY_IP: {
 		struct nb_addr a;
+		enum nb_fam f;
+		if (line == 0 && !s->relay_ip_from_cli) {
+			/* The command line's --relay-ip replaces the file's. */
+			memset(s->cfg.relay_ip, 0, sizeof(s->cfg.relay_ip));
+			s->relay_ip_from_cli = true;
+		}
 		if (nb_addr_parse(val, true, &a) != 0 || a.port != 0 || nb_addr_is_unspecified(&a))
 			return bad(err, errlen, where, val, "a specific IPv4 or IPv6 address without a port");
-		s->cfg.relay_ip = a;
+		f = nb_addr_fam(&a);
+		if (s->cfg.relay_ip[f].family != NB_AF_NONE)
+			return bad(err, errlen, where, val,
+				   f == NB_FAM_V4 ? "one IPv4 address only (a second --relay-ip must be IPv6)"
+						  : "one IPv6 address only (a second --relay-ip must be IPv4)");
+		s->cfg.relay_ip[f] = a;
 		return 0;
 	}
 	case OPT_RELAY_PORTS: {
@@ -833,8 +848,12 @@ static void print_settings(FILE *f, const struct settings *s)
 	fprintf(f, "no-relay = %s\n", s->no_relay ? "yes" : "no");
 	if (c->n_relays > 0)
 		fprintf(f, "relay = %s\n", s->relay_spec);
-	if (c->relay_ip.family != NB_AF_NONE)
-		fprintf(f, "relay-ip = %s\n", nb_addr_format_ip(&c->relay_ip, ip, sizeof(ip)));
+	for (unsigned i = 0; i < NB_FAM_COUNT; i++)
+		if (c->relay_ip[i].family != NB_AF_NONE)
+			fprintf(f, "relay-ip = %s\n", nb_addr_format_ip(&c->relay_ip[i], ip, sizeof(ip)));
+		else if (c->turn && c->n_relays == 0)
+			fprintf(f, "# relay-ip (%s): the first %s --listen, if any\n",
+				i == NB_FAM_V4 ? "IPv4" : "IPv6", i == NB_FAM_V4 ? "IPv4" : "IPv6");
 	fprintf(f, "relay-ports = %u-%u\n", c->turn_cfg.port_lo, c->turn_cfg.port_hi);
 	fprintf(f, "realm = %s\n", c->turn_cfg.realm);
 	fprintf(f, "relay-allow-private = %s\n", c->turn_cfg.allow_private ? "yes" : "no");
@@ -907,7 +926,9 @@ static bool setting_differs(const struct settings *a, const struct settings *b, 
 		       CRYPTO_memcmp(x->turn_cfg.secret, y->turn_cfg.secret, x->turn_cfg.secret_len) != 0;
 	case OPT_NO_RELAY: return a->no_relay != b->no_relay;
 	case OPT_RELAY: return strcmp(a->relay_spec, b->relay_spec) != 0;
-	case OPT_RELAY_IP: return !nb_addr_equal(&x->relay_ip, &y->relay_ip);
+	case OPT_RELAY_IP:
+		return !nb_addr_equal(&x->relay_ip[NB_FAM_V4], &y->relay_ip[NB_FAM_V4]) ||
+		       !nb_addr_equal(&x->relay_ip[NB_FAM_V6], &y->relay_ip[NB_FAM_V6]);
 	case OPT_RELAY_PORTS:
 		return x->turn_cfg.port_lo != y->turn_cfg.port_lo || x->turn_cfg.port_hi != y->turn_cfg.port_hi;
 	case OPT_REALM: return strcmp(x->turn_cfg.realm, y->turn_cfg.realm) != 0;

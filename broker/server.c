@@ -1550,18 +1550,17 @@ static void on_relay_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const
 	}
 }
 
-/* Bind a relay socket for alloc on relay_ip:port. 0 or a libuv -errno. */
-static int relay_open(struct nb_server *srv, uint32_t alloc, uint16_t port)
+/* Bind a relay socket for alloc on `to` (the relay IP of the allocation's
+ * family and its port, from the core's OPEN). 0 or a libuv -errno. */
+static int relay_open(struct nb_server *srv, uint32_t alloc, const struct nb_addr *to)
 {
 	struct relay_sock *r = calloc(1, sizeof(*r));
-	struct nb_addr a = srv->cfg.turn_cfg.relay_ip;
 	struct sockaddr_storage ss;
 	int rc;
 
 	if (r == NULL)
 		return UV_ENOMEM;
-	a.port = port;
-	if (nb_addr_to_sockaddr(&a, &ss) < 0) {
+	if (nb_addr_to_sockaddr(to, &ss) < 0) {
 		free(r);
 		return UV_EINVAL;
 	}
@@ -1690,7 +1689,7 @@ static void turn_do(struct nb_server *srv, struct nb_turn_out *out)
 		}
 		case NB_TURN_OUT_OPEN: {
 			uint32_t alloc = out->alloc;
-			int st = relay_open(srv, alloc, out->port);
+			int st = relay_open(srv, alloc, &out->to);
 			uint64_t sup;
 			if (st != 0 && log_allow(srv, LL_TURN_BIND, 1, WARN_INTERVAL_MS, &sup))
 				nb_log_warn(LOG, "relay: cannot bind port %u: %s%s", out->port, uv_strerror(st),
@@ -1805,14 +1804,24 @@ static void on_turn_event(void *arg, const struct nb_turn_event *ev)
 static int turn_open(struct nb_server *srv)
 {
 	struct nb_turn_config tc = srv->cfg.turn_cfg;
-	char a[NB_ADDR_STRLEN];
+	char a[2][NB_ADDR_STRLEN];
 	int err;
 
 	if (!srv->cfg.turn)
 		return 0;
-	tc.relay_ip = srv->cfg.relay_ip.family != NB_AF_NONE ? srv->cfg.relay_ip : srv->cfg.listen[0];
-	tc.relay_ip.port = 0;
-	if (nb_addr_is_unspecified(&tc.relay_ip)) {
+	/* Per family: --relay-ip for it, else the first specific --listen IP
+	 * of that family, else none (the family is not relayed: 440). */
+	for (unsigned f = 0; f < NB_FAM_COUNT; f++) {
+		memset(&tc.relay_ip[f], 0, sizeof(tc.relay_ip[f]));
+		if (srv->cfg.relay_ip[f].family != NB_AF_NONE)
+			tc.relay_ip[f] = srv->cfg.relay_ip[f];
+		for (unsigned i = 0; i < srv->cfg.n_listen && tc.relay_ip[f].family == NB_AF_NONE; i++)
+			if (nb_addr_fam(&srv->cfg.listen[i]) == f &&
+			    !nb_addr_is_unspecified(&srv->cfg.listen[i]))
+				tc.relay_ip[f] = srv->cfg.listen[i];
+		tc.relay_ip[f].port = 0;
+	}
+	if (tc.relay_ip[NB_FAM_V4].family == NB_AF_NONE && tc.relay_ip[NB_FAM_V6].family == NB_AF_NONE) {
 		nb_log_warn(LOG, "relay: off: the broker listens on the wildcard address; name the "
 				 "address peers reach with --listen or --relay-ip");
 		srv->cfg.turn = false;
@@ -1822,15 +1831,16 @@ static int turn_open(struct nb_server *srv)
 	for (unsigned i = 0; i < srv->cfg.n_listen && tc.n_own < NB_TURN_MAX_OWN; i++)
 		if (!nb_addr_is_unspecified(&srv->cfg.listen[i]))
 			tc.own[tc.n_own++] = srv->cfg.listen[i];
-	if (tc.n_own < NB_TURN_MAX_OWN)
-		tc.own[tc.n_own++] = tc.relay_ip;
+	for (unsigned f = 0; f < NB_FAM_COUNT; f++)
+		if (tc.relay_ip[f].family != NB_AF_NONE && tc.n_own < NB_TURN_MAX_OWN)
+			tc.own[tc.n_own++] = tc.relay_ip[f];
 	if (getrandom(tc.nonce_key, sizeof(tc.nonce_key), 0) != (ssize_t)sizeof(tc.nonce_key)) {
 		nb_log_error(LOG, "getrandom: %s", strerror(errno));
 		return -EIO;
 	}
 	tc.cb = on_turn_event;
 	tc.cb_arg = srv;
-	srv->cfg.turn_cfg.relay_ip = tc.relay_ip;
+	memcpy(srv->cfg.turn_cfg.relay_ip, tc.relay_ip, sizeof(tc.relay_ip));
 	err = nb_turn_new(&tc, &srv->turn);
 	OPENSSL_cleanse(&tc, sizeof(tc));
 	if (err < 0) {
@@ -1838,9 +1848,17 @@ static int turn_open(struct nb_server *srv)
 							   : "invalid relay configuration");
 		return err;
 	}
-	nb_log_info(LOG, "relay: TURN (RFC 8656) on the STUN ports, relaying from %s ports %u-%u, "
-			 "realm \"%s\", %u allocations (%u per user), lifetime up to %u s%s",
-		    nb_addr_format(&srv->cfg.turn_cfg.relay_ip, a, sizeof(a)), srv->cfg.turn_cfg.port_lo,
+	for (unsigned f = 0; f < NB_FAM_COUNT; f++) {
+		const struct nb_addr *ip = &srv->cfg.turn_cfg.relay_ip[f];
+
+		if (ip->family != NB_AF_NONE)
+			nb_addr_format_ip(ip, a[f], sizeof(a[f]));
+		else
+			snprintf(a[f], sizeof(a[f]), "none (440)");
+	}
+	nb_log_info(LOG, "relay: TURN (RFC 8656) on the STUN ports, relaying from IPv4 %s, IPv6 %s, "
+			 "ports %u-%u, realm \"%s\", %u allocations (%u per user), lifetime up to %u s%s",
+		    a[NB_FAM_V4], a[NB_FAM_V6], srv->cfg.turn_cfg.port_lo,
 		    srv->cfg.turn_cfg.port_hi, srv->cfg.turn_cfg.realm, srv->cfg.turn_cfg.max_allocs,
 		    srv->cfg.turn_cfg.max_allocs_per_user, srv->cfg.turn_cfg.max_lifetime_s,
 		    srv->cfg.turn_cfg.allow_private ? "; private peers allowed" : "");
@@ -2060,10 +2078,19 @@ static int rendezvous_open(struct nb_server *srv)
 		rc.n_relays = cfg->n_relays;
 		memcpy(rc.relays, cfg->relays, cfg->n_relays * sizeof(cfg->relays[0]));
 	} else if (cfg->turn) {
+		/* relays[0]: the IPv4 relay IP if any, else the IPv6 one;
+		 * relay_fams: every family with a relay IP. (External relays
+		 * leave relay_fams 0: IPv4 only, all one can assume.) */
+		const struct nb_addr *ip = cfg->turn_cfg.relay_ip;
+
 		rc.n_relays = 1;
-		rc.relays[0] = cfg->turn_cfg.relay_ip;
+		rc.relays[0] = ip[NB_FAM_V4].family != NB_AF_NONE ? ip[NB_FAM_V4] : ip[NB_FAM_V6];
 		rc.relays[0].port = cfg->port;
 		rc.own_relay = true; /* served at self[] of each family too */
+		rc.relay_fams = 0;
+		for (unsigned f = 0; f < NB_FAM_COUNT; f++)
+			if (ip[f].family != NB_AF_NONE)
+				rc.relay_fams |= (uint8_t)(1u << f);
 	}
 	if (rc.n_relays > 0) {
 		memcpy(rc.relay_secret, cfg->turn_cfg.secret, cfg->turn_cfg.secret_len);

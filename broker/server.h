@@ -97,15 +97,20 @@ struct nb_server_config {
 	size_t rate_table;       /* sources remembered, 1..NB_RATELIMIT_ENTRIES_MAX */
 	uint32_t rate_penalty_s; /* refuse a source this long after it goes over; 0: off */
 	/* Relay (TURN, RFC 8656; broker/turn.h, docs/broker.md "Relay").
-	 * turn: serve TURN on the STUN ports, relaying from relay_ip (default:
-	 * the first --listen IP; a wildcard listen needs relay_ip). turn_cfg:
+	 * turn: serve TURN on the STUN ports, relaying from relay_ip[f] for
+	 * each family f (enum nb_fam) that has one: the one given, else the
+	 * first specific --listen IP of that family, else the family is not
+	 * relayed (440). A --relay-ip of one family leaves the other to its
+	 * default; with only wildcard listens, relay_ip is needed. turn_cfg:
 	 * secret, realm, limits (relay_ip, own and nonce_key are filled in by
 	 * nb_server_open). relays: external TURN servers (--relay) the plans
 	 * point at instead; the broker then serves no TURN of its own but
 	 * issues credentials under turn_cfg.secret. */
 	bool turn;
 	struct nb_turn_config turn_cfg;
-	struct nb_addr relay_ip;         /* NB_AF_NONE: the first --listen IP */
+	/* By enum nb_fam: [NB_FAM_V4] IPv4 or NB_AF_NONE, [NB_FAM_V6] IPv6
+	 * or NB_AF_NONE (the default: the first specific --listen IP of it). */
+	struct nb_addr relay_ip[NB_FAM_COUNT];
 	struct nb_addr relays[NB_RENDEZVOUS_MAX_RELAYS];
 	size_t n_relays;
 	/* ---- nb_server_run() only (operations: docs/operations.md) ---- */

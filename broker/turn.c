@@ -60,6 +60,7 @@ struct alloc {
 	uint8_t tries; /* OPENs sent for this Allocate */
 	bool indexed;  /* in by_tuple and by_user */
 	bool fp;       /* the Allocate request had FINGERPRINT */
+	uint8_t fam;   /* enum nb_fam: the relayed family */
 	uint16_t gen;
 	uint16_t port;
 	uint32_t lifetime_s; /* last granted */
@@ -240,9 +241,19 @@ static int config_check(const struct nb_turn_config *c, size_t *ret_realm, size_
 		return -EINVAL;
 	if (c->bandwidth_Bps > BANDWIDTH_MAX || c->n_own > NB_TURN_MAX_OWN)
 		return -EINVAL;
-	if ((c->relay_ip.family != NB_AF_INET && c->relay_ip.family != NB_AF_INET6) ||
-	    nb_addr_is_unspecified(&c->relay_ip))
+	/* relay_ip[NB_FAM_V4] IPv4 or none, [NB_FAM_V6] IPv6 or none; at
+	 * least one; a set one specific. */
+	if (c->relay_ip[NB_FAM_V4].family == NB_AF_NONE && c->relay_ip[NB_FAM_V6].family == NB_AF_NONE)
 		return -EINVAL;
+	for (unsigned f = 0; f < NB_FAM_COUNT; f++) {
+		const struct nb_addr *ip = &c->relay_ip[f];
+		uint8_t want = f == NB_FAM_V4 ? NB_AF_INET : NB_AF_INET6;
+
+		if (ip->family == NB_AF_NONE)
+			continue;
+		if (ip->family != want || nb_addr_is_unspecified(ip))
+			return -EINVAL;
+	}
 	if (c->port_lo < 1 || c->port_hi < c->port_lo)
 		return -EINVAL;
 	if (c->nonce_lifetime_s < 1 || c->nonce_lifetime_s > 86400 || c->max_credential_s < 1)
@@ -368,15 +379,18 @@ bool nb_turn_peer_forbidden(const struct nb_turn_config *cfg, const struct nb_ad
 	}
 	/* The broker's own addresses: a peer there would reach the broker's
 	 * services (STUN, TURN, control) from the relay's address. One
-	 * exception: the relay ports of relay_ip, which are other
-	 * allocations - two clients both behind relays of this server must
-	 * reach each other (ICE relay-to-relay pairs). Such a socket only
-	 * ever hands what it receives to its own client, so this loops
-	 * nothing back into the server. */
-	if (nb_addr_ip_equal(&a, &cfg->relay_ip) && a.port >= cfg->port_lo && a.port <= cfg->port_hi)
-		return false;
-	if (nb_addr_ip_equal(&a, &cfg->relay_ip))
-		return true;
+	 * exception: the relay ports of a relay IP (either family), which
+	 * are other allocations - two clients both behind relays of this
+	 * server must reach each other (ICE relay-to-relay pairs). Such a
+	 * socket only ever hands what it receives to its own client, so this
+	 * loops nothing back into the server. */
+	for (unsigned f = 0; f < NB_FAM_COUNT; f++) {
+		const struct nb_addr *ip = &cfg->relay_ip[f];
+
+		if (ip->family == NB_AF_NONE || !nb_addr_ip_equal(&a, ip))
+			continue;
+		return !(a.port >= cfg->port_lo && a.port <= cfg->port_hi);
+	}
 	for (size_t i = 0; i < cfg->n_own && i < NB_TURN_MAX_OWN; i++) {
 		struct nb_addr o = unmap(&cfg->own[i]);
 
@@ -725,7 +739,7 @@ static void out_open(struct nb_turn *t, uint32_t slot, struct nb_turn_out *out)
 	out->alloc = handle_of(t, slot);
 	out->client = t->a[slot].client;
 	out->port = t->a[slot].port;
-	out->to = t->cfg.relay_ip;
+	out->to = t->cfg.relay_ip[t->a[slot].fam];
 	out->to.port = t->a[slot].port;
 }
 
@@ -998,7 +1012,7 @@ static int allocate_success(struct nb_turn *t, uint32_t slot, uint64_t now, stru
 {
 	struct alloc *a = &t->a[slot];
 	struct nb_stun_enc e;
-	struct nb_addr relayed = t->cfg.relay_ip;
+	struct nb_addr relayed = t->cfg.relay_ip[a->fam];
 	uint64_t left = a->deadline_ms > now ? (a->deadline_ms - now) / 1000 : 0;
 	int rc;
 
@@ -1118,9 +1132,29 @@ static uint32_t lifetime_of(const struct nb_turn *t, const struct req *r)
 	return lt > t->cfg.default_lifetime_s ? lt : t->cfg.default_lifetime_s;
 }
 
-static uint8_t relay_family_code(const struct nb_turn *t)
+/* The REQUESTED-ADDRESS-FAMILY code of a relayed family. */
+static uint8_t family_code(unsigned fam)
 {
-	return t->cfg.relay_ip.family == NB_AF_INET ? NB_TURN_FAMILY_IPV4 : NB_TURN_FAMILY_IPV6;
+	return fam == NB_FAM_V4 ? NB_TURN_FAMILY_IPV4 : NB_TURN_FAMILY_IPV6;
+}
+
+/* The family slot an Allocate asks for: none -> IPv4 (RFC 8656 §7.2: "If
+ * the REQUESTED-ADDRESS-FAMILY attribute is absent ..., the server MUST
+ * allocate an IPv4-relayed transport address"). -1: a family we do not
+ * know or have no relay IP for (440). */
+static int requested_fam(const struct nb_turn *t, const struct nb_turn_attrs *ta)
+{
+	int fam = NB_FAM_V4;
+
+	if (ta->present & NB_TURN_HAS_REQUESTED_FAMILY) {
+		if (ta->requested_family == NB_TURN_FAMILY_IPV4)
+			fam = NB_FAM_V4;
+		else if (ta->requested_family == NB_TURN_FAMILY_IPV6)
+			fam = NB_FAM_V6;
+		else
+			return -1;
+	}
+	return t->cfg.relay_ip[fam].family == NB_AF_NONE ? -1 : fam;
 }
 
 static int do_allocate(struct nb_turn *t, struct req *r, struct alloc *existing, uint32_t eslot,
@@ -1131,6 +1165,7 @@ static int do_allocate(struct nb_turn *t, struct req *r, struct alloc *existing,
 	uint32_t slot;
 	uint16_t port;
 	struct alloc *a;
+	int fam;
 
 	/* RFC 8656 §7.2 step 2: a 5-tuple in use gets 437, unless this is a
 	 * retransmission of the request that made it (same transaction ID):
@@ -1149,13 +1184,13 @@ static int do_allocate(struct nb_turn *t, struct req *r, struct alloc *existing,
 	if (ta->requested_transport != NB_TURN_TRANSPORT_UDP)
 		return refuse(t, r, NB_TURN_REFUSE_TRANSPORT, NULL, out);
 	/* RFC 8656 §7.2: REQUESTED-ADDRESS-FAMILY with ADDITIONAL-ADDRESS-
-	 * FAMILY is 400; a family we do not relay is 440. We relay one family
-	 * only, so a dual allocation is refused as well. */
+	 * FAMILY is 400; a family we have no relay IP for is 440. An
+	 * allocation relays one family: a dual allocation (ADDITIONAL-
+	 * ADDRESS-FAMILY) is refused with 440 as well. */
 	if ((ta->present & NB_TURN_HAS_REQUESTED_FAMILY) && (ta->present & NB_TURN_HAS_ADDITIONAL_FAMILY))
 		return refuse(t, r, NB_TURN_REFUSE_BAD_REQUEST, NULL, out);
-	if ((ta->present & NB_TURN_HAS_REQUESTED_FAMILY) && ta->requested_family != relay_family_code(t))
-		return refuse(t, r, NB_TURN_REFUSE_FAMILY, NULL, out);
-	if (!(ta->present & NB_TURN_HAS_REQUESTED_FAMILY) && t->cfg.relay_ip.family != NB_AF_INET)
+	fam = requested_fam(t, ta);
+	if (fam < 0)
 		return refuse(t, r, NB_TURN_REFUSE_FAMILY, NULL, out);
 	if (ta->present & NB_TURN_HAS_ADDITIONAL_FAMILY)
 		return refuse(t, r, NB_TURN_REFUSE_FAMILY, NULL, out);
@@ -1213,6 +1248,7 @@ static int do_allocate(struct nb_turn *t, struct req *r, struct alloc *existing,
 	memset(chans_of(t, slot), 0, sizeof(struct chan) * t->cfg.max_channels);
 	a->state = A_OPENING;
 	a->tries = 1;
+	a->fam = (uint8_t)fam;
 	if ((ta->present & NB_TURN_HAS_EVEN_PORT) && ta->even_port_reserve) {
 		for (size_t i = 0; i < RESV_MAX; i++)
 			if (t->resv[i].used && t->resv[i].port == port + 1u) {
@@ -1248,8 +1284,12 @@ static int do_refresh(struct nb_turn *t, struct req *r, struct alloc *a, uint32_
 	/* RFC 8656 §8: no allocation on this 5-tuple -> 437. */
 	if (a == NULL)
 		return refuse(t, r, NB_TURN_REFUSE_MISMATCH, NULL, out);
+	/* RFC 8656 §8: "If the server receives a Refresh Request with a
+	 * REQUESTED-ADDRESS-FAMILY attribute and the attribute value does not
+	 * match the address family of the allocation, the server MUST reply
+	 * with a 443 (Peer Address Family Mismatch) Refresh error response." */
 	if ((r->ta.present & NB_TURN_HAS_REQUESTED_FAMILY) &&
-	    r->ta.requested_family != relay_family_code(t))
+	    r->ta.requested_family != family_code(a->fam))
 		return refuse(t, r, NB_TURN_REFUSE_PEER_FAMILY, NULL, out);
 	/* "If the requested lifetime is zero, then the server MUST
 	 * immediately delete the allocation." Its CLOSE comes from poll. */
@@ -1266,11 +1306,18 @@ static int do_refresh(struct nb_turn *t, struct req *r, struct alloc *a, uint32_
 	return plain_success(t, r, true, lt, out);
 }
 
-/* A peer address a request may name: our family, not forbidden. */
-static int check_peer(struct nb_turn *t, struct req *r, const struct nb_addr *p,
-		      struct nb_turn_out *out)
+/* The IP family (enum nb_family) an allocation relays. */
+static uint8_t alloc_family(const struct alloc *a)
 {
-	if (p->family != t->cfg.relay_ip.family)
+	return a->fam == NB_FAM_V4 ? NB_AF_INET : NB_AF_INET6;
+}
+
+/* A peer address a request on allocation a may name: its family, not
+ * forbidden. */
+static int check_peer(struct nb_turn *t, struct req *r, const struct alloc *a,
+		      const struct nb_addr *p, struct nb_turn_out *out)
+{
+	if (p->family != alloc_family(a))
 		return refuse(t, r, NB_TURN_REFUSE_PEER_FAMILY, p, out);
 	if (nb_turn_peer_forbidden(&t->cfg, p))
 		return refuse(t, r, NB_TURN_REFUSE_FORBIDDEN_PEER, p, out);
@@ -1293,7 +1340,7 @@ static int do_create_permission(struct nb_turn *t, struct req *r, struct alloc *
 	for (size_t i = 0; i < ta->n_peers; i++) {
 		bool dup = false;
 
-		rc = check_peer(t, r, &ta->peers[i], out);
+		rc = check_peer(t, r, a, &ta->peers[i], out);
 		if (rc != 1)
 			return rc;
 		for (size_t j = 0; j < i && !dup; j++)
@@ -1329,7 +1376,7 @@ static int do_channel_bind(struct nb_turn *t, struct req *r, struct alloc *a, ui
 	peer = &ta->peers[0];
 	if (peer->port == 0)
 		return refuse(t, r, NB_TURN_REFUSE_BAD_REQUEST, NULL, out);
-	rc = check_peer(t, r, peer, out);
+	rc = check_peer(t, r, a, peer, out);
 	if (rc != 1)
 		return rc;
 	/* "The channel number is not currently bound to a different transport
@@ -1362,7 +1409,7 @@ static int relay_to_peer(struct nb_turn *t, uint32_t slot, const struct nb_addr 
 
 	if (len > NB_TURN_MAX_DATA)
 		return drop(t, NB_TURN_DROP_TOO_BIG);
-	if (peer->family != t->cfg.relay_ip.family || peer->port == 0 ||
+	if (peer->family != alloc_family(a) || peer->port == 0 ||
 	    nb_turn_peer_forbidden(&t->cfg, peer))
 		return drop(t, NB_TURN_DROP_FORBIDDEN);
 	/* RFC 8656 §10.2: "If no such permission exists, the server silently
@@ -1530,7 +1577,7 @@ int nb_turn_handle_peer(struct nb_turn *t, uint32_t alloc, const struct nb_addr 
 	/* RFC 8656 §10.3: "the server checks if there is a permission ... for
 	 * the source IP address; if none, the UDP datagram is silently
 	 * discarded." */
-	if (from->family != t->cfg.relay_ip.family || perm_find(t, slot, from, now_ms) == NULL)
+	if (from->family != alloc_family(a) || perm_find(t, slot, from, now_ms) == NULL)
 		return drop(t, NB_TURN_DROP_NO_PERMISSION);
 	if (!bucket_take(t, a, len, now_ms))
 		return drop(t, NB_TURN_DROP_BANDWIDTH);

@@ -11,8 +11,9 @@
  *   a TCP connection ended      --> nb_turn_client_closed() --+     CLIENT send data to `client`
  *   timer (next_deadline)       --> nb_turn_poll()          --+     PEER   send data from alloc's
  *                                                                         relay socket to `to`
- *                                                                  OPEN   bind UDP relay_ip:port
- *                                                                         for alloc, then call
+ *                                                                  OPEN   bind UDP `to` (the
+ *                                                                         relay IP of alloc's family,
+ *                                                                         port) for alloc, then call
  *                                                                         nb_turn_opened()
  *                                                                  CLOSE  close alloc's socket
  *
@@ -39,6 +40,18 @@
  * indications other than Send, methods other than TURN's (the shell routes
  * Binding to broker/binding), data without an allocation, permission or
  * channel, over the bandwidth cap, or to a forbidden peer.
+ *
+ * Families (RFC 8656 §7.2, §8): the server relays IPv4, IPv6 or both - each
+ * family it has a relay IP for (nb_turn_config.relay_ip[enum nb_fam]). An
+ * allocation relays one family, fixed when it is made: IPv4 when the
+ * Allocate has no REQUESTED-ADDRESS-FAMILY, else the family it names; a
+ * family without a relay IP is 440 (Address Family not Supported). Dual
+ * allocations (ADDITIONAL-ADDRESS-FAMILY) are not offered: 440 (400 with
+ * REQUESTED-ADDRESS-FAMILY too). A Refresh naming another family than the
+ * allocation's, and CreatePermission / ChannelBind with a peer of another
+ * family, are 443 (Peer Address Family Mismatch); such Send data and such
+ * peer datagrams are dropped. One relay port pool serves both families: a
+ * port number is taken once, whatever the family.
  *
  * Every output is at most NB_TURN_MAX_RESPONSE bytes; application data
  * longer than NB_TURN_MAX_DATA is dropped.
@@ -100,7 +113,7 @@ enum nb_turn_out_kind {
 	NB_TURN_OUT_NONE = 0,
 	NB_TURN_OUT_CLIENT, /* send data/len to `client` */
 	NB_TURN_OUT_PEER,   /* send data/len from alloc's relay socket to `to` */
-	NB_TURN_OUT_OPEN,   /* bind UDP relay_ip:port for alloc; then nb_turn_opened() */
+	NB_TURN_OUT_OPEN,   /* bind UDP `to` (relay IP of alloc's family:port); then nb_turn_opened() */
 	NB_TURN_OUT_CLOSE,  /* close alloc's relay socket; the handle is dead */
 };
 
@@ -109,7 +122,7 @@ struct nb_turn_out {
 	struct nb_turn_client client;
 	uint32_t alloc; /* allocation handle (never 0) */
 	uint16_t port;  /* OPEN: the relay port */
-	struct nb_addr to;
+	struct nb_addr to; /* PEER: the peer; OPEN: relay_ip[alloc's family]:port */
 	/* View: into the core's buffer or the caller's input; valid until the
 	 * next call into the core (and as long as the input). */
 	const uint8_t *data;
@@ -198,7 +211,10 @@ struct nb_turn_config {
 	bool allow_private;          /* relay to RFC 1918, 100.64/10, fc00::/7 */
 	struct nb_addr own[NB_TURN_MAX_OWN]; /* the broker's own IPs: never peers (port ignored) */
 	size_t n_own;
-	struct nb_addr relay_ip;     /* the relayed IP (port ignored); IPv4 or IPv6, specific */
+	/* The relayed IPs by enum nb_fam (port ignored): [NB_FAM_V4] IPv4 or
+	 * NB_AF_NONE, [NB_FAM_V6] IPv6 or NB_AF_NONE; at least one set; each
+	 * set one specific (not unspecified). A family with none is 440. */
+	struct nb_addr relay_ip[NB_FAM_COUNT];
 	uint16_t port_lo, port_hi;   /* relay port range, 1 <= lo <= hi */
 	uint8_t nonce_key[NB_TURN_NONCE_KEY_LEN]; /* random, from the shell */
 	uint32_t nonce_lifetime_s;   /* 600; >= 1 */
@@ -219,7 +235,7 @@ struct nb_turn_stats {
 
 struct nb_turn;
 
-/* Defaults; secret empty, nonce_key zero, relay_ip none: set them. */
+/* Defaults; secret empty, nonce_key zero, relay_ip[] none: set them. */
 void nb_turn_config_default(struct nb_turn_config *cfg);
 /* 0, -EINVAL (a value out of range: see the fields) or -ENOMEM; *ret
  * untouched on failure. The configuration is copied. */
@@ -270,9 +286,9 @@ const char *nb_turn_drop_name(int drop);
 /* True if the core would never relay to a (the peer policy of cfg): no
  * family, unspecified, loopback, link-local, multicast, 0/8, 240/4 (with
  * 255.255.255.255), ::/96, fec0::/10, the private ranges unless
- * allow_private, and the broker's own IPs (relay_ip and own[]) - except
- * relay_ip with a port in [port_lo, port_hi]: another allocation of this
- * server (relay-to-relay). IPv4-mapped IPv6 addresses are judged as IPv4.
+ * allow_private, and the broker's own IPs (both relay_ip[] and own[]) -
+ * except a relay IP (either family) with a port in [port_lo, port_hi]:
+ * another allocation of this server (relay-to-relay). IPv4-mapped IPv6 addresses are judged as IPv4.
  * The port matters only for that exception. */
 bool nb_turn_peer_forbidden(const struct nb_turn_config *cfg, const struct nb_addr *a);
 

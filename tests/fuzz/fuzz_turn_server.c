@@ -2,8 +2,9 @@
  * by a script of records, with the invariants every output must keep:
  * no output longer than NB_TURN_MAX_RESPONSE, no PEER output to a
  * forbidden address (by the core's policy and by an independent list) or
- * port 0, CLIENT outputs only to known clients, OPEN
- * ports in range, drops leave the output empty.
+ * port 0 or of another family than its allocation's, CLIENT outputs only
+ * to known clients, OPEN ports in range on the relay IP of a configured
+ * family, drops leave the output empty. The server relays both families.
  *
  * Input: records of [op][len hi][len lo][len bytes]. op bits 0-2 pick the
  * action, bits 3-4 the client (0-1 UDP, 2-3 TCP), bits 5-7 a peer address
@@ -12,8 +13,10 @@
  *   1 raw peer datagram on the last allocation the harness saw OPEN
  *   2 an authenticated request the harness signs (the secret is fixed,
  *     the NONCE is the last one the core sent that client): payload[0]
- *     picks Allocate / Refresh / CreatePermission / ChannelBind, the rest
- *     its LIFETIME or CHANNEL-NUMBER
+ *     picks Allocate / Refresh / CreatePermission / ChannelBind (bits 0-1),
+ *     FINGERPRINT (bit 2), REQUESTED-ADDRESS-FAMILY IPv6 (bit 3) or IPv4
+ *     (bit 4) on Allocate / Refresh, ADDITIONAL-ADDRESS-FAMILY (bit 5) on
+ *     Allocate; the rest its LIFETIME or CHANNEL-NUMBER
  *   3 a Send indication to the peer, payload as DATA
  *   4 nb_turn_opened() for the last OPEN (status 0 or -EADDRINUSE)
  *   5 advance the clock by payload[0] * 10 s, then poll until done
@@ -42,18 +45,29 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define N_CLIENTS 4
 
 static const char *const peer_addrs[8] = {
-	"198.51.100.20:5000", "198.51.100.21:6000", "127.0.0.1:1",     "10.0.0.1:1",
-	"203.0.113.10:3478",  "255.255.255.255:1",  "[2001:db8::1]:1", "203.0.113.10:50001",
+	"198.51.100.20:5000",  "[2001:db8::1]:1",        "127.0.0.1:1",           "10.0.0.1:1",
+	"203.0.113.10:3478",   "[2001:db8::10]:3478",    "[2001:db8::10]:50001",  "203.0.113.10:50001",
 };
 
 /* An independent statement of the policy for the addresses above (and
  * anything a raw message could name): where a PEER output must never go. */
 static bool bad_dest(const struct nb_addr *a)
 {
+	static const uint8_t relay6[16] = { 0x20, 0x01, 0x0d, 0xb8, [15] = 0x10 };
 	const uint8_t *ip = a->ip;
 
-	if (a->family != NB_AF_INET || a->port == 0)
-		return true; /* the relay is IPv4 */
+	if (a->port == 0 || (a->family != NB_AF_INET && a->family != NB_AF_INET6))
+		return true;
+	if (a->family == NB_AF_INET6) {
+		/* ::/8 (::, ::1, ::/96, ::ffff:0:0/96), fe80::/10, fec0::/10,
+		 * ff00::/8, fc00::/7; the IPv6 relay IP outside the relay ports. */
+		if (ip[0] == 0 || ip[0] == 0xff || (ip[0] & 0xfe) == 0xfc ||
+		    (ip[0] == 0xfe && (ip[1] & 0x80) == 0x80))
+			return true;
+		if (memcmp(ip, relay6, 16) == 0)
+			return a->port < 50000 || a->port > 50003;
+		return false;
+	}
 	if (ip[0] == 0 || ip[0] == 10 || ip[0] == 127 || ip[0] >= 224)
 		return true;
 	if ((ip[0] == 169 && ip[1] == 254) || (ip[0] == 192 && ip[1] == 168) ||
@@ -74,6 +88,10 @@ struct harness {
 	size_t nonce_len[N_CLIENTS];
 	char username[N_CLIENTS][64];
 	uint32_t last_open;
+	/* The family of each allocation seen OPEN (a ring). */
+	uint32_t fam_alloc[8];
+	uint8_t fam_of[8];
+	unsigned fam_n;
 	uint64_t now;
 	uint32_t tid;
 };
@@ -113,6 +131,9 @@ static void check_out(struct harness *h, int rc, const struct nb_turn_out *out)
 		CHECK(!nb_turn_peer_forbidden(&h->cfg, &out->to));
 		CHECK(!bad_dest(&out->to));
 		CHECK(out->alloc != 0);
+		for (unsigned k = 0; k < 8; k++)
+			if (h->fam_alloc[k] == out->alloc)
+				CHECK(out->to.family == h->fam_of[k]);
 		break;
 	case NB_TURN_OUT_CLIENT: {
 		int i = client_index(h, &out->client);
@@ -137,7 +158,13 @@ static void check_out(struct harness *h, int rc, const struct nb_turn_out *out)
 	case NB_TURN_OUT_OPEN:
 		CHECK(out->port >= h->cfg.port_lo && out->port <= h->cfg.port_hi);
 		CHECK(out->alloc != 0);
+		CHECK(out->to.port == out->port);
+		CHECK(out->to.family == NB_AF_INET || out->to.family == NB_AF_INET6);
+		CHECK(nb_addr_ip_equal(&out->to, &h->cfg.relay_ip[nb_addr_fam(&out->to)]));
 		h->last_open = out->alloc;
+		h->fam_alloc[h->fam_n % 8] = out->alloc;
+		h->fam_of[h->fam_n % 8] = out->to.family;
+		h->fam_n++;
 		break;
 	case NB_TURN_OUT_CLOSE: CHECK(out->alloc != 0); break;
 	default: abort();
@@ -168,8 +195,17 @@ static size_t signed_request(struct harness *h, int ci, const uint8_t *p, size_t
 		uint8_t tr[4] = { NB_TURN_TRANSPORT_UDP, 0, 0, 0 };
 		(void)nb_stun_enc_attr(&e, NB_TURN_ATTR_REQUESTED_TRANSPORT, tr, 4);
 	}
-	if (method == NB_TURN_METHOD_ALLOCATE || method == NB_TURN_METHOD_REFRESH)
+	if (method == NB_TURN_METHOD_ALLOCATE || method == NB_TURN_METHOD_REFRESH) {
 		(void)nb_stun_enc_u32(&e, NB_TURN_ATTR_LIFETIME, arg);
+		if (n > 0 && (p[0] & 0x18)) {
+			uint8_t f[4] = { p[0] & 8 ? NB_TURN_FAMILY_IPV6 : NB_TURN_FAMILY_IPV4, 0, 0, 0 };
+			(void)nb_stun_enc_attr(&e, NB_TURN_ATTR_REQUESTED_ADDRESS_FAMILY, f, 4);
+		}
+	}
+	if (method == NB_TURN_METHOD_ALLOCATE && n > 0 && (p[0] & 0x20)) {
+		uint8_t f[4] = { NB_TURN_FAMILY_IPV6, 0, 0, 0 };
+		(void)nb_stun_enc_attr(&e, NB_TURN_ATTR_ADDITIONAL_ADDRESS_FAMILY, f, 4);
+	}
 	if (method == NB_TURN_METHOD_CHANNEL_BIND) {
 		uint8_t ch[4] = { (uint8_t)(0x40 | (arg >> 8 & 0x1f)), (uint8_t)arg, 0, 0 };
 		(void)nb_stun_enc_attr(&e, NB_TURN_ATTR_CHANNEL_NUMBER, ch, 4);
@@ -202,10 +238,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	nb_turn_config_default(&h.cfg);
 	memcpy(h.cfg.secret, SECRET, strlen(SECRET));
 	h.cfg.secret_len = strlen(SECRET);
-	h.cfg.relay_ip = addr("203.0.113.10");
+	h.cfg.relay_ip[NB_FAM_V4] = addr("203.0.113.10");
+	h.cfg.relay_ip[NB_FAM_V6] = addr("2001:db8::10");
 	h.cfg.own[0] = addr("203.0.113.10");
 	h.cfg.own[1] = addr("203.0.113.11");
-	h.cfg.n_own = 2;
+	h.cfg.own[2] = addr("2001:db8::10");
+	h.cfg.n_own = 3;
 	h.cfg.port_lo = 50000;
 	h.cfg.port_hi = 50003;
 	h.cfg.max_allocs = 3;

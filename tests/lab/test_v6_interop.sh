@@ -16,6 +16,21 @@
 #      process; the broker-key request (0xD5) answered on each family's
 #      primary socket and only there; TCP Binding over IPv6; natpeer listen
 #      registering over IPv6 (o6) and IPv4 (d6) into one registry.
+#   3. TURN with IPv6 relayed addresses (RFC 8656 REQUESTED-ADDRESS-FAMILY)
+#      from the same process (relay IPs 203.0.113.10 and 2001:db8::10):
+#      coturn's turnutils_uclient -x ("IPv6 relay address requested") from
+#      o6 (UDP channels, UDP Send indications, TCP channels), v6o (behind
+#      its v6 firewall) and d6 (over IPv4: an IPv6 relay for an IPv4
+#      client) relays through natbroker to turnutils_peer (a UDP echo) on
+#      pub's [2001:db8::20]:3480. A case passes when uclient exits 0, every
+#      relayed address it prints is 2001:db8::10 with a port in
+#      49152-49999, and every message came back ("Total lost packets 0").
+#      Without -x (IPv4 peer 203.0.113.20) o6 gets an IPv4 relayed address.
+#      Negative: natbroker on IPv4 only (--listen 203.0.113.10): -x from d6
+#      gets 440 and no relayed address.
+#      (uclient 4.6 also takes the relay family from the peer's: -x with an
+#      IPv4 peer asks for IPv4, so it cannot provoke 443; its -Z dual
+#      allocation uses the pre-RFC attribute 0x8032, not RFC 8656's 0x8000.)
 # conntrack is flushed before every classification.
 #
 # Third-party clients over IPv6:
@@ -79,6 +94,9 @@ for b in "$NP" "$NB"; do
 done
 command -v turnutils_natdiscovery >/dev/null || { lab_fail "turnutils_natdiscovery missing"; lab_summary; exit 1; }
 command -v turnserver >/dev/null || { lab_fail "turnserver (coturn) missing"; lab_summary; exit 1; }
+for t in turnutils_uclient turnutils_peer; do
+    command -v "$t" >/dev/null || { lab_fail "$t missing (package coturn)"; lab_summary; exit 1; }
+done
 
 # "NAT with X Mapping!" / "NAT with Y Filtering!" -> "X Mapping; Y Filtering"
 nd_verdict() {
@@ -94,6 +112,19 @@ np_words() {
 srv_bound() { # u|t ADDR:PORT...
     local s a p=$1; shift
     s=$(lab_exec srv ss -Hl"$p"n 2>/dev/null) || return 1
+    for a in "$@"; do grep -qF "$a " <<<"$s" || return 1; done
+}
+TURN_SECRET=$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')
+PEER4=203.0.113.20
+PEER6=2001:db8::20
+PEER_PORT=3480
+RELAY_LO=49152
+RELAY_HI=49999
+TURN_MSGS=${TURN_MSGS:-20}
+# every ADDR:PORT given has a UDP socket in NODE
+srv_bound_on() { # NODE ADDR:PORT...
+    local s a n=$1; shift
+    s=$(lab_exec "$n" ss -Hlun 2>/dev/null) || return 1
     for a in "$@"; do grep -qF "$a " <<<"$s" || return 1; done
 }
 V6SOCKS=("[$SRV6A]:3478" "[$SRV6A]:3479" "[$SRV6B]:3478" "[$SRV6B]:3479")
@@ -137,6 +168,38 @@ tcp6_answers() { # NODE ADDR PORT
     [ "$n" -ge 32 ]
 }
 
+# turn6 HOST TAG WANT_IP SERVER FLAGS...: one turnutils_uclient run (user
+# TAG: each case its own quota); passes when it exits 0, every relayed
+# address is WANT_IP with a port in RELAY_LO-RELAY_HI, and every message
+# came back through the relay.
+turn6() {
+    local host=$1 tag=$2 want=$3 server=$4
+    shift 4
+    local f=$LAB_TMP/turn-$host-$tag.log rc=0 why="" sent recv lost relays bad r p
+    lab_flush
+    lab_exec "$host" timeout 40 turnutils_uclient -v -W "$TURN_SECRET" -u "$tag" \
+        -r "$PEER_PORT" -n "$TURN_MSGS" -m 1 -l 1200 -p 3478 -c "$@" "$server" >"$f" 2>&1 || rc=$?
+    read -r sent recv < <(sed -n 's/.*start_mclient: tot_send_msgs=\([0-9]*\), tot_recv_msgs=\([0-9]*\)$/\1 \2/p' "$f" | tail -n 1)
+    lost=$(sed -n 's/.*Total lost packets \([0-9]*\) .*/\1/p' "$f" | tail -n 1)
+    # "IPv6. Received relay addr: 2001:db8::10:49388" (no brackets)
+    relays=$(sed -n 's/.*IPv[46]\. Received relay addr: \([0-9a-f.:]*\)$/\1/p' "$f" | sort -u | paste -sd' ')
+    bad=$(for r in $relays; do
+        p=${r##*:}
+        [ "${r%:*}" = "$want" ] && [ "$p" -ge "$RELAY_LO" ] && [ "$p" -le "$RELAY_HI" ] || echo "$r"
+    done | paste -sd' ')
+    [ "$rc" = 0 ] || why+="exit $rc; "
+    [ -n "$relays" ] || why+="no relayed address; "
+    [ -z "$bad" ] || why+="relayed address not $want:$RELAY_LO-$RELAY_HI: $bad; "
+    [ "${sent:-0}" = "$TURN_MSGS" ] || why+="sent ${sent:-none} of $TURN_MSGS; "
+    [ "${recv:-x}" = "${sent:-y}" ] || why+="received ${recv:-none} of ${sent:-none}; "
+    [ "${lost:-x}" = 0 ] || why+="lost ${lost:-unknown}; "
+    if [ -z "$why" ]; then
+        lab_pass "TURN $host $tag: relayed ${relays// /, }; $recv/$sent messages back, 0 lost"
+    else
+        lab_fail "TURN $host $tag: ${why%; }" "$(grep -vE 'start_mclient: msz=|^[0-9]+: : *$' "$f" | tail -n 15)"
+    fi
+}
+
 T0=$(lab_now_ms)
 if ! lab_up; then
     lab_fail "dual-stack lab comes up" "$("$NATLAB" status 2>&1)"
@@ -163,7 +226,8 @@ lab_check "coturn stopped: the IPv6 ports are free" lab_wait 5 eval '! lab_udp_b
 # ------------------------------------------------------------------ 2. natbroker, both families
 NBLOG=$LAB_TMP/natbroker.log
 lab_start srv "$NBLOG" "$NB" --public-list --listen "$SRV1" --listen "$SRV2" \
-    --listen "$SRV6A" --listen "$SRV6B" --log-level info
+    --listen "$SRV6A" --listen "$SRV6B" --log-level info \
+    --turn-secret "$TURN_SECRET" --relay-ports "$RELAY_LO-$RELAY_HI"
 NB_PID=$LAB_LAST_PID
 lab_check "natbroker binds 4 IPs (2 per family) x 2 ports, UDP and TCP" lab_wait 5 eval \
     'srv_bound u "${V4SOCKS[@]}" "${V6SOCKS[@]}" && srv_bound t "${V4SOCKS[@]}" "${V6SOCKS[@]}"'
@@ -238,6 +302,21 @@ for b in "[$SRV6A]:3478" "$SRV1:3478"; do
 done
 lab_stop "${LISTEN_PIDS[@]}"
 
+# TURN: IPv6 relayed addresses from the dual-stack broker (3. at the top).
+lab_check "natbroker relays both families (its log names both relay IPs)" \
+    grep -qF "relaying from IPv4 $SRV1, IPv6 $SRV6A, ports $RELAY_LO-$RELAY_HI" "$NBLOG"
+lab_start pub "$LAB_TMP/peer6.log" turnutils_peer -L "$PEER6" -p "$PEER_PORT"
+lab_start pub "$LAB_TMP/peer4.log" turnutils_peer -L "$PEER4" -p "$PEER_PORT"
+PEER_PIDS=("${LAB_PIDS[@]: -2}")
+lab_check "turnutils_peer listens on [$PEER6]:$PEER_PORT and $PEER4:$PEER_PORT" lab_wait 5 \
+    srv_bound_on pub "[$PEER6]:$PEER_PORT" "$PEER4:$PEER_PORT"
+turn6 o6 v6-udp-channel "$SRV6A" "$SRV6A" -x -e "$PEER6"
+turn6 o6 v6-udp-send "$SRV6A" "$SRV6A" -x -s -e "$PEER6"
+turn6 o6 v6-tcp-channel "$SRV6A" "$SRV6A" -x -t -e "$PEER6"
+turn6 v6o v6-udp-channel "$SRV6A" "$SRV6A" -x -e "$PEER6"
+turn6 d6 v6-relay-over-v4 "$SRV6A" "$SRV1" -x -e "$PEER6"
+turn6 o6 v4-relay-default "$SRV1" "$SRV6A" -e "$PEER4"
+
 lab_check "natbroker still runs (pid $NB_PID) after both families' tests" kill -0 "$NB_PID"
 lab_check "natbroker dropped nothing for want of a socket of a family" \
     eval '! grep -q "no IPv[46] socket" "$NBLOG"'
@@ -252,6 +331,30 @@ else
     lab_fail "natbroker still running 5 s after SIGTERM"
 fi
 lab_check "natbroker logs its shutdown" grep -q "stopped" "$NBLOG"
+
+# Negative: natbroker on IPv4 only relays IPv4 only: -x gets 440, no
+# relayed address (d6 reaches it over IPv4).
+NB4LOG=$LAB_TMP/natbroker-v4only.log
+lab_start srv "$NB4LOG" "$NB" --listen "$SRV1" --log-level info \
+    --turn-secret "$TURN_SECRET" --relay-ports "$RELAY_LO-$RELAY_HI"
+NB4_PID=$LAB_LAST_PID
+if lab_wait 5 srv_bound u "$SRV1:3478"; then
+    f=$LAB_TMP/turn-d6-v6-refused.log
+    rc=0
+    lab_flush
+    lab_exec d6 timeout 15 turnutils_uclient -v -W "$TURN_SECRET" -u v6-refused -r "$PEER_PORT" \
+        -n 5 -m 1 -l 1200 -p 3478 -c -x -e "$PEER6" "$SRV1" >"$f" 2>&1 || rc=$?
+    if [ "$rc" != 0 ] && grep -q "error 440" "$f" && ! grep -q "Received relay addr" "$f"; then
+        lab_pass "TURN d6 -x on an IPv4-only natbroker: 440, no relayed address (exit $rc)"
+    else
+        lab_fail "TURN d6 -x on an IPv4-only natbroker: want 440 and no relayed address (exit $rc)" \
+            "$(tail -n 15 "$f")"
+    fi
+    lab_check "the IPv4-only natbroker logs its 440 refusals" grep -q ": 440 family" "$NB4LOG"
+else
+    lab_fail "IPv4-only natbroker binds $SRV1:3478" "$(tail -n 20 "$NB4LOG")"
+fi
+lab_stop "$NB4_PID" "${PEER_PIDS[@]}"
 [ "$LAB_FAIL" -eq 0 ] || { echo "# natbroker log:"; sed 's/^/#   /' "$NBLOG"; }
 lab_log "test_v6_interop took $(($(lab_now_ms) - T0)) ms (lab up included)"
 

@@ -1,8 +1,9 @@
 /* tests/unit/test_turn_server.c - the TURN server core on a fake clock: the
  * allocate round trips, lifetimes, permissions, channels, relaying both
  * ways, the peer policy, quotas, the bandwidth cap, REST credentials and
- * nonces, the error cases of RFC 8656, TCP close, bind failures, and
- * mutated / truncated authenticated requests that must never succeed. */
+ * nonces, the error cases of RFC 8656, TCP close, bind failures, IPv6 and
+ * dual-stack relaying (REQUESTED-ADDRESS-FAMILY, 440 / 443), and mutated /
+ * truncated authenticated requests that must never succeed. */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -27,6 +28,8 @@
 #define PORT_HI 50019
 #define RELAY "203.0.113.10"
 #define OWN2 "203.0.113.11"
+#define RELAY6 "2001:db8::10"
+#define PEER6 "[2001:db8:5::20]:5000"
 #define PEER "198.51.100.20:5000"
 #define PEER2 "198.51.100.21:6000"
 #define NOVAL (-1)
@@ -85,7 +88,7 @@ static void base_config(struct ctx *x)
 	nb_turn_config_default(&x->cfg);
 	memcpy(x->cfg.secret, SECRET, strlen(SECRET));
 	x->cfg.secret_len = strlen(SECRET);
-	x->cfg.relay_ip = A(RELAY);
+	x->cfg.relay_ip[NB_FAM_V4] = A(RELAY);
 	x->cfg.own[0] = A(RELAY);
 	x->cfg.own[1] = A(OWN2);
 	x->cfg.n_own = 2;
@@ -111,6 +114,35 @@ static int setup(void **state)
 
 	assert_non_null(x);
 	base_config(x);
+	start(x);
+	*state = x;
+	return 0;
+}
+
+/* Dual stack: relay IPs of both families (the IPv6 one an own IP too). */
+static int setup_dual(void **state)
+{
+	struct ctx *x = calloc(1, sizeof(*x));
+
+	assert_non_null(x);
+	base_config(x);
+	x->cfg.relay_ip[NB_FAM_V6] = A(RELAY6);
+	x->cfg.own[x->cfg.n_own++] = A(RELAY6);
+	start(x);
+	*state = x;
+	return 0;
+}
+
+/* IPv6 only. */
+static int setup_v6only(void **state)
+{
+	struct ctx *x = calloc(1, sizeof(*x));
+
+	assert_non_null(x);
+	base_config(x);
+	memset(&x->cfg.relay_ip[NB_FAM_V4], 0, sizeof(x->cfg.relay_ip[NB_FAM_V4]));
+	x->cfg.relay_ip[NB_FAM_V6] = A(RELAY6);
+	x->cfg.own[0] = A(RELAY6);
 	start(x);
 	*state = x;
 	return 0;
@@ -159,6 +191,7 @@ struct rq {
 	long lifetime;  /* NOVAL: none */
 	int transport;  /* NOVAL: none; Allocate default 17 via alloc_rq */
 	int family;     /* REQUESTED-ADDRESS-FAMILY or NOVAL */
+	int additional; /* ADDITIONAL-ADDRESS-FAMILY or NOVAL */
 	bool even_port;
 	bool even_no_reserve; /* EVEN-PORT without its R bit */
 	const uint8_t *token; /* RESERVATION-TOKEN (8 bytes) or NULL */
@@ -183,6 +216,7 @@ static void rq_init(struct ctx *x, struct rq *q, uint16_t method, const char *us
 	q->lifetime = NOVAL;
 	q->transport = method == NB_TURN_METHOD_ALLOCATE ? NB_TURN_TRANSPORT_UDP : NOVAL;
 	q->family = NOVAL;
+	q->additional = NOVAL;
 	q->channel = NOVAL;
 }
 
@@ -200,6 +234,10 @@ static size_t build(struct ctx *x, const struct rq *q, uint8_t *buf, size_t cap)
 	if (q->family != NOVAL) {
 		uint8_t f[4] = { (uint8_t)q->family, 0, 0, 0 };
 		assert_int_equal(nb_stun_enc_attr(&e, NB_TURN_ATTR_REQUESTED_ADDRESS_FAMILY, f, 4), 0);
+	}
+	if (q->additional != NOVAL) {
+		uint8_t f[4] = { (uint8_t)q->additional, 0, 0, 0 };
+		assert_int_equal(nb_stun_enc_attr(&e, NB_TURN_ATTR_ADDITIONAL_ADDRESS_FAMILY, f, 4), 0);
 	}
 	if (q->even_port) {
 		uint8_t ep = q->even_no_reserve ? 0x00 : 0x80;
@@ -341,10 +379,13 @@ static void challenge(struct ctx *x, const struct nb_turn_client *c)
 	expect_error(x, NB_TURN_METHOD_ALLOCATE, 401);
 }
 
-/* A full allocation; returns its handle, *ret_port its relay port. */
-static uint32_t allocate_lt(struct ctx *x, const struct nb_turn_client *c, const char *user,
-			    long lifetime, uint32_t *ret_lifetime, uint16_t *ret_port)
+/* A full allocation of a family (REQUESTED-ADDRESS-FAMILY, or NOVAL: none,
+ * so IPv4); returns its handle, *ret_port its relay port. */
+static uint32_t allocate_fam(struct ctx *x, const struct nb_turn_client *c, const char *user,
+			     long lifetime, int family, uint32_t *ret_lifetime, uint16_t *ret_port)
 {
+	const struct nb_addr *relay_ip =
+		&x->cfg.relay_ip[family == NB_TURN_FAMILY_IPV6 ? NB_FAM_V6 : NB_FAM_V4];
 	struct rq q;
 	struct nb_stun_msg m;
 	struct nb_turn_attrs ta;
@@ -354,10 +395,13 @@ static uint32_t allocate_lt(struct ctx *x, const struct nb_turn_client *c, const
 	challenge(x, c);
 	rq_init(x, &q, NB_TURN_METHOD_ALLOCATE, user);
 	q.lifetime = lifetime;
+	q.family = family;
 	assert_int_equal(send_rq(x, c, &q), 0);
 	assert_int_equal(x->out.kind, NB_TURN_OUT_OPEN);
 	assert_true(x->out.port >= PORT_LO && x->out.port <= PORT_HI);
-	assert_true(nb_addr_ip_equal(&x->out.to, &x->cfg.relay_ip));
+	assert_int_not_equal(relay_ip->family, NB_AF_NONE);
+	assert_true(nb_addr_ip_equal(&x->out.to, relay_ip));
+	assert_int_equal(x->out.to.port, x->out.port);
 	assert_int_not_equal(x->out.alloc, 0);
 	h = x->out.alloc;
 	port = x->out.port;
@@ -365,7 +409,7 @@ static uint32_t allocate_lt(struct ctx *x, const struct nb_turn_client *c, const
 	expect_success(x, NB_TURN_METHOD_ALLOCATE, user, &m, &ta);
 	assert_memory_equal(m.tid, q.tid, NB_STUN_TID_LEN);
 	assert_true(ta.present & NB_TURN_HAS_RELAYED);
-	assert_true(nb_addr_ip_equal(&ta.relayed, &x->cfg.relay_ip));
+	assert_true(nb_addr_ip_equal(&ta.relayed, relay_ip));
 	assert_int_equal(ta.relayed.port, port);
 	assert_true(m.present & NB_STUN_HAS_XOR_MAPPED);
 	assert_true(nb_addr_equal(&m.xor_mapped, &c->addr));
@@ -375,6 +419,12 @@ static uint32_t allocate_lt(struct ctx *x, const struct nb_turn_client *c, const
 	if (ret_port != NULL)
 		*ret_port = port;
 	return h;
+}
+
+static uint32_t allocate_lt(struct ctx *x, const struct nb_turn_client *c, const char *user,
+			    long lifetime, uint32_t *ret_lifetime, uint16_t *ret_port)
+{
+	return allocate_fam(x, c, user, lifetime, NOVAL, ret_lifetime, ret_port);
 }
 
 static uint32_t allocate(struct ctx *x, const struct nb_turn_client *c, const char *user)
@@ -471,8 +521,37 @@ static void test_config(void **state)
 	c.secret_len = 0;
 	assert_int_equal(nb_turn_new(&c, &t), -EINVAL);
 	c = x->cfg;
-	c.relay_ip = A("0.0.0.0");
+	c.relay_ip[NB_FAM_V4] = A("0.0.0.0");
 	assert_int_equal(nb_turn_new(&c, &t), -EINVAL);
+	/* relay_ip[]: each slot its own family or none, at least one set,
+	 * none unspecified. */
+	c = x->cfg;
+	c.relay_ip[NB_FAM_V4] = A(RELAY6);
+	assert_int_equal(nb_turn_new(&c, &t), -EINVAL);
+	c = x->cfg;
+	c.relay_ip[NB_FAM_V6] = A(RELAY);
+	assert_int_equal(nb_turn_new(&c, &t), -EINVAL);
+	c = x->cfg;
+	c.relay_ip[NB_FAM_V6] = A("::");
+	assert_int_equal(nb_turn_new(&c, &t), -EINVAL);
+	c = x->cfg;
+	c.relay_ip[NB_FAM_V6] = A(RELAY6);
+	c.relay_ip[NB_FAM_V6].family = 5; /* neither family */
+	assert_int_equal(nb_turn_new(&c, &t), -EINVAL);
+	c = x->cfg;
+	memset(c.relay_ip, 0, sizeof(c.relay_ip));
+	assert_int_equal(nb_turn_new(&c, &t), -EINVAL);
+	assert_null(t);
+	/* Either family alone, or both, is fine. */
+	c = x->cfg;
+	c.relay_ip[NB_FAM_V6] = A(RELAY6);
+	assert_int_equal(nb_turn_new(&c, &t), 0);
+	nb_turn_free(t);
+	t = NULL;
+	memset(&c.relay_ip[NB_FAM_V4], 0, sizeof(c.relay_ip[NB_FAM_V4]));
+	assert_int_equal(nb_turn_new(&c, &t), 0);
+	nb_turn_free(t);
+	t = NULL;
 	c = x->cfg;
 	c.port_lo = 2000;
 	c.port_hi = 1999;
@@ -1541,6 +1620,277 @@ static void test_mutation(void **state)
 	expect_error(x, NB_TURN_METHOD_ALLOCATE, 438);
 }
 
+/* ---- IPv6 and dual stack -------------------------------------------------------- */
+
+/* An Allocate with this family (NOVAL: none) and additional family;
+ * returns the error code, or 0 when it asked for an OPEN. */
+static int allocate_code(struct ctx *x, const struct nb_turn_client *c, const char *u, int family,
+			 int additional)
+{
+	struct rq q;
+	struct nb_stun_msg m;
+	struct nb_turn_attrs ta;
+
+	challenge(x, c);
+	rq_init(x, &q, NB_TURN_METHOD_ALLOCATE, u);
+	q.family = family;
+	q.additional = additional;
+	assert_int_equal(send_rq(x, c, &q), 0);
+	if (x->out.kind == NB_TURN_OUT_OPEN)
+		return 0;
+	decode_out(x, &m, &ta);
+	assert_int_equal(m.cls, NB_STUN_CLASS_ERROR);
+	return m.error_code;
+}
+
+/* Dual stack: IPv6 when asked, IPv4 by default; one port pool; each
+ * allocation keeps to its family (443 for the other one's peers, Refresh
+ * naming the other family; data of the other family dropped). */
+static void test_v6_allocation(void **state)
+{
+	struct ctx *x = *state;
+	struct nb_turn_client c6 = udp_client("[2001:db8:1::7]:40000");
+	struct nb_turn_client c4 = udp_client("198.51.100.7:40000");
+	struct nb_turn_client cx = udp_client("198.51.100.8:40000"); /* v4 client, v6 relay */
+	const char *p4 = PEER;
+	struct nb_stun_msg m;
+	struct nb_turn_attrs ta;
+	char u[64];
+	uint16_t port6 = 0, port4 = 0, portx = 0;
+	uint32_t h6, h4, hx;
+
+	user_name(x, "alice", 3600, u, sizeof(u));
+	h6 = allocate_fam(x, &c6, u, NOVAL, NB_TURN_FAMILY_IPV6, NULL, &port6);
+	h4 = allocate_fam(x, &c4, u, NOVAL, NOVAL, NULL, &port4);
+	hx = allocate_fam(x, &cx, u, NOVAL, NB_TURN_FAMILY_IPV6, NULL, &portx);
+	assert_int_not_equal(port6, port4); /* one pool for both families */
+	assert_int_not_equal(port6, portx);
+	assert_int_not_equal(port4, portx);
+	assert_int_equal(stats(x)->allocs_now, 3);
+	/* A retransmitted IPv6 Allocate gets the same IPv6 relayed address. */
+	{
+		struct rq q;
+
+		x->tid_counter--; /* the same transaction ID as the last Allocate */
+		rq_init(x, &q, NB_TURN_METHOD_ALLOCATE, u);
+		q.family = NB_TURN_FAMILY_IPV6;
+		assert_int_equal(send_rq(x, &cx, &q), 0);
+		expect_success(x, NB_TURN_METHOD_ALLOCATE, u, &m, &ta);
+		assert_true(nb_addr_ip_equal(&ta.relayed, &x->cfg.relay_ip[NB_FAM_V6]));
+		assert_int_equal(ta.relayed.port, portx);
+	}
+
+	/* The IPv6 allocation: IPv6 peers only. */
+	challenge(x, &c6);
+	assert_int_equal(permit(x, &c6, u, &p4, 1), 0);
+	expect_error(x, NB_TURN_METHOD_CREATE_PERMISSION, 443);
+	assert_int_equal(x->last_reason, NB_TURN_REFUSE_PEER_FAMILY);
+	assert_int_equal(channel_bind(x, &c6, u, 0x4001, PEER), 0);
+	expect_error(x, NB_TURN_METHOD_CHANNEL_BIND, 443);
+	permit_ok(x, &c6, u, PEER6);
+	assert_int_equal(send_ind(x, &c6, PEER6, (const uint8_t *)"six", 3), 0);
+	assert_int_equal(x->out.kind, NB_TURN_OUT_PEER);
+	assert_int_equal(x->out.alloc, h6);
+	assert_true(addr_is(&x->out.to, PEER6));
+	assert_int_equal(send_ind(x, &c6, PEER, (const uint8_t *)"x", 1), NB_TURN_DROP_FORBIDDEN);
+	assert_int_equal(peer(x, h6, PEER6, (const uint8_t *)"back", 4), 0);
+	decode_out(x, &m, &ta);
+	assert_true(nb_addr_equal(&x->out.client.addr, &c6.addr));
+	assert_true(addr_is(&ta.peers[0], PEER6));
+	/* Data from an IPv4 source never reaches an IPv6 allocation. */
+	assert_int_equal(peer(x, h6, PEER, (const uint8_t *)"x", 1), NB_TURN_DROP_NO_PERMISSION);
+	/* The IPv6 relay IP from the IPv4 client works the same. */
+	challenge(x, &cx);
+	permit_ok(x, &cx, u, PEER6);
+	assert_int_equal(peer(x, hx, PEER6, (const uint8_t *)"y", 1), 0);
+	assert_int_equal(x->out.kind, NB_TURN_OUT_CLIENT);
+	assert_true(nb_addr_equal(&x->out.client.addr, &cx.addr));
+
+	/* The IPv4 allocation: IPv4 peers only. */
+	{
+		const char *p6 = PEER6;
+
+		challenge(x, &c4);
+		assert_int_equal(permit(x, &c4, u, &p6, 1), 0);
+		expect_error(x, NB_TURN_METHOD_CREATE_PERMISSION, 443);
+		assert_int_equal(channel_bind(x, &c4, u, 0x4001, PEER6), 0);
+		expect_error(x, NB_TURN_METHOD_CHANNEL_BIND, 443);
+		permit_ok(x, &c4, u, PEER);
+		assert_int_equal(peer(x, h4, PEER6, (const uint8_t *)"x", 1),
+				 NB_TURN_DROP_NO_PERMISSION);
+		assert_int_equal(peer(x, h4, PEER, (const uint8_t *)"x", 1), 0);
+	}
+
+	/* RFC 8656 §8: Refresh naming another family than the allocation's:
+	 * 443; naming its own family: fine. */
+	{
+		struct rq q;
+
+		challenge(x, &c6);
+		rq_init(x, &q, NB_TURN_METHOD_REFRESH, u);
+		q.family = NB_TURN_FAMILY_IPV4;
+		assert_int_equal(send_rq(x, &c6, &q), 0);
+		expect_error(x, NB_TURN_METHOD_REFRESH, 443);
+		rq_init(x, &q, NB_TURN_METHOD_REFRESH, u);
+		q.family = NB_TURN_FAMILY_IPV6;
+		assert_int_equal(send_rq(x, &c6, &q), 0);
+		expect_success(x, NB_TURN_METHOD_REFRESH, u, &m, &ta);
+		challenge(x, &c4);
+		rq_init(x, &q, NB_TURN_METHOD_REFRESH, u);
+		q.family = NB_TURN_FAMILY_IPV6;
+		assert_int_equal(send_rq(x, &c4, &q), 0);
+		expect_error(x, NB_TURN_METHOD_REFRESH, 443);
+		rq_init(x, &q, NB_TURN_METHOD_REFRESH, u);
+		q.family = NB_TURN_FAMILY_IPV4;
+		assert_int_equal(send_rq(x, &c4, &q), 0);
+		expect_success(x, NB_TURN_METHOD_REFRESH, u, &m, &ta);
+	}
+	/* Deleting an IPv6 allocation gives back its port. */
+	challenge(x, &c6);
+	assert_int_equal(refresh(x, &c6, u, 0), 0);
+	expect_success(x, NB_TURN_METHOD_REFRESH, u, &m, &ta);
+	assert_int_equal(nb_turn_poll(x->t, x->now, &x->out), 1);
+	assert_int_equal(x->out.kind, NB_TURN_OUT_CLOSE);
+	assert_int_equal(x->out.alloc, h6);
+	assert_int_equal(x->out.port, port6);
+}
+
+/* 440 for a family without a relay IP, whichever way it is asked; dual
+ * allocations refused. */
+static void test_family_unsupported(void **state)
+{
+	struct ctx *x = *state; /* IPv4 only */
+	struct nb_turn_client c = udp_client("198.51.100.7:40000");
+	char u[64];
+
+	user_name(x, "alice", 3600, u, sizeof(u));
+	assert_int_equal(allocate_code(x, &c, u, NB_TURN_FAMILY_IPV6, NOVAL), 440);
+	assert_int_equal(x->last_reason, NB_TURN_REFUSE_FAMILY);
+	assert_int_equal(allocate_code(x, &c, u, 0x03, NOVAL), 440); /* no such family */
+	/* RFC 8656 §7.2: both attributes: 400; ADDITIONAL alone: we make
+	 * no dual allocations, 440. */
+	assert_int_equal(allocate_code(x, &c, u, NB_TURN_FAMILY_IPV4, NB_TURN_FAMILY_IPV6), 400);
+	assert_int_equal(allocate_code(x, &c, u, NOVAL, NB_TURN_FAMILY_IPV6), 440);
+	assert_int_equal(stats(x)->allocs_now, 0);
+	assert_int_equal(stats(x)->refused[NB_TURN_REFUSE_FAMILY], 3);
+
+	/* IPv6 only: no attribute (that is IPv4) and IPv4 are 440. */
+	nb_turn_free(x->t);
+	x->t = NULL;
+	memset(&x->cfg.relay_ip[NB_FAM_V4], 0, sizeof(x->cfg.relay_ip[NB_FAM_V4]));
+	x->cfg.relay_ip[NB_FAM_V6] = A(RELAY6);
+	start(x);
+	assert_int_equal(allocate_code(x, &c, u, NOVAL, NOVAL), 440);
+	assert_int_equal(allocate_code(x, &c, u, NB_TURN_FAMILY_IPV4, NOVAL), 440);
+	assert_int_equal(allocate_code(x, &c, u, NOVAL, NB_TURN_FAMILY_IPV6), 440);
+	assert_int_equal(stats(x)->allocs_now, 0);
+	assert_int_equal(allocate_code(x, &c, u, NB_TURN_FAMILY_IPV6, NOVAL), 0);
+	assert_true(nb_addr_ip_equal(&x->out.to, &x->cfg.relay_ip[NB_FAM_V6]));
+}
+
+/* Dual stack, in both families: dual allocation still refused. */
+static void test_dual_no_additional(void **state)
+{
+	struct ctx *x = *state;
+	struct nb_turn_client c = udp_client("198.51.100.7:40000");
+	char u[64];
+
+	user_name(x, "alice", 3600, u, sizeof(u));
+	assert_int_equal(allocate_code(x, &c, u, NOVAL, NB_TURN_FAMILY_IPV6), 440);
+	assert_int_equal(allocate_code(x, &c, u, NB_TURN_FAMILY_IPV4, NB_TURN_FAMILY_IPV6), 400);
+	assert_int_equal(allocate_code(x, &c, u, 0x00, NOVAL), 440);
+	assert_int_equal(stats(x)->allocs_now, 0);
+}
+
+/* The peer policy with both relay IPs: each one's relay ports are other
+ * allocations (reachable), its other ports forbidden; two IPv6 clients
+ * reach each other relay to relay. */
+static void test_relay_to_relay_v6(void **state)
+{
+	struct ctx *x = *state;
+	struct nb_turn_client ca = udp_client("[2001:db8:1::7]:40000");
+	struct nb_turn_client cb = udp_client("[2001:db8:2::9]:40000");
+	static const char *const bad[] = {
+		"[" RELAY6 "]:1", "[" RELAY6 "]:3478", "[" RELAY6 "]:49999", "[" RELAY6 "]:50020",
+		RELAY ":3478",    RELAY ":50020",
+	};
+	static const char *const good[] = {
+		"[" RELAY6 "]:50000", "[" RELAY6 "]:50019", RELAY ":50000", RELAY ":50019",
+	};
+	struct nb_stun_msg m;
+	struct nb_turn_attrs ta;
+	char u[64], ra[64], rb[64];
+	uint16_t pa = 0, pb = 0;
+	uint32_t ha, hb;
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct nb_addr a = A(bad[i]);
+		assert_true(nb_turn_peer_forbidden(&x->cfg, &a));
+	}
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		struct nb_addr a = A(good[i]);
+		assert_false(nb_turn_peer_forbidden(&x->cfg, &a));
+	}
+	/* The IPv6 relay IP is forbidden as such even when it is not in own[]. */
+	{
+		struct nb_turn_config c = x->cfg;
+		struct nb_addr a = A("[" RELAY6 "]:3478");
+
+		c.n_own = 0;
+		assert_true(nb_turn_peer_forbidden(&c, &a));
+		a.port = 50001;
+		assert_false(nb_turn_peer_forbidden(&c, &a));
+	}
+
+	user_name(x, "alice", 3600, u, sizeof(u));
+	ha = allocate_fam(x, &ca, u, NOVAL, NB_TURN_FAMILY_IPV6, NULL, &pa);
+	hb = allocate_fam(x, &cb, u, NOVAL, NB_TURN_FAMILY_IPV6, NULL, &pb);
+	snprintf(ra, sizeof(ra), "[" RELAY6 "]:%u", pa);
+	snprintf(rb, sizeof(rb), "[" RELAY6 "]:%u", pb);
+	challenge(x, &ca);
+	permit_ok(x, &ca, u, rb);
+	challenge(x, &cb);
+	permit_ok(x, &cb, u, ra);
+	assert_int_equal(send_ind(x, &ca, rb, (const uint8_t *)"ping", 4), 0);
+	assert_int_equal(x->out.kind, NB_TURN_OUT_PEER);
+	assert_int_equal(x->out.alloc, ha);
+	assert_true(addr_is(&x->out.to, rb));
+	assert_int_equal(peer(x, hb, ra, (const uint8_t *)"ping", 4), 0);
+	decode_out(x, &m, &ta);
+	assert_true(nb_addr_equal(&x->out.client.addr, &cb.addr));
+	assert_true(addr_is(&ta.peers[0], ra));
+	/* Not the IPv6 relay IP's other ports. */
+	assert_int_equal(send_ind(x, &ca, "[" RELAY6 "]:3478", (const uint8_t *)"x", 1),
+			 NB_TURN_DROP_FORBIDDEN);
+	challenge(x, &ca);
+	assert_int_equal(channel_bind(x, &ca, u, 0x4000, "[" RELAY6 "]:3478"), 0);
+	expect_error(x, NB_TURN_METHOD_CHANNEL_BIND, 403);
+}
+
+/* An IPv6-only server: the whole flow over IPv6. */
+static void test_v6_only(void **state)
+{
+	struct ctx *x = *state;
+	struct nb_turn_client c = udp_client("[2001:db8:1::7]:40000");
+	char u[64];
+	uint16_t port = 0;
+	uint32_t h;
+
+	user_name(x, "alice", 3600, u, sizeof(u));
+	h = allocate_fam(x, &c, u, NOVAL, NB_TURN_FAMILY_IPV6, NULL, &port);
+	challenge(x, &c);
+	assert_int_equal(channel_bind(x, &c, u, 0x4002, PEER6), 0);
+	assert_int_equal(x->out.kind, NB_TURN_OUT_CLIENT);
+	assert_int_equal(peer(x, h, PEER6, (const uint8_t *)"abcd", 4), 0);
+	assert_int_equal(x->out.kind, NB_TURN_OUT_CLIENT);
+	assert_int_equal(x->out.len, 8); /* ChannelData: 4 + 4 */
+	assert_int_equal(nb_get_u16be(x->out.data), 0x4002);
+	{
+		struct nb_addr own6 = A("[" RELAY6 "]:3478");
+		assert_true(nb_turn_peer_forbidden(&x->cfg, &own6));
+	}
+}
+
 static void test_poll_order(void **state)
 {
 	struct ctx *x = *state;
@@ -1606,6 +1956,11 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_bind_failure, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_mutation, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_poll_order, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_v6_allocation, setup_dual, teardown),
+		cmocka_unit_test_setup_teardown(test_family_unsupported, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_dual_no_additional, setup_dual, teardown),
+		cmocka_unit_test_setup_teardown(test_relay_to_relay_v6, setup_dual, teardown),
+		cmocka_unit_test_setup_teardown(test_v6_only, setup_v6only, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
