@@ -125,7 +125,7 @@ static const char usage[] =
 	"  --relay-lifetime S       lifetime of an allocation that asks for none or\n"
 	"                           less (default 600)\n"
 	"  --relay-max-permissions N, --relay-max-channels N\n"
-	"                           permissions, channels per allocation (default 16\n"
+	"                           permissions, channels per allocation (default 64\n"
 	"                           each, at most 256); beyond: 508\n"
 	"\n"
 	"  --log-level L            error, warn, info (default) or debug\n"
