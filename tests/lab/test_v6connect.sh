@@ -15,6 +15,11 @@
 #  - prc (IPv4 only) and o6, v6o (IPv6 only): no family in common: a relay,
 #    natbroker's own TURN server, which the IPv6-only side reaches over IPv6
 #    and allocates an IPv4 relayed address on, where prc sends;
+#  - w6 (IPv6 only, its UDP dropped: it reaches the broker over TCP) and o6:
+#    a relay over IPv6: w6 allocates an IPv6 relayed address (RFC 8656
+#    REQUESTED-ADDRESS-FAMILY) over TCP, where o6 sends; w6 -> prc: w6
+#    allocates an IPv4 one; blk (IPv4 only, UDP blocked) -> o6: blk
+#    allocates an IPv6 one over TCP;
 #  - every connection carries data both ways, says its family, and the
 #    broker's matrix shows measured == predicted, path and family;
 #  - e6 gets a temporary (privacy) IPv6 address, which the system prefers
@@ -38,6 +43,7 @@ PAIRS=(
     "d6 s6 direct 6" "v6o s6 direct 6" "o6 v6o direct 6"
     "b6 d6 direct 4"
     "prc o6 relay 4" "v6o prc relay 4"
+    "o6 w6 relay 6" "w6 prc relay 4" "blk o6 relay 6"
 )
 REG_WAIT=30 CONN_WAIT=30
 
@@ -47,7 +53,7 @@ REG_WAIT=30 CONN_WAIT=30
 # without port mapping (no portmap timers keep natpeer's loop busy)
 broker_args() {
     case $1 in
-    o6 | v6o) echo "--broker [$SRV61]:3478" ;;
+    o6 | v6o | w6) echo "--broker [$SRV61]:3478" ;;
     t6) echo "--broker $SRV1 --broker [$SRV61]:3478" ;;
     d6) echo "--broker $SRV1 --no-portmap" ;;
     *) echo "--broker $SRV1" ;;
@@ -77,7 +83,7 @@ registered() { all_pages peers | grep -q "\"id\":\"$1\""; }
 # a dual-stack listener is ready once its second address is registered too
 ready() { # ID HOST
     case $2 in
-    o6 | v6o | prc | b6) registered "$1" ;;
+    o6 | v6o | w6 | prc | b6 | blk) registered "$1" ;;
     *) all_pages peers | grep "\"id\":\"$1\"" | grep -q '"alt":' ;;
     esac
 }
@@ -182,6 +188,14 @@ lab_check "o6 (IPv6 only): the broker's IPv4 is unreachable, said once" \
 lab_check "o6 (IPv6 only) allocated on natbroker's relay over IPv6, an IPv4 relayed address" \
     grep -q "^relay: allocated $SRV1:[0-9]* (UDP, .*the relay sees us at \[2001:db8:15::2\]" \
     "$LAB_TMP/err-o6-for-prc"
+
+lab_check "w6 (IPv6 only, UDP blocked) allocated an IPv6 relayed address over TCP for o6" \
+    grep -q "^relay: allocated \[$SRV61\]:[0-9]* (TCP, .*the relay sees us at \[2001:db8:20::2\]" \
+    "$LAB_TMP/err-w6-for-o6"
+lab_check "w6 allocated an IPv4 relayed address over TCP for prc" \
+    grep -q "^relay: allocated $SRV1:[0-9]* (TCP, " "$LAB_TMP/err-w6-to-prc"
+lab_check "blk (IPv4 only, UDP blocked) allocated an IPv6 relayed address over TCP for o6" \
+    grep -q "^relay: allocated \[$SRV61\]:[0-9]* (TCP, " "$LAB_TMP/err-blk-to-o6"
 
 # the broker's matrix: measured == predicted, path and family
 matrix=$(all_pages matrix)
