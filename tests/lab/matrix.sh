@@ -58,8 +58,8 @@ usage() {
     cat <<EOF
 usage: tests/lab/matrix.sh [options]     (as root; Debian 12)
 
-Builds the dual-stack NAT lab, connects every pair of its 21 hosts (14 IPv4,
-7 on the IPv6 internet) through natbroker, and shows the broker's prediction
+Builds the dual-stack NAT lab, connects every pair of its 22 hosts (14 IPv4,
+8 on the IPv6 internet) through natbroker, and shows the broker's prediction
 beside what actually happened, path and IP family.
 
   --out DIR       write matrix.json, matrix.html and logs/ there
@@ -265,7 +265,7 @@ step "bringing the lab up (prefix $NATLAB_PREFIX)"
 T_LAB=$(lab_now_ms)
 "$NATLAB" down >/dev/null 2>&1 || true
 "$NATLAB" up >"$LOGS/natlab.log" 2>&1 || { cat "$LOGS/natlab.log"; die "natlab.sh up failed"; }
-say "    up in $(secs_since "$T_LAB") s: ${#HOSTS[@]} hosts, $([ "$V6" = 1 ] && echo "19 routers (12 IPv4 NATs, 7 on the IPv6 internet)" || echo "12 NAT routers"); waiting for the UPnP routers (about 9 s)"
+say "    up in $(secs_since "$T_LAB") s: ${#HOSTS[@]} hosts, $([ "$V6" = 1 ] && echo "20 routers (12 IPv4 NATs, 8 on the IPv6 internet)" || echo "12 NAT routers"); waiting for the UPnP routers (about 9 s)"
 "$NATLAB" wait-ready 30 >>"$LOGS/natlab.log" 2>&1 || { cat "$LOGS/natlab.log"; die "the lab did not get ready"; }
 "$NATLAB" stop-coturn >>"$LOGS/natlab.log" 2>&1 || die "natlab.sh stop-coturn failed"
 lab_wait 5 eval '! lab_udp_bound srv 3478 && ! lab_udp_bound srv 3479' || die "coturn still holds srv's ports"
