@@ -144,6 +144,19 @@ lab_data() {
         while read -r b; do printf '%s' "$b" | base64 -d 2>/dev/null; echo; done
 }
 lab_data_has() { lab_data "$1" | grep -qF -- "$2"; }
+# lab_data_both_ways A B ID CFD LFD OUT LOUT: a line written to connector
+# ID's stdin (fd CFD; it runs on A with --json, stdout in OUT) reaches the
+# listener on B (--json stdout in LOUT), and a line written to the
+# listener's stdin (fd LFD) comes back to the connector.
+lab_data_both_ways() {
+    local a=$1 b=$2 id=$3 cfd=$4 lfd=$5 out=$6 lout=$7
+    echo "hello-from-$id" >&"$cfd"
+    lab_check "$a -> $b: data reaches the listener" \
+        lab_wait 5 grep -qF "\"data\":\"$(printf '%s' "hello-from-$id" | base64 -w0)\"" "$lout"
+    echo "reply-to-$id" >&"$lfd"
+    lab_check "$b -> $a: data reaches the connector" \
+        lab_wait 5 grep -qF "\"data\":\"$(printf '%s' "reply-to-$id" | base64 -w0)\"" "$out"
+}
 lab_public() { "$NATLAB" public "$1"; }
 lab_flush() { "$NATLAB" flush; }
 

@@ -78,7 +78,6 @@ all_pages() { # peers|matrix -> every entry, one object per line
         "$NP" "$1" --broker "$SRV1" --json 2>/dev/null | grep -o '{"\(id\|a\)":.*}' |
         sed 's/},{"\(id\|a\)":/}\n{"\1":/g'
 }
-b64() { printf '%s' "$1" | base64 -w0; }
 registered() { all_pages peers | grep -q "\"id\":\"$1\""; }
 # a dual-stack listener is ready once its second address is registered too
 ready() { # ID HOST
@@ -123,12 +122,7 @@ for p in "${PAIRS[@]}"; do
         ms=$(sed -n 's/.*"ms":\([0-9]*\).*/\1/p' <<<"$ev")
         lab_check "$a -> $b connected: $path over IPv$got (want $want over IPv$fam), $ms ms" \
             test "$path/$got" = "$want/$fam"
-        echo "hello-from-$id" >&"$cfd"
-        lab_check "$a -> $b: data reaches the listener" \
-            lab_wait 5 grep -qF "\"data\":\"$(b64 "hello-from-$id")\"" "$LAB_TMP/out-$lid"
-        echo "reply-from-$lid" >&"$lfd"
-        lab_check "$b -> $a: data reaches the connector" \
-            lab_wait 5 grep -qF "\"data\":\"$(b64 "reply-from-$lid")\"" "$out"
+        lab_data_both_ways "$a" "$b" "$id" "$cfd" "$lfd" "$out" "$LAB_TMP/out-$lid"
         exec {cfd}>&-
         lab_wait 5 _lab_all_gone "$cpid"
     fi

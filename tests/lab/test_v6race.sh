@@ -44,7 +44,6 @@ all_pages() { # peers|matrix -> every entry, one object per line
         "$NP" "$1" --broker "$SRV1" --json 2>/dev/null | grep -o '{"\(id\|a\)":.*}' |
         sed 's/},{"\(id\|a\)":/}\n{"\1":/g'
 }
-b64() { printf '%s' "$1" | base64 -w0; }
 has_alt() { all_pages peers | grep "\"id\":\"$1\"" | grep -q '"alt":'; }
 
 # DIALER LISTENER WHAT: race (either family) or v6 (IPv6 alone)
@@ -92,12 +91,7 @@ for p in "e6 d6 race" "s6 t6 v6"; do
             lab_check "$a -> $b connected: $path over IPv$got (want direct over IPv6), $ms ms" \
                 test "$path/$got" = direct/6
         fi
-        echo "hello-from-$id" >&"$cfd"
-        lab_check "$a -> $b: data reaches the listener" \
-            lab_wait 5 grep -qF "\"data\":\"$(b64 "hello-from-$id")\"" "$LAB_TMP/out-$lid"
-        echo "reply-from-$lid" >&"$lfd"
-        lab_check "$b -> $a: data reaches the connector" \
-            lab_wait 5 grep -qF "\"data\":\"$(b64 "reply-from-$lid")\"" "$out"
+        lab_data_both_ways "$a" "$b" "$id" "$cfd" "$lfd" "$out" "$LAB_TMP/out-$lid"
         exec {cfd}>&-
         lab_wait 5 _lab_all_gone "$cpid"
     fi

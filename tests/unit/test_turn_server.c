@@ -108,44 +108,42 @@ static void start(struct ctx *x)
 	assert_int_equal(nb_turn_new(&x->cfg, &x->t), 0);
 }
 
+/* The families relayed: IPv4 (base_config), both, or IPv6 only (the
+ * IPv6 relay IP an own IP too). */
+enum relay_fams { FAMS_V4, FAMS_DUAL, FAMS_V6 };
+
+static int setup_fams(void **state, enum relay_fams fams)
+{
+	struct ctx *x = calloc(1, sizeof(*x));
+
+	assert_non_null(x);
+	base_config(x);
+	if (fams == FAMS_DUAL) {
+		x->cfg.relay_ip[NB_FAM_V6] = A(RELAY6);
+		x->cfg.own[x->cfg.n_own++] = A(RELAY6);
+	} else if (fams == FAMS_V6) {
+		memset(&x->cfg.relay_ip[NB_FAM_V4], 0, sizeof(x->cfg.relay_ip[NB_FAM_V4]));
+		x->cfg.relay_ip[NB_FAM_V6] = A(RELAY6);
+		x->cfg.own[0] = A(RELAY6);
+	}
+	start(x);
+	*state = x;
+	return 0;
+}
+
 static int setup(void **state)
 {
-	struct ctx *x = calloc(1, sizeof(*x));
-
-	assert_non_null(x);
-	base_config(x);
-	start(x);
-	*state = x;
-	return 0;
+	return setup_fams(state, FAMS_V4);
 }
 
-/* Dual stack: relay IPs of both families (the IPv6 one an own IP too). */
 static int setup_dual(void **state)
 {
-	struct ctx *x = calloc(1, sizeof(*x));
-
-	assert_non_null(x);
-	base_config(x);
-	x->cfg.relay_ip[NB_FAM_V6] = A(RELAY6);
-	x->cfg.own[x->cfg.n_own++] = A(RELAY6);
-	start(x);
-	*state = x;
-	return 0;
+	return setup_fams(state, FAMS_DUAL);
 }
 
-/* IPv6 only. */
 static int setup_v6only(void **state)
 {
-	struct ctx *x = calloc(1, sizeof(*x));
-
-	assert_non_null(x);
-	base_config(x);
-	memset(&x->cfg.relay_ip[NB_FAM_V4], 0, sizeof(x->cfg.relay_ip[NB_FAM_V4]));
-	x->cfg.relay_ip[NB_FAM_V6] = A(RELAY6);
-	x->cfg.own[0] = A(RELAY6);
-	start(x);
-	*state = x;
-	return 0;
+	return setup_fams(state, FAMS_V6);
 }
 
 static int teardown(void **state)
