@@ -297,14 +297,14 @@ static bool flow_in_use(const struct nb_fwd_table *t, uint16_t flow)
 	return false;
 }
 
-int nb_fwd_table_src(struct nb_fwd_table *t, const struct nb_addr *src, bool create, uint64_t now,
-		     size_t *ret_slot)
+int nb_fwd_table_src(struct nb_fwd_table *t, uint32_t sock, const struct nb_addr *src, bool create,
+		     uint64_t now, size_t *ret_slot)
 {
 	size_t slot;
 	uint16_t id;
 
 	for (size_t i = 0; i < NB_FWD_MAX_FLOWS; i++)
-		if (t->f[i].used && nb_addr_equal(&t->f[i].src, src)) {
+		if (t->f[i].used && t->f[i].sess == sock && nb_addr_equal(&t->f[i].src, src)) {
 			t->f[i].last = now;
 			*ret_slot = i;
 			return 0;
@@ -328,6 +328,7 @@ int nb_fwd_table_src(struct nb_fwd_table *t, const struct nb_addr *src, bool cre
 	memset(&t->f[slot], 0, sizeof(t->f[slot]));
 	t->f[slot].used = true;
 	t->f[slot].src = *src;
+	t->f[slot].sess = sock;
 	t->f[slot].flow = id;
 	t->f[slot].last = now;
 	t->n++;

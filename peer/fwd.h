@@ -115,7 +115,7 @@ int nb_fwd_expose_find(const struct nb_fwd_spec *list, size_t n, uint16_t port);
 struct nb_fwd_flow {
 	bool used;
 	struct nb_addr src; /* connector */
-	uint32_t sess;      /* listener */
+	uint32_t sess;      /* listener: the session; connector: the forward socket */
 	uint16_t port;      /* listener: the requested port */
 	uint16_t flow;      /* the flow id (connector: chosen here) */
 	uint64_t last;      /* last datagram either way */
@@ -130,13 +130,15 @@ struct nb_fwd_table {
 };
 
 void nb_fwd_table_init(struct nb_fwd_table *t);
-/* Connector: the flow of local source src. Returns 0 (found; touched) or 1
+/* Connector: the flow of local source src on forward socket `sock` (kept in
+ * the entry's sess field; one table for all the connector's sockets, so a
+ * flow id names one socket and source). Returns 0 (found; touched) or 1
  * (created: a fresh flow id, 1..65535, none in use) with *ret_slot; or, with
  * create false, NB_FWD_E_NOENT; or NB_FWD_E_FULL (counted). A full table
  * never replaces an entry: the shell first reaps the idle ones
  * (nb_fwd_table_expire), which it must close. */
-int nb_fwd_table_src(struct nb_fwd_table *t, const struct nb_addr *src, bool create, uint64_t now,
-		     size_t *ret_slot);
+int nb_fwd_table_src(struct nb_fwd_table *t, uint32_t sock, const struct nb_addr *src, bool create,
+		     uint64_t now, size_t *ret_slot);
 /* Connector: the flow with id `flow` (a reply). 0 and *ret_slot (touched),
  * or NB_FWD_E_NOENT. */
 int nb_fwd_table_flow(struct nb_fwd_table *t, uint16_t flow, uint64_t now, size_t *ret_slot);

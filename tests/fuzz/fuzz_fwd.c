@@ -86,7 +86,7 @@ static void check_table(const uint8_t *data, size_t size)
 		now += (uint64_t)(data[i] & 0x0F) * 5000;
 		switch (data[i] >> 6) {
 		case 0:
-			(void)nb_fwd_table_src(&t, &a, true, now, &slot);
+			(void)nb_fwd_table_src(&t, data[i] & 1, &a, true, now, &slot);
 			break;
 		case 1:
 			(void)nb_fwd_table_key(&t, data[i] & 0x30, a.port & 0x7F, a.port >> 7, true, now, &slot);

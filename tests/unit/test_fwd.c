@@ -295,23 +295,23 @@ static void test_table_connector(void **state)
 	nb_fwd_table_init(t);
 	assert_int_equal(nb_fwd_table_deadline(t), UINT64_MAX);
 	src_of(&src, 0);
-	assert_int_equal(nb_fwd_table_src(t, &src, false, 1000, &slot), NB_FWD_E_NOENT);
+	assert_int_equal(nb_fwd_table_src(t, 0, &src, false, 1000, &slot), NB_FWD_E_NOENT);
 	for (unsigned i = 0; i < NB_FWD_MAX_FLOWS; i++) {
 		src_of(&src, i);
-		assert_int_equal(nb_fwd_table_src(t, &src, true, 1000 + i, &slots[i]), 1);
+		assert_int_equal(nb_fwd_table_src(t, 0, &src, true, 1000 + i, &slots[i]), 1);
 		ids[i] = t->f[slots[i]].flow;
 		assert_int_not_equal(ids[i], 0);
 		for (unsigned j = 0; j < i; j++)
 			assert_int_not_equal(ids[i], ids[j]);
 		/* found again, same slot */
-		assert_int_equal(nb_fwd_table_src(t, &src, true, 1000 + i, &slot), 0);
+		assert_int_equal(nb_fwd_table_src(t, 0, &src, true, 1000 + i, &slot), 0);
 		assert_int_equal(slot, slots[i]);
 	}
 	assert_int_equal(t->n, NB_FWD_MAX_FLOWS);
 	/* Full, nothing idle: refused and counted. */
 	src_of(&src, 999);
 	slot = 4242;
-	assert_int_equal(nb_fwd_table_src(t, &src, true, 2000, &slot), NB_FWD_E_FULL);
+	assert_int_equal(nb_fwd_table_src(t, 0, &src, true, 2000, &slot), NB_FWD_E_FULL);
 	assert_int_equal(slot, 4242);
 	assert_int_equal(t->refused, 1);
 	assert_int_equal(nb_fwd_table_expire(t, 2000, &slot), 0);
@@ -338,17 +338,26 @@ static void test_table_connector(void **state)
 	assert_int_equal(t->n, 0);
 	/* A new source gets a fresh id, not one just used. */
 	src_of(&src, 500);
-	assert_int_equal(nb_fwd_table_src(t, &src, true, 200000, &slot), 1);
+	assert_int_equal(nb_fwd_table_src(t, 0, &src, true, 200000, &slot), 1);
 	for (unsigned j = 0; j < NB_FWD_MAX_FLOWS; j++)
 		assert_int_not_equal(t->f[slot].flow, ids[j]);
 	/* Ids wrap past 65535 to 1, never 0, skipping ids in use. */
 	t->next_flow = 65535;
 	src_of(&src, 501);
-	assert_int_equal(nb_fwd_table_src(t, &src, true, 200000, &slot), 1);
+	assert_int_equal(nb_fwd_table_src(t, 0, &src, true, 200000, &slot), 1);
 	assert_int_equal(t->f[slot].flow, 65535);
 	src_of(&src, 502);
-	assert_int_equal(nb_fwd_table_src(t, &src, true, 200000, &slot), 1);
+	assert_int_equal(nb_fwd_table_src(t, 0, &src, true, 200000, &slot), 1);
 	assert_int_equal(t->f[slot].flow, 1);
+	/* The same source on another forward socket is another flow. */
+	{
+		size_t other;
+		assert_int_equal(nb_fwd_table_src(t, 1, &src, true, 200000, &other), 1);
+		assert_int_not_equal(other, slot);
+		assert_int_not_equal(t->f[other].flow, t->f[slot].flow);
+		assert_int_equal(t->f[other].sess, 1);
+		nb_fwd_table_remove(t, other);
+	}
 	nb_fwd_table_remove(t, slot);
 	nb_fwd_table_remove(t, slot); /* twice: no-op */
 	assert_int_equal(t->n, 2);
