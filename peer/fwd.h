@@ -46,7 +46,7 @@
 #define NB_FWD_MAX_LINE (NB_FWD_MAX_PAYLOAD - NB_FWD_PIPE_HDR)     /* 1170 */
 #define NB_FWD_MAX_DATAGRAM (NB_FWD_MAX_PAYLOAD - NB_FWD_UDP_HDR) /* 1166 */
 #define NB_FWD_MAX_SPECS 8     /* --expose / --forward options per process */
-#define NB_FWD_MAX_FLOWS 64    /* flows per table (per forward socket; per peer) */
+#define NB_FWD_MAX_FLOWS 64    /* flows per table (the connector's; each listener peer's) */
 #define NB_FWD_IDLE_MS 60000   /* a flow with no datagram either way for this long expires */
 
 enum nb_fwd_err {

@@ -144,6 +144,13 @@ else
     lab_fail "connect still running 5 s after SIGTERM"
 fi
 lab_check "the forward port is closed after exit" eval '! lab_udp_bound fc 15353'
+kill -TERM "$lpid" 2>/dev/null
+if lab_wait 5 _lab_all_gone "$lpid"; then
+    rc=0; wait "$lpid" || rc=$?
+    lab_check "the listener exits 0 on SIGTERM, its flows closed (got $rc)" test "$rc" -eq 0
+else
+    lab_fail "listener still running 5 s after SIGTERM"
+fi
 lab_stop "$cpid" "$lpid"
 exec {lfd}>&- 2>/dev/null
 
