@@ -24,6 +24,8 @@
 #include "peer/client.h"
 #include "peer/known.h"
 #include "peer/datachan.h"
+#include "peer/fwd.h"
+#include "peer/fwd_run.h"
 #include "peer/netcheck.h"
 #include "peer/netcheck_run.h"
 #include "peer/portmap/extip.h"
@@ -298,6 +300,11 @@ struct agent {
 	struct talloc tr[NB_FAM_COUNT];
 	bool relayed_update;            /* the register in flight tells it (an update, not a loss) */
 	uint8_t turn_buf[NB_TURNC_OUT_MAX + 64];
+
+	/* Port forwarding (NULL: no --expose / --forward). */
+	struct nb_fwd_run *fwd;
+	uint64_t kinds_dropped;  /* payloads of a kind we do not know */
+	bool said_no_expose;     /* a forwarded datagram came, nothing is exposed: said */
 
 	/* The datagram being handled came in on a spraying socket: replies to
 	 * its source go out through that socket. */
@@ -977,7 +984,9 @@ out:
 /* One stdin line: to every confirmed peer (or, --json {"peer":..}, to one). */
 static void in_line(struct agent *a, const uint8_t *line, size_t len)
 {
-	uint8_t payload[NB_DC_MAX_PAYLOAD + 3];
+	static const struct nb_fwd_hdr pipe_hdr = { .kind = NB_FWD_KIND_PIPE };
+	uint8_t payload[NB_DC_MAX_PAYLOAD + 3], framed[NB_FWD_MAX_PAYLOAD];
+	ssize_t hl;
 	char peer[NB_CTRL_ID_MAX + 1] = "";
 	uint64_t now = nb_now_ms();
 	int sent = 0, kind = a->o->json ? in_json(line, len, payload, &len, peer) : 0;
@@ -986,15 +995,18 @@ static void in_line(struct agent *a, const uint8_t *line, size_t len)
 		return;
 	if (kind == 1)
 		line = payload;
-	if (len > NB_DC_MAX_PAYLOAD) {
+	/* Kind 0x00, a pipe line (peer/fwd.h): one byte, then the line. */
+	hl = nb_fwd_hdr_put(&pipe_hdr, len, framed, sizeof(framed));
+	if (hl < 0) {
 		fprintf(stderr, "natpeer: stdin: a line longer than %u bytes was dropped\n",
-			(unsigned)NB_DC_MAX_PAYLOAD);
+			(unsigned)NB_FWD_MAX_LINE);
 		return;
 	}
+	memcpy(framed + hl, line, len);
 	for (int i = 0; i < AGENT_MAX_SESSIONS; i++) {
 		struct session *s = &a->s[i];
 		if (s->used && s->confirmed && (peer[0] == '\0' || strcmp(peer, s->plan.peer) == 0)) {
-			send_frame(a, s, line, len, now);
+			send_frame(a, s, framed, (size_t)hl + len, now);
 			sent++;
 		}
 	}
@@ -1038,7 +1050,8 @@ static void in_eof(struct agent *a)
 	if (a->in_kind == 1 && a->in_handle_init)
 		uv_read_stop(&a->in_h.s);
 	nb_log_debug("agent", "stdin: end of input");
-	if (a->o->cmd == NB_AGENT_CONNECT && !a->ending) {
+	/* With --forward, connect runs on: until a signal or the peer is lost. */
+	if (a->o->cmd == NB_AGENT_CONNECT && !a->ending && a->o->n_forward == 0) {
 		a->ending = true;
 		a->end_code = 0;
 		a->end_by = nb_now_ms() + AGENT_LINGER_MS;
@@ -1153,6 +1166,7 @@ static void in_start(struct agent *a)
 /* ---- Sessions --------------------------------------------------------------- */
 
 static void session_free(struct session *s);
+static void session_end(struct agent *a, struct session *s);
 static void session_fail(struct agent *a, struct session *s, const char *reason, uint64_t now);
 static void relay_begin(struct agent *a, struct session *s, uint64_t now);
 
@@ -1338,7 +1352,7 @@ static void session_start(struct agent *a, const struct nb_ctrl_plan *plan, uint
 		return;
 	}
 	OPENSSL_cleanse(dh, sizeof(dh));
-	session_free(s);
+	session_end(a, s);
 	s->plan = *plan;
 	memcpy(s->peer_key, key, sizeof(key));
 	memcpy(s->peer_key_text, plan->peer_key, sizeof(s->peer_key_text));
@@ -1395,6 +1409,13 @@ static void keep_early(struct agent *a, const uint8_t *data, size_t len, const s
 	a->early[i].len = len;
 	memcpy(a->early[i].b, data, len);
 	a->early_next = (i + 1) % AGENT_EARLY_MAX;
+}
+
+/* A session goes: its forwarded flows with it. */
+static void session_end(struct agent *a, struct session *s)
+{
+	nb_fwd_run_down(a->fwd, (uint32_t)(s - a->s));
+	session_free(s);
 }
 
 static void session_free(struct session *s)
@@ -1477,7 +1498,7 @@ static void session_secured(struct agent *a, struct session *s, uint64_t now)
 		struct session *x = &a->s[i];
 		if (x != s && x->used && x->connected && strcmp(x->plan.peer, s->plan.peer) == 0) {
 			nb_log_info("agent", "%s: a new session replaces the old one", s->plan.peer);
-			session_free(x);
+			session_end(a, x);
 		}
 	}
 	event_connected(a, s, now - s->t0);
@@ -1740,6 +1761,7 @@ static void session_pump(struct agent *a, struct session *s, uint64_t now)
 				fprintf(stderr, "natpeer: lost %s: nothing from it for %u s\n", s->plan.peer,
 					NB_DC_EXPIRE_MS / 1000);
 				s->connected = false;
+				nb_fwd_run_down(a->fwd, (uint32_t)(s - a->s));
 				if (!a->ending || a->end_code == 0) {
 					a->ending = true;
 					a->end_code = 1;
@@ -1747,13 +1769,13 @@ static void session_pump(struct agent *a, struct session *s, uint64_t now)
 				}
 			} else {
 				event_lost(a, s);
-				session_free(s);
+				session_end(a, s);
 			}
 			return;
 		}
 	}
 	if (s->reported && !s->connected && a->o->cmd == NB_AGENT_LISTEN && now >= s->free_at)
-		session_free(s);
+		session_end(a, s);
 }
 
 static uint64_t session_deadline(const struct session *s)
@@ -3002,6 +3024,50 @@ static void on_peer_resp(struct agent *a, const uint8_t *data, size_t len, const
 	}
 }
 
+/* A payload from session s (index i): by its kind (peer/fwd.h). */
+static void payload_in(struct agent *a, const struct session *s, uint32_t i, const uint8_t *p, size_t n)
+{
+	struct nb_fwd_hdr h;
+	const uint8_t *body;
+	size_t blen;
+	int rc = nb_fwd_decode(p, n, &h, &body, &blen);
+
+	if (rc != 0) {
+		a->kinds_dropped++;
+		nb_log_debug("agent", "a payload from %s dropped: %s (kind 0x%02x)", s->plan.peer,
+			     nb_fwd_strerror(rc), p[0]);
+		return;
+	}
+	if (h.kind == NB_FWD_KIND_PIPE) {
+		deliver(a, s, body, blen);
+		return;
+	}
+	if (a->fwd == NULL || (a->o->cmd == NB_AGENT_LISTEN && a->o->n_expose == 0)) {
+		a->kinds_dropped++;
+		if (!a->said_no_expose) {
+			a->said_no_expose = true;
+			fprintf(stderr, "natpeer: %s sent a forwarded UDP datagram, but nothing is exposed "
+					"here (listen --expose udp:HOST:PORT): dropped\n",
+				s->plan.peer);
+		}
+		return;
+	}
+	nb_fwd_run_input(a->fwd, i, &h, body, blen);
+}
+
+/* Forwarding's way out: a payload to session i, if it is confirmed. */
+static void fwd_send(void *arg, uint32_t i, const uint8_t *payload, size_t n)
+{
+	struct agent *a = arg;
+	struct session *s;
+
+	if (i >= AGENT_MAX_SESSIONS || a->stopping)
+		return;
+	s = &a->s[i];
+	if (s->used && s->connected && s->confirmed)
+		send_frame(a, s, payload, n, nb_now_ms());
+}
+
 /* A sealed frame (0xD3) that is not the broker's: a session's data. */
 static void on_peer_data(struct agent *a, const uint8_t *data, size_t len, const struct nb_addr *from,
 			 uint64_t now)
@@ -3028,9 +3094,11 @@ static void on_peer_data(struct agent *a, const uint8_t *data, size_t len, const
 			s->confirmed = true;
 			nb_log_debug("agent", "%s confirmed the path", s->plan.peer);
 			in_start(a); /* application data flows once both sides are connected */
+			if (a->o->cmd == NB_AGENT_CONNECT)
+				nb_fwd_run_up(a->fwd, (uint32_t)i, s->plan.peer);
 		}
 		if (n > 0)
-			deliver(a, s, a->plain, (size_t)n);
+			payload_in(a, s, (uint32_t)i, a->plain, (size_t)n);
 		return;
 	}
 }
@@ -3261,6 +3329,8 @@ static void shutdown_agent(struct agent *a, int code)
 	}
 	if (a->broker_tcp)
 		nb_tcpconn_close(&a->bconn);
+	nb_fwd_run_close(a->fwd);
+	a->fwd = NULL;
 	for (int i = 0; i < AGENT_MAX_SESSIONS; i++) {
 		nb_spray_close(a->s[i].sp);
 		a->s[i].sp = NULL;
@@ -3395,6 +3465,20 @@ int nb_agent_run(const struct nb_agent_opts *o)
 			blink_up(a, false, now); /* first use: ask, then pin */
 		}
 	}
+	if (o->n_expose > 0 || o->n_forward > 0) {
+		struct nb_fwd_run_cfg fc = {
+			.loop = &a->loop, .expose = o->expose, .n_expose = o->n_expose,
+			.forward = o->forward, .n_forward = o->n_forward, .send = fwd_send, .arg = a,
+		};
+		char err[256] = "";
+		rc = nb_fwd_run_open(&fc, &a->fwd, err, sizeof(err));
+		if (rc != 0) {
+			fprintf(stderr, "natpeer: %s\n", err[0] != '\0' ? err : uv_strerror(rc));
+			a->fwd = NULL;
+			shutdown_agent(a, 1);
+			goto run;
+		}
+	}
 	if (o->cmd == NB_AGENT_PEERS || o->cmd == NB_AGENT_MATRIX) {
 		a->phase = PH_PEERS;
 		if (o->cmd == NB_AGENT_MATRIX)
@@ -3437,6 +3521,9 @@ run:
 	if (uv_loop_close(&a->loop) != 0)
 		nb_log_debug("agent", "loop not empty at exit");
 	code = a->exit_code;
+	if (a->kinds_dropped > 0)
+		nb_log_debug("agent", "%llu payloads of an unknown kind dropped",
+			     (unsigned long long)a->kinds_dropped);
 	if (a->lines_dropped > 0)
 		nb_log_debug("agent", "%llu stdin lines had no confirmed peer",
 			     (unsigned long long)a->lines_dropped);

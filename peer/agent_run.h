@@ -10,7 +10,9 @@
  *            registration (400/401: exit 1).
  *   connect  netcheck -> register -> connect -> punch; prints exactly one
  *            event line (connected or failed), then pipes stdin <-> the
- *            peer until EOF on stdin. Exit 0 when connected, 1 otherwise.
+ *            peer until EOF on stdin (with --forward: until SIGINT/SIGTERM
+ *            or the peer is lost). Exit 0 when connected, 1 otherwise.
+ *            --expose / --forward: UDP port forwarding (peer/fwd_run.h).
  *   peers    the broker's peer list (all pages): a table, or one JSON array.
  *
  * Events go to stdout (one line each, JSON with --json); progress and
@@ -23,6 +25,7 @@
 #include <stdint.h>
 
 #include "common/addr.h"
+#include "peer/fwd.h"
 #include "proto/ctrl.h"
 
 enum nb_agent_cmd {
@@ -62,6 +65,11 @@ struct nb_agent_opts {
 	size_t n_allow;            /* listen --allow: accept only these names or keys */
 	char allow[64][NB_CTRL_PUBKEY_LEN + 1];
 	char admin[NB_CTRL_TOKEN_MAX + 1]; /* peers, matrix: --admin-token */
+	/* Port forwarding (docs/forwarding.md, peer/fwd_run.h). */
+	struct nb_fwd_spec expose[NB_FWD_MAX_SPECS];  /* listen --expose */
+	size_t n_expose;
+	struct nb_fwd_spec forward[NB_FWD_MAX_SPECS]; /* connect --forward */
+	size_t n_forward;
 };
 
 /* Runs the command to completion on its own loop. Returns the exit status. */

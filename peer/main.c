@@ -44,6 +44,7 @@ static void usage(FILE *f)
 	      "                      check the NAT, register, connect to PEER on the\n"
 	      "                      broker's plan and print one event line; then stdin\n"
 	      "                      lines to PEER and its datagrams to stdout until EOF\n"
+	      "                      (with --forward: until SIGINT/SIGTERM or PEER is lost)\n"
 	      "  key                 print this peer's public key (creating the key pair\n"
 	      "                      on first use): what other peers pin and --allow\n"
 	      "  forget NAME         remove NAME (a peer id, or @IP:PORT for a broker)\n"
@@ -79,6 +80,18 @@ static void usage(FILE *f)
 	      "  --peer-key KEY      connect: demand this public key of PEER\n"
 	      "  --allow NAME|KEY    listen: accept only these peers (repeatable; default:\n"
 	      "                      anyone, whose key is printed)\n"
+	      "  --expose udp:HOST:PORT\n"
+	      "                      listen: deliver connected peers' forwarded datagrams\n"
+	      "                      to the UDP service at HOST:PORT (an IPv4 address,\n"
+	      "                      [an IPv6 address] or localhost) from one local socket\n"
+	      "                      per peer and flow, and send its replies back\n"
+	      "                      (repeatable, at most 8; see docs/forwarding.md)\n"
+	      "  --forward udp:[BIND:]LPORT[=RPORT]\n"
+	      "                      connect: bind BIND:LPORT (default BIND 127.0.0.1);\n"
+	      "                      what local programs send there goes to PEER's exposed\n"
+	      "                      UDP port RPORT (default: its only one), replies come\n"
+	      "                      back to them (repeatable, at most 8). Datagrams of up\n"
+	      "                      to 1166 bytes; longer ones are dropped and counted\n"
 	      "  --admin-token T     peers, matrix: the broker's admin token\n"
 	      "  --port N            local UDP port (random by default)\n"
 	      "  --json              events (and results) as JSON, one object per line;\n"
@@ -303,6 +316,8 @@ int main(int argc, char **argv)
 		{ "birthday-rate", required_argument, NULL, 'Q' },
 		{ "one-family", no_argument, NULL, 'F' },
 		{ "ipv6-temporary", no_argument, NULL, 'I' },
+		{ "expose", required_argument, NULL, 'X' },
+		{ "forward", required_argument, NULL, 'G' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct nb_netcheck_opts o;
@@ -464,6 +479,21 @@ int main(int argc, char **argv)
 			}
 			snprintf(ao.allow[ao.n_allow++], sizeof(ao.allow[0]), "%s", optarg);
 			break;
+		case 'X':
+		case 'G': {
+			struct nb_fwd_spec sp;
+			char err[256];
+			int rc = c == 'X' ? nb_fwd_expose_parse(optarg, &sp, err, sizeof(err))
+					  : nb_fwd_forward_parse(optarg, &sp, err, sizeof(err));
+			if (rc == 0)
+				rc = c == 'X' ? nb_fwd_spec_add(ao.expose, &ao.n_expose, &sp, err, sizeof(err))
+					      : nb_fwd_spec_add(ao.forward, &ao.n_forward, &sp, err, sizeof(err));
+			if (rc != 0) {
+				fprintf(stderr, "natpeer: --%s %s\n", c == 'X' ? "expose" : "forward", err);
+				return 2;
+			}
+			break;
+		}
 		case 'T':
 			admin = optarg;
 			break;
@@ -619,6 +649,14 @@ int main(int argc, char **argv)
 	}
 	if (ao.n_allow > 0 && ao.cmd != NB_AGENT_LISTEN) {
 		fprintf(stderr, "natpeer: --allow is for listen\n");
+		return 2;
+	}
+	if (ao.n_expose > 0 && ao.cmd != NB_AGENT_LISTEN) {
+		fprintf(stderr, "natpeer: --expose is for listen (connect forwards with --forward)\n");
+		return 2;
+	}
+	if (ao.n_forward > 0 && ao.cmd != NB_AGENT_CONNECT) {
+		fprintf(stderr, "natpeer: --forward is for connect (listen exposes with --expose)\n");
 		return 2;
 	}
 	if (ao.has_peer_key && ao.cmd != NB_AGENT_CONNECT) {

@@ -13,6 +13,8 @@ build_pkgs+=(python3 chromium)  # tests/lab/matrix.sh renders with python3; test
 # Noise: an independent implementation for interop (test noise_interop) and
 # the published test vectors (flynn/noise's vectors.txt, read by test_noise).
 build_pkgs+=(python3-dissononce golang-github-flynn-noise-dev)
+# Port forwarding (tests/lab/test_forward.sh): a real DNS server and client.
+build_pkgs+=(dnsmasq-base bind9-dnsutils)
 
 missing=()
 for p in "${build_pkgs[@]}"; do
