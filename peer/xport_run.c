@@ -702,8 +702,12 @@ void nb_xport_free(struct nb_xport *x)
 
 void nb_xport_input(struct nb_xport *x, const uint8_t *pkt, size_t len)
 {
-	if (!x || x->freeing || !pkt || len == 0 || len > NB_XPORT_MAX_PACKET)
+	if (!x || x->freeing)
 		return;
+	if (!pkt || len == 0 || len > NB_XPORT_MAX_PACKET) {
+		x->stats.pkts_in_dropped++;
+		return;
+	}
 	x->stats.pkts_in++;
 	x->stats.bytes_in += len;
 	usrsctp_conninput((void *)(uintptr_t)x->id, pkt, len, 0);
@@ -760,7 +764,7 @@ int nb_xport_open(struct nb_xport *x, const char *service, void *user, struct nb
 		if (errno != EADDRINUSE)
 			goto fail;
 	}
-	r = NB_XPORT_E_NOMEM;
+	r = NB_XPORT_E_FULL; /* the process-wide connection table (or memory) */
 	c = conn_new(x, so);
 	if (!c)
 		goto fail;
@@ -872,4 +876,5 @@ void nb_xport_get_stats(const struct nb_xport *x, struct nb_xport_stats *ret)
 		return;
 	*ret = x->stats;
 	ret->assocs = x->nconns;
+	ret->ticking = uv_is_active((const uv_handle_t *)&x->timer) != 0;
 }

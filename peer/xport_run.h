@@ -78,7 +78,9 @@ struct nb_xport_stats {
 	uint64_t assocs_refused;   /* over max_assocs: opener got an error / acceptor aborted */
 	uint64_t opens_refused;    /* "refused" answers sent */
 	uint64_t protocol_errors;  /* bad stream-0 messages (association aborted) */
+	uint64_t pkts_in_dropped;  /* nb_xport_input: empty or above NB_XPORT_MAX_PACKET */
 	unsigned assocs;           /* associations now */
+	bool ticking;              /* the usrsctp_handle_timers timer runs (only with assocs) */
 };
 
 /* Create a transport for one peer session (starts usrsctp for the first

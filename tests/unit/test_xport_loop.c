@@ -389,6 +389,13 @@ static bool both_closed(struct env *e, void *arg)
 	return (ab[0]->closed || ab[0]->reset) && (ab[1]->closed || ab[1]->reset);
 }
 
+static bool wait_ms(struct env *e, void *arg)
+{
+	(void)e;
+	(void)arg;
+	return false;
+}
+
 static bool no_assocs(struct env *e, void *arg)
 {
 	struct nb_xport_stats sa, sb;
@@ -510,10 +517,28 @@ static void test_refused(void **state)
 	struct app *a = app_new(e);
 	struct nb_xport_stats sb;
 
+	uint8_t junk[NB_XPORT_MAX_PACKET + 1];
+	struct nb_xport_stats sa;
+
 	(void)state;
+	run_until(e, wait_ms, NULL, 50);
+	nb_xport_get_stats(e->a.x, &sa);
+	assert_false(sa.ticking); /* no association: no timer */
 	a->tx_total = 1000;
 	assert_int_equal(nb_xport_open(e->a.x, "tcp:9", a, &a->c), 0);
+	nb_xport_get_stats(e->a.x, &sa);
+	assert_true(sa.ticking);
 	assert_true(run_until(e, refused_and_gone, a, WATCHDOG_MS));
+	run_until(e, wait_ms, NULL, 50);
+	nb_xport_get_stats(e->a.x, &sa);
+	nb_xport_get_stats(e->b.x, &sb);
+	assert_false(sa.ticking || sb.ticking);
+	/* the input checks sizes before usrsctp sees anything */
+	memset(junk, 0, sizeof(junk));
+	nb_xport_input(e->b.x, junk, 0);
+	nb_xport_input(e->b.x, junk, sizeof(junk));
+	nb_xport_get_stats(e->b.x, &sb);
+	assert_int_equal(sb.pkts_in_dropped, 2);
 	assert_false(a->open || a->closed || a->reset);
 	assert_int_equal(e->napps, 1); /* B made no application */
 	nb_xport_get_stats(e->b.x, &sb);
@@ -529,13 +554,6 @@ static bool pair_done(struct env *e, void *arg)
 
 	(void)e;
 	return ab[0]->eof && ab[1]->eof;
-}
-
-static bool wait_ms(struct env *e, void *arg)
-{
-	(void)e;
-	(void)arg;
-	return false;
 }
 
 static void test_reader_never_reads(void **state)
