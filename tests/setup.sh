@@ -7,7 +7,7 @@ set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 
 build_pkgs=(build-essential cmake pkg-config clang libclang-rt-14-dev valgrind
-            libuv1-dev libcjson-dev libcurl4-openssl-dev libexpat1-dev libcmocka-dev libssl-dev
+            libuv1-dev libcjson-dev libcurl4-openssl-dev libexpat1-dev libcmocka-dev libssl-dev libusrsctp-dev
             scdoc man-db systemd dpkg-dev file)
 build_pkgs+=(python3 chromium)  # tests/lab/matrix.sh renders with python3; test_matrix_html.sh screenshots with chromium
 # Noise: an independent implementation for interop (test noise_interop) and
