@@ -1074,24 +1074,27 @@ static void test_forbidden_peers(void **state)
 	}
 }
 
-/* Two clients each behind an allocation of this server reach each other
- * relay to relay; the relay IP's other ports stay forbidden. */
-static void test_relay_to_relay(void **state)
+/* Clients at a_addr and b_addr, each behind an allocation of this server
+ * (of `family`: NOVAL is IPv4) on relay_host ("192.0.2.1" or "[::]" text),
+ * reach each other relay to relay; the relay IP's other ports stay
+ * forbidden. */
+static void relay_pair_check(struct ctx *x, const char *a_addr, const char *b_addr, int family,
+			     const char *relay_host)
 {
-	struct ctx *x = *state;
-	struct nb_turn_client ca = udp_client("198.51.100.7:40000");
-	struct nb_turn_client cb = udp_client("192.0.2.9:40000");
+	struct nb_turn_client ca = udp_client(a_addr);
+	struct nb_turn_client cb = udp_client(b_addr);
 	struct nb_stun_msg m;
 	struct nb_turn_attrs ta;
-	char u[64], ra[32], rb[32];
+	char u[64], ra[64], rb[64], rsrv[64];
 	uint16_t pa = 0, pb = 0;
 	uint32_t ha, hb;
 
 	user_name(x, "alice", 3600, u, sizeof(u));
-	ha = allocate_lt(x, &ca, u, NOVAL, NULL, &pa);
-	hb = allocate_lt(x, &cb, u, NOVAL, NULL, &pb);
-	snprintf(ra, sizeof(ra), RELAY ":%u", pa);
-	snprintf(rb, sizeof(rb), RELAY ":%u", pb);
+	ha = allocate_fam(x, &ca, u, NOVAL, family, NULL, &pa);
+	hb = allocate_fam(x, &cb, u, NOVAL, family, NULL, &pb);
+	snprintf(ra, sizeof(ra), "%s:%u", relay_host, pa);
+	snprintf(rb, sizeof(rb), "%s:%u", relay_host, pb);
+	snprintf(rsrv, sizeof(rsrv), "%s:3478", relay_host);
 	challenge(x, &ca);
 	permit_ok(x, &ca, u, rb);
 	challenge(x, &cb);
@@ -1106,11 +1109,15 @@ static void test_relay_to_relay(void **state)
 	assert_true(nb_addr_equal(&x->out.client.addr, &cb.addr));
 	assert_true(addr_is(&ta.peers[0], ra));
 	/* The relay IP's permission does not open its other ports. */
-	assert_int_equal(send_ind(x, &ca, RELAY ":3478", (const uint8_t *)"x", 1),
-			 NB_TURN_DROP_FORBIDDEN);
+	assert_int_equal(send_ind(x, &ca, rsrv, (const uint8_t *)"x", 1), NB_TURN_DROP_FORBIDDEN);
 	challenge(x, &ca);
-	assert_int_equal(channel_bind(x, &ca, u, 0x4000, RELAY ":3478"), 0);
+	assert_int_equal(channel_bind(x, &ca, u, 0x4000, rsrv), 0);
 	expect_error(x, NB_TURN_METHOD_CHANNEL_BIND, 403);
+}
+
+static void test_relay_to_relay(void **state)
+{
+	relay_pair_check(*state, "198.51.100.7:40000", "192.0.2.9:40000", NOVAL, RELAY);
 }
 
 static void test_allow_private(void **state)
@@ -1806,8 +1813,6 @@ static void test_dual_no_additional(void **state)
 static void test_relay_to_relay_v6(void **state)
 {
 	struct ctx *x = *state;
-	struct nb_turn_client ca = udp_client("[2001:db8:1::7]:40000");
-	struct nb_turn_client cb = udp_client("[2001:db8:2::9]:40000");
 	static const char *const bad[] = {
 		"[" RELAY6 "]:1", "[" RELAY6 "]:3478", "[" RELAY6 "]:49999", "[" RELAY6 "]:50020",
 		RELAY ":3478",    RELAY ":50020",
@@ -1815,11 +1820,6 @@ static void test_relay_to_relay_v6(void **state)
 	static const char *const good[] = {
 		"[" RELAY6 "]:50000", "[" RELAY6 "]:50019", RELAY ":50000", RELAY ":50019",
 	};
-	struct nb_stun_msg m;
-	struct nb_turn_attrs ta;
-	char u[64], ra[64], rb[64];
-	uint16_t pa = 0, pb = 0;
-	uint32_t ha, hb;
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		struct nb_addr a = A(bad[i]);
@@ -1840,29 +1840,8 @@ static void test_relay_to_relay_v6(void **state)
 		assert_false(nb_turn_peer_forbidden(&c, &a));
 	}
 
-	user_name(x, "alice", 3600, u, sizeof(u));
-	ha = allocate_fam(x, &ca, u, NOVAL, NB_TURN_FAMILY_IPV6, NULL, &pa);
-	hb = allocate_fam(x, &cb, u, NOVAL, NB_TURN_FAMILY_IPV6, NULL, &pb);
-	snprintf(ra, sizeof(ra), "[" RELAY6 "]:%u", pa);
-	snprintf(rb, sizeof(rb), "[" RELAY6 "]:%u", pb);
-	challenge(x, &ca);
-	permit_ok(x, &ca, u, rb);
-	challenge(x, &cb);
-	permit_ok(x, &cb, u, ra);
-	assert_int_equal(send_ind(x, &ca, rb, (const uint8_t *)"ping", 4), 0);
-	assert_int_equal(x->out.kind, NB_TURN_OUT_PEER);
-	assert_int_equal(x->out.alloc, ha);
-	assert_true(addr_is(&x->out.to, rb));
-	assert_int_equal(peer(x, hb, ra, (const uint8_t *)"ping", 4), 0);
-	decode_out(x, &m, &ta);
-	assert_true(nb_addr_equal(&x->out.client.addr, &cb.addr));
-	assert_true(addr_is(&ta.peers[0], ra));
-	/* Not the IPv6 relay IP's other ports. */
-	assert_int_equal(send_ind(x, &ca, "[" RELAY6 "]:3478", (const uint8_t *)"x", 1),
-			 NB_TURN_DROP_FORBIDDEN);
-	challenge(x, &ca);
-	assert_int_equal(channel_bind(x, &ca, u, 0x4000, "[" RELAY6 "]:3478"), 0);
-	expect_error(x, NB_TURN_METHOD_CHANNEL_BIND, 403);
+	relay_pair_check(x, "[2001:db8:1::7]:40000", "[2001:db8:2::9]:40000", NB_TURN_FAMILY_IPV6,
+			 "[" RELAY6 "]");
 }
 
 /* An IPv6-only server: the whole flow over IPv6. */
