@@ -43,7 +43,7 @@
 #define AGENT_SHUTDOWN_MS 2000     /* give up on a stdout nobody reads */
 #define AGENT_MAX_LISTED 100000    /* peers listing: entries kept */
 #define AGENT_IN_BUF 65536
-/* A stdin line: one payload (NB_DC_MAX_PAYLOAD), or with --json one
+/* A stdin line: one pipe payload (NB_FWD_MAX_LINE), or with --json one
  * {"peer":..,"data":BASE64} object carrying one (4/3 of it, and room). */
 #define AGENT_LINE_MAX 2048
 #define AGENT_FAILED_KEEP_MS 1000  /* a failed attempt stays this long (late checks) */
@@ -959,15 +959,15 @@ static int in_json(const uint8_t *line, size_t len, uint8_t *ret_payload, size_t
 	dl = strlen(d->valuestring);
 	if (dl % 4 != 0 || dl / 4 * 3 > NB_DC_MAX_PAYLOAD + 2) {
 		fprintf(stderr, "natpeer: stdin: \"data\" is not base64 of at most %u bytes; line dropped\n",
-			(unsigned)NB_DC_MAX_PAYLOAD);
+			(unsigned)NB_FWD_MAX_LINE);
 		goto out;
 	}
 	if (dl > 0 && d->valuestring[dl - 1] == '=')
 		pad = dl > 1 && d->valuestring[dl - 2] == '=' ? 2 : 1;
 	n = dl > 0 ? EVP_DecodeBlock(ret_payload, (const unsigned char *)d->valuestring, (int)dl) : 0;
-	if (n < 0 || (size_t)n < pad || (size_t)n - pad > NB_DC_MAX_PAYLOAD) {
+	if (n < 0 || (size_t)n < pad || (size_t)n - pad > NB_FWD_MAX_LINE) {
 		fprintf(stderr, "natpeer: stdin: \"data\" is not base64 of at most %u bytes; line dropped\n",
-			(unsigned)NB_DC_MAX_PAYLOAD);
+			(unsigned)NB_FWD_MAX_LINE);
 		goto out;
 	}
 	*ret_n = (size_t)n - pad;
