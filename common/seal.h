@@ -11,7 +11,7 @@
  *   |  0xD3  | receiver index   |  counter, 64 bits, BE        | ciphertext |  tag, 16  |
  *   +--------+------------------+------------------------------+------------+-----------+
  *    type     32 bits, BE: the   0 for the first frame under    n bytes,     Poly1305
- *             index the receiver a keypair, then +1 per frame   0..1171
+ *             index the receiver a keypair, then +1 per frame   0..1371
  *             chose for this
  *             keypair
  *   \_______________ AD: the 13 header bytes ______________________/
@@ -20,7 +20,11 @@
  *           the Noise split (our `send` is the peer's `recv`)
  *   nonce = 00 00 00 00 || counter as 64-bit LITTLE-endian (the Noise
  *           ChaChaPoly nonce for n = counter; Noise spec §5.1 / §12.3)
- *   Every datagram <= 1200 bytes, so n <= 1200 - 13 - 16 = 1171.
+ *   A frame is at most NB_SEAL_MAX_DATAGRAM = 1400 bytes, so n <= 1400 - 13 -
+ *   16 = 1371. 1400 fits a 1500-byte path over IPv6 even through a TURN Send
+ *   indication: 1400 + 48 (STUN header 20, XOR-PEER-ADDRESS 24, DATA 4) + 8
+ *   (UDP) + 40 (IPv6) = 1496. Control messages stay within their own 1200
+ *   bytes (NB_CTRL_MAX_DATAGRAM); only the data channel uses the rest.
  *
  * The receiver (nb_seal_open) checks, in this order: length and type; the
  * receiver index names the current keypair or the previous one (kept,
@@ -51,8 +55,8 @@
 #define NB_SEAL_TAG_LEN 16  /* Poly1305 */
 #define NB_SEAL_OVERHEAD (NB_SEAL_HDR_LEN + NB_SEAL_TAG_LEN) /* 29 */
 #define NB_SEAL_KEY_LEN 32
-#define NB_SEAL_MAX_DATAGRAM 1200 /* every datagram of the project */
-#define NB_SEAL_MAX_PAYLOAD (NB_SEAL_MAX_DATAGRAM - NB_SEAL_OVERHEAD) /* 1171 */
+#define NB_SEAL_MAX_DATAGRAM 1400 /* a sealed frame, header and tag included */
+#define NB_SEAL_MAX_PAYLOAD (NB_SEAL_MAX_DATAGRAM - NB_SEAL_OVERHEAD) /* 1371 */
 
 /* ---- Limits (WireGuard drivers/net/wireguard/messages.h) ---------------- */
 
@@ -91,7 +95,7 @@ enum nb_seal_err {
 	NB_SEAL_E_TAG = -4204,       /* the AEAD tag does not verify */
 	NB_SEAL_E_REPLAY = -4205,    /* counter seen already, or older than the window */
 	NB_SEAL_E_NOSPACE = -4206,   /* output buffer too small */
-	NB_SEAL_E_TOO_BIG = -4207,   /* datagram > 1200 bytes or payload > 1171 */
+	NB_SEAL_E_TOO_BIG = -4207,   /* datagram > 1400 bytes or payload > 1371 */
 	NB_SEAL_E_EXHAUSTED = -4208, /* counter at NB_SEAL_REJECT_AFTER_MESSAGES */
 	NB_SEAL_E_EXPIRED = -4209,   /* keypair older than REJECT_AFTER_TIME, or past its grace */
 	NB_SEAL_E_INVAL = -4210,     /* bad argument */
@@ -150,7 +154,7 @@ ssize_t nb_seal_seal(struct nb_seal *s, const uint8_t *pt, size_t n, uint8_t *ou
 		     uint64_t now);
 
 /* Open one frame of exactly len bytes into out (must not overlap frame).
- * Returns the plaintext length (0..1171), or a negative enum nb_seal_err;
+ * Returns the plaintext length (0..1371), or a negative enum nb_seal_err;
  * the order of checks is above. On failure the state is unchanged (but for
  * stats) and out's first len - NB_SEAL_OVERHEAD bytes may have been
  * overwritten with zeros (OpenSSL decrypts before it verifies; a frame that

@@ -11,7 +11,7 @@
  *   |  0xD3  | receiver index | counter, 64 bits BE | ciphertext|  tag    |
  *   +--------+----------------+---------------------+-----------+---------+
  *    ChaCha20-Poly1305, nonce = 0^32 || LE64(counter), AD = bytes 0..12;
- *    n = 0..1171 (NB_DC_MAX_PAYLOAD); n = 0 is the keepalive.
+ *    n = 0..1371 (NB_DC_MAX_PAYLOAD); n = 0 is the keepalive.
  *
  * Each direction has its own key (the two halves of the Noise split), so a
  * frame reflected back to its sender does not verify. A frame with an
@@ -37,8 +37,8 @@
 
 #define NB_DC_TYPE NB_SEAL_TYPE          /* 0xD3; 0xD0-0xDF are the data range */
 #define NB_DC_OVERHEAD NB_SEAL_OVERHEAD  /* 29 */
-#define NB_DC_MAX_DATAGRAM NB_SEAL_MAX_DATAGRAM /* 1200: every datagram of the project */
-#define NB_DC_MAX_PAYLOAD NB_SEAL_MAX_PAYLOAD   /* 1171 */
+#define NB_DC_MAX_DATAGRAM NB_SEAL_MAX_DATAGRAM /* 1400 (common/seal.h says why) */
+#define NB_DC_MAX_PAYLOAD NB_SEAL_MAX_PAYLOAD   /* 1371 */
 /* Keepalive interval while connected. RFC 7675 (consent freshness) sends
  * every 5 s; NATs forget idle UDP mappings after 20-30 s in practice. */
 #define NB_DC_KEEPALIVE_MS 5000

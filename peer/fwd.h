@@ -3,19 +3,19 @@
  * no clock (`now` comes in). docs/forwarding.md and docs/protocol.md
  * "Payload kinds" are the specification.
  *
- * Every non-empty data-channel payload (peer/datachan.h, 1..1171 bytes)
+ * Every non-empty data-channel payload (peer/datachan.h, 1..1371 bytes)
  * starts with a kind byte:
  *
  *   kind 0x00, a natpeer pipe line (stdin/stdout):
  *    0        1                      n
  *   +--------+----------------------+
- *   |  0x00  | line (0..1170 bytes) |
+ *   |  0x00  | line (0..1370 bytes) |
  *   +--------+----------------------+
  *
  *   kind 0x01, a forwarded UDP datagram:
  *    0        1        3        5                          n
  *   +--------+--------+--------+--------------------------+
- *   |  0x01  |  port  |  flow  | datagram (0..1166 bytes) |
+ *   |  0x01  |  port  |  flow  | datagram (0..1366 bytes) |
  *   +--------+--------+--------+--------------------------+
  *    port: u16 BE, the exposed service's port on the listener, 0 = "the
  *          listener's only exposed UDP service";
@@ -41,10 +41,10 @@
 #define NB_FWD_KIND_UDP 0x01
 #define NB_FWD_PIPE_HDR 1
 #define NB_FWD_UDP_HDR 5
-/* The data channel's payload (NB_DC_MAX_PAYLOAD, 1171) less the header. */
-#define NB_FWD_MAX_PAYLOAD 1171
-#define NB_FWD_MAX_LINE (NB_FWD_MAX_PAYLOAD - NB_FWD_PIPE_HDR)     /* 1170 */
-#define NB_FWD_MAX_DATAGRAM (NB_FWD_MAX_PAYLOAD - NB_FWD_UDP_HDR) /* 1166 */
+/* The data channel's payload (NB_DC_MAX_PAYLOAD, 1371) less the header. */
+#define NB_FWD_MAX_PAYLOAD 1371
+#define NB_FWD_MAX_LINE (NB_FWD_MAX_PAYLOAD - NB_FWD_PIPE_HDR)     /* 1370 */
+#define NB_FWD_MAX_DATAGRAM (NB_FWD_MAX_PAYLOAD - NB_FWD_UDP_HDR) /* 1366 */
 #define NB_FWD_MAX_SPECS 8     /* --expose / --forward options per process */
 #define NB_FWD_MAX_FLOWS 64    /* flows per table (the connector's; each listener peer's) */
 #define NB_FWD_IDLE_MS 60000   /* a flow with no datagram either way for this long expires */
@@ -52,7 +52,7 @@
 enum nb_fwd_err {
 	NB_FWD_E_SHORT = -6001,   /* empty, or shorter than its kind's header */
 	NB_FWD_E_KIND = -6002,    /* a kind byte this version does not know */
-	NB_FWD_E_TOO_BIG = -6003, /* over NB_FWD_MAX_PAYLOAD (or a datagram over 1166) */
+	NB_FWD_E_TOO_BIG = -6003, /* over NB_FWD_MAX_PAYLOAD (or a datagram over 1366) */
 	NB_FWD_E_FLOW = -6004,    /* flow id 0 */
 	NB_FWD_E_NOSPACE = -6005, /* encoder: buffer too small */
 	NB_FWD_E_INVAL = -6006,   /* bad argument, or a bad spec */

@@ -91,7 +91,7 @@ static void usage(FILE *f)
 	      "                      what local programs send there goes to PEER's exposed\n"
 	      "                      UDP port RPORT (default: its only one), replies come\n"
 	      "                      back to them (repeatable, at most 8). Datagrams of up\n"
-	      "                      to 1166 bytes; longer ones are dropped and counted\n"
+	      "                      to 1366 bytes; longer ones are dropped and counted\n"
 	      "  --admin-token T     peers, matrix: the broker's admin token\n"
 	      "  --port N            local UDP port (random by default)\n"
 	      "  --json              events (and results) as JSON, one object per line;\n"

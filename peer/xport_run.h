@@ -5,7 +5,7 @@
  *
  *   caller                       struct nb_xport (one per peer session)
  *   nb_xport_input(0x02 body) ─► usrsctp_conninput(ID, ...)
- *   cbs.send(pkt <= 1170)     ◄─ conn_output(ID, ...)      (caller seals as kind 0x02)
+ *   cbs.send(pkt <= 1370)     ◄─ conn_output(ID, ...)      (caller seals as kind 0x02)
  *   nb_xport_open/write/shutdown/reset/pause ─► usrsctp_*  cbs.event ◄─ uv_idle after upcalls
  *
  * usrsctp is one stack per process: the first nb_xport_new starts it
@@ -28,8 +28,8 @@
 
 #include "peer/xport.h"
 
-#define NB_XPORT_MAX_PACKET 1170   /* every packet handed to cbs.send: 1171 - kind byte */
-#define NB_XPORT_PATHMTU 1158      /* spp_pathmtu: chunk space = 1170 - 12 (common header) */
+#define NB_XPORT_MAX_PACKET 1370   /* every packet handed to cbs.send: 1371 - kind byte */
+#define NB_XPORT_PATHMTU 1358      /* spp_pathmtu: chunk space = 1370 - 12 (common header) */
 #define NB_XPORT_ACCEPT_PORT 5000  /* the acceptor listens here */
 #define NB_XPORT_MAX_ASSOCS 64     /* associations per xport by default */
 #define NB_XPORT_SOCKBUF (1 << 20) /* SO_SNDBUF = SO_RCVBUF per association */

@@ -7,17 +7,18 @@
 #    dnsmasq (udp:127.0.0.1:5353) and a UDP echo service
 #    (udp:127.0.0.1:7777, tests/lab/udp_tool.py); `natpeer connect` on fc
 #    forwards udp:15353=5353 and udp:17777=7777. In fc: `dig @127.0.0.1 -p
-#    15353 fwd.lab +short` prints dnsmasq's answer, five times; a 1166-byte
-#    datagram with every byte value comes back through the echo unchanged;
-#    one of 1167 bytes is refused (no reply; said on stderr); a datagram
+#    15353 fwd.lab +short` prints dnsmasq's answer, five times; datagrams
+#    of 1200 and 1366 bytes (the limit) with every byte value come back
+#    through the echo unchanged; one of 1367 bytes is refused (no reply;
+#    said on stderr); a datagram
 #    for a port the listener does not expose (udp:19999=9999) is dropped
 #    and said, and the listener still serves afterwards; stdin lines still
 #    reach the listener (kind 0x00); a second --forward on a port in use
 #    exits 1 with the reason; connect stays up after stdin EOF and exits 0
 #    on SIGTERM.
 #  - relayed: connector on sym, listener on sym2 (two symmetric NATs: the
-#    broker plans the relay), dnsmasq on sym2 as the only exposed service,
-#    --forward udp:15353 (RPORT 0): the same dig check through the relay.
+#    broker plans the relay), dnsmasq and the echo exposed on sym2: the
+#    same dig check and the 1200- and 1366-byte echoes through the relay.
 # Needs root (exit 77 otherwise), dnsmasq (dnsmasq-base) and dig
 # (bind9-dnsutils).
 set -u
@@ -102,18 +103,18 @@ ok=0
 for i in 1 2 3 4 5; do dig_ok fc 15353 && ok=$((ok + 1)); done
 lab_check "fc: dig @127.0.0.1 -p 15353 fwd.lab through natpeer: $ok of 5 answered $ANSWER" test "$ok" -eq 5
 
-"$PY" "$TOOL" pattern 1166 "$LAB_TMP/d1166"
-if lab_exec fc "$PY" "$TOOL" send 127.0.0.1 17777 "$LAB_TMP/d1166" "$LAB_TMP/r1166" 5; then
-    lab_check "a 1166-byte datagram with every byte value comes back unchanged ($(wc -c <"$LAB_TMP/r1166") bytes)" \
-        cmp -s "$LAB_TMP/d1166" "$LAB_TMP/r1166"
-else
-    lab_fail "no reply to a 1166-byte datagram" "$(tail -n 5 "$err" "$LAB_TMP/err-$L")"
-fi
-"$PY" "$TOOL" pattern 1167 "$LAB_TMP/d1167"
-lab_check "a 1167-byte datagram is refused (no reply within 1.5 s)" \
-    eval '! lab_exec fc "$PY" "$TOOL" send 127.0.0.1 17777 "$LAB_TMP/d1167" "$LAB_TMP/r1167" 1.5'
-lab_check "... and the connector says so (the 1166-byte limit)" \
-    grep -qF "a datagram longer than 1166 bytes was dropped" "$err"
+echo_ok() { # NODE LEN: a LEN-byte datagram with every byte value comes back unchanged
+    "$PY" "$TOOL" pattern "$2" "$LAB_TMP/d$2"
+    lab_exec "$1" "$PY" "$TOOL" send 127.0.0.1 17777 "$LAB_TMP/d$2" "$LAB_TMP/r$2-$1" 5 &&
+        cmp -s "$LAB_TMP/d$2" "$LAB_TMP/r$2-$1"
+}
+lab_check "a 1200-byte datagram with every byte value comes back unchanged" echo_ok fc 1200
+lab_check "a 1366-byte datagram (the limit) comes back unchanged" echo_ok fc 1366
+"$PY" "$TOOL" pattern 1367 "$LAB_TMP/d1367"
+lab_check "a 1367-byte datagram is refused (no reply within 1.5 s)" \
+    eval '! lab_exec fc "$PY" "$TOOL" send 127.0.0.1 17777 "$LAB_TMP/d1367" "$LAB_TMP/r1367" 1.5'
+lab_check "... and the connector says so (the 1366-byte limit)" \
+    grep -qF "a datagram longer than 1366 bytes was dropped" "$err"
 
 printf 'x' >"$LAB_TMP/d1"
 lab_exec fc "$PY" "$TOOL" send 127.0.0.1 19999 "$LAB_TMP/d1" "$LAB_TMP/r1" 1 >/dev/null 2>&1
@@ -157,10 +158,13 @@ exec {lfd}>&- 2>/dev/null
 # ---------------------------------------------------------------- relayed pair
 lab_flush
 lab_check "sym2: dnsmasq up on 127.0.0.1:5353" dnsmasq_in sym2
+lab_start sym2 "$LAB_TMP/echo2.log" "$PY" "$TOOL" echo 127.0.0.1 7777
+lab_check "sym2: UDP echo up on 127.0.0.1:7777" lab_wait_udp sym2 7777 5
 L=fwd-rl C=fwd-rc
 lab_fifo "in-$L"; lfd=$LAB_FIFO_FD
 lab_spawn sym2 "$LAB_TMP/in-$L" "$LAB_TMP/out-$L" "$LAB_TMP/err-$L" \
-    "$NP" listen --id "$L" --broker "$SRV1" --json --expose udp:127.0.0.1:5353
+    "$NP" listen --id "$L" --broker "$SRV1" --json --expose udp:127.0.0.1:5353 \
+    --expose udp:127.0.0.1:7777
 lpid=$LAB_LAST_PID
 if ! lab_wait "$REG_WAIT" registered "$L"; then
     lab_fail "sym2: listener $L did not register" "$(cat "$LAB_TMP/err-$L")"
@@ -168,7 +172,8 @@ fi
 lab_fifo "in-$C"; cfd=$LAB_FIFO_FD
 out=$LAB_TMP/out-$C err=$LAB_TMP/err-$C
 lab_spawn sym "$LAB_TMP/in-$C" "$out" "$err" \
-    "$NP" connect --id "$C" --broker "$SRV1" --json --forward udp:15353 "$L"
+    "$NP" connect --id "$C" --broker "$SRV1" --json --forward udp:15353=5353 \
+    --forward udp:17777=7777 "$L"
 cpid=$LAB_LAST_PID
 if lab_wait "$CONN_WAIT" grep -q '"event":"connected"' "$out"; then
     path=$(sed -n 's/.*"event":"connected".*"path":"\([a-z]*\)".*/\1/p' "$out" | head -n 1)
@@ -176,11 +181,14 @@ if lab_wait "$CONN_WAIT" grep -q '"event":"connected"' "$out"; then
 else
     lab_fail "sym -> sym2: no connection" "$(cat "$out" "$err")"
 fi
-lab_check "connector says where the forward goes (the only exposed service)" \
-    lab_wait 5 grep -qF "forward: udp 127.0.0.1:15353 -> $L udp (its only exposed service)" "$err"
+lab_check "connector says where the forward goes" \
+    lab_wait 5 grep -qF "forward: udp 127.0.0.1:15353 -> $L udp/5353" "$err"
 ok=0
 for i in 1 2 3 4 5; do dig_ok sym 15353 && ok=$((ok + 1)); done
 lab_check "sym: dig through the relay: $ok of 5 answered $ANSWER" test "$ok" -eq 5
+lab_check "through the relay: a 1200-byte datagram with every byte value comes back unchanged" \
+    echo_ok sym 1200
+lab_check "through the relay: a 1366-byte datagram comes back unchanged" echo_ok sym 1366
 kill -TERM "$cpid" 2>/dev/null
 lab_wait 5 _lab_all_gone "$cpid" || true
 lab_stop "$cpid" "$lpid"

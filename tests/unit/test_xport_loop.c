@@ -145,7 +145,7 @@ static void on_send(void *arg, const uint8_t *pkt, size_t len)
 	assert_non_null(p);
 	n = nb_dc_seal(&from->dc, payload, len + 1, p->frame, sizeof(p->frame), now);
 	assert_true(n > 0);
-	assert_true(n <= NB_DC_MAX_DATAGRAM); /* every sealed datagram <= 1200 */
+	assert_true(n <= NB_DC_MAX_DATAGRAM); /* every sealed datagram <= 1400 */
 	assert_int_equal((size_t)n, len + 1 + NB_DC_OVERHEAD);
 	p->len = (size_t)n;
 	from->frames++;
