@@ -306,7 +306,7 @@ static void listener_input(struct nb_fwd_run *r, uint32_t sess, const struct nb_
 		nb_fwd_table_init(&ls->t);
 		r->ls[sess] = ls;
 	}
-	svc = nb_fwd_expose_find(r->expose, r->n_expose, h->port);
+	svc = nb_fwd_expose_find(r->expose, r->n_expose, NB_FWD_KIND_UDP, h->port);
 	if (svc < 0) {
 		r->c.unexposed++;
 		if (!ls->said_unexposed) {
