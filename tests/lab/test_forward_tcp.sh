@@ -21,9 +21,8 @@
 #    work afterwards.
 #  - relayed: connector on sym, listener on sym2 (two symmetric NATs: the
 #    broker plans the relay), sshd on sym2 as the only exposed TCP service,
-#    --forward tcp:12222 (RPORT 0): ssh runs a command and copies a 2 MB
-#    file each way (smaller than the direct pair's 10 MB to keep the test
-#    under 90 s: the relay path is slower).
+#    --forward tcp:12222 (RPORT 0): ssh runs a command and copies a 10 MB
+#    file each way (RBIG=2 for a smaller one).
 # Needs root (exit 77 otherwise), sshd and ssh (openssh-server,
 # openssh-client; tests/setup.sh installs them).
 set -u
@@ -39,7 +38,7 @@ TOOL=$LAB_DIR/tcp_tool.py
 SSHD=/usr/sbin/sshd
 REG_WAIT=30 CONN_WAIT=40
 BIG=${BIG:-10}   # MB, direct pair
-RBIG=${RBIG:-2}  # MB, relayed pair
+RBIG=${RBIG:-10} # MB, relayed pair
 MAXS=64          # NB_XPORT_MAX_ASSOCS
 
 lab_init 240
@@ -54,7 +53,12 @@ lab_up || { lab_fail "lab up"; lab_summary; exit 1; }
 "$NATLAB" stop-coturn
 lab_check "coturn stopped" lab_wait 5 eval '! lab_udp_bound srv 3478'
 NBLOG=$LAB_TMP/natbroker.log
-lab_start srv "$NBLOG" "$NB" --public-list --listen "$SRV1" --listen "$SRV2"
+# --rate-limit 0: with the default per-source limit (50 requests/s) the
+# broker drops most of the relayed connector's packets as "requests" (its
+# log: "rate limit: 203.0.113.104 over 50 requests/s"), and a 2 MB upload
+# through the relay stalls past 60 s. That is a relay-path finding of its own
+# (reported with issue 18), not what this test is about.
+lab_start srv "$NBLOG" "$NB" --public-list --rate-limit 0 --listen "$SRV1" --listen "$SRV2"
 lab_check "natbroker is up" lab_wait 5 eval 'lab_udp_bound srv 3478 && lab_udp_bound srv 3479'
 
 # ssh: a throwaway host key and client key, a config that needs no PAM
