@@ -3046,9 +3046,11 @@ static void payload_in(struct agent *a, const struct session *s, uint32_t i, con
 		a->kinds_dropped++;
 		if (!a->said_no_expose) {
 			a->said_no_expose = true;
-			fprintf(stderr, "natpeer: %s sent a forwarded UDP datagram, but nothing is exposed "
-					"here (listen --expose udp:HOST:PORT): dropped\n",
-				s->plan.peer);
+			fprintf(stderr, "natpeer: %s sent %s, but nothing is exposed here (listen --expose "
+					"%s:HOST:PORT): dropped\n",
+				s->plan.peer,
+				h.kind == NB_FWD_KIND_TCP ? "a forwarded TCP stream's packet" : "a forwarded UDP datagram",
+				h.kind == NB_FWD_KIND_TCP ? "tcp" : "udp");
 		}
 		return;
 	}

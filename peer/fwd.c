@@ -21,7 +21,7 @@ const char *nb_fwd_strerror(int err)
 	case NB_FWD_E_INVAL: return "invalid argument";
 	case NB_FWD_E_NOENT: return "no such flow or service";
 	case NB_FWD_E_FULL: return "flow table full";
-	case NB_FWD_E_TCP: return "TCP forwarding is not there yet";
+	case NB_FWD_E_SERVICE: return "not a transport service name (tcp:PORT)";
 	default: return "unknown error";
 	}
 }
@@ -54,6 +54,15 @@ ssize_t nb_fwd_hdr_put(const struct nb_fwd_hdr *h, size_t body_len, uint8_t *out
 		nb_put_u16be(b + 3, h->flow);
 		memcpy(out, b, sizeof(b));
 		return NB_FWD_UDP_HDR;
+	case NB_FWD_KIND_TCP:
+		if (body_len == 0)
+			return NB_FWD_E_SHORT;
+		if (body_len > NB_FWD_MAX_TPACKET)
+			return NB_FWD_E_TOO_BIG;
+		if (cap < NB_FWD_TCP_HDR)
+			return NB_FWD_E_NOSPACE;
+		out[0] = NB_FWD_KIND_TCP;
+		return NB_FWD_TCP_HDR;
 	default:
 		return NB_FWD_E_KIND;
 	}
@@ -82,6 +91,10 @@ int nb_fwd_decode(const uint8_t *p, size_t len, struct nb_fwd_hdr *ret_hdr, cons
 		off += 4;
 		if (h.flow == 0)
 			return NB_FWD_E_FLOW;
+		break;
+	case NB_FWD_KIND_TCP:
+		if (len - off < 1)
+			return NB_FWD_E_SHORT; /* an SCTP packet is never empty */
 		break;
 	default:
 		return NB_FWD_E_KIND;
@@ -118,18 +131,19 @@ static int port_parse(const char *s, size_t n, uint16_t *ret)
 	return 0;
 }
 
-/* "udp:" -> the rest; "tcp:" -> NB_FWD_E_TCP; else NB_FWD_E_INVAL. */
-static int proto_strip(const char *s, const char *usage, const char **ret_rest, char *err, size_t err_len)
+/* "udp:" / "tcp:" -> the protocol and the rest; else NB_FWD_E_INVAL. */
+static int proto_strip(const char *s, const char *usage, uint8_t *ret_proto, const char **ret_rest, char *err,
+		       size_t err_len)
 {
 	if (s == NULL || strnlen(s, FWD_SPEC_MAX + 1) > FWD_SPEC_MAX) {
 		say(err, err_len, "too long", "spec");
 		return NB_FWD_E_INVAL;
 	}
-	if (strncmp(s, "tcp:", 4) == 0) {
-		say(err, err_len, "TCP forwarding is not there yet (issue 18); only udp: works", s);
-		return NB_FWD_E_TCP;
-	}
-	if (strncmp(s, "udp:", 4) != 0) {
+	if (strncmp(s, "tcp:", 4) == 0)
+		*ret_proto = NB_FWD_KIND_TCP;
+	else if (strncmp(s, "udp:", 4) == 0)
+		*ret_proto = NB_FWD_KIND_UDP;
+	else {
 		say(err, err_len, usage, s);
 		return NB_FWD_E_INVAL;
 	}
@@ -155,11 +169,11 @@ static int hostport_parse(const char *s, struct nb_addr *ret)
 
 int nb_fwd_expose_parse(const char *s, struct nb_fwd_spec *ret, char *err, size_t err_len)
 {
-	static const char usage[] = "expected udp:HOST:PORT (HOST: an IPv4 address, [an IPv6 address] "
-				    "or localhost), e.g. udp:127.0.0.1:5353";
+	static const char usage[] = "expected udp:HOST:PORT or tcp:HOST:PORT (HOST: an IPv4 address, "
+				    "[an IPv6 address] or localhost), e.g. udp:127.0.0.1:5353";
 	struct nb_fwd_spec sp = { .proto = NB_FWD_KIND_UDP };
 	const char *rest;
-	int rc = proto_strip(s, usage, &rest, err, err_len);
+	int rc = proto_strip(s, usage, &sp.proto, &rest, err, err_len);
 
 	if (rc != 0)
 		return rc;
@@ -181,20 +195,24 @@ int nb_fwd_expose_parse(const char *s, struct nb_fwd_spec *ret, char *err, size_
 
 int nb_fwd_forward_parse(const char *s, struct nb_fwd_spec *ret, char *err, size_t err_len)
 {
-	static const char usage[] = "expected udp:[BIND:]LPORT[=RPORT] (BIND: an IPv4 address, "
-				    "[an IPv6 address] or localhost), e.g. udp:15353 or udp:127.0.0.1:15353=5353";
+	static const char usage[] = "expected udp:[BIND:]LPORT[=RPORT] or tcp:[BIND:]LPORT[=RPORT] (BIND: an "
+				    "IPv4 address, [an IPv6 address] or localhost), e.g. udp:15353 or "
+				    "tcp:127.0.0.1:2222=22";
 	struct nb_fwd_spec sp = { .proto = NB_FWD_KIND_UDP };
 	char left[FWD_SPEC_MAX + 1];
 	const char *rest, *eq;
 	size_t ll;
-	int rc = proto_strip(s, usage, &rest, err, err_len);
+	int rc = proto_strip(s, usage, &sp.proto, &rest, err, err_len);
 
 	if (rc != 0)
 		return rc;
 	eq = strchr(rest, '=');
 	ll = eq != NULL ? (size_t)(eq - rest) : strlen(rest);
 	if (eq != NULL && port_parse(eq + 1, strlen(eq + 1), &sp.rport) != 0) {
-		say(err, err_len, "RPORT must be 0..65535 (0: the listener's only UDP service)", s);
+		say(err, err_len,
+		    sp.proto == NB_FWD_KIND_TCP ? "RPORT must be 0..65535 (0: the listener's only TCP service)"
+						: "RPORT must be 0..65535 (0: the listener's only UDP service)",
+		    s);
 		return NB_FWD_E_INVAL;
 	}
 	memcpy(left, rest, ll);
@@ -209,7 +227,7 @@ int nb_fwd_forward_parse(const char *s, struct nb_fwd_spec *ret, char *err, size
 		sp.addr.ip[3] = 1;
 	} else if (hostport_parse(left, &sp.addr) != 0) {
 		say(err, err_len, left[0] != '[' && strchr(strchr(left, ':') + 1, ':') != NULL
-					  ? "write an IPv6 BIND in brackets, e.g. udp:[::1]:15353"
+					  ? "write an IPv6 BIND in brackets, e.g. udp:[::1]:15353 or tcp:[::1]:2222"
 					  : usage,
 		    s);
 		return NB_FWD_E_INVAL;
@@ -244,7 +262,8 @@ int nb_fwd_spec_add(struct nb_fwd_spec *list, size_t *n, const struct nb_fwd_spe
 	for (size_t i = 0; i < *n; i++)
 		if (list[i].proto == s->proto && list[i].addr.port == s->addr.port) {
 			if (err != NULL && err_len > 0)
-				snprintf(err, err_len, "udp port %u given twice (%s)", (unsigned)s->addr.port,
+				snprintf(err, err_len, "%s port %u given twice (%s)",
+					 s->proto == NB_FWD_KIND_TCP ? "tcp" : "udp", (unsigned)s->addr.port,
 					 nb_addr_format(&s->addr, t, sizeof(t)));
 			return NB_FWD_E_INVAL;
 		}
@@ -252,12 +271,12 @@ int nb_fwd_spec_add(struct nb_fwd_spec *list, size_t *n, const struct nb_fwd_spe
 	return 0;
 }
 
-int nb_fwd_expose_find(const struct nb_fwd_spec *list, size_t n, uint16_t port)
+int nb_fwd_expose_find(const struct nb_fwd_spec *list, size_t n, uint8_t proto, uint16_t port)
 {
 	int found = NB_FWD_E_NOENT;
 
 	for (size_t i = 0; i < n && i < NB_FWD_MAX_SPECS; i++) {
-		if (list[i].proto != NB_FWD_KIND_UDP)
+		if (list[i].proto != proto)
 			continue;
 		if (port != 0 && list[i].addr.port == port)
 			return (int)i;
@@ -268,6 +287,39 @@ int nb_fwd_expose_find(const struct nb_fwd_spec *list, size_t n, uint16_t port)
 		}
 	}
 	return found;
+}
+
+/* ---- Transport service names ---------------------------------------------- */
+
+int nb_fwd_service_put(uint16_t port, char *out, size_t cap)
+{
+	char b[NB_FWD_SERVICE_MAX];
+	int n;
+
+	if (out == NULL)
+		return NB_FWD_E_INVAL;
+	n = snprintf(b, sizeof(b), "tcp:%u", (unsigned)port);
+	if (n < 0 || (size_t)n >= sizeof(b))
+		return NB_FWD_E_INVAL;
+	if (cap < (size_t)n + 1)
+		return NB_FWD_E_NOSPACE;
+	memcpy(out, b, (size_t)n + 1);
+	return 0;
+}
+
+int nb_fwd_service_parse(const char *s, uint16_t *ret_port)
+{
+	uint16_t p;
+	size_t n;
+
+	if (s == NULL || ret_port == NULL || strncmp(s, "tcp:", 4) != 0)
+		return NB_FWD_E_SERVICE;
+	s += 4;
+	n = strnlen(s, 6);
+	if (n == 0 || n > 5 || (n > 1 && s[0] == '0') || port_parse(s, n, &p) != 0)
+		return NB_FWD_E_SERVICE;
+	*ret_port = p;
+	return 0;
 }
 
 /* ---- Flow table ------------------------------------------------------------- */

@@ -10,6 +10,8 @@
 
 #define FWD_REAP_MS 5000 /* look for idle flows this often */
 
+_Static_assert(NB_FWD_TCP_MAX_SESS == NB_FWD_RUN_MAX_SESS, "one session numbering");
+
 struct fwd_run_sock; /* a --forward socket (connector) */
 struct lflow;        /* a listener flow's socket */
 
@@ -20,6 +22,7 @@ struct nb_fwd_run {
 	nb_fwd_send_fn send;
 	void *arg;
 	uv_timer_t reap;
+	struct nb_fwd_tcp *tcp; /* with a tcp: spec, or anything exposed */
 	bool closing;
 	size_t handles; /* open handles (sockets, the timer): freed at 0 */
 
@@ -306,7 +309,7 @@ static void listener_input(struct nb_fwd_run *r, uint32_t sess, const struct nb_
 		nb_fwd_table_init(&ls->t);
 		r->ls[sess] = ls;
 	}
-	svc = nb_fwd_expose_find(r->expose, r->n_expose, h->port);
+	svc = nb_fwd_expose_find(r->expose, r->n_expose, NB_FWD_KIND_UDP, h->port);
 	if (svc < 0) {
 		r->c.unexposed++;
 		if (!ls->said_unexposed) {
@@ -389,6 +392,14 @@ static void on_reap(uv_timer_t *t)
 	}
 }
 
+static bool has_proto(const struct nb_fwd_spec *list, size_t n, uint8_t proto)
+{
+	for (size_t i = 0; i < n; i++)
+		if (list[i].proto == proto)
+			return true;
+	return false;
+}
+
 int nb_fwd_run_open(const struct nb_fwd_run_cfg *cfg, struct nb_fwd_run **ret, char *err, size_t err_len)
 {
 	struct nb_fwd_run *r;
@@ -414,6 +425,8 @@ int nb_fwd_run_open(const struct nb_fwd_run_cfg *cfg, struct nb_fwd_run **ret, c
 	for (size_t i = 0; i < r->n_forward; i++) {
 		struct fsock *s = &r->fs[i];
 		struct sockaddr_storage ss;
+		if (r->forward[i].proto != NB_FWD_KIND_UDP)
+			continue;
 		s->r = r;
 		s->idx = (uint32_t)i;
 		(void)nb_addr_to_sockaddr(&r->forward[i].addr, &ss);
@@ -439,16 +452,26 @@ int nb_fwd_run_open(const struct nb_fwd_run_cfg *cfg, struct nb_fwd_run **ret, c
 	uv_timer_init(r->loop, &r->reap);
 	r->reap.data = r;
 	r->handles++;
+	if (rc == 0 && (r->n_expose > 0 || has_proto(r->forward, r->n_forward, NB_FWD_KIND_TCP))) {
+		struct nb_fwd_tcp_cfg tc = {
+			.loop = r->loop, .expose = r->expose, .n_expose = r->n_expose,
+			.forward = r->forward, .n_forward = r->n_forward, .send = r->send, .arg = r->arg,
+		};
+		rc = nb_fwd_tcp_open(&tc, &r->tcp, err, err_len);
+	}
 	if (rc != 0) {
 		nb_fwd_run_close(r);
 		return rc;
 	}
 	uv_timer_start(&r->reap, on_reap, FWD_REAP_MS, FWD_REAP_MS);
 	for (size_t i = 0; i < r->n_expose; i++)
-		fprintf(stderr, "expose: udp %s (listen)\n", nb_addr_format(&r->expose[i].addr, t, sizeof(t)));
+		if (r->expose[i].proto == NB_FWD_KIND_UDP)
+			fprintf(stderr, "expose: udp %s (listen)\n",
+				nb_addr_format(&r->expose[i].addr, t, sizeof(t)));
 	for (size_t i = 0; i < r->n_forward; i++)
-		fprintf(stderr, "forward: udp %s bound; waiting for the peer\n",
-			nb_addr_format(&r->forward[i].addr, t, sizeof(t)));
+		if (r->forward[i].proto == NB_FWD_KIND_UDP)
+			fprintf(stderr, "forward: udp %s bound; waiting for the peer\n",
+				nb_addr_format(&r->forward[i].addr, t, sizeof(t)));
 	*ret = r;
 	return 0;
 }
@@ -462,7 +485,10 @@ void nb_fwd_run_up(struct nb_fwd_run *r, uint32_t sess, const char *peer)
 	r->up = true;
 	r->up_sess = sess;
 	snprintf(r->peer, sizeof(r->peer), "%s", peer);
+	nb_fwd_tcp_up(r->tcp, sess, peer);
 	for (size_t i = 0; i < r->n_forward; i++) {
+		if (r->forward[i].proto != NB_FWD_KIND_UDP)
+			continue;
 		if (r->forward[i].rport != 0)
 			fprintf(stderr, "forward: udp %s -> %s udp/%u\n",
 				nb_addr_format(&r->forward[i].addr, t, sizeof(t)), peer, r->forward[i].rport);
@@ -478,9 +504,10 @@ void nb_fwd_run_down(struct nb_fwd_run *r, uint32_t sess)
 
 	if (r == NULL)
 		return;
+	nb_fwd_tcp_down(r->tcp, sess);
 	if (r->up && r->up_sess == sess) {
 		r->up = false;
-		if (r->n_forward > 0 && !r->closing)
+		if (has_proto(r->forward, r->n_forward, NB_FWD_KIND_UDP) && !r->closing)
 			fprintf(stderr, "forward: %s is gone; local datagrams are dropped\n", r->peer);
 	}
 	if (sess >= NB_FWD_RUN_MAX_SESS || (ls = r->ls[sess]) == NULL)
@@ -494,7 +521,16 @@ void nb_fwd_run_down(struct nb_fwd_run *r, uint32_t sess)
 void nb_fwd_run_input(struct nb_fwd_run *r, uint32_t sess, const struct nb_fwd_hdr *h, const uint8_t *body,
 		      size_t len)
 {
-	if (r == NULL || r->closing || h == NULL || h->kind != NB_FWD_KIND_UDP)
+	if (r == NULL || r->closing || h == NULL)
+		return;
+	if (h->kind == NB_FWD_KIND_TCP) {
+		if (r->tcp != NULL)
+			nb_fwd_tcp_input(r->tcp, sess, body, len);
+		else
+			r->c.tcp.dropped++;
+		return;
+	}
+	if (h->kind != NB_FWD_KIND_UDP)
 		return;
 	if (r->n_forward > 0 && r->up && sess == r->up_sess)
 		connector_input(r, h, body, len);
@@ -506,8 +542,14 @@ void nb_fwd_run_input(struct nb_fwd_run *r, uint32_t sess, const struct nb_fwd_h
 
 void nb_fwd_run_counters(const struct nb_fwd_run *r, struct nb_fwd_counters *ret)
 {
-	if (r != NULL)
+	if (r != NULL) {
+		struct nb_fwd_tcp_counters dropped = r->c.tcp;
 		*ret = r->c;
+		if (r->tcp != NULL) {
+			nb_fwd_tcp_counters(r->tcp, &ret->tcp);
+			ret->tcp.dropped += dropped.dropped;
+		}
+	}
 }
 
 void nb_fwd_run_close(struct nb_fwd_run *r)
@@ -522,7 +564,19 @@ void nb_fwd_run_close(struct nb_fwd_run *r)
 		    (unsigned long long)r->c.unexposed, (unsigned long long)r->c.no_flow,
 		    (unsigned long long)r->c.full, (unsigned long long)r->c.send_failed,
 		    (unsigned long long)r->c.expired);
+	if (r->tcp != NULL) {
+		struct nb_fwd_counters c;
+		nb_fwd_run_counters(r, &c);
+		nb_log_info("fwd", "tcp streams: %llu opened, %llu refused, %llu reset (%llu idle), %llu closed; "
+				   "bytes: %llu to the peer, %llu from it; %llu packets with nowhere to go",
+			    (unsigned long long)c.tcp.opened, (unsigned long long)c.tcp.refused,
+			    (unsigned long long)c.tcp.reset, (unsigned long long)c.tcp.idle,
+			    (unsigned long long)c.tcp.closed, (unsigned long long)c.tcp.to_peer,
+			    (unsigned long long)c.tcp.from_peer, (unsigned long long)c.tcp.dropped);
+	}
 	r->closing = true;
+	nb_fwd_tcp_close(r->tcp);
+	r->tcp = NULL;
 	for (size_t i = 0; i < NB_FWD_RUN_MAX_SESS; i++)
 		nb_fwd_run_down(r, (uint32_t)i);
 	for (size_t i = 0; i < NB_FWD_MAX_SPECS; i++)

@@ -1,7 +1,8 @@
 /* peer/fwd_run.h - port forwarding's libuv shell: the local UDP sockets of
  * --forward (connect) and --expose (listen), moving datagrams between them
- * and the peers' data channels. The wire and the tables are peer/fwd.h's;
- * docs/forwarding.md describes what the user sees.
+ * and the peers' data channels, and the TCP ones (peer/fwd_tcp_run.h, kind
+ * 0x02). The wire and the tables are peer/fwd.h's; docs/forwarding.md
+ * describes what the user sees.
  *
  *   connect --forward udp:[BIND:]LPORT[=RPORT]: one socket bound to
  *     BIND:LPORT per option. Each local source (address:port) is a flow
@@ -26,6 +27,7 @@
 #include <uv.h>
 
 #include "peer/fwd.h"
+#include "peer/fwd_tcp_run.h"
 
 #define NB_FWD_RUN_MAX_SESS 16
 
@@ -53,6 +55,7 @@ struct nb_fwd_counters {
 	uint64_t full;                 /* a new flow refused: the table is full */
 	uint64_t send_failed;          /* the local socket refused a datagram */
 	uint64_t expired;              /* flows closed after NB_FWD_IDLE_MS */
+	struct nb_fwd_tcp_counters tcp; /* TCP streams and bytes (peer/fwd_tcp_run.h) */
 };
 
 struct nb_fwd_run;
@@ -65,7 +68,7 @@ int nb_fwd_run_open(const struct nb_fwd_run_cfg *cfg, struct nb_fwd_run **ret, c
 void nb_fwd_run_up(struct nb_fwd_run *r, uint32_t sess, const char *peer);
 /* Session sess is over: its flows close (listener); nothing goes to it. */
 void nb_fwd_run_down(struct nb_fwd_run *r, uint32_t sess);
-/* A kind-0x01 payload from session sess (decoded by nb_fwd_decode). */
+/* A kind-0x01 or 0x02 payload from session sess (decoded by nb_fwd_decode). */
 void nb_fwd_run_input(struct nb_fwd_run *r, uint32_t sess, const struct nb_fwd_hdr *h, const uint8_t *body,
 		      size_t len);
 void nb_fwd_run_counters(const struct nb_fwd_run *r, struct nb_fwd_counters *ret);

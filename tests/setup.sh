@@ -15,6 +15,8 @@ build_pkgs+=(python3 chromium)  # tests/lab/matrix.sh renders with python3; test
 build_pkgs+=(python3-dissononce golang-github-flynn-noise-dev)
 # Port forwarding (tests/lab/test_forward.sh): a real DNS server and client.
 build_pkgs+=(dnsmasq-base bind9-dnsutils)
+# TCP forwarding (tests/lab/test_forward_tcp.sh): a real ssh server and client.
+build_pkgs+=(openssh-server openssh-client)
 
 missing=()
 for p in "${build_pkgs[@]}"; do

@@ -5,8 +5,9 @@
  *    view inside the input whose header re-encodes to the input's first
  *    bytes;
  *  - the input, as a NUL-terminated string, goes through both spec parsers;
- *    what parses is a UDP spec with a port, and its error text otherwise is
- *    not empty;
+ *    what parses is a UDP or TCP spec with a port, and its error text
+ *    otherwise is not empty; a transport service name that parses prints
+ *    back to the same text;
  *  - the bytes drive a flow table (create / find / expire) whose count
  *    stays within NB_FWD_MAX_FLOWS and matches its used slots.
  * Any broken promise is __builtin_trap(). */
@@ -37,7 +38,8 @@ static void check_decode(const uint8_t *data, size_t size)
 		CHECK(h.kind == 0xEE && body == NULL && blen == 0xDEAD);
 		return;
 	}
-	CHECK(h.kind == NB_FWD_KIND_PIPE || h.kind == NB_FWD_KIND_UDP);
+	CHECK(h.kind == NB_FWD_KIND_PIPE || h.kind == NB_FWD_KIND_UDP || h.kind == NB_FWD_KIND_TCP);
+	CHECK(h.kind != NB_FWD_KIND_TCP || blen >= 1);
 	CHECK(body >= data && body + blen == data + size);
 	CHECK(size <= NB_FWD_MAX_PAYLOAD);
 	hl = nb_fwd_hdr_put(&h, blen, hb, sizeof(hb));
@@ -59,18 +61,29 @@ static void check_specs(const uint8_t *data, size_t size)
 	s[size] = '\0';
 	err[0] = '\0';
 	if (nb_fwd_expose_parse(s, &sp, err, sizeof(err)) == 0) {
-		CHECK(sp.proto == NB_FWD_KIND_UDP && sp.addr.port != 0 && sp.rport == 0);
+		CHECK((sp.proto == NB_FWD_KIND_UDP || sp.proto == NB_FWD_KIND_TCP) && sp.addr.port != 0 &&
+		      sp.rport == 0);
 		CHECK(nb_fwd_spec_add(list, &n, &sp, err, sizeof(err)) == 0);
-		CHECK(nb_fwd_expose_find(list, n, 0) == 0);
-		CHECK(nb_fwd_expose_find(list, n, sp.addr.port) == 0);
+		CHECK(nb_fwd_expose_find(list, n, sp.proto, 0) == 0);
+		CHECK(nb_fwd_expose_find(list, n, sp.proto, sp.addr.port) == 0);
+		CHECK(nb_fwd_expose_find(list, n, (uint8_t)(sp.proto ^ 3), sp.addr.port) == NB_FWD_E_NOENT);
 	} else {
 		CHECK(err[0] != '\0');
 	}
 	err[0] = '\0';
 	if (nb_fwd_forward_parse(s, &sp, err, sizeof(err)) == 0)
-		CHECK(sp.proto == NB_FWD_KIND_UDP && sp.addr.port != 0);
+		CHECK((sp.proto == NB_FWD_KIND_UDP || sp.proto == NB_FWD_KIND_TCP) && sp.addr.port != 0);
 	else
 		CHECK(err[0] != '\0');
+	/* A service name that parses prints back to itself. */
+	{
+		uint16_t port;
+		char back[NB_FWD_SERVICE_MAX];
+		if (nb_fwd_service_parse(s, &port) == 0) {
+			CHECK(nb_fwd_service_put(port, back, sizeof(back)) == 0);
+			CHECK(strcmp(back, s) == 0);
+		}
+	}
 	free(s);
 }
 

@@ -1,7 +1,8 @@
 /* tests/unit/test_fwd.c - port forwarding's pure core: the payload kinds
  * (round trips, every truncation, every kind byte, the length limits), the
- * --expose/--forward specs (a table of good and bad ones) and the flow
- * table (bounds, ids, expiry, refusal). */
+ * --expose/--forward specs (a table of good and bad ones, udp: and tcp:),
+ * the transport service names ("tcp:PORT") and the flow table (bounds,
+ * ids, expiry, refusal). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -21,6 +22,77 @@ static void test_sizes(void **state)
 	assert_int_equal(NB_FWD_MAX_PAYLOAD, NB_DC_MAX_PAYLOAD);
 	assert_int_equal(NB_FWD_MAX_DATAGRAM, 1366);
 	assert_int_equal(NB_FWD_MAX_LINE, 1370);
+	assert_int_equal(NB_FWD_MAX_TPACKET, NB_FWD_MAX_PAYLOAD - 1);
+}
+
+/* Kind 0x02: one byte, then a transport packet of 1..NB_FWD_MAX_TPACKET. */
+static void test_tcp_round_trip(void **state)
+{
+	static const size_t lens[] = { 1, 2, 12, 1000, NB_FWD_MAX_TPACKET };
+	uint8_t buf[NB_FWD_MAX_PAYLOAD];
+	struct nb_fwd_hdr h = { .kind = NB_FWD_KIND_TCP }, d;
+	const uint8_t *body;
+	size_t blen;
+
+	(void)state;
+	for (size_t k = 0; k < sizeof(lens) / sizeof(lens[0]); k++) {
+		size_t n = lens[k];
+		assert_int_equal(nb_fwd_hdr_put(&h, n, buf, sizeof(buf)), NB_FWD_TCP_HDR);
+		assert_int_equal(buf[0], 0x02);
+		memset(buf + 1, 0xC3, n);
+		memset(&d, 0xAA, sizeof(d));
+		assert_int_equal(nb_fwd_decode(buf, 1 + n, &d, &body, &blen), 0);
+		assert_int_equal(d.kind, NB_FWD_KIND_TCP);
+		assert_int_equal(blen, n);
+		assert_ptr_equal(body, buf + 1);
+	}
+	/* Empty and one byte too long are refused both ways. */
+	assert_int_equal(nb_fwd_hdr_put(&h, 0, buf, sizeof(buf)), NB_FWD_E_SHORT);
+	assert_int_equal(nb_fwd_hdr_put(&h, NB_FWD_MAX_TPACKET + 1, buf, sizeof(buf)), NB_FWD_E_TOO_BIG);
+	assert_int_equal(nb_fwd_hdr_put(&h, 1, buf, 0), NB_FWD_E_NOSPACE);
+	buf[0] = 0x02;
+	d.kind = 0x77;
+	assert_int_equal(nb_fwd_decode(buf, 1, &d, &body, &blen), NB_FWD_E_SHORT);
+	assert_int_equal(d.kind, 0x77);
+	assert_int_equal(nb_fwd_decode(buf, NB_FWD_MAX_PAYLOAD + 1, &d, &body, &blen), NB_FWD_E_TOO_BIG);
+}
+
+/* "tcp:PORT": the names a forwarded connection asks for. */
+static void test_service(void **state)
+{
+	static const struct {
+		const char *s;
+		int port; /* -1: refused */
+	} cases[] = {
+		{ "tcp:0", 0 },	    { "tcp:22", 22 },	  { "tcp:65535", 65535 }, { "tcp:65536", -1 },
+		{ "tcp:", -1 },	    { "tcp:022", -1 },	  { "tcp:00", -1 },	  { "tcp:-1", -1 },
+		{ "tcp:+1", -1 },   { "tcp:1x", -1 },	  { "udp:22", -1 },	  { "TCP:22", -1 },
+		{ "tcp/22", -1 },   { "tcp:123456", -1 }, { "", -1 },		  { "tcp:22 ", -1 },
+	};
+	char out[NB_FWD_SERVICE_MAX];
+	uint16_t p;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		p = 4242;
+		int rc = nb_fwd_service_parse(cases[i].s, &p);
+		if (cases[i].port < 0) {
+			if (rc != NB_FWD_E_SERVICE || p != 4242)
+				fail_msg("%s: accepted (%d, %u)", cases[i].s, rc, p);
+			continue;
+		}
+		if (rc != 0 || p != cases[i].port)
+			fail_msg("%s: rc %d port %u", cases[i].s, rc, p);
+		/* and back */
+		assert_int_equal(nb_fwd_service_put(p, out, sizeof(out)), 0);
+		assert_string_equal(out, cases[i].s);
+	}
+	assert_int_equal(nb_fwd_service_parse(NULL, &p), NB_FWD_E_SERVICE);
+	memset(out, 'z', sizeof(out));
+	assert_int_equal(nb_fwd_service_put(65535, out, 9), NB_FWD_E_NOSPACE);
+	assert_int_equal(out[0], 'z');
+	assert_int_equal(nb_fwd_service_put(65535, out, 10), 0);
+	assert_int_equal(nb_fwd_service_put(1, NULL, 10), NB_FWD_E_INVAL);
 }
 
 static void test_udp_round_trip(void **state)
@@ -106,7 +178,7 @@ static void test_truncation(void **state)
 	assert_int_equal(nb_fwd_decode(buf, 6, &d, &body, &blen), NB_FWD_E_FLOW);
 }
 
-/* Only kinds 0x00 and 0x01; anything over 1371 bytes is refused. */
+/* Only kinds 0x00, 0x01 and 0x02; anything over 1371 bytes is refused. */
 static void test_kinds(void **state)
 {
 	uint8_t buf[NB_FWD_MAX_PAYLOAD + 1];
@@ -120,14 +192,14 @@ static void test_kinds(void **state)
 		int rc;
 		buf[0] = (uint8_t)k;
 		rc = nb_fwd_decode(buf, 8, &d, &body, &blen);
-		if (k == 0 || k == 1)
+		if (k <= 2)
 			assert_int_equal(rc, 0);
 		else
 			assert_int_equal(rc, NB_FWD_E_KIND);
 		h.kind = (uint8_t)k;
 		h.flow = 1;
 		rc = (int)nb_fwd_hdr_put(&h, 3, buf + 100, 16);
-		if (k > 1)
+		if (k > 2)
 			assert_int_equal(rc, NB_FWD_E_KIND);
 	}
 	buf[0] = 1;
@@ -146,6 +218,11 @@ struct good_case {
 	uint16_t rport;
 };
 
+static uint8_t proto_of(const char *s)
+{
+	return strncmp(s, "tcp:", 4) == 0 ? NB_FWD_KIND_TCP : NB_FWD_KIND_UDP;
+}
+
 static const struct good_case goods[] = {
 	{ true, "udp:127.0.0.1:5353", "127.0.0.1:5353", 0 },
 	{ true, "udp:localhost:53", "127.0.0.1:53", 0 },
@@ -157,6 +234,13 @@ static const struct good_case goods[] = {
 	{ false, "udp:[::1]:15353=53", "[::1]:15353", 53 },
 	{ false, "udp:localhost:1", "127.0.0.1:1", 0 },
 	{ false, "udp:15353=0", "127.0.0.1:15353", 0 },
+	{ true, "tcp:127.0.0.1:22", "127.0.0.1:22", 0 },
+	{ true, "tcp:localhost:2222", "127.0.0.1:2222", 0 },
+	{ true, "tcp:[::1]:22", "[::1]:22", 0 },
+	{ false, "tcp:2222", "127.0.0.1:2222", 0 },
+	{ false, "tcp:2222=22", "127.0.0.1:2222", 22 },
+	{ false, "tcp:0.0.0.0:2222=0", "0.0.0.0:2222", 0 },
+	{ false, "tcp:[::1]:2222=22", "[::1]:2222", 22 },
 };
 
 struct bad_case {
@@ -167,8 +251,16 @@ struct bad_case {
 };
 
 static const struct bad_case bads[] = {
-	{ true, "tcp:127.0.0.1:22", NB_FWD_E_TCP, "TCP forwarding is not there yet" },
-	{ false, "tcp:2222", NB_FWD_E_TCP, "TCP forwarding is not there yet" },
+	{ true, "tcp:127.0.0.1:0", NB_FWD_E_INVAL, "1..65535" },
+	{ true, "tcp:0.0.0.0:22", NB_FWD_E_INVAL, "not 0.0.0.0" },
+	{ true, "tcp:22", NB_FWD_E_INVAL, "tcp:HOST:PORT" },
+	{ true, "tcp:", NB_FWD_E_INVAL, "tcp:HOST:PORT" },
+	{ true, "sctp:127.0.0.1:22", NB_FWD_E_INVAL, "tcp:HOST:PORT" },
+	{ false, "tcp:0", NB_FWD_E_INVAL, "1..65535" },
+	{ false, "tcp:2222=70000", NB_FWD_E_INVAL, "only TCP service" },
+	{ false, "tcp:::1:2222", NB_FWD_E_INVAL, "brackets" },
+	{ false, "tcp:", NB_FWD_E_INVAL, "tcp:[BIND:]LPORT" },
+	{ false, "TCP:2222", NB_FWD_E_INVAL, "tcp:[BIND:]LPORT" },
 	{ true, "", NB_FWD_E_INVAL, "udp:HOST:PORT" },
 	{ true, "udp:", NB_FWD_E_INVAL, "udp:HOST:PORT" },
 	{ true, "127.0.0.1:53", NB_FWD_E_INVAL, "udp:HOST:PORT" },
@@ -215,7 +307,7 @@ static void test_specs(void **state)
 					 : nb_fwd_forward_parse(goods[i].s, &sp, err, sizeof(err));
 		if (rc != 0)
 			fail_msg("%s: %s", goods[i].s, err);
-		assert_int_equal(sp.proto, NB_FWD_KIND_UDP);
+		assert_int_equal(sp.proto, proto_of(goods[i].s));
 		assert_string_equal(nb_addr_format(&sp.addr, a, sizeof(a)), goods[i].addr);
 		assert_int_equal(sp.rport, goods[i].rport);
 	}
@@ -250,13 +342,13 @@ static void test_spec_list(void **state)
 	char err[128], text[32];
 
 	(void)state;
-	assert_int_equal(nb_fwd_expose_find(list, 0, 0), NB_FWD_E_NOENT);
+	assert_int_equal(nb_fwd_expose_find(list, 0, NB_FWD_KIND_UDP, 0), NB_FWD_E_NOENT);
 	for (unsigned i = 0; i < NB_FWD_MAX_SPECS; i++) {
 		snprintf(text, sizeof(text), "udp:127.0.0.1:%u", 5000 + i);
 		assert_int_equal(nb_fwd_expose_parse(text, &sp, err, sizeof(err)), 0);
 		assert_int_equal(nb_fwd_spec_add(list, &n, &sp, err, sizeof(err)), 0);
 		if (i == 0) {
-			assert_int_equal(nb_fwd_expose_find(list, n, 0), 0); /* the only one */
+			assert_int_equal(nb_fwd_expose_find(list, n, NB_FWD_KIND_UDP, 0), 0); /* the only one */
 			/* the same port twice is refused, even on another host */
 			assert_int_equal(nb_fwd_expose_parse("udp:10.0.0.1:5000", &sp, err, sizeof(err)), 0);
 			assert_int_equal(nb_fwd_spec_add(list, &n, &sp, err, sizeof(err)), NB_FWD_E_INVAL);
@@ -269,9 +361,41 @@ static void test_spec_list(void **state)
 	assert_int_equal(nb_fwd_spec_add(list, &n, &sp, err, sizeof(err)), NB_FWD_E_INVAL);
 	assert_non_null(strstr(err, "at most 8"));
 	assert_int_equal(n, NB_FWD_MAX_SPECS);
-	assert_int_equal(nb_fwd_expose_find(list, n, 5003), 3);
-	assert_int_equal(nb_fwd_expose_find(list, n, 5008), NB_FWD_E_NOENT);
-	assert_int_equal(nb_fwd_expose_find(list, n, 0), NB_FWD_E_NOENT); /* several: ambiguous */
+	assert_int_equal(nb_fwd_expose_find(list, n, NB_FWD_KIND_UDP, 5003), 3);
+	assert_int_equal(nb_fwd_expose_find(list, n, NB_FWD_KIND_UDP, 5008), NB_FWD_E_NOENT);
+	assert_int_equal(nb_fwd_expose_find(list, n, NB_FWD_KIND_UDP, 0), NB_FWD_E_NOENT); /* ambiguous */
+	assert_int_equal(nb_fwd_expose_find(list, n, NB_FWD_KIND_TCP, 5003), NB_FWD_E_NOENT);
+}
+
+/* UDP and TCP ports are separate namespaces; port 0 is "the only one of
+ * this protocol". */
+static void test_spec_protocols(void **state)
+{
+	struct nb_fwd_spec list[NB_FWD_MAX_SPECS], sp;
+	size_t n = 0;
+	char err[128];
+
+	(void)state;
+	assert_int_equal(nb_fwd_expose_parse("udp:127.0.0.1:5353", &sp, err, sizeof(err)), 0);
+	assert_int_equal(nb_fwd_spec_add(list, &n, &sp, err, sizeof(err)), 0);
+	assert_int_equal(nb_fwd_expose_find(list, n, NB_FWD_KIND_TCP, 0), NB_FWD_E_NOENT);
+	assert_int_equal(nb_fwd_expose_find(list, n, NB_FWD_KIND_TCP, 5353), NB_FWD_E_NOENT);
+	assert_int_equal(nb_fwd_expose_parse("tcp:127.0.0.1:5353", &sp, err, sizeof(err)), 0);
+	assert_int_equal(nb_fwd_spec_add(list, &n, &sp, err, sizeof(err)), 0);
+	assert_int_equal(n, 2);
+	assert_int_equal(nb_fwd_expose_find(list, n, NB_FWD_KIND_UDP, 0), 0);
+	assert_int_equal(nb_fwd_expose_find(list, n, NB_FWD_KIND_TCP, 0), 1);
+	assert_int_equal(nb_fwd_expose_find(list, n, NB_FWD_KIND_TCP, 5353), 1);
+	assert_int_equal(nb_fwd_expose_find(list, n, NB_FWD_KIND_UDP, 5353), 0);
+	/* tcp 5353 again is refused, naming the protocol */
+	assert_int_equal(nb_fwd_expose_parse("tcp:10.0.0.1:5353", &sp, err, sizeof(err)), 0);
+	assert_int_equal(nb_fwd_spec_add(list, &n, &sp, err, sizeof(err)), NB_FWD_E_INVAL);
+	assert_non_null(strstr(err, "tcp port 5353 given twice"));
+	assert_int_equal(nb_fwd_expose_parse("tcp:127.0.0.1:22", &sp, err, sizeof(err)), 0);
+	assert_int_equal(nb_fwd_spec_add(list, &n, &sp, err, sizeof(err)), 0);
+	assert_int_equal(nb_fwd_expose_find(list, n, NB_FWD_KIND_TCP, 0), NB_FWD_E_NOENT); /* two now */
+	assert_int_equal(nb_fwd_expose_find(list, n, NB_FWD_KIND_TCP, 22), 2);
+	assert_int_equal(nb_fwd_expose_find(list, n, NB_FWD_KIND_UDP, 0), 0);
 }
 
 static void src_of(struct nb_addr *a, unsigned i)
@@ -402,10 +526,13 @@ int main(void)
 		cmocka_unit_test(test_sizes),
 		cmocka_unit_test(test_udp_round_trip),
 		cmocka_unit_test(test_pipe_round_trip),
+		cmocka_unit_test(test_tcp_round_trip),
+		cmocka_unit_test(test_service),
 		cmocka_unit_test(test_truncation),
 		cmocka_unit_test(test_kinds),
 		cmocka_unit_test(test_specs),
 		cmocka_unit_test(test_spec_list),
+		cmocka_unit_test(test_spec_protocols),
 		cmocka_unit_test(test_table_connector),
 		cmocka_unit_test(test_table_listener),
 	};
