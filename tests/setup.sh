@@ -17,6 +17,8 @@ build_pkgs+=(python3-dissononce golang-github-flynn-noise-dev)
 build_pkgs+=(dnsmasq-base bind9-dnsutils)
 # TCP forwarding (tests/lab/test_forward_tcp.sh): a real ssh server and client.
 build_pkgs+=(openssh-server openssh-client)
+# tests/lab/test_forward_iperf.sh and tests/bench/forward.sh: iperf3 through the forwards.
+build_pkgs+=(iperf3)
 
 missing=()
 for p in "${build_pkgs[@]}"; do
