@@ -192,18 +192,22 @@ int nb_known_forget(struct nb_known *k, const char *name)
 
 /* ---- parse / format ------------------------------------------------------------------ */
 
-/* For the duplicate check: entry indexes sorted by name, then line. */
-static const struct nb_known_entry *sort_entries;
-static const unsigned *sort_lines;
+/* For the duplicate check: entry indexes sorted by name, then line
+ * (qsort_r: no static state, as the file is parsed in the thread pool too). */
+struct sort_ctx {
+	const struct nb_known_entry *entries;
+	const unsigned *lines;
+};
 
-static int by_name_then_line(const void *a, const void *b)
+static int by_name_then_line(const void *a, const void *b, void *arg)
 {
+	const struct sort_ctx *sc = arg;
 	unsigned x = *(const unsigned *)a, y = *(const unsigned *)b;
-	int c = strcmp(sort_entries[x].name, sort_entries[y].name);
+	int c = strcmp(sc->entries[x].name, sc->entries[y].name);
 
 	if (c != 0)
 		return c;
-	return sort_lines[x] < sort_lines[y] ? -1 : sort_lines[x] > sort_lines[y];
+	return sc->lines[x] < sc->lines[y] ? -1 : sc->lines[x] > sc->lines[y];
 }
 
 int nb_known_parse(struct nb_known *k, const char *buf, size_t len, char *err, size_t errlen)
@@ -289,9 +293,8 @@ int nb_known_parse(struct nb_known *k, const char *buf, size_t len, char *err, s
 		}
 		for (size_t i = 0; i < t.n; i++)
 			idx[i] = (unsigned)i;
-		sort_entries = t.e;
-		sort_lines = lines;
-		qsort(idx, t.n, sizeof(*idx), by_name_then_line);
+		struct sort_ctx sc = { .entries = t.e, .lines = lines };
+		qsort_r(idx, t.n, sizeof(*idx), by_name_then_line, &sc);
 		for (size_t i = 1; i < t.n; i++) {
 			if (strcmp(t.e[idx[i]].name, t.e[idx[i - 1]].name) != 0)
 				continue;

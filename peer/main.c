@@ -1,4 +1,7 @@
-/* peer/main.c - natpeer: the peer agent's command line. */
+/* peer/main.c - natpeer: the peer agent's command line. listen, connect,
+ * peers, matrix, key and forget go through libnatpeer (natpeer.h, and
+ * peer/cli_run.h for the pipe, the events and port forwarding); netcheck
+ * and map still run peer/netcheck_run.h on a loop of their own. */
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
@@ -7,17 +10,39 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "natpeer.h"
 #include "common/addr.h"
-#include "common/keyfile.h"
-#include "common/keys.h"
 #include "common/log.h"
-#include "peer/agent_run.h"
-#include "peer/known.h"
+#include "peer/cli_run.h"
+#include "peer/fwd.h"
 #include "peer/portmap/portmap_run.h"
 #include "peer/portmap/ssdp.h"
 #include "peer/netcheck_run.h"
 
 #define DEFAULT_BROKER_PORT 3478
+
+/* What the options say, before it goes to libnatpeer (or netcheck). */
+struct agent_args {
+	enum cli_cmd cmd;
+	const char *broker_text, *broker2_text; /* listen, connect, peers, matrix */
+	char id[NATPEER_ID_MAX + 1];
+	char peer[NATPEER_ID_MAX + 1];
+	bool json;
+	bool one_family, ipv6_temporary;
+	uint32_t bday_sockets, bday_rate;
+	uint8_t priv[32], pub[32];
+	char known_path[4096];
+	bool has_broker_key;
+	uint8_t broker_key[32];
+	bool has_peer_key;
+	uint8_t peer_key[32];
+	size_t n_allow;
+	char allow[NATPEER_MAX_ALLOW][NATPEER_KEY_TEXT_LEN + 1];
+	struct nb_fwd_spec expose[NB_FWD_MAX_SPECS];
+	size_t n_expose;
+	struct nb_fwd_spec forward[NB_FWD_MAX_SPECS];
+	size_t n_forward;
+};
 
 static void usage(FILE *f)
 {
@@ -204,7 +229,7 @@ static bool valid_id(const char *s)
 {
 	size_t n = strlen(s);
 
-	if (n < 1 || n > NB_CTRL_ID_MAX)
+	if (n < 1 || n > NATPEER_ID_MAX)
 		return false;
 	for (size_t i = 0; i < n; i++) {
 		char c = s[i];
@@ -227,14 +252,14 @@ static int parse_broker(const char *s, struct nb_addr *ret)
 /* The key pair and the known-peers file's path: into ao. -1 when all is
  * well (go on), else the exit status. */
 static int identity(const char *cmd, const char *key_path, const char *known_path,
-		    struct nb_agent_opts *ao)
+		    struct agent_args *ao)
 {
 	char path[4096], err[512];
-	bool created = false;
+	int created = 0;
 
 	if (key_path != NULL) {
 		snprintf(path, sizeof(path), "%s", key_path);
-	} else if (nb_keyfile_default_path("natpeer", path, sizeof(path)) != 0) {
+	} else if (natpeer_keyfile_default_path(path, sizeof(path)) != 0) {
 		fprintf(stderr, "natpeer: neither $XDG_CONFIG_HOME nor $HOME is set: give --key FILE\n");
 		return 1;
 	}
@@ -248,20 +273,20 @@ static int identity(const char *cmd, const char *key_path, const char *known_pat
 	}
 	if (strcmp(cmd, "forget") == 0)
 		return -1;
-	if (nb_keyfile_load(path, true, ao->priv, ao->pub, &created, err, sizeof(err)) != 0) {
+	if (natpeer_keyfile_load(path, 1, ao->priv, ao->pub, &created, err, sizeof(err)) != 0) {
 		fprintf(stderr, "natpeer: %s\n", err);
 		return 1;
 	}
 	if (created) {
-		char text[NB_KEY_TEXT_LEN + 1];
-		nb_key_to_text(ao->pub, text);
+		char text[NATPEER_KEY_TEXT_LEN + 1];
+		natpeer_key_to_text(ao->pub, text);
 		fprintf(stderr, "natpeer: created a key pair in %s; public key %s\n", path, text);
 	}
 	return -1;
 }
 
 /* netcheck and map: the identity identity() loaded, for the broker's probe. */
-static void netcheck_identity(struct nb_netcheck_opts *o, const struct nb_agent_opts *ao)
+static void netcheck_identity(struct nb_netcheck_opts *o, const struct agent_args *ao)
 {
 	o->has_identity = true;
 	memcpy(o->priv, ao->priv, sizeof(o->priv));
@@ -273,35 +298,98 @@ static void netcheck_identity(struct nb_netcheck_opts *o, const struct nb_agent_
 
 static int forget(const char *name, const char *known_path)
 {
-	struct nb_known k;
-	char err[512], text[NB_KEY_TEXT_LEN + 1];
-	const uint8_t *key;
-	int rc;
+	char err[512], text[NATPEER_KEY_TEXT_LEN + 1];
+	uint8_t key[NATPEER_KEY_LEN];
+	int rc = name == NULL ? NATPEER_E_INVAL : natpeer_known_forget(known_path, name, key, err, sizeof(err));
 
-	if (name == NULL || !nb_known_name_ok(name)) {
+	switch (rc) {
+	case 0:
+		natpeer_key_to_text(key, text);
+		fprintf(stderr, "forgot %s (key %s) in %s\n", name, text, known_path);
+		return 0;
+	case NATPEER_E_INVAL:
 		fprintf(stderr, "natpeer: forget needs a NAME: a peer id, or @IP:PORT for a broker\n");
 		return 2;
-	}
-	nb_known_init(&k);
-	if (nb_known_load(&k, known_path, err, sizeof(err)) != 0) {
-		fprintf(stderr, "natpeer: %s\n", err);
-		return 1;
-	}
-	key = nb_known_lookup(&k, name);
-	if (key == NULL) {
+	case NATPEER_E_NOTFOUND:
 		fprintf(stderr, "natpeer: %s is not in %s\n", name, known_path);
-		nb_known_free(&k);
 		return 1;
-	}
-	nb_key_to_text(key, text);
-	nb_known_free(&k);
-	rc = nb_known_update(known_path, name, NULL, NULL, err, sizeof(err));
-	if (rc != 0) {
+	default:
 		fprintf(stderr, "natpeer: %s\n", err);
 		return 1;
 	}
-	fprintf(stderr, "forgot %s (key %s) in %s\n", name, text, known_path);
-	return 0;
+}
+
+/* listen, connect, peers, matrix: the options into a natpeer_config, and run. */
+static int run_agent(struct agent_args *ao, const struct nb_netcheck_opts *o, bool have_timeout, bool no_relay,
+		     uint32_t upnp_check_s, unsigned portmap_protocols, const char *token, const char *admin)
+{
+	natpeer_config *cfg = NULL;
+	struct cli_opts co;
+	unsigned flags = 0;
+	int rc, code = 1;
+
+	memset(&co, 0, sizeof(co));
+	if (natpeer_config_new(&cfg) != 0) {
+		fprintf(stderr, "natpeer: out of memory\n");
+		return 1;
+	}
+	if (no_relay)
+		flags |= NATPEER_NO_RELAY;
+	if (!o->upnp)
+		flags |= NATPEER_NO_PORTMAP;
+	if (ao->one_family)
+		flags |= NATPEER_ONE_FAMILY;
+	if (ao->ipv6_temporary)
+		flags |= NATPEER_IPV6_TEMPORARY;
+	if (o->upnp_flags & NB_SSDP_ANY_HOST)
+		flags |= NATPEER_UPNP_ANY_HOST;
+	rc = natpeer_config_set_key(cfg, ao->priv);
+	if (rc == 0)
+		rc = natpeer_config_add_broker(cfg, ao->broker_text);
+	if (rc == 0 && ao->broker2_text != NULL)
+		rc = natpeer_config_add_broker(cfg, ao->broker2_text);
+	if (rc == 0 && ao->id[0] != '\0')
+		rc = natpeer_config_set_id(cfg, ao->id);
+	if (rc == 0)
+		rc = natpeer_config_set_token(cfg, token);
+	if (rc == 0)
+		rc = natpeer_config_set_admin_token(cfg, admin);
+	if (rc == 0)
+		rc = natpeer_config_set_known_peers(cfg, ao->known_path);
+	if (rc == 0 && ao->has_broker_key)
+		rc = natpeer_config_set_broker_key(cfg, ao->broker_key);
+	for (size_t i = 0; rc == 0 && i < ao->n_allow; i++)
+		rc = natpeer_config_add_allow(cfg, ao->allow[i]);
+	if (rc == 0)
+		rc = natpeer_config_set_port(cfg, o->port);
+	if (rc == 0)
+		rc = natpeer_config_set_flags(cfg, flags);
+	if (rc == 0)
+		rc = natpeer_config_set_portmap(cfg, portmap_protocols, upnp_check_s);
+	if (rc == 0)
+		rc = natpeer_config_set_punch_timeout(cfg, have_timeout ? o->timeout_ms : 0);
+	if (rc == 0)
+		rc = natpeer_config_set_birthday(cfg, ao->bday_sockets, ao->bday_rate);
+	if (rc == 0)
+		rc = natpeer_config_set_log_level(cfg, (int)nb_log_get_level());
+	if (rc != 0) {
+		fprintf(stderr, "natpeer: %s\n", natpeer_strerror(rc));
+		goto out;
+	}
+	co.cmd = ao->cmd;
+	co.cfg = cfg;
+	co.json = ao->json;
+	co.peer = ao->peer;
+	co.has_peer_key = ao->has_peer_key;
+	memcpy(co.peer_key, ao->peer_key, sizeof(co.peer_key));
+	co.expose = ao->expose;
+	co.n_expose = ao->n_expose;
+	co.forward = ao->forward;
+	co.n_forward = ao->n_forward;
+	code = cli_run(&co);
+out:
+	natpeer_config_free(cfg);
+	return code;
 }
 
 int main(int argc, char **argv)
@@ -328,7 +416,7 @@ int main(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	struct nb_netcheck_opts o;
-	struct nb_agent_opts ao;
+	struct agent_args ao;
 	bool have_broker = false, have_timeout = false, no_relay = false;
 	uint32_t upnp_check_s = 0; /* 0: the UPnP client's default (60 s) */
 	const char *cmd = NULL, *id = NULL, *token = NULL, *peer = NULL;
@@ -382,6 +470,10 @@ int main(int argc, char **argv)
 					optarg);
 				return 2;
 			}
+			if (have_broker)
+				ao.broker2_text = optarg;
+			else
+				ao.broker_text = optarg;
 			o.has_server2 = have_broker;
 			have_broker = true;
 			break;
@@ -433,17 +525,17 @@ int main(int argc, char **argv)
 			ao.ipv6_temporary = true;
 			break;
 		case 'S':
-			if (parse_uint(optarg, NB_CTRL_BDAY_SOCKETS_MAX, &v) != 0 || v == 0) {
+			if (parse_uint(optarg, NATPEER_BDAY_SOCKETS_MAX, &v) != 0 || v == 0) {
 				fprintf(stderr, "natpeer: --birthday-sockets '%s': expected 1..%d\n", optarg,
-					NB_CTRL_BDAY_SOCKETS_MAX);
+					NATPEER_BDAY_SOCKETS_MAX);
 				return 2;
 			}
 			ao.bday_sockets = (uint32_t)v;
 			break;
 		case 'Q':
-			if (parse_uint(optarg, NB_CTRL_BDAY_RATE_MAX, &v) != 0 || v == 0) {
+			if (parse_uint(optarg, NATPEER_BDAY_RATE_MAX, &v) != 0 || v == 0) {
 				fprintf(stderr, "natpeer: --birthday-rate '%s': expected 1..%d probes per second\n",
-					optarg, NB_CTRL_BDAY_RATE_MAX);
+					optarg, NATPEER_BDAY_RATE_MAX);
 				return 2;
 			}
 			ao.bday_rate = (uint32_t)v;
@@ -459,10 +551,10 @@ int main(int argc, char **argv)
 			break;
 		case 'B':
 		case 'P':
-			if (nb_key_from_text(optarg, strlen(optarg), c == 'B' ? ao.broker_key : ao.peer_key) != 0) {
+			if (natpeer_key_from_text(optarg, c == 'B' ? ao.broker_key : ao.peer_key) != 0) {
 				fprintf(stderr, "natpeer: --%s '%s': expected a public key, %d base64url "
 						"characters (natpeer key prints one)\n",
-					c == 'B' ? "broker-key" : "peer-key", optarg, NB_KEY_TEXT_LEN);
+					c == 'B' ? "broker-key" : "peer-key", optarg, NATPEER_KEY_TEXT_LEN);
 				return 2;
 			}
 			if (c == 'B')
@@ -477,8 +569,8 @@ int main(int argc, char **argv)
 				return 2;
 			}
 			if (!valid_id(optarg)) {
-				uint8_t k[NB_KEY_LEN];
-				if (nb_key_from_text(optarg, strlen(optarg), k) != 0) {
+				uint8_t k[NATPEER_KEY_LEN];
+				if (natpeer_key_from_text(optarg, k) != 0) {
 					fprintf(stderr, "natpeer: --allow '%s': expected a peer name or a "
 							"public key\n", optarg);
 					return 2;
@@ -601,19 +693,19 @@ int main(int argc, char **argv)
 	if (strcmp(cmd, "forget") == 0)
 		return forget(peer, ao.known_path);
 	if (strcmp(cmd, "key") == 0) {
-		char text[NB_KEY_TEXT_LEN + 1];
-		nb_key_to_text(ao.pub, text);
+		char text[NATPEER_KEY_TEXT_LEN + 1];
+		natpeer_key_to_text(ao.pub, text);
 		printf("%s\n", text);
 		return 0;
 	}
 	if (strcmp(cmd, "listen") == 0)
-		ao.cmd = NB_AGENT_LISTEN;
+		ao.cmd = CLI_LISTEN;
 	else if (strcmp(cmd, "connect") == 0)
-		ao.cmd = NB_AGENT_CONNECT;
+		ao.cmd = CLI_CONNECT;
 	else if (strcmp(cmd, "peers") == 0)
-		ao.cmd = NB_AGENT_PEERS;
+		ao.cmd = CLI_PEERS;
 	else if (strcmp(cmd, "matrix") == 0)
-		ao.cmd = NB_AGENT_MATRIX;
+		ao.cmd = CLI_MATRIX;
 	else {
 		fprintf(stderr, "natpeer: unknown command '%s' (see --help)\n", cmd);
 		return 2;
@@ -622,25 +714,15 @@ int main(int argc, char **argv)
 		fprintf(stderr, "natpeer: %s needs --broker IP[:PORT]\n", cmd);
 		return 2;
 	}
-	ao.broker = o.server;
-	ao.has_broker2 = o.has_server2; /* listen, connect: the same broker's other family */
-	ao.broker2 = o.server2;
-	ao.port = o.port;
 	ao.json = o.json;
-	ao.timeout_ms = have_timeout ? o.timeout_ms : 0;
-	ao.upnp = o.upnp;
-	ao.no_relay = no_relay;
-	ao.upnp_flags = o.upnp_flags;
-	ao.upnp_check_s = upnp_check_s;
-	ao.portmap_protocols = portmap_protocols;
-	if (ao.cmd != NB_AGENT_PEERS && ao.cmd != NB_AGENT_MATRIX) {
+	if (ao.cmd != CLI_PEERS && ao.cmd != CLI_MATRIX) {
 		if (id == NULL || !valid_id(id)) {
 			fprintf(stderr, "natpeer: %s needs --id NAME: 1-32 of A-Z a-z 0-9 . _ -\n", cmd);
 			return 2;
 		}
 		snprintf(ao.id, sizeof(ao.id), "%s", id);
 	}
-	if (ao.cmd == NB_AGENT_CONNECT) {
+	if (ao.cmd == CLI_CONNECT) {
 		if (peer == NULL || !valid_id(peer)) {
 			fprintf(stderr, "natpeer: connect needs the PEER to reach: 1-32 of A-Z a-z 0-9 . _ -\n");
 			return 2;
@@ -654,47 +736,45 @@ int main(int argc, char **argv)
 		fprintf(stderr, "natpeer: unexpected argument '%s' (see --help)\n", peer);
 		return 2;
 	}
-	if (ao.n_allow > 0 && ao.cmd != NB_AGENT_LISTEN) {
+	if (ao.n_allow > 0 && ao.cmd != CLI_LISTEN) {
 		fprintf(stderr, "natpeer: --allow is for listen\n");
 		return 2;
 	}
-	if (ao.n_expose > 0 && ao.cmd != NB_AGENT_LISTEN) {
+	if (ao.n_expose > 0 && ao.cmd != CLI_LISTEN) {
 		fprintf(stderr, "natpeer: --expose is for listen (connect forwards with --forward)\n");
 		return 2;
 	}
-	if (ao.n_forward > 0 && ao.cmd != NB_AGENT_CONNECT) {
+	if (ao.n_forward > 0 && ao.cmd != CLI_CONNECT) {
 		fprintf(stderr, "natpeer: --forward is for connect (listen exposes with --expose)\n");
 		return 2;
 	}
-	if (ao.has_peer_key && ao.cmd != NB_AGENT_CONNECT) {
+	if (ao.has_peer_key && ao.cmd != CLI_CONNECT) {
 		fprintf(stderr, "natpeer: --peer-key is for connect\n");
 		return 2;
 	}
 	if (admin != NULL) {
 		size_t n = strlen(admin);
-		bool ok = n >= 1 && n <= NB_CTRL_TOKEN_MAX;
+		bool ok = n >= 1 && n <= NATPEER_TOKEN_MAX;
 		for (size_t i = 0; ok && i < n; i++)
 			ok = admin[i] >= 0x20 && admin[i] <= 0x7e;
 		if (!ok) {
 			fprintf(stderr, "natpeer: --admin-token: expected 1-%d printable ASCII characters\n",
-				NB_CTRL_TOKEN_MAX);
+				NATPEER_TOKEN_MAX);
 			return 2;
 		}
-		snprintf(ao.admin, sizeof(ao.admin), "%s", admin);
 	}
 	if (token != NULL) {
 		size_t n = strlen(token);
-		bool ok = n >= 1 && n <= NB_CTRL_TOKEN_MAX;
+		bool ok = n >= 1 && n <= NATPEER_TOKEN_MAX;
 		for (size_t i = 0; ok && i < n; i++)
 			ok = token[i] >= 0x20 && token[i] <= 0x7e;
 		if (!ok) {
 			fprintf(stderr, "natpeer: --token: expected 1-%d printable ASCII characters\n",
-				NB_CTRL_TOKEN_MAX);
+				NATPEER_TOKEN_MAX);
 			return 2;
 		}
-		snprintf(ao.token, sizeof(ao.token), "%s", token);
 	}
 	/* A closed stdout reader must not kill us with SIGPIPE: writes fail instead. */
 	signal(SIGPIPE, SIG_IGN);
-	return nb_agent_run(&ao);
+	return run_agent(&ao, &o, have_timeout, no_relay, upnp_check_s, portmap_protocols, token, admin);
 }

@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "common/addr.h"
+#include "peer/localip_run.h"
 
 struct nb_netcheck_opts {
 	struct nb_addr server; /* numeric address and port */
@@ -50,12 +51,6 @@ struct nb_netcheck_opts {
  * the mapping was made and removed at the end, 1 when none was made. */
 int nb_netcheck_run(const struct nb_netcheck_opts *o);
 
-/* The local IP (port 0) the kernel would send from toward `server` (a
- * routing-table lookup; nothing is sent). 0, or a negative errno. */
-int nb_local_ip_toward(const struct nb_addr *server, struct nb_addr *ret);
-/* The same; prefer_public: on IPv6, a public (stable) source address over a
- * temporary (RFC 4941 privacy) one, as RFC 5014's IPV6_PREFER_SRC_PUBLIC
- * asks (else the system's choice). */
-int nb_local_ip_toward_pref(const struct nb_addr *server, bool prefer_public, struct nb_addr *ret);
+/* nb_local_ip_toward(), nb_local_ip_toward_pref(): peer/localip_run.h. */
 
 #endif

@@ -55,14 +55,15 @@ struct nb_portmap {
 static void progress(const struct nb_portmap *pm, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void progress(const struct nb_portmap *pm, const char *fmt, ...)
 {
+	char line[512];
 	va_list ap;
 
-	if (pm->o.quiet)
+	if (pm->o.quiet || pm->o.log == NULL)
 		return;
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	vsnprintf(line, sizeof(line), fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
+	pm->o.log(pm->o.log_arg, line);
 }
 
 /* What a failure leaves the caller with, for the progress line. */

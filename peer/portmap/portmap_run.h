@@ -67,6 +67,10 @@ struct nb_portmap_opts {
 	unsigned protocols;      /* NB_PM_*; 0: all */
 	unsigned ssdp_flags;     /* NB_SSDP_ANY_HOST: tests only */
 	bool quiet;              /* no progress lines */
+	/* Where progress lines go, one line each without a newline (NULL:
+	 * nowhere). */
+	void (*log)(void *arg, const char *line);
+	void *log_arg;
 	bool no_fallback;        /* natpeer map: no "; using hole punching" after a failure */
 	uint32_t check_s;        /* look for the mapping this often (0: the protocols' default, 60 s) */
 	struct nb_addr gateway;  /* NAT-PMP/PCP's gateway; family NONE: the default route */

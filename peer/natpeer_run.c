@@ -1,7 +1,13 @@
-/* peer/agent_run.c - the peer agent's libuv shell (see agent.h). */
-#include "peer/agent_run.h"
+/* peer/natpeer_run.c - libnatpeer's agent on the application's libuv loop
+ * (natpeer.h): one UDP socket shared by the NAT check, the broker client,
+ * the punch machines and the data channels. It only moves bytes and time
+ * between the world and the pure cores (netcheck, client, punch, datachan),
+ * and reports through the application's callbacks: no stdin, stdout,
+ * stderr or signals here (docs/library.md). */
+#include "natpeer.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,11 +15,11 @@
 #include <unistd.h>
 #include <uv.h>
 
-#include <cjson/cJSON.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
 #include "common/bytes.h"
+#include "common/keyfile.h"
 #include "common/keys.h"
 #include "common/log.h"
 #include "common/noise.h"
@@ -23,13 +29,14 @@
 #include "peer/blink.h"
 #include "peer/client.h"
 #include "peer/known.h"
+#include "peer/localip_run.h"
 #include "peer/datachan.h"
-#include "peer/fwd.h"
-#include "peer/fwd_run.h"
+#include "peer/natpeer_config.h"
+#include "peer/natpeer_log.h"
 #include "peer/netcheck.h"
-#include "peer/netcheck_run.h"
 #include "peer/portmap/extip.h"
 #include "peer/portmap/portmap_run.h"
+#include "peer/portmap/ssdp.h"
 #include "peer/punch.h"
 #include "peer/spray_run.h"
 #include "peer/tcpconn_run.h"
@@ -37,15 +44,8 @@
 #include "proto/nat.h"
 #include "proto/tcpframe.h"
 
-#define AGENT_MAX_SESSIONS 16      /* attempts and connections at once (listen) */
-#define AGENT_OUT_MAX (1u << 20)   /* stdout bytes queued before lines are dropped */
-#define AGENT_LINGER_MS 2000       /* connect: wait this long for the result's ack */
-#define AGENT_SHUTDOWN_MS 2000     /* give up on a stdout nobody reads */
+#define AGENT_MAX_SESSIONS NATPEER_MAX_CHANNELS /* attempts and connections at once (listen) */
 #define AGENT_MAX_LISTED 100000    /* peers listing: entries kept */
-#define AGENT_IN_BUF 65536
-/* A stdin line: one pipe payload (NB_FWD_MAX_LINE), or with --json one
- * {"peer":..,"data":BASE64} object carrying one (4/3 of it, and room). */
-#define AGENT_LINE_MAX 2048
 #define AGENT_FAILED_KEEP_MS 1000  /* a failed attempt stays this long (late checks) */
 /* Checks that arrive before their plan (the peer got its plan first) are
  * kept this long, this many, and handed to the session when it starts. */
@@ -81,6 +81,18 @@
  * round trips and a timeout of the filtering tests (netcheck.h), the
  * registration one handshake and one request. */
 #define AGENT_F2_WAIT_MS 3000
+
+_Static_assert(NATPEER_MAX_DATAGRAM == NB_DC_MAX_PAYLOAD, "natpeer.h's datagram size");
+_Static_assert(NATPEER_KEY_LEN == NB_KEY_LEN && NATPEER_KEY_TEXT_LEN == NB_KEY_TEXT_LEN, "key sizes");
+_Static_assert(NATPEER_ID_MAX == NB_CTRL_ID_MAX && NATPEER_TOKEN_MAX == NB_CTRL_TOKEN_MAX, "name sizes");
+
+enum mode {
+	MODE_NONE = 0,
+	MODE_LISTEN,
+	MODE_CONNECT,
+	MODE_PEERS,
+	MODE_MATRIX,
+};
 
 enum phase {
 	PH_NETCHECK = 0, /* NAT behaviour tests on the shared socket + a temporary one */
@@ -155,7 +167,7 @@ struct peer_row {
  * server would refuse the second with 437): the second one to the same
  * server over UDP goes over TCP. */
 struct talloc {
-	struct agent *a;
+	struct natpeer *a;
 	uint8_t fam;                 /* enum nb_fam of the relayed address (its index in tr[]) */
 	bool on;
 	struct nb_turnc turn;
@@ -168,13 +180,23 @@ struct talloc {
 	bool told;                   /* its relayed address is registered */
 };
 
-struct agent {
-	const struct nb_agent_opts *o;
-	uv_loop_t loop;
+struct natpeer {
+	const struct natpeer_config *o; /* &cfg */
+	struct natpeer_config cfg;
+	natpeer_callbacks cb;           /* cfg's; all NULL once closing */
+	void *cb_arg;
+	enum mode mode;
+	uv_loop_t *loop;                /* the application's, or own_loop */
+	uv_loop_t *own_loop;            /* natpeer_create_pump() */
+	struct nb_lib_log log;          /* the cores' nb_log lines go here */
+	bool started;
+	bool stop_req;                  /* natpeer_stop(): shut down from the loop */
+	bool free_req;                  /* natpeer_close(): free once refs is 0 */
+	unsigned refs;                  /* handles closing, and jobs, that point at us */
+	uv_idle_t *reaper;              /* frees us an iteration after the last close */
 	struct nb_udp sock, filt;
 	bool sock_open, filt_open;
-	uv_timer_t timer, watchdog;
-	uv_signal_t sigint, sigterm;
+	uv_timer_t timer;
 	enum phase phase;
 	struct nb_addr local; /* the local candidate: IP toward the broker, socket port */
 	char broker_str[NB_ADDR_STRLEN];
@@ -191,7 +213,7 @@ struct agent {
 	} early[AGENT_EARLY_MAX];
 	size_t early_next;
 	uint64_t connect_sent_at;
-	bool event_printed; /* connect: the one event line is out */
+	bool event_printed; /* connect: the one event (connected or failed) is out */
 	bool ever_registered;
 	unsigned register_unanswered; /* connect: register transactions that got no reply */
 
@@ -201,37 +223,11 @@ struct agent {
 	bool reflexive_given;          /* the portmap has the reflexive address */
 	struct nb_ctrl_register reg;   /* what was last registered */
 
-	/* Ending: exit with end_code once results are acknowledged (or at
-	 * end_by), and, for a connected `connect`, once the peer confirmed. */
+	/* natpeer_finish(): stop once results are acknowledged (or at
+	 * end_by), and once every connected peer confirmed. */
 	bool ending;
-	int end_code;
 	uint64_t end_by;
 	bool stopping;
-	int exit_code;
-
-	/* stdin */
-	int in_kind; /* 0 not started, 1 stream, 2 file, 3 none */
-	union {
-		uv_handle_t h;
-		uv_stream_t s;
-		uv_tty_t tty;
-		uv_pipe_t pipe;
-		uv_tcp_t tcp;
-	} in_h;
-	bool in_handle_init, in_eof, in_fs_busy;
-	uv_fs_t in_req;
-	char in_buf[AGENT_IN_BUF];
-	uint8_t line[AGENT_LINE_MAX];
-	size_t line_len;
-	bool line_overlong;
-	uint64_t lines_dropped;
-
-	/* stdout: a chain of uv_fs_write, one at a time, in order */
-	struct out_chunk *out_head, *out_tail;
-	size_t out_pending;
-	bool out_busy, out_broken;
-	uint64_t out_dropped;
-	uv_fs_t out_req;
 
 	/* peers listing */
 	struct peer_row *rows;
@@ -301,11 +297,6 @@ struct agent {
 	bool relayed_update;            /* the register in flight tells it (an update, not a loss) */
 	uint8_t turn_buf[NB_TURNC_OUT_MAX + 64];
 
-	/* Port forwarding (NULL: no --expose / --forward). */
-	struct nb_fwd_run *fwd;
-	uint64_t kinds_dropped;  /* payloads of a kind we do not know */
-	bool said_no_expose;     /* a forwarded datagram came, nothing is exposed: said */
-
 	/* The datagram being handled came in on a spraying socket: replies to
 	 * its source go out through that socket. */
 	struct {
@@ -316,17 +307,66 @@ struct agent {
 	} rx;
 };
 
-static void pump(struct agent *a);
-static void shutdown_agent(struct agent *a, int code);
-static void dispatch(struct agent *a, const uint8_t *data, size_t len, const struct nb_addr *from,
+static void pump(struct natpeer *a);
+static void shutdown_agent(struct natpeer *a, int code);
+static void dispatch(struct natpeer *a, const uint8_t *data, size_t len, const struct nb_addr *from,
 		     uint64_t now);
-static void send_register(struct agent *a, uint64_t now);
-static void blink_up(struct agent *a, bool key_known, uint64_t now);
+static void send_register(struct natpeer *a, uint64_t now);
+static void blink_up(struct natpeer *a, bool key_known, uint64_t now);
+
+static void on_timer(uv_timer_t *t);
+static void unref(struct natpeer *a);
+
+/* ---- Reporting: the application's callbacks -------------------------------- */
+
+/* One line for the log callback (a trailing newline is dropped). */
+static void say(struct natpeer *a, int level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void say(struct natpeer *a, int level, const char *fmt, ...)
+{
+	char line[1024];
+	va_list ap;
+	int n;
+
+	if (a->cb.log == NULL)
+		return;
+	va_start(ap, fmt);
+	n = vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return;
+	n = (int)strnlen(line, sizeof(line));
+	if (n > 0 && line[n - 1] == '\n')
+		line[n - 1] = '\0';
+	a->cb.log(a->cb_arg, level, line);
+}
+
+/* The cores' nb_log lines (peer/natpeer_log.h). */
+static void on_core_log(void *arg, int level, const char *line)
+{
+	struct natpeer *a = arg;
+
+	if (a->cb.log != NULL)
+		a->cb.log(a->cb_arg, level, line);
+}
+
+static void ev_failed(struct natpeer *a, const char *peer, const char *reason)
+{
+	if (a->cb.failed != NULL)
+		a->cb.failed(a->cb_arg, peer, reason);
+}
+
+/* connect: `failed`, for a failure before or during the attempt (or of
+ * the broker's link after it: the application may ignore that one). */
+static void connect_failed(struct natpeer *a, const char *reason)
+{
+	ev_failed(a, a->o->peer, reason);
+	a->event_printed = true;
+}
 
 /* ---- Known peers ---------------------------------------------------------- */
 
 /* The key known for name: 1 and *ret, or 0 when unknown. */
-static int known_get(const struct agent *a, const char *name, uint8_t ret[NB_KEY_LEN])
+static int known_get(const struct natpeer *a, const char *name, uint8_t ret[NB_KEY_LEN])
 {
 	const uint8_t *k = nb_known_lookup(&a->known, name);
 
@@ -340,6 +380,7 @@ static int known_get(const struct agent *a, const char *name, uint8_t ret[NB_KEY
  * read-modify-write with fsync), never on the loop thread. */
 struct known_job {
 	uv_work_t w;
+	struct natpeer *a; /* holds a ref */
 	char path[4096];
 	char name[NB_KNOWN_NAME_MAX + 1];
 	uint8_t key[NB_KEY_LEN];
@@ -357,15 +398,17 @@ static void known_job_run(uv_work_t *w)
 static void known_job_done(uv_work_t *w, int status)
 {
 	struct known_job *j = w->data;
+	struct natpeer *a = j->a;
 
 	if (status == 0 && j->rc != 0)
-		fprintf(stderr, "natpeer: known peers: %s\n", j->err);
+		say(a, NATPEER_LOG_ERROR, "natpeer: known peers: %s", j->err);
 	OPENSSL_cleanse(j->key, sizeof(j->key));
 	free(j);
+	unref(a);
 }
 
 /* name = key in memory at once, and in the file soon. */
-static void known_record(struct agent *a, const char *name, const uint8_t key[NB_KEY_LEN])
+static void known_record(struct natpeer *a, const char *name, const uint8_t key[NB_KEY_LEN])
 {
 	struct known_job *j;
 
@@ -377,245 +420,18 @@ static void known_record(struct agent *a, const char *name, const uint8_t key[NB
 	snprintf(j->name, sizeof(j->name), "%s", name);
 	memcpy(j->key, key, NB_KEY_LEN);
 	j->w.data = j;
-	if (uv_queue_work(&a->loop, &j->w, known_job_run, known_job_done) != 0)
+	j->a = a;
+	if (uv_queue_work(a->loop, &j->w, known_job_run, known_job_done) != 0)
 		free(j);
-}
-static void print_matrix(struct agent *a);
-static void on_timer(uv_timer_t *t);
-
-/* ---- stdout --------------------------------------------------------------- */
-
-static void out_kick(struct agent *a);
-
-static void on_out_written(uv_fs_t *req)
-{
-	struct agent *a = req->data;
-	struct out_chunk *c = a->out_head;
-	ssize_t r = req->result;
-
-	uv_fs_req_cleanup(req);
-	a->out_busy = false;
-	if (r < 0) {
-		if (!a->out_broken)
-			fprintf(stderr, "natpeer: stdout: %s; dropping output\n", uv_strerror((int)r));
-		a->out_broken = true;
-	}
-	if (c != NULL) {
-		if (r > 0)
-			c->off += (size_t)r;
-		if (r <= 0 || c->off >= c->len) {
-			a->out_head = c->next;
-			if (a->out_head == NULL)
-				a->out_tail = NULL;
-			a->out_pending -= c->len;
-			free(c);
-		}
-	}
-	out_kick(a);
-}
-
-static void out_kick(struct agent *a)
-{
-	struct out_chunk *c = a->out_head;
-	uv_buf_t b;
-
-	if (a->out_busy || c == NULL)
-		return;
-	if (a->out_broken) {
-		while ((c = a->out_head) != NULL) {
-			a->out_head = c->next;
-			a->out_pending -= c->len;
-			free(c);
-		}
-		a->out_tail = NULL;
-		return;
-	}
-	b = uv_buf_init(c->data + c->off, (unsigned)(c->len - c->off));
-	a->out_req.data = a;
-	if (uv_fs_write(&a->loop, &a->out_req, 1, &b, 1, -1, on_out_written) == 0)
-		a->out_busy = true;
 	else
-		a->out_broken = true;
+		a->refs++;
 }
-
-/* Queue bytes for stdout. Written by the thread pool, so a slow reader never
- * blocks the loop; beyond AGENT_OUT_MAX queued bytes, lines are dropped. */
-static void out_write(struct agent *a, const void *data, size_t len)
-{
-	struct out_chunk *c;
-
-	if (a->out_broken || len == 0)
-		return;
-	if (a->out_pending + len > AGENT_OUT_MAX) {
-		if (a->out_dropped++ == 0)
-			fprintf(stderr, "natpeer: stdout is not keeping up; dropping lines\n");
-		return;
-	}
-	c = malloc(sizeof(*c) + len);
-	if (c == NULL) {
-		a->out_dropped++;
-		return;
-	}
-	c->next = NULL;
-	c->len = len;
-	c->off = 0;
-	memcpy(c->data, data, len);
-	if (a->out_tail != NULL)
-		a->out_tail->next = c;
-	else
-		a->out_head = c;
-	a->out_tail = c;
-	a->out_pending += len;
-	out_kick(a);
-}
-
-static void out_json(struct agent *a, cJSON *j)
-{
-	char *text = cJSON_PrintUnformatted(j);
-
-	if (text != NULL) {
-		out_write(a, text, strlen(text));
-		out_write(a, "\n", 1);
-	}
-	cJSON_free(text);
-	cJSON_Delete(j);
-}
-
-static void out_text(struct agent *a, const char *text)
-{
-	out_write(a, text, strlen(text));
-	out_write(a, "\n", 1);
-}
-
-/* ---- Event lines -------------------------------------------------------- */
-
-/* What worked: a private, link-local or loopback remote is the LAN; a
- * public one is the plan's path (a "lan" plan that worked over public
- * addresses went direct, through a hairpinning NAT). */
-static enum nb_path path_of(const struct session *s)
-{
-	const struct nb_addr *r = &s->pu.remote;
-
-	if (s->relay == REL_RUN)
-		return NB_PATH_RELAY;
-	if (nb_addr_is_private(r) || nb_addr_is_link_local(r) || nb_addr_is_loopback(r))
-		return NB_PATH_LAN;
-	if (s->plan.path == NB_PATH_LAN || s->plan.path == NB_PATH_NONE || s->plan.path == NB_PATH_RELAY)
-		return NB_PATH_DIRECT;
-	return s->plan.path;
-}
-
-static void bday_figures(const struct session *s, struct nb_ctrl_birthday *ret);
-
-static void event_connected(struct agent *a, const struct session *s, uint64_t ms)
-{
-	char remote[NB_ADDR_STRLEN], bday[96] = "";
-	const char *path = nb_path_to_string(path_of(s));
-	struct nb_ctrl_birthday b;
-
-	bday_figures(s, &b);
-	if (b.has && s->plan.role == NB_ROLE_SPRAY)
-		snprintf(bday, sizeof(bday), " (birthday: socket %u of %u)", s->pu.remote_sock, b.sockets);
-	else if (b.has)
-		snprintf(bday, sizeof(bday), " (birthday: port %u after %u probes at %u/s)", b.port, b.probes,
-			 b.rate);
-
-	nb_addr_format(&s->pu.remote, remote, sizeof(remote));
-	if (a->o->json) {
-		cJSON *j = cJSON_CreateObject();
-		cJSON_AddStringToObject(j, "event", "connected");
-		cJSON_AddStringToObject(j, "peer", s->plan.peer);
-		cJSON_AddStringToObject(j, "path", path);
-		cJSON_AddStringToObject(j, "remote", remote);
-		cJSON_AddNumberToObject(j, "family", s->pu.remote.family == NB_AF_INET6 ? 6 : 4);
-		if (s->relay == REL_RUN) {
-			char rel[NB_ADDR_STRLEN];
-			cJSON_AddStringToObject(j, "relay", nb_addr_format(&s->relayed, rel, sizeof(rel)));
-		}
-		cJSON_AddNumberToObject(j, "ms", (double)ms);
-		cJSON_AddStringToObject(j, "key", s->peer_key_text);
-		if (b.has) {
-			cJSON *bo = cJSON_AddObjectToObject(j, "birthday");
-			if (bo != NULL && b.sockets != 0) {
-				cJSON_AddNumberToObject(bo, "sockets", b.sockets);
-				cJSON_AddNumberToObject(bo, "socket", s->pu.remote_sock);
-			}
-			if (bo != NULL && b.probes != 0) {
-				cJSON_AddNumberToObject(bo, "probes", b.probes);
-				cJSON_AddNumberToObject(bo, "rate", b.rate);
-			}
-			if (bo != NULL && b.port != 0) /* the spraying side may not know it yet */
-				cJSON_AddNumberToObject(bo, "port", b.port);
-		}
-		out_json(a, j);
-	} else {
-		char line[420], rel[NB_ADDR_STRLEN + 16] = "";
-		if (s->relay == REL_RUN) {
-			char r[NB_ADDR_STRLEN];
-			snprintf(rel, sizeof(rel), " via relay %s", nb_addr_format(&s->relayed, r, sizeof(r)));
-		}
-		snprintf(line, sizeof(line), "connected to %s (%s, %s) at %s%s in %llu ms, key %s%s",
-			 s->plan.peer, path, s->pu.remote.family == NB_AF_INET6 ? "IPv6" : "IPv4", remote, rel,
-			 (unsigned long long)ms, s->peer_key_text, bday);
-		out_text(a, line);
-	}
-}
-
-static void event_failed(struct agent *a, const char *peer, const char *reason)
-{
-	if (a->o->json) {
-		cJSON *j = cJSON_CreateObject();
-		cJSON_AddStringToObject(j, "event", "failed");
-		cJSON_AddStringToObject(j, "peer", peer);
-		cJSON_AddStringToObject(j, "reason", reason);
-		out_json(a, j);
-	} else {
-		char line[512];
-		snprintf(line, sizeof(line), "failed to connect to %s: %s", peer, reason);
-		out_text(a, line);
-	}
-}
-
-static void event_lost(struct agent *a, const struct session *s)
-{
-	char remote[NB_ADDR_STRLEN];
-
-	nb_addr_format(&s->pu.remote, remote, sizeof(remote));
-	if (a->o->json) {
-		cJSON *j = cJSON_CreateObject();
-		cJSON_AddStringToObject(j, "event", "lost");
-		cJSON_AddStringToObject(j, "peer", s->plan.peer);
-		cJSON_AddStringToObject(j, "remote", remote);
-		cJSON_AddStringToObject(j, "reason", "nothing from the peer for 30 s");
-		out_json(a, j);
-	} else {
-		char line[256];
-		snprintf(line, sizeof(line), "lost %s at %s: nothing from it for %u s", s->plan.peer, remote,
-			 NB_DC_EXPIRE_MS / 1000);
-		out_text(a, line);
-	}
-}
-
-/* connect: the one event line, for a failure before or during the attempt. */
-static void connect_failed(struct agent *a, const char *reason)
-{
-	if (!a->event_printed) {
-		event_failed(a, a->o->peer, reason);
-		a->event_printed = true;
-	}
-	if (!a->ending) {
-		a->ending = true;
-		a->end_code = 1;
-		a->end_by = nb_now_ms() + AGENT_LINGER_MS;
-	}
-}
-
 /* ---- Sending -------------------------------------------------------------- */
 
 /* ---- The relay: our TURN allocation ------------------------------------------ */
 
 /* One message for the TURN server, over the main socket or the TCP link. */
-static void turn_out(struct agent *a, struct talloc *t, const uint8_t *b, size_t len)
+static void turn_out(struct natpeer *a, struct talloc *t, const uint8_t *b, size_t len)
 {
 	if (t->tcp)
 		(void)nb_tcpconn_send(&t->tconn, b, len);
@@ -629,7 +445,7 @@ static bool talloc_live(const struct talloc *t)
 }
 
 /* The allocation a relaying session uses: of the family its plan names. */
-static struct talloc *sess_talloc(struct agent *a, const struct session *s)
+static struct talloc *sess_talloc(struct natpeer *a, const struct session *s)
 {
 	return &a->tr[s->plan.relay.family == 6 ? NB_FAM_V6 : NB_FAM_V4];
 }
@@ -637,7 +453,7 @@ static struct talloc *sess_talloc(struct agent *a, const struct session *s)
 /* Does traffic to `to` go through an allocation? Yes for every address
  * whose IP we asked a permission for (the peers we relay with), on the
  * allocation of its family. */
-static bool relay_routes(const struct agent *a, const struct nb_addr *to)
+static bool relay_routes(const struct natpeer *a, const struct nb_addr *to)
 {
 	const struct talloc *t = &a->tr[nb_addr_fam(to)];
 
@@ -650,7 +466,7 @@ static bool relay_routes(const struct agent *a, const struct nb_addr *to)
 }
 
 /* A live relayed session checks or talks to `p`. */
-static bool relay_peer_in_use(const struct agent *a, const struct nb_addr *p)
+static bool relay_peer_in_use(const struct natpeer *a, const struct nb_addr *p)
 {
 	for (int i = 0; i < AGENT_MAX_SESSIONS; i++) {
 		const struct session *s = &a->s[i];
@@ -667,7 +483,7 @@ static bool relay_peer_in_use(const struct agent *a, const struct nb_addr *p)
 
 /* A permission (and channel) on allocation t for `peer`; when the table
  * is full, the peers of sessions that are gone make room first. */
-static int relay_permit(struct agent *a, struct talloc *t, const struct nb_addr *peer, uint64_t now)
+static int relay_permit(struct natpeer *a, struct talloc *t, const struct nb_addr *peer, uint64_t now)
 {
 	int rc = nb_turnc_permit(&t->turn, peer, now);
 
@@ -697,7 +513,7 @@ static bool relay_peer_known(const struct talloc *t, const struct nb_addr *p)
 /* A datagram for a peer, through the relay: ChannelData or a Send
  * indication. Until its permission is granted it is dropped (the checks
  * and the handshake retransmit). */
-static void relay_send(struct agent *a, const uint8_t *b, size_t len, const struct nb_addr *to)
+static void relay_send(struct natpeer *a, const uint8_t *b, size_t len, const struct nb_addr *to)
 {
 	struct talloc *t = &a->tr[nb_addr_fam(to)];
 	ssize_t n = nb_turnc_send(&t->turn, to, b, len, a->turn_buf, sizeof(a->turn_buf));
@@ -719,7 +535,7 @@ static void relay_send(struct agent *a, const uint8_t *b, size_t len, const stru
 
 /* One message from the TURN server of t: a response, or relayed data from
  * a peer (handled as if it came from that peer). */
-static void turn_input(struct agent *a, struct talloc *t, const uint8_t *data, size_t len, uint64_t now)
+static void turn_input(struct natpeer *a, struct talloc *t, const uint8_t *data, size_t len, uint64_t now)
 {
 	struct nb_turnc_rx rx;
 	int rc = nb_turnc_input(&t->turn, data, len, now, &rx);
@@ -734,7 +550,7 @@ static void on_tconn_frame(struct nb_tcpconn *c, enum nb_tcpf_kind kind, const u
 			   size_t len, void *arg)
 {
 	struct talloc *t = arg;
-	struct agent *a = t->a;
+	struct natpeer *a = t->a;
 
 	(void)c;
 	if (kind != NB_TCPF_DATAGRAM && !a->stopping) {
@@ -746,17 +562,18 @@ static void on_tconn_frame(struct nb_tcpconn *c, enum nb_tcpf_kind kind, const u
 static void on_tconn_state(struct nb_tcpconn *c, int status, void *arg)
 {
 	struct talloc *t = arg;
+	struct natpeer *a = t->a;
 	char s[NB_ADDR_STRLEN];
 
-	if (status != 0 && !t->a->stopping)
-		fprintf(stderr, "relay: the TCP connection to %s failed: %s\n",
+	if (status != 0 && !a->stopping)
+		say(a, NATPEER_LOG_INFO, "relay: the TCP connection to %s failed: %s\n",
 			nb_addr_format(&c->peer, s, sizeof(s)), uv_strerror(status));
 }
 
 /* Allocate on the relay of t->cfg (once: later sessions share it). Over
  * TCP when our network blocks UDP; over UDP otherwise, moving to TCP if
  * UDP gets no answer. */
-static void turn_begin(struct agent *a, struct talloc *t, bool tcp, uint64_t now)
+static void turn_begin(struct natpeer *a, struct talloc *t, bool tcp, uint64_t now)
 {
 	struct nb_turnc_config tc;
 	uint8_t seed[16];
@@ -781,18 +598,18 @@ static void turn_begin(struct agent *a, struct talloc *t, bool tcp, uint64_t now
 	t->on = true;
 	t->tcp = tcp;
 	if (tcp) {
-		int rc = nb_tcpconn_open(&t->tconn, &a->loop, &t->cfg.server, on_tconn_frame, on_tconn_state, t);
+		int rc = nb_tcpconn_open(&t->tconn, a->loop, &t->cfg.server, on_tconn_frame, on_tconn_state, t);
 		t->tconn_open = rc == 0;
 		if (rc != 0)
-			fprintf(stderr, "relay: cannot connect over TCP: %s\n", uv_strerror(rc));
+			say(a, NATPEER_LOG_INFO, "relay: cannot connect over TCP: %s\n", uv_strerror(rc));
 	}
-	fprintf(stderr, "relay: allocating an IPv%c address on %s over %s...\n", t->fam == NB_FAM_V6 ? '6' : '4',
+	say(a, NATPEER_LOG_INFO, "relay: allocating an IPv%c address on %s over %s...\n", t->fam == NB_FAM_V6 ? '6' : '4',
 		nb_addr_format(&t->cfg.server, srv, sizeof(srv)), tcp ? "TCP" : "UDP");
 }
 
 /* The allocation for relay r (a plan's or a registered's): started now
  * unless one of that family is alive. Returns it. */
-static struct talloc *turn_start(struct agent *a, const struct nb_ctrl_relay *r, uint64_t now)
+static struct talloc *turn_start(struct natpeer *a, const struct nb_ctrl_relay *r, uint64_t now)
 {
 	struct talloc *t = &a->tr[r->family == 6 ? NB_FAM_V6 : NB_FAM_V4];
 	const struct talloc *o = &a->tr[r->family == 6 ? NB_FAM_V4 : NB_FAM_V6];
@@ -810,7 +627,7 @@ static struct talloc *turn_start(struct agent *a, const struct nb_ctrl_relay *r,
 }
 
 /* The allocations' requests and refreshes; UDP without an answer: TCP. */
-static void turn_pump(struct agent *a, uint64_t now)
+static void turn_pump(struct natpeer *a, uint64_t now)
 {
 	struct nb_turnc_tx tx;
 
@@ -822,7 +639,7 @@ static void turn_pump(struct agent *a, uint64_t now)
 			turn_out(a, t, tx.bytes, tx.len);
 		if (nb_turnc_state(&t->turn) == NB_TURNC_FAILED && !t->tcp &&
 		    strstr(nb_turnc_reason(&t->turn), "no answer") != NULL) {
-			fprintf(stderr, "relay: no answer over UDP; trying TCP\n");
+			say(a, NATPEER_LOG_INFO, "relay: no answer over UDP; trying TCP\n");
 			turn_begin(a, t, true, now);
 			while (nb_turnc_poll(&t->turn, now, &tx) == 1)
 				turn_out(a, t, tx.bytes, tx.len);
@@ -842,13 +659,13 @@ static void turn_pump(struct agent *a, uint64_t now)
 			t->said = true;
 			if (nb_turnc_mapped(&t->turn) != NULL)
 				nb_addr_format(nb_turnc_mapped(&t->turn), m, sizeof(m));
-			fprintf(stderr, "relay: allocated %s (%s, %u s; the relay sees us at %s)\n",
+			say(a, NATPEER_LOG_INFO, "relay: allocated %s (%s, %u s; the relay sees us at %s)\n",
 				nb_addr_format(nb_turnc_relayed(&t->turn), r, sizeof(r)), t->tcp ? "TCP" : "UDP",
 				nb_turnc_lifetime(&t->turn), m);
 		}
 		if (nb_turnc_state(&t->turn) == NB_TURNC_FAILED && !t->said) {
 			t->said = true;
-			fprintf(stderr, "relay: %s\n", nb_turnc_reason(&t->turn));
+			say(a, NATPEER_LOG_INFO, "relay: %s\n", nb_turnc_reason(&t->turn));
 		}
 	}
 }
@@ -858,7 +675,7 @@ static void turn_pump(struct agent *a, uint64_t now)
 static void on_bconn_frame(struct nb_tcpconn *t, enum nb_tcpf_kind kind, const uint8_t *bytes,
 			   size_t len, void *arg)
 {
-	struct agent *a = arg;
+	struct natpeer *a = arg;
 
 	(void)t;
 	if (kind == NB_TCPF_DATAGRAM && !a->stopping) {
@@ -867,35 +684,35 @@ static void on_bconn_frame(struct nb_tcpconn *t, enum nb_tcpf_kind kind, const u
 	}
 }
 
-static void connect_failed(struct agent *a, const char *reason);
+static void connect_failed(struct natpeer *a, const char *reason);
 
 static void on_bconn_state(struct nb_tcpconn *t, int status, void *arg)
 {
-	struct agent *a = arg;
+	struct natpeer *a = arg;
 	char why[256];
 
 	(void)t;
 	if (a->stopping)
 		return;
 	if (status == 0) {
-		fprintf(stderr, "broker: connected over TCP to %s\n", a->broker_str);
+		say(a, NATPEER_LOG_INFO, "broker: connected over TCP to %s\n", a->broker_str);
 		return;
 	}
 	snprintf(why, sizeof(why), "the TCP connection to the broker at %s failed: %s", a->broker_str,
 		 uv_strerror(status));
-	if (a->o->cmd == NB_AGENT_CONNECT) {
+	if (a->mode == MODE_CONNECT) {
 		connect_failed(a, why);
 		pump(a);
 	} else {
-		fprintf(stderr, "natpeer: %s\n", why);
-		shutdown_agent(a, 1);
+		say(a, NATPEER_LOG_INFO, "natpeer: %s\n", why);
+		shutdown_agent(a, NATPEER_E_BROKER);
 	}
 }
 
 /* Birthday: datagrams to `to` that go out through a spraying socket: a
  * reply to a datagram that came in on one, or a session's, once a socket
  * has won. true when sent (or dropped) there. */
-static bool spray_routes(struct agent *a, const uint8_t *b, size_t len, const struct nb_addr *to)
+static bool spray_routes(struct natpeer *a, const uint8_t *b, size_t len, const struct nb_addr *to)
 {
 	if (a->rx.on && a->rx.s->sp != NULL && nb_addr_equal(to, &a->rx.from)) {
 		(void)nb_spray_send(a->rx.s->sp, a->rx.idx, b, len, to);
@@ -911,7 +728,7 @@ static bool spray_routes(struct agent *a, const uint8_t *b, size_t len, const st
 	return false;
 }
 
-static void send_to(struct agent *a, const uint8_t *b, size_t len, const struct nb_addr *to)
+static void send_to(struct natpeer *a, const uint8_t *b, size_t len, const struct nb_addr *to)
 {
 	int rc;
 
@@ -936,7 +753,7 @@ static void send_to(struct agent *a, const uint8_t *b, size_t len, const struct 
 	}
 }
 
-static void send_frame(struct agent *a, struct session *s, const uint8_t *payload, size_t n,
+static void send_frame(struct natpeer *a, struct session *s, const uint8_t *payload, size_t n,
 		       uint64_t now)
 {
 	ssize_t len = nb_dc_seal(&s->dc, payload, n, a->frame, sizeof(a->frame), now);
@@ -945,248 +762,14 @@ static void send_frame(struct agent *a, struct session *s, const uint8_t *payloa
 		send_to(a, a->frame, (size_t)len, &s->pu.remote);
 }
 
-/* ---- stdin ------------------------------------------------------------------ */
-
-/* --json: a stdin line that is a JSON object is {"data":BASE64}, with
- * "peer":NAME to send to that peer alone; payload and target in *ret_*.
- * 1 when it is such an object, 0 when the line is to be sent as it is, -1
- * when it is an object but a bad one (said on stderr; nothing is sent). */
-static int in_json(const uint8_t *line, size_t len, uint8_t *ret_payload, size_t *ret_n,
-		   char ret_peer[NB_CTRL_ID_MAX + 1])
-{
-	cJSON *j, *d, *p;
-	size_t dl, pad = 0;
-	int n, rc = -1;
-
-	if (len == 0 || line[0] != '{')
-		return 0;
-	j = cJSON_ParseWithLength((const char *)line, len);
-	if (j == NULL || !cJSON_IsObject(j))
-		goto out_raw;
-	d = cJSON_GetObjectItemCaseSensitive(j, "data");
-	p = cJSON_GetObjectItemCaseSensitive(j, "peer");
-	if (d == NULL) /* not ours: sent as it is */
-		goto out_raw;
-	if (!cJSON_IsString(d) || (p != NULL && (!cJSON_IsString(p) ||
-						 strlen(p->valuestring) > NB_CTRL_ID_MAX))) {
-		fprintf(stderr, "natpeer: stdin: {\"data\":BASE64[,\"peer\":NAME]} expected; line dropped\n");
-		goto out;
-	}
-	dl = strlen(d->valuestring);
-	if (dl % 4 != 0 || dl / 4 * 3 > NB_DC_MAX_PAYLOAD + 2) {
-		fprintf(stderr, "natpeer: stdin: \"data\" is not base64 of at most %u bytes; line dropped\n",
-			(unsigned)NB_FWD_MAX_LINE);
-		goto out;
-	}
-	if (dl > 0 && d->valuestring[dl - 1] == '=')
-		pad = dl > 1 && d->valuestring[dl - 2] == '=' ? 2 : 1;
-	n = dl > 0 ? EVP_DecodeBlock(ret_payload, (const unsigned char *)d->valuestring, (int)dl) : 0;
-	if (n < 0 || (size_t)n < pad || (size_t)n - pad > NB_FWD_MAX_LINE) {
-		fprintf(stderr, "natpeer: stdin: \"data\" is not base64 of at most %u bytes; line dropped\n",
-			(unsigned)NB_FWD_MAX_LINE);
-		goto out;
-	}
-	*ret_n = (size_t)n - pad;
-	snprintf(ret_peer, NB_CTRL_ID_MAX + 1, "%s", p != NULL ? p->valuestring : "");
-	rc = 1;
-	goto out;
-out_raw:
-	rc = 0;
-out:
-	cJSON_Delete(j);
-	return rc;
-}
-
-/* One stdin line: to every confirmed peer (or, --json {"peer":..}, to one). */
-static void in_line(struct agent *a, const uint8_t *line, size_t len)
-{
-	static const struct nb_fwd_hdr pipe_hdr = { .kind = NB_FWD_KIND_PIPE };
-	uint8_t payload[NB_DC_MAX_PAYLOAD + 3], framed[NB_FWD_MAX_PAYLOAD];
-	ssize_t hl;
-	char peer[NB_CTRL_ID_MAX + 1] = "";
-	uint64_t now = nb_now_ms();
-	int sent = 0, kind = a->o->json ? in_json(line, len, payload, &len, peer) : 0;
-
-	if (kind < 0)
-		return;
-	if (kind == 1)
-		line = payload;
-	/* Kind 0x00, a pipe line (peer/fwd.h): one byte, then the line. */
-	hl = nb_fwd_hdr_put(&pipe_hdr, len, framed, sizeof(framed));
-	if (hl < 0) {
-		fprintf(stderr, "natpeer: stdin: a line longer than %u bytes was dropped\n",
-			(unsigned)NB_FWD_MAX_LINE);
-		return;
-	}
-	memcpy(framed + hl, line, len);
-	for (int i = 0; i < AGENT_MAX_SESSIONS; i++) {
-		struct session *s = &a->s[i];
-		if (s->used && s->confirmed && (peer[0] == '\0' || strcmp(peer, s->plan.peer) == 0)) {
-			send_frame(a, s, framed, (size_t)hl + len, now);
-			sent++;
-		}
-	}
-	if (sent == 0)
-		a->lines_dropped++;
-}
-
-/* Split into lines; a line longer than one datagram's payload is dropped
- * whole (with a warning), never cut. */
-static void in_feed(struct agent *a, const char *data, size_t len)
-{
-	for (size_t i = 0; i < len; i++) {
-		char c = data[i];
-		if (c == '\n') {
-			if (a->line_overlong)
-				fprintf(stderr, "natpeer: stdin: a line longer than %u bytes was dropped\n",
-					(unsigned)AGENT_LINE_MAX);
-			else
-				in_line(a, a->line, a->line_len);
-			a->line_len = 0;
-			a->line_overlong = false;
-		} else if (a->line_len < sizeof(a->line)) {
-			a->line[a->line_len++] = (uint8_t)c;
-		} else {
-			a->line_overlong = true;
-		}
-	}
-}
-
-static void in_eof(struct agent *a)
-{
-	if (a->in_eof)
-		return;
-	a->in_eof = true;
-	if (a->line_overlong)
-		fprintf(stderr, "natpeer: stdin: a line longer than %u bytes was dropped\n",
-			(unsigned)AGENT_LINE_MAX);
-	else if (a->line_len > 0)
-		in_line(a, a->line, a->line_len); /* a last line without its newline */
-	a->line_len = 0;
-	if (a->in_kind == 1 && a->in_handle_init)
-		uv_read_stop(&a->in_h.s);
-	nb_log_debug("agent", "stdin: end of input");
-	/* With --forward, connect runs on: until a signal or the peer is lost. */
-	if (a->o->cmd == NB_AGENT_CONNECT && !a->ending && a->o->n_forward == 0) {
-		a->ending = true;
-		a->end_code = 0;
-		a->end_by = nb_now_ms() + AGENT_LINGER_MS;
-	}
-	pump(a);
-}
-
-static void in_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
-{
-	struct agent *a = h->data;
-
-	(void)suggested;
-	*buf = uv_buf_init(a->in_buf, sizeof(a->in_buf));
-}
-
-static void in_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
-{
-	struct agent *a = st->data;
-
-	if (nread > 0) {
-		in_feed(a, buf->base, (size_t)nread);
-		pump(a);
-	} else if (nread < 0) {
-		if (nread != UV_EOF)
-			fprintf(stderr, "natpeer: stdin: %s\n", uv_strerror((int)nread));
-		in_eof(a);
-	}
-}
-
-static void in_fs_next(struct agent *a);
-
-static void on_in_fs(uv_fs_t *req)
-{
-	struct agent *a = req->data;
-	ssize_t r = req->result;
-
-	uv_fs_req_cleanup(req);
-	a->in_fs_busy = false;
-	if (a->stopping)
-		return;
-	if (r > 0) {
-		in_feed(a, a->in_buf, (size_t)r);
-		in_fs_next(a);
-		pump(a);
-		return;
-	}
-	if (r < 0)
-		fprintf(stderr, "natpeer: stdin: %s\n", uv_strerror((int)r));
-	in_eof(a);
-}
-
-static void in_fs_next(struct agent *a)
-{
-	uv_buf_t b = uv_buf_init(a->in_buf, sizeof(a->in_buf));
-
-	if (a->in_eof || a->stopping)
-		return;
-	a->in_req.data = a;
-	if (uv_fs_read(&a->loop, &a->in_req, 0, &b, 1, -1, on_in_fs) == 0)
-		a->in_fs_busy = true;
-	else
-		in_eof(a);
-}
-
-/* Start reading stdin: a terminal, a pipe or socket (libuv streams), or a
- * file such as /dev/null (read through the thread pool: regular files do
- * not work with epoll). */
-static void in_start(struct agent *a)
-{
-	uv_handle_type t;
-	int rc = 0;
-
-	if (a->in_kind != 0)
-		return;
-	t = uv_guess_handle(0);
-	switch (t) {
-	case UV_TTY:
-		rc = uv_tty_init(&a->loop, &a->in_h.tty, 0, 1);
-		a->in_handle_init = rc == 0;
-		break;
-	case UV_NAMED_PIPE:
-		uv_pipe_init(&a->loop, &a->in_h.pipe, 0);
-		a->in_handle_init = true;
-		rc = uv_pipe_open(&a->in_h.pipe, 0);
-		break;
-	case UV_TCP:
-		uv_tcp_init(&a->loop, &a->in_h.tcp);
-		a->in_handle_init = true;
-		rc = uv_tcp_open(&a->in_h.tcp, 0);
-		break;
-	case UV_FILE:
-		a->in_kind = 2;
-		in_fs_next(a);
-		return;
-	default:
-		a->in_kind = 3;
-		nb_log_debug("agent", "stdin: not a terminal, pipe, socket or file; nothing to read");
-		in_eof(a);
-		return;
-	}
-	a->in_kind = 1;
-	if (a->in_handle_init)
-		a->in_h.h.data = a;
-	if (rc == 0)
-		rc = uv_read_start(&a->in_h.s, in_alloc, in_read);
-	if (rc != 0) {
-		fprintf(stderr, "natpeer: stdin: %s; not reading it\n", uv_strerror(rc));
-		in_eof(a);
-	}
-}
-
 /* ---- Sessions --------------------------------------------------------------- */
 
 static void session_free(struct session *s);
-static void session_end(struct agent *a, struct session *s);
-static void session_fail(struct agent *a, struct session *s, const char *reason, uint64_t now);
-static void relay_begin(struct agent *a, struct session *s, uint64_t now);
+static void session_end(struct natpeer *a, struct session *s);
+static void session_fail(struct natpeer *a, struct session *s, const char *reason, uint64_t now);
+static void relay_begin(struct natpeer *a, struct session *s, uint64_t now);
 
-static struct session *session_new(struct agent *a, const char *peer)
+static struct session *session_new(struct natpeer *a, const char *peer)
 {
 	struct session *free_slot = NULL;
 
@@ -1219,7 +802,62 @@ static void bday_figures(const struct session *s, struct nb_ctrl_birthday *ret)
 	ret->has = ret->sockets != 0 || ret->probes != 0 || ret->rate != 0 || ret->port != 0;
 }
 
-static void report_result(struct agent *a, struct session *s, bool ok, const char *reason,
+/* What worked: a private, link-local or loopback remote is the LAN; a
+ * public one is the plan's path (a "lan" plan that worked over public
+ * addresses went direct, through a hairpinning NAT). */
+static enum nb_path path_of(const struct session *s)
+{
+	const struct nb_addr *r = &s->pu.remote;
+
+	if (s->relay == REL_RUN)
+		return NB_PATH_RELAY;
+	if (nb_addr_is_private(r) || nb_addr_is_link_local(r) || nb_addr_is_loopback(r))
+		return NB_PATH_LAN;
+	if (s->plan.path == NB_PATH_LAN || s->plan.path == NB_PATH_NONE || s->plan.path == NB_PATH_RELAY)
+		return NB_PATH_DIRECT;
+	return s->plan.path;
+}
+
+static void ev_connected(struct natpeer *a, const struct session *s, uint64_t ms)
+{
+	char remote[NB_ADDR_STRLEN], rel[NB_ADDR_STRLEN];
+	struct nb_ctrl_birthday b;
+	natpeer_conn_info ci;
+
+	if (a->cb.connected == NULL)
+		return;
+	bday_figures(s, &b);
+	memset(&ci, 0, sizeof(ci));
+	ci.channel = (uint32_t)(s - a->s);
+	ci.peer = s->plan.peer;
+	ci.key = s->peer_key;
+	ci.key_text = s->peer_key_text;
+	ci.path = nb_path_to_string(path_of(s));
+	ci.family = s->pu.remote.family == NB_AF_INET6 ? 6 : 4;
+	ci.remote = nb_addr_format(&s->pu.remote, remote, sizeof(remote));
+	if (s->relay == REL_RUN)
+		ci.relay = nb_addr_format(&s->relayed, rel, sizeof(rel));
+	ci.ms = ms;
+	ci.birthday = b.has;
+	ci.birthday_spray = b.has && s->plan.role == NB_ROLE_SPRAY;
+	ci.sockets = b.sockets;
+	ci.socket = b.sockets != 0 ? s->pu.remote_sock : 0;
+	ci.probes = b.probes;
+	ci.rate = b.rate;
+	ci.port = b.port;
+	a->cb.connected(a->cb_arg, &ci);
+}
+
+static void ev_lost(struct natpeer *a, const struct session *s)
+{
+	char remote[NB_ADDR_STRLEN];
+
+	if (a->cb.lost != NULL)
+		a->cb.lost(a->cb_arg, (uint32_t)(s - a->s), s->plan.peer,
+			   nb_addr_format(&s->pu.remote, remote, sizeof(remote)));
+}
+
+static void report_result(struct natpeer *a, struct session *s, bool ok, const char *reason,
 			  uint64_t now)
 {
 	struct nb_ctrl_result r;
@@ -1244,10 +882,10 @@ static void report_result(struct agent *a, struct session *s, bool ok, const cha
 /* May we talk to this peer? connect: --peer-key, else the known-peers file
  * (trust on first use, as ssh does); listen: --allow. NULL if so, else why
  * not (in buf). */
-static const char *peer_refused(struct agent *a, const char *name, const uint8_t key[NB_KEY_LEN],
+static const char *peer_refused(struct natpeer *a, const char *name, const uint8_t key[NB_KEY_LEN],
 				const char *key_text, char *buf, size_t len)
 {
-	if (a->o->cmd == NB_AGENT_CONNECT) {
+	if (a->mode == MODE_CONNECT) {
 		char want[NB_KEY_TEXT_LEN + 1];
 		uint8_t known[NB_KEY_LEN];
 		if (a->o->has_peer_key) {
@@ -1282,7 +920,7 @@ static void on_spray_recv(struct nb_spray *sp, uint32_t idx, const uint8_t *data
 /* Birthday: our caps on the plan's budget, and the spraying side's
  * sockets. A set that cannot open leaves 0 sockets (the attempt fails at
  * once, and falls back to the relay) and says why in why[]. */
-static void bday_prepare(struct agent *a, struct session *s, char *why, size_t why_len)
+static void bday_prepare(struct natpeer *a, struct session *s, char *why, size_t why_len)
 {
 	struct nb_ctrl_birthday *b = &s->plan.birthday;
 	char ip[NB_ADDR_STRLEN];
@@ -1293,7 +931,7 @@ static void bday_prepare(struct agent *a, struct session *s, char *why, size_t w
 		for (size_t i = 0; i < s->plan.n_candidates; i++) {
 			if (nb_addr_is_private(&s->plan.candidates[i]))
 				continue;
-			fprintf(stderr, "birthday: probing up to %u ports of %s at %u/s\n", b->probes,
+			say(a, NATPEER_LOG_INFO, "birthday: probing up to %u ports of %s at %u/s\n", b->probes,
 				nb_addr_format_ip(&s->plan.candidates[i], ip, sizeof(ip)), b->rate);
 			break;
 		}
@@ -1303,18 +941,18 @@ static void bday_prepare(struct agent *a, struct session *s, char *why, size_t w
 		return;
 	if (a->o->bday_sockets != 0 && a->o->bday_sockets < b->sockets)
 		b->sockets = a->o->bday_sockets;
-	if (nb_spray_open(&a->loop, &a->sock.local, b->sockets, on_spray_recv, a, &s->sp, why,
+	if (nb_spray_open(a->loop, &a->sock.local, b->sockets, on_spray_recv, a, &s->sp, why,
 			  why_len) != 0) {
-		fprintf(stderr, "natpeer: %s\n", why);
+		say(a, NATPEER_LOG_INFO, "natpeer: %s\n", why);
 		s->sp = NULL;
 		b->sockets = 0;
 		return;
 	}
-	fprintf(stderr, "birthday: spraying from %u sockets toward %s\n", b->sockets,
+	say(a, NATPEER_LOG_INFO, "birthday: spraying from %u sockets toward %s\n", b->sockets,
 		s->plan.n_candidates > 0 ? nb_addr_format(&s->plan.candidates[0], ip, sizeof(ip)) : "?");
 }
 
-static void session_start(struct agent *a, const struct nb_ctrl_plan *plan, uint64_t now)
+static void session_start(struct natpeer *a, const struct nb_ctrl_plan *plan, uint64_t now)
 {
 	struct session *s;
 	uint8_t seed[NB_STUN_TID_LEN], key[NB_KEY_LEN], dh[NB_KEY_LEN];
@@ -1330,7 +968,7 @@ static void session_start(struct agent *a, const struct nb_ctrl_plan *plan, uint
 		if (n > 0)
 			off += (size_t)n;
 	}
-	fprintf(stderr, "plan: %s %s (%s path, key %s), candidates %s%s%s\n",
+	say(a, NATPEER_LOG_INFO, "plan: %s %s (%s path, key %s), candidates %s%s%s\n",
 		nb_role_to_string(plan->role), plan->peer, nb_path_to_string(plan->path), plan->peer_key,
 		cands[0] ? cands : "none", plan->reason[0] ? "; " : "", plan->reason);
 	if (nb_key_from_text(plan->peer_key, strlen(plan->peer_key), key) != 0) {
@@ -1339,11 +977,11 @@ static void session_start(struct agent *a, const struct nb_ctrl_plan *plan, uint
 	}
 	refused = peer_refused(a, plan->peer, key, plan->peer_key, why, sizeof(why));
 	if (refused != NULL) {
-		if (a->o->cmd == NB_AGENT_CONNECT) {
-			fprintf(stderr, "natpeer: %s\n", refused);
+		if (a->mode == MODE_CONNECT) {
+			say(a, NATPEER_LOG_INFO, "natpeer: %s\n", refused);
 			connect_failed(a, refused);
 		} else {
-			fprintf(stderr, "natpeer: refused %s\n", refused);
+			say(a, NATPEER_LOG_INFO, "natpeer: refused %s\n", refused);
 		}
 		return;
 	}
@@ -1372,11 +1010,11 @@ static void session_start(struct agent *a, const struct nb_ctrl_plan *plan, uint
 	s->plan = *plan;
 	memcpy(s->peer_key, key, sizeof(key));
 	memcpy(s->peer_key_text, plan->peer_key, sizeof(s->peer_key_text));
-	s->initiator = a->o->cmd == NB_AGENT_CONNECT;
+	s->initiator = a->mode == MODE_CONNECT;
 	if (a->o->timeout_ms != 0)
 		s->plan.deadline_ms = a->o->timeout_ms;
 	s->plan_at = now;
-	s->t0 = a->o->cmd == NB_AGENT_CONNECT ? a->connect_sent_at : now;
+	s->t0 = a->mode == MODE_CONNECT ? a->connect_sent_at : now;
 	bday_prepare(a, s, bwhy, sizeof(bwhy));
 	if (nb_punch_init(&s->pu, NULL, &s->plan, pkey, seed, now) != 0) {
 		OPENSSL_cleanse(pkey, sizeof(pkey));
@@ -1413,7 +1051,7 @@ static void session_start(struct agent *a, const struct nb_ctrl_plan *plan, uint
 }
 
 /* A Binding request no session took: keep it a moment (see AGENT_EARLY_MS). */
-static void keep_early(struct agent *a, const uint8_t *data, size_t len, const struct nb_addr *from,
+static void keep_early(struct natpeer *a, const uint8_t *data, size_t len, const struct nb_addr *from,
 		       uint64_t now)
 {
 	size_t i = a->early_next;
@@ -1427,11 +1065,14 @@ static void keep_early(struct agent *a, const uint8_t *data, size_t len, const s
 	a->early_next = (i + 1) % AGENT_EARLY_MAX;
 }
 
-/* A session goes: its forwarded flows with it. */
-static void session_end(struct agent *a, struct session *s)
+/* A session goes: a connected one's channel is closed. */
+static void session_end(struct natpeer *a, struct session *s)
 {
-	nb_fwd_run_down(a->fwd, (uint32_t)(s - a->s));
+	bool was = s->used && s->connected;
+
 	session_free(s);
+	if (was && a->cb.closed != NULL)
+		a->cb.closed(a->cb_arg, (uint32_t)(s - a->s));
 }
 
 static void session_free(struct session *s)
@@ -1456,7 +1097,7 @@ static size_t peer_prologue(const struct session *s, uint8_t *out)
 }
 
 /* A fresh handshake index of ours. */
-static uint32_t new_index(struct agent *a)
+static uint32_t new_index(struct natpeer *a)
 {
 	uint8_t in[24], md[32];
 	unsigned int mdlen = 0;
@@ -1469,7 +1110,7 @@ static uint32_t new_index(struct agent *a)
 }
 
 /* Initiator: a new handshake with the peer (the first, or a rekey). */
-static int hs_start(struct agent *a, struct session *s, uint64_t now)
+static int hs_start(struct natpeer *a, struct session *s, uint64_t now)
 {
 	uint8_t pro[64];
 	size_t pl = peer_prologue(s, pro);
@@ -1491,20 +1132,20 @@ static int hs_start(struct agent *a, struct session *s, uint64_t now)
 	return 0;
 }
 
-static void session_fail(struct agent *a, struct session *s, const char *reason, uint64_t now)
+static void session_fail(struct natpeer *a, struct session *s, const char *reason, uint64_t now)
 {
 	s->reported = true;
 	s->hs_busy = false;
-	if (a->o->cmd == NB_AGENT_CONNECT)
+	if (a->mode == MODE_CONNECT)
 		connect_failed(a, reason);
 	else
-		event_failed(a, s->plan.peer, reason);
+		ev_failed(a, s->plan.peer, reason);
 	report_result(a, s, false, reason, now);
 	s->free_at = now + AGENT_FAILED_KEEP_MS;
 }
 
 /* The handshake verified: the session is up. */
-static void session_secured(struct agent *a, struct session *s, uint64_t now)
+static void session_secured(struct natpeer *a, struct session *s, uint64_t now)
 {
 	s->connected = true;
 	s->reported = true;
@@ -1517,13 +1158,13 @@ static void session_secured(struct agent *a, struct session *s, uint64_t now)
 			session_end(a, x);
 		}
 	}
-	event_connected(a, s, now - s->t0);
-	if (a->o->cmd == NB_AGENT_CONNECT) {
+	ev_connected(a, s, now - s->t0);
+	if (a->mode == MODE_CONNECT) {
 		uint8_t k[NB_KEY_LEN];
 		a->event_printed = true;
 		if (known_get(a, s->plan.peer, k) == 0) { /* first use: remember it */
 			known_record(a, s->plan.peer, s->peer_key);
-			fprintf(stderr, "%s: key %s, first use: recorded in %s\n", s->plan.peer,
+			say(a, NATPEER_LOG_INFO, "%s: key %s, first use: recorded in %s\n", s->plan.peer,
 				s->peer_key_text, a->o->known_path);
 		}
 	}
@@ -1532,7 +1173,7 @@ static void session_secured(struct agent *a, struct session *s, uint64_t now)
 
 /* Checks over the relay: a fresh punch machine with the session's key, as
  * `role`, toward `cands`, with the relay's own deadline. */
-static void relay_punch(struct agent *a, struct session *s, enum nb_role role,
+static void relay_punch(struct natpeer *a, struct session *s, enum nb_role role,
 			const struct nb_addr *cands, size_t n, uint64_t now)
 {
 	struct nb_ctrl_plan p = s->plan;
@@ -1567,11 +1208,11 @@ static void relay_punch(struct agent *a, struct session *s, enum nb_role role,
 }
 
 /* The other side allocated: check toward its relayed address. */
-static void relay_dial(struct agent *a, struct session *s, uint64_t now)
+static void relay_dial(struct natpeer *a, struct session *s, uint64_t now)
 {
 	char r[NB_ADDR_STRLEN];
 
-	fprintf(stderr, "%s: relaying through its relayed address %s\n", s->plan.peer,
+	say(a, NATPEER_LOG_INFO, "%s: relaying through its relayed address %s\n", s->plan.peer,
 		nb_addr_format(&s->relayed, r, sizeof(r)));
 	relay_punch(a, s, NB_ROLE_DIAL, &s->relayed, 1, now);
 }
@@ -1579,7 +1220,7 @@ static void relay_dial(struct agent *a, struct session *s, uint64_t now)
 /* Our allocation is up: permissions for the peer's public candidates, our
  * relayed address to the peer (through the broker), and checks that answer
  * what comes through the relay. */
-static void relay_allocated(struct agent *a, struct session *s, uint64_t now)
+static void relay_allocated(struct natpeer *a, struct session *s, uint64_t now)
 {
 	struct talloc *t = sess_talloc(a, s);
 	struct nb_ctrl_relayed r;
@@ -1614,7 +1255,7 @@ static void relay_allocated(struct agent *a, struct session *s, uint64_t now)
 
 /* Start the relay for s: allocate (if the plan says we do), else wait for
  * the other side's relayed address. */
-static void relay_begin(struct agent *a, struct session *s, uint64_t now)
+static void relay_begin(struct natpeer *a, struct session *s, uint64_t now)
 {
 	s->relay_give_up = now + AGENT_RELAY_MS;
 	if (s->plan.relay.alloc) {
@@ -1632,7 +1273,7 @@ static void relay_begin(struct agent *a, struct session *s, uint64_t now)
 	} else if (s->have_relayed) {
 		relay_dial(a, s, now);
 	} else {
-		fprintf(stderr, "%s: waiting for its relayed address\n", s->plan.peer);
+		say(a, NATPEER_LOG_INFO, "%s: waiting for its relayed address\n", s->plan.peer);
 	}
 }
 
@@ -1645,7 +1286,7 @@ static void relay_begin(struct agent *a, struct session *s, uint64_t now)
  * candidate address learns nothing from it. Until the path is found it is
  * not retransmitted (there is nowhere to send it); then it is, to the
  * remote. */
-static void early_handshake(struct agent *a, struct session *s, const struct nb_addr *to, uint64_t now)
+static void early_handshake(struct natpeer *a, struct session *s, const struct nb_addr *to, uint64_t now)
 {
 	if (!s->initiator || s->relay != REL_NONE || s->plan.path != NB_PATH_DIRECT || s->dc_set ||
 	    (s->pu.role != NB_ROLE_DIAL && s->pu.role != NB_ROLE_PUNCH) ||
@@ -1661,7 +1302,7 @@ static void early_handshake(struct agent *a, struct session *s, const struct nb_
 
 /* Drive one session: its punch machine's datagrams, its outcome, its data
  * channel's keepalive and expiry. */
-static void session_pump(struct agent *a, struct session *s, uint64_t now)
+static void session_pump(struct natpeer *a, struct session *s, uint64_t now)
 {
 	struct nb_punch_tx tx;
 
@@ -1681,7 +1322,7 @@ static void session_pump(struct agent *a, struct session *s, uint64_t now)
 		if (s->pu.remote_sock != 0) {
 			nb_spray_keep(s->sp, s->pu.remote_sock);
 			s->sp_kept = true;
-			fprintf(stderr, "birthday: socket %u of %u reached %s; the other %u closed\n",
+			say(a, NATPEER_LOG_INFO, "birthday: socket %u of %u reached %s; the other %u closed\n",
 				s->pu.remote_sock, s->plan.birthday.sockets, s->plan.peer,
 				s->plan.birthday.sockets - 1);
 		} else {
@@ -1695,7 +1336,7 @@ static void session_pump(struct agent *a, struct session *s, uint64_t now)
 	}
 	if (s->plan.role == NB_ROLE_PROBE && !s->reported && s->relay == REL_NONE &&
 	    nb_punch_state(&s->pu) == NB_PUNCH_CONNECTED && s->hs_give_up == 0)
-		fprintf(stderr, "birthday: port %u of %s answered after %u probes\n", s->pu.bd.port,
+		say(a, NATPEER_LOG_INFO, "birthday: port %u of %s answered after %u probes\n", s->pu.bd.port,
 			s->plan.peer, s->bd_sent);
 
 	/* Through the relay the dialing side's handshake goes with its first
@@ -1727,7 +1368,7 @@ static void session_pump(struct agent *a, struct session *s, uint64_t now)
 	} else if (!s->reported && nb_punch_state(&s->pu) == NB_PUNCH_FAILED && s->relay == REL_NONE &&
 		   s->plan.relay.has_relay && !a->o->no_relay) {
 		/* The direct path did not work by its deadline: the relay. */
-		fprintf(stderr, "%s: no direct path (%s); trying the relay\n", s->plan.peer, s->pu.reason);
+		say(a, NATPEER_LOG_INFO, "%s: no direct path (%s); trying the relay\n", s->plan.peer, s->pu.reason);
 		relay_begin(a, s, now);
 	} else if (!s->reported && nb_punch_state(&s->pu) == NB_PUNCH_FAILED &&
 		   (s->relay == REL_NONE || s->relay == REL_RUN)) {
@@ -1773,24 +1414,12 @@ static void session_pump(struct agent *a, struct session *s, uint64_t now)
 		if (now >= nb_dc_deadline(&s->dc))
 			send_frame(a, s, NULL, 0, now);
 		if (nb_dc_expired(&s->dc, now)) {
-			if (a->o->cmd == NB_AGENT_CONNECT) {
-				fprintf(stderr, "natpeer: lost %s: nothing from it for %u s\n", s->plan.peer,
-					NB_DC_EXPIRE_MS / 1000);
-				s->connected = false;
-				nb_fwd_run_down(a->fwd, (uint32_t)(s - a->s));
-				if (!a->ending || a->end_code == 0) {
-					a->ending = true;
-					a->end_code = 1;
-					a->end_by = now;
-				}
-			} else {
-				event_lost(a, s);
-				session_end(a, s);
-			}
+			ev_lost(a, s);
+			session_end(a, s);
 			return;
 		}
 	}
-	if (s->reported && !s->connected && a->o->cmd == NB_AGENT_LISTEN && now >= s->free_at)
+	if (s->reported && !s->connected && a->mode == MODE_LISTEN && now >= s->free_at)
 		session_end(a, s);
 }
 
@@ -1835,7 +1464,7 @@ static uint64_t session_deadline(const struct session *s)
 
 /* The IPv6 socket a pinhole is for, once its NAT tests are done: true,
  * its address and port, and whether it is f2's. */
-static bool pin6_socket(const struct agent *a, struct nb_addr *ret_local, bool *ret_f2)
+static bool pin6_socket(const struct natpeer *a, struct nb_addr *ret_local, bool *ret_f2)
 {
 	if (a->o->broker.family == NB_AF_INET6 && a->phase != PH_NETCHECK && a->phase != PH_PEERS &&
 	    !a->broker_tcp && !a->nat.udp_blocked) {
@@ -1854,7 +1483,7 @@ static bool pin6_socket(const struct agent *a, struct nb_addr *ret_local, bool *
 
 /* The broker client of the pinhole's family; NULL while f2's has no
  * session yet. */
-static struct nb_client *pin6_client(struct agent *a)
+static struct nb_client *pin6_client(struct natpeer *a)
 {
 	if (!a->pin6.f2)
 		return &a->client;
@@ -1864,7 +1493,7 @@ static struct nb_client *pin6_client(struct agent *a)
 /* The portmap's verify hook: the probe goes through that family's session. */
 static int pin6_verify(void *arg, const struct nb_addr *external, uint64_t now, char *why, size_t why_len)
 {
-	struct agent *a = arg;
+	struct natpeer *a = arg;
 	struct nb_client *c = pin6_client(a);
 	int rc;
 
@@ -1880,7 +1509,7 @@ static int pin6_verify(void *arg, const struct nb_addr *external, uint64_t now, 
 
 static void on_pin6(struct nb_portmap *pm, bool changed, void *arg)
 {
-	struct agent *a = arg;
+	struct natpeer *a = arg;
 	struct nb_portmap_report r;
 	char ext[NB_ADDR_STRLEN];
 	enum nb_portmap_state s = nb_portmap_state(pm);
@@ -1891,13 +1520,13 @@ static void on_pin6(struct nb_portmap *pm, bool changed, void *arg)
 		nb_portmap_get_report(pm, &r);
 		nb_addr_format(&r.external, ext, sizeof(ext));
 		if (s == NB_PM_VERIFIED)
-			fprintf(stderr, "IPv6: pinhole UDP %s via PCP (lifetime %u s), verified by the broker\n", ext,
+			say(a, NATPEER_LOG_INFO, "IPv6: pinhole UDP %s via PCP (lifetime %u s), verified by the broker\n", ext,
 				(unsigned)r.lease_s);
 		else if (s == NB_PM_UNVERIFIED && r.external.family != NB_AF_NONE)
-			fprintf(stderr, "IPv6: pinhole UDP %s via PCP (lifetime %u s), not verified: %s\n", ext,
+			say(a, NATPEER_LOG_INFO, "IPv6: pinhole UDP %s via PCP (lifetime %u s), not verified: %s\n", ext,
 				(unsigned)r.lease_s, r.reason);
 		else
-			fprintf(stderr, "IPv6: no pinhole: %s\n", r.reason[0] ? r.reason : nb_portmap_status_word(s));
+			say(a, NATPEER_LOG_INFO, "IPv6: no pinhole: %s\n", r.reason[0] ? r.reason : nb_portmap_status_word(s));
 	}
 	if (!a->stopping) /* pump from the loop: a verify may wait to go out */
 		uv_timer_start(&a->timer, on_timer, 0, 0);
@@ -1906,7 +1535,7 @@ static void on_pin6(struct nb_portmap *pm, bool changed, void *arg)
 /* Start the pinhole once its socket is tested; give it the reflexive
  * address (what the broker saw: verify compares) once the family's session
  * can carry the probe; drop it with the second family. From pump(). */
-static void pin6_when_due(struct agent *a, uint64_t now)
+static void pin6_when_due(struct natpeer *a, uint64_t now)
 {
 	struct nb_addr local;
 	bool f2;
@@ -1929,10 +1558,10 @@ static void pin6_when_due(struct agent *a, uint64_t now)
 			nb_log_info("agent", "IPv6: no pinhole for %s: %s", nb_addr_format(&local, s, sizeof(s)), why);
 			return;
 		}
-		rc = nb_portmap_open(&a->pin6.pm, &a->loop, &po, on_pin6, a);
+		rc = nb_portmap_open(&a->pin6.pm, a->loop, &po, on_pin6, a);
 		if (rc != 0) {
 			a->pin6.pm = NULL;
-			fprintf(stderr, "IPv6: no pinhole: cannot start: %s\n", uv_strerror(rc));
+			say(a, NATPEER_LOG_INFO, "IPv6: no pinhole: cannot start: %s\n", uv_strerror(rc));
 			return;
 		}
 		if (nb_portmap_state(a->pin6.pm) != NB_PM_WORKING) /* nothing to ask (no IPv6 route) */
@@ -1952,7 +1581,7 @@ static void pin6_when_due(struct agent *a, uint64_t now)
 }
 
 /* A verify answer from client c: true if it was the pinhole's (then it has it). */
-static bool pin6_verify_event(struct agent *a, const struct nb_client *c, const struct nb_client_event *e,
+static bool pin6_verify_event(struct natpeer *a, const struct nb_client *c, const struct nb_client_event *e,
 			      uint64_t now)
 {
 	if (a->pin6.pm == NULL || !a->pin6.asked || pin6_client(a) != c)
@@ -1964,7 +1593,7 @@ static bool pin6_verify_event(struct agent *a, const struct nb_client *c, const 
 
 /* The broker's probe of the pinhole on f2's socket: true if taken (f2's
  * client asked for it). */
-static bool pin6_probe_input(struct agent *a, const uint8_t *data, size_t len, const struct nb_addr *from,
+static bool pin6_probe_input(struct natpeer *a, const uint8_t *data, size_t len, const struct nb_addr *from,
 			     uint64_t now)
 {
 	struct nb_ctrl_msg *m;
@@ -1981,23 +1610,23 @@ static bool pin6_probe_input(struct agent *a, const uint8_t *data, size_t len, c
 }
 
 /* On the way out: delete the pinhole (bounded, as the IPv4 mapping). */
-static void pin6_stop(struct agent *a)
+static void pin6_stop(struct natpeer *a)
 {
 	struct nb_portmap_report r;
 
 	nb_portmap_get_report(a->pin6.pm, &r); /* NULL: family NONE */
 	if (r.external.family != NB_AF_NONE)
-		fprintf(stderr, "IPv6: removing the pinhole...\n");
+		say(a, NATPEER_LOG_INFO, "IPv6: removing the pinhole...\n");
 	nb_portmap_stop(a->pin6.pm, NULL, NULL);
 	a->pin6.pm = NULL;
 }
 
 /* ---- The broker client's events ------------------------------------------------ */
 
-static void f2_start(struct agent *a, const struct nb_addr *alt, uint64_t now);
+static void f2_start(struct natpeer *a, const struct nb_addr *alt, uint64_t now);
 
 /* connect: ask for the plan once the second family is settled. */
-static void connect_when_due(struct agent *a, uint64_t now)
+static void connect_when_due(struct natpeer *a, uint64_t now)
 {
 	int rc;
 
@@ -2016,10 +1645,10 @@ static void connect_when_due(struct agent *a, uint64_t now)
 	}
 	a->connect_sent_at = now;
 	a->phase = PH_CONNECT;
-	fprintf(stderr, "connecting to %s...\n", a->o->peer);
+	say(a, NATPEER_LOG_INFO, "connecting to %s...\n", a->o->peer);
 }
 
-static void on_registered(struct agent *a, const struct nb_ctrl_registered *r, uint64_t now)
+static void on_registered(struct natpeer *a, const struct nb_ctrl_registered *r, uint64_t now)
 {
 	char refl[NB_ADDR_STRLEN];
 
@@ -2038,20 +1667,22 @@ static void on_registered(struct agent *a, const struct nb_ctrl_registered *r, u
 	if (a->ever_registered && a->relayed_update) {
 		char rel[NB_ADDR_STRLEN];
 		a->relayed_update = false;
-		fprintf(stderr, "relay: registered our relayed address %s with the broker\n",
+		say(a, NATPEER_LOG_INFO, "relay: registered our relayed address %s with the broker\n",
 			nb_addr_format(&a->reg.relayed, rel, sizeof(rel)));
 		return;
 	}
 	if (a->ever_registered) {
-		fprintf(stderr, "registered again as %s (reflexive %s)\n", r->id, refl);
+		say(a, NATPEER_LOG_INFO, "registered again as %s (reflexive %s)\n", r->id, refl);
 		return;
 	}
 	a->ever_registered = true;
-	fprintf(stderr, "registered as %s with %s; reflexive %s, keepalive every %u s\n", r->id,
+	say(a, NATPEER_LOG_INFO, "registered as %s with %s; reflexive %s, keepalive every %u s\n", r->id,
 		a->broker_str, refl, (unsigned)r->keepalive_s);
+	if (a->cb.registered != NULL)
+		a->cb.registered(a->cb_arg, r->id, refl);
 	if (r->has_alt && a->f2.st == F2_OFF && !a->o->one_family && !a->broker_tcp)
 		f2_start(a, &r->alt, now); /* (with a second --broker it started at once) */
-	if (a->o->cmd == NB_AGENT_CONNECT) {
+	if (a->mode == MODE_CONNECT) {
 		/* With a second family coming up, connect once it is registered
 		 * (or given up, or after AGENT_F2_WAIT_MS): the plan is made
 		 * from what the broker knows when it is asked. */
@@ -2060,13 +1691,13 @@ static void on_registered(struct agent *a, const struct nb_ctrl_registered *r, u
 		connect_when_due(a, now);
 	} else {
 		a->phase = PH_RUN;
-		fprintf(stderr, "listening as %s\n", a->o->id);
+		say(a, NATPEER_LOG_INFO, "listening as %s\n", a->o->id);
 	}
 }
 
 /* The other side of a session allocated on the relay: its relayed address.
  * Whatever we are doing for that session, checks toward it start now. */
-static void on_relayed(struct agent *a, const struct nb_ctrl_relayed *r, uint64_t now)
+static void on_relayed(struct natpeer *a, const struct nb_ctrl_relayed *r, uint64_t now)
 {
 	for (int i = 0; i < AGENT_MAX_SESSIONS; i++) {
 		struct session *s = &a->s[i];
@@ -2084,7 +1715,76 @@ static void on_relayed(struct agent *a, const struct nb_ctrl_relayed *r, uint64_
 	nb_log_debug("agent", "relayed address for unknown session %s", r->session);
 }
 
-static void client_events(struct agent *a, uint64_t now)
+/* The listing, as the application gets it: every row at once. */
+static void ev_peers(struct natpeer *a)
+{
+	natpeer_peer_info *rows;
+	char (*txt)[2][NB_ADDR_STRLEN];
+
+	if (a->cb.peers == NULL)
+		return;
+	rows = calloc(a->n_rows ? a->n_rows : 1, sizeof(*rows));
+	txt = calloc(a->n_rows ? a->n_rows : 1, sizeof(*txt));
+	if (rows == NULL || txt == NULL) {
+		say(a, NATPEER_LOG_ERROR, "natpeer: peers: out of memory");
+		goto out;
+	}
+	for (size_t i = 0; i < a->n_rows; i++) {
+		const struct nb_ctrl_peer_info *p = &a->rows[i].info;
+		rows[i].id = p->id;
+		rows[i].nat = nb_nat_type_to_string(p->nat);
+		rows[i].mapping = nb_mapping_to_string(p->mapping);
+		rows[i].filtering = nb_filtering_to_string(p->filtering);
+		rows[i].reflexive = nb_addr_format(&p->reflexive, txt[i][0], sizeof(txt[i][0]));
+		rows[i].has_alt = p->has_alt;
+		if (p->has_alt) { /* its registration in the other family */
+			rows[i].alt = nb_addr_format(&p->alt, txt[i][1], sizeof(txt[i][1]));
+			rows[i].alt_mapping = nb_mapping_to_string(p->alt_mapping);
+			rows[i].alt_filtering = nb_filtering_to_string(p->alt_filtering);
+		}
+	}
+	a->cb.peers(a->cb_arg, rows, a->n_rows);
+out:
+	free(rows);
+	free(txt);
+}
+
+static void ev_matrix(struct natpeer *a)
+{
+	natpeer_pair_info *rows;
+
+	if (a->cb.matrix == NULL)
+		return;
+	rows = calloc(a->n_rows ? a->n_rows : 1, sizeof(*rows));
+	if (rows == NULL) {
+		say(a, NATPEER_LOG_ERROR, "natpeer: matrix: out of memory");
+		return;
+	}
+	for (size_t i = 0; i < a->n_rows; i++) {
+		const struct nb_ctrl_pair *p = &a->rows[i].pair;
+		natpeer_pair_info *r = &rows[i];
+		r->a = p->a;
+		r->b = p->b;
+		r->predicted = nb_path_to_string(p->predicted);
+		r->role_a = nb_role_to_string(p->role_a);
+		r->role_b = nb_role_to_string(p->role_b);
+		r->plan = p->reason;
+		r->has_measured = p->has_measured;
+		r->measured = p->has_measured ? nb_path_to_string(p->measured) : NULL;
+		r->ms = p->ms;
+		r->plan_family = p->plan_family;
+		r->family = p->family;
+		r->birthday = p->birthday.has;
+		r->bd_sockets = p->birthday.sockets;
+		r->bd_probes = p->birthday.probes;
+		r->bd_rate = p->birthday.rate;
+		r->bd_port = p->birthday.port;
+	}
+	a->cb.matrix(a->cb_arg, rows, a->n_rows);
+	free(rows);
+}
+
+static void client_events(struct natpeer *a, uint64_t now)
 {
 	struct nb_client_event e;
 	char why[NB_CTRL_REASON_MAX + 64];
@@ -2101,35 +1801,35 @@ static void client_events(struct agent *a, uint64_t now)
 			else
 				snprintf(why, sizeof(why), "no answer from the broker at %s (register)",
 					 a->broker_str);
-			if (a->o->cmd == NB_AGENT_CONNECT && !a->ever_registered &&
+			if (a->mode == MODE_CONNECT && !a->ever_registered &&
 			    (e.code != 0 || ++a->register_unanswered >= AGENT_CONNECT_REGISTER_TRIES)) {
 				connect_failed(a, why);
 			} else if (nb_client_state(&a->client) == NB_CLIENT_REFUSED) {
-				fprintf(stderr, "natpeer: %s\n", why);
-				shutdown_agent(a, 1);
+				say(a, NATPEER_LOG_INFO, "natpeer: %s\n", why);
+				shutdown_agent(a, NATPEER_E_BROKER);
 				return;
 			} else {
-				fprintf(stderr, "natpeer: %s; trying again\n", why);
+				say(a, NATPEER_LOG_INFO, "natpeer: %s; trying again\n", why);
 			}
 			break;
 		case NB_CLIENT_EV_LOST:
 			if (a->bl_on) /* the broker may have lost our session too */
 				(void)nb_blink_start(&a->bl, now);
 			if (e.code != 0)
-				fprintf(stderr, "natpeer: registration lost (%d %s); registering again\n", e.code,
+				say(a, NATPEER_LOG_INFO, "natpeer: registration lost (%d %s); registering again\n", e.code,
 					e.reason);
 			else
-				fprintf(stderr, "natpeer: registration lost (%s); registering again\n", e.reason);
+				say(a, NATPEER_LOG_INFO, "natpeer: registration lost (%s); registering again\n", e.reason);
 			break;
 		case NB_CLIENT_EV_PLAN:
-			if (a->o->cmd == NB_AGENT_CONNECT && e.pushed) {
+			if (a->mode == MODE_CONNECT && e.pushed) {
 				nb_log_info("agent", "%s wants to connect; natpeer connect does not accept: ignored",
 					    e.u.plan.peer);
 				break;
 			}
-			if (a->o->cmd == NB_AGENT_CONNECT && a->phase != PH_CONNECT)
+			if (a->mode == MODE_CONNECT && a->phase != PH_CONNECT)
 				break;
-			if (a->o->cmd == NB_AGENT_CONNECT)
+			if (a->mode == MODE_CONNECT)
 				a->phase = PH_RUN;
 			session_start(a, &e.u.plan, now);
 			break;
@@ -2173,55 +1873,13 @@ static void client_events(struct agent *a, uint64_t now)
 			}
 			break;
 		}
-		case NB_CLIENT_EV_PEERS_DONE: {
-			if (a->o->cmd == NB_AGENT_MATRIX) {
-				print_matrix(a);
-			} else if (a->o->json) {
-				cJSON *arr = cJSON_CreateArray();
-				for (size_t i = 0; i < a->n_rows; i++) {
-					const struct nb_ctrl_peer_info *p = &a->rows[i].info;
-					char refl[NB_ADDR_STRLEN];
-					cJSON *j = cJSON_CreateObject();
-					cJSON_AddStringToObject(j, "id", p->id);
-					cJSON_AddStringToObject(j, "nat", nb_nat_type_to_string(p->nat));
-					cJSON_AddStringToObject(j, "mapping", nb_mapping_to_string(p->mapping));
-					cJSON_AddStringToObject(j, "filtering", nb_filtering_to_string(p->filtering));
-					cJSON_AddStringToObject(j, "reflexive",
-								nb_addr_format(&p->reflexive, refl, sizeof(refl)));
-					if (p->has_alt) { /* its registration in the other family */
-						cJSON_AddStringToObject(j, "alt", nb_addr_format(&p->alt, refl, sizeof(refl)));
-						cJSON_AddStringToObject(j, "alt_mapping", nb_mapping_to_string(p->alt_mapping));
-						cJSON_AddStringToObject(j, "alt_filtering",
-									nb_filtering_to_string(p->alt_filtering));
-					}
-					cJSON_AddItemToArray(arr, j);
-				}
-				out_json(a, arr);
-			} else {
-				char line[256];
-				snprintf(line, sizeof(line), "%-20s %-21s %-27s %-27s %s", "ID", "NAT", "MAPPING",
-					 "FILTERING", "REFLEXIVE");
-				out_text(a, line);
-				for (size_t i = 0; i < a->n_rows; i++) {
-					const struct nb_ctrl_peer_info *p = &a->rows[i].info;
-					char refl[NB_ADDR_STRLEN];
-					snprintf(line, sizeof(line), "%-20s %-21s %-27s %-27s %s", p->id,
-						 nb_nat_type_to_string(p->nat), nb_mapping_to_string(p->mapping),
-						 nb_filtering_to_string(p->filtering),
-						 nb_addr_format(&p->reflexive, refl, sizeof(refl)));
-					out_text(a, line);
-					if (p->has_alt) {
-						snprintf(line, sizeof(line), "%-20s %-21s %-27s %-27s %s", "",
-							 "(other family)", nb_mapping_to_string(p->alt_mapping),
-							 nb_filtering_to_string(p->alt_filtering),
-							 nb_addr_format(&p->alt, refl, sizeof(refl)));
-						out_text(a, line);
-					}
-				}
-			}
+		case NB_CLIENT_EV_PEERS_DONE:
+			if (a->mode == MODE_MATRIX)
+				ev_matrix(a);
+			else
+				ev_peers(a);
 			shutdown_agent(a, 0);
 			return;
-		}
 		case NB_CLIENT_EV_VERIFIED:
 		case NB_CLIENT_EV_VERIFY_FAILED:
 			if (!pin6_verify_event(a, &a->client, &e, now))
@@ -2229,77 +1887,16 @@ static void client_events(struct agent *a, uint64_t now)
 							 e.reason, now);
 			break;
 		case NB_CLIENT_EV_PEERS_FAILED: {
-			const char *what = a->o->cmd == NB_AGENT_MATRIX ? "matrix" : "peers";
+			const char *what = a->mode == MODE_MATRIX ? "matrix" : "peers";
 			if (e.code != 0)
-				fprintf(stderr, "natpeer: %s: the broker refused: %d %s\n", what, e.code, e.reason);
+				say(a, NATPEER_LOG_INFO, "natpeer: %s: the broker refused: %d %s\n", what, e.code, e.reason);
 			else
-				fprintf(stderr, "natpeer: %s: %s (is natbroker running at %s?)\n", what, e.reason,
+				say(a, NATPEER_LOG_INFO, "natpeer: %s: %s (is natbroker running at %s?)\n", what, e.reason,
 					a->broker_str);
 		}
-			shutdown_agent(a, 1);
+			shutdown_agent(a, NATPEER_E_BROKER);
 			return;
 		}
-	}
-}
-
-/* The matrix listing: one JSON array, or a table. */
-static void print_matrix(struct agent *a)
-{
-	if (a->o->json) {
-		cJSON *arr = cJSON_CreateArray();
-		for (size_t i = 0; i < a->n_rows; i++) {
-			const struct nb_ctrl_pair *p = &a->rows[i].pair;
-			cJSON *j = cJSON_CreateObject();
-			cJSON_AddStringToObject(j, "a", p->a);
-			cJSON_AddStringToObject(j, "b", p->b);
-			cJSON_AddStringToObject(j, "predicted", nb_path_to_string(p->predicted));
-			cJSON_AddStringToObject(j, "role_a", nb_role_to_string(p->role_a));
-			cJSON_AddStringToObject(j, "role_b", nb_role_to_string(p->role_b));
-			cJSON_AddStringToObject(j, "plan", p->reason);
-			if (p->has_measured) {
-				cJSON_AddStringToObject(j, "measured", nb_path_to_string(p->measured));
-				cJSON_AddNumberToObject(j, "ms", p->ms);
-			} else {
-				cJSON_AddNullToObject(j, "measured");
-				cJSON_AddNullToObject(j, "ms");
-			}
-			if (p->plan_family != 0)
-				cJSON_AddNumberToObject(j, "plan_family", p->plan_family);
-			if (p->family != 0)
-				cJSON_AddNumberToObject(j, "family", p->family);
-			if (p->birthday.has) { /* last, as on the wire */
-				cJSON *b = cJSON_AddObjectToObject(j, "birthday");
-				if (b != NULL && p->birthday.sockets != 0)
-					cJSON_AddNumberToObject(b, "sockets", p->birthday.sockets);
-				if (b != NULL && p->birthday.probes != 0)
-					cJSON_AddNumberToObject(b, "probes", p->birthday.probes);
-				if (b != NULL && p->birthday.rate != 0)
-					cJSON_AddNumberToObject(b, "rate", p->birthday.rate);
-				if (b != NULL && p->birthday.port != 0)
-					cJSON_AddNumberToObject(b, "port", p->birthday.port);
-			}
-			cJSON_AddItemToArray(arr, j);
-		}
-		out_json(a, arr);
-		return;
-	}
-	char line[512];
-	snprintf(line, sizeof(line), "%-16s %-16s %-9s %-9s %7s  %s", "A", "B", "PREDICTED", "MEASURED", "MS",
-		 "PLAN");
-	out_text(a, line);
-	for (size_t i = 0; i < a->n_rows; i++) {
-		const struct nb_ctrl_pair *p = &a->rows[i].pair;
-		char ms[16] = "-";
-		if (p->has_measured)
-			snprintf(ms, sizeof(ms), "%u", p->ms);
-		char bd[96] = "";
-		if (p->birthday.has)
-			snprintf(bd, sizeof(bd), " [birthday: %u sockets, %u probes at %u/s, port %u]",
-				 p->birthday.sockets, p->birthday.probes, p->birthday.rate, p->birthday.port);
-		snprintf(line, sizeof(line), "%-16s %-16s %-9s %-9s %7s  %s%s", p->a, p->b,
-			 nb_path_to_string(p->predicted), p->has_measured ? nb_path_to_string(p->measured) : "-",
-			 ms, p->reason[0] ? p->reason : "-", bd);
-		out_text(a, line);
 	}
 }
 
@@ -2307,34 +1904,45 @@ static void print_matrix(struct agent *a)
 
 static void on_udp_closed(struct nb_udp *u)
 {
-	(void)u;
+	unref(u->arg);
+}
+
+/* nb_udp_open, counting the handle in a->refs. */
+static int udp_open(struct natpeer *a, struct nb_udp *u, const struct nb_addr *local, nb_udp_recv_fn cb)
+{
+	int rc = nb_udp_open(u, a->loop, local, 0, cb, a);
+
+	if (rc == 0)
+		a->refs++;
+	return rc;
 }
 
 /* "NAT: ..." (label ""), or "NAT (IPv6): ..." for the second family. */
-static void nat_line(const struct nb_netcheck_result *r, const char *label, const char *broker_str)
+static void nat_line(struct natpeer *a, const struct nb_netcheck_result *r, const char *label,
+		     const char *broker_str)
 {
 	char refl[NB_ADDR_STRLEN], what[16] = "NAT";
 
 	if (label[0] != '\0')
 		snprintf(what, sizeof(what), "NAT (%s)", label);
 	if (r->udp_blocked) {
-		fprintf(stderr, "%s: no answer from %s over UDP (UDP blocked, or no broker there)\n", what,
+		say(a, NATPEER_LOG_INFO, "%s: no answer from %s over UDP (UDP blocked, or no broker there)\n", what,
 			broker_str);
 		return;
 	}
 	nb_addr_format(&r->reflexive, refl, sizeof(refl));
 	if (r->mapping == NB_MAPPING_NONE)
-		fprintf(stderr, "%s: none (public address %s), %s filtering (%s)\n", what, refl,
+		say(a, NATPEER_LOG_INFO, "%s: none (public address %s), %s filtering (%s)\n", what, refl,
 			nb_filtering_to_string(r->filtering), nb_nat_type_to_string(r->nat));
 	else
-		fprintf(stderr, "%s: %s mapping, %s filtering (%s); reflexive %s\n", what,
+		say(a, NATPEER_LOG_INFO, "%s: %s mapping, %s filtering (%s); reflexive %s\n", what,
 			nb_mapping_to_string(r->mapping), nb_filtering_to_string(r->filtering),
 			nb_nat_type_to_string(r->nat), refl);
 	if (r->note[0])
-		fprintf(stderr, "%s: note: %s\n", what, r->note);
+		say(a, NATPEER_LOG_INFO, "%s: note: %s\n", what, r->note);
 }
 
-static void netcheck_done(struct agent *a, uint64_t now)
+static void netcheck_done(struct natpeer *a, uint64_t now)
 {
 	struct nb_ctrl_register reg;
 
@@ -2344,26 +1952,26 @@ static void netcheck_done(struct agent *a, uint64_t now)
 		nb_udp_close(&a->filt, on_udp_closed);
 		a->filt_open = false;
 	}
-	nat_line(&a->nat, "", a->broker_str);
+	nat_line(a, &a->nat, "", a->broker_str);
 	if (a->nat.udp_blocked && !a->broker_tcp) {
 		/* docs/protocol.md "Over TCP": the same port, framed. The
 		 * sealed channel starts again there. */
-		int rc = nb_tcpconn_open(&a->bconn, &a->loop, &a->o->broker, on_bconn_frame,
+		int rc = nb_tcpconn_open(&a->bconn, a->loop, &a->o->broker, on_bconn_frame,
 					 on_bconn_state, a);
 		if (rc != 0) {
 			char why[256];
 			snprintf(why, sizeof(why), "no answer from the broker at %s over UDP, and no TCP: %s",
 				 a->broker_str, uv_strerror(rc));
-			if (a->o->cmd == NB_AGENT_CONNECT) {
+			if (a->mode == MODE_CONNECT) {
 				connect_failed(a, why);
 			} else {
-				fprintf(stderr, "natpeer: %s\n", why);
-				shutdown_agent(a, 1);
+				say(a, NATPEER_LOG_INFO, "natpeer: %s\n", why);
+				shutdown_agent(a, NATPEER_E_BROKER);
 			}
 			return;
 		}
 		a->broker_tcp = true;
-		fprintf(stderr, "broker: no answer over UDP; reaching %s over TCP (relayed connections "
+		say(a, NATPEER_LOG_INFO, "broker: no answer over UDP; reaching %s over TCP (relayed connections "
 				"only)\n", a->broker_str);
 		if (a->bl_on)
 			nb_blink_wipe(&a->bl);
@@ -2394,7 +2002,7 @@ static void netcheck_done(struct agent *a, uint64_t now)
 }
 
 /* (Re-)register with the NAT facts and the port mapping as they are now. */
-static void send_register(struct agent *a, uint64_t now)
+static void send_register(struct natpeer *a, uint64_t now)
 {
 	struct nb_ctrl_register reg = a->reg;
 	int rc;
@@ -2405,16 +2013,16 @@ static void send_register(struct agent *a, uint64_t now)
 	}
 	rc = nb_client_register(&a->client, &reg, now);
 	if (rc != 0) {
-		fprintf(stderr, "natpeer: cannot build the register message (id or token invalid)\n");
-		if (a->o->cmd == NB_AGENT_CONNECT)
+		say(a, NATPEER_LOG_INFO, "natpeer: cannot build the register message (id or token invalid)\n");
+		if (a->mode == MODE_CONNECT)
 			connect_failed(a, "invalid register message");
 		else
-			shutdown_agent(a, 1);
+			shutdown_agent(a, NATPEER_E_CONFIG);
 		return;
 	}
 	a->reg = reg;
 	if (!a->reg_sent)
-		fprintf(stderr, "registering as %s with %s...\n", a->o->id, a->broker_str);
+		say(a, NATPEER_LOG_INFO, "registering as %s with %s...\n", a->o->id, a->broker_str);
 	else
 		nb_log_info("agent", "registering again: upnp %s", nb_portmap_status_word(nb_portmap_state(a->pm)));
 	a->reg_sent = true;
@@ -2422,14 +2030,14 @@ static void send_register(struct agent *a, uint64_t now)
 
 /* Register when due; register again when what the broker must know of the
  * mapping changed. */
-static void register_when_due(struct agent *a, uint64_t now)
+static void register_when_due(struct natpeer *a, uint64_t now)
 {
 	if (a->phase == PH_NETCHECK || a->phase == PH_PEERS || a->stopping)
 		return;
 	if (!a->reg_sent) {
 		if (a->phase != PH_REGISTER)
 			return;
-		if (a->o->cmd == NB_AGENT_CONNECT && !nb_portmap_settled(a->pm, now, AGENT_UPNP_GRACE_MS))
+		if (a->mode == MODE_CONNECT && !nb_portmap_settled(a->pm, now, AGENT_UPNP_GRACE_MS))
 			return;
 		send_register(a, now);
 		return;
@@ -2443,7 +2051,7 @@ static void register_when_due(struct agent *a, uint64_t now)
 
 static void on_portmap(struct nb_portmap *pm, bool changed, void *arg)
 {
-	struct agent *a = arg;
+	struct natpeer *a = arg;
 
 	(void)pm;
 	(void)changed;
@@ -2455,7 +2063,7 @@ static void on_portmap(struct nb_portmap *pm, bool changed, void *arg)
 
 static void on_timer(uv_timer_t *t)
 {
-	struct agent *a = t->data;
+	struct natpeer *a = t->data;
 
 	/* A deadline may be about to decide "no answer" (a netcheck test, a
 	 * punch, a request): first take what has already arrived, which the
@@ -2468,35 +2076,34 @@ static void on_timer(uv_timer_t *t)
 		pump(a);
 }
 
-static bool results_pending(const struct agent *a)
+static bool results_pending(const struct natpeer *a)
 {
 	return nb_client_pending(&a->client, NB_CLIENT_TXN_RESULT) > 0;
 }
 
-/* connect: may we exit now? */
-static void check_end(struct agent *a, uint64_t now)
+/* natpeer_finish(): may we stop now? */
+static void check_end(struct natpeer *a, uint64_t now)
 {
 	bool confirmed = true;
 
 	if (!a->ending || a->stopping)
 		return;
-	if (a->end_code == 0)
-		for (int i = 0; i < AGENT_MAX_SESSIONS; i++)
-			if (a->s[i].used && a->s[i].connected && !a->s[i].confirmed)
-				confirmed = false;
+	for (int i = 0; i < AGENT_MAX_SESSIONS; i++)
+		if (a->s[i].used && a->s[i].connected && !a->s[i].confirmed)
+			confirmed = false;
 	if (now >= a->end_by || (!results_pending(a) && confirmed))
-		shutdown_agent(a, a->end_code);
+		shutdown_agent(a, 0);
 }
 
 /* The broker's channel: handshake retransmissions and sealed messages out;
  * the key request while the broker's key is not known. */
-static void broker_flush(struct agent *a, uint64_t now)
+static void broker_flush(struct natpeer *a, uint64_t now)
 {
 	struct nb_blink_tx tx;
 
 	while (a->bl_on && nb_blink_poll(&a->bl, now, &tx) == 1)
 		send_to(a, tx.bytes, tx.len, &a->o->broker);
-	if (a->bl_on && nb_blink_state(&a->bl) == NB_BLINK_NO_KEY && a->o->cmd == NB_AGENT_LISTEN) {
+	if (a->bl_on && nb_blink_state(&a->bl) == NB_BLINK_NO_KEY && a->mode == MODE_LISTEN) {
 		(void)nb_blink_start(&a->bl, now); /* a listener keeps asking, as it keeps registering */
 		broker_flush(a, now);
 		return;
@@ -2506,18 +2113,18 @@ static void broker_flush(struct agent *a, uint64_t now)
 		a->no_key_told = true;
 		snprintf(why, sizeof(why), "no answer from the broker at %s (asked for its key); "
 			 "is natbroker running there?", a->broker_str);
-		if (a->o->cmd == NB_AGENT_CONNECT) {
+		if (a->mode == MODE_CONNECT) {
 			connect_failed(a, why);
 		} else {
-			fprintf(stderr, "natpeer: %s\n", why);
-			shutdown_agent(a, 1);
+			say(a, NATPEER_LOG_INFO, "natpeer: %s\n", why);
+			shutdown_agent(a, NATPEER_E_BROKER);
 		}
 	}
 }
 
 /* The broker's channel; key_known: a->broker_key holds its pinned key (else
  * the channel asks for it first). */
-static void blink_up(struct agent *a, bool key_known, uint64_t now)
+static void blink_up(struct natpeer *a, bool key_known, uint64_t now)
 {
 	uint8_t seed[16];
 	int rc;
@@ -2529,13 +2136,13 @@ static void blink_up(struct agent *a, bool key_known, uint64_t now)
 	a->bl_on = true;
 	rc = nb_blink_start(&a->bl, now);
 	if (rc != 0)
-		fprintf(stderr, "natpeer: cannot start the handshake with the broker: %s\n",
+		say(a, NATPEER_LOG_INFO, "natpeer: cannot start the handshake with the broker: %s\n",
 			nb_noise_strerror(rc));
 }
 
 /* Tell the broker we leave, so our names are free at once: a sealed bye per
  * name, sent twice (no answer is waited for). */
-static void send_bye(struct agent *a, uint64_t now)
+static void send_bye(struct natpeer *a, uint64_t now)
 {
 	struct nb_ctrl_msg m;
 	uint8_t buf[NB_CTRL_MAX_DATAGRAM];
@@ -2558,11 +2165,11 @@ static void send_bye(struct agent *a, uint64_t now)
 
 /* ---- The other IP family ------------------------------------------------------ */
 
-static void f2_down(struct agent *a, const char *why)
+static void f2_down(struct natpeer *a, const char *why)
 {
 	if (a->f2.st == F2_DOWN || a->f2.st == F2_OFF)
 		return;
-	fprintf(stderr, "%s: %s; using %s only\n", a->f2.name, why,
+	say(a, NATPEER_LOG_INFO, "%s: %s; using %s only\n", a->f2.name, why,
 		a->f2.name[3] == '6' ? "IPv4" : "IPv6");
 	a->f2.st = F2_DOWN;
 	if (a->f2.filt_open)
@@ -2584,16 +2191,16 @@ static void on_f2_recv(struct nb_udp *u, const uint8_t *data, size_t len, const 
  * --ipv6-temporary, and connect, take the system's choice. The second
  * family's sockets are then bound to that IP, so that their source is it
  * whatever the preferences. 0 or a negative errno. */
-static int f2_local_ip(const struct agent *a, const struct nb_addr *server, struct nb_addr *ret)
+static int f2_local_ip(const struct natpeer *a, const struct nb_addr *server, struct nb_addr *ret)
 {
-	int rc = nb_local_ip_toward_pref(server, a->o->cmd == NB_AGENT_LISTEN && !a->o->ipv6_temporary, ret);
+	int rc = nb_local_ip_toward_pref(server, a->mode == MODE_LISTEN && !a->o->ipv6_temporary, ret);
 
 	if (rc == 0)
 		ret->port = 0;
 	return rc;
 }
 
-static void f2_start(struct agent *a, const struct nb_addr *alt, uint64_t now)
+static void f2_start(struct natpeer *a, const struct nb_addr *alt, uint64_t now)
 {
 	struct nb_addr any, local;
 	uint8_t nseed[12];
@@ -2612,10 +2219,10 @@ static void f2_start(struct agent *a, const struct nb_addr *alt, uint64_t now)
 		return;
 	}
 	any = local; /* port 0 */
-	rc = nb_udp_open(&a->f2.sock, &a->loop, &any, 0, on_f2_recv, a);
+	rc = udp_open(a, &a->f2.sock, &any, on_f2_recv);
 	if (rc == 0) {
 		a->f2.open = true;
-		rc = nb_udp_open(&a->f2.filt, &a->loop, &any, 0, on_f2_recv, a);
+		rc = udp_open(a, &a->f2.filt, &any, on_f2_recv);
 		a->f2.filt_open = rc == 0;
 	}
 	if (rc != 0) {
@@ -2626,7 +2233,7 @@ static void f2_start(struct agent *a, const struct nb_addr *alt, uint64_t now)
 	}
 	a->f2.local = local;
 	a->f2.local.port = a->f2.sock.local.port;
-	fprintf(stderr, "%s: the broker is also at %s; testing %s NAT behaviour...\n", a->f2.name,
+	say(a, NATPEER_LOG_INFO, "%s: the broker is also at %s; testing %s NAT behaviour...\n", a->f2.name,
 		a->f2.broker_str, a->f2.name);
 	if (getrandom(nseed, sizeof(nseed), 0) != (ssize_t)sizeof(nseed))
 		memcpy(nseed, a->idx_seed, sizeof(nseed));
@@ -2637,7 +2244,7 @@ static void f2_start(struct agent *a, const struct nb_addr *alt, uint64_t now)
  * is registered (the broker takes "also" only for a registered id, and
  * its key, the same in both families, is known by then: pinned or
  * given). */
-static void f2_register(struct agent *a, uint64_t now)
+static void f2_register(struct natpeer *a, uint64_t now)
 {
 	struct nb_ctrl_register reg;
 	uint8_t seed[16], cseed[32];
@@ -2665,7 +2272,7 @@ static void f2_register(struct agent *a, uint64_t now)
 	a->f2.st = F2_REGISTER;
 }
 
-static void f2_netcheck_done(struct agent *a, uint64_t now)
+static void f2_netcheck_done(struct natpeer *a, uint64_t now)
 {
 	const struct nb_netcheck_result *r;
 
@@ -2679,13 +2286,13 @@ static void f2_netcheck_done(struct agent *a, uint64_t now)
 		f2_down(a, "no answer from the broker over UDP (UDP blocked)");
 		return;
 	}
-	nat_line(r, a->f2.name, a->f2.broker_str);
+	nat_line(a, r, a->f2.name, a->f2.broker_str);
 	a->f2.st = F2_WAIT;
 	if (a->ever_registered)
 		f2_register(a, now);
 }
 
-static void f2_events(struct agent *a, uint64_t now)
+static void f2_events(struct natpeer *a, uint64_t now)
 {
 	struct nb_client_event e;
 	char refl[NB_ADDR_STRLEN], why[NB_CTRL_REASON_MAX + 64];
@@ -2696,7 +2303,7 @@ static void f2_events(struct agent *a, uint64_t now)
 			a->f2.st = F2_UP;
 			if (!a->f2.told_registered) {
 				a->f2.told_registered = true;
-				fprintf(stderr, "registered %s %s with %s too\n", a->f2.name,
+				say(a, NATPEER_LOG_INFO, "registered %s %s with %s too\n", a->f2.name,
 					nb_addr_format(&e.u.registered.reflexive, refl, sizeof(refl)),
 					a->f2.broker_str);
 			}
@@ -2727,7 +2334,7 @@ static void f2_events(struct agent *a, uint64_t now)
 	(void)now;
 }
 
-static void f2_pump(struct agent *a, uint64_t now, uint64_t *next)
+static void f2_pump(struct natpeer *a, uint64_t now, uint64_t *next)
 {
 	struct nb_client_tx ctx;
 	struct nb_blink_tx tx;
@@ -2767,7 +2374,7 @@ static void f2_pump(struct agent *a, uint64_t now, uint64_t *next)
 static void on_f2_recv(struct nb_udp *u, const uint8_t *data, size_t len, const struct nb_addr *from,
 		       void *arg)
 {
-	struct agent *a = arg;
+	struct natpeer *a = arg;
 	uint64_t now = nb_now_ms();
 
 	if (a->stopping || a->f2.st == F2_OFF || a->f2.st == F2_DOWN)
@@ -2802,13 +2409,17 @@ static void on_f2_recv(struct nb_udp *u, const uint8_t *data, size_t len, const 
 	pump(a);
 }
 
-static void pump(struct agent *a)
+static void pump(struct natpeer *a)
 {
 	uint64_t now = nb_now_ms(), next = UINT64_MAX;
 	struct nb_client_tx ctx;
 
 	if (a->stopping)
 		return;
+	if (a->stop_req) {
+		shutdown_agent(a, 0);
+		return;
+	}
 	if (a->phase == PH_NETCHECK) {
 		struct nb_netcheck_tx tx;
 		struct nb_addr refl;
@@ -2881,6 +2492,8 @@ static void pump(struct agent *a)
 		next = a->connect_due_by; /* past it, the client's registered event wakes us */
 	if (a->phase == PH_REGISTER && !a->reg_sent && next > now + 50)
 		next = now + 50; /* connect: waiting for the port mapping to settle */
+	if (a->stop_req)
+		next = now; /* natpeer_stop() from a callback: from the loop, at once */
 	if (next == UINT64_MAX) {
 		uv_timer_stop(&a->timer);
 		return;
@@ -2890,40 +2503,16 @@ static void pump(struct agent *a)
 
 /* ---- Sealed frames: the broker's channel, the peers' handshakes and data ---- */
 
-/* A payload for stdout: with --json, one labelled line whose payload is
- * base64 (binary-safe, and never mistaken for an event); else the raw
- * bytes and a newline. */
-static void deliver(struct agent *a, const struct session *s, const uint8_t *p, size_t n)
-{
-	if (a->o->json) {
-		char *b64 = malloc(4 * ((n + 2) / 3) + 1);
-		cJSON *j;
-		if (b64 == NULL)
-			return;
-		EVP_EncodeBlock((unsigned char *)b64, p, (int)n);
-		j = cJSON_CreateObject();
-		cJSON_AddStringToObject(j, "event", "data");
-		cJSON_AddStringToObject(j, "peer", s->plan.peer);
-		cJSON_AddStringToObject(j, "key", s->peer_key_text);
-		cJSON_AddStringToObject(j, "data", b64);
-		free(b64);
-		out_json(a, j);
-		return;
-	}
-	out_write(a, p, n);
-	out_write(a, "\n", 1);
-}
-
 /* A peer's initiation (0xD1): for a session whose punch heard this source,
  * from the key its plan names. */
 /* The socket the datagram being handled came in on, for session x: a
  * spraying socket's number, else 0 (the main one). */
-static uint32_t rx_idx(const struct agent *a, const struct session *x)
+static uint32_t rx_idx(const struct natpeer *a, const struct session *x)
 {
 	return a->rx.on && a->rx.s == x ? a->rx.idx : 0;
 }
 
-static void on_peer_init(struct agent *a, const uint8_t *data, size_t len, const struct nb_addr *from,
+static void on_peer_init(struct natpeer *a, const uint8_t *data, size_t len, const struct nb_addr *from,
 			 uint64_t now)
 {
 	uint8_t pro[64], payload[NB_NOISE_MAX_PAYLOAD];
@@ -2958,7 +2547,7 @@ static void on_peer_init(struct agent *a, const uint8_t *data, size_t len, const
 		if (!nb_key_equal(nb_noise_remote_static(&hs), x->peer_key)) {
 			char got[NB_KEY_TEXT_LEN + 1];
 			nb_key_to_text(nb_noise_remote_static(&hs), got);
-			fprintf(stderr, "natpeer: handshake for %s from key %s, not the plan's %s: dropped\n",
+			say(a, NATPEER_LOG_INFO, "natpeer: handshake for %s from key %s, not the plan's %s: dropped\n",
 				x->plan.peer, got, x->peer_key_text);
 			nb_noise_wipe(&hs);
 			return;
@@ -2993,7 +2582,7 @@ static void on_peer_init(struct agent *a, const uint8_t *data, size_t len, const
 }
 
 /* A peer's response (0xD2) to our initiation. */
-static void on_peer_resp(struct agent *a, const uint8_t *data, size_t len, const struct nb_addr *from,
+static void on_peer_resp(struct natpeer *a, const uint8_t *data, size_t len, const struct nb_addr *from,
 			 uint64_t now)
 {
 	uint8_t payload[NB_NOISE_MAX_PAYLOAD];
@@ -3040,54 +2629,8 @@ static void on_peer_resp(struct agent *a, const uint8_t *data, size_t len, const
 	}
 }
 
-/* A payload from session s (index i): by its kind (peer/fwd.h). */
-static void payload_in(struct agent *a, const struct session *s, uint32_t i, const uint8_t *p, size_t n)
-{
-	struct nb_fwd_hdr h;
-	const uint8_t *body;
-	size_t blen;
-	int rc = nb_fwd_decode(p, n, &h, &body, &blen);
-
-	if (rc != 0) {
-		a->kinds_dropped++;
-		nb_log_debug("agent", "a payload from %s dropped: %s (kind 0x%02x)", s->plan.peer,
-			     nb_fwd_strerror(rc), p[0]);
-		return;
-	}
-	if (h.kind == NB_FWD_KIND_PIPE) {
-		deliver(a, s, body, blen);
-		return;
-	}
-	if (a->fwd == NULL || (a->o->cmd == NB_AGENT_LISTEN && a->o->n_expose == 0)) {
-		a->kinds_dropped++;
-		if (!a->said_no_expose) {
-			a->said_no_expose = true;
-			fprintf(stderr, "natpeer: %s sent %s, but nothing is exposed here (listen --expose "
-					"%s:HOST:PORT): dropped\n",
-				s->plan.peer,
-				h.kind == NB_FWD_KIND_TCP ? "a forwarded TCP stream's packet" : "a forwarded UDP datagram",
-				h.kind == NB_FWD_KIND_TCP ? "tcp" : "udp");
-		}
-		return;
-	}
-	nb_fwd_run_input(a->fwd, i, &h, body, blen);
-}
-
-/* Forwarding's way out: a payload to session i, if it is confirmed. */
-static void fwd_send(void *arg, uint32_t i, const uint8_t *payload, size_t n)
-{
-	struct agent *a = arg;
-	struct session *s;
-
-	if (i >= AGENT_MAX_SESSIONS || a->stopping)
-		return;
-	s = &a->s[i];
-	if (s->used && s->connected && s->confirmed)
-		send_frame(a, s, payload, n, nb_now_ms());
-}
-
 /* A sealed frame (0xD3) that is not the broker's: a session's data. */
-static void on_peer_data(struct agent *a, const uint8_t *data, size_t len, const struct nb_addr *from,
+static void on_peer_data(struct natpeer *a, const uint8_t *data, size_t len, const struct nb_addr *from,
 			 uint64_t now)
 {
 	uint32_t idx;
@@ -3111,18 +2654,18 @@ static void on_peer_data(struct agent *a, const uint8_t *data, size_t len, const
 		if (!s->confirmed) {
 			s->confirmed = true;
 			nb_log_debug("agent", "%s confirmed the path", s->plan.peer);
-			in_start(a); /* application data flows once both sides are connected */
-			if (a->o->cmd == NB_AGENT_CONNECT)
-				nb_fwd_run_up(a->fwd, (uint32_t)i, s->plan.peer);
+			/* application data flows once both sides are connected */
+			if (a->cb.confirmed != NULL)
+				a->cb.confirmed(a->cb_arg, (uint32_t)i);
 		}
-		if (n > 0)
-			payload_in(a, s, (uint32_t)i, a->plain, (size_t)n);
+		if (n > 0 && s->used && a->cb.data != NULL)
+			a->cb.data(a->cb_arg, (uint32_t)i, a->plain, (size_t)n);
 		return;
 	}
 }
 
 /* The broker's channel: a control message inside a sealed frame. */
-static void on_broker_frame(struct agent *a, const uint8_t *data, size_t len, const struct nb_addr *from,
+static void on_broker_frame(struct natpeer *a, const uint8_t *data, size_t len, const struct nb_addr *from,
 			    uint64_t now)
 {
 	uint64_t shaken = a->bl.st.handshakes;
@@ -3140,7 +2683,7 @@ static void on_broker_frame(struct agent *a, const uint8_t *data, size_t len, co
 		a->broker_key_known = true;
 		nb_key_to_text(key, text);
 		known_record(a, a->broker_name, key);
-		fprintf(stderr, "broker %s: key %s, first use: pinned in %s\n", a->broker_str, text,
+		say(a, NATPEER_LOG_INFO, "broker %s: key %s, first use: pinned in %s\n", a->broker_str, text,
 			a->o->known_path);
 	}
 	if (n > 0 && a->plain[0] == NB_CTRL_FIRST_BYTE)
@@ -3152,7 +2695,7 @@ static void on_broker_frame(struct agent *a, const uint8_t *data, size_t len, co
 static void on_recv(struct nb_udp *u, const uint8_t *data, size_t len, const struct nb_addr *from,
 		    void *arg)
 {
-	struct agent *a = arg;
+	struct natpeer *a = arg;
 	uint64_t now = nb_now_ms();
 
 	if (a->stopping)
@@ -3182,7 +2725,7 @@ static void on_recv(struct nb_udp *u, const uint8_t *data, size_t len, const str
 
 /* One datagram from `from`: over UDP, or relayed to us by the TURN server
  * (then `from` is the peer), or over the broker's TCP link. */
-static void dispatch(struct agent *a, const uint8_t *data, size_t len, const struct nb_addr *from,
+static void dispatch(struct natpeer *a, const uint8_t *data, size_t len, const struct nb_addr *from,
 		     uint64_t now)
 {
 	switch (nb_wire_classify(data, len)) {
@@ -3266,7 +2809,7 @@ static void dispatch(struct agent *a, const uint8_t *data, size_t len, const str
 static void on_spray_recv(struct nb_spray *sp, uint32_t idx, const uint8_t *data, size_t len,
 			  const struct nb_addr *from, void *arg)
 {
-	struct agent *a = arg;
+	struct natpeer *a = arg;
 	uint64_t now = nb_now_ms();
 	struct session *s = NULL;
 
@@ -3297,43 +2840,27 @@ static void on_spray_recv(struct nb_spray *sp, uint32_t idx, const uint8_t *data
 
 /* ---- Start and stop ------------------------------------------------------------------ */
 
-static void on_signal(uv_signal_t *h, int signum)
+/* The port mapping's progress lines. */
+static void on_portmap_line(void *arg, const char *line)
 {
-	struct agent *a = h->data;
-	bool connected = false;
-
-	fprintf(stderr, "natpeer: %s, stopping\n", signum == SIGINT ? "interrupted" : "terminated");
-	for (int i = 0; i < AGENT_MAX_SESSIONS; i++)
-		connected |= a->s[i].used && a->s[i].connected;
-	if (a->o->cmd == NB_AGENT_CONNECT && !a->event_printed) {
-		event_failed(a, a->o->peer, "interrupted");
-		a->event_printed = true;
-	}
-	if (a->o->cmd == NB_AGENT_LISTEN)
-		shutdown_agent(a, 0);
-	else
-		shutdown_agent(a, a->o->cmd == NB_AGENT_CONNECT && connected ? 0 : 1);
+	say(arg, NATPEER_LOG_INFO, "%s", line);
 }
 
-static void on_watchdog(uv_timer_t *t)
+static void on_timer_closed(uv_handle_t *h)
 {
-	struct agent *a = t->data;
-
-	fprintf(stderr, "natpeer: stdout is not being read; exiting without flushing it\n");
-	_exit(a->exit_code);
+	unref(h->data);
 }
 
-static void shutdown_agent(struct agent *a, int code)
+static void shutdown_agent(struct natpeer *a, int code)
 {
 	if (a->stopping)
 		return;
-	send_bye(a, nb_now_ms());
+	if (a->started)
+		send_bye(a, nb_now_ms());
 	a->stopping = true;
-	a->exit_code = code;
+	a->stop_req = false;
 	uv_timer_stop(&a->timer);
-	uv_close((uv_handle_t *)&a->timer, NULL);
-	uv_close((uv_handle_t *)&a->sigint, NULL);
-	uv_close((uv_handle_t *)&a->sigterm, NULL);
+	uv_close((uv_handle_t *)&a->timer, on_timer_closed);
 	for (int f = 0; f < NB_FAM_COUNT; f++) {
 		struct talloc *t = &a->tr[f];
 		if (t->on) { /* free the allocation at once (best effort) */
@@ -3347,8 +2874,6 @@ static void shutdown_agent(struct agent *a, int code)
 	}
 	if (a->broker_tcp)
 		nb_tcpconn_close(&a->bconn);
-	nb_fwd_run_close(a->fwd);
-	a->fwd = NULL;
 	for (int i = 0; i < AGENT_MAX_SESSIONS; i++) {
 		nb_spray_close(a->s[i].sp);
 		a->s[i].sp = NULL;
@@ -3365,186 +2890,22 @@ static void shutdown_agent(struct agent *a, int code)
 	a->f2.open = a->f2.filt_open = false;
 	if (a->f2.bl_init)
 		nb_blink_wipe(&a->f2.bl);
+	a->f2.bl_init = false;
 	/* The mapping is deleted on the way out, bounded by the UPnP client's
 	 * stop time; its handles keep the loop until then. */
 	nb_portmap_stop(a->pm, NULL, NULL);
 	a->pm = NULL;
-	pin6_stop(a);
-	if (a->in_kind == 1 && a->in_handle_init)
-		uv_close(&a->in_h.h, NULL);
-	if (a->in_fs_busy)
-		uv_cancel((uv_req_t *)&a->in_req);
-	/* Whatever stdout still has to write keeps the loop alive; a reader
-	 * that never reads must not keep us forever. */
-	uv_timer_init(&a->loop, &a->watchdog);
-	a->watchdog.data = a;
-	uv_timer_start(&a->watchdog, on_watchdog, AGENT_SHUTDOWN_MS, 0);
-	uv_unref((uv_handle_t *)&a->watchdog);
+	if (a->pin6.pm != NULL)
+		pin6_stop(a);
+	if (a->cb.stopped != NULL)
+		a->cb.stopped(a->cb_arg, code);
 }
 
-int nb_agent_run(const struct nb_agent_opts *o)
+/* The last of the memory: from the loop, an iteration after the last
+ * close callback (libuv finishes a batch of closes in one go). */
+static void final_free(struct natpeer *a)
 {
-	struct agent *a = calloc(1, sizeof(*a));
-	struct nb_addr any;
-	uint8_t seed[32];
-	int rc, code;
-
-	if (a == NULL) {
-		fprintf(stderr, "natpeer: out of memory\n");
-		return 1;
-	}
-	a->o = o;
-	for (int f = 0; f < NB_FAM_COUNT; f++) {
-		a->tr[f].a = a;
-		a->tr[f].fam = (uint8_t)f;
-	}
-	nb_addr_format(&o->broker, a->broker_str, sizeof(a->broker_str));
-	rc = nb_local_ip_toward(&o->broker, &a->local);
-	if (rc != 0) {
-		fprintf(stderr, "natpeer: no route to %s: %s (check --broker and the network)\n",
-			a->broker_str, strerror(-rc));
-		free(a);
-		return 1;
-	}
-	if (getrandom(seed, sizeof(seed), 0) != (ssize_t)sizeof(seed)) {
-		fprintf(stderr, "natpeer: getrandom: %s\n", strerror(errno));
-		free(a);
-		return 1;
-	}
-	uv_loop_init(&a->loop);
-	memset(&any, 0, sizeof(any));
-	any.family = o->broker.family;
-	any.port = o->port;
-	rc = nb_udp_open(&a->sock, &a->loop, &any, 0, on_recv, a);
-	if (rc == 0) {
-		a->sock_open = true;
-		if (o->cmd != NB_AGENT_PEERS && o->cmd != NB_AGENT_MATRIX) {
-			any.port = 0;
-			rc = nb_udp_open(&a->filt, &a->loop, &any, 0, on_recv, a);
-			a->filt_open = rc == 0;
-		}
-	}
-	if (rc != 0) {
-		char s[NB_ADDR_STRLEN];
-		any.port = o->port;
-		fprintf(stderr, "natpeer: cannot bind UDP %s: %s%s\n", nb_addr_format(&any, s, sizeof(s)),
-			uv_strerror(rc), rc == UV_EADDRINUSE ? " (pick another --port)" : "");
-		if (a->sock_open)
-			nb_udp_close(&a->sock, NULL);
-		uv_run(&a->loop, UV_RUN_DEFAULT);
-		uv_loop_close(&a->loop);
-		free(a);
-		return 1;
-	}
-	a->local.port = a->sock.local.port;
-	uv_timer_init(&a->loop, &a->timer);
-	a->timer.data = a;
-	uv_signal_init(&a->loop, &a->sigint);
-	uv_signal_init(&a->loop, &a->sigterm);
-	a->sigint.data = a->sigterm.data = a;
-	uv_signal_start(&a->sigint, on_signal, SIGINT);
-	uv_signal_start(&a->sigterm, on_signal, SIGTERM);
-
-	uint64_t now = nb_now_ms();
-	nb_client_init(&a->client, NULL, &o->broker, seed, now);
-	memcpy(a->client.admin, o->admin, sizeof(a->client.admin));
-	memcpy(a->idx_seed, seed, sizeof(a->idx_seed));
-	a->idx_seed[0] ^= 0xA5;
-	/* Who the broker is: --broker-key, else the key pinned at first use,
-	 * else ask it (and pin what it says: trust on first use). */
-	nb_known_init(&a->known);
-	{
-		char err[512], text[NB_KEY_TEXT_LEN + 1];
-		uint8_t pinned[NB_KEY_LEN];
-		if (nb_known_load(&a->known, o->known_path, err, sizeof(err)) != 0) {
-			fprintf(stderr, "natpeer: %s\n", err);
-			shutdown_agent(a, 1);
-			goto run;
-		}
-		nb_known_broker_name(&o->broker, a->broker_name);
-		if (known_get(a, a->broker_name, pinned) == 1) {
-			if (o->has_broker_key && !nb_key_equal(pinned, o->broker_key)) {
-				nb_key_to_text(o->broker_key, text);
-				fprintf(stderr, "natpeer: --broker-key %s is not the key pinned for %s in %s; "
-						"`natpeer forget %s` if the broker's key changed\n",
-					text, a->broker_str, o->known_path, a->broker_name);
-				shutdown_agent(a, 1);
-				goto run;
-			}
-			memcpy(a->broker_key, pinned, NB_KEY_LEN);
-			a->broker_key_known = true;
-			blink_up(a, true, now);
-		} else if (o->has_broker_key) {
-			memcpy(a->broker_key, o->broker_key, NB_KEY_LEN);
-			a->broker_key_known = true;
-			known_record(a, a->broker_name, a->broker_key);
-			blink_up(a, true, now);
-		} else {
-			blink_up(a, false, now); /* first use: ask, then pin */
-		}
-	}
-	if (o->n_expose > 0 || o->n_forward > 0) {
-		struct nb_fwd_run_cfg fc = {
-			.loop = &a->loop, .expose = o->expose, .n_expose = o->n_expose,
-			.forward = o->forward, .n_forward = o->n_forward, .send = fwd_send, .arg = a,
-		};
-		char err[256] = "";
-		rc = nb_fwd_run_open(&fc, &a->fwd, err, sizeof(err));
-		if (rc != 0) {
-			fprintf(stderr, "natpeer: %s\n", err[0] != '\0' ? err : uv_strerror(rc));
-			a->fwd = NULL;
-			shutdown_agent(a, 1);
-			goto run;
-		}
-	}
-	if (o->cmd == NB_AGENT_PEERS || o->cmd == NB_AGENT_MATRIX) {
-		a->phase = PH_PEERS;
-		if (o->cmd == NB_AGENT_MATRIX)
-			nb_client_matrix(&a->client, now);
-		else
-			nb_client_peers(&a->client, now);
-	} else {
-		uint8_t nseed[NB_STUN_TID_LEN];
-		memcpy(nseed, seed + 16, sizeof(nseed)); /* tx ids use the HMAC of the whole seed */
-		nseed[0] ^= 0x5a;
-		a->phase = PH_NETCHECK;
-		fprintf(stderr, "netcheck: testing mapping and filtering against %s...\n", a->broker_str);
-		nb_netcheck_init(&a->nc, NULL, &o->broker, &a->local, nseed, now);
-		/* The broker's other family given: its NAT tests at once, in
-		 * parallel (its registration waits for the first one's). */
-		if (o->has_broker2 && !o->one_family && o->broker2.family != o->broker.family)
-			f2_start(a, &o->broker2, now);
-		if (o->upnp) { /* in parallel with the NAT tests */
-			struct nb_portmap_opts po = {
-				.internal_port = a->local.port, .ssdp_flags = o->upnp_flags, .quiet = false,
-				.check_s = o->upnp_check_s, .protocols = o->portmap_protocols,
-				.verify = nb_client_verify_hook, .verify_arg = &a->client,
-			};
-			rc = nb_portmap_open(&a->pm, &a->loop, &po, on_portmap, a);
-			if (rc != 0) {
-				a->pm = NULL;
-				fprintf(stderr, "natpeer: UPnP: cannot start: %s (going on with hole punching)\n",
-					uv_strerror(rc));
-			}
-		}
-	}
-	pump(a);
-run:
-	uv_run(&a->loop, UV_RUN_DEFAULT);
-	/* The watchdog is unreferenced: it does not hold the loop. */
-	if (a->stopping) {
-		uv_close((uv_handle_t *)&a->watchdog, NULL);
-		uv_run(&a->loop, UV_RUN_DEFAULT);
-	}
-	if (uv_loop_close(&a->loop) != 0)
-		nb_log_debug("agent", "loop not empty at exit");
-	code = a->exit_code;
-	if (a->kinds_dropped > 0)
-		nb_log_debug("agent", "%llu payloads of an unknown kind dropped",
-			     (unsigned long long)a->kinds_dropped);
-	if (a->lines_dropped > 0)
-		nb_log_debug("agent", "%llu stdin lines had no confirmed peer",
-			     (unsigned long long)a->lines_dropped);
+	nb_lib_log_detach(&a->log);
 	free(a->rows);
 	nb_known_free(&a->known);
 	for (int i = 0; i < AGENT_MAX_SESSIONS; i++)
@@ -3554,5 +2915,378 @@ run:
 		nb_blink_wipe(&a->bl);
 	OPENSSL_cleanse(a, sizeof(*a));
 	free(a);
-	return code;
+}
+
+static void on_reaper_closed(uv_handle_t *h)
+{
+	free(h);
+}
+
+static void on_reap(uv_idle_t *h)
+{
+	struct natpeer *a = h->data;
+
+	uv_idle_stop(h);
+	uv_close((uv_handle_t *)h, on_reaper_closed);
+	final_free(a);
+}
+
+static void reap(struct natpeer *a)
+{
+	if (a->reaper != NULL)
+		return;
+	a->reaper = malloc(sizeof(*a->reaper));
+	if (a->reaper == NULL) { /* no memory for the last step: leak rather than risk a use after free */
+		return;
+	}
+	uv_idle_init(a->loop, a->reaper);
+	a->reaper->data = a;
+	uv_idle_start(a->reaper, on_reap);
+}
+
+static void unref(struct natpeer *a)
+{
+	if (a->refs > 0 && --a->refs == 0 && a->free_req)
+		reap(a);
+}
+
+/* natpeer_listen, natpeer_connect, natpeer_peers, natpeer_matrix. */
+static int start(struct natpeer *a, enum mode mode)
+{
+	const struct natpeer_config *o = a->o;
+	struct nb_addr any;
+	uint8_t seed[32];
+	uint64_t now;
+	int rc;
+
+	if (a->mode != MODE_NONE || a->stopping || a->stop_req)
+		return NATPEER_E_STATE;
+	if (!o->has_key || o->broker.family == NB_AF_NONE ||
+	    ((mode == MODE_LISTEN || mode == MODE_CONNECT) && o->id[0] == '\0'))
+		return NATPEER_E_CONFIG;
+	a->mode = mode;
+	nb_addr_format(&o->broker, a->broker_str, sizeof(a->broker_str));
+	/* Who the broker is: its key demanded, else the key pinned at first
+	 * use, else ask it (and pin what it says: trust on first use). */
+	{
+		char err[512], text[NB_KEY_TEXT_LEN + 1];
+		uint8_t pinned[NB_KEY_LEN];
+		if (o->known_path[0] != '\0' && nb_known_load(&a->known, o->known_path, err, sizeof(err)) != 0) {
+			say(a, NATPEER_LOG_ERROR, "natpeer: %s", err);
+			return NATPEER_E_KNOWN;
+		}
+		nb_known_broker_name(&o->broker, a->broker_name);
+		if (known_get(a, a->broker_name, pinned) == 1) {
+			if (o->has_broker_key && !nb_key_equal(pinned, o->broker_key)) {
+				nb_key_to_text(o->broker_key, text);
+				say(a, NATPEER_LOG_ERROR, "natpeer: --broker-key %s is not the key pinned for %s in %s; "
+					"`natpeer forget %s` if the broker's key changed",
+				    text, a->broker_str, o->known_path, a->broker_name);
+				return NATPEER_E_KEY;
+			}
+			memcpy(a->broker_key, pinned, NB_KEY_LEN);
+			a->broker_key_known = true;
+		} else if (o->has_broker_key) {
+			memcpy(a->broker_key, o->broker_key, NB_KEY_LEN);
+			a->broker_key_known = true;
+		}
+		OPENSSL_cleanse(pinned, sizeof(pinned));
+	}
+	rc = nb_local_ip_toward(&o->broker, &a->local);
+	if (rc != 0) {
+		say(a, NATPEER_LOG_ERROR, "natpeer: no route to %s: %s (check --broker and the network)",
+		    a->broker_str, strerror(-rc));
+		return NATPEER_E_SYSTEM;
+	}
+	if (getrandom(seed, sizeof(seed), 0) != (ssize_t)sizeof(seed)) {
+		say(a, NATPEER_LOG_ERROR, "natpeer: getrandom: %s", strerror(errno));
+		return NATPEER_E_SYSTEM;
+	}
+	memset(&any, 0, sizeof(any));
+	any.family = o->broker.family;
+	any.port = o->port;
+	rc = udp_open(a, &a->sock, &any, on_recv);
+	if (rc == 0) {
+		a->sock_open = true;
+		if (mode != MODE_PEERS && mode != MODE_MATRIX) {
+			any.port = 0;
+			rc = udp_open(a, &a->filt, &any, on_recv);
+			a->filt_open = rc == 0;
+		}
+	}
+	if (rc != 0) {
+		char s[NB_ADDR_STRLEN];
+		any.port = o->port;
+		say(a, NATPEER_LOG_ERROR, "natpeer: cannot bind UDP %s: %s%s", nb_addr_format(&any, s, sizeof(s)),
+		    uv_strerror(rc), rc == UV_EADDRINUSE ? " (pick another --port)" : "");
+		if (a->sock_open)
+			nb_udp_close(&a->sock, on_udp_closed);
+		a->sock_open = false;
+		return NATPEER_E_SYSTEM;
+	}
+	a->started = true;
+	a->local.port = a->sock.local.port;
+
+	now = nb_now_ms();
+	nb_client_init(&a->client, NULL, &o->broker, seed, now);
+	memcpy(a->client.admin, o->admin, sizeof(a->client.admin));
+	memcpy(a->idx_seed, seed, sizeof(a->idx_seed));
+	a->idx_seed[0] ^= 0xA5;
+	if (a->broker_key_known && !nb_known_lookup(&a->known, a->broker_name))
+		known_record(a, a->broker_name, a->broker_key); /* demanded, now pinned */
+	blink_up(a, a->broker_key_known, now);
+	if (mode == MODE_PEERS || mode == MODE_MATRIX) {
+		a->phase = PH_PEERS;
+		if (mode == MODE_MATRIX)
+			nb_client_matrix(&a->client, now);
+		else
+			nb_client_peers(&a->client, now);
+	} else {
+		uint8_t nseed[NB_STUN_TID_LEN];
+		memcpy(nseed, seed + 16, sizeof(nseed)); /* tx ids use the HMAC of the whole seed */
+		nseed[0] ^= 0x5a;
+		a->phase = PH_NETCHECK;
+		say(a, NATPEER_LOG_INFO, "netcheck: testing mapping and filtering against %s...", a->broker_str);
+		nb_netcheck_init(&a->nc, NULL, &o->broker, &a->local, nseed, now);
+		/* The broker's other family given: its NAT tests at once, in
+		 * parallel (its registration waits for the first one's). */
+		if (o->has_broker2 && !o->one_family && o->broker2.family != o->broker.family)
+			f2_start(a, &o->broker2, now);
+		if (o->upnp) { /* in parallel with the NAT tests */
+			struct nb_portmap_opts po = {
+				.internal_port = a->local.port, .ssdp_flags = o->upnp_flags, .quiet = false,
+				.log = on_portmap_line, .log_arg = a,
+				.check_s = o->upnp_check_s, .protocols = o->portmap_protocols,
+				.verify = nb_client_verify_hook, .verify_arg = &a->client,
+			};
+			rc = nb_portmap_open(&a->pm, a->loop, &po, on_portmap, a);
+			if (rc != 0) {
+				a->pm = NULL;
+				say(a, NATPEER_LOG_ERROR, "natpeer: UPnP: cannot start: %s (going on with hole punching)",
+				    uv_strerror(rc));
+			}
+		}
+	}
+	OPENSSL_cleanse(seed, sizeof(seed));
+	pump(a);
+	return 0;
+}
+
+/* ---- The API ------------------------------------------------------------------------- */
+
+/* The pump's own loop (natpeer_create_pump), apart from the instance: it
+ * outlives it by the last iterations of natpeer_close(). */
+struct pump {
+	uv_loop_t loop;
+	bool in_run;  /* inside natpeer_pump_run() */
+	bool closing; /* natpeer_close() was called */
+};
+
+static int create(uv_loop_t *loop, const natpeer_config *cfg, natpeer **ret)
+{
+	struct natpeer *a;
+
+	if (loop == NULL || cfg == NULL || ret == NULL)
+		return NATPEER_E_INVAL;
+	a = calloc(1, sizeof(*a));
+	if (a == NULL)
+		return NATPEER_E_NOMEM;
+	a->cfg = *cfg;
+	a->o = &a->cfg;
+	a->cb = cfg->cb;
+	a->cb_arg = cfg->cb_arg;
+	a->loop = loop;
+	for (int f = 0; f < NB_FAM_COUNT; f++) {
+		a->tr[f].a = a;
+		a->tr[f].fam = (uint8_t)f;
+	}
+	nb_known_init(&a->known);
+	a->log.fn = on_core_log;
+	a->log.arg = a;
+	a->log.level = cfg->log_level;
+	nb_lib_log_attach(&a->log);
+	uv_timer_init(loop, &a->timer);
+	a->timer.data = a;
+	a->refs = 1; /* the timer */
+	*ret = a;
+	return 0;
+}
+
+int natpeer_create(uv_loop_t *loop, const natpeer_config *cfg, natpeer **ret)
+{
+	return create(loop, cfg, ret);
+}
+
+int natpeer_create_pump(const natpeer_config *cfg, natpeer **ret)
+{
+	struct pump *p;
+	int rc;
+
+	if (cfg == NULL || ret == NULL)
+		return NATPEER_E_INVAL;
+	p = calloc(1, sizeof(*p));
+	if (p == NULL)
+		return NATPEER_E_NOMEM;
+	if (uv_loop_init(&p->loop) != 0) {
+		free(p);
+		return NATPEER_E_SYSTEM;
+	}
+	rc = create(&p->loop, cfg, ret);
+	if (rc != 0) {
+		uv_loop_close(&p->loop);
+		free(p);
+		return rc;
+	}
+	(*ret)->own_loop = &p->loop;
+	return 0;
+}
+
+int natpeer_listen(natpeer *np)
+{
+	return np == NULL ? NATPEER_E_INVAL : start(np, MODE_LISTEN);
+}
+
+int natpeer_connect(natpeer *np, const char *peer, const uint8_t key[NATPEER_KEY_LEN])
+{
+	if (np == NULL || peer == NULL || !nb_known_name_ok(peer) || peer[0] == '@' ||
+	    strcmp(peer, np->cfg.id) == 0)
+		return NATPEER_E_INVAL;
+	if (np->mode != MODE_NONE || np->stopping)
+		return NATPEER_E_STATE;
+	snprintf(np->cfg.peer, sizeof(np->cfg.peer), "%s", peer);
+	np->cfg.has_peer_key = key != NULL;
+	if (key != NULL)
+		memcpy(np->cfg.peer_key, key, NB_KEY_LEN);
+	return start(np, MODE_CONNECT);
+}
+
+int natpeer_peers(natpeer *np)
+{
+	return np == NULL ? NATPEER_E_INVAL : start(np, MODE_PEERS);
+}
+
+int natpeer_matrix(natpeer *np)
+{
+	return np == NULL ? NATPEER_E_INVAL : start(np, MODE_MATRIX);
+}
+
+int natpeer_send(natpeer *np, uint32_t channel, const void *data, size_t len)
+{
+	struct session *s;
+
+	if (np == NULL || (data == NULL && len > 0))
+		return NATPEER_E_INVAL;
+	if (np->stopping || !np->started)
+		return NATPEER_E_STATE;
+	if (len > NATPEER_MAX_DATAGRAM)
+		return NATPEER_E_TOOBIG;
+	if (channel >= AGENT_MAX_SESSIONS)
+		return NATPEER_E_NOCHAN;
+	s = &np->s[channel];
+	if (!s->used || !s->connected)
+		return NATPEER_E_NOCHAN;
+	if (!s->confirmed)
+		return NATPEER_E_NOTREADY;
+	send_frame(np, s, data, len, nb_now_ms());
+	return 0;
+}
+
+/* Stop from the loop: at once, or after the callback that asked. */
+static void stop_soon(struct natpeer *a)
+{
+	a->stop_req = true;
+	uv_timer_start(&a->timer, on_timer, 0, 0);
+}
+
+int natpeer_finish(natpeer *np, uint32_t linger_ms)
+{
+	uint64_t by;
+
+	if (np == NULL)
+		return NATPEER_E_INVAL;
+	if (np->stopping)
+		return NATPEER_E_STATE;
+	if (!np->started) {
+		stop_soon(np);
+		return 0;
+	}
+	by = nb_now_ms() + linger_ms;
+	if (!np->ending || by < np->end_by)
+		np->end_by = by;
+	np->ending = true;
+	uv_timer_start(&np->timer, on_timer, 0, 0);
+	return 0;
+}
+
+int natpeer_stop(natpeer *np)
+{
+	if (np == NULL)
+		return NATPEER_E_INVAL;
+	if (!np->stopping)
+		stop_soon(np);
+	return 0;
+}
+
+void natpeer_close(natpeer *np)
+{
+	struct pump *p;
+
+	if (np == NULL)
+		return;
+	p = np->own_loop != NULL ? (struct pump *)(void *)np->own_loop : NULL;
+	memset(&np->cb, 0, sizeof(np->cb));
+	np->free_req = true;
+	if (!np->stopping)
+		stop_soon(np);
+	else if (np->refs == 0)
+		reap(np);
+	/* np may be gone from here on */
+	if (p != NULL) {
+		p->closing = true;
+		if (!p->in_run) {
+			uv_run(&p->loop, UV_RUN_DEFAULT);
+			(void)uv_loop_close(&p->loop);
+			free(p);
+		}
+	}
+}
+
+int natpeer_pump_fd(natpeer *np)
+{
+	if (np == NULL)
+		return NATPEER_E_INVAL;
+	if (np->own_loop == NULL)
+		return NATPEER_E_STATE;
+	return uv_backend_fd(np->own_loop);
+}
+
+int natpeer_pump_timeout(natpeer *np)
+{
+	if (np == NULL)
+		return NATPEER_E_INVAL;
+	if (np->own_loop == NULL)
+		return NATPEER_E_STATE;
+	return uv_backend_timeout(np->own_loop);
+}
+
+int natpeer_pump_run(natpeer *np)
+{
+	struct pump *p;
+
+	if (np == NULL)
+		return NATPEER_E_INVAL;
+	if (np->own_loop == NULL)
+		return NATPEER_E_STATE;
+	p = (struct pump *)(void *)np->own_loop;
+	if (p->in_run)
+		return NATPEER_E_STATE;
+	p->in_run = true;
+	uv_run(&p->loop, UV_RUN_NOWAIT);
+	p->in_run = false;
+	if (p->closing) { /* natpeer_close() from a callback: np is gone or going */
+		uv_run(&p->loop, UV_RUN_DEFAULT);
+		(void)uv_loop_close(&p->loop);
+		free(p);
+	}
+	return 0;
 }

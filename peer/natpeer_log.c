@@ -1,0 +1,82 @@
+/* peer/natpeer_log.c - libnatpeer's nb_log backend: to the instance's log callback (see natpeer_log.h). */
+#include "peer/natpeer_log.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "common/log.h"
+
+static _Thread_local struct nb_lib_log *t_sinks;
+
+static const char *const level_names[] = { "error", "warn", "info", "debug" };
+
+void nb_lib_log_attach(struct nb_lib_log *l)
+{
+	struct nb_lib_log **p = &t_sinks;
+
+	while (*p != NULL && *p != l)
+		p = &(*p)->next;
+	if (*p == NULL) {
+		l->next = NULL;
+		*p = l;
+	}
+}
+
+void nb_lib_log_detach(struct nb_lib_log *l)
+{
+	for (struct nb_lib_log **p = &t_sinks; *p != NULL; p = &(*p)->next) {
+		if (*p == l) {
+			*p = l->next;
+			l->next = NULL;
+			return;
+		}
+	}
+}
+
+/* The level is each instance's (natpeer_config_set_log_level). */
+void nb_log_set_level(enum nb_log_level level)
+{
+	(void)level;
+}
+
+void nb_log_set_journal(int mode)
+{
+	(void)mode;
+}
+
+enum nb_log_level nb_log_get_level(void)
+{
+	return t_sinks != NULL ? (enum nb_log_level)t_sinks->level : NB_LOG_ERROR;
+}
+
+int nb_log_parse_level(const char *s, enum nb_log_level *ret)
+{
+	for (size_t i = 0; i < sizeof(level_names) / sizeof(level_names[0]); i++) {
+		if (s != NULL && strcmp(s, level_names[i]) == 0) {
+			*ret = (enum nb_log_level)i;
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
+void nb_log(enum nb_log_level level, const char *component, const char *fmt, ...)
+{
+	struct nb_lib_log *l = t_sinks;
+	char line[1024];
+	va_list ap;
+	int n;
+
+	if (l == NULL || l->fn == NULL || (int)level > l->level || (unsigned)level > NB_LOG_DEBUG)
+		return;
+	n = snprintf(line, sizeof(line), "%s %s: ", level_names[level], component);
+	if (n < 0)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);
+	va_end(ap);
+	l->fn(l->arg, (int)level, line);
+}
