@@ -3,7 +3,7 @@
 # is not natpeer, between lab hosts (issue 18, docs/library.md).
 #
 # The program is docs/examples/natpeer-echo.c, built by
-# tests/example_build.sh against the library INSTALLED (cmake --install)
+# tests/layout/example_build.sh against the library INSTALLED (cmake --install)
 # into a scratch prefix, through pkg-config: once on libnatpeer.so, once on
 # libnatpeer.a. natbroker runs on srv (coturn stopped).
 #  - direct: the shared build listens on prc (libuv mode); the static build
@@ -32,7 +32,7 @@ for b in "$NP" "$NB"; do
 done
 BUILD=$(cd "$(dirname "$NP")/.." && pwd)
 EX=$LAB_TMP/example
-if ! "$LAB_DIR/../example_build.sh" "$BUILD" "$EX" >"$LAB_TMP/example.log" 2>&1; then
+if ! "$LAB_DIR/../layout/example_build.sh" "$BUILD" "$EX" >"$LAB_TMP/example.log" 2>&1; then
     lab_fail "build natpeer-echo against the installed libnatpeer" "$(tail -n 10 "$LAB_TMP/example.log")"
     lab_summary; exit 1
 fi

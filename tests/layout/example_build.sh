@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# tests/example_build.sh BUILD_DIR OUT_DIR: install libnatpeer from BUILD_DIR
+# tests/layout/example_build.sh BUILD_DIR OUT_DIR: install libnatpeer from BUILD_DIR
 # into a scratch prefix (OUT_DIR/prefix) with `cmake --install`, then build
 # docs/examples/natpeer-echo.c against the INSTALLED library only, through
 # pkg-config, twice:
@@ -11,7 +11,7 @@
 set -euo pipefail
 build=${1:?usage: example_build.sh BUILD_DIR OUT_DIR}
 out=${2:?usage: example_build.sh BUILD_DIR OUT_DIR}
-src=$(cd "$(dirname "$0")/.." && pwd)/docs/examples/natpeer-echo.c
+src=$(cd "$(dirname "$0")/../.." && pwd)/docs/examples/natpeer-echo.c
 fail() { echo "example_build: $*" >&2; exit 1; }
 
 command -v pkg-config >/dev/null || fail "pkg-config is missing (apt-get install pkg-config)"
