@@ -1,14 +1,18 @@
 /* peer/fwd_run.c - port forwarding's libuv shell: local UDP sockets <-> the peers' channels (see fwd_run.h). */
 #include "peer/fwd_run.h"
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "common/log.h"
 
 #define FWD_REAP_MS 5000 /* look for idle flows this often */
+#define FWD_TXQ 32       /* local datagrams queued for one sendmmsg per socket */
+#define FWD_RXQ 16       /* datagrams per recvmmsg on a --forward socket (64 KiB each) */
 
 _Static_assert(NB_FWD_TCP_MAX_SESS == NB_FWD_RUN_MAX_SESS, "one session numbering");
 
@@ -50,6 +54,22 @@ struct nb_fwd_run {
 	/* Receive buffer, shared: room for the header in front, and one byte
 	 * more than the largest datagram so a longer one shows. */
 	uint8_t rbuf[NB_FWD_UDP_HDR + NB_FWD_MAX_DATAGRAM + 1];
+	/* The --forward sockets read with recvmmsg into this (libuv carves it
+	 * into 64 KiB slots); allocated with the first of them. */
+	uint8_t *mbuf;
+	/* Datagrams for local sockets, sent at the end of the loop iteration
+	 * (uv_check) with one sendmmsg per socket run; flushed before any
+	 * socket closes. */
+	uv_check_t flusher;
+	bool flush_armed;
+	size_t txn;
+	struct {
+		int fd;
+		bool has_to;
+		struct sockaddr_storage to;
+		size_t len;
+	} txq[FWD_TXQ];
+	uint8_t txbuf[FWD_TXQ][NB_FWD_MAX_DATAGRAM];
 };
 
 struct lflow {
@@ -62,12 +82,18 @@ struct lflow {
 	bool dead;           /* closed (or closing): ignore what comes */
 };
 
+static void run_free(struct nb_fwd_run *r)
+{
+	free(r->mbuf);
+	free(r);
+}
+
 static void handle_closed(uv_handle_t *h)
 {
 	struct nb_fwd_run *r = h->data;
 
 	if (r != NULL && --r->handles == 0 && r->closing)
-		free(r);
+		run_free(r);
 }
 
 static void lflow_closed(uv_handle_t *h)
@@ -77,7 +103,7 @@ static void lflow_closed(uv_handle_t *h)
 
 	free(f);
 	if (--r->handles == 0 && r->closing)
-		free(r);
+		run_free(r);
 }
 
 static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
@@ -86,6 +112,95 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 
 	(void)suggested;
 	*buf = uv_buf_init((char *)r->rbuf + NB_FWD_UDP_HDR, NB_FWD_MAX_DATAGRAM + 1);
+}
+
+/* A --forward socket's recvmmsg buffer. */
+static void alloc_mm(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+	struct nb_fwd_run *r = *(struct nb_fwd_run **)h->data;
+
+	(void)suggested;
+	*buf = uv_buf_init((char *)r->mbuf, FWD_RXQ * 65536u);
+}
+
+/* Send what is queued: one sendmmsg per run of datagrams to one socket.
+ * A datagram the kernel refuses (buffer full, ICMP port unreachable
+ * before) is dropped and counted, as with a single send. */
+static void fwd_flush(struct nb_fwd_run *r)
+{
+	struct mmsghdr m[FWD_TXQ];
+	struct iovec iov[FWD_TXQ];
+	size_t i = 0;
+
+	if (r->flush_armed) {
+		uv_check_stop(&r->flusher);
+		r->flush_armed = false;
+	}
+	while (i < r->txn) {
+		size_t j = i, k;
+		int sent;
+
+		while (j < r->txn && r->txq[j].fd == r->txq[i].fd)
+			j++;
+		for (k = i; k < j; k++) {
+			memset(&m[k - i], 0, sizeof(m[0]));
+			iov[k - i].iov_base = r->txbuf[k];
+			iov[k - i].iov_len = r->txq[k].len;
+			m[k - i].msg_hdr.msg_iov = &iov[k - i];
+			m[k - i].msg_hdr.msg_iovlen = 1;
+			if (r->txq[k].has_to) {
+				m[k - i].msg_hdr.msg_name = &r->txq[k].to;
+				m[k - i].msg_hdr.msg_namelen = r->txq[k].to.ss_family == AF_INET6
+								       ? sizeof(struct sockaddr_in6)
+								       : sizeof(struct sockaddr_in);
+			}
+		}
+		for (k = 0; k < j - i;) {
+			do
+				sent = sendmmsg(r->txq[i].fd, &m[k], (unsigned)(j - i - k), MSG_DONTWAIT);
+			while (sent < 0 && errno == EINTR);
+			if (sent <= 0) { /* the first of the rest is refused: skip it */
+				r->c.send_failed++;
+				nb_log_debug("fwd", "send to a local socket: %s", uv_strerror(uv_translate_sys_error(errno)));
+				k++;
+				continue;
+			}
+			r->c.from_peer += (uint64_t)sent;
+			k += (size_t)sent;
+		}
+		i = j;
+	}
+	r->txn = 0;
+}
+
+static void on_flush(uv_check_t *h)
+{
+	fwd_flush(h->data);
+}
+
+/* Queue one datagram for socket h (to: NULL for a connected one). */
+static void fwd_queue(struct nb_fwd_run *r, uv_udp_t *h, const uint8_t *data, size_t len,
+		      const struct sockaddr_storage *to)
+{
+	uv_os_fd_t fd;
+
+	if (uv_fileno((const uv_handle_t *)h, &fd) != 0 || len > NB_FWD_MAX_DATAGRAM) {
+		r->c.send_failed++;
+		return;
+	}
+	if (r->txn == FWD_TXQ)
+		fwd_flush(r);
+	r->txq[r->txn].fd = fd;
+	r->txq[r->txn].has_to = to != NULL;
+	if (to != NULL)
+		r->txq[r->txn].to = *to;
+	r->txq[r->txn].len = len;
+	memcpy(r->txbuf[r->txn], data, len);
+	r->txn++;
+	if (!r->flush_armed) {
+		r->flush_armed = true;
+		uv_check_start(&r->flusher, on_flush);
+	}
 }
 
 static void say_too_big(struct nb_fwd_run *r, const char *where)
@@ -130,9 +245,11 @@ static void fs_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struc
 	size_t slot, n;
 	int rc;
 
-	(void)buf;
-	if (r->closing || local_datagram(r, nread, addr, flags, "forward") == 0)
+	if (r->closing || (flags & UV_UDP_MMSG_FREE) != 0 || local_datagram(r, nread, addr, flags, "forward") == 0)
 		return;
+	/* recvmmsg: the datagram is in its slot of mbuf; the header goes in
+	 * front of it in rbuf. */
+	memcpy(r->rbuf + NB_FWD_UDP_HDR, buf->base, (size_t)nread);
 	n = (size_t)nread;
 	if (nb_addr_from_sockaddr(addr, &src) != 0)
 		return;
@@ -180,8 +297,6 @@ static void connector_input(struct nb_fwd_run *r, const struct nb_fwd_hdr *h, co
 	const struct nb_fwd_flow *f;
 	struct fsock *s;
 	size_t slot;
-	uv_buf_t b;
-	int rc;
 
 	if (nb_fwd_table_flow(&r->ct, h->flow, uv_now(r->loop), &slot) != 0) {
 		r->c.no_flow++;
@@ -196,14 +311,7 @@ static void connector_input(struct nb_fwd_run *r, const struct nb_fwd_hdr *h, co
 	}
 	if (nb_addr_to_sockaddr(&f->src, &ss) < 0)
 		return;
-	b = uv_buf_init((char *)body, (unsigned)len);
-	rc = uv_udp_try_send(&s->h, &b, 1, (const struct sockaddr *)&ss);
-	if (rc < 0) {
-		r->c.send_failed++;
-		nb_log_debug("fwd", "forward: send to a local source: %s", uv_strerror(rc));
-		return;
-	}
-	r->c.from_peer++;
+	fwd_queue(r, &s->h, body, len, &ss);
 }
 
 /* ---- listener ------------------------------------------------------------------ */
@@ -215,6 +323,7 @@ static void lflow_close(struct nb_fwd_run *r, struct lsess *ls, size_t slot)
 	ls->f[slot] = NULL;
 	if (f == NULL)
 		return;
+	fwd_flush(r); /* nothing queued may outlive its socket */
 	f->dead = true;
 	uv_close((uv_handle_t *)&f->h, lflow_closed);
 	(void)r;
@@ -295,7 +404,6 @@ static void listener_input(struct nb_fwd_run *r, uint32_t sess, const struct nb_
 	uint64_t now = uv_now(r->loop);
 	struct lsess *ls;
 	struct lflow *f;
-	uv_buf_t b;
 	size_t slot;
 	int svc, rc;
 
@@ -357,16 +465,10 @@ static void listener_input(struct nb_fwd_run *r, uint32_t sess, const struct nb_
 	f = ls->f[slot];
 	if (f == NULL)
 		return;
-	b = uv_buf_init((char *)body, (unsigned)len);
-	rc = uv_udp_try_send(&f->h, &b, 1, NULL);
-	if (rc < 0) {
-		/* ECONNREFUSED: an ICMP port unreachable from an earlier one
-		 * (the service is not running); EAGAIN: its buffer is full. */
-		r->c.send_failed++;
-		nb_log_debug("fwd", "expose: send to the service: %s", uv_strerror(rc));
-		return;
-	}
-	r->c.from_peer++;
+	/* Refused at the flush: ECONNREFUSED (an ICMP port unreachable from
+	 * an earlier one: the service is not running), EAGAIN (its buffer is
+	 * full). */
+	fwd_queue(r, &f->h, body, len, NULL);
 }
 
 /* ---- both ------------------------------------------------------------------------ */
@@ -422,7 +524,17 @@ int nb_fwd_run_open(const struct nb_fwd_run_cfg *cfg, struct nb_fwd_run **ret, c
 	if (cfg->n_forward > 0)
 		memcpy(r->forward, cfg->forward, cfg->n_forward * sizeof(r->forward[0]));
 	nb_fwd_table_init(&r->ct);
-	for (size_t i = 0; i < r->n_forward; i++) {
+	uv_check_init(r->loop, &r->flusher);
+	r->flusher.data = r;
+	r->handles++;
+	if (has_proto(r->forward, r->n_forward, NB_FWD_KIND_UDP)) {
+		r->mbuf = malloc(FWD_RXQ * 65536u);
+		if (r->mbuf == NULL) {
+			snprintf(err, err_len, "--forward: out of memory");
+			rc = UV_ENOMEM;
+		}
+	}
+	for (size_t i = 0; i < r->n_forward && rc == 0; i++) {
 		struct fsock *s = &r->fs[i];
 		struct sockaddr_storage ss;
 		if (r->forward[i].proto != NB_FWD_KIND_UDP)
@@ -430,7 +542,7 @@ int nb_fwd_run_open(const struct nb_fwd_run_cfg *cfg, struct nb_fwd_run **ret, c
 		s->r = r;
 		s->idx = (uint32_t)i;
 		(void)nb_addr_to_sockaddr(&r->forward[i].addr, &ss);
-		rc = uv_udp_init(r->loop, &s->h);
+		rc = uv_udp_init_ex(r->loop, &s->h, AF_UNSPEC | UV_UDP_RECVMMSG);
 		if (rc != 0)
 			break;
 		s->h.data = &s->r;
@@ -438,7 +550,7 @@ int nb_fwd_run_open(const struct nb_fwd_run_cfg *cfg, struct nb_fwd_run **ret, c
 		r->handles++;
 		rc = uv_udp_bind(&s->h, (const struct sockaddr *)&ss, 0);
 		if (rc == 0)
-			rc = uv_udp_recv_start(&s->h, alloc_cb, fs_recv);
+			rc = uv_udp_recv_start(&s->h, alloc_mm, fs_recv);
 		if (rc != 0) {
 			snprintf(err, err_len, "--forward udp:%s: cannot bind: %s%s",
 				 nb_addr_format(&r->forward[i].addr, t, sizeof(t)), uv_strerror(rc),
@@ -574,6 +686,7 @@ void nb_fwd_run_close(struct nb_fwd_run *r)
 			    (unsigned long long)c.tcp.closed, (unsigned long long)c.tcp.to_peer,
 			    (unsigned long long)c.tcp.from_peer, (unsigned long long)c.tcp.dropped);
 	}
+	fwd_flush(r);
 	r->closing = true;
 	nb_fwd_tcp_close(r->tcp);
 	r->tcp = NULL;
@@ -585,6 +698,8 @@ void nb_fwd_run_close(struct nb_fwd_run *r)
 			r->fs[i].h.data = r;
 			uv_close((uv_handle_t *)&r->fs[i].h, handle_closed);
 		}
+	uv_check_stop(&r->flusher);
+	uv_close((uv_handle_t *)&r->flusher, handle_closed);
 	uv_timer_stop(&r->reap);
 	uv_close((uv_handle_t *)&r->reap, handle_closed); /* the last close frees r */
 }

@@ -197,6 +197,10 @@ struct natpeer {
 	struct nb_udp sock, filt;
 	bool sock_open, filt_open;
 	uv_timer_t timer;
+	/* Data frames are queued (nb_udp_queue) and sent in one sendmmsg at
+	 * the end of the loop iteration: started when one is queued. */
+	uv_check_t flusher;
+	bool flush_armed;
 	enum phase phase;
 	struct nb_addr local; /* the local candidate: IP toward the broker, socket port */
 	char broker_str[NB_ADDR_STRLEN];
@@ -728,8 +732,21 @@ static bool spray_routes(struct natpeer *a, const uint8_t *b, size_t len, const 
 	return false;
 }
 
-static void send_to(struct natpeer *a, const uint8_t *b, size_t len, const struct nb_addr *to)
+static void on_flush(uv_check_t *h)
 {
+	struct natpeer *a = h->data;
+
+	uv_check_stop(h);
+	a->flush_armed = false;
+	nb_udp_flush(&a->sock);
+	if (a->f2.open)
+		nb_udp_flush(&a->f2.sock);
+}
+
+/* queue: a data frame, sent with the others of this loop iteration. */
+static void send_to_q(struct natpeer *a, const uint8_t *b, size_t len, const struct nb_addr *to, bool queue)
+{
+	struct nb_udp *u;
 	int rc;
 
 	if (spray_routes(a, b, len, to))
@@ -742,15 +759,26 @@ static void send_to(struct natpeer *a, const uint8_t *b, size_t len, const struc
 		relay_send(a, b, len, to);
 		return;
 	}
-	if (a->f2.open && to->family == a->f2.broker.family)
-		rc = nb_udp_send(&a->f2.sock, b, len, to);
-	else
-		rc = nb_udp_send(&a->sock, b, len, to);
+	u = a->f2.open && to->family == a->f2.broker.family ? &a->f2.sock : &a->sock;
+	if (queue && !a->stopping) {
+		rc = nb_udp_queue(u, b, len, to);
+		if (!a->flush_armed) {
+			a->flush_armed = true;
+			uv_check_start(&a->flusher, on_flush);
+		}
+	} else {
+		rc = nb_udp_send(u, b, len, to);
+	}
 
 	if (rc != 0) {
 		char s[NB_ADDR_STRLEN];
 		nb_log_debug("agent", "send to %s: %s", nb_addr_format(to, s, sizeof(s)), uv_strerror(rc));
 	}
+}
+
+static void send_to(struct natpeer *a, const uint8_t *b, size_t len, const struct nb_addr *to)
+{
+	send_to_q(a, b, len, to, false);
 }
 
 static void send_frame(struct natpeer *a, struct session *s, const uint8_t *payload, size_t n,
@@ -759,7 +787,7 @@ static void send_frame(struct natpeer *a, struct session *s, const uint8_t *payl
 	ssize_t len = nb_dc_seal(&s->dc, payload, n, a->frame, sizeof(a->frame), now);
 
 	if (len > 0)
-		send_to(a, a->frame, (size_t)len, &s->pu.remote);
+		send_to_q(a, a->frame, (size_t)len, &s->pu.remote, true);
 }
 
 /* ---- Sessions --------------------------------------------------------------- */
@@ -1902,6 +1930,8 @@ static void client_events(struct natpeer *a, uint64_t now)
 
 /* ---- NAT check, then registration ----------------------------------------------- */
 
+#define AGENT_SOCKBUF (4 << 20) /* SO_RCVBUF / SO_SNDBUF asked for the sockets of udp_open() */
+
 static void on_udp_closed(struct nb_udp *u)
 {
 	unref(u->arg);
@@ -1911,9 +1941,17 @@ static void on_udp_closed(struct nb_udp *u)
 static int udp_open(struct natpeer *a, struct nb_udp *u, const struct nb_addr *local, nb_udp_recv_fn cb)
 {
 	int rc = nb_udp_open(u, a->loop, local, 0, cb, a);
+	int size = AGENT_SOCKBUF;
 
-	if (rc == 0)
+	if (rc == 0) {
 		a->refs++;
+		/* Room for a burst of data frames (a relay or a delay line
+		 * releases them together): capped by net.core.rmem_max /
+		 * wmem_max; best effort. */
+		(void)uv_recv_buffer_size((uv_handle_t *)&u->handle, &size);
+		size = AGENT_SOCKBUF;
+		(void)uv_send_buffer_size((uv_handle_t *)&u->handle, &size);
+	}
 	return rc;
 }
 
@@ -2861,6 +2899,8 @@ static void shutdown_agent(struct natpeer *a, int code)
 	a->stop_req = false;
 	uv_timer_stop(&a->timer);
 	uv_close((uv_handle_t *)&a->timer, on_timer_closed);
+	uv_check_stop(&a->flusher);
+	uv_close((uv_handle_t *)&a->flusher, on_timer_closed);
 	for (int f = 0; f < NB_FAM_COUNT; f++) {
 		struct talloc *t = &a->tr[f];
 		if (t->on) { /* free the allocation at once (best effort) */
@@ -3107,7 +3147,9 @@ static int create(uv_loop_t *loop, const natpeer_config *cfg, natpeer **ret)
 	nb_lib_log_attach(&a->log);
 	uv_timer_init(loop, &a->timer);
 	a->timer.data = a;
-	a->refs = 1; /* the timer */
+	uv_check_init(loop, &a->flusher);
+	a->flusher.data = a;
+	a->refs = 2; /* the timer and the flusher */
 	*ret = a;
 	return 0;
 }

@@ -32,7 +32,7 @@
 #define NB_XPORT_PATHMTU 1358      /* spp_pathmtu: chunk space = 1370 - 12 (common header) */
 #define NB_XPORT_ACCEPT_PORT 5000  /* the acceptor listens here */
 #define NB_XPORT_MAX_ASSOCS 64     /* associations per xport by default */
-#define NB_XPORT_SOCKBUF (1 << 20) /* SO_SNDBUF = SO_RCVBUF per association */
+#define NB_XPORT_SOCKBUF (2 << 20) /* SO_SNDBUF = SO_RCVBUF per association */
 #define NB_XPORT_TICK_MS 10        /* usrsctp_handle_timers period */
 
 struct nb_xport;

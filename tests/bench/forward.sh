@@ -75,6 +75,14 @@ trap cleanup EXIT
 
 median() { sort -g | awk '{ a[NR] = $1 } END { if (NR == 0) { print "-"; exit } print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+# UDP datagrams the kernel dropped for full receive buffers, both hosts
+rcvbuf_errors() {
+    local n t=0
+    for n in $A $B; do
+        t=$((t + $("$NATLAB" exec $n cat /proc/net/snmp | awk '$1 == "Udp:" && $2 ~ /^[0-9]/ { print $6 }')))
+    done
+    echo "$t"
+}
 wait_for() { # tries cmd...: 0.1 s apart
     local n=$1; shift
     for _ in $(seq "$n"); do "$@" && return 0; sleep 0.1; done
@@ -136,20 +144,22 @@ for delay in $delays; do
         { echo "forward: no connection: $(tail -n 5 "$tmp/c.out" "$tmp/c.err")" >&2; exit 1; }
     grep -q '"path":"direct"' "$tmp/c.out" || { echo "forward: the path is not direct" >&2; exit 1; }
     # natpeer's pids in the namespaces: ip netns exec execs, so $! is natpeer
-    : >"$tmp/udp-d" >"$tmp/udp-f" >"$tmp/tcp-d" >"$tmp/tcp-f" >"$tmp/cpu-udp" >"$tmp/cpu-tcp"
+    : >"$tmp/notes" >"$tmp/udp-d" >"$tmp/udp-f" >"$tmp/tcp-d" >"$tmp/tcp-f" >"$tmp/cpu-udp" >"$tmp/cpu-tcp"
     hz=$(getconf CLK_TCK)
     for _ in $(seq "$reps"); do
         iperf udp "$PUB" 5201 | awk '{ print $1 }' >>"$tmp/udp-d"
-        c0=$(($(cpu_ticks $lpid) + $(cpu_ticks $cpid)))
+        c0=$(($(cpu_ticks $lpid) + $(cpu_ticks $cpid))) e0=$(rcvbuf_errors)
         read -r pps bps < <(iperf udp 127.0.0.1 15201)
-        c1=$(($(cpu_ticks $lpid) + $(cpu_ticks $cpid)))
+        c1=$(($(cpu_ticks $lpid) + $(cpu_ticks $cpid))) e1=$(rcvbuf_errors)
+        echo "# UDP through natpeer: $pps datagrams/s; $((e1 - e0)) dropped by full UDP receive buffers" >>"$tmp/notes"
         echo "$pps" >>"$tmp/udp-f"
         awk -v c=$((c1 - c0)) -v hz="$hz" -v b="$bps" -v t="$secs" \
             'BEGIN { if (b > 0) printf "%.2f\n", c / hz / (b * t / 1e9) }' >>"$tmp/cpu-udp"
         iperf tcp "$PUB" 5201 >>"$tmp/tcp-d"
-        c0=$(($(cpu_ticks $lpid) + $(cpu_ticks $cpid)))
+        c0=$(($(cpu_ticks $lpid) + $(cpu_ticks $cpid))) e0=$(rcvbuf_errors)
         bps=$(iperf tcp 127.0.0.1 15201)
-        c1=$(($(cpu_ticks $lpid) + $(cpu_ticks $cpid)))
+        c1=$(($(cpu_ticks $lpid) + $(cpu_ticks $cpid))) e1=$(rcvbuf_errors)
+        echo "# TCP through natpeer: $bps bit/s; $((e1 - e0)) UDP datagrams dropped by full receive buffers" >>"$tmp/notes"
         echo "$bps" >>"$tmp/tcp-f"
         awk -v c=$((c1 - c0)) -v hz="$hz" -v b="$bps" -v t="$secs" \
             'BEGIN { if (b > 0) printf "%.2f\n", c / hz / (b * t / 1e9) }' >>"$tmp/cpu-tcp"
@@ -163,11 +173,14 @@ for delay in $delays; do
     printf '| %s | %s | TCP, Mbit/s | %.0f | %.0f | %s | %s |\n' "$delay" "${rtt:--}" \
         "$(awk -v b="$td" 'BEGIN { print b / 1e6 }')" "$(awk -v b="$tf" 'BEGIN { print b / 1e6 }')" \
         "$tr" "$(median <"$tmp/cpu-tcp")"
+    sed "s/^# /# $delay: /" "$tmp/notes"
     echo "# $delay: each run (direct | natpeer): UDP $(paste -sd, "$tmp/udp-d") | $(paste -sd, "$tmp/udp-f");" \
         "TCP $(paste -sd, "$tmp/tcp-d") | $(paste -sd, "$tmp/tcp-f")"
     verdicts+=("UDP at NATLAB_DELAY=$delay: $ur x direct (goal >= 0.7): $(awk -v r="$ur" 'BEGIN { print (r >= 0.7) ? "met" : "NOT met" }')")
-    verdicts+=("TCP at NATLAB_DELAY=$delay (RTT ${rtt:--} ms): $tr x direct$( [ "$delay" = 10ms ] &&
-        awk -v r="$tr" 'BEGIN { printf " (goal >= 0.5 at 20 ms RTT): %s", (r >= 0.5) ? "met" : "NOT met" }')")
+    goal=
+    [ "$delay" = 10ms ] &&
+        goal=$(awk -v r="$tr" 'BEGIN { printf " (goal >= 0.5 at 20 ms RTT): %s", (r >= 0.5) ? "met" : "NOT met" }')
+    verdicts+=("TCP at NATLAB_DELAY=$delay (RTT ${rtt:--} ms): $tr x direct$goal")
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
     for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
     pids=()
