@@ -1,11 +1,9 @@
 /* peer/natpeer_log.c - libnatpeer's nb_log backend: to the instance's log callback (see natpeer_log.h). */
 #include "peer/natpeer_log.h"
 
-#include <errno.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
-#include <string.h>
 
 #include "common/log.h"
 
@@ -36,31 +34,13 @@ void nb_lib_log_detach(struct nb_lib_log *l)
 	}
 }
 
-/* The level is each instance's (natpeer_config_set_log_level). */
-void nb_log_set_level(enum nb_log_level level)
-{
-	(void)level;
-}
-
-void nb_log_set_journal(int mode)
-{
-	(void)mode;
-}
-
+/* Only nb_log, nb_log_get_level (and the macros on them) are used in the
+ * library: the level is each instance's (natpeer_config_set_log_level),
+ * and nb_log_set_level / _set_journal / _parse_level are the CLI's, in
+ * common/log.c. */
 enum nb_log_level nb_log_get_level(void)
 {
 	return t_sinks != NULL ? (enum nb_log_level)t_sinks->level : NB_LOG_ERROR;
-}
-
-int nb_log_parse_level(const char *s, enum nb_log_level *ret)
-{
-	for (size_t i = 0; i < sizeof(level_names) / sizeof(level_names[0]); i++) {
-		if (s != NULL && strcmp(s, level_names[i]) == 0) {
-			*ret = (enum nb_log_level)i;
-			return 0;
-		}
-	}
-	return -EINVAL;
 }
 
 void nb_log(enum nb_log_level level, const char *component, const char *fmt, ...)

@@ -185,6 +185,18 @@ lab_stop() {
     LAB_PIDS=("${keep[@]}")
 }
 _lab_all_gone() { local p; for p in "$@"; do [ -d "/proc/$p" ] && return 1; done; return 0; }
+# lab_check_term WHAT PID [SECS]: SIGTERM to PID (one this test started);
+# it must be gone within SECS (default 5) with exit status 0.
+lab_check_term() {
+    local what=$1 pid=$2 secs=${3:-5} rc=0
+    kill -TERM "$pid" 2>/dev/null
+    if lab_wait "$secs" _lab_all_gone "$pid"; then
+        wait "$pid" || rc=$?
+        lab_check "$what exits 0 on SIGTERM (got $rc)" test "$rc" -eq 0
+    else
+        lab_fail "$what still running $secs s after SIGTERM"
+    fi
+}
 
 # lab_spawn NODE IN OUT ERR CMD...: CMD in NODE with stdin from IN (a FIFO
 # from lab_fifo), stdout to OUT, stderr to ERR; its PID in LAB_LAST_PID and

@@ -137,21 +137,9 @@ exec {cfd}>&-   # EOF on stdin: with --forward, connect runs on
 sleep 2
 lab_check "connect --forward keeps running after stdin EOF" test -d "/proc/$cpid"
 lab_check "... and dig still works" dig_ok fc 15353
-kill -TERM "$cpid" 2>/dev/null
-if lab_wait 5 _lab_all_gone "$cpid"; then
-    rc=0; wait "$cpid" || rc=$?
-    lab_check "connect exits 0 on SIGTERM (got $rc)" test "$rc" -eq 0
-else
-    lab_fail "connect still running 5 s after SIGTERM"
-fi
+lab_check_term "connect" "$cpid"
 lab_check "the forward port is closed after exit" eval '! lab_udp_bound fc 15353'
-kill -TERM "$lpid" 2>/dev/null
-if lab_wait 5 _lab_all_gone "$lpid"; then
-    rc=0; wait "$lpid" || rc=$?
-    lab_check "the listener exits 0 on SIGTERM, its flows closed (got $rc)" test "$rc" -eq 0
-else
-    lab_fail "listener still running 5 s after SIGTERM"
-fi
+lab_check_term "the listener (closing its flows)" "$lpid"
 lab_stop "$cpid" "$lpid"
 exec {lfd}>&- 2>/dev/null
 

@@ -198,21 +198,9 @@ lab_check "... said once" test "$(grep -c "TCP connections to $L are open" "$err
 lab_check "... and afterwards a new connection works (the slots are free again)" \
     eval '[ "$(lab_exec fc "$PY" "$TOOL" halfclose 127.0.0.1 17777 1000 10)" = "got 1000 bytes, then EOF" ]'
 
-kill -TERM "$cpid" 2>/dev/null
-if lab_wait 5 _lab_all_gone "$cpid"; then
-    rc=0; wait "$cpid" || rc=$?
-    lab_check "connect exits 0 on SIGTERM (got $rc)" test "$rc" -eq 0
-else
-    lab_fail "connect still running 5 s after SIGTERM"
-fi
+lab_check_term "connect" "$cpid"
 lab_check "the forward port is closed after exit" eval '! lab_tcp_bound fc 12222'
-kill -TERM "$lpid" 2>/dev/null
-if lab_wait 5 _lab_all_gone "$lpid"; then
-    rc=0; wait "$lpid" || rc=$?
-    lab_check "the listener exits 0 on SIGTERM (got $rc)" test "$rc" -eq 0
-else
-    lab_fail "listener still running 5 s after SIGTERM"
-fi
+lab_check_term "the listener" "$lpid"
 lab_stop "$cpid" "$lpid"
 exec {cfd}>&- {lfd}>&- 2>/dev/null
 

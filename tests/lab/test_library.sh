@@ -83,13 +83,7 @@ pair() {
         lab_check "natpeer connect -> natpeer-echo: the line comes back" \
             grep -qF "\"data\":\"$(printf '%s' "hello-from-the-cli" | base64 -w0)\"" "$LAB_TMP/out-cli"
     fi
-    kill -TERM "$lpid" 2>/dev/null
-    if lab_wait 10 _lab_all_gone "$lpid"; then
-        rc=0; wait "$lpid" || rc=$?
-        lab_check "$name: the listener exits 0 on SIGTERM (got $rc)" test "$rc" -eq 0
-    else
-        lab_fail "$name: the listener still runs 10 s after SIGTERM"
-    fi
+    lab_check_term "$name: the listener" "$lpid" 10
     lab_stop "$cpid" "$lpid"
 }
 
