@@ -1,6 +1,6 @@
-/* peer/cli_run.h - natpeer(1)'s listen, connect, peers and matrix: a client
- * of libnatpeer (natpeer.h) that owns the loop, the signals, stdin/stdout
- * and port forwarding.
+/* peer/cli_run.h - natpeer(1)'s listen, connect, peers, matrix, netcheck and
+ * map: a client of libnatpeer (natpeer.h) that owns the loop, the signals,
+ * stdin/stdout and port forwarding.
  *
  * The pipe's datagrams carry a kind byte in front (peer/fwd.h): a CLI
  * convention on top of the library's raw datagrams, which the library
