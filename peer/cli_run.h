@@ -1,6 +1,6 @@
-/* peer/cli_run.h - natpeer(1)'s listen, connect, peers and matrix: a client
- * of libnatpeer (natpeer.h) that owns the loop, the signals, stdin/stdout
- * and port forwarding.
+/* peer/cli_run.h - natpeer(1)'s listen, connect, peers, matrix, netcheck and
+ * map: a client of libnatpeer (natpeer.h) that owns the loop, the signals,
+ * stdin/stdout and port forwarding.
  *
  * The pipe's datagrams carry a kind byte in front (peer/fwd.h): a CLI
  * convention on top of the library's raw datagrams, which the library
@@ -127,5 +127,28 @@ void cli_print_lost(struct cli *c, const char *peer, const char *remote);
 void cli_print_peers(struct cli *c, const natpeer_peer_info *rows, size_t n);
 void cli_print_matrix(struct cli *c, const natpeer_pair_info *rows, size_t n);
 void cli_deliver(struct cli *c, uint32_t channel, const uint8_t *p, size_t n);
+
+/* cli_netcheck_run.c: netcheck and map (natpeer_netcheck, natpeer_map) on
+ * a loop of their own, their report and events printed as they always
+ * were (text, or JSON with --json; progress on stderr). */
+enum cli_nc {
+	CLI_NC_NONE = 0,
+	CLI_NC_NETCHECK,
+	CLI_NC_MAP,
+};
+
+struct cli_nc_opts {
+	enum cli_nc what;
+	natpeer_config *cfg;     /* everything but the callbacks */
+	bool json;
+	uint32_t timeout_ms;
+	bool map_tcp;            /* map */
+	uint16_t map_port, map_external;
+	uint32_t map_lease_s;
+};
+
+/* Runs to the end (map: until SIGINT or SIGTERM). Returns the exit status:
+ * 0, or 1 (no verdict, no mapping, a timeout). */
+int cli_netcheck_run(const struct cli_nc_opts *o);
 
 #endif

@@ -1,7 +1,6 @@
-/* peer/main.c - natpeer: the peer agent's command line. listen, connect,
- * peers, matrix, key and forget go through libnatpeer (natpeer.h, and
- * peer/cli_run.h for the pipe, the events and port forwarding); netcheck
- * and map still run peer/netcheck_run.h on a loop of their own. */
+/* peer/main.c - natpeer: the peer agent's command line. Every command goes
+ * through libnatpeer (natpeer.h, and peer/cli_run.h for the pipe, the
+ * events, port forwarding, and netcheck's and map's output). */
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
@@ -15,19 +14,35 @@
 #include "common/log.h"
 #include "peer/cli_run.h"
 #include "peer/fwd.h"
-#include "peer/portmap/portmap_run.h"
-#include "peer/portmap/ssdp.h"
-#include "peer/netcheck_run.h"
 
 #define DEFAULT_BROKER_PORT 3478
 
-/* What the options say, before it goes to libnatpeer (or netcheck). */
+/* The options every command shares. The brokers are parsed here too (a
+ * CLI-only check, for the error messages: libnatpeer takes them as text). */
+struct cmd_opts {
+	struct nb_addr server, server2;
+	bool has_server2;
+	uint16_t port;
+	bool json;
+	uint32_t timeout_ms;
+	bool upnp;
+	bool upnp_any_host;
+	unsigned portmap_protocols;
+	struct {
+		bool on, tcp;
+		uint16_t port, external;
+		uint32_t lease_s;
+	} map;
+};
+
+/* What the options say, before it goes to libnatpeer. */
 struct agent_args {
 	enum cli_cmd cmd;
 	const char *broker_text, *broker2_text; /* listen, connect, peers, matrix */
 	char id[NATPEER_ID_MAX + 1];
 	char peer[NATPEER_ID_MAX + 1];
 	bool json;
+	bool has_key; /* identity() loaded the key (and known_path) */
 	bool one_family, ipv6_temporary;
 	uint32_t bday_sockets, bday_rate;
 	uint8_t priv[32], pub[32];
@@ -183,7 +198,7 @@ static void usage(FILE *f)
 	      f);
 }
 
-/* "pcp,nat-pmp,upnp" -> NB_PM_* bits */
+/* "pcp,nat-pmp,upnp" -> NATPEER_PORTMAP_* bits */
 static int parse_protocols(const char *s, unsigned *ret)
 {
 	unsigned bits = 0;
@@ -192,11 +207,11 @@ static int parse_protocols(const char *s, unsigned *ret)
 		size_t n = strcspn(s, ",");
 
 		if (n == 3 && strncmp(s, "pcp", 3) == 0)
-			bits |= NB_PM_PCP;
+			bits |= NATPEER_PORTMAP_PCP;
 		else if (n == 7 && strncmp(s, "nat-pmp", 7) == 0)
-			bits |= NB_PM_NATPMP;
+			bits |= NATPEER_PORTMAP_NATPMP;
 		else if (n == 4 && strncmp(s, "upnp", 4) == 0)
-			bits |= NB_PM_UPNP;
+			bits |= NATPEER_PORTMAP_UPNP;
 		else
 			return -EINVAL;
 		s += n;
@@ -282,18 +297,8 @@ static int identity(const char *cmd, const char *key_path, const char *known_pat
 		natpeer_key_to_text(ao->pub, text);
 		fprintf(stderr, "natpeer: created a key pair in %s; public key %s\n", path, text);
 	}
+	ao->has_key = true;
 	return -1;
-}
-
-/* netcheck and map: the identity identity() loaded, for the broker's probe. */
-static void netcheck_identity(struct nb_netcheck_opts *o, const struct agent_args *ao)
-{
-	o->has_identity = true;
-	memcpy(o->priv, ao->priv, sizeof(o->priv));
-	memcpy(o->pub, ao->pub, sizeof(o->pub));
-	o->has_broker_key = ao->has_broker_key;
-	memcpy(o->broker_key, ao->broker_key, sizeof(o->broker_key));
-	memcpy(o->known_path, ao->known_path, sizeof(o->known_path));
 }
 
 static int forget(const char *name, const char *known_path)
@@ -319,9 +324,12 @@ static int forget(const char *name, const char *known_path)
 	}
 }
 
-/* listen, connect, peers, matrix: the options into a natpeer_config, and run. */
-static int run_agent(struct agent_args *ao, const struct nb_netcheck_opts *o, bool have_timeout, bool no_relay,
-		     uint32_t upnp_check_s, unsigned portmap_protocols, const char *token, const char *admin)
+/* The options into a natpeer_config, and run the command (nc: 0, or
+ * netcheck / map). netcheck without a key runs without the broker's probe
+ * of the port mapping. */
+static int run_agent(struct agent_args *ao, const struct cmd_opts *o, bool have_timeout, bool no_relay,
+		     uint32_t upnp_check_s, unsigned portmap_protocols, const char *token, const char *admin,
+		     enum cli_nc nc)
 {
 	natpeer_config *cfg = NULL;
 	struct cli_opts co;
@@ -341,9 +349,9 @@ static int run_agent(struct agent_args *ao, const struct nb_netcheck_opts *o, bo
 		flags |= NATPEER_ONE_FAMILY;
 	if (ao->ipv6_temporary)
 		flags |= NATPEER_IPV6_TEMPORARY;
-	if (o->upnp_flags & NB_SSDP_ANY_HOST)
+	if (o->upnp_any_host)
 		flags |= NATPEER_UPNP_ANY_HOST;
-	rc = natpeer_config_set_key(cfg, ao->priv);
+	rc = ao->has_key ? natpeer_config_set_key(cfg, ao->priv) : 0;
 	if (rc == 0)
 		rc = natpeer_config_add_broker(cfg, ao->broker_text);
 	if (rc == 0 && ao->broker2_text != NULL)
@@ -354,9 +362,9 @@ static int run_agent(struct agent_args *ao, const struct nb_netcheck_opts *o, bo
 		rc = natpeer_config_set_token(cfg, token);
 	if (rc == 0)
 		rc = natpeer_config_set_admin_token(cfg, admin);
-	if (rc == 0)
+	if (rc == 0 && ao->has_key)
 		rc = natpeer_config_set_known_peers(cfg, ao->known_path);
-	if (rc == 0 && ao->has_broker_key)
+	if (rc == 0 && ao->has_broker_key && ao->has_key)
 		rc = natpeer_config_set_broker_key(cfg, ao->broker_key);
 	for (size_t i = 0; rc == 0 && i < ao->n_allow; i++)
 		rc = natpeer_config_add_allow(cfg, ao->allow[i]);
@@ -366,7 +374,7 @@ static int run_agent(struct agent_args *ao, const struct nb_netcheck_opts *o, bo
 		rc = natpeer_config_set_flags(cfg, flags);
 	if (rc == 0)
 		rc = natpeer_config_set_portmap(cfg, portmap_protocols, upnp_check_s);
-	if (rc == 0)
+	if (rc == 0 && nc == CLI_NC_NONE)
 		rc = natpeer_config_set_punch_timeout(cfg, have_timeout ? o->timeout_ms : 0);
 	if (rc == 0)
 		rc = natpeer_config_set_birthday(cfg, ao->bday_sockets, ao->bday_rate);
@@ -374,6 +382,15 @@ static int run_agent(struct agent_args *ao, const struct nb_netcheck_opts *o, bo
 		rc = natpeer_config_set_log_level(cfg, (int)nb_log_get_level());
 	if (rc != 0) {
 		fprintf(stderr, "natpeer: %s\n", natpeer_strerror(rc));
+		goto out;
+	}
+	if (nc != CLI_NC_NONE) {
+		struct cli_nc_opts no = {
+			.what = nc, .cfg = cfg, .json = o->json, .timeout_ms = o->timeout_ms,
+			.map_tcp = o->map.tcp, .map_port = o->map.port, .map_external = o->map.external,
+			.map_lease_s = o->map.lease_s,
+		};
+		code = cli_netcheck_run(&no);
 		goto out;
 	}
 	co.cmd = ao->cmd;
@@ -415,7 +432,7 @@ int main(int argc, char **argv)
 		{ "forward", required_argument, NULL, 'G' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct nb_netcheck_opts o;
+	struct cmd_opts o;
 	struct agent_args ao;
 	bool have_broker = false, have_timeout = false, no_relay = false;
 	uint32_t upnp_check_s = 0; /* 0: the UPnP client's default (60 s) */
@@ -541,7 +558,7 @@ int main(int argc, char **argv)
 			ao.bday_rate = (uint32_t)v;
 			break;
 		case 'A':
-			o.upnp_flags |= NB_SSDP_ANY_HOST;
+			o.upnp_any_host = true;
 			break;
 		case 'K':
 			key_path = optarg;
@@ -664,14 +681,13 @@ int main(int argc, char **argv)
 		o.map.on = true;
 		o.map.tcp = strcmp(map_proto, "tcp") == 0;
 		o.map.port = (uint16_t)v;
-		o.map.check_s = upnp_check_s;
 		if (!have_timeout)
 			o.timeout_ms = 15000; /* to a mapping, or a failure; then it runs until a signal */
 		if (identity("map", key_path, known_path, &ao) >= 0)
 			return 1;
-		netcheck_identity(&o, &ao);
 		signal(SIGPIPE, SIG_IGN);
-		return nb_netcheck_run(&o);
+		return run_agent(&ao, &o, have_timeout, no_relay, upnp_check_s, portmap_protocols, NULL, NULL,
+				 CLI_NC_MAP);
 	}
 	if (strcmp(cmd, "netcheck") == 0) {
 		if (!have_broker) {
@@ -680,9 +696,10 @@ int main(int argc, char **argv)
 		}
 		/* The key pair, for the broker's probe of a UPnP mapping (asked
 		 * over the sealed channel); netcheck runs without it too. */
-		if (o.upnp && identity("netcheck", key_path, known_path, &ao) < 0)
-			netcheck_identity(&o, &ao);
-		return nb_netcheck_run(&o);
+		if (o.upnp && identity("netcheck", key_path, known_path, &ao) >= 0)
+			ao.has_key = false; /* no probe, as before */
+		return run_agent(&ao, &o, have_timeout, no_relay, upnp_check_s, portmap_protocols, NULL, NULL,
+				 CLI_NC_NETCHECK);
 	}
 	if (strcmp(cmd, "key") == 0 || strcmp(cmd, "forget") == 0 || strcmp(cmd, "listen") == 0 ||
 	    strcmp(cmd, "connect") == 0 || strcmp(cmd, "peers") == 0 || strcmp(cmd, "matrix") == 0) {
@@ -776,5 +793,6 @@ int main(int argc, char **argv)
 	}
 	/* A closed stdout reader must not kill us with SIGPIPE: writes fail instead. */
 	signal(SIGPIPE, SIG_IGN);
-	return run_agent(&ao, &o, have_timeout, no_relay, upnp_check_s, portmap_protocols, token, admin);
+	return run_agent(&ao, &o, have_timeout, no_relay, upnp_check_s, portmap_protocols, token, admin,
+			 CLI_NC_NONE);
 }

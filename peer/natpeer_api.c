@@ -36,6 +36,8 @@ static const struct {
 	{ NATPEER_E_KEY, "the key is not the one pinned or demanded" },
 	{ NATPEER_E_BROKER, "the broker refused, or did not answer" },
 	{ NATPEER_E_NOPATH, "neither $XDG_CONFIG_HOME nor $HOME is set" },
+	{ NATPEER_E_PORTMAP, "the router made no port mapping" },
+	{ NATPEER_E_TIMEOUT, "not done within the timeout" },
 };
 
 const char *natpeer_strerror(int err)

@@ -33,6 +33,7 @@
 #include "peer/datachan.h"
 #include "peer/natpeer_config.h"
 #include "peer/natpeer_log.h"
+#include "peer/natpeer_netcheck_run.h"
 #include "peer/netcheck.h"
 #include "peer/portmap/extip.h"
 #include "peer/portmap/portmap_run.h"
@@ -92,6 +93,8 @@ enum mode {
 	MODE_CONNECT,
 	MODE_PEERS,
 	MODE_MATRIX,
+	MODE_NETCHECK,  /* natpeer_netcheck: peer/natpeer_netcheck_run.c does it */
+	MODE_MAP,       /* natpeer_map: the same */
 };
 
 enum phase {
@@ -189,6 +192,7 @@ struct natpeer {
 	uv_loop_t *loop;                /* the application's, or own_loop */
 	uv_loop_t *own_loop;            /* natpeer_create_pump() */
 	struct nb_lib_log log;          /* the cores' nb_log lines go here */
+	struct nb_npnc *npnc;           /* netcheck, map: running (holds a ref) */
 	bool started;
 	bool stop_req;                  /* natpeer_stop(): shut down from the loop */
 	bool free_req;                  /* natpeer_close(): free once refs is 0 */
@@ -2458,6 +2462,8 @@ static void pump(struct natpeer *a)
 		shutdown_agent(a, 0);
 		return;
 	}
+	if (a->mode == MODE_NETCHECK || a->mode == MODE_MAP)
+		return; /* peer/natpeer_netcheck_run.c keeps its own timers */
 	if (a->phase == PH_NETCHECK) {
 		struct nb_netcheck_tx tx;
 		struct nb_addr refl;
@@ -2937,6 +2943,10 @@ static void shutdown_agent(struct natpeer *a, int code)
 	a->pm = NULL;
 	if (a->pin6.pm != NULL)
 		pin6_stop(a);
+	if (a->npnc != NULL) { /* netcheck, map: `stopped` once it is done */
+		nb_npnc_stop(a->npnc);
+		return;
+	}
 	if (a->cb.stopped != NULL)
 		a->cb.stopped(a->cb_arg, code);
 }
@@ -3210,6 +3220,120 @@ int natpeer_peers(natpeer *np)
 int natpeer_matrix(natpeer *np)
 {
 	return np == NULL ? NATPEER_E_INVAL : start(np, MODE_MATRIX);
+}
+
+/* ---- netcheck and map: peer/natpeer_netcheck_run.c's hooks ------------------------- */
+
+static void npnc_line(void *arg, int level, const char *line)
+{
+	struct natpeer *a = arg;
+
+	if (a->cb.log != NULL)
+		a->cb.log(a->cb_arg, level, line);
+}
+
+static void npnc_report(void *arg, const natpeer_netcheck_report *rep)
+{
+	struct natpeer *a = arg;
+
+	if (a->cb.netcheck != NULL)
+		a->cb.netcheck(a->cb_arg, rep);
+}
+
+static void npnc_mapped(void *arg, const natpeer_map_info *info)
+{
+	struct natpeer *a = arg;
+
+	if (a->cb.mapped != NULL)
+		a->cb.mapped(a->cb_arg, info);
+}
+
+static void npnc_map_failed(void *arg, const char *status, const char *reason)
+{
+	struct natpeer *a = arg;
+
+	if (a->cb.map_failed != NULL)
+		a->cb.map_failed(a->cb_arg, status, reason);
+}
+
+/* The run is over (and freed): `stopped` with its status. */
+static void npnc_done(void *arg, int status)
+{
+	struct natpeer *a = arg;
+
+	a->npnc = NULL;
+	if (!a->stopping)
+		shutdown_agent(a, status);
+	else if (a->cb.stopped != NULL)
+		a->cb.stopped(a->cb_arg, status);
+	unref(a);
+}
+
+static int npnc_start(struct natpeer *a, enum mode mode, struct nb_npnc_opts *no)
+{
+	const struct natpeer_config *o = a->o;
+	const struct nb_npnc_hooks h = {
+		.arg = a, .line = npnc_line, .report = npnc_report, .mapped = npnc_mapped,
+		.map_failed = npnc_map_failed, .done = npnc_done,
+	};
+	int rc;
+
+	no->server = o->broker;
+	no->upnp = o->upnp;
+	no->upnp_flags = o->upnp_flags;
+	no->portmap_protocols = o->portmap_protocols;
+	no->has_identity = o->has_key;
+	memcpy(no->priv, o->priv, sizeof(no->priv));
+	memcpy(no->pub, o->pub, sizeof(no->pub));
+	no->has_broker_key = o->has_broker_key;
+	memcpy(no->broker_key, o->broker_key, sizeof(no->broker_key));
+	memcpy(no->known_path, o->known_path, sizeof(no->known_path));
+	a->mode = mode;
+	rc = nb_npnc_start(a->loop, no, &h, &a->npnc);
+	OPENSSL_cleanse(no, sizeof(*no));
+	if (rc != 0)
+		return rc;
+	a->refs++; /* npnc_done gives it back */
+	return 0;
+}
+
+int natpeer_netcheck(natpeer *np, uint32_t timeout_ms)
+{
+	struct nb_npnc_opts no;
+
+	if (np == NULL)
+		return NATPEER_E_INVAL;
+	if (np->mode != MODE_NONE || np->stopping || np->stop_req)
+		return NATPEER_E_STATE;
+	if (np->cfg.broker.family == NB_AF_NONE)
+		return NATPEER_E_CONFIG;
+	memset(&no, 0, sizeof(no));
+	no.has_server2 = np->cfg.has_broker2 && np->cfg.broker2.family != np->cfg.broker.family;
+	no.server2 = np->cfg.broker2;
+	no.port = np->cfg.port;
+	no.timeout_ms = timeout_ms;
+	return npnc_start(np, MODE_NETCHECK, &no);
+}
+
+int natpeer_map(natpeer *np, int tcp, uint16_t port, uint16_t external, uint32_t lease_s, uint32_t timeout_ms)
+{
+	struct nb_npnc_opts no;
+
+	if (np == NULL || port == 0 || (lease_s != 0 && (lease_s < 60 || lease_s > 604800)))
+		return NATPEER_E_INVAL;
+	if (np->mode != MODE_NONE || np->stopping || np->stop_req)
+		return NATPEER_E_STATE;
+	if (np->cfg.broker.family == NB_AF_NONE || !np->cfg.has_key || !np->cfg.upnp)
+		return NATPEER_E_CONFIG;
+	memset(&no, 0, sizeof(no));
+	no.timeout_ms = timeout_ms != 0 ? timeout_ms : 15000;
+	no.map.on = true;
+	no.map.tcp = tcp != 0;
+	no.map.port = port;
+	no.map.external = external;
+	no.map.lease_s = lease_s;
+	no.map.check_s = np->cfg.upnp_check_s;
+	return npnc_start(np, MODE_MAP, &no);
 }
 
 int natpeer_send(natpeer *np, uint32_t channel, const void *data, size_t len)

@@ -69,6 +69,8 @@ enum natpeer_err {
 	NATPEER_E_KEY = -7013,       /* a key does not match the one pinned or demanded */
 	NATPEER_E_BROKER = -7014,    /* the broker refused, or never answered */
 	NATPEER_E_NOPATH = -7015,    /* no $XDG_CONFIG_HOME or $HOME for the default path */
+	NATPEER_E_PORTMAP = -7016,   /* natpeer_map: the router made no port mapping */
+	NATPEER_E_TIMEOUT = -7017,   /* natpeer_netcheck / natpeer_map: not done within the timeout */
 };
 NATPEER_API const char *natpeer_strerror(int err);
 
@@ -168,6 +170,60 @@ typedef struct natpeer_pair_info {
 	uint32_t bd_sockets, bd_probes, bd_rate, bd_port;
 } natpeer_pair_info;
 
+/* natpeer_netcheck(): one broker address family's results. Strings are
+ * NUL-terminated; NULL where the comment says so. */
+typedef struct natpeer_netcheck_family {
+	int family;              /* 4 or 6 */
+	const char *server;      /* the broker tested against, "IP:PORT" / "[IP]:PORT" */
+	const char *missing;     /* NULL: a verdict (UDP blocked is one); else why none,
+				  * e.g. "no route to ...: ..." (no "no IPvN: " in front) */
+	/* The fields below are meaningful only when missing is NULL. */
+	int udp_blocked;         /* nonzero: no answer at all */
+	const char *local;       /* our address toward the broker; NULL: none */
+	const char *reflexive;   /* our address as the broker saw it; NULL: none */
+	const char *mapping;     /* RFC 4787 behaviour words; NULL: unknown */
+	const char *filtering;
+	const char *nat;         /* the NAT type in one word; NULL: unknown */
+	int hairpin;             /* 1 yes, 0 no, -1 not tested */
+	int rfc5780;             /* nonzero: the broker has two addresses (full tests) */
+	const char *note;        /* "" or a remark on the results */
+	uint64_t ms;             /* how long this family's tests took */
+} natpeer_netcheck_family;
+
+/* The port mapping asked of the router (PCP, NAT-PMP or UPnP), as found. */
+typedef struct natpeer_portmap_info {
+	const char *status;      /* "verified", "unverified", "unavailable", "refused",
+				  * "unusable", "disabled", ... */
+	const char *protocol;    /* "pcp", "nat-pmp", "upnp"; NULL: none answered */
+	const char *external;    /* "IP:PORT" when status is (un)verified; else NULL */
+	uint32_t lease_s;        /* with external */
+	const char *gateway;     /* the router's IP; NULL: none */
+	int64_t ms;              /* how long it took; -1: not known */
+	const char *reason;      /* why not verified; NULL when verified */
+} natpeer_portmap_info;
+
+/* What `netcheck` reports. */
+typedef struct natpeer_netcheck_report {
+	size_t n_families;       /* 1, or 2 with two brokers (one per family) */
+	const natpeer_netcheck_family *families; /* in the order the brokers were added */
+	size_t portmap_family;   /* the index of the family the port mapping goes with */
+	natpeer_portmap_info portmap;
+	uint64_t total_ms;       /* the whole run */
+} natpeer_netcheck_report;
+
+/* What `mapped` reports (natpeer_map). */
+typedef struct natpeer_map_info {
+	int tcp;                 /* nonzero: TCP, else UDP */
+	uint16_t internal;       /* the local port mapped */
+	const char *protocol;    /* "pcp", "nat-pmp", "upnp" */
+	const char *external;    /* the external address, "IP:PORT" */
+	uint32_t lease_s;
+	const char *gateway;     /* the router's IP */
+	int verified;            /* nonzero: the broker reached us through it */
+	const char *reason;      /* !verified: why not */
+	int64_t ms;              /* how long it took */
+} natpeer_map_info;
+
 /* Callbacks; any may be NULL. `arg` is the pointer given with them. */
 typedef struct natpeer_callbacks {
 	/* One line of text, no newline. */
@@ -194,6 +250,16 @@ typedef struct natpeer_callbacks {
 	 * status 0; a fatal error: a NATPEER_E_* code, the log says why). Only
 	 * natpeer_close() is left to call. */
 	void (*stopped)(void *arg, int status);
+	/* Appended later (natpeer_config_set_callbacks' size says whether a
+	 * caller knows them): */
+	/* natpeer_netcheck(): the results, once, before `stopped`. */
+	void (*netcheck)(void *arg, const natpeer_netcheck_report *report);
+	/* natpeer_map(): the mapping is made (again each time its external
+	 * address or verification changes). */
+	void (*mapped)(void *arg, const natpeer_map_info *info);
+	/* natpeer_map(): no mapping could be made (status as in
+	 * natpeer_portmap_info, reason may be ""); `stopped` follows. */
+	void (*map_failed)(void *arg, const char *status, const char *reason);
 } natpeer_callbacks;
 
 NATPEER_API int natpeer_config_new(natpeer_config **ret);
@@ -251,6 +317,23 @@ NATPEER_API int natpeer_listen(natpeer *np);
 NATPEER_API int natpeer_connect(natpeer *np, const char *peer, const uint8_t key[NATPEER_KEY_LEN]);
 NATPEER_API int natpeer_peers(natpeer *np);
 NATPEER_API int natpeer_matrix(natpeer *np);
+/* netcheck: test the NAT in front of us against the broker (two brokers,
+ * one per IP family: both at once), with the port mapping found on the
+ * router (unless NATPEER_NO_PORTMAP); then `netcheck`, then `stopped`
+ * (0 with a verdict in at least one family; NATPEER_E_TIMEOUT after
+ * timeout_ms, 0: 10 s). Needs a broker; a key only for the broker's probe
+ * of the port mapping. */
+NATPEER_API int natpeer_netcheck(natpeer *np, uint32_t timeout_ms);
+/* map: map local port `port` (UDP, or TCP with tcp != 0) on the router
+ * (PCP, NAT-PMP or UPnP; external: the external port asked for, 0: the
+ * same; lease_s: 60..604800, 0: the protocol's default), have the broker
+ * verify it over the sealed channel (needs the key), `mapped`, and keep it
+ * renewed (natpeer_config_set_portmap's check_s) until natpeer_stop(),
+ * which deletes it; then `stopped` (0). No mapping within timeout_ms (0:
+ * 15 s): `map_failed` or NATPEER_E_TIMEOUT. The first broker only; port
+ * 1..65535; NATPEER_E_CONFIG with NATPEER_NO_PORTMAP. */
+NATPEER_API int natpeer_map(natpeer *np, int tcp, uint16_t port, uint16_t external, uint32_t lease_s,
+			    uint32_t timeout_ms);
 
 /* One datagram to the peer on channel. 0, NATPEER_E_NOCHAN,
  * NATPEER_E_NOTREADY, NATPEER_E_TOOBIG or NATPEER_E_STATE. Best effort,

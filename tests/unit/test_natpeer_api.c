@@ -3,7 +3,8 @@
  * names every code, the key and known-peers helpers round-trip, the pump
  * adapter gives a pollable fd and a timeout, and an instance that is
  * created, stopped and closed leaves nothing behind (ASan's leak check,
- * and an empty loop). Only natpeer.h: it links libnatpeer.a. */
+ * and an empty loop), natpeer_netcheck / natpeer_map check their arguments
+ * and state. Only natpeer.h: it links libnatpeer.a. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -24,6 +25,7 @@ static const int all_codes[] = {
 	NATPEER_E_INVAL, NATPEER_E_NOMEM, NATPEER_E_STATE, NATPEER_E_FULL, NATPEER_E_TOOBIG,
 	NATPEER_E_NOCHAN, NATPEER_E_NOTREADY, NATPEER_E_CONFIG, NATPEER_E_SYSTEM, NATPEER_E_KEYFILE,
 	NATPEER_E_KNOWN, NATPEER_E_NOTFOUND, NATPEER_E_KEY, NATPEER_E_BROKER, NATPEER_E_NOPATH,
+	NATPEER_E_PORTMAP, NATPEER_E_TIMEOUT,
 };
 #define N_CODES (sizeof(all_codes) / sizeof(all_codes[0]))
 
@@ -33,7 +35,7 @@ static void test_strerror(void **state)
 	assert_string_equal(natpeer_strerror(0), "success");
 	assert_string_equal(natpeer_strerror(-1), "unknown error");
 	assert_string_equal(natpeer_strerror(NATPEER_E_INVAL + 1), "unknown error"); /* -7000 */
-	assert_string_equal(natpeer_strerror(NATPEER_E_NOPATH - 1), "unknown error");
+	assert_string_equal(natpeer_strerror(NATPEER_E_TIMEOUT - 1), "unknown error");
 	for (size_t i = 0; i < N_CODES; i++) {
 		const char *t = natpeer_strerror(all_codes[i]);
 		assert_true(all_codes[i] <= -7001 && all_codes[i] >= -7099);
@@ -268,7 +270,24 @@ static void test_known_forget(void **state)
 
 struct seen {
 	int stopped, status, logs, other;
+	int reports, mapped; /* netcheck, mapped */
 };
+
+static void cb_report(void *arg, const natpeer_netcheck_report *rep)
+{
+	struct seen *s = arg;
+
+	assert_non_null(rep);
+	s->reports++;
+}
+
+static void cb_mapped(void *arg, const natpeer_map_info *mi)
+{
+	struct seen *s = arg;
+
+	assert_non_null(mi);
+	s->mapped++;
+}
 
 static void cb_log(void *arg, int level, const char *line)
 {
@@ -306,6 +325,8 @@ static natpeer_config *make_config(struct seen *seen)
 	cbs.log = cb_log;
 	cbs.stopped = cb_stopped;
 	cbs.failed = cb_failed;
+	cbs.netcheck = cb_report;
+	cbs.mapped = cb_mapped;
 	assert_int_equal(natpeer_config_new(&c), 0);
 	assert_int_equal(natpeer_key_generate(priv, pub), 0);
 	assert_int_equal(natpeer_config_set_callbacks(c, &cbs, sizeof(cbs), seen), 0);
@@ -455,6 +476,86 @@ static void test_pump(void **state)
 	natpeer_config_free(c);
 }
 
+/* natpeer_netcheck, natpeer_map: arguments, config, state; a netcheck
+ * toward a silent broker ends with NATPEER_E_TIMEOUT and leaves nothing. */
+static void test_netcheck_map(void **state)
+{
+	struct seen seen;
+	natpeer_config *c;
+	natpeer *np = NULL;
+	uv_loop_t loop;
+	uint8_t priv[NATPEER_KEY_LEN], pub[NATPEER_KEY_LEN];
+
+	(void)state;
+	memset(&seen, 0, sizeof(seen));
+	c = make_config(&seen);
+	assert_int_equal(uv_loop_init(&loop), 0);
+	assert_int_equal(natpeer_netcheck(NULL, 0), NATPEER_E_INVAL);
+	assert_int_equal(natpeer_map(NULL, 0, 4000, 0, 0, 0), NATPEER_E_INVAL);
+	/* no broker, no key */
+	assert_int_equal(natpeer_create(&loop, c, &np), 0);
+	assert_int_equal(natpeer_netcheck(np, 0), NATPEER_E_CONFIG);
+	assert_int_equal(natpeer_map(np, 0, 0, 0, 0, 0), NATPEER_E_INVAL);         /* port 0 */
+	assert_int_equal(natpeer_map(np, 1, 4000, 0, 59, 0), NATPEER_E_INVAL);     /* lease too short */
+	assert_int_equal(natpeer_map(np, 1, 4000, 0, 604801, 0), NATPEER_E_INVAL); /* too long */
+	assert_int_equal(natpeer_map(np, 0, 4000, 0, 0, 0), NATPEER_E_CONFIG);
+	natpeer_close(np);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	/* a broker but no key: netcheck is fine without one, map is not */
+	assert_int_equal(natpeer_config_add_broker(c, "127.0.0.1:9"), 0);
+	assert_int_equal(natpeer_config_set_flags(c, NATPEER_NO_PORTMAP), 0);
+	assert_int_equal(natpeer_create(&loop, c, &np), 0);
+	assert_int_equal(natpeer_map(np, 0, 4000, 0, 3600, 0), NATPEER_E_CONFIG);
+	natpeer_close(np);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	/* a key, but NATPEER_NO_PORTMAP: map has nothing to do */
+	assert_int_equal(natpeer_key_generate(priv, pub), 0);
+	assert_int_equal(natpeer_config_set_key(c, priv), 0);
+	assert_int_equal(natpeer_create(&loop, c, &np), 0);
+	assert_int_equal(natpeer_map(np, 0, 4000, 0, 3600, 0), NATPEER_E_CONFIG);
+	/* netcheck once: then nothing else on this instance */
+	assert_int_equal(natpeer_netcheck(np, 300), 0);
+	assert_int_equal(natpeer_netcheck(np, 300), NATPEER_E_STATE);
+	assert_int_equal(natpeer_map(np, 0, 4000, 0, 0, 0), NATPEER_E_STATE);
+	assert_int_equal(natpeer_listen(np), NATPEER_E_STATE);
+	assert_int_equal(natpeer_peers(np), NATPEER_E_STATE);
+	uv_run(&loop, UV_RUN_DEFAULT); /* the discard port never answers: the timeout */
+	assert_int_equal(seen.stopped, 1);
+	assert_int_equal(seen.status, NATPEER_E_TIMEOUT);
+	assert_int_equal(seen.reports, 0);
+	assert_int_equal(natpeer_netcheck(np, 300), NATPEER_E_STATE);
+	natpeer_close(np);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	/* stopped before a verdict: `stopped` (0), no report */
+	memset(&seen, 0, sizeof(seen));
+	assert_int_equal(natpeer_create(&loop, c, &np), 0);
+	assert_int_equal(natpeer_netcheck(np, 5000), 0);
+	assert_int_equal(natpeer_stop(np), 0);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	assert_int_equal(seen.stopped, 1);
+	assert_int_equal(seen.status, 0);
+	assert_int_equal(seen.reports, 0);
+	natpeer_close(np);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	/* closed while running, with callbacks as an older caller knows them */
+	memset(&seen, 0, sizeof(seen));
+	{
+		natpeer_callbacks cbs;
+		memset(&cbs, 0, sizeof(cbs));
+		cbs.stopped = cb_stopped;
+		assert_int_equal(natpeer_config_set_callbacks(c, &cbs, offsetof(natpeer_callbacks, netcheck), &seen),
+				 0);
+	}
+	assert_int_equal(natpeer_create(&loop, c, &np), 0);
+	assert_int_equal(natpeer_netcheck(np, 5000), 0);
+	uv_run(&loop, UV_RUN_NOWAIT);
+	natpeer_close(np);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	assert_int_equal(seen.stopped, 0); /* none after close */
+	assert_int_equal(uv_loop_close(&loop), 0);
+	natpeer_config_free(c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -462,7 +563,7 @@ int main(void)
 		cmocka_unit_test(test_keys),         cmocka_unit_test(test_keyfile),
 		cmocka_unit_test(test_known_forget), cmocka_unit_test(test_create_close),
 		cmocka_unit_test(test_close_unstarted), cmocka_unit_test(test_start_then_close),
-		cmocka_unit_test(test_pump),
+		cmocka_unit_test(test_pump),         cmocka_unit_test(test_netcheck_map),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,17 +1,17 @@
-/* peer/netcheck_run.c - the libuv shell around peer/netcheck. */
-#include "peer/netcheck_run.h"
+/* peer/natpeer_netcheck_run.c - libnatpeer's netcheck and map (natpeer_netcheck, natpeer_map) on the app's loop. */
+#include "peer/natpeer_netcheck_run.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/random.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <uv.h>
 
-#include <cjson/cJSON.h>
+#include <openssl/crypto.h>
 
 #include "common/log.h"
 #include "common/time.h"
@@ -34,7 +34,7 @@
 /* One address family's tests: its own two sockets and netcheck machine.
  * With two --broker (one per family) both run at once on one loop. */
 struct fam {
-	struct run *r;
+	struct nb_npnc *r;
 	struct nb_addr server;
 	struct nb_addr local;
 	struct nb_udp sock[2];
@@ -46,9 +46,12 @@ struct fam {
 	char why[192];  /* !on, or no send ever went out: why this family has no verdict */
 };
 
-struct run {
-	const struct nb_netcheck_opts *o;
-	uv_loop_t loop;
+struct nb_npnc {
+	const struct nb_npnc_opts *o; /* &opt */
+	struct nb_npnc_opts opt;
+	struct nb_npnc_hooks h;
+	uv_loop_t *loop;
+	bool closing;     /* close_all() done: the hook `done` once open_handles is 0 */
 	struct fam f[2];
 	int n_fam;
 	struct fam *pf; /* the family that carries the port mapping and the broker's probe */
@@ -66,8 +69,6 @@ struct run {
 	bool timed_out;
 	int open_handles;
 	/* natpeer map */
-	uv_signal_t sig[2];
-	bool sig_on;
 	uv_tcp_t lst;                 /* TCP: our listener on the mapped port */
 	bool lst_on;
 	struct greet {                /* ... and the connections it accepted */
@@ -83,23 +84,41 @@ struct run {
 	bool map_printed;
 	struct nb_addr map_printed_ext;
 	enum nb_portmap_state map_printed_state;
-	int exit_code;
+	int status;     /* 0 or a NATPEER_E_* code, for `done` */
+	bool stop_asked; /* nb_npnc_stop(), or a failure to start: no report */
 };
 
-static void report(const struct run *r);
+static void report(const struct nb_npnc *r);
 
-/* The port mapping's progress lines: to stderr, as they always were. */
-static void portmap_line(void *arg, const char *line)
+/* A line for the hook `line` (the instance's log callback). INFO: progress
+ * (natpeer(1) drops it with --json), ERROR: a failure. */
+static void say(const struct nb_npnc *r, int level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void say(const struct nb_npnc *r, int level, const char *fmt, ...)
 {
-	(void)arg;
-	fprintf(stderr, "%s\n", line);
+	char line[1024];
+	va_list ap;
+
+	if (r->h.line == NULL)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	r->h.line(r->h.arg, level, line);
 }
 
-static void pump(struct run *r);
+/* The port mapping's progress lines. */
+static void portmap_line(void *arg, const char *line)
+{
+	say(arg, NATPEER_LOG_INFO, "%s", line);
+}
+
+static void all_closed(struct nb_npnc *r);
+
+static void pump(struct nb_npnc *r);
 
 static void on_timer(uv_timer_t *t)
 {
-	struct run *r = t->data;
+	struct nb_npnc *r = t->data;
 
 	/* A deadline is about to decide "no answer": first take what has
 	 * already arrived, which the loop would only poll after this timer. */
@@ -112,14 +131,16 @@ static void on_timer(uv_timer_t *t)
 
 static void on_closed(uv_handle_t *h)
 {
-	struct run *r = h->data;
-	r->open_handles--;
+	struct nb_npnc *r = h->data;
+	if (--r->open_handles == 0 && r->closing)
+		all_closed(r);
 }
 
 static void on_udp_closed(struct nb_udp *u)
 {
 	struct fam *f = u->arg;
-	f->r->open_handles--;
+	if (--f->r->open_handles == 0 && f->r->closing)
+		all_closed(f->r);
 }
 
 static void greet_closed(uv_handle_t *h);
@@ -128,8 +149,9 @@ static const char *fam_missing(const struct fam *f);
 
 static void close_all(void *arg)
 {
-	struct run *r = arg;
+	struct nb_npnc *r = arg;
 
+	r->closing = true;
 	uv_timer_stop(&r->timer);
 	for (int k = 0; k < r->n_fam; k++) {
 		for (int i = 0; i < r->f[k].n_open; i++)
@@ -137,27 +159,16 @@ static void close_all(void *arg)
 		r->f[k].n_open = 0;
 	}
 	uv_close((uv_handle_t *)&r->timer, on_closed);
-	if (r->sig_on) {
-		for (int i = 0; i < 2; i++)
-			uv_close((uv_handle_t *)&r->sig[i], on_closed);
-	}
 	if (r->lst_on)
 		uv_close((uv_handle_t *)&r->lst, on_closed);
 	for (int i = 0; i < MAP_GREET_CONNS; i++) {
 		if (r->greet[i].used && !uv_is_closing((uv_handle_t *)&r->greet[i].h))
 			uv_close((uv_handle_t *)&r->greet[i].h, greet_closed);
 	}
-	if (r->o->map.on && r->map_printed) {
-		if (r->o->json)
-			printf("{\"event\":\"removed\"}\n");
-		else
-			printf("removed the mapping\n");
-		fflush(stdout);
-	}
 }
 
 /* Report, then take the mapping down (bounded), then close. */
-static void finish(struct run *r)
+static void finish(struct nb_npnc *r)
 {
 	struct nb_portmap *pm = r->pm;
 
@@ -170,11 +181,10 @@ static void finish(struct run *r)
 			any = any || fam_missing(&r->f[k]) == NULL;
 		}
 		if (!any) /* the report says why, per family */
-			r->exit_code = 1;
+			r->status = NATPEER_E_SYSTEM;
 	}
-	if (!r->timed_out && !r->reported && !r->o->map.on) {
+	if (!r->timed_out && !r->reported && !r->o->map.on && !r->stop_asked) {
 		report(r);
-		fflush(stdout);
 		r->reported = true;
 	}
 	r->pm = NULL;
@@ -187,7 +197,7 @@ static void finish(struct run *r)
 /* ---- natpeer map ----------------------------------------------------------- */
 
 /* Did our listener get the broker's greeting with this proof? */
-static bool greeted(const struct run *r, const char *proof)
+static bool greeted(const struct nb_npnc *r, const char *proof)
 {
 	for (unsigned i = 0; i < r->n_greet && i < MAP_GREET_CONNS; i++)
 		if (proof[0] != '\0' && strcmp(r->greet_proof[i], proof) == 0)
@@ -197,7 +207,7 @@ static bool greeted(const struct run *r, const char *proof)
 
 static void greet_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 {
-	struct run *r = h->data;
+	struct nb_npnc *r = h->data;
 
 	(void)hint;
 	for (int i = 0; i < MAP_GREET_CONNS; i++) {
@@ -213,15 +223,16 @@ static void greet_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 /* The slot is free only once libuv is done with its handle. */
 static void greet_closed(uv_handle_t *h)
 {
-	struct run *r = h->data;
+	struct nb_npnc *r = h->data;
 
 	for (int i = 0; i < MAP_GREET_CONNS; i++)
 		if ((uv_handle_t *)&r->greet[i].h == h)
 			r->greet[i].used = false;
-	r->open_handles--; /* accounted when accepted */
+	if (--r->open_handles == 0 && r->closing) /* accounted when accepted */
+		all_closed(r);
 }
 
-static void greet_close(struct run *r, struct greet *g)
+static void greet_close(struct nb_npnc *r, struct greet *g)
 {
 	(void)r;
 	if (!uv_is_closing((uv_handle_t *)&g->h))
@@ -243,7 +254,7 @@ static void greet_write_done(uv_write_t *w, int status)
  * else, or more than the buffer, closes the connection. */
 static void greet_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
 {
-	struct run *r = st->data;
+	struct nb_npnc *r = st->data;
 	struct greet *g = NULL;
 	char *eol, *sp;
 
@@ -273,7 +284,7 @@ static void greet_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
 		uv_write_t *w = malloc(sizeof(*w));
 		uv_buf_t b = uv_buf_init((char *)ok, sizeof(ok) - 1);
 
-		snprintf(r->greet_proof[r->n_greet % MAP_GREET_CONNS], sizeof(r->greet_proof[0]), "%s", sp + 1);
+		memcpy(r->greet_proof[r->n_greet % MAP_GREET_CONNS], sp + 1, NB_CTRL_PROOF_LEN + 1);
 		r->n_greet++;
 		nb_log_debug("map", "the broker's greeting arrived on TCP %u", (unsigned)r->o->map.port);
 		if (w != NULL && uv_write(w, st, &b, 1, greet_write_done) != 0)
@@ -284,7 +295,7 @@ static void greet_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
 
 static void greet_accept(uv_stream_t *lst, int status)
 {
-	struct run *r = lst->data;
+	struct nb_npnc *r = lst->data;
 	struct greet *g = NULL;
 	uv_tcp_t *spare;
 
@@ -313,7 +324,7 @@ static void greet_accept(uv_stream_t *lst, int status)
 }
 
 /* Our TCP listener on the port; taken by another program: connect-only. */
-static int map_listen(struct run *r)
+static int map_listen(struct nb_npnc *r)
 {
 	struct sockaddr_in sa;
 	int rc;
@@ -321,7 +332,7 @@ static int map_listen(struct run *r)
 	memset(&sa, 0, sizeof(sa));
 	sa.sin_family = AF_INET;
 	sa.sin_port = htons(r->o->map.port);
-	uv_tcp_init(&r->loop, &r->lst);
+	uv_tcp_init(r->loop, &r->lst);
 	r->lst.data = r;
 	r->lst_on = true;
 	r->open_handles++;
@@ -332,9 +343,8 @@ static int map_listen(struct run *r)
 		r->tcp_connect_only = true;
 		uv_close((uv_handle_t *)&r->lst, on_closed);
 		r->lst_on = false;
-		if (!r->o->json)
-			fprintf(stderr, "map: TCP %u is in use by another program: the broker will only "
-					"check that it can connect\n", (unsigned)r->o->map.port);
+		say(r, NATPEER_LOG_INFO, "map: TCP %u is in use by another program: the broker will only "
+					 "check that it can connect", (unsigned)r->o->map.port);
 		return 0;
 	}
 	return rc;
@@ -343,7 +353,7 @@ static int map_listen(struct run *r)
 /* The portmap's verify hook in map mode. */
 static int map_verify(void *arg, const struct nb_addr *external, uint64_t now, char *why, size_t why_len)
 {
-	struct run *r = arg;
+	struct nb_npnc *r = arg;
 	int rc;
 
 	if (r->udp_busy) {
@@ -361,43 +371,23 @@ static int map_verify(void *arg, const struct nb_addr *external, uint64_t now, c
 	return rc;
 }
 
-static void finish(struct run *r);
+static void finish(struct nb_npnc *r);
 
-static void on_signal(uv_signal_t *h, int signum)
-{
-	struct run *r = h->data;
-
-	(void)signum;
-	if (!r->finished)
-		finish(r);
-}
-
-/* Print what the mapping came to, each time it changes; a failure ends the run. */
-static void map_report(struct run *r)
+/* Report what the mapping came to, each time it changes; a failure ends the run. */
+static void map_report(struct nb_npnc *r)
 {
 	struct nb_portmap_report p;
 	char ext[NB_ADDR_STRLEN], gw[NB_ADDR_STRLEN];
-	bool final, verified;
+	natpeer_map_info mi;
+	bool final;
 
 	nb_portmap_get_report(r->pm, &p);
 	final = p.state == NB_PM_UNAVAILABLE || p.state == NB_PM_REFUSED || p.state == NB_PM_UNUSABLE ||
 		p.state == NB_PM_DISABLED;
 	if (final) {
-		if (r->o->json) {
-			cJSON *j = cJSON_CreateObject();
-			char *text;
-			cJSON_AddStringToObject(j, "event", "failed");
-			cJSON_AddStringToObject(j, "status", nb_portmap_status_word(p.state));
-			cJSON_AddStringToObject(j, "reason", p.reason);
-			text = cJSON_PrintUnformatted(j);
-			if (text != NULL)
-				printf("%s\n", text);
-			cJSON_free(text);
-			cJSON_Delete(j);
-		}
-		fprintf(stderr, "natpeer: map: %s: %s\n", nb_portmap_status_word(p.state),
-			p.reason[0] ? p.reason : "no port-mapping protocol answered");
-		r->exit_code = 1;
+		if (r->h.map_failed != NULL)
+			r->h.map_failed(r->h.arg, nb_portmap_status_word(p.state), p.reason);
+		r->status = NATPEER_E_PORTMAP;
 		finish(r);
 		return;
 	}
@@ -408,39 +398,22 @@ static void map_report(struct run *r)
 	r->map_printed = true;
 	r->map_printed_state = p.state;
 	r->map_printed_ext = p.external;
-	verified = p.state == NB_PM_VERIFIED;
-	nb_addr_format(&p.external, ext, sizeof(ext));
-	nb_addr_format_ip(&p.gateway, gw, sizeof(gw));
-	if (r->o->json) {
-		cJSON *j = cJSON_CreateObject();
-		char *text;
-		cJSON_AddStringToObject(j, "event", "mapped");
-		cJSON_AddStringToObject(j, "protocol", p.protocol);
-		cJSON_AddStringToObject(j, "transport", p.tcp ? "tcp" : "udp");
-		cJSON_AddNumberToObject(j, "internal", p.internal_port);
-		cJSON_AddStringToObject(j, "external", ext);
-		cJSON_AddNumberToObject(j, "lease", p.lease_s);
-		cJSON_AddStringToObject(j, "gateway", gw);
-		cJSON_AddBoolToObject(j, "verified", verified);
-		if (!verified)
-			cJSON_AddStringToObject(j, "reason", p.reason);
-		cJSON_AddNumberToObject(j, "ms", (double)p.ms);
-		text = cJSON_PrintUnformatted(j);
-		if (text != NULL)
-			printf("%s\n", text);
-		cJSON_free(text);
-		cJSON_Delete(j);
-	} else if (verified) {
-		printf("mapped %s %u -> %s via %s (lease %u s), verified by the broker\n", p.tcp ? "TCP" : "UDP",
-		       (unsigned)p.internal_port, ext, p.protocol, (unsigned)p.lease_s);
-	} else {
-		printf("mapped %s %u -> %s via %s (lease %u s); verified: no (%s)\n", p.tcp ? "TCP" : "UDP",
-		       (unsigned)p.internal_port, ext, p.protocol, (unsigned)p.lease_s, p.reason);
-	}
-	fflush(stdout);
+	memset(&mi, 0, sizeof(mi));
+	mi.tcp = p.tcp;
+	mi.internal = p.internal_port;
+	mi.protocol = p.protocol;
+	mi.external = nb_addr_format(&p.external, ext, sizeof(ext));
+	mi.lease_s = p.lease_s;
+	mi.gateway = nb_addr_format_ip(&p.gateway, gw, sizeof(gw));
+	mi.verified = p.state == NB_PM_VERIFIED;
+	mi.reason = mi.verified ? NULL : p.reason;
+	mi.ms = p.ms;
+	if (r->h.mapped != NULL)
+		r->h.mapped(r->h.arg, &mi);
 }
 
-static void client_events(struct run *r, uint64_t now)
+
+static void client_events(struct nb_npnc *r, uint64_t now)
 {
 	struct nb_client_event e;
 
@@ -462,7 +435,7 @@ static void client_events(struct run *r, uint64_t now)
 }
 
 /* Every family that runs has its verdict. */
-static bool all_done(const struct run *r)
+static bool all_done(const struct nb_npnc *r)
 {
 	for (int k = 0; k < r->n_fam; k++)
 		if (r->f[k].on && !nb_netcheck_done(&r->f[k].nc))
@@ -470,7 +443,7 @@ static bool all_done(const struct run *r)
 	return true;
 }
 
-static void pump(struct run *r)
+static void pump(struct nb_npnc *r)
 {
 	struct nb_netcheck_tx tx;
 	struct fam *pf = r->pf;
@@ -478,7 +451,6 @@ static void pump(struct run *r)
 
 	if (now >= r->hard_deadline && !(r->o->map.on && r->map_printed)) {
 		r->timed_out = true;
-		r->exit_code = 1;
 		finish(r);
 		return;
 	}
@@ -543,7 +515,7 @@ static void on_recv(struct nb_udp *u, const uint8_t *data, size_t len, const str
 		    void *arg)
 {
 	struct fam *f = arg;
-	struct run *r = f->r;
+	struct nb_npnc *r = f->r;
 	int sock = u == &f->sock[0] ? NB_NC_MAP : NB_NC_FILT;
 	uint64_t now = nb_now_ms();
 
@@ -570,14 +542,9 @@ static void on_recv(struct nb_udp *u, const uint8_t *data, size_t len, const str
 	pump(r);
 }
 
-static const char *word(const char *s)
-{
-	return s ? s : "unknown";
-}
-
 static void on_portmap(struct nb_portmap *pm, bool changed, void *arg)
 {
-	struct run *r = arg;
+	struct nb_npnc *r = arg;
 
 	(void)pm;
 	(void)changed;
@@ -585,41 +552,42 @@ static void on_portmap(struct nb_portmap *pm, bool changed, void *arg)
 		uv_timer_start(&r->timer, on_timer, 0, 0);
 }
 
-/* netcheck --json's "portmap" object (and its alias "upnp", kept for one
- * release: docs/upnp.md). none_why: why there is no port mapping at all
- * (two families, and the IPv4 one has none), else NULL. */
-static void portmap_json(cJSON *up, const struct nb_portmap *pm, const char *none_why)
+/* The "portmap" part of the report. none_why: why there is no port
+ * mapping at all (two families, and the IPv4 one has none), else NULL.
+ * Strings point into *rep and b (ext, gw). */
+static void portmap_info(natpeer_portmap_info *pi, const struct nb_portmap *pm, const char *none_why,
+			 struct nb_portmap_report *rep, char ext[NB_ADDR_STRLEN], char gw[NB_ADDR_STRLEN])
 {
-	struct nb_portmap_report r;
-	char b[NB_ADDR_STRLEN];
 	enum nb_portmap_state s;
 
+	memset(pi, 0, sizeof(*pi));
+	pi->ms = -1;
 	if (pm == NULL && none_why != NULL) {
-		cJSON_AddStringToObject(up, "status", nb_portmap_status_word(NB_PM_UNAVAILABLE));
-		cJSON_AddStringToObject(up, "reason", none_why);
+		pi->status = nb_portmap_status_word(NB_PM_UNAVAILABLE);
+		pi->reason = none_why;
 		return;
 	}
-	nb_portmap_get_report(pm, &r);
-	s = r.state;
+	nb_portmap_get_report(pm, rep);
+	s = rep->state;
 	if (s == NB_PM_WORKING) /* no gateway answered in the grace window */
 		s = NB_PM_UNAVAILABLE;
-	if (r.protocol[0] != '\0')
-		cJSON_AddStringToObject(up, "protocol", r.protocol);
-	cJSON_AddStringToObject(up, "status", nb_portmap_status_word(s));
-	if ((s == NB_PM_VERIFIED || s == NB_PM_UNVERIFIED) && r.external.family != NB_AF_NONE) {
-		cJSON_AddStringToObject(up, "external", nb_addr_format(&r.external, b, sizeof(b)));
-		cJSON_AddNumberToObject(up, "lease", r.lease_s);
+	if (rep->protocol[0] != '\0')
+		pi->protocol = rep->protocol;
+	pi->status = nb_portmap_status_word(s);
+	if ((s == NB_PM_VERIFIED || s == NB_PM_UNVERIFIED) && rep->external.family != NB_AF_NONE) {
+		pi->external = nb_addr_format(&rep->external, ext, NB_ADDR_STRLEN);
+		pi->lease_s = rep->lease_s;
 	}
-	if (r.gateway.family != NB_AF_NONE)
-		cJSON_AddStringToObject(up, "gateway", nb_addr_format_ip(&r.gateway, b, sizeof(b)));
-	if (r.ms >= 0)
-		cJSON_AddNumberToObject(up, "ms", (double)r.ms);
+	if (rep->gateway.family != NB_AF_NONE)
+		pi->gateway = nb_addr_format_ip(&rep->gateway, gw, NB_ADDR_STRLEN);
+	if (rep->ms >= 0)
+		pi->ms = rep->ms;
 	if (s == NB_PM_DISABLED)
-		cJSON_AddStringToObject(up, "reason", "disabled with --no-portmap");
-	else if (s == NB_PM_UNAVAILABLE && r.reason[0] == '\0')
-		cJSON_AddStringToObject(up, "reason", "no gateway answered PCP, NAT-PMP or UPnP within 0.5 s");
+		pi->reason = "disabled with --no-portmap";
+	else if (s == NB_PM_UNAVAILABLE && rep->reason[0] == '\0')
+		pi->reason = "no gateway answered PCP, NAT-PMP or UPnP within 0.5 s";
 	else if (s != NB_PM_VERIFIED)
-		cJSON_AddStringToObject(up, "reason", r.reason);
+		pi->reason = rep->reason;
 }
 
 static const char *fam_name(const struct fam *f)
@@ -652,166 +620,67 @@ static const struct nb_netcheck_result *fam_result(const struct fam *f)
 	return f->on && fam_missing(f) == NULL ? nb_netcheck_result(&f->nc) : &none;
 }
 
-/* One family's fields. family_obj: an entry of "families" (status and
- * reason first; no port map), else the top-level fields as they have
- * always been. */
-static void result_json(cJSON *j, const struct fam *f, bool family_obj, const struct nb_portmap *pm,
-			const char *pm_why)
+struct fam_text {
+	char server[NB_ADDR_STRLEN], local[NB_ADDR_STRLEN], refl[NB_ADDR_STRLEN];
+};
+
+/* One family's fields (those of the empty result when it has no verdict). */
+static void fam_info(natpeer_netcheck_family *fi, struct fam_text *t, const struct fam *f)
 {
 	const struct nb_netcheck_result *res = fam_result(f);
-	const char *missing = fam_missing(f);
-	char refl[NB_ADDR_STRLEN], local[NB_ADDR_STRLEN], srv[NB_ADDR_STRLEN];
-	cJSON *loc = cJSON_CreateArray();
 
-	nb_addr_format(&f->server, srv, sizeof(srv));
-	cJSON_AddStringToObject(j, "server", srv);
-	if (family_obj) {
-		cJSON_AddStringToObject(j, "status", missing != NULL ? "unavailable"
-						     : res->udp_blocked ? "udp-blocked" : "ok");
-		if (missing != NULL) {
-			char why[256];
-			snprintf(why, sizeof(why), "no %s: %s", fam_name(f), missing);
-			cJSON_AddStringToObject(j, "reason", why);
-			cJSON_Delete(loc);
-			return;
-		}
-	}
-	if (res->reflexive.family != NB_AF_NONE)
-		cJSON_AddStringToObject(j, "reflexive", nb_addr_format(&res->reflexive, refl, sizeof(refl)));
-	else
-		cJSON_AddNullToObject(j, "reflexive");
+	memset(fi, 0, sizeof(*fi));
+	fi->family = f->server.family == NB_AF_INET6 ? 6 : 4;
+	fi->server = nb_addr_format(&f->server, t->server, sizeof(t->server));
+	fi->missing = fam_missing(f);
+	fi->udp_blocked = res->udp_blocked;
 	if (res->local.family != NB_AF_NONE)
-		cJSON_AddItemToArray(loc, cJSON_CreateString(nb_addr_format(&res->local, local, sizeof(local))));
-	cJSON_AddItemToObject(j, "local", loc);
-	cJSON_AddStringToObject(j, "mapping", res->udp_blocked ? "none" : word(nb_mapping_to_string(res->mapping)));
-	cJSON_AddStringToObject(j, "filtering", word(nb_filtering_to_string(res->filtering)));
-	cJSON_AddStringToObject(j, "nat", word(nb_nat_type_to_string(res->nat)));
-	if (res->hairpin < 0)
-		cJSON_AddNullToObject(j, "hairpin");
-	else
-		cJSON_AddBoolToObject(j, "hairpin", res->hairpin);
-	cJSON_AddBoolToObject(j, "rfc5780", res->rfc5780);
-	if (!family_obj) {
-		cJSON *up = cJSON_CreateObject();
-		portmap_json(up, pm, pm_why);
-		cJSON_AddItemToObject(j, "portmap", up);
-		cJSON_AddItemToObject(j, "upnp", cJSON_Duplicate(up, 1));
-	}
-	cJSON_AddNumberToObject(j, "ms", (double)res->ms);
-	if (missing != NULL) {
-		char why[256];
-		snprintf(why, sizeof(why), "no %s: %s", fam_name(f), missing);
-		cJSON_AddStringToObject(j, "note", why);
-	} else if (res->note[0]) {
-		cJSON_AddStringToObject(j, "note", res->note);
-	}
-}
-
-/* One family's lines of the text report, from "UDP:" to "took:". */
-static void result_text(const struct fam *f, bool with_pm, const struct nb_portmap *pm)
-{
-	const struct nb_netcheck_result *res = fam_result(f);
-	char refl[NB_ADDR_STRLEN], local[NB_ADDR_STRLEN];
-	const char *hairpin = res->hairpin < 0 ? "not tested" : res->hairpin ? "yes" : "no";
-
-	nb_addr_format(&res->local, local, sizeof(local));
+		fi->local = nb_addr_format(&res->local, t->local, sizeof(t->local));
 	if (res->reflexive.family != NB_AF_NONE)
-		nb_addr_format(&res->reflexive, refl, sizeof(refl));
-	else
-		snprintf(refl, sizeof(refl), "none");
-	printf("  UDP:        %s\n", res->udp_blocked ? "blocked (no answer)" : "yes");
-	printf("  local:      %s\n", local);
-	printf("  reflexive:  %s\n", refl);
-	printf("  mapping:    %s\n", res->udp_blocked ? "none" : word(nb_mapping_to_string(res->mapping)));
-	printf("  filtering:  %s\n", word(nb_filtering_to_string(res->filtering)));
-	printf("  NAT:        %s\n", word(nb_nat_type_to_string(res->nat)));
-	printf("  hairpin:    %s\n", hairpin);
-	printf("  RFC 5780:   %s\n", res->rfc5780 ? "yes (server has two addresses)" : "no");
-	if (with_pm) {
-		cJSON *up = cJSON_CreateObject();
-		const cJSON *st, *ex, *le, *re, *pr;
-		portmap_json(up, pm, NULL);
-		st = cJSON_GetObjectItem(up, "status");
-		ex = cJSON_GetObjectItem(up, "external");
-		le = cJSON_GetObjectItem(up, "lease");
-		re = cJSON_GetObjectItem(up, "reason");
-		pr = cJSON_GetObjectItem(up, "protocol");
-		printf("  port map:   %s", st->valuestring);
-		if (ex != NULL)
-			printf(" %s via %s (lease %.0f s)", ex->valuestring, pr != NULL ? pr->valuestring : "?",
-			       le != NULL ? le->valuedouble : 0.0);
-		if (re != NULL && re->valuestring[0] != '\0')
-			printf(": %s", re->valuestring);
-		printf("\n");
-		cJSON_Delete(up);
-	}
-	if (res->note[0])
-		printf("  note:       %s\n", res->note);
-	printf("  took:       %llu ms\n", (unsigned long long)res->ms);
+		fi->reflexive = nb_addr_format(&res->reflexive, t->refl, sizeof(t->refl));
+	fi->mapping = res->udp_blocked ? "none" : nb_mapping_to_string(res->mapping);
+	fi->filtering = nb_filtering_to_string(res->filtering);
+	fi->nat = nb_nat_type_to_string(res->nat);
+	fi->hairpin = res->hairpin < 0 ? -1 : res->hairpin ? 1 : 0;
+	fi->rfc5780 = res->rfc5780;
+	fi->note = res->note;
+	fi->ms = res->ms;
 }
 
-/* One --broker: the report as it has always been. Two: the first's fields
- * at the top level (so consumers of one keep working), and a section (text)
- * or an entry of "families" (JSON) per family; docs/man/natpeer.1. */
-static void report(const struct run *r)
+/* The results, to the hook `report`. */
+static void report(const struct nb_npnc *r)
 {
 	const struct fam *pf = r->pf;
+	natpeer_netcheck_family fams[2];
+	struct fam_text t[2];
+	natpeer_netcheck_report rep;
+	struct nb_portmap_report pr;
+	char pm_buf[256], ext[NB_ADDR_STRLEN], gw[NB_ADDR_STRLEN];
 	const char *pm_why = NULL;
-	char srv[NB_ADDR_STRLEN], pm_buf[256];
-	unsigned long long total = (unsigned long long)(nb_now_ms() - r->start);
 
+	if (r->h.report == NULL)
+		return;
 	if (r->n_fam == 2 && fam_missing(pf) != NULL) {
 		snprintf(pm_buf, sizeof(pm_buf), "no %s: %s", fam_name(pf), fam_missing(pf));
 		pm_why = pm_buf;
 	}
-	if (r->o->json) {
-		cJSON *j = cJSON_CreateObject();
-		char *text;
-
-		result_json(j, &r->f[0], false, r->pm, pm_why);
-		if (r->n_fam == 2) {
-			cJSON *fams = cJSON_CreateObject();
-			for (int k = 0; k < r->n_fam; k++) {
-				cJSON *fj = cJSON_CreateObject();
-				result_json(fj, &r->f[k], true, NULL, NULL);
-				cJSON_AddItemToObject(fams, r->f[k].server.family == NB_AF_INET6 ? "6" : "4", fj);
-			}
-			cJSON_AddItemToObject(j, "families", fams);
-			cJSON_AddNumberToObject(j, "total_ms", (double)total);
-		}
-		text = cJSON_PrintUnformatted(j);
-		if (text != NULL)
-			printf("%s\n", text);
-		cJSON_free(text);
-		cJSON_Delete(j);
-		return;
-	}
-	if (r->n_fam == 1) {
-		printf("natpeer netcheck against %s\n", nb_addr_format(&pf->server, srv, sizeof(srv)));
-		result_text(pf, true, r->pm);
-		return;
-	}
-	printf("natpeer netcheck against %s", nb_addr_format(&r->f[0].server, srv, sizeof(srv)));
-	printf(" and %s\n", nb_addr_format(&r->f[1].server, srv, sizeof(srv)));
-	for (int k = 0; k < r->n_fam; k++) {
-		const struct fam *f = &r->f[k];
-		nb_addr_format(&f->server, srv, sizeof(srv));
-		if (fam_missing(f) != NULL) {
-			printf("%s: no %s (%s)\n", fam_name(f), fam_name(f), fam_missing(f));
-			continue;
-		}
-		printf("%s: %s\n", fam_name(f), srv);
-		result_text(f, f == pf, r->pm);
-	}
-	printf("total:        %llu ms (both families at once)\n", total);
+	memset(&rep, 0, sizeof(rep));
+	for (int k = 0; k < r->n_fam; k++)
+		fam_info(&fams[k], &t[k], &r->f[k]);
+	rep.n_families = (size_t)r->n_fam;
+	rep.families = fams;
+	rep.portmap_family = (size_t)(pf - r->f);
+	portmap_info(&rep.portmap, r->pm, pm_why, &pr, ext, gw);
+	rep.total_ms = nb_now_ms() - r->start;
+	r->h.report(r->h.arg, &rep);
 }
 
 /* Open a family's two sockets (its agent socket on `port`). With two
  * families a failure only makes this family "no IPvN" (f->why) and returns
- * 0; with one it is printed and fatal (returns the libuv error). */
-static int fam_open(struct run *r, struct fam *f, uint16_t port)
+ * 0; with one it is logged and fatal (returns the libuv error). */
+static int fam_open(struct nb_npnc *r, struct fam *f, uint16_t port)
 {
-	const struct nb_netcheck_opts *o = r->o;
+	const struct nb_npnc_opts *o = r->o;
 	struct nb_addr any;
 	/* two families: the v6 socket must not take the v4 port too (--port) */
 	unsigned flags = r->n_fam == 2 && f->server.family == NB_AF_INET6 ? UV_UDP_IPV6ONLY : 0;
@@ -821,15 +690,14 @@ static int fam_open(struct run *r, struct fam *f, uint16_t port)
 	any.family = f->server.family;
 	for (int i = 0; i < 2; i++) {
 		any.port = i == 0 ? port : 0;
-		rc = nb_udp_open(&f->sock[i], &r->loop, &any, flags, on_recv, f);
+		rc = nb_udp_open(&f->sock[i], r->loop, &any, flags, on_recv, f);
 		if (rc == UV_EADDRINUSE && i == 0 && o->map.on) {
 			/* map udp: the port is another program's; map it anyway */
 			r->udp_busy = true;
-			if (!o->json)
-				fprintf(stderr, "map: UDP %u is in use by another program: mapping it, but the "
-						"broker's probe goes to that program\n", (unsigned)o->map.port);
+			say(r, NATPEER_LOG_INFO, "map: UDP %u is in use by another program: mapping it, but the "
+						 "broker's probe goes to that program", (unsigned)o->map.port);
 			any.port = 0;
-			rc = nb_udp_open(&f->sock[i], &r->loop, &any, flags, on_recv, f);
+			rc = nb_udp_open(&f->sock[i], r->loop, &any, flags, on_recv, f);
 		}
 		if (rc != 0)
 			break;
@@ -847,100 +715,132 @@ static int fam_open(struct run *r, struct fam *f, uint16_t port)
 		if (r->n_fam == 2)
 			snprintf(f->why, sizeof(f->why), "cannot bind UDP %s: %s", a, uv_strerror(rc));
 		else
-			fprintf(stderr, "natpeer: cannot bind UDP %s: %s%s\n", a, uv_strerror(rc),
-				rc == UV_EADDRINUSE ? " (pick another --port)" : "");
+			say(r, NATPEER_LOG_ERROR, "natpeer: cannot bind UDP %s: %s%s", a, uv_strerror(rc),
+			    rc == UV_EADDRINUSE ? " (pick another --port)" : "");
 	}
-	if (f->n_open == 1) {
-		nb_udp_close(&f->sock[0], NULL);
-		r->open_handles--;
-	}
+	if (f->n_open == 1) /* counted: on_udp_closed takes it back */
+		nb_udp_close(&f->sock[0], on_udp_closed);
 	f->n_open = 0;
 	return r->n_fam == 2 ? 0 : rc;
 }
 
-int nb_netcheck_run(const struct nb_netcheck_opts *o)
+/* Every handle is closed: the hook `done`, and the memory. */
+static void all_closed(struct nb_npnc *r)
 {
-	struct run r;
+	struct nb_npnc_hooks h = r->h;
+	int status = r->status;
+
+	if (r->timed_out) {
+		say(r, NATPEER_LOG_ERROR, "natpeer: %s did not finish within the timeout (raise --timeout)",
+		    r->o->map.on ? "map" : "netcheck");
+		status = NATPEER_E_TIMEOUT;
+	}
+	if (r->bl_on)
+		nb_blink_wipe(&r->bl);
+	OPENSSL_cleanse(r, sizeof(*r));
+	free(r);
+	if (h.done != NULL)
+		h.done(h.arg, status);
+}
+
+/* A failure once handles are open: close them; `done` follows. */
+static int fail_async(struct nb_npnc *r, int status)
+{
+	r->status = status;
+	r->stop_asked = true;
+	finish(r);
+	return 0;
+}
+
+void nb_npnc_stop(struct nb_npnc *r)
+{
+	if (r == NULL || r->finished)
+		return;
+	r->stop_asked = true;
+	finish(r);
+}
+
+int nb_npnc_start(uv_loop_t *loop, const struct nb_npnc_opts *opts, const struct nb_npnc_hooks *hooks,
+		  struct nb_npnc **ret)
+{
+	struct nb_npnc *r;
+	const struct nb_npnc_opts *o;
 	struct fam *pf;
 	uint8_t seed[2][NB_STUN_TID_LEN];
 	char srv[NB_ADDR_STRLEN], srv2[NB_ADDR_STRLEN];
 	int rc;
 
-	memset(&r, 0, sizeof(r));
-	r.o = o;
-	r.n_fam = o->has_server2 && !o->map.on ? 2 : 1;
-	r.f[0].server = o->server;
-	r.f[1].server = o->server2;
+	if (loop == NULL || opts == NULL || hooks == NULL || ret == NULL)
+		return NATPEER_E_INVAL;
+	r = calloc(1, sizeof(*r));
+	if (r == NULL)
+		return NATPEER_E_NOMEM;
+	r->opt = *opts;
+	r->o = o = &r->opt;
+	r->h = *hooks;
+	r->loop = loop;
+	r->n_fam = o->has_server2 && !o->map.on ? 2 : 1;
+	r->f[0].server = o->server;
+	r->f[1].server = o->server2;
 	/* the port mapping and the broker's probe: the IPv4 family's */
-	r.pf = pf = r.n_fam == 2 && o->server.family == NB_AF_INET6 ? &r.f[1] : &r.f[0];
+	r->pf = pf = r->n_fam == 2 && o->server.family == NB_AF_INET6 ? &r->f[1] : &r->f[0];
 	nb_addr_format(&o->server, srv, sizeof(srv));
 	nb_addr_format(&o->server2, srv2, sizeof(srv2));
-	for (int k = 0; k < r.n_fam; k++) {
-		struct fam *f = &r.f[k];
+	for (int k = 0; k < r->n_fam; k++) {
+		struct fam *f = &r->f[k];
 		char a[NB_ADDR_STRLEN];
-		f->r = &r;
+		f->r = r;
 		rc = nb_local_ip_toward(&f->server, &f->local);
 		if (rc == 0)
 			continue;
 		nb_addr_format(&f->server, a, sizeof(a));
-		if (r.n_fam == 1) {
-			fprintf(stderr, "natpeer: no route to %s: %s (check --broker and the network)\n", a,
-				strerror(-rc));
-			return 1;
+		if (r->n_fam == 1) {
+			say(r, NATPEER_LOG_ERROR, "natpeer: no route to %s: %s (check --broker and the network)", a,
+			    strerror(-rc));
+			free(r);
+			return NATPEER_E_SYSTEM;
 		}
 		snprintf(f->why, sizeof(f->why), "no route to %s: %s", a, strerror(-rc));
 	}
 	if (getrandom(seed, sizeof(seed), 0) != (ssize_t)sizeof(seed)) {
-		fprintf(stderr, "natpeer: getrandom failed: %s\n", strerror(errno));
-		return 1;
+		say(r, NATPEER_LOG_ERROR, "natpeer: getrandom failed: %s", strerror(errno));
+		free(r);
+		return NATPEER_E_SYSTEM;
 	}
-	uv_loop_init(&r.loop);
-	for (int k = 0; k < r.n_fam; k++) {
-		struct fam *f = &r.f[k];
+	/* From here on every failure closes what is open, and `done` reports it. */
+	uv_timer_init(loop, &r->timer);
+	r->timer.data = r;
+	r->open_handles++;
+	*ret = r;
+	for (int k = 0; k < r->n_fam; k++) {
+		struct fam *f = &r->f[k];
 		if (f->why[0] != '\0')
 			continue;
-		if (fam_open(&r, f, o->map.on ? (o->map.tcp ? 0 : o->map.port) : o->port) != 0) {
-			uv_run(&r.loop, UV_RUN_DEFAULT);
-			uv_loop_close(&r.loop);
-			return 1;
-		}
+		if (fam_open(r, f, o->map.on ? (o->map.tcp ? 0 : o->map.port) : o->port) != 0)
+			return fail_async(r, NATPEER_E_SYSTEM);
 	}
-	uv_timer_init(&r.loop, &r.timer);
-	r.timer.data = &r;
-	r.open_handles++;
 	if (o->map.on) {
-		if (o->map.tcp && (rc = map_listen(&r)) != 0) {
-			fprintf(stderr, "natpeer: map: cannot listen on TCP %u: %s\n", (unsigned)o->map.port,
-				uv_strerror(rc));
-			r.exit_code = 1;
-			close_all(&r);
-			uv_run(&r.loop, UV_RUN_DEFAULT);
-			uv_loop_close(&r.loop);
-			return 1;
+		if (o->map.tcp && (rc = map_listen(r)) != 0) {
+			say(r, NATPEER_LOG_ERROR, "natpeer: map: cannot listen on TCP %u: %s", (unsigned)o->map.port,
+			    uv_strerror(rc));
+			return fail_async(r, NATPEER_E_SYSTEM);
 		}
-		for (int i = 0; i < 2; i++) {
-			uv_signal_init(&r.loop, &r.sig[i]);
-			r.sig[i].data = &r;
-			uv_signal_start(&r.sig[i], on_signal, i == 0 ? SIGINT : SIGTERM);
-			r.open_handles++;
-		}
-		r.sig_on = true;
-	} else if (!o->json && r.n_fam == 1) {
-		fprintf(stderr, "netcheck: testing mapping and filtering against %s...\n", srv);
-	} else if (!o->json) {
-		fprintf(stderr, "netcheck: testing mapping and filtering against %s and %s at once...\n", srv,
-			srv2);
+	} else if (r->n_fam == 1) {
+		say(r, NATPEER_LOG_INFO, "netcheck: testing mapping and filtering against %s...", srv);
+	} else {
+		say(r, NATPEER_LOG_INFO, "netcheck: testing mapping and filtering against %s and %s at once...", srv,
+		    srv2);
 	}
 	uint64_t now = nb_now_ms();
-	r.start = now;
-	r.hard_deadline = now + (o->timeout_ms ? o->timeout_ms : 10000);
-	for (int k = 0; k < r.n_fam; k++)
-		if (r.f[k].on)
-			nb_netcheck_init(&r.f[k].nc, NULL, &r.f[k].server, &r.f[k].local, seed[k], now);
+	r->start = now;
+	r->hard_deadline = now + (o->timeout_ms ? o->timeout_ms : 10000);
+	for (int k = 0; k < r->n_fam; k++)
+		if (r->f[k].on)
+			nb_netcheck_init(&r->f[k].nc, NULL, &r->f[k].server, &r->f[k].local, seed[k], now);
 	uint8_t cseed[32];
 	if (getrandom(cseed, sizeof(cseed), 0) != (ssize_t)sizeof(cseed))
 		memset(cseed, 0, sizeof(cseed)); /* cannot happen after the first getrandom */
-	nb_client_init(&r.client, NULL, &pf->server, cseed, now);
+	nb_client_init(&r->client, NULL, &pf->server, cseed, now);
 	nb_addr_format(&pf->server, srv, sizeof(srv));
 	if (o->upnp && o->has_identity && pf->on) {
 		/* The broker's key: as pinned by listen/connect, or given; else
@@ -956,23 +856,25 @@ int nb_netcheck_run(const struct nb_netcheck_opts *o)
 		    (pinned = nb_known_lookup(&known, name)) != NULL)
 			memcpy(bk, pinned, NB_KEY_LEN);
 		if (pinned != NULL && o->has_broker_key && !nb_key_equal(bk, o->broker_key))
-			fprintf(stderr, "natpeer: --broker-key is not the key pinned for %s in %s: the "
-					"broker will not be asked to probe the mapping\n", srv, o->known_path);
+			say(r, NATPEER_LOG_ERROR, "natpeer: --broker-key is not the key pinned for %s in %s: the "
+						  "broker will not be asked to probe the mapping", srv, o->known_path);
 		else {
 			if (pinned == NULL && o->has_broker_key) {
 				memcpy(bk, o->broker_key, NB_KEY_LEN);
 				pinned = bk;
 			}
-			nb_blink_init(&r.bl, o->priv, o->pub, pinned != NULL ? bk : NULL, &pf->server, cseed);
-			r.bl_on = nb_blink_start(&r.bl, now) == 0;
+			nb_blink_init(&r->bl, o->priv, o->pub, pinned != NULL ? bk : NULL, &pf->server, cseed);
+			r->bl_on = nb_blink_start(&r->bl, now) == 0;
 		}
 		nb_known_free(&known);
+		OPENSSL_cleanse(bk, sizeof(bk));
 	}
+	OPENSSL_cleanse(cseed, sizeof(cseed));
 	if (o->upnp && pf->on) {
 		struct nb_portmap_opts po = {
-			.internal_port = pf->local.port, .ssdp_flags = o->upnp_flags, .quiet = o->json,
-			.log = portmap_line,
-			.protocols = o->portmap_protocols, .verify = nb_client_verify_hook, .verify_arg = &r.client,
+			.internal_port = pf->local.port, .ssdp_flags = o->upnp_flags, .quiet = false,
+			.log = portmap_line, .log_arg = r,
+			.protocols = o->portmap_protocols, .verify = nb_client_verify_hook, .verify_arg = &r->client,
 		};
 		if (o->map.on) {
 			po.internal_port = o->map.port;
@@ -981,33 +883,22 @@ int nb_netcheck_run(const struct nb_netcheck_opts *o)
 			po.lease_s = o->map.lease_s;
 			po.check_s = o->map.check_s;
 			po.verify = map_verify;
-			po.verify_arg = &r;
+			po.verify_arg = r;
 			po.no_fallback = true;
 			if (pf->server.family == NB_AF_INET6) /* an IPv6 broker: a pinhole for our IPv6 address */
 				po.client6 = pf->local;
 		}
-		rc = nb_portmap_open(&r.pm, &r.loop, &po, on_portmap, &r);
-		if (rc != 0)
-			fprintf(stderr, "natpeer: port mapping: cannot start: %s%s\n", uv_strerror(rc),
-				o->map.on ? "" : " (going on without it)");
+		rc = nb_portmap_open(&r->pm, r->loop, &po, on_portmap, r);
+		if (rc != 0) {
+			r->pm = NULL;
+			say(r, NATPEER_LOG_ERROR, "natpeer: port mapping: cannot start: %s%s", uv_strerror(rc),
+			    o->map.on ? "" : " (going on without it)");
+		}
 		if (rc != 0 && o->map.on)
-			r.exit_code = 1;
+			r->status = NATPEER_E_SYSTEM;
 	}
-	if (o->map.on && r.pm == NULL) {
-		finish(&r);
-		uv_run(&r.loop, UV_RUN_DEFAULT);
-		uv_loop_close(&r.loop);
-		return 1;
-	}
-	pump(&r);
-	uv_run(&r.loop, UV_RUN_DEFAULT);
-	uv_loop_close(&r.loop);
-	if (r.bl_on)
-		nb_blink_wipe(&r.bl);
-	if (r.timed_out) {
-		fprintf(stderr, "natpeer: %s did not finish within the timeout (raise --timeout)\n",
-			o->map.on ? "map" : "netcheck");
-		return 1;
-	}
-	return r.exit_code;
+	if (o->map.on && r->pm == NULL)
+		return fail_async(r, r->status != 0 ? r->status : NATPEER_E_SYSTEM);
+	pump(r);
+	return 0;
 }
