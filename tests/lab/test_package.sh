@@ -71,8 +71,8 @@ if ! cmake -S "$SRC" -B "$B" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_INSTALL_P
         -DNB_BENCH=OFF -DCMAKE_SKIP_INSTALL_ALL_DEPENDENCY=ON >"$LAB_TMP/configure.log" 2>&1; then
     lab_fail "configure" "$(tail -n 30 "$LAB_TMP/configure.log")"; lab_summary; exit 1
 fi
-if ! cmake --build "$B" -j"$(nproc)" --target natbroker natpeer man >"$LAB_TMP/build.log" 2>&1; then
-    lab_fail "build natbroker natpeer man" "$(tail -n 30 "$LAB_TMP/build.log")"; lab_summary; exit 1
+if ! cmake --build "$B" -j"$(nproc)" --target natbroker natpeer natpeer_static man >"$LAB_TMP/build.log" 2>&1; then
+    lab_fail "build natbroker natpeer natpeer_static man" "$(tail -n 30 "$LAB_TMP/build.log")"; lab_summary; exit 1
 fi
 if ! (cd "$B" && cpack -G DEB) >"$LAB_TMP/cpack.log" 2>&1; then
     lab_fail "cpack -G DEB" "$(tail -n 30 "$LAB_TMP/cpack.log")"; lab_summary; exit 1
@@ -93,8 +93,11 @@ lab_check "control: the config file is a conffile" grep -q 'conffiles' "$LAB_TMP
 for f in ./usr/bin/natbroker ./usr/bin/natpeer ./usr/share/man/man8/natbroker.8 \
          ./usr/share/man/man1/natpeer.1 ./etc/natbroker/natbroker.conf \
          ./usr/share/doc/natbroker/examples/natbroker.conf ./usr/lib/systemd/system/natbroker.service \
-         ./usr/share/doc/natbroker/operations.md; do
-    lab_check "package holds $f" grep -qE " $f(\\.gz)?\$" "$LAB_TMP/contents"
+         ./usr/share/doc/natbroker/operations.md ./usr/include/natpeer.h \
+         "./usr/lib/$(dpkg-architecture -qDEB_HOST_MULTIARCH)/libnatpeer.so.0" \
+         "./usr/lib/$(dpkg-architecture -qDEB_HOST_MULTIARCH)/libnatpeer.a" \
+         "./usr/lib/$(dpkg-architecture -qDEB_HOST_MULTIARCH)/pkgconfig/natpeer.pc"; do
+    lab_check "package holds $f" grep -qE " $f(\\.gz)?( -> .*)?\$" "$LAB_TMP/contents"
 done
 [ "$LAB_FAIL" -eq 0 ] || { echo "# control:"; sed 's/^/#   /' "$LAB_TMP/control"; echo "# contents:"; sed 's/^/#   /' "$LAB_TMP/contents"; }
 
